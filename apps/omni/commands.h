@@ -1,0 +1,12 @@
+// The `omni` subcommands. Each register_* adds one subcommand to the app; its callback runs the
+// command and sets the process exit code through `exit_code` (0 on success, 1 on a reported error).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace omni::cli {
+
+void register_inspect(CLI::App& app, int& exit_code);
+void register_synth(CLI::App& app, int& exit_code);
+
+}  // namespace omni::cli
