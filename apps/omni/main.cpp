@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   omni::cli::register_inspect(app, exit_code);
   omni::cli::register_synth(app, exit_code);
+  omni::cli::register_run(app, exit_code);
+  omni::cli::register_perplexity(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -1,0 +1,194 @@
+// omni run: generates text from a prompt with a local model, streaming it to stdout; with --json,
+// one JSON object per generated token (id, logprob, top log-probs) for comparisons.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "model/chat_template.h"
+#include "model/model.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+
+namespace omni::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct RunOptions {
+  std::string model_path;
+  std::string prompt;
+  std::string system;
+  int n_predict = 128;
+  int threads = 0;
+  uint32_t ctx = 0;
+  bool chat = false;
+  std::string chat_template;
+  int top_logprobs = 0;
+  bool json = false;
+  std::vector<std::string> stops;
+  bool ignore_eos = false;
+  model::SamplingParams sampling;
+};
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "omni run: %s\n", message.c_str());
+  return 1;
+}
+
+// Builds the prompt's tokens: raw text (BOS as the vocabulary asks, special-token texts left as
+// text), or a chat conversation rendered by the model's template (special tokens parsed).
+Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Model& m, const model::Tokenizer& tok,
+                                           std::vector<std::string>& stops) {
+  if (!o.chat) return tok.encode(o.prompt, /*add_special=*/true, /*parse_special=*/false);
+  const gguf::Metadata& md = m.file().metadata();
+  auto text_of = [&](std::optional<int32_t> id) { return id ? tok.token_to_piece(*id, true) : std::string(); };
+  Result<model::ChatTemplate> tmpl = Error{""};
+  if (!o.chat_template.empty()) {
+    tmpl = model::ChatTemplate::by_name(o.chat_template, text_of(tok.bos()), text_of(tok.eos()));
+  } else if (const auto* src = md.find("tokenizer.chat_template"); src && src->as_string()) {
+    tmpl = model::ChatTemplate::detect(*src->as_string(), text_of(tok.bos()), text_of(tok.eos()));
+  } else {
+    return Error{"the model has no tokenizer.chat_template; name one with --chat-template"};
+  }
+  if (!tmpl) return tmpl.error();
+  std::vector<model::ChatMessage> messages;
+  if (!o.system.empty()) messages.push_back({"system", o.system});
+  messages.push_back({"user", o.prompt});
+  auto text = tmpl->apply(messages, /*add_generation_prompt=*/true);
+  if (!text) return text.error();
+  for (auto& s : tmpl->stop_strings()) stops.push_back(s);
+  // A template that writes BOS itself must not get a second one from the tokenizer.
+  return tok.encode(*text, /*add_special=*/!tmpl->renders_bos(), /*parse_special=*/true);
+}
+
+int run(const RunOptions& o) {
+  auto model = model::Model::load(o.model_path);
+  if (!model) return fail(model.error().message);
+  auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
+  if (!tokenizer) return fail(tokenizer.error().message);
+  auto sampler = model::Sampler::create(o.sampling);
+  if (!sampler) return fail(sampler.error().message);
+
+  std::vector<std::string> stops = o.stops;
+  auto tokens = prompt_tokens(o, **model, *tokenizer, stops);
+  if (!tokens) return fail(tokens.error().message);
+  if (tokens->empty()) return fail("the prompt is empty");
+
+  const model::ModelConfig& cfg = (*model)->config();
+  uint32_t n_ctx = o.ctx ? o.ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);
+  if (tokens->size() + static_cast<size_t>(std::max(o.n_predict, 0)) > n_ctx)
+    n_ctx = static_cast<uint32_t>(tokens->size() + std::max(o.n_predict, 0));
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  kernels::ThreadPool pool(threads);
+  auto session = model::Session::create(**model, 0, cfg.n_layer, n_ctx);
+  if (!session) return fail(session.error().message);
+
+  std::vector<float> logits;
+  const auto t0 = Clock::now();
+  constexpr size_t kBatch = 512;
+  for (size_t i = 0; i < tokens->size(); i += kBatch) {
+    std::span<const int32_t> batch(tokens->data() + i, std::min(kBatch, tokens->size() - i));
+    if (auto r = (*session)->forward(batch, {}, model::Output::LastLogits, logits, pool); !r) return fail(r.error().message);
+  }
+  for (int32_t t : *tokens) sampler->accept(t);
+  const auto t1 = Clock::now();
+
+  model::Detokenizer detok(*tokenizer);
+  model::StopDetector stop(stops);
+  int generated = 0;
+  std::string finish = "length";
+  for (; generated < o.n_predict; ++generated) {
+    const int32_t id = sampler->sample(logits);
+    if (o.json) {
+      nlohmann::json line;
+      line["id"] = id;
+      auto top = model::top_logprobs(logits, std::max(o.top_logprobs, 1));
+      // The chosen token's log-prob, from the same log-softmax as the top list.
+      double lp = 0;
+      {
+        float max = logits[0];
+        for (float v : logits) max = std::max(max, v);
+        double sum = 0;
+        for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
+        lp = static_cast<double>(logits[id]) - max - std::log(sum);
+      }
+      line["logprob"] = lp;
+      nlohmann::json top_json = nlohmann::json::array();
+      for (int k = 0; k < o.top_logprobs && k < static_cast<int>(top.size()); ++k)
+        top_json.push_back({top[k].first, top[k].second});
+      line["top"] = std::move(top_json);
+      line["text"] = tokenizer->token_to_piece(id);
+      std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    }
+    if (!o.ignore_eos && tokenizer->is_end_of_generation(id)) {
+      finish = "stop";
+      break;
+    }
+    sampler->accept(id);
+    if (!o.json) {
+      auto piece = detok.feed(id);
+      if (!piece) return fail(piece.error().message);
+      std::string shown = stop.feed(*piece);
+      std::fwrite(shown.data(), 1, shown.size(), stdout);
+      std::fflush(stdout);
+      if (stop.stopped()) {
+        finish = "stop";
+        ++generated;
+        break;
+      }
+    }
+    if (generated + 1 == o.n_predict) {
+      ++generated;
+      break;
+    }
+    const int32_t next[1] = {id};
+    if (auto r = (*session)->forward(next, {}, model::Output::LastLogits, logits, pool); !r) return fail(r.error().message);
+  }
+  if (!o.json) {
+    std::string rest = stop.stopped() ? "" : stop.feed(detok.flush()) + stop.flush();
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::printf("\n");
+  }
+  const auto t2 = Clock::now();
+  const double prompt_s = std::chrono::duration<double>(t1 - t0).count();
+  const double gen_s = std::chrono::duration<double>(t2 - t1).count();
+  std::fprintf(stderr, "\nomni run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %d tokens in %.2f s (%.1f tok/s), "
+               "finish: %s, threads %d, context %u, KV cache %.1f MiB\n",
+               tokens->size(), prompt_s, tokens->size() / std::max(prompt_s, 1e-9), generated, gen_s,
+               generated / std::max(gen_s, 1e-9), finish.c_str(), threads, n_ctx,
+               (*session)->kv_bytes() / 1048576.0);
+  return 0;
+}
+
+}  // namespace
+
+void register_run(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<RunOptions>();
+  auto* cmd = app.add_subcommand("run", "Generate text with a local model");
+  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
+  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
+  cmd->add_option("-c,--ctx-size", o->ctx, "Context length (default: min(training context, 4096))");
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)")->capture_default_str();
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0 = off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
+  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the penalties look back")->capture_default_str();
+  cmd->add_option("--frequency-penalty", o->sampling.frequency_penalty, "OpenAI frequency penalty");
+  cmd->add_option("--presence-penalty", o->sampling.presence_penalty, "OpenAI presence penalty");
+  cmd->add_option("--seed", o->sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
+  cmd->add_option("--chat-template", o->chat_template, "Chat template by name (chatml, llama2, llama3, ...)");
+  cmd->add_option("--system", o->system, "System message (with --chat)");
+  cmd->add_option("--stop", o->stops, "Stop string (repeatable)");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
+  cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: how many top log-probs per token");
+  cmd->add_flag("--json", o->json, "One JSON object per generated token: id, logprob, top");
+  cmd->callback([o, &exit_code] { exit_code = run(*o); });
+}
+
+}  // namespace omni::cli

@@ -1,0 +1,151 @@
+#include "kernels/ops.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/fp16.h"
+
+namespace omni::kernels {
+
+float exp_approx(float x) {
+  // exp(x) = 2^n * exp(b), n = round(x / ln 2), b = x - n ln 2 (in two parts for accuracy).
+  const float shift = 0x1.8p23f;
+  const float z = std::fma(x, 0x1.715476p+0f, shift);
+  const float n = z - shift;
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                           std::fma(0x1.ffffecp-1f, b, 1.0f));
+  return std::ldexp(j, static_cast<int>(n));
+}
+
+float reduce_16_lanes(const float* a) {
+  float t[8];
+  for (int i = 0; i < 8; ++i) t[i] = a[i + 8] + a[i];
+  return reduce_8_lanes(t);
+}
+
+float reduce_8_lanes(const float* a) {
+  float u[4];
+  for (int i = 0; i < 4; ++i) u[i] = a[i + 4] + a[i];
+  return (u[0] + u[2]) + (u[1] + u[3]);
+}
+
+float dot_f16_batched(const float* a, const float* b, int64_t n) {
+  float lanes[16] = {};
+  for (int64_t l = 0; l < n; l += 16)
+    for (int i = 0; i < 16; ++i) lanes[i] = std::fma(a[l + i], b[l + i], lanes[i]);
+  return reduce_16_lanes(lanes);
+}
+
+float dot_f16_single(const float* a, const float* b, int64_t n) {
+  const int64_t steps_end = n & ~int64_t{63};
+  float acc[4][16] = {};
+  for (int64_t i = 0; i < steps_end; i += 64)
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 16; ++l) acc[j][l] = std::fma(a[i + 16 * j + l], b[i + 16 * j + l], acc[j][l]);
+  for (int l = 0; l < 16; ++l) {
+    acc[0][l] += acc[2][l];
+    acc[1][l] += acc[3][l];
+  }
+  for (int l = 0; l < 16; ++l) acc[0][l] += acc[1][l];
+  double sum = reduce_16_lanes(acc[0]);
+  for (int64_t i = steps_end; i < n; ++i) sum += static_cast<double>(a[i] * b[i]);
+  return static_cast<float>(sum);
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float s = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
+  if (weight) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s * weight[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s;
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  // Chunks of 16 use the approximate exp and are summed as one vector; the tail uses libm's.
+  double sum = 0.0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int l = 0; l < 16; ++l) x[i + l] = exp_approx(x[i + l] - max);
+    sum += reduce_16_lanes(x + i);
+  }
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t k = 0; k < n; ++k) x[k] *= inv;
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx(-gate[i + l]));
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i]));
+  for (int64_t k = 0; k < n; ++k) gate[k] *= up[k];
+}
+
+void gelu_mul(float* gate, const float* up, int64_t n) {
+  // ggml evaluates GELU through a table indexed by the F16 value of x, holding F16 results.
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+  constexpr float kCoefA = 0.044715f;
+  for (int64_t i = 0; i < n; ++i) {
+    float x = gate[i];
+    float g;
+    if (x <= -10.0f) {
+      g = 0.0f;
+    } else if (x >= 10.0f) {
+      g = x;
+    } else {
+      const float h = fp16_to_fp32(fp32_to_fp16(x));
+      g = fp16_to_fp32(fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * (1.0f + kCoefA * h * h)))));
+    }
+    gate[i] = g * up[i];
+  }
+}
+
+void add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void scale(float* y, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= s;
+}
+
+void rope_adjacent(float* x, const float* cos, const float* sin, int64_t n_rot) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    float a = x[2 * i], b = x[2 * i + 1];
+    x[2 * i] = a * cos[i] - b * sin[i];
+    x[2 * i + 1] = a * sin[i] + b * cos[i];
+  }
+}
+
+void rope_halves(float* x, const float* cos, const float* sin, int64_t n_rot) {
+  const int64_t half = n_rot / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] - b * sin[i];
+    x[i + half] = a * sin[i] + b * cos[i];
+  }
+}
+
+void rope_angles(float pos, float base, float freq_scale, const float* freq_factors, int64_t n_rot, float* cos,
+                 float* sin) {
+  const float theta_scale = std::pow(base, -2.0f / static_cast<float>(n_rot));
+  float theta = pos;
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    float t = freq_scale * (freq_factors ? theta / freq_factors[i] : theta);
+    cos[i] = std::cos(t);
+    sin[i] = std::sin(t);
+    theta *= theta_scale;
+  }
+}
+
+}  // namespace omni::kernels

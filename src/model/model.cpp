@@ -1,0 +1,268 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/fp16.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+namespace omni::model {
+namespace {
+
+void to_fp16(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = kernels::fp32_to_fp16(src[i]);
+}
+
+void from_fp16(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = kernels::fp16_to_fp32(src[i]);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadRange& range) {
+  auto file = gguf::File::open(path);
+  if (!file) return file.error();
+  return from_file(std::move(*file), range);
+}
+
+Result<std::unique_ptr<Model>> Model::from_file(gguf::File file, const LoadRange& range) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::move(file);
+  auto config = ModelConfig::from_metadata(m->file_.metadata());
+  if (!config) return Error{m->file_.name() + ": " + config.error().message};
+  m->config_ = *config;
+  // The vocabulary size is the number of embedding rows (the tokenizer may list more tokens).
+  if (const gguf::TensorInfo* embd = m->file_.find_tensor("token_embd.weight"); embd && embd->shape.size() == 2) {
+    m->config_.n_vocab = static_cast<uint32_t>(embd->shape[1]);
+  } else if (auto tokens = m->file_.metadata().get_array("tokenizer.ggml.tokens")) {
+    m->config_.n_vocab = static_cast<uint32_t>((*tokens)->size());
+  }
+  m->range_ = range;
+  m->range_.block_end = std::min(range.block_end, m->config_.n_layer);
+  auto weights = ModelWeights::bind(m->file_, m->config_, m->range_);
+  if (!weights) return weights.error();
+  m->weights_ = std::move(*weights);
+  return m;
+}
+
+Result<std::unique_ptr<Session>> Session::create(const Model& model, uint32_t block_begin, uint32_t block_end,
+                                                 uint32_t n_ctx) {
+  const LoadRange& loaded = model.range();
+  if (block_begin > block_end || block_begin < loaded.block_begin || block_end > loaded.block_end)
+    return Error{"blocks [" + std::to_string(block_begin) + ", " + std::to_string(block_end) +
+                 ") are not within the loaded blocks [" + std::to_string(loaded.block_begin) + ", " +
+                 std::to_string(loaded.block_end) + ")"};
+  if (n_ctx == 0) return Error{"context length must be positive"};
+  return std::unique_ptr<Session>(new Session(model, block_begin, block_end, n_ctx));
+}
+
+Session::Session(const Model& model, uint32_t block_begin, uint32_t block_end, uint32_t n_ctx)
+    : model_(model),
+      block_begin_(block_begin),
+      block_end_(block_end),
+      cache_(block_end - block_begin, n_ctx, model.config().kv_dim()) {}
+
+void Session::ensure_scratch(uint32_t n) {
+  if (n <= scratch_tokens_) return;
+  const ModelConfig& c = model_.config();
+  scratch_tokens_ = n;
+  x_.resize(size_t{n} * c.n_embd);
+  xn_.resize(size_t{n} * c.n_embd);
+  q_.resize(size_t{n} * c.q_dim());
+  k_.resize(size_t{n} * c.kv_dim());
+  v_.resize(size_t{n} * c.kv_dim());
+  if (c.arch == Architecture::Phi3) qkv_.resize(size_t{n} * (c.q_dim() + 2 * c.kv_dim()));
+  attn_.resize(size_t{n} * c.q_dim());
+  gate_.resize(size_t{n} * c.n_ff * (c.arch == Architecture::Phi3 ? 2 : 1));
+  up_.resize(size_t{n} * c.n_ff);
+  ffn_.resize(size_t{n} * c.n_ff);
+  rope_cos_.resize(size_t{n} * c.rope_dims / 2);
+  rope_sin_.resize(size_t{n} * c.rope_dims / 2);
+}
+
+Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
+                              std::vector<float>& out, kernels::ThreadPool& pool) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const bool embed = block_begin_ == 0;
+  uint32_t n;
+  if (embed) {
+    if (!hidden.empty() || tokens.empty()) return Error{"a session starting at block 0 takes tokens"};
+    n = static_cast<uint32_t>(tokens.size());
+  } else {
+    if (!tokens.empty() || hidden.empty() || hidden.size() % c.n_embd != 0)
+      return Error{"a session starting at block " + std::to_string(block_begin_) +
+                   " takes hidden states of n_tokens x " + std::to_string(c.n_embd) + " values"};
+    n = static_cast<uint32_t>(hidden.size() / c.n_embd);
+  }
+  if (output != Output::Hidden && (block_end_ != c.n_layer || !model_.range().head))
+    return Error{"logits need the range to end at the last block with the output head loaded"};
+  if (n > cache_.n_ctx() - cache_.size())
+    return Error{"context is full: " + std::to_string(cache_.size()) + " + " + std::to_string(n) +
+                 " positions exceed " + std::to_string(cache_.n_ctx())};
+
+  ensure_scratch(n);
+  if (embed) {
+    for (uint32_t t = 0; t < n; ++t) {
+      if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= c.n_vocab)
+        return Error{"token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
+                     std::to_string(c.n_vocab)};
+      float* row = x_.data() + size_t{t} * c.n_embd;
+      kernels::dequantize_row_of(w.token_embd, tokens[t], row);
+      if (c.scale_embeddings) {
+        const float s = std::sqrt(static_cast<float>(c.n_embd));
+        for (uint32_t i = 0; i < c.n_embd; ++i) row[i] *= s;
+      }
+    }
+  } else {
+    std::copy(hidden.begin(), hidden.end(), x_.begin());
+  }
+
+  const uint32_t pos0 = cache_.size();
+  const uint32_t half = c.rope_dims / 2;
+  for (uint32_t t = 0; t < n; ++t)
+    kernels::rope_angles(static_cast<float>(pos0 + t), c.rope_base, c.rope_freq_scale, w.rope_freqs.data, c.rope_dims,
+                         rope_cos_.data() + size_t{t} * half, rope_sin_.data() + size_t{t} * half);
+  if (auto r = cache_.extend(n); !r) return r;
+  for (uint32_t layer = block_begin_; layer < block_end_; ++layer) run_block(layer, n, pos0, pool);
+
+  if (output == Output::Hidden) {
+    out.assign(x_.begin(), x_.begin() + size_t{n} * c.n_embd);
+    return {};
+  }
+  const uint32_t first = output == Output::LastLogits ? n - 1 : 0;
+  const uint32_t rows = n - first;
+  for (uint32_t t = first; t < n; ++t)
+    kernels::rms_norm(x_.data() + size_t{t} * c.n_embd, w.output_norm.data, xn_.data() + size_t{t - first} * c.n_embd,
+                      c.n_embd, c.rms_eps);
+  out.resize(size_t{rows} * c.n_vocab);
+  kernels::matmul(w.output, xn_.data(), rows, out.data(), pool);
+  return {};
+}
+
+void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::ThreadPool& pool) {
+  const ModelConfig& c = model_.config();
+  const BlockWeights& l = model_.weights().blocks[layer];
+  const uint32_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
+
+  for (uint32_t t = 0; t < n; ++t)
+    kernels::rms_norm(x_.data() + size_t{t} * d, l.attn_norm.data, xn_.data() + size_t{t} * d, d, c.rms_eps);
+
+  if (l.wqkv.data) {
+    const uint32_t width = qd + 2 * kvd;
+    kernels::matmul(l.wqkv, xn_.data(), n, qkv_.data(), pool);
+    for (uint32_t t = 0; t < n; ++t) {
+      const float* row = qkv_.data() + size_t{t} * width;
+      std::copy(row, row + qd, q_.data() + size_t{t} * qd);
+      std::copy(row + qd, row + qd + kvd, k_.data() + size_t{t} * kvd);
+      std::copy(row + qd + kvd, row + width, v_.data() + size_t{t} * kvd);
+    }
+  } else {
+    kernels::matmul(l.wq, xn_.data(), n, q_.data(), pool);
+    kernels::matmul(l.wk, xn_.data(), n, k_.data(), pool);
+    kernels::matmul(l.wv, xn_.data(), n, v_.data(), pool);
+  }
+  for (uint32_t t = 0; t < n; ++t) {
+    if (l.bq) kernels::add(q_.data() + size_t{t} * qd, l.bq.data, qd);
+    if (l.bk) kernels::add(k_.data() + size_t{t} * kvd, l.bk.data, kvd);
+    if (l.bv) kernels::add(v_.data() + size_t{t} * kvd, l.bv.data, kvd);
+  }
+
+  const uint32_t half = c.rope_dims / 2;
+  auto rope = c.rope_style == RopeStyle::Adjacent ? kernels::rope_adjacent : kernels::rope_halves;
+  for (uint32_t t = 0; t < n; ++t) {
+    const float* cs = rope_cos_.data() + size_t{t} * half;
+    const float* sn = rope_sin_.data() + size_t{t} * half;
+    for (uint32_t h = 0; h < c.n_head; ++h) {
+      float* qh = q_.data() + size_t{t} * qd + size_t{h} * c.head_dim;
+      if (l.q_norm) kernels::rms_norm(qh, l.q_norm.data, qh, c.head_dim, c.rms_eps);
+      rope(qh, cs, sn, c.rope_dims);
+      // phi3 scales the query before attention (and attends with scale 1), as llama.cpp does;
+      // the order matters because the query is rounded to F16 next.
+      if (c.arch == Architecture::Phi3) kernels::scale(qh, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.head_dim);
+    }
+    for (uint32_t h = 0; h < c.n_head_kv; ++h) {
+      float* kh = k_.data() + size_t{t} * kvd + size_t{h} * c.head_dim;
+      if (l.k_norm) kernels::rms_norm(kh, l.k_norm.data, kh, c.head_dim, c.rms_eps);
+      rope(kh, cs, sn, c.rope_dims);
+    }
+    const uint32_t b = layer - block_begin_;
+    to_fp16(k_.data() + size_t{t} * kvd, cache_.key(b, pos0 + t), kvd);
+    for (uint32_t i = 0; i < kvd; ++i) cache_.values(b, i)[pos0 + t] = kernels::fp32_to_fp16(v_[size_t{t} * kvd + i]);
+  }
+
+  attention(layer - block_begin_, n, pos0, pool);
+  kernels::matmul(l.wo, attn_.data(), n, xn_.data(), pool);
+  kernels::add(x_.data(), xn_.data(), size_t{n} * d);
+
+  for (uint32_t t = 0; t < n; ++t)
+    kernels::rms_norm(x_.data() + size_t{t} * d, l.ffn_norm.data, xn_.data() + size_t{t} * d, d, c.rms_eps);
+  const uint32_t ff = c.n_ff;
+  if (l.w_gate.data) {
+    kernels::matmul(l.w_gate, xn_.data(), n, gate_.data(), pool);
+    kernels::matmul(l.w_up, xn_.data(), n, up_.data(), pool);
+  } else {
+    // Fused gate and up (phi3): each output row holds the gate half, then the up half.
+    kernels::matmul(l.w_up, xn_.data(), n, gate_.data(), pool);
+    for (uint32_t t = 0; t < n; ++t) {
+      const float* row = gate_.data() + size_t{t} * 2 * ff;
+      std::copy(row + ff, row + 2 * ff, up_.data() + size_t{t} * ff);
+      std::copy(row, row + ff, ffn_.data() + size_t{t} * ff);
+    }
+    std::copy(ffn_.begin(), ffn_.begin() + size_t{n} * ff, gate_.begin());
+  }
+  if (c.activation == FfnActivation::SiluGated)
+    kernels::silu_mul(gate_.data(), up_.data(), size_t{n} * ff);
+  else
+    kernels::gelu_mul(gate_.data(), up_.data(), size_t{n} * ff);
+  kernels::matmul(l.w_down, gate_.data(), n, xn_.data(), pool);
+  kernels::add(x_.data(), xn_.data(), size_t{n} * d);
+}
+
+// Attention as llama.cpp computes it without flash attention: scores = K.q with q rounded to F16,
+// softmax over the cache length padded to 32 (future positions masked), probabilities rounded to
+// F16, out = V.p; each dot summed the way ggml's batched GEMM (n > 1) or single-row dot (n = 1) does.
+void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPool& pool) {
+  const ModelConfig& c = model_.config();
+  const uint32_t hd = c.head_dim, qd = c.q_dim();
+  const uint32_t group = c.n_head / c.n_head_kv;
+  const float scale = c.arch == Architecture::Phi3 ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
+  const uint32_t n_kv = std::min(cache_.n_ctx(), (pos0 + n + 31) / 32 * 32);
+  const bool batched = n > 1;
+  auto dot = [batched, hd](const float* a, const float* x, uint32_t len) {
+    return batched && len % 16 == 0 && hd % 16 == 0 ? kernels::dot_f16_batched(a, x, len)
+                                                    : kernels::dot_f16_single(a, x, len);
+  };
+  const size_t per_thread = 2 * size_t{cache_.n_ctx()} + 2 * size_t{hd};
+  if (scores_.size() < size_t(pool.size()) * per_thread) scores_.resize(size_t(pool.size()) * per_thread);
+
+  pool.parallel_for(int64_t{n} * c.n_head, [&](int thread, int64_t begin, int64_t end) {
+    float* scores = scores_.data() + size_t(thread) * per_thread;
+    float* row = scores + cache_.n_ctx();  // a key row or a value row in f32
+    float* q16 = row + cache_.n_ctx();
+    for (int64_t item = begin; item < end; ++item) {
+      const uint32_t t = static_cast<uint32_t>(item / c.n_head);
+      const uint32_t h = static_cast<uint32_t>(item % c.n_head);
+      const uint32_t g = h / group;
+      const uint32_t last = pos0 + t;  // causal: this token sees positions [0, last]
+      const float* q = q_.data() + size_t{t} * qd + size_t{h} * hd;
+      for (uint32_t i = 0; i < hd; ++i) q16[i] = kernels::fp16_to_fp32(kernels::fp32_to_fp16(q[i]));
+      for (uint32_t j = 0; j <= last; ++j) {
+        from_fp16(cache_.key(b, j) + size_t{g} * hd, row, hd);
+        scores[j] = dot(row, q16, hd) * scale;
+      }
+      std::fill(scores + last + 1, scores + n_kv, -INFINITY);
+      kernels::softmax(scores, n_kv);
+      for (uint32_t j = 0; j < n_kv; ++j) scores[j] = kernels::fp16_to_fp32(kernels::fp32_to_fp16(scores[j]));
+      float* out = attn_.data() + size_t{t} * qd + size_t{h} * hd;
+      for (uint32_t i = 0; i < hd; ++i) {
+        from_fp16(cache_.values(b, g * hd + i), row, n_kv);
+        out[i] = dot(row, scores, n_kv);
+      }
+    }
+  });
+}
+
+}  // namespace omni::model

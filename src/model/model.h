@@ -1,0 +1,92 @@
+// Model and Session: a transformer loaded from a GGUF file, and the inference state of one sequence
+// running a contiguous range of its blocks.
+//
+// A whole machine runs blocks [0, n_layer) with embeddings and head; a network node runs [a, b) and
+// passes hidden states on. Both use Session::forward, so splitting a model across calls (or
+// machines) gives bit-identical results to running it in one piece.
+//
+// Ownership: Model owns the mapped file; its weights are views into it. A Session refers to its Model,
+// which must outlive it. A Session is used from one thread at a time; the ThreadPool passed to
+// forward may be shared by sessions that are not run at the same time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "gguf/reader.h"
+#include "kernels/thread_pool.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace omni::model {
+
+class Model {
+ public:
+  // Maps `path` and binds the tensors `range` needs; errors name the file and the problem.
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const LoadRange& range = {});
+  static Result<std::unique_ptr<Model>> from_file(gguf::File file, const LoadRange& range = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const gguf::File& file() const { return file_; }
+  const LoadRange& range() const { return range_; }
+
+ private:
+  Model() = default;
+  gguf::File file_;
+  ModelConfig config_;
+  ModelWeights weights_;
+  LoadRange range_;
+};
+
+enum class Output {
+  Hidden,      // the residual stream after the last block of the range, n_tokens x n_embd
+  LastLogits,  // logits of the last token, n_vocab (the range must end at n_layer)
+  AllLogits,   // logits of every token, n_tokens x n_vocab
+};
+
+class Session {
+ public:
+  // Runs blocks [block_begin, block_end) of `model` for up to n_ctx positions.
+  static Result<std::unique_ptr<Session>> create(const Model& model, uint32_t block_begin, uint32_t block_end,
+                                                 uint32_t n_ctx);
+
+  // Runs `tokens` (when the range starts at block 0) or `hidden` (n_tokens x n_embd, otherwise)
+  // at positions [n_past(), n_past() + n_tokens), appending them to the cache, and writes `output`
+  // to `out` (resized). Errors: input of the wrong kind or size, a full context, an output the
+  // range cannot give, token ids outside the vocabulary.
+  Result<void> forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
+                       std::vector<float>& out, kernels::ThreadPool& pool);
+
+  uint32_t n_past() const { return cache_.size(); }
+  uint32_t n_ctx() const { return cache_.n_ctx(); }
+  Result<void> rollback(uint32_t n) { return cache_.rollback(n); }
+  void reset() { cache_.clear(); }
+  size_t kv_bytes() const { return cache_.bytes(); }
+  uint32_t block_begin() const { return block_begin_; }
+  uint32_t block_end() const { return block_end_; }
+
+ private:
+  Session(const Model& model, uint32_t block_begin, uint32_t block_end, uint32_t n_ctx);
+  void run_block(uint32_t layer, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool);
+  void attention(uint32_t block_index, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool);
+  void ensure_scratch(uint32_t n_tokens);
+
+  const Model& model_;
+  uint32_t block_begin_;
+  uint32_t block_end_;
+  KvCache cache_;
+
+  // Scratch, grown to the largest batch seen and then reused: no allocation per token.
+  uint32_t scratch_tokens_ = 0;
+  std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_, ffn_;
+  std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: rope_dims / 2 values
+  std::vector<float> scores_;               // per thread: n_ctx scores + two head rows
+};
+
+}  // namespace omni::model

@@ -1,0 +1,147 @@
+// Properties of the forward pass that need no reference: block ranges compose bit-exactly, KV
+// rollback restores the state, batches agree with one-token steps, bad input is an error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "gguf/writer.h"
+#include "model/model.h"
+
+namespace omni::model {
+namespace {
+
+const std::string kShared = OMNI_SHARED_DIR;
+
+class Engine : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto m = Model::load(kShared + "/models/" + GetParam());
+    ASSERT_TRUE(m) << m.error().message;
+    model = std::move(*m);
+  }
+  std::unique_ptr<Session> session(uint32_t begin, uint32_t end) {
+    auto s = Session::create(*model, begin, end, 64);
+    EXPECT_TRUE(s) << s.error().message;
+    return std::move(*s);
+  }
+  std::unique_ptr<Model> model;
+  kernels::ThreadPool pool{2};
+  const std::vector<int32_t> prompt{1, 450, 4996, 17354, 1701, 29916, 432};
+};
+
+TEST_P(Engine, SplitBlockRangesGiveBitIdenticalLogits) {
+  const uint32_t n = model->config().n_layer;
+  std::vector<float> whole, hidden, hidden2, split;
+  auto one = session(0, n);
+  ASSERT_TRUE(one->forward(prompt, {}, Output::AllLogits, whole, pool));
+  for (uint32_t cut = 1; cut < n; ++cut) {
+    auto a = session(0, cut);
+    auto b = session(cut, n);
+    ASSERT_TRUE(a->forward(prompt, {}, Output::Hidden, hidden, pool));
+    ASSERT_EQ(hidden.size(), prompt.size() * model->config().n_embd);
+    ASSERT_TRUE(b->forward({}, hidden, Output::AllLogits, split, pool));
+    ASSERT_EQ(split, whole) << "cut at block " << cut;
+  }
+  // Three pieces, then a decode step through all of them.
+  auto a = session(0, 1), b = session(1, n - 1), c = session(n - 1, n);
+  ASSERT_TRUE(a->forward(prompt, {}, Output::Hidden, hidden, pool));
+  ASSERT_TRUE(b->forward({}, hidden, Output::Hidden, hidden2, pool));
+  ASSERT_TRUE(c->forward({}, hidden2, Output::AllLogits, split, pool));
+  EXPECT_EQ(split, whole);
+  std::vector<float> step_whole, step_split;
+  const std::vector<int32_t> next{29892};
+  ASSERT_TRUE(one->forward(next, {}, Output::LastLogits, step_whole, pool));
+  ASSERT_TRUE(a->forward(next, {}, Output::Hidden, hidden, pool));
+  ASSERT_TRUE(b->forward({}, hidden, Output::Hidden, hidden2, pool));
+  ASSERT_TRUE(c->forward({}, hidden2, Output::LastLogits, step_split, pool));
+  EXPECT_EQ(step_split, step_whole);
+}
+
+TEST_P(Engine, RollbackRestoresState) {
+  const uint32_t n = model->config().n_layer;
+  auto s = session(0, n);
+  std::vector<float> first, again, other;
+  ASSERT_TRUE(s->forward(prompt, {}, Output::LastLogits, first, pool));
+  ASSERT_TRUE(s->forward({{5, 6, 7}}, {}, Output::LastLogits, other, pool));
+  EXPECT_EQ(s->n_past(), prompt.size() + 3);
+  ASSERT_TRUE(s->rollback(4));
+  ASSERT_TRUE(s->forward({{prompt.back()}}, {}, Output::LastLogits, again, pool));
+  EXPECT_EQ(again, first);
+  EXPECT_FALSE(s->rollback(1000));
+}
+
+TEST_P(Engine, BatchMatchesTokenByToken) {
+  const uint32_t n = model->config().n_layer;
+  auto batch = session(0, n), steps = session(0, n);
+  std::vector<float> all, one;
+  ASSERT_TRUE(batch->forward(prompt, {}, Output::AllLogits, all, pool));
+  const uint32_t vocab = model->config().n_vocab;
+  for (size_t t = 0; t < prompt.size(); ++t) {
+    ASSERT_TRUE(steps->forward({{prompt[t]}}, {}, Output::LastLogits, one, pool));
+    double worst = 0;
+    for (uint32_t v = 0; v < vocab; ++v) worst = std::max(worst, std::abs(double(one[v]) - all[t * vocab + v]));
+    EXPECT_LE(worst, 1e-3) << "token " << t;
+  }
+}
+
+TEST_P(Engine, BadInputIsAnError) {
+  const uint32_t n = model->config().n_layer;
+  std::vector<float> out;
+  auto s = session(0, n);
+  EXPECT_FALSE(s->forward({{-1}}, {}, Output::LastLogits, out, pool));
+  EXPECT_FALSE(s->forward({{static_cast<int32_t>(model->config().n_vocab)}}, {}, Output::LastLogits, out, pool));
+  EXPECT_FALSE(s->forward({}, {}, Output::LastLogits, out, pool));
+  std::vector<int32_t> too_long(65, 1);
+  auto full = s->forward(too_long, {}, Output::LastLogits, out, pool);
+  ASSERT_FALSE(full);
+  EXPECT_NE(full.error().message.find("context is full"), std::string::npos);
+  auto mid = session(1, n);
+  EXPECT_FALSE(mid->forward(prompt, {}, Output::Hidden, out, pool));             // needs hidden states
+  EXPECT_FALSE(mid->forward({}, std::vector<float>(7), Output::Hidden, out, pool));  // not n x n_embd
+  auto head_less = session(0, 1);
+  EXPECT_FALSE(head_less->forward(prompt, {}, Output::LastLogits, out, pool));
+  EXPECT_FALSE(Session::create(*model, 2, 1, 16));
+  EXPECT_FALSE(Session::create(*model, 0, n + 1, 16));
+  EXPECT_EQ(s->kv_bytes(), size_t{2} * n * 64 * model->config().kv_dim() * 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, Engine,
+                         ::testing::Values("synth-llama-q8_0.gguf", "synth-qwen2-q4_k_m.gguf", "synth-phi3-q8_0.gguf"),
+                         [](const auto& info) {
+                           std::string s = info.param.substr(0, info.param.size() - 5);
+                           for (char& c : s)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return s;
+                         });
+
+TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
+  // The GPT-2 vocabulary file declares architecture "gpt2", which the engine does not run.
+  auto gpt2 = Model::load(kShared + "/vocab/ggml-vocab-gpt-2.gguf");
+  ASSERT_FALSE(gpt2);
+  EXPECT_NE(gpt2.error().message.find("unsupported architecture 'gpt2'"), std::string::npos) << gpt2.error().message;
+
+  // A llama header with every hyper-parameter but no tensors names the first tensor it lacks.
+  gguf::Writer w;
+  auto& md = w.metadata();
+  md.set("general.architecture", gguf::Value::string("llama"));
+  for (const char* key : {"llama.embedding_length", "llama.block_count", "llama.feed_forward_length"})
+    md.set(key, gguf::Value::u32(64));
+  md.set("llama.attention.head_count", gguf::Value::u32(8));
+  const std::string path = ::testing::TempDir() + "/no-tensors.gguf";
+  ASSERT_TRUE(w.write_file(path, [](size_t, gguf::TensorSink&) -> Result<void> { return {}; }));
+  auto empty = Model::load(path);
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message.find("tensor 'token_embd.weight' is missing"), std::string::npos)
+      << empty.error().message;
+
+  // A missing hyper-parameter is named too.
+  md.erase("llama.block_count");
+  ASSERT_TRUE(w.write_file(path, [](size_t, gguf::TensorSink&) -> Result<void> { return {}; }));
+  auto no_blocks = Model::load(path);
+  ASSERT_FALSE(no_blocks);
+  EXPECT_NE(no_blocks.error().message.find("'llama.block_count' is missing"), std::string::npos)
+      << no_blocks.error().message;
+}
+
+}  // namespace
+}  // namespace omni::model

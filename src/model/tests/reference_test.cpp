@@ -1,0 +1,127 @@
+// The engine against an independent implementation: for every model in ../shared/models, the greedy
+// steps, top-5 log-probs and perplexity recorded in ../shared/reference, compared by the rule in
+// ../shared/README.md.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "model/perplexity.h"
+#include "model/tokenizer.h"
+
+namespace omni::model {
+namespace {
+
+using nlohmann::json;
+const std::string kShared = OMNI_SHARED_DIR;
+
+json load_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+std::vector<double> log_softmax(const std::vector<float>& logits) {
+  double max = logits[0];
+  for (float v : logits) max = std::max(max, static_cast<double>(v));
+  double sum = 0;
+  for (float v : logits) sum += std::exp(v - max);
+  const double log_sum = std::log(sum) + max;
+  std::vector<double> out(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_sum;
+  return out;
+}
+
+// Tolerance on log-probs by weight format, from ../shared/README.md.
+double logprob_tolerance(const std::string& model) {
+  if (model.find("f16") != std::string::npos || model.find("q8_0") != std::string::npos) return 1e-3;
+  if (model.find("q6_k") != std::string::npos) return 1e-2;
+  return 2e-2;
+}
+
+std::vector<std::string> reference_models() {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(kShared + "/reference"))
+    if (e.path().extension() == ".json") out.push_back(e.path().stem().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class Reference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Reference, GreedyStepsAndTopLogprobs) {
+  const std::string name = GetParam();
+  json ref = load_json(kShared + "/reference/" + name + ".json");
+  auto model = Model::load(kShared + "/models/" + ref["model"].get<std::string>());
+  ASSERT_TRUE(model) << model.error().message;
+  kernels::ThreadPool pool(2);
+  const double tol = logprob_tolerance(name);
+  double worst = 0;
+  int compared = 0;
+  for (const json& prompt : ref["prompts"]) {
+    const auto tokens = prompt["prompt_tokens"].get<std::vector<int32_t>>();
+    const json& steps = prompt["steps"];
+    auto session = Session::create(**model, 0, (*model)->config().n_layer, 256);
+    ASSERT_TRUE(session) << session.error().message;
+    std::vector<float> logits;
+    std::vector<int32_t> input = tokens;
+    for (const json& step : steps) {
+      auto r = (*session)->forward(input, {}, Output::LastLogits, logits, pool);
+      ASSERT_TRUE(r) << r.error().message;
+      const json& top = step["top"];
+      // Below this margin rounding may legitimately flip the argmax: stop comparing this prompt.
+      if (top[0][1].get<double>() - top[1][1].get<double>() <= 0.05) break;
+      std::vector<double> lp = log_softmax(logits);
+      const int32_t ours = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      ASSERT_EQ(ours, step["id"].get<int32_t>()) << name << " prompt '" << prompt["prompt"].get<std::string>()
+                                                 << "' step " << compared;
+      for (const json& pair : top) {
+        const double diff = std::abs(lp[pair[0].get<int32_t>()] - pair[1].get<double>());
+        worst = std::max(worst, diff);
+        EXPECT_LE(diff, tol) << name << " token " << pair[0] << " at step " << compared;
+      }
+      ++compared;
+      input = {ours};
+    }
+  }
+  EXPECT_GE(compared, 40) << "too few steps compared";
+  std::printf("[reference] %-20s steps compared %3d, worst |dlogprob| %.2e (tolerance %.0e)\n", name.c_str(),
+              compared, worst, tol);
+}
+
+TEST_P(Reference, Perplexity) {
+  const std::string name = GetParam();
+  json ref = load_json(kShared + "/reference/" + name + ".json");
+  auto model = Model::load(kShared + "/models/" + ref["model"].get<std::string>());
+  ASSERT_TRUE(model) << model.error().message;
+  auto tokenizer = Tokenizer::from_metadata((*model)->file().metadata());
+  ASSERT_TRUE(tokenizer) << tokenizer.error().message;
+  std::ifstream in(kShared + "/reference/" + ref["perplexity"]["text"].get<std::string>());
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::vector<int32_t> tokens = tokenizer->encode(text, /*add_special=*/true, /*parse_special=*/false);
+  std::optional<int32_t> bos;
+  if (tokenizer->add_bos()) bos = tokenizer->bos();
+  kernels::ThreadPool pool(2);
+  auto ppl = perplexity(**model, tokens, ref["perplexity"]["ctx"].get<uint32_t>(),
+                        ref["perplexity"]["chunks"].get<uint32_t>(), bos, pool);
+  ASSERT_TRUE(ppl) << ppl.error().message;
+  const double expected = ref["perplexity"]["ppl"].get<double>();
+  const double rel = std::abs(ppl->perplexity - expected) / expected;
+  std::printf("[reference] %-20s PPL %.4f vs %.4f (rel diff %.2e), %llu tokens scored\n", name.c_str(),
+              ppl->perplexity, expected, rel, static_cast<unsigned long long>(ppl->scored_tokens));
+  EXPECT_EQ(ppl->scored_tokens, 1008u);
+  EXPECT_LE(rel, 0.005);
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, Reference, ::testing::ValuesIn(reference_models()),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace omni::model
