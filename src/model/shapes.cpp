@@ -1,0 +1,197 @@
+#include "model/shapes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+namespace omni::model {
+namespace {
+
+Shape make(std::string name, std::string arch, std::string display, std::string basename, std::string size,
+           uint32_t n_layer, uint32_t n_embd, uint32_t n_head, uint32_t n_head_kv, uint32_t n_ff, uint32_t n_vocab,
+           uint32_t n_ctx, float rope_base, float eps) {
+  Shape s;
+  s.name = std::move(name);
+  s.arch = std::move(arch);
+  s.display_name = std::move(display);
+  s.basename = std::move(basename);
+  s.size_label = std::move(size);
+  s.n_layer = n_layer;
+  s.n_embd = n_embd;
+  s.n_head = n_head;
+  s.n_head_kv = n_head_kv;
+  s.n_ff = n_ff;
+  s.n_vocab = n_vocab;
+  s.n_ctx = n_ctx;
+  s.head_dim = n_embd / n_head;
+  s.rope_freq_base = rope_base;
+  s.rms_eps = eps;
+  return s;
+}
+
+std::vector<Shape> build_table() {
+  std::vector<Shape> t;
+  // TinyLlama/TinyLlama-1.1B-Chat-v1.0 config.json.
+  t.push_back(make("tinyllama-1.1b", "llama", "TinyLlama 1.1B", "TinyLlama", "1.1B", 22, 2048, 32, 4, 5632, 32000,
+                   2048, 10000.0f, 1e-5f));
+  // meta-llama/Llama-3.2-1B: head_dim 64 stated in config.json, tied embeddings, llama3 rope scaling.
+  Shape l32 = make("llama-3.2-1b", "llama", "Llama 3.2 1B", "Llama-3.2", "1B", 16, 2048, 32, 8, 8192, 128256, 131072,
+                   500000.0f, 1e-5f);
+  l32.head_dim_in_config = true;
+  l32.tied_embeddings = true;
+  l32.llama3_rope = Llama3RopeScaling{32.0f, 1.0f, 4.0f, 8192};
+  t.push_back(l32);
+  // Qwen/Qwen2.5-0.5B: q/k/v biases, tied embeddings, 151936 embedding rows (tokenizer padded).
+  Shape q = make("qwen2.5-0.5b", "qwen2", "Qwen2.5 0.5B", "Qwen2.5", "0.5B", 24, 896, 14, 2, 4864, 151936, 32768,
+                 1000000.0f, 1e-6f);
+  q.tied_embeddings = true;
+  q.qkv_bias = true;
+  t.push_back(q);
+  // mistralai/Mistral-7B-v0.2 (32000 vocab, rope_theta 1e6, no sliding window): llama architecture.
+  t.push_back(make("mistral-7b", "llama", "Mistral 7B v0.2", "Mistral", "7B", 32, 4096, 32, 8, 14336, 32000, 32768,
+                   1000000.0f, 1e-5f));
+  // meta-llama/Llama-2-13b-hf.
+  t.push_back(make("llama-2-13b", "llama", "Llama 2 13B", "Llama-2", "13B", 40, 5120, 40, 40, 13824, 32000, 4096,
+                   10000.0f, 1e-5f));
+  // meta-llama/Meta-Llama-3-70B.
+  t.push_back(make("llama-3-70b", "llama", "Meta Llama 3 70B", "Meta-Llama-3", "70B", 80, 8192, 64, 8, 28672, 128256,
+                   8192, 500000.0f, 1e-5f));
+  return t;
+}
+
+}  // namespace
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> table = build_table();
+  return table;
+}
+
+const Shape* find_shape(std::string_view name) {
+  for (const Shape& s : shapes())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+uint64_t TensorLayout::n_elements() const {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<TensorLayout> tensor_layout(const Shape& s, uint32_t n_layer, uint32_t n_vocab) {
+  const uint64_t embd = s.n_embd, q_dim = uint64_t{s.n_head} * s.head_dim, kv_dim = uint64_t{s.n_head_kv} * s.head_dim;
+  const uint64_t ff = s.n_ff;
+  // (Hugging Face name, tensor): the converter emits tensors in the HF checkpoint's order, which
+  // for a safetensors file is its names sorted as strings.
+  std::vector<std::pair<std::string, TensorLayout>> hf;
+  auto add = [&](std::string hf_name, std::string name, std::vector<uint64_t> shape, TensorRole role) {
+    hf.emplace_back(std::move(hf_name), TensorLayout{std::move(name), std::move(shape), role});
+  };
+  add("model.embed_tokens.weight", "token_embd.weight", {embd, n_vocab}, TensorRole::TokenEmbedding);
+  if (!s.tied_embeddings) add("lm_head.weight", "output.weight", {embd, n_vocab}, TensorRole::Output);
+  add("model.norm.weight", "output_norm.weight", {embd}, TensorRole::Norm);
+  for (uint32_t i = 0; i < n_layer; ++i) {
+    const std::string hp = "model.layers." + std::to_string(i) + ".";
+    const std::string bp = "blk." + std::to_string(i) + ".";
+    add(hp + "input_layernorm.weight", bp + "attn_norm.weight", {embd}, TensorRole::Norm);
+    add(hp + "self_attn.q_proj.weight", bp + "attn_q.weight", {embd, q_dim}, TensorRole::Weight);
+    add(hp + "self_attn.k_proj.weight", bp + "attn_k.weight", {embd, kv_dim}, TensorRole::Weight);
+    add(hp + "self_attn.v_proj.weight", bp + "attn_v.weight", {embd, kv_dim}, TensorRole::Weight);
+    if (s.qkv_bias) {
+      add(hp + "self_attn.q_proj.bias", bp + "attn_q.bias", {q_dim}, TensorRole::Bias);
+      add(hp + "self_attn.k_proj.bias", bp + "attn_k.bias", {kv_dim}, TensorRole::Bias);
+      add(hp + "self_attn.v_proj.bias", bp + "attn_v.bias", {kv_dim}, TensorRole::Bias);
+    }
+    add(hp + "self_attn.o_proj.weight", bp + "attn_output.weight", {q_dim, embd}, TensorRole::Weight);
+    add(hp + "post_attention_layernorm.weight", bp + "ffn_norm.weight", {embd}, TensorRole::Norm);
+    add(hp + "mlp.gate_proj.weight", bp + "ffn_gate.weight", {embd, ff}, TensorRole::Weight);
+    add(hp + "mlp.up_proj.weight", bp + "ffn_up.weight", {embd, ff}, TensorRole::Weight);
+    add(hp + "mlp.down_proj.weight", bp + "ffn_down.weight", {ff, embd}, TensorRole::Weight);
+  }
+  std::sort(hf.begin(), hf.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  std::vector<TensorLayout> out;
+  out.reserve(hf.size() + 1);
+  // generate_extra_tensors() comes before the checkpoint's tensors.
+  if (s.llama3_rope) out.push_back(TensorLayout{"rope_freqs.weight", {s.head_dim / 2}, TensorRole::RopeFreqs});
+  for (auto& [hf_name, t] : hf) out.push_back(std::move(t));
+  return out;
+}
+
+uint64_t parameter_count(const std::vector<TensorLayout>& layout) {
+  uint64_t n = 0;
+  for (const auto& t : layout) n += t.n_elements();
+  return n;
+}
+
+std::vector<float> llama3_rope_factors(const Shape& s) {
+  if (!s.llama3_rope) return {};
+  const Llama3RopeScaling& r = *s.llama3_rope;
+  // convert_hf_to_gguf.py (LlamaModel.generate_extra_tensors), all in torch float32:
+  //   freqs = 1.0 / (base ** (arange(0, dim, 2) / dim)); wavelen = 2 pi / freq
+  //   wavelen < old_ctx / high_freq_factor -> 1;  wavelen > old_ctx / low_freq_factor -> factor
+  //   otherwise smooth = (old_ctx / wavelen - low) / (high - low); 1 / ((1 - smooth) / factor + smooth)
+  const float dim = static_cast<float>(s.head_dim);
+  const float old_ctx = static_cast<float>(r.original_context_length);
+  const float low_wavelen = old_ctx / r.low_freq_factor;
+  const float high_wavelen = old_ctx / r.high_freq_factor;
+  const float two_pi = static_cast<float>(2.0 * 3.14159265358979323846);
+  std::vector<float> out;
+  for (uint32_t i = 0; i < s.head_dim; i += 2) {
+    // base^(i/dim) in double, rounded once: the correctly rounded float power, on every libm.
+    const float power = static_cast<float>(std::pow(static_cast<double>(s.rope_freq_base),
+                                                    static_cast<double>(static_cast<float>(i) / dim)));
+    const float freq = 1.0f / power;
+    const float wavelen = two_pi / freq;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(r.factor);
+    } else {
+      const float smooth = (old_ctx / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+      out.push_back(1.0f / ((1.0f - smooth) / r.factor + smooth));
+    }
+  }
+  return out;
+}
+
+std::optional<uint32_t> file_type_of(gguf::TensorType type) {
+  using T = gguf::TensorType;
+  switch (type) {  // enum llama_ftype
+    case T::F32: return 0;   // LLAMA_FTYPE_ALL_F32
+    case T::F16: return 1;   // LLAMA_FTYPE_MOSTLY_F16
+    case T::Q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    case T::Q4_1: return 3;  // LLAMA_FTYPE_MOSTLY_Q4_1
+    case T::Q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
+    case T::Q5_0: return 8;  // LLAMA_FTYPE_MOSTLY_Q5_0
+    case T::Q5_1: return 9;  // LLAMA_FTYPE_MOSTLY_Q5_1
+    case T::BF16: return 32;  // LLAMA_FTYPE_MOSTLY_BF16
+    default: return std::nullopt;
+  }
+}
+
+void add_hparams(gguf::Metadata& md, const Shape& s, uint32_t n_layer, uint32_t n_vocab, uint32_t file_type) {
+  using gguf::Value;
+  const std::string a = s.arch + ".";
+  // TextModel.set_gguf_parameters()
+  md.set(a + "block_count", Value::u32(n_layer));
+  md.set(a + "context_length", Value::u32(s.n_ctx));
+  md.set(a + "embedding_length", Value::u32(s.n_embd));
+  md.set(a + "feed_forward_length", Value::u32(s.n_ff));
+  md.set(a + "attention.head_count", Value::u32(s.n_head));
+  md.set(a + "attention.head_count_kv", Value::u32(s.n_head_kv));
+  md.set(a + "rope.freq_base", Value::f32(s.rope_freq_base));
+  md.set(a + "attention.layer_norm_rms_epsilon", Value::f32(s.rms_eps));
+  if (s.head_dim_in_config) {
+    md.set(a + "attention.key_length", Value::u32(s.head_dim));
+    md.set(a + "attention.value_length", Value::u32(s.head_dim));
+  }
+  md.set("general.file_type", Value::u32(file_type));
+  // LlamaModel.set_gguf_parameters() adds these after the base class's keys.
+  if (s.arch == "llama") {
+    md.set(a + "vocab_size", Value::u32(n_vocab));
+    md.set(a + "rope.dimension_count", Value::u32(s.head_dim));
+  }
+}
+
+}  // namespace omni::model

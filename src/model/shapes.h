@@ -1,0 +1,103 @@
+// Shapes of real models: every hyper-parameter a GGUF of the model carries, the tensors it holds
+// (llama.cpp's names, ggml's dimension order, the converter's file order) and its metadata keys.
+//
+// Used by `omni synth` to write synthetic models indistinguishable in structure from converted
+// ones, and by tests and planners that need real sizes (a 70B's tensor table) without the weights.
+// The table is static; a Shape returned by find_shape lives for the whole program.
+//
+// Tensor order is the order llama.cpp's convert_hf_to_gguf.py writes for a checkpoint stored as one
+// safetensors file: extra generated tensors first (rope_freqs.weight), then the Hugging Face
+// tensors sorted by their HF names as strings — so output.weight (lm_head) comes first when
+// present, each block's tensors come as attn_norm, ffn_down, ffn_gate, ffn_up, ffn_norm, attn_k,
+// attn_output, attn_q, attn_v (biases before their weights), blocks in string order (blk.0,
+// blk.1, blk.10, blk.11, ..., blk.2, ...), and output_norm.weight last. Readers must not rely on
+// tensor order; real files differ (sharded checkpoints, llama-quantize mixes).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gguf/value.h"
+
+namespace omni::model {
+
+// Llama 3 RoPE frequency scaling (rope_scaling.rope_type == "llama3" in config.json). GGUF carries
+// it as the rope_freqs.weight tensor, not as metadata.
+struct Llama3RopeScaling {
+  float factor = 0;
+  float low_freq_factor = 0;
+  float high_freq_factor = 0;
+  uint32_t original_context_length = 0;
+};
+
+struct Shape {
+  std::string name;          // table key, e.g. "tinyllama-1.1b"
+  std::string arch;          // general.architecture: "llama", "qwen2"
+  std::string display_name;  // general.name, e.g. "TinyLlama 1.1B"
+  std::string basename;      // general.basename
+  std::string size_label;    // general.size_label, e.g. "1.1B"
+  uint32_t n_layer = 0;      // block_count
+  uint32_t n_embd = 0;       // embedding_length
+  uint32_t n_head = 0;
+  uint32_t n_head_kv = 0;
+  uint32_t n_ff = 0;         // feed_forward_length
+  uint32_t n_vocab = 0;      // rows of token_embd
+  uint32_t n_ctx = 0;        // context_length (max_position_embeddings)
+  uint32_t head_dim = 0;     // n_embd / n_head for all shapes here
+  bool head_dim_in_config = false;  // config.json states head_dim: the converter writes key/value_length
+  float rope_freq_base = 0;
+  float rms_eps = 0;
+  bool tied_embeddings = false;  // no output.weight: the output projection reuses token_embd
+  bool qkv_bias = false;         // attn_q/k/v.bias (qwen2)
+  std::optional<Llama3RopeScaling> llama3_rope;
+};
+
+// All shapes, in a stable order.
+const std::vector<Shape>& shapes();
+// The shape called `name`, or nullptr.
+const Shape* find_shape(std::string_view name);
+
+enum class TensorRole {
+  TokenEmbedding,  // token_embd.weight
+  Output,          // output.weight
+  Norm,            // *_norm.weight
+  Weight,          // other 2-D weight matrices
+  Bias,            // attn_*.bias
+  RopeFreqs,       // rope_freqs.weight (computed, not random)
+};
+
+struct TensorLayout {
+  std::string name;
+  std::vector<uint64_t> shape;  // ne[0] (input dimension, contiguous) first
+  TensorRole role = TensorRole::Weight;
+  uint64_t n_elements() const;
+  // 2-D weights take the file's chosen type; norms, biases and rope_freqs stay F32 (as llama.cpp's
+  // converter and quantizer keep them).
+  bool is_matrix() const { return shape.size() == 2; }
+};
+
+// The tensors of `shape` in file order, with `n_layer` blocks and `n_vocab` embedding rows.
+std::vector<TensorLayout> tensor_layout(const Shape& shape, uint32_t n_layer, uint32_t n_vocab);
+inline std::vector<TensorLayout> tensor_layout(const Shape& shape) {
+  return tensor_layout(shape, shape.n_layer, shape.n_vocab);
+}
+uint64_t parameter_count(const std::vector<TensorLayout>& layout);
+
+// rope_freqs.weight of a shape with llama3_rope: head_dim/2 frequency divisors computed by the
+// llama3 rule exactly as convert_hf_to_gguf.py computes them (float32 arithmetic). Empty otherwise.
+std::vector<float> llama3_rope_factors(const Shape& shape);
+
+// llama_ftype number (general.file_type) of a model whose matrices are `type`; nullopt for types
+// without a "mostly" file type here.
+std::optional<uint32_t> file_type_of(gguf::TensorType type);
+
+// Appends the hyper-parameter keys in the converter's order, from <arch>.block_count to
+// <arch>.rope.dimension_count, with general.file_type where the converter puts it. Keys are the
+// ones the converter writes for the shape's architecture (llama adds vocab_size and
+// rope.dimension_count; qwen2 does not).
+void add_hparams(gguf::Metadata& md, const Shape& shape, uint32_t n_layer, uint32_t n_vocab, uint32_t file_type);
+
+}  // namespace omni::model

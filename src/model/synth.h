@@ -1,0 +1,73 @@
+// Synthetic GGUF models: a real model's shape (model/shapes.h) filled with seeded random weights.
+//
+// The files are complete models — metadata as llama.cpp's converter writes it, a tokenizer, every
+// tensor — so loaders, planners, kernels and the network layer can be exercised at real sizes
+// without real weights. Weights are a pure function of (seed, tensor name, element index): a
+// counter-based generator, so the bytes do not depend on thread count or chunking, and two files
+// made with the same seed hold the same underlying weights whatever their tensor type. The
+// generator uses IEEE float arithmetic only (no libm calls, no fused multiply-adds), so every
+// machine writes the same bytes: nodes can synthesize a model independently and agree.
+//
+//   token_embd.weight  N(0, 0.3)        output.weight  N(0, 0.1)
+//   other matrices     N(0, 0.06)       attn_*.bias    N(0, 0.06)
+//   *_norm.weight      1 + N(0, 0.1)    rope_freqs     the llama3 rule (not random)
+//
+// Writing streams tensor by tensor in row batches on all cores; memory use is a few tens of MB
+// whatever the model size. `sparse` writes the header and tensor table and leaves the data as holes
+// (reads as zeros): a 140 GB model costs a few MB of disk, for memory-planning and sharding tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "gguf/types.h"
+#include "model/shapes.h"
+
+namespace omni::model {
+
+struct SynthOptions {
+  std::string shape;                               // a name from shapes()
+  gguf::TensorType type = gguf::TensorType::Q8_0;  // of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+  uint64_t seed = 1;
+  std::string vocab_path;  // optional GGUF whose tokenizer.* keys are copied; n_vocab becomes its size
+  uint32_t n_layers = 0;   // 0: the shape's block count
+  bool sparse = false;
+  unsigned threads = 0;  // 0: all cores (at most 256)
+  std::string out_path;
+};
+
+struct SynthReport {
+  std::string path;
+  std::string shape;
+  gguf::TensorType type = gguf::TensorType::F32;
+  uint32_t n_layer = 0;
+  uint32_t n_vocab = 0;
+  bool vocab_from_file = false;  // else the generated SPM vocabulary
+  uint64_t n_params = 0;
+  uint64_t n_tensors = 0;
+  uint64_t file_bytes = 0;  // apparent size (a sparse file's holes included)
+  unsigned threads = 0;
+  double seconds = 0;
+};
+
+// Writes the model described by `options` to options.out_path (atomically: the old file, if any, is
+// replaced only by a complete new one). Errors name what was wrong: an unknown shape or type, an
+// unreadable vocabulary file or one without tokenizer.ggml.tokens, a layer count of 0 after override
+// or over 1000, or an I/O failure.
+Result<SynthReport> synthesize(const SynthOptions& options);
+
+// The value synthesize() writes, before conversion to the tensor's type, for element `index`
+// (row-major, ne[0] fastest) of tensor `t`; for rope_freqs the computed factor (needs `shape`).
+float synth_value(uint64_t seed, const Shape& shape, const TensorLayout& t, uint64_t index);
+
+// The deterministic SentencePiece vocabulary used when no vocabulary file is given: <unk>, <s>,
+// </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, then `n_vocab - 259 - (single characters)`
+// merged pieces made of lower-case letters (with the word-start mark U+2581 only in front), then the
+// single characters, scores decreasing like a real SPM model's. Written as the tokenizer.ggml.*
+// keys llama.cpp's converter writes for SPM models (model "llama", pre "default", bos 1, eos 2,
+// unk 0, add_bos true, add_eos false). Errors if n_vocab is too small to hold the fixed tokens.
+Result<void> add_spm_vocab(gguf::Metadata& md, uint32_t n_vocab);
+
+}  // namespace omni::model

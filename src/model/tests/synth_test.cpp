@@ -1,0 +1,659 @@
+// Tests of the shape table and `synthesize`.
+//
+// Expected values come from outside the code under test: model hyper-parameters typed in from the
+// models' config.json files, sizes computed here from those numbers and ggml's block sizes, the
+// GGUF header size computed here from the format's encoding rules, statistics of the weights
+// measured on the written file, and the shared vocabulary file.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <numbers>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.h"
+#include "gguf/writer.h"
+#include "kernels/quantize.h"
+#include "model/shapes.h"
+#include "model/synth.h"
+
+namespace omni::model {
+namespace {
+
+namespace fs = std::filesystem;
+using gguf::TensorType;
+
+// ------------------------------------------------------------------------------------------------
+// The shape table
+
+struct Expected {
+  const char* name;
+  const char* arch;
+  uint32_t layers, embd, heads, kv_heads, ffn, vocab, ctx;
+  double rope, eps;
+  bool tied, bias, llama3;
+  size_t tensors;     // 9 per block (+3 biases), token_embd, output_norm, [output], [rope_freqs]
+  double params_b;    // published parameter counts, in billions
+};
+
+// From the models' config.json (TinyLlama-1.1B-Chat-v1.0, Llama-3.2-1B, Qwen2.5-0.5B,
+// Mistral-7B-v0.2, Llama-2-13b-hf, Meta-Llama-3-70B).
+const Expected kExpected[] = {
+    {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 5632, 32000, 2048, 10000, 1e-5, false, false, false, 201, 1.100},
+    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 8192, 128256, 131072, 500000, 1e-5, true, false, true, 147, 1.236},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1e6, 1e-6, true, true, false, 290, 0.494},
+    {"mistral-7b", "llama", 32, 4096, 32, 8, 14336, 32000, 32768, 1e6, 1e-5, false, false, false, 291, 7.242},
+    {"llama-2-13b", "llama", 40, 5120, 40, 40, 13824, 32000, 4096, 10000, 1e-5, false, false, false, 363, 13.016},
+    {"llama-3-70b", "llama", 80, 8192, 64, 8, 28672, 128256, 8192, 500000, 1e-5, false, false, false, 723, 70.554},
+};
+
+TEST(SynthShapes, TableMatchesTheRealConfigs) {
+  ASSERT_EQ(shapes().size(), std::size(kExpected));
+  for (const Expected& e : kExpected) {
+    const Shape* s = find_shape(e.name);
+    ASSERT_NE(s, nullptr) << e.name;
+    EXPECT_EQ(s->arch, e.arch) << e.name;
+    EXPECT_EQ(s->n_layer, e.layers) << e.name;
+    EXPECT_EQ(s->n_embd, e.embd) << e.name;
+    EXPECT_EQ(s->n_head, e.heads) << e.name;
+    EXPECT_EQ(s->n_head_kv, e.kv_heads) << e.name;
+    EXPECT_EQ(s->n_ff, e.ffn) << e.name;
+    EXPECT_EQ(s->n_vocab, e.vocab) << e.name;
+    EXPECT_EQ(s->n_ctx, e.ctx) << e.name;
+    EXPECT_EQ(s->head_dim, e.embd / e.heads) << e.name;
+    EXPECT_EQ(s->rope_freq_base, static_cast<float>(e.rope)) << e.name;
+    EXPECT_EQ(s->rms_eps, static_cast<float>(e.eps)) << e.name;
+    EXPECT_EQ(s->tied_embeddings, e.tied) << e.name;
+    EXPECT_EQ(s->qkv_bias, e.bias) << e.name;
+    EXPECT_EQ(s->llama3_rope.has_value(), e.llama3) << e.name;
+    const auto layout = tensor_layout(*s);
+    EXPECT_EQ(layout.size(), e.tensors) << e.name;
+    EXPECT_NEAR(static_cast<double>(parameter_count(layout)) / 1e9, e.params_b, 0.01) << e.name;
+  }
+  EXPECT_EQ(find_shape("gpt-5"), nullptr);
+}
+
+const TensorLayout* find(const std::vector<TensorLayout>& l, const std::string& name) {
+  for (const auto& t : l)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+TEST(SynthShapes, TensorNamesShapesAndConverterOrder) {
+  // TinyLlama: ne[0] is the input dimension; HF names sorted as strings decide the order.
+  const auto l = tensor_layout(*find_shape("tinyllama-1.1b"));
+  const std::vector<std::string> head = {"output.weight",         "token_embd.weight",     "blk.0.attn_norm.weight",
+                                         "blk.0.ffn_down.weight", "blk.0.ffn_gate.weight", "blk.0.ffn_up.weight",
+                                         "blk.0.ffn_norm.weight", "blk.0.attn_k.weight",   "blk.0.attn_output.weight",
+                                         "blk.0.attn_q.weight",   "blk.0.attn_v.weight",   "blk.1.attn_norm.weight"};
+  for (size_t i = 0; i < head.size(); ++i) EXPECT_EQ(l[i].name, head[i]) << i;
+  EXPECT_EQ(l[9 * 2 + 2].name, "blk.10.attn_norm.weight");  // string order: blk.1, blk.10, ...
+  EXPECT_EQ(l.back().name, "output_norm.weight");
+  using V = std::vector<uint64_t>;
+  EXPECT_EQ(find(l, "token_embd.weight")->shape, (V{2048, 32000}));
+  EXPECT_EQ(find(l, "output.weight")->shape, (V{2048, 32000}));
+  EXPECT_EQ(find(l, "blk.21.attn_q.weight")->shape, (V{2048, 2048}));
+  EXPECT_EQ(find(l, "blk.21.attn_k.weight")->shape, (V{2048, 256}));  // 4 kv heads x 64
+  EXPECT_EQ(find(l, "blk.21.attn_v.weight")->shape, (V{2048, 256}));
+  EXPECT_EQ(find(l, "blk.21.attn_output.weight")->shape, (V{2048, 2048}));
+  EXPECT_EQ(find(l, "blk.21.ffn_gate.weight")->shape, (V{2048, 5632}));
+  EXPECT_EQ(find(l, "blk.21.ffn_up.weight")->shape, (V{2048, 5632}));
+  EXPECT_EQ(find(l, "blk.21.ffn_down.weight")->shape, (V{5632, 2048}));
+  EXPECT_EQ(find(l, "blk.21.attn_norm.weight")->shape, (V{2048}));
+  EXPECT_EQ(find(l, "blk.21.ffn_norm.weight")->shape, (V{2048}));
+  EXPECT_EQ(find(l, "blk.22.attn_norm.weight"), nullptr);
+  std::set<std::string> names;
+  for (const auto& t : l) EXPECT_TRUE(names.insert(t.name).second) << "duplicate " << t.name;
+
+  // Llama 3.2 1B: rope_freqs first (generated), tied embeddings: no output.weight.
+  const auto l32 = tensor_layout(*find_shape("llama-3.2-1b"));
+  EXPECT_EQ(l32[0].name, "rope_freqs.weight");
+  EXPECT_EQ(l32[0].shape, (V{32}));
+  EXPECT_EQ(l32[1].name, "token_embd.weight");
+  EXPECT_EQ(find(l32, "output.weight"), nullptr);
+  EXPECT_EQ(find(l32, "blk.15.attn_k.weight")->shape, (V{2048, 512}));
+
+  // Qwen2.5 0.5B: q/k/v biases (before their weights), tied embeddings.
+  const auto lq = tensor_layout(*find_shape("qwen2.5-0.5b"));
+  EXPECT_EQ(lq[0].name, "token_embd.weight");
+  EXPECT_EQ(find(lq, "output.weight"), nullptr);
+  EXPECT_EQ(find(lq, "blk.3.attn_q.bias")->shape, (V{896}));
+  EXPECT_EQ(find(lq, "blk.3.attn_k.bias")->shape, (V{128}));
+  EXPECT_EQ(find(lq, "blk.3.attn_v.bias")->shape, (V{128}));
+  EXPECT_EQ(find(lq, "blk.3.attn_k.weight")->shape, (V{896, 128}));
+  EXPECT_EQ(find(lq, "blk.3.ffn_down.weight")->shape, (V{4864, 896}));
+  const std::vector<std::string> qblk = {"blk.0.attn_norm.weight", "blk.0.ffn_down.weight",   "blk.0.ffn_gate.weight",
+                                         "blk.0.ffn_up.weight",    "blk.0.ffn_norm.weight",   "blk.0.attn_k.bias",
+                                         "blk.0.attn_k.weight",    "blk.0.attn_output.weight", "blk.0.attn_q.bias",
+                                         "blk.0.attn_q.weight",    "blk.0.attn_v.bias",       "blk.0.attn_v.weight"};
+  for (size_t i = 0; i < qblk.size(); ++i) EXPECT_EQ(lq[1 + i].name, qblk[i]);
+
+  // Layer and vocabulary overrides.
+  const auto small = tensor_layout(*find_shape("tinyllama-1.1b"), 2, 1000);
+  EXPECT_EQ(small.size(), 2u * 9 + 3);
+  EXPECT_EQ(find(small, "token_embd.weight")->shape, (V{2048, 1000}));
+}
+
+TEST(SynthShapes, Llama3RopeFactorsFollowTheRule) {
+  const Shape& s = *find_shape("llama-3.2-1b");
+  const auto f = llama3_rope_factors(s);
+  ASSERT_EQ(f.size(), 32u);
+  // The llama3 rule, in double: wavelength 2 pi base^(2i/d) below 8192/4 keeps the frequency,
+  // above 8192/1 divides it by 32, in between interpolates smoothly.
+  for (size_t i = 0; i < f.size(); ++i) {
+    const double wavelen = 2 * std::numbers::pi * std::pow(500000.0, 2.0 * static_cast<double>(i) / 64);
+    double want;
+    if (wavelen < 2048) want = 1;
+    else if (wavelen > 8192) want = 32;
+    else {
+      const double smooth = (8192 / wavelen - 1) / (4 - 1);
+      want = 1 / ((1 - smooth) / 32 + smooth);
+    }
+    EXPECT_NEAR(f[i], want, 1e-5 * want) << i;
+    if (i > 0) {
+      EXPECT_GE(f[i], f[i - 1]);
+    }
+  }
+  EXPECT_EQ(f.front(), 1.0f);
+  EXPECT_EQ(f.back(), 32.0f);
+  EXPECT_TRUE(llama3_rope_factors(*find_shape("tinyllama-1.1b")).empty());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Synthesized files
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("omni_synth_test_" + std::to_string(::getpid()))) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+TempDir& temp() {
+  static TempDir dir;
+  return dir;
+}
+
+std::string vocab_path() { return std::string(OMNI_SHARED_DIR) + "/vocab/ggml-vocab-llama-spm.gguf"; }
+
+SynthOptions small_qwen(uint64_t seed, const std::string& out) {
+  SynthOptions o;
+  o.shape = "qwen2.5-0.5b";
+  o.type = TensorType::Q8_0;
+  o.seed = seed;
+  o.vocab_path = vocab_path();
+  o.n_layers = 2;
+  o.out_path = out;
+  return o;
+}
+
+// Files made once and shared by several tests.
+const std::string& made(const std::string& key) {
+  static std::map<std::string, std::string> files;
+  auto it = files.find(key);
+  if (it != files.end()) return it->second;
+  SynthOptions o;
+  if (key == "qwen-seed1") o = small_qwen(1, temp().file(key + ".gguf"));
+  else if (key == "qwen-seed1-again") o = small_qwen(1, temp().file(key + ".gguf")), o.threads = 3;
+  else if (key == "qwen-seed2") o = small_qwen(2, temp().file(key + ".gguf"));
+  else if (key == "tinyllama-1layer") {
+    o.shape = "tinyllama-1.1b";
+    o.type = TensorType::Q4_0;
+    o.seed = 7;
+    o.n_layers = 1;
+    o.out_path = temp().file(key + ".gguf");
+  } else if (key == "llama32-f32") {
+    o.shape = "llama-3.2-1b";
+    o.type = TensorType::F32;
+    o.seed = 3;
+    o.n_layers = 1;
+    o.vocab_path = vocab_path();
+    o.out_path = temp().file(key + ".gguf");
+  }
+  auto r = synthesize(o);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  if (r.ok()) {
+    EXPECT_EQ(r->path, o.out_path);
+    EXPECT_EQ(r->file_bytes, fs::file_size(o.out_path));
+  }
+  return files[key] = o.out_path;
+}
+
+gguf::File open_or_die(const std::string& path) {
+  auto f = gguf::File::open(path);
+  if (!f) {
+    ADD_FAILURE() << f.error().message;
+    std::abort();
+  }
+  return std::move(*f);
+}
+
+std::vector<uint8_t> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+uint64_t get_u(const gguf::File& f, const std::string& key) {
+  auto v = f.metadata().get_uint(key);
+  EXPECT_TRUE(v.ok()) << key;
+  return v.ok() ? *v : 0;
+}
+double get_f(const gguf::File& f, const std::string& key) {
+  auto v = f.metadata().get_float(key);
+  EXPECT_TRUE(v.ok()) << key;
+  return v.ok() ? *v : 0;
+}
+
+std::vector<float> dequantize_tensor(const gguf::File& f, const gguf::TensorInfo& t) {
+  std::vector<float> out(t.n_elements);
+  kernels::dequantize_row(t.type, f.tensor_data(t).data(), out.data(), static_cast<int64_t>(t.n_elements));
+  return out;
+}
+
+TEST(SynthFile, TensorsAndMetadataMatchTheShapeTable) {
+  for (const char* key : {"qwen-seed1", "tinyllama-1layer", "llama32-f32"}) {
+    SCOPED_TRACE(key);
+    const gguf::File f = open_or_die(made(key));
+    const std::string arch = *f.metadata().get_string("general.architecture");
+    const Shape* s = nullptr;
+    for (const auto& sh : shapes())
+      if (f.metadata().get_string("general.name").ok() && *f.metadata().get_string("general.name") == sh.display_name)
+        s = &sh;
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(arch, s->arch);
+    const uint32_t layers = std::string(key) == "qwen-seed1" ? 2 : 1;
+    const uint32_t vocab = std::string(key) == "tinyllama-1layer" ? s->n_vocab : 32000;  // else the copied vocab
+    const auto layout = tensor_layout(*s, layers, vocab);
+    ASSERT_EQ(f.tensors().size(), layout.size());
+    const TensorType type = std::string(key) == "qwen-seed1"         ? TensorType::Q8_0
+                            : std::string(key) == "tinyllama-1layer" ? TensorType::Q4_0
+                                                                     : TensorType::F32;
+    for (size_t i = 0; i < layout.size(); ++i) {
+      const auto& t = f.tensors()[i];
+      EXPECT_EQ(t.name, layout[i].name);
+      EXPECT_EQ(t.shape, layout[i].shape) << t.name;
+      EXPECT_EQ(t.type, t.shape.size() == 2 ? type : TensorType::F32) << t.name;
+    }
+    // Sizes from the shape fields directly.
+    EXPECT_EQ(f.find_tensor("token_embd.weight")->shape, (std::vector<uint64_t>{s->n_embd, vocab}));
+    EXPECT_EQ(f.find_tensor("blk.0.attn_k.weight")->shape,
+              (std::vector<uint64_t>{s->n_embd, uint64_t{s->n_head_kv} * (s->n_embd / s->n_head)}));
+    EXPECT_EQ(f.find_tensor("blk.0.ffn_down.weight")->shape, (std::vector<uint64_t>{s->n_ff, s->n_embd}));
+
+    const std::string a = arch + ".";
+    EXPECT_EQ(get_u(f, a + "block_count"), layers);
+    EXPECT_EQ(get_u(f, a + "context_length"), s->n_ctx);
+    EXPECT_EQ(get_u(f, a + "embedding_length"), s->n_embd);
+    EXPECT_EQ(get_u(f, a + "feed_forward_length"), s->n_ff);
+    EXPECT_EQ(get_u(f, a + "attention.head_count"), s->n_head);
+    EXPECT_EQ(get_u(f, a + "attention.head_count_kv"), s->n_head_kv);
+    EXPECT_EQ(get_f(f, a + "rope.freq_base"), static_cast<double>(s->rope_freq_base));
+    EXPECT_EQ(get_f(f, a + "attention.layer_norm_rms_epsilon"), static_cast<double>(s->rms_eps));
+    EXPECT_EQ(f.metadata().find(a + "rope.freq_base")->type(), gguf::ValueType::FLOAT32);
+    EXPECT_EQ(f.metadata().find(a + "block_count")->type(), gguf::ValueType::UINT32);
+    const uint64_t ftype = type == TensorType::Q8_0 ? 7 : type == TensorType::Q4_0 ? 2 : 0;  // llama_ftype
+    EXPECT_EQ(get_u(f, "general.file_type"), ftype);
+    EXPECT_EQ(get_u(f, "general.quantization_version"), 2u);
+    if (arch == "llama") {
+      EXPECT_EQ(get_u(f, a + "vocab_size"), vocab);
+      EXPECT_EQ(get_u(f, a + "rope.dimension_count"), s->n_embd / s->n_head);
+    } else {
+      EXPECT_FALSE(f.metadata().contains(a + "rope.dimension_count"));  // the qwen2 converter omits it
+    }
+    EXPECT_EQ(f.metadata().contains(a + "attention.key_length"), s->name == "llama-3.2-1b");
+    // Key order as the converter writes it.
+    std::vector<std::string> keys;
+    for (const auto& e : f.metadata().entries()) keys.push_back(e.key);
+    EXPECT_EQ(keys[0], "general.architecture");
+    auto pos = [&](const std::string& k) { return std::find(keys.begin(), keys.end(), k) - keys.begin(); };
+    EXPECT_LT(pos(a + "block_count"), pos(a + "context_length"));
+    EXPECT_LT(pos(a + "attention.layer_norm_rms_epsilon"), pos("general.file_type"));
+    EXPECT_LT(pos("general.file_type"), pos("general.quantization_version"));
+    EXPECT_LT(pos("general.quantization_version"), pos("tokenizer.ggml.model"));
+    EXPECT_EQ(keys.back().rfind("tokenizer.", 0), 0u);
+  }
+}
+
+TEST(SynthFile, SameSeedSameBytesWhateverTheThreadsOtherSeedDifferent) {
+  const auto a = read_all(made("qwen-seed1"));
+  const auto b = read_all(made("qwen-seed1-again"));  // 3 threads
+  const auto c = read_all(made("qwen-seed2"));
+  ASSERT_GT(a.size(), 1000000u);
+  EXPECT_TRUE(a == b) << "same seed, different bytes";
+  ASSERT_EQ(a.size(), c.size());
+  // Other seed: the same header but for the seed in general.description, and different,
+  // uncorrelated weights.
+  const gguf::File f1 = open_or_die(made("qwen-seed1")), f2 = open_or_die(made("qwen-seed2"));
+  ASSERT_EQ(f1.metadata().size(), f2.metadata().size());
+  for (size_t i = 0; i < f1.metadata().size(); ++i) {
+    const auto &e1 = f1.metadata().entries()[i], &e2 = f2.metadata().entries()[i];
+    EXPECT_EQ(e1.key, e2.key);
+    if (e1.key != "general.description") {
+      EXPECT_TRUE(e1.value == e2.value) << e1.key;
+    }
+  }
+  EXPECT_NE(f1.metadata().find("general.description")->as_string()->find("--seed 1"), std::string::npos);
+  ASSERT_EQ(f1.tensors().size(), f2.tensors().size());
+  for (size_t i = 0; i < f1.tensors().size(); ++i) {
+    EXPECT_EQ(f1.tensors()[i].name, f2.tensors()[i].name);
+    EXPECT_EQ(f1.tensors()[i].offset, f2.tensors()[i].offset);
+    EXPECT_EQ(f1.tensors()[i].type, f2.tensors()[i].type);
+  }
+  EXPECT_FALSE(std::equal(a.begin() + static_cast<ptrdiff_t>(f1.data_offset()), a.end(),
+                          c.begin() + static_cast<ptrdiff_t>(f2.data_offset())));
+  for (const auto& t : f1.tensors()) {
+    const auto x = dequantize_tensor(f1, t), y = dequantize_tensor(f2, *f2.find_tensor(t.name));
+    double sxy = 0, sxx = 0, syy = 0, mx = 0, my = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      mx += x[i];
+      my += y[i];
+    }
+    mx /= static_cast<double>(x.size());
+    my /= static_cast<double>(y.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      sxy += (x[i] - mx) * (y[i] - my);
+      sxx += (x[i] - mx) * (x[i] - mx);
+      syy += (y[i] - my) * (y[i] - my);
+    }
+    const double corr = sxy / std::sqrt(sxx * syy);
+    EXPECT_LT(std::fabs(corr), 5.0 / std::sqrt(static_cast<double>(x.size()))) << t.name;  // 5 sigma
+  }
+}
+
+TEST(SynthFile, WeightsHaveTheStatedDistributions) {
+  for (const char* key : {"qwen-seed1", "tinyllama-1layer", "llama32-f32"}) {
+    SCOPED_TRACE(key);
+    const gguf::File f = open_or_die(made(key));
+    for (const auto& t : f.tensors()) {
+      if (t.name == "rope_freqs.weight") continue;
+      const auto v = dequantize_tensor(f, t);
+      double sum = 0, sum2 = 0;
+      size_t within1 = 0;
+      for (float x : v) sum += x;
+      const double mean = sum / static_cast<double>(v.size());
+      for (float x : v) sum2 += (x - mean) * (x - mean);
+      const double sd = std::sqrt(sum2 / static_cast<double>(v.size()));
+      for (float x : v) within1 += std::fabs(x - mean) <= sd;
+      double want_mean = 0, want_sd = 0.06;
+      if (t.name == "token_embd.weight") want_sd = 0.3;
+      else if (t.name == "output.weight") want_sd = 0.1;
+      else if (t.name.find("_norm.weight") != std::string::npos) want_mean = 1, want_sd = 0.1;
+      const double n = static_cast<double>(v.size());
+      // Sampling error of the mean is sd/sqrt(n), of the sd about sd/sqrt(2n); 6 sigma, plus what
+      // 4-bit quantization adds to the variance (Q4_0: step amax/8 ~ sd/2, so +1% of the variance).
+      const double quant = t.type == TensorType::Q4_0 ? 0.01 : 0.002;
+      EXPECT_NEAR(mean, want_mean, 6 * want_sd / std::sqrt(n) + 1e-4) << t.name;
+      EXPECT_NEAR(sd, want_sd, want_sd * (6 / std::sqrt(2 * n) + quant)) << t.name;
+      // Normal: 68.27% within one sd (5 sigma of the binomial; Q4_0's coarse grid moves values).
+      if (n > 100000) {
+        const double tol = 5 * std::sqrt(0.6827 * 0.3173 / n) + (t.type == TensorType::Q4_0 ? 0.02 : 0.0);
+        EXPECT_NEAR(static_cast<double>(within1) / n, 0.6827, tol) << t.name;
+      }
+    }
+  }
+}
+
+TEST(SynthFile, F32WeightsAreTheCounterBasedValues) {
+  const gguf::File f = open_or_die(made("llama32-f32"));
+  const Shape& s = *find_shape("llama-3.2-1b");
+  const auto layout = tensor_layout(s, 1, 32000);
+  for (const auto& t : layout) {
+    const gguf::TensorInfo* info = f.find_tensor(t.name);
+    ASSERT_NE(info, nullptr);
+    const auto data = f.tensor_data(*info);
+    for (uint64_t i : {uint64_t{0}, uint64_t{1}, uint64_t{2}, t.n_elements() / 2 + 1, t.n_elements() - 1}) {
+      float got;
+      std::memcpy(&got, data.data() + i * 4, 4);
+      EXPECT_EQ(got, synth_value(3, s, t, i)) << t.name << "[" << i << "]";
+    }
+  }
+  // rope_freqs holds the llama3 factors.
+  const auto rope = llama3_rope_factors(s);
+  const auto data = f.tensor_data(*f.find_tensor("rope_freqs.weight"));
+  ASSERT_EQ(data.size(), rope.size() * 4);
+  EXPECT_EQ(std::memcmp(data.data(), rope.data(), data.size()), 0);
+}
+
+TEST(SynthFile, CopiedVocabularyIsUnchanged) {
+  const gguf::File vocab = open_or_die(vocab_path());
+  for (const char* key : {"qwen-seed1", "llama32-f32"}) {
+    const gguf::File f = open_or_die(made(key));
+    std::vector<const gguf::Metadata::Entry*> want, got;
+    for (const auto& e : vocab.metadata().entries())
+      if (e.key.rfind("tokenizer.", 0) == 0) want.push_back(&e);
+    for (const auto& e : f.metadata().entries())
+      if (e.key.rfind("tokenizer.", 0) == 0) got.push_back(&e);
+    ASSERT_EQ(got.size(), want.size()) << key;
+    ASSERT_GE(want.size(), 5u);
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(got[i]->key, want[i]->key) << key;
+      EXPECT_TRUE(got[i]->value == want[i]->value) << key << " " << want[i]->key;
+    }
+    EXPECT_EQ(f.find_tensor("token_embd.weight")->shape[1], 32000u) << key;
+  }
+}
+
+TEST(SynthFile, GeneratedVocabularyIsACompleteSpmVocabulary) {
+  const gguf::File f = open_or_die(made("tinyllama-1layer"));
+  const auto& md = f.metadata();
+  EXPECT_EQ(*md.get_string("tokenizer.ggml.model"), "llama");
+  EXPECT_EQ(*md.get_string("tokenizer.ggml.pre"), "default");
+  EXPECT_EQ(*md.get_uint("tokenizer.ggml.bos_token_id"), 1u);
+  EXPECT_EQ(*md.get_uint("tokenizer.ggml.eos_token_id"), 2u);
+  EXPECT_EQ(*md.get_uint("tokenizer.ggml.unknown_token_id"), 0u);
+  EXPECT_TRUE(*md.get_bool("tokenizer.ggml.add_bos_token"));
+  EXPECT_FALSE(*md.get_bool("tokenizer.ggml.add_eos_token"));
+  const auto& tokens = (*md.get_array("tokenizer.ggml.tokens"))->strings;
+  const auto scores = *(*md.get_array("tokenizer.ggml.scores"))->to_floats();
+  const auto types = *(*md.get_array("tokenizer.ggml.token_type"))->to_ints();
+  ASSERT_EQ(tokens.size(), 32000u);
+  ASSERT_EQ(scores.size(), 32000u);
+  ASSERT_EQ(types.size(), 32000u);
+  EXPECT_EQ(tokens[0], "<unk>");
+  EXPECT_EQ(tokens[1], "<s>");
+  EXPECT_EQ(tokens[2], "</s>");
+  EXPECT_EQ(types[0], 2);
+  EXPECT_EQ(types[1], 3);
+  EXPECT_EQ(types[2], 3);
+  const char* hex = "0123456789ABCDEF";
+  for (int b = 0; b < 256; ++b) {
+    EXPECT_EQ(tokens[3 + b], std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+    EXPECT_EQ(types[3 + b], 6);
+  }
+  const std::set<std::string> all(tokens.begin(), tokens.end());
+  EXPECT_EQ(all.size(), tokens.size()) << "duplicate tokens";
+  const std::string space = "\xE2\x96\x81";
+  EXPECT_TRUE(all.count(space));
+  for (char c = 'a'; c <= 'z'; ++c) EXPECT_TRUE(all.count(std::string(1, c)));
+  size_t reachable = 0, multi = 0;
+  for (size_t i = 259; i < tokens.size(); ++i) {
+    EXPECT_EQ(types[i], 1);
+    if (i > 259) {
+      EXPECT_LT(scores[i], scores[i - 1]) << i;
+    }
+    const std::string& t = tokens[i];
+    EXPECT_EQ(t.find(space, 1), std::string::npos) << "word mark inside " << t;
+    // A multi-character piece can be built by SPM's bigram merges: it splits into two tokens.
+    const bool single = t == space || t.size() == 1;
+    if (single) continue;
+    ++multi;
+    for (size_t cut = 1; cut < t.size(); ++cut)
+      if (all.count(t.substr(0, cut)) && all.count(t.substr(cut))) {
+        ++reachable;
+        break;
+      }
+  }
+  EXPECT_GT(multi, 31000u);
+  EXPECT_EQ(reachable, multi);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sparse output
+
+// Size of the GGUF v3 header of `f`, computed from the format's encoding rules: magic, version,
+// tensor count, KV count; each KV as key (u64 length + bytes), u32 type, value; each tensor info as
+// name, u32 n_dims, u64 dims, u32 type, u64 offset.
+uint64_t value_bytes(const gguf::Value& v);
+uint64_t array_bytes(const gguf::Array& a) {
+  uint64_t n = 4 + 8;  // element type, count
+  switch (a.elem_type) {
+    case gguf::ValueType::STRING:
+      for (const auto& s : a.strings) n += 8 + s.size();
+      return n;
+    case gguf::ValueType::ARRAY:
+      for (const auto& x : a.arrays) n += array_bytes(x);
+      return n;
+    default: return n + a.raw.size();
+  }
+}
+uint64_t value_bytes(const gguf::Value& v) {
+  switch (v.type()) {
+    case gguf::ValueType::STRING: return 8 + v.as_string()->size();
+    case gguf::ValueType::ARRAY: return array_bytes(*v.as_array());
+    case gguf::ValueType::UINT8:
+    case gguf::ValueType::INT8:
+    case gguf::ValueType::BOOL: return 1;
+    case gguf::ValueType::UINT16:
+    case gguf::ValueType::INT16: return 2;
+    case gguf::ValueType::UINT32:
+    case gguf::ValueType::INT32:
+    case gguf::ValueType::FLOAT32: return 4;
+    default: return 8;
+  }
+}
+uint64_t header_bytes(const gguf::File& f) {
+  uint64_t n = 4 + 4 + 8 + 8;
+  for (const auto& e : f.metadata().entries()) n += 8 + e.key.size() + 4 + value_bytes(e.value);
+  for (const auto& t : f.tensors()) n += 8 + t.name.size() + 4 + 8 * t.shape.size() + 4 + 8;
+  return n;
+}
+
+TEST(SynthSparse, FullSizeTinyLlamaQ8_0) {
+  SynthOptions o;
+  o.shape = "tinyllama-1.1b";
+  o.type = TensorType::Q8_0;
+  o.sparse = true;
+  o.out_path = temp().file("tinyllama-sparse.gguf");
+  auto r = synthesize(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const gguf::File f = open_or_die(o.out_path);
+  ASSERT_EQ(f.tensors().size(), 201u);  // TinyLlama's tensor count: 22 x 9 + 3
+  EXPECT_EQ(r->n_tensors, 201u);
+  EXPECT_EQ(r->n_params, 1100048384u);  // 2 x 2048 x 32000 + 22 x 44044288 + 2048
+
+  // Data bytes from TinyLlama's dimensions and Q8_0's 34 bytes per 32 values: every tensor size is
+  // a multiple of 32, so there is no padding between tensors.
+  const uint64_t q8 = 34, embd = 2048, ff = 5632, kv = 256, vocab = 32000;
+  const uint64_t per_layer = (embd * embd * 2 + embd * kv * 2 + embd * ff * 3) / 32 * q8 + 2 * embd * 4;
+  const uint64_t data = 2 * embd * vocab / 32 * q8 + 22 * per_layer + embd * 4;
+  EXPECT_EQ(data, 1169072128u);
+  const uint64_t header = header_bytes(f);
+  const uint64_t data_offset = (header + 31) / 32 * 32;
+  EXPECT_EQ(f.data_offset(), data_offset);
+  EXPECT_EQ(fs::file_size(o.out_path), data_offset + data);
+  EXPECT_EQ(r->file_bytes, data_offset + data);
+  uint64_t offset = 0;
+  for (const auto& t : f.tensors()) {
+    EXPECT_EQ(t.offset, offset) << t.name;
+    offset += t.n_bytes;
+  }
+  // Holes: the file takes far less disk than its length (if the file system supports holes).
+  struct stat st {};
+  ASSERT_EQ(::stat(o.out_path.c_str(), &st), 0);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 64u << 20);
+  // Data read as zeros.
+  const auto d = f.tensor_data(*f.find_tensor("blk.21.ffn_down.weight"));
+  EXPECT_TRUE(std::all_of(d.begin(), d.begin() + 4096, [](uint8_t b) { return b == 0; }));
+}
+
+TEST(SynthSparse, Llama3_70BHeaderForPlanning) {
+  SynthOptions o;
+  o.shape = "llama-3-70b";
+  o.type = TensorType::Q4_0;
+  o.sparse = true;
+  o.out_path = temp().file("llama70b-sparse.gguf");
+  auto r = synthesize(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const gguf::File f = open_or_die(o.out_path);
+  EXPECT_EQ(f.tensors().size(), 723u);
+  uint64_t data = 0;
+  for (const auto& t : f.tensors()) data += (t.n_bytes + 31) / 32 * 32;
+  EXPECT_EQ(fs::file_size(o.out_path), f.data_offset() + data);
+  // Q4_0: 18 bytes per 32 matrix values; 4 bytes per norm value.
+  const uint64_t norms = (2 * 80 + 1) * uint64_t{8192};
+  EXPECT_EQ(data, (70553706496ull - norms) / 32 * 18 + norms * 4);
+  EXPECT_EQ(get_u(f, "llama.block_count"), 80u);
+  EXPECT_EQ(get_u(f, "llama.vocab_size"), 128256u);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Errors
+
+TEST(SynthErrors, AreReportedNotThrown) {
+  SynthOptions o;
+  o.shape = "tinyllama-1.1b";
+  o.out_path = temp().file("never.gguf");
+  o.sparse = true;
+
+  SynthOptions bad = o;
+  bad.shape = "llama-9";
+  auto r = synthesize(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("llama-9"), std::string::npos);
+
+  bad = o;
+  bad.type = TensorType::Q4_K;
+  r = synthesize(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("q4_k"), std::string::npos);
+
+  bad = o;
+  bad.vocab_path = temp().file("missing-vocab.gguf");
+  r = synthesize(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("missing-vocab.gguf"), std::string::npos);
+
+  // A GGUF without tokenizer.ggml.tokens is not a vocabulary.
+  gguf::Writer w;
+  w.metadata().set("general.architecture", gguf::Value::string("llama"));
+  ASSERT_TRUE(w.write_file(temp().file("no-tokens.gguf"), [](size_t, gguf::TensorSink&) -> Result<void> { return {}; })
+                  .ok());
+  bad = o;
+  bad.vocab_path = temp().file("no-tokens.gguf");
+  r = synthesize(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("tokenizer.ggml.tokens"), std::string::npos);
+
+  bad = o;
+  bad.n_layers = 5000;
+  EXPECT_FALSE(synthesize(bad).ok());
+
+  bad = o;
+  bad.out_path = temp().file("no-such-dir/x.gguf");
+  r = synthesize(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(r.error().message.empty());
+
+  EXPECT_FALSE(fs::exists(o.out_path));
+}
+
+}  // namespace
+}  // namespace omni::model
