@@ -30,8 +30,8 @@ grep -q "201 tensors" "$tmp/out.txt" || fail "sparse summary: $(cat "$tmp/out.tx
 
 if "$omni" synth --shape nope "$tmp/x.gguf" 2>"$tmp/err.txt"; then fail "unknown shape accepted"; fi
 grep -q "unknown shape 'nope'" "$tmp/err.txt" || fail "unknown-shape message: $(cat "$tmp/err.txt")"
-if "$omni" synth --shape tinyllama-1.1b --type q6_k "$tmp/x.gguf" 2>"$tmp/err.txt"; then fail "q6_k accepted"; fi
-grep -q "cannot synthesize tensor type q6_k" "$tmp/err.txt" || fail "type message: $(cat "$tmp/err.txt")"
+if "$omni" synth --shape tinyllama-1.1b --type iq2_xxs "$tmp/x.gguf" 2>"$tmp/err.txt"; then fail "iq2_xxs accepted"; fi
+grep -q "cannot synthesize tensor type iq2_xxs" "$tmp/err.txt" || fail "type message: $(cat "$tmp/err.txt")"
 if "$omni" synth --shape tinyllama-1.1b --type bogus "$tmp/x.gguf" 2>"$tmp/err.txt"; then fail "bogus type accepted"; fi
 grep -q "unknown tensor type 'bogus'" "$tmp/err.txt" || fail "bogus-type message"
 if "$omni" synth --shape tinyllama-1.1b --vocab "$tmp/missing.gguf" "$tmp/x.gguf" 2>"$tmp/err.txt"; then

@@ -1,6 +1,6 @@
 // omni synth: writes a synthetic GGUF model of a real model's shape (see model/synth.h).
 //
-//   omni synth --shape tinyllama-1.1b --type q8_0 --seed 1 [--vocab FILE] [--layers N] [--sparse] OUT.gguf
+//   omni synth --shape tinyllama-1.1b --type q8_0|q4_k_m|... --seed 1 [--vocab FILE] [--layers N] [--sparse] OUT.gguf
 //   omni synth --list-shapes
 #include <cinttypes>
 #include <cstdio>
@@ -54,14 +54,18 @@ int run(const SynthArgs& a) {
     std::fprintf(stderr, "omni synth: --shape and an output file are required (or --list-shapes)\n");
     return 1;
   }
-  const auto type = gguf::tensor_type_from_name(a.type);
-  if (!type) {
-    std::fprintf(stderr, "omni synth: unknown tensor type '%s'\n", a.type.c_str());
+  const auto mix = model::mix_from_name(a.type);
+  if (!mix) {
+    if (gguf::tensor_type_from_name(a.type))
+      std::fprintf(stderr, "omni synth: cannot synthesize tensor type %s (supported: %s)\n", a.type.c_str(),
+                   model::mix_names_text().c_str());
+    else
+      std::fprintf(stderr, "omni synth: unknown tensor type '%s'\n", a.type.c_str());
     return 1;
   }
   model::SynthOptions o;
   o.shape = a.shape;
-  o.type = *type;
+  o.mix = *mix;
   o.seed = a.seed;
   o.vocab_path = a.vocab;
   o.n_layers = a.layers;
@@ -75,7 +79,7 @@ int run(const SynthArgs& a) {
   }
   std::printf("%s: %s, %s, %u layer%s, %" PRIu64 " params, %" PRIu64 " tensors, vocab %u (%s), %" PRIu64
               " bytes%s, %.2f s on %u thread%s\n",
-              r->path.c_str(), r->shape.c_str(), gguf::tensor_type_name(r->type).c_str(), r->n_layer,
+              r->path.c_str(), r->shape.c_str(), model::mix_name(r->mix).c_str(), r->n_layer,
               r->n_layer == 1 ? "" : "s", r->n_params,
               r->n_tensors, r->n_vocab, r->vocab_from_file ? a.vocab.c_str() : "generated SPM", r->file_bytes,
               a.sparse ? " (sparse)" : "", r->seconds, r->threads, r->threads == 1 ? "" : "s");
@@ -88,7 +92,8 @@ void register_synth(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<SynthArgs>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic GGUF model of a real model's shape");
   cmd->add_option("--shape", args->shape, "Model shape (see --list-shapes)");
-  cmd->add_option("--type", args->type, "Type of the 2-D weights: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1")
+  cmd->add_option("--type", args->type, "Type mix of the 2-D weights, per tensor as llama-quantize chooses: f32 f16 bf16 q8_0 q4_0 q4_1 "
+                  "q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k")
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
   cmd->add_option("--vocab", args->vocab, "GGUF whose tokenizer.* keys to copy (sets the vocabulary size)");

@@ -1,4 +1,4 @@
-// Reference quantizers in ggml's block layouts (ggml-common.h). Every formula below keeps the
+// Reference quantizers in ggml's block layouts (ggml-common.h), K-quants included. Every formula below keeps the
 // operations and their order as ggml's *_ref functions have them, because the bytes must match.
 #include "kernels/quantize.h"
 
@@ -398,6 +398,422 @@ void dequantize_q6_k(const BlockQ6_K* x, float* y, int64_t nb) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// K-quant quantizers (ggml's quantize_row_q{2,3,4,5,6}_K_ref, no importance matrix). The helper
+// searches below keep ggml's float expressions and their evaluation order exactly.
+
+// Round to nearest, ties to even, as ggml's nearest_int does: adding 1.5 * 2^23 leaves the rounded
+// integer in the low mantissa bits. Valid for |v| <= 2^22 - 1.
+int nearest_int(float v) {
+  const float biased = v + 12582912.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &biased, sizeof bits);
+  return static_cast<int>(bits & 0x007fffffu) - 0x00400000;
+}
+
+constexpr float kGroupMaxEps = 1e-15f;
+
+// Symmetric quantization of n values to [-nmax, nmax - 1] (stored + nmax) with the x^2-weighted
+// least-squares scale, trying 18 scales around nmax / max (ggml's make_qx_quants, rmse_type 1).
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const float fnmax = static_cast<float>(nmax);
+  float iscale = -fnmax / max;
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = static_cast<int8_t>(l + nmax);
+    const float w = x[i] * x[i];
+    const float fl = static_cast<float>(l);
+    sumlx += w * x[i] * fl;
+    suml2 += w * fl * fl;
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(fnmax + 0.1f * static_cast<float>(is)) / max;
+    sumlx = suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float fl = static_cast<float>(std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * fl;
+      suml2 += w * fl * fl;
+    }
+    if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i)
+        L[i] = static_cast<int8_t>(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// Symmetric quantization to [-nmax, nmax - 1] (stored + nmax), refined by up to five passes of
+// coordinate descent on the x^2-weighted error (ggml's make_q3_quants with do_rmse).
+float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const float iscale = -static_cast<float>(nmax) / max;
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = static_cast<int8_t>(l);
+    const float w = x[i] * x[i];
+    const float fl = static_cast<float>(l);
+    sumlx += w * x[i] * fl;
+    suml2 += w * fl * fl;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      const float li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      if (slx > 0.0f) {
+        float sl2 = suml2 - w * li * li;
+        const int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+        if (new_l != L[i]) {
+          const float fl = static_cast<float>(new_l);
+          slx += w * x[i] * fl;
+          sl2 += w * fl * fl;
+          if (sl2 > 0.0f && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<int8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++n_changed;
+          }
+        }
+      }
+    }
+    if (n_changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+  return sumlx / suml2;
+}
+
+// Asymmetric quantization x ~ scale * L - the_min with L in [0, nmax], minimizing the weighted
+// error (absolute if use_mad, else squared) over nstep + 1 candidate scales (ggml's
+// make_qkx2_quants). Returns the scale; *the_min >= 0.
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
+  float min = x[0], max = x[0];
+  float sum_w = weights[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    const float w = weights[i];
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0.0f) min = 0.0f;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.0f;
+  }
+  const float fnmax = static_cast<float>(nmax);
+  float iscale = fnmax / (max - min);
+  float scale = 1.0f / iscale;
+  float best_mad = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    L[i] = static_cast<uint8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    diff = use_mad ? std::fabs(diff) : diff * diff;
+    best_mad += weights[i] * diff;
+  }
+  if (nstep < 1) {
+    *the_min = -min;
+    return scale;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
+    float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      Laux[i] = static_cast<uint8_t>(l);
+      const float w = weights[i];
+      const float fl = static_cast<float>(l);
+      sum_l += w * fl;
+      sum_l2 += w * fl * fl;
+      sum_xl += w * fl * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0.0f) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0.0f) {
+        this_min = 0.0f;
+        this_scale = sum_xl / sum_l2;
+      }
+      float mad = 0.0f;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        mad += weights[i] * diff;
+      }
+      if (mad < best_mad) {
+        for (int i = 0; i < n; ++i) L[i] = Laux[i];
+        best_mad = mad;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// Packs 2-bit values of 256 elements: byte l of each 32-byte chunk holds elements l, l+32, l+64,
+// l+96 of its 128 (Q2_K and Q3_K share the layout).
+void pack_2bit(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < kQKK; j += 128) {
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  }
+}
+
+void quantize_q2_k(const float* x, BlockQ2_K* y, int64_t nb) {
+  uint8_t L[kQKK], Laux[16];
+  float weights[16], mins[kQKK / 16], scales[kQKK / 16];
+  constexpr float q4scale = 15.0f;
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < kQKK / 16; ++j) {
+      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+      scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    if (max_scale > 0.0f) {
+      const float iscale = q4scale / max_scale;
+      for (int j = 0; j < kQKK / 16; ++j) y[i].scales[j] = static_cast<uint8_t>(nearest_int(iscale * scales[j]));
+      put_half(y[i].d, max_scale / q4scale);
+    } else {
+      for (int j = 0; j < kQKK / 16; ++j) y[i].scales[j] = 0;
+      put_half(y[i].d, 0.0f);
+    }
+    if (max_min > 0.0f) {
+      const float iscale = q4scale / max_min;
+      for (int j = 0; j < kQKK / 16; ++j)
+        y[i].scales[j] = static_cast<uint8_t>(y[i].scales[j] | (nearest_int(iscale * mins[j]) << 4));
+      put_half(y[i].dmin, max_min / q4scale);
+    } else {
+      put_half(y[i].dmin, 0.0f);
+    }
+    const float d_all = half(y[i].d), dmin_all = half(y[i].dmin);
+    for (int j = 0; j < kQKK / 16; ++j) {
+      const float d = d_all * static_cast<float>(y[i].scales[j] & 0x0f);
+      if (d == 0.0f) continue;
+      const float dm = dmin_all * static_cast<float>(y[i].scales[j] >> 4);
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<uint8_t>(std::clamp(nearest_int((x[16 * j + ii] + dm) / d), 0, 3));
+    }
+    pack_2bit(L, y[i].qs);
+  }
+}
+
+void quantize_q3_k(const float* x, BlockQ3_K* y, int64_t nb) {
+  int8_t L[kQKK];
+  float scales[kQKK / 16];
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    float max_scale = 0.0f, amax = 0.0f;
+    for (int j = 0; j < kQKK / 16; ++j) {
+      scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+      const float scale = std::fabs(scales[j]);
+      if (scale > amax) {
+        amax = scale;
+        max_scale = scales[j];
+      }
+    }
+    std::memset(y[i].scales, 0, sizeof y[i].scales);
+    if (max_scale != 0.0f) {
+      const float iscale = -32.0f / max_scale;
+      for (int j = 0; j < kQKK / 16; ++j) {
+        // ggml stores nearest_int's result in an int8_t before clamping.
+        const int l = std::clamp<int>(static_cast<int8_t>(nearest_int(iscale * scales[j])), -32, 31) + 32;
+        if (j < 8)
+          y[i].scales[j] = static_cast<uint8_t>(l & 0x0f);
+        else
+          y[i].scales[j - 8] = static_cast<uint8_t>(y[i].scales[j - 8] | ((l & 0x0f) << 4));
+        y[i].scales[j % 4 + 8] = static_cast<uint8_t>(y[i].scales[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
+      }
+      put_half(y[i].d, 1.0f / iscale);
+    } else {
+      put_half(y[i].d, 0.0f);
+    }
+    const float d_all = half(y[i].d);
+    for (int j = 0; j < kQKK / 16; ++j) {
+      const int low = j < 8 ? (y[i].scales[j] & 0x0f) : (y[i].scales[j - 8] >> 4);
+      const int sc = (low | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+      const float d = d_all * static_cast<float>(sc);
+      if (d == 0.0f) continue;
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<int8_t>(std::clamp(nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
+    }
+    // The high bit of element j goes to bit (j / 32) of hmask[j % 32].
+    std::memset(y[i].hmask, 0, sizeof y[i].hmask);
+    uint8_t low2[kQKK];
+    for (int j = 0; j < kQKK; ++j) {
+      int l = L[j];
+      if (l > 3) {
+        y[i].hmask[j % 32] = static_cast<uint8_t>(y[i].hmask[j % 32] | (1u << (j / 32)));
+        l -= 4;
+      }
+      low2[j] = static_cast<uint8_t>(l);
+    }
+    pack_2bit(low2, y[i].qs);
+  }
+}
+
+// Scales and mins of eight 32-element sub-blocks of a Q4_K / Q5_K super-block with qkx2 search
+// (nmax 15 or 31), then their 6-bit packing (the layout scale_min_k4 reads), d and dmin, and the
+// final L in [0, nmax] recomputed from the rounded scales.
+template <int kNmax>
+void quantize_k4_scales(const float* x, uint8_t* d_out, uint8_t* dmin_out, uint8_t* packed, uint8_t* L, float rmin,
+                        int nstep) {
+  uint8_t Laux[32];
+  float weights[32], mins[8], scales[8];
+  float max_scale = 0.0f, max_min = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    float sum_x2 = 0.0f;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, kNmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep, false);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    // ggml keeps nearest_int's result in a uint8_t, then caps it at 63.
+    const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      packed[j] = ls;
+      packed[j + 4] = lm;
+    } else {
+      packed[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
+      packed[j - 4] = static_cast<uint8_t>(packed[j - 4] | ((ls >> 4) << 6));
+      packed[j] = static_cast<uint8_t>(packed[j] | ((lm >> 4) << 6));
+    }
+  }
+  put_half(d_out, max_scale / 63.0f);
+  put_half(dmin_out, max_min / 63.0f);
+  const float d_all = half(d_out), dmin_all = half(dmin_out);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    scale_min_k4(j, packed, sc, m);
+    const float d = d_all * static_cast<float>(sc);
+    if (d == 0.0f) continue;
+    const float dm = dmin_all * static_cast<float>(m);
+    for (int ii = 0; ii < 32; ++ii)
+      L[32 * j + ii] = static_cast<uint8_t>(std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, kNmax));
+  }
+}
+
+void quantize_q4_k(const float* x, BlockQ4_K* y, int64_t nb) {
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    quantize_k4_scales<15>(x, y[i].d, y[i].dmin, y[i].scales, L, -1.0f, 20);
+    uint8_t* q = y[i].qs;
+    for (int j = 0; j < kQKK; j += 64, q += 32)
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+  }
+}
+
+void quantize_q5_k(const float* x, BlockQ5_K* y, int64_t nb) {
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    quantize_k4_scales<31>(x, y[i].d, y[i].dmin, y[i].scales, L, -0.5f, 15);
+    uint8_t* qh = y[i].qh;
+    uint8_t* ql = y[i].qs;
+    std::memset(qh, 0, sizeof y[i].qh);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < kQKK; n += 64, ql += 32) {
+      for (int j = 0; j < 32; ++j) {
+        int l1 = L[n + j], l2 = L[n + j + 32];
+        if (l1 > 15) {
+          l1 -= 16;
+          qh[j] |= m1;
+        }
+        if (l2 > 15) {
+          l2 -= 16;
+          qh[j] |= m2;
+        }
+        ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+      }
+      m1 = static_cast<uint8_t>(m1 << 2);
+      m2 = static_cast<uint8_t>(m2 << 2);
+    }
+  }
+}
+
+void quantize_q6_k(const float* x, BlockQ6_K* y, int64_t nb) {
+  int8_t L[kQKK];
+  float scales[kQKK / 16];
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    float max_scale = 0.0f, max_abs_scale = 0.0f;
+    for (int ib = 0; ib < kQKK / 16; ++ib) {
+      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+      scales[ib] = scale;
+      if (std::fabs(scale) > max_abs_scale) {
+        max_abs_scale = std::fabs(scale);
+        max_scale = scale;
+      }
+    }
+    if (max_abs_scale < kGroupMaxEps) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    const float iscale = -128.0f / max_scale;
+    put_half(y[i].d, 1.0f / iscale);
+    for (int ib = 0; ib < kQKK / 16; ++ib)
+      y[i].scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+    const float d_all = half(y[i].d);
+    for (int j = 0; j < kQKK / 16; ++j) {
+      const float d = d_all * static_cast<float>(y[i].scales[j]);
+      if (d == 0.0f) continue;
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<int8_t>(std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
+    }
+    uint8_t* ql = y[i].ql;
+    uint8_t* qh = y[i].qh;
+    for (int j = 0; j < kQKK; j += 128, ql += 64, qh += 32) {
+      for (int l = 0; l < 32; ++l) {
+        const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+        ql[l] = static_cast<uint8_t>((q1 & 0x0f) | ((q3 & 0x0f) << 4));
+        ql[l + 32] = static_cast<uint8_t>((q2 & 0x0f) | ((q4 & 0x0f) << 4));
+        qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool can_quantize(TensorType type) {
@@ -409,21 +825,17 @@ bool can_quantize(TensorType type) {
     case TensorType::Q4_0:
     case TensorType::Q4_1:
     case TensorType::Q5_0:
-    case TensorType::Q5_1: return true;
-    default: return false;
-  }
-}
-
-bool can_dequantize(TensorType type) {
-  switch (type) {
+    case TensorType::Q5_1:
     case TensorType::Q2_K:
     case TensorType::Q3_K:
     case TensorType::Q4_K:
     case TensorType::Q5_K:
     case TensorType::Q6_K: return true;
-    default: return can_quantize(type);
+    default: return false;
   }
 }
+
+bool can_dequantize(TensorType type) { return can_quantize(type); }
 
 void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
   if (!can_quantize(type)) contract_violation("quantize_row: type not supported", type, n);
@@ -448,6 +860,11 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
     case TensorType::Q4_1: quantize_q4_1(src, reinterpret_cast<BlockQ4_1*>(out), n / kQK); break;
     case TensorType::Q5_0: quantize_q5_0(src, reinterpret_cast<BlockQ5_0*>(out), n / kQK); break;
     case TensorType::Q5_1: quantize_q5_1(src, reinterpret_cast<BlockQ5_1*>(out), n / kQK); break;
+    case TensorType::Q2_K: quantize_q2_k(src, reinterpret_cast<BlockQ2_K*>(out), n / kQKK); break;
+    case TensorType::Q3_K: quantize_q3_k(src, reinterpret_cast<BlockQ3_K*>(out), n / kQKK); break;
+    case TensorType::Q4_K: quantize_q4_k(src, reinterpret_cast<BlockQ4_K*>(out), n / kQKK); break;
+    case TensorType::Q5_K: quantize_q5_k(src, reinterpret_cast<BlockQ5_K*>(out), n / kQKK); break;
+    case TensorType::Q6_K: quantize_q6_k(src, reinterpret_cast<BlockQ6_K*>(out), n / kQKK); break;
     default: break;
   }
 }

@@ -7,8 +7,10 @@
 // dequantize_row_* computes. These are the correctness oracle for faster kernels, and the writer
 // path of `omni synth`; they are not tuned for speed.
 //
-// Supported:  quantize   F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
-//             dequantize the same, and Q2_K Q3_K Q4_K Q5_K Q6_K
+// Supported (quantize and dequantize): F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K
+// Q6_K. The K-quants follow ggml's quantize_row_q*_K_ref (the path llama-quantize takes without an
+// importance matrix), including their scale searches (make_qkx2_quants, make_q3_quants,
+// make_qx_quants) and round-half-even nearest_int.
 //
 // Preconditions (programming errors, not input errors: the process aborts with a message if they
 // do not hold, rather than corrupting memory): the type is supported (can_quantize/can_dequantize),

@@ -1,5 +1,6 @@
 #include "model/quantize_model.h"
 
+#include <string_view>
 #include <vector>
 
 #include "gguf/reader.h"
@@ -12,8 +13,18 @@ namespace {
 
 using gguf::TensorType;
 
+bool ends_with(const std::string& s, std::string_view tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The tensors llama-quantize quantizes: 2+ dimensional *.weight, not norms.
 bool is_matrix(const gguf::TensorInfo& t) {
-  return t.shape.size() >= 2 && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
+  return t.shape.size() >= 2 && ends_with(t.name, ".weight") && !ends_with(t.name, "_norm.weight");
+}
+
+uint32_t uint_or(const gguf::Metadata& md, const std::string& key, uint32_t fallback) {
+  auto v = md.get_uint(key);
+  return v ? static_cast<uint32_t>(*v) : fallback;
 }
 
 bool is_float_source(TensorType t) { return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16; }
@@ -21,33 +32,48 @@ bool is_float_source(TensorType t) { return t == TensorType::F32 || t == TensorT
 }  // namespace
 
 Result<QuantizeReport> quantize_model(const std::string& input, const std::string& output, TensorType target) {
-  const auto file_type = file_type_of(target);
-  if (!kernels::can_quantize(target) || !file_type)
-    return Error{"cannot quantize to " + gguf::tensor_type_name(target) +
-                 " (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)"};
+  const auto mix = mix_of(target);
+  if (!mix)
+    return Error{"cannot quantize to " + gguf::tensor_type_name(target) + " (supported: " + mix_names_text() + ")"};
+  return quantize_model(input, output, *mix);
+}
+
+Result<QuantizeReport> quantize_model(const std::string& input, const std::string& output, Mix mix) {
   auto in = gguf::File::open(input);
   if (!in) return in.error();
+  const gguf::Metadata& md = in->metadata();
+
+  MixModel model;
+  if (auto arch = md.get_string("general.architecture")) model.arch = *arch;
+  model.n_layer = uint_or(md, model.arch + ".block_count", 0);
+  model.n_head = uint_or(md, model.arch + ".attention.head_count", 0);
+  model.n_head_kv = uint_or(md, model.arch + ".attention.head_count_kv", model.n_head);
+  model.n_expert = uint_or(md, model.arch + ".expert_count", 0);
+
+  std::vector<MixTensor> matrices;
+  for (const gguf::TensorInfo& t : in->tensors()) {
+    if (!is_matrix(t)) continue;
+    if (!is_float_source(t.type))
+      return Error{input + ": tensor '" + t.name + "' is already " + gguf::tensor_type_name(t.type) +
+                   "; quantize from an F32, F16 or BF16 model"};
+    matrices.push_back({t.name, t.shape[0]});
+  }
+  const std::vector<MixChoice> choices = mix_tensor_types(mix, model, matrices);
 
   gguf::Writer writer(in->version());
-  for (const auto& e : in->metadata().entries()) writer.metadata().set(e.key, e.value);
-  writer.metadata().set("general.file_type", gguf::Value::u32(*file_type));
+  for (const auto& e : md.entries()) writer.metadata().set(e.key, e.value);
+  writer.metadata().set("general.file_type", gguf::Value::u32(file_type_of(mix)));
   writer.metadata().set("general.quantization_version", gguf::Value::u32(2));
 
   QuantizeReport report;
   std::vector<TensorType> out_types;
+  size_t next_matrix = 0;
   for (const gguf::TensorInfo& t : in->tensors()) {
     TensorType out = t.type;
     if (is_matrix(t)) {
-      if (!is_float_source(t.type))
-        return Error{input + ": tensor '" + t.name + "' is already " + gguf::tensor_type_name(t.type) +
-                     "; quantize from an F32, F16 or BF16 model"};
-      out = target;
-      if (t.shape[0] % gguf::tensor_type_traits(target)->block_size != 0) {
-        out = TensorType::F16;
-        ++report.fallbacks;
-      } else {
-        ++report.converted;
-      }
+      const MixChoice& c = choices[next_matrix++];
+      out = c.type;
+      ++(c.fallback ? report.fallbacks : report.converted);
     }
     auto added = writer.add_tensor({t.name, out, t.shape});
     if (!added) return Error{output + ": " + added.error().message};

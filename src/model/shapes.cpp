@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <numeric>
 #include <utility>
 
 namespace omni::model {
@@ -192,6 +194,218 @@ void add_hparams(gguf::Metadata& md, const Shape& s, uint32_t n_layer, uint32_t 
     md.set(a + "vocab_size", Value::u32(n_vocab));
     md.set(a + "rope.dimension_count", Value::u32(s.head_dim));
   }
+}
+
+namespace {
+
+struct MixName {
+  const char* name;
+  Mix mix;
+};
+constexpr MixName kMixNames[] = {
+    {"f32", Mix::F32},       {"f16", Mix::F16},       {"bf16", Mix::BF16},     {"q8_0", Mix::Q8_0},
+    {"q4_0", Mix::Q4_0},     {"q4_1", Mix::Q4_1},     {"q5_0", Mix::Q5_0},     {"q5_1", Mix::Q5_1},
+    {"q2_k", Mix::Q2_K},     {"q3_k_s", Mix::Q3_K_S}, {"q3_k_m", Mix::Q3_K_M}, {"q3_k_l", Mix::Q3_K_L},
+    {"q4_k_s", Mix::Q4_K_S}, {"q4_k_m", Mix::Q4_K_M}, {"q5_k_s", Mix::Q5_K_S}, {"q5_k_m", Mix::Q5_K_M},
+    {"q6_k", Mix::Q6_K},
+};
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers, and every third in between.
+bool use_more_bits(int i_layer, int n_layers) {
+  return i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2;
+}
+
+int block_number(const std::string& name) {
+  int layer = -1;
+  if (std::sscanf(name.c_str(), "blk.%d.", &layer) != 1) return -1;
+  return layer;
+}
+
+uint64_t block_size(gguf::TensorType t) { return gguf::tensor_type_traits(t)->block_size; }
+
+}  // namespace
+
+std::optional<Mix> mix_from_name(std::string_view name) {
+  std::string lower(name);
+  for (auto& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (lower == "q3_k") return Mix::Q3_K_M;  // llama-quantize's aliases
+  if (lower == "q4_k") return Mix::Q4_K_M;
+  if (lower == "q5_k") return Mix::Q5_K_M;
+  for (const auto& m : kMixNames)
+    if (lower == m.name) return m.mix;
+  return std::nullopt;
+}
+
+std::string mix_name(Mix mix) {
+  for (const auto& m : kMixNames)
+    if (m.mix == mix) return m.name;
+  return "ftype " + std::to_string(static_cast<uint32_t>(mix));
+}
+
+std::string mix_names_text() {
+  std::string s;
+  for (const auto& m : kMixNames) s += (s.empty() ? "" : ", ") + std::string(m.name);
+  return s;
+}
+
+gguf::TensorType mix_base_type(Mix mix) {
+  using T = gguf::TensorType;
+  switch (mix) {
+    case Mix::F32: return T::F32;
+    case Mix::F16: return T::F16;
+    case Mix::BF16: return T::BF16;
+    case Mix::Q4_0: return T::Q4_0;
+    case Mix::Q4_1: return T::Q4_1;
+    case Mix::Q8_0: return T::Q8_0;
+    case Mix::Q5_0: return T::Q5_0;
+    case Mix::Q5_1: return T::Q5_1;
+    case Mix::Q2_K: return T::Q2_K;
+    case Mix::Q3_K_S:
+    case Mix::Q3_K_M:
+    case Mix::Q3_K_L: return T::Q3_K;
+    case Mix::Q4_K_S:
+    case Mix::Q4_K_M: return T::Q4_K;
+    case Mix::Q5_K_S:
+    case Mix::Q5_K_M: return T::Q5_K;
+    case Mix::Q6_K: return T::Q6_K;
+  }
+  return T::F16;
+}
+
+std::optional<Mix> mix_of(gguf::TensorType type) {
+  using T = gguf::TensorType;
+  switch (type) {
+    case T::F32: return Mix::F32;
+    case T::F16: return Mix::F16;
+    case T::BF16: return Mix::BF16;
+    case T::Q8_0: return Mix::Q8_0;
+    case T::Q4_0: return Mix::Q4_0;
+    case T::Q4_1: return Mix::Q4_1;
+    case T::Q5_0: return Mix::Q5_0;
+    case T::Q5_1: return Mix::Q5_1;
+    case T::Q2_K: return Mix::Q2_K;
+    case T::Q6_K: return Mix::Q6_K;
+    default: return std::nullopt;
+  }
+}
+
+std::vector<MixChoice> mix_tensor_types(Mix ftype, const MixModel& model, const std::vector<MixTensor>& tensors) {
+  using T = gguf::TensorType;
+  const T base = mix_base_type(ftype);
+  std::vector<MixChoice> out(tensors.size(), MixChoice{base, false});
+  if (base == T::F32 || base == T::F16 || base == T::BF16) return out;  // not "quantized": no per-tensor rules
+
+  // llama-quantize visits tensors ordered by block number (non-block tensors first), then name.
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::vector<int> blocks(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) blocks[i] = block_number(tensors[i].name);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (blocks[a] != blocks[b]) return blocks[a] < blocks[b];
+    return tensors[a].name < tensors[b].name;
+  });
+
+  int n_attention_wv = 0;
+  bool has_output = false;
+  for (const auto& t : tensors) {
+    if (contains(t.name, "attn_v.weight") || contains(t.name, "attn_qkv.weight") || contains(t.name, "attn_kv_b.weight"))
+      ++n_attention_wv;
+    else if (t.name == "output.weight")
+      has_output = true;
+  }
+  const int n_layer = static_cast<int>(model.n_layer);
+  const uint32_t n_head_kv = model.n_head_kv ? model.n_head_kv : model.n_head;
+  const uint32_t n_gqa = n_head_kv ? model.n_head / n_head_kv : 1;
+  const bool falcon = model.arch == "falcon";
+  const bool is_70b = model.arch == "llama" && model.n_layer == 80 && model.n_head != n_head_kv;
+  const bool moe8 = model.n_expert == 8;
+  int i_attention_wv = 0, i_ffn_down = 0;
+  auto layer_of = [&](int counter, const std::string& name) {
+    return model.n_expert > 1 ? block_number(name) : counter;  // experts: the block number in the name
+  };
+
+  for (size_t index : order) {
+    const std::string& name = tensors[index].name;
+    const uint64_t ne0 = tensors[index].ne0;
+    T t = base;
+    if (name == "output.weight" || (!has_output && name == "token_embd.weight")) {
+      if (falcon || ne0 % block_size(t) != 0) t = T::Q8_0;
+      else if (t != T::Q8_0) t = T::Q6_K;
+    } else if (name == "token_embd.weight") {
+      // Only the IQ and TQ mixes change the embeddings.
+    } else if (contains(name, "attn_v.weight")) {
+      if (ftype == Mix::Q2_K) t = n_gqa >= 4 ? T::Q4_K : T::Q3_K;
+      else if (ftype == Mix::Q3_K_M) t = i_attention_wv < 2 ? T::Q5_K : T::Q4_K;
+      else if (ftype == Mix::Q3_K_L) t = T::Q5_K;
+      else if ((ftype == Mix::Q4_K_M || ftype == Mix::Q5_K_M) && use_more_bits(i_attention_wv, n_attention_wv))
+        t = T::Q6_K;
+      else if (ftype == Mix::Q4_K_S && i_attention_wv < 4) t = T::Q5_K;
+      if (is_70b && (t == T::Q3_K || t == T::Q4_K)) t = T::Q5_K;
+      if (moe8) t = T::Q8_0;
+      ++i_attention_wv;
+    } else if (contains(name, "attn_k.weight")) {
+      if (moe8) t = T::Q8_0;
+    } else if (contains(name, "attn_q.weight")) {
+      // Only the IQ mixes.
+    } else if (contains(name, "ffn_down")) {
+      const int i_layer = layer_of(i_ffn_down, name);
+      if (ftype == Mix::Q2_K) {
+        t = T::Q3_K;
+      } else if (ftype == Mix::Q3_K_M) {
+        t = i_layer < n_layer / 16                        ? T::Q5_K
+            : !falcon || use_more_bits(i_layer, n_layer) ? T::Q4_K
+                                                          : T::Q3_K;
+      } else if (ftype == Mix::Q3_K_L) {
+        t = falcon ? T::Q4_K : T::Q5_K;
+      } else if (ftype == Mix::Q4_K_M) {
+        if (falcon)
+          t = i_layer < n_layer / 16 ? T::Q6_K : use_more_bits(i_layer, n_layer) ? T::Q5_K : T::Q4_K;
+        else if (use_more_bits(i_layer, n_layer))
+          t = T::Q6_K;
+      } else if (ftype == Mix::Q5_K_M && use_more_bits(i_layer, n_layer)) {
+        t = T::Q6_K;
+      } else if (ftype == Mix::Q4_K_S && !falcon && i_layer < n_layer / 8) {
+        t = T::Q5_K;
+      }
+      ++i_ffn_down;
+    } else if (contains(name, "attn_output.weight")) {
+      if (!falcon) {
+        if (moe8) {
+          if (ftype == Mix::Q2_K || ftype == Mix::Q3_K_S || ftype == Mix::Q3_K_M || ftype == Mix::Q4_K_S ||
+              ftype == Mix::Q4_K_M)
+            t = T::Q5_K;
+        } else {
+          if (ftype == Mix::Q2_K) t = T::Q3_K;
+          else if (ftype == Mix::Q3_K_M) t = T::Q4_K;
+          else if (ftype == Mix::Q3_K_L) t = T::Q5_K;
+        }
+      } else if (ftype == Mix::Q3_K_L) {
+        t = T::Q4_K;
+      }
+    } else if (contains(name, "attn_qkv.weight")) {
+      if (ftype == Mix::Q3_K_M || ftype == Mix::Q3_K_L) t = T::Q4_K;
+      else if (ftype == Mix::Q4_K_M) t = T::Q5_K;
+      else if (ftype == Mix::Q5_K_M) t = T::Q6_K;
+    }
+
+    MixChoice& choice = out[index];
+    if (ne0 % block_size(t) != 0) {  // llama.cpp's convert_incompatible_tensor
+      choice.fallback = true;
+      switch (t) {
+        case T::Q2_K:
+        case T::Q3_K: t = T::Q4_0; break;  // llama.cpp: IQ4_NL
+        case T::Q4_K: t = T::Q5_0; break;
+        case T::Q5_K: t = T::Q5_1; break;
+        case T::Q6_K: t = T::Q8_0; break;
+        default: t = T::F16; break;
+      }
+      if (ne0 % block_size(t) != 0) t = T::F16;
+    }
+    choice.type = t;
+  }
+  return out;
 }
 
 }  // namespace omni::model

@@ -94,6 +94,68 @@ std::vector<float> llama3_rope_factors(const Shape& shape);
 // without a "mostly" file type here.
 std::optional<uint32_t> file_type_of(gguf::TensorType type);
 
+// A quantization mix: llama.cpp's llama_ftype (the value is general.file_type). The single-type
+// mixes put every matrix in one type (except that the quantized ones give output.weight Q6_K, as
+// llama-quantize does); the K mixes choose per tensor (mix_tensor_types).
+enum class Mix : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q8_0 = 7,
+  Q5_0 = 8,
+  Q5_1 = 9,
+  Q2_K = 10,
+  Q3_K_S = 11,
+  Q3_K_M = 12,
+  Q3_K_L = 13,
+  Q4_K_S = 14,
+  Q4_K_M = 15,
+  Q5_K_S = 16,
+  Q5_K_M = 17,
+  Q6_K = 18,
+  BF16 = 32,
+};
+
+// "q4_k_m", "Q8_0", ...; also llama-quantize's aliases q3_k, q4_k, q5_k (the _M mixes). nullopt if
+// unknown.
+std::optional<Mix> mix_from_name(std::string_view name);
+std::string mix_name(Mix mix);             // lower case: "q4_k_m"
+std::string mix_names_text();              // "f32, f16, ..., q6_k" for messages
+gguf::TensorType mix_base_type(Mix mix);   // llama-quantize's default_type
+inline uint32_t file_type_of(Mix mix) { return static_cast<uint32_t>(mix); }
+// The mix whose base type is `type` and which has that name (f32 ... q5_1, q2_k, q6_k); nullopt for
+// q3_k, q4_k, q5_k (which need a mix name) and unsupported types.
+std::optional<Mix> mix_of(gguf::TensorType type);
+
+// What llama_tensor_get_type needs to know about the model.
+struct MixModel {
+  std::string arch;       // general.architecture
+  uint32_t n_layer = 0;   // <arch>.block_count
+  uint32_t n_head = 0;    // <arch>.attention.head_count
+  uint32_t n_head_kv = 0; // <arch>.attention.head_count_kv (0: = n_head)
+  uint32_t n_expert = 0;  // <arch>.expert_count
+};
+
+// A tensor llama-quantize would quantize: a *.weight of 2+ dimensions (not a norm).
+struct MixTensor {
+  std::string name;
+  uint64_t ne0 = 0;  // row length
+};
+
+struct MixChoice {
+  gguf::TensorType type = gguf::TensorType::F32;
+  bool fallback = false;  // the row length did not fit the chosen type (llama.cpp's fallback chain)
+};
+
+// The type llama.cpp's llama_tensor_get_type (without an importance matrix or overrides) gives each
+// tensor of `tensors` (all the model's quantizable matrices, in any order) under `mix`; results in
+// the order of `tensors`. Per-layer rules count attn_v / ffn_down tensors in llama.cpp's order
+// (by block number, then name). Deviation: llama.cpp's fallback for Q2_K/Q3_K rows that are not a
+// multiple of 256 is IQ4_NL, which we cannot write; we use Q4_0 (same block size). Rows that fit no
+// quantized fallback become F16 (llama.cpp refuses them for the legacy mixes).
+std::vector<MixChoice> mix_tensor_types(Mix mix, const MixModel& model, const std::vector<MixTensor>& tensors);
+
 // Appends the hyper-parameter keys in the converter's order, from <arch>.block_count to
 // <arch>.rope.dimension_count, with general.file_type where the converter puts it. Keys are the
 // ones the converter writes for the shape's architecture (llama adds vocab_size and

@@ -238,15 +238,8 @@ Result<void> write_tensor(const RowFiller& f, gguf::TensorSink& sink, unsigned t
   return {};
 }
 
-bool synth_type_allowed(TensorType t) { return kernels::can_quantize(t) && file_type_of(t).has_value(); }
-
-std::string allowed_types_text() {
-  std::string s;
-  for (auto t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
-                 TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1})
-    s += (s.empty() ? "" : ", ") + gguf::tensor_type_name(t);
-  return s;
-}
+// Every mix's types must be writable by quantize_row (the K ones included).
+bool synth_mix_allowed(Mix mix) { return mix_from_name(mix_name(mix)) == mix; }
 
 std::string known_shapes_text() {
   std::string s;
@@ -372,9 +365,8 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
   try {
     const Shape* shape = find_shape(o.shape);
     if (!shape) return Error{"unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
-    if (!synth_type_allowed(o.type))
-      return Error{"cannot synthesize tensor type " + gguf::tensor_type_name(o.type) + " (supported: " +
-                   allowed_types_text() + ")"};
+    if (!synth_mix_allowed(o.mix))
+      return Error{"cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};
     if (o.out_path.empty()) return Error{"no output path given"};
     const uint32_t n_layer = o.n_layers ? o.n_layers : shape->n_layer;
     if (n_layer > 1000) return Error{"layer count " + std::to_string(n_layer) + " is over 1000"};
@@ -382,7 +374,7 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
     SynthReport report;
     report.path = o.out_path;
     report.shape = shape->name;
-    report.type = o.type;
+    report.mix = o.mix;
     report.n_layer = n_layer;
     report.threads = std::clamp(o.threads ? o.threads : std::thread::hardware_concurrency(), 1u, 256u);
 
@@ -394,7 +386,7 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
     md.set("general.type", Value::string("model"));
     md.set("general.name", Value::string(shape->display_name));
     md.set("general.basename", Value::string(shape->basename));
-    std::string how = "omni synth --shape " + shape->name + " --type " + gguf::tensor_type_name(o.type) +
+    std::string how = "omni synth --shape " + shape->name + " --type " + mix_name(o.mix) +
                       " --seed " + std::to_string(o.seed);
     if (o.n_layers) how += " --layers " + std::to_string(n_layer);
     md.set("general.description", Value::string("Synthetic random weights, not a trained model (" + how + ")"));
@@ -410,13 +402,23 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
       report.n_vocab = shape->n_vocab;
       if (auto r = add_spm_vocab(vocab, report.n_vocab); !r) return r.error();
     }
-    add_hparams(md, *shape, n_layer, report.n_vocab, *file_type_of(o.type));
+    add_hparams(md, *shape, n_layer, report.n_vocab, file_type_of(o.mix));
     md.set("general.quantization_version", Value::u32(2));
     for (const auto& e : vocab.entries()) md.set(e.key, e.value);
 
     const std::vector<TensorLayout> layout = tensor_layout(*shape, n_layer, report.n_vocab);
-    for (const auto& t : layout) {
-      auto added = writer.add_tensor(gguf::TensorSpec{t.name, t.is_matrix() ? o.type : TensorType::F32, t.shape});
+    // Per-tensor types as llama-quantize would choose them for the mix.
+    std::vector<MixTensor> matrices;
+    for (const auto& t : layout)
+      if (t.is_matrix()) matrices.push_back({t.name, t.shape[0]});
+    const MixModel mix_model{shape->arch, n_layer, shape->n_head, shape->n_head_kv, 0};
+    const std::vector<MixChoice> choices = mix_tensor_types(o.mix, mix_model, matrices);
+    std::vector<TensorType> types;
+    types.reserve(layout.size());
+    for (size_t i = 0, m = 0; i < layout.size(); ++i)
+      types.push_back(layout[i].is_matrix() ? choices[m++].type : TensorType::F32);
+    for (size_t i = 0; i < layout.size(); ++i) {
+      auto added = writer.add_tensor(gguf::TensorSpec{layout[i].name, types[i], layout[i].shape});
       if (!added) return added.error();
     }
     report.n_tensors = layout.size();
@@ -427,7 +429,7 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
     auto source = [&](size_t index, gguf::TensorSink& sink) -> Result<void> {
       if (o.sparse) return {};
       const TensorLayout& t = layout[index];
-      const RowFiller filler(seed, *shape, t, t.is_matrix() ? o.type : TensorType::F32);
+      const RowFiller filler(seed, *shape, t, types[index]);
       return write_tensor(filler, sink, threads);
     };
     if (auto r = writer.write_file(o.out_path, source, o.sparse); !r) return r.error();

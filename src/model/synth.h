@@ -29,7 +29,10 @@ namespace omni::model {
 
 struct SynthOptions {
   std::string shape;                               // a name from shapes()
-  gguf::TensorType type = gguf::TensorType::Q8_0;  // of the 2-D weights: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+  // The 2-D weights' types: a llama.cpp mix (f32 ... q8_0, q2_k, q3_k_s ... q6_k), each matrix getting
+  // the type llama-quantize would give it (mix_tensor_types: output.weight Q6_K, some attn_v and
+  // ffn_down with more bits in the _M mixes, fallbacks for rows that do not fit).
+  Mix mix = Mix::Q8_0;
   uint64_t seed = 1;
   std::string vocab_path;  // optional GGUF whose tokenizer.* keys are copied; n_vocab becomes its size
   uint32_t n_layers = 0;   // 0: the shape's block count
@@ -41,7 +44,7 @@ struct SynthOptions {
 struct SynthReport {
   std::string path;
   std::string shape;
-  gguf::TensorType type = gguf::TensorType::F32;
+  Mix mix = Mix::F32;
   uint32_t n_layer = 0;
   uint32_t n_vocab = 0;
   bool vocab_from_file = false;  // else the generated SPM vocabulary

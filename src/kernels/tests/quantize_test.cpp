@@ -303,6 +303,124 @@ INSTANTIATE_TEST_SUITE_P(AllQuantizable, QuantRoundTrip,
                                            TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1),
                          [](const auto& info) { return gguf::tensor_type_name(info.param); });
 
+// ------------------------------------------------------------------------------------------------
+// K-quant round trips. The K formats choose their scales by searches, so the bound is per 256-value
+// super-block from the format's grid: Q6_K has 64 signed levels spanning [-amax, amax] (step
+// amax/32), Q5_K / Q4_K 32 / 16 levels spanning [min, max] (at most 2 amax), Q3_K 8 signed levels
+// (step amax/4, the clamped end costing a whole step), Q2_K 4 levels spanning [min, max]. The
+// sub-block scales are least-squares fits rounded to 4-8 bits, so an element may miss its nearest
+// level, but not by more than one step. Stored as fp16, d and dmin also round absolutely near the
+// subnormal range: `levels * scale_max * 2^-25` covers that.
+double k_roundtrip_bound(TensorType t, double amax) {
+  const double sub = std::ldexp(1.0, -25);
+  switch (t) {
+    case TensorType::Q6_K: return amax / 32 + 32 * 128 * sub;
+    case TensorType::Q5_K: return 2 * amax / 31 + 32 * 64 * 2 * sub;
+    case TensorType::Q4_K: return 2 * amax / 15 + 16 * 64 * 2 * sub;
+    case TensorType::Q3_K: return amax / 4 + amax / 8 + 4 * 32 * sub;
+    case TensorType::Q2_K: return 2 * amax / 3 + amax / 8 + 4 * 16 * 2 * sub;
+    default: return 0;
+  }
+}
+
+// Root-mean-square error relative to the RMS of normally distributed values: a loose ceiling (the
+// formats' typical figures are about half of these), to catch a search that chooses badly.
+double k_gaussian_rel_rmse(TensorType t) {
+  switch (t) {
+    case TensorType::Q6_K: return 0.02;
+    case TensorType::Q5_K: return 0.05;
+    case TensorType::Q4_K: return 0.1;
+    case TensorType::Q3_K: return 0.2;
+    case TensorType::Q2_K: return 0.4;
+    default: return 0;
+  }
+}
+
+class QuantKRoundTrip : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(QuantKRoundTrip, ErrorWithinTheFormatsBound) {
+  const TensorType t = GetParam();
+  double worst_ratio = 0;
+  for (const auto& row : test_rows()) {
+    const auto q = quantize(t, row);
+    ASSERT_EQ(q.size(), bytes_of(t, static_cast<int64_t>(row.size())));
+    const auto back = dequantize(t, q, row.size());
+    for (size_t s = 0; s < row.size(); s += 256) {
+      double amax = 0;
+      for (size_t i = s; i < s + 256; ++i) amax = std::max(amax, static_cast<double>(std::fabs(row[i])));
+      const double bound = k_roundtrip_bound(t, amax);
+      for (size_t i = s; i < s + 256; ++i) {
+        const double err = std::fabs(static_cast<double>(back[i]) - row[i]);
+        ASSERT_LE(err, bound) << "element " << i << " value " << row[i] << " got " << back[i];
+        if (amax > 1e-3) worst_ratio = std::max(worst_ratio, err / bound);
+      }
+    }
+  }
+  EXPECT_GT(worst_ratio, 0.2) << "suspiciously exact: is it quantizing at all?";
+}
+
+TEST_P(QuantKRoundTrip, GaussianErrorIsSmall) {
+  const TensorType t = GetParam();
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> row(256 * 64);
+  for (auto& v : row) v = normal(rng);
+  const auto back = dequantize(t, quantize(t, row), row.size());
+  double se = 0, ss = 0;
+  for (size_t i = 0; i < row.size(); ++i) {
+    se += (static_cast<double>(back[i]) - row[i]) * (static_cast<double>(back[i]) - row[i]);
+    ss += static_cast<double>(row[i]) * row[i];
+  }
+  const double rel = std::sqrt(se / ss);
+  EXPECT_LT(rel, k_gaussian_rel_rmse(t));
+  EXPECT_GT(rel, k_gaussian_rel_rmse(t) / 20) << "suspiciously exact";
+}
+
+TEST_P(QuantKRoundTrip, ZerosGiveZeros) {
+  const TensorType t = GetParam();
+  std::vector<float> zeros(512, 0.0f);
+  const auto back = dequantize(t, quantize(t, zeros), zeros.size());
+  for (float v : back) EXPECT_EQ(v, 0.0f);
+}
+
+TEST_P(QuantKRoundTrip, MoreBitsGiveLessError) {
+  // Each K format must beat the one with a bit fewer on the same data (a mixed-up scale or a
+  // misplaced bit plane would not).
+  const TensorType t = GetParam();
+  if (t == TensorType::Q2_K) GTEST_SKIP() << "lowest";
+  const TensorType fewer = t == TensorType::Q3_K ? TensorType::Q2_K
+                           : t == TensorType::Q4_K ? TensorType::Q3_K
+                           : t == TensorType::Q5_K ? TensorType::Q4_K
+                                                   : TensorType::Q5_K;
+  for (const auto& row : test_rows()) {
+    float amax = 0;
+    double sum = 0, sum2 = 0;
+    for (float v : row) {
+      amax = std::max(amax, std::fabs(v));
+      sum += v;
+      sum2 += static_cast<double>(v) * v;
+    }
+    if (amax < 1e-3f) continue;  // the tiny row: fp16 scales underflow in every format alike
+    // One-signed rows favour Q2_K's min offset over Q3_K's symmetric grid: compare centred rows.
+    if (std::fabs(sum) / static_cast<double>(row.size()) > 0.1 * std::sqrt(sum2 / static_cast<double>(row.size())))
+      continue;
+    auto sq_err = [&](TensorType u) {
+      const auto back = dequantize(u, quantize(u, row), row.size());
+      double se = 0;
+      for (size_t i = 0; i < row.size(); ++i) se += (static_cast<double>(back[i]) - row[i]) * (back[i] - row[i]);
+      return se;
+    };
+    const double a = sq_err(t), b = sq_err(fewer);
+    EXPECT_LT(a, b) << gguf::tensor_type_name(fewer);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(K, QuantKRoundTrip,
+                         ::testing::Values(TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                                           TensorType::Q6_K),
+                         [](const auto& info) { return gguf::tensor_type_name(info.param); });
+
+
 TEST(QuantExact, Q8_0ReproducesExactMultiplesOfAPowerOfTwoScale) {
   std::mt19937 rng(3);
   std::uniform_int_distribution<int> k(-127, 127);
@@ -544,12 +662,9 @@ TEST(QuantLayout, KBlocksDecodeElementByElement) {
 
 TEST(QuantApi, SupportedTypes) {
   for (auto t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
-                 TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1}) {
+                 TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K, TensorType::Q3_K,
+                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     EXPECT_TRUE(can_quantize(t));
-    EXPECT_TRUE(can_dequantize(t));
-  }
-  for (auto t : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
-    EXPECT_FALSE(can_quantize(t));
     EXPECT_TRUE(can_dequantize(t));
   }
   for (auto t : {TensorType::Q8_1, TensorType::Q8_K, TensorType::IQ4_NL, TensorType::I32, TensorType::MXFP4}) {
@@ -562,7 +677,8 @@ TEST(QuantApiDeathTest, ContractViolationsAbort) {
   std::vector<float> x(33, 1.0f);
   std::vector<uint8_t> y(64);
   EXPECT_DEATH(quantize_row(TensorType::Q8_0, x.data(), y.data(), 33), "whole number of blocks");
-  EXPECT_DEATH(quantize_row(TensorType::Q4_K, x.data(), y.data(), 32), "not supported");
+  EXPECT_DEATH(quantize_row(TensorType::Q4_K, x.data(), y.data(), 32), "whole number of blocks");
+  EXPECT_DEATH(quantize_row(TensorType::IQ4_NL, x.data(), y.data(), 32), "not supported");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -573,8 +689,9 @@ TEST(QuantApiDeathTest, ContractViolationsAbort) {
 // so they were made by quantizing the F16 file. Quantizing the F16 tensors again with our
 // quantize_row reproduces the Q8_0 and Q4_0 tensors of the shared files byte for byte (all of them;
 // the Q4_0 file's output.weight is Q6_K, as llama-quantize chooses), which shows that our reference
-// quantizers are bit-exact with ggml's. The K-quant files (Q4_K, Q6_K) are checked through
-// dequantization only: we do not quantize K formats.
+// quantizers are bit-exact with ggml's. The same holds for the K-quant files: every Q4_K, Q6_K (and
+// Q5_K, were there any) tensor of the q6_k and q4_k_m files is reproduced byte for byte, which checks
+// the K quantizers' scale searches and packing against ggml's quantize_row_q*_K_ref.
 
 std::string shared_model(const std::string& name) { return std::string(OMNI_SHARED_DIR) + "/models/" + name; }
 
@@ -645,7 +762,7 @@ TEST_P(QuantSharedModels, RequantizingTheF16WeightsReproducesTheFileBytes) {
   ASSERT_TRUE(file.ok()) << file.error().message;
   int requantized = 0;
   for (const auto& t : file->tensors()) {
-    if (!can_quantize(t.type)) continue;  // K formats: not quantized by us
+    if (t.shape.size() < 2) continue;  // norms: F32 in every file
     const auto src = dequantize_tensor(*ref, *ref->find_tensor(t.name));
     const uint64_t ne0 = t.shape[0];
     const size_t rb = bytes_of(t.type, static_cast<int64_t>(ne0));
@@ -658,10 +775,7 @@ TEST_P(QuantSharedModels, RequantizingTheF16WeightsReproducesTheFileBytes) {
         << t.name << " (" << gguf::tensor_type_name(t.type) << ") differs from ggml's bytes";
     ++requantized;
   }
-  const std::string name = GetParam();
-  if (name == "q8_0" || name == "q4_0") {
-    EXPECT_GE(requantized, 30);  // all weight matrices
-  }
+  EXPECT_EQ(requantized, 30);  // all weight matrices: 4 blocks x 7, token_embd, output
 }
 
 INSTANTIATE_TEST_SUITE_P(Llama, QuantSharedModels, ::testing::Values("q8_0", "q4_0", "q6_k", "q4_k_m"),

@@ -197,7 +197,7 @@ std::string vocab_path() { return std::string(OMNI_SHARED_DIR) + "/vocab/ggml-vo
 SynthOptions small_qwen(uint64_t seed, const std::string& out) {
   SynthOptions o;
   o.shape = "qwen2.5-0.5b";
-  o.type = TensorType::Q8_0;
+  o.mix = Mix::Q8_0;
   o.seed = seed;
   o.vocab_path = vocab_path();
   o.n_layers = 2;
@@ -216,13 +216,13 @@ const std::string& made(const std::string& key) {
   else if (key == "qwen-seed2") o = small_qwen(2, temp().file(key + ".gguf"));
   else if (key == "tinyllama-1layer") {
     o.shape = "tinyllama-1.1b";
-    o.type = TensorType::Q4_0;
+    o.mix = Mix::Q4_0;
     o.seed = 7;
     o.n_layers = 1;
     o.out_path = temp().file(key + ".gguf");
   } else if (key == "llama32-f32") {
     o.shape = "llama-3.2-1b";
-    o.type = TensorType::F32;
+    o.mix = Mix::F32;
     o.seed = 3;
     o.n_layers = 1;
     o.vocab_path = vocab_path();
@@ -290,7 +290,11 @@ TEST(SynthFile, TensorsAndMetadataMatchTheShapeTable) {
       const auto& t = f.tensors()[i];
       EXPECT_EQ(t.name, layout[i].name);
       EXPECT_EQ(t.shape, layout[i].shape) << t.name;
-      EXPECT_EQ(t.type, t.shape.size() == 2 ? type : TensorType::F32) << t.name;
+      // llama-quantize's rule: a quantized mix (not Q8_0) writes output.weight as Q6_K.
+      const TensorType want = t.shape.size() != 2                                          ? TensorType::F32
+                              : t.name == "output.weight" && type == TensorType::Q4_0 ? TensorType::Q6_K
+                                                                                      : type;
+      EXPECT_EQ(t.type, want) << t.name;
     }
     // Sizes from the shape fields directly.
     EXPECT_EQ(f.find_tensor("token_embd.weight")->shape, (std::vector<uint64_t>{s->n_embd, vocab}));
@@ -404,7 +408,9 @@ TEST(SynthFile, WeightsHaveTheStatedDistributions) {
       EXPECT_NEAR(sd, want_sd, want_sd * (6 / std::sqrt(2 * n) + quant)) << t.name;
       // Normal: 68.27% within one sd (5 sigma of the binomial; Q4_0's coarse grid moves values).
       if (n > 100000) {
-        const double tol = 5 * std::sqrt(0.6827 * 0.3173 / n) + (t.type == TensorType::Q4_0 ? 0.02 : 0.0);
+        const double tol = 5 * std::sqrt(0.6827 * 0.3173 / n) + (t.type == TensorType::Q4_0   ? 0.02
+                                                                 : t.type == TensorType::Q6_K ? 0.005
+                                                                                              : 0.0);
         EXPECT_NEAR(static_cast<double>(within1) / n, 0.6827, tol) << t.name;
       }
     }
@@ -549,7 +555,7 @@ uint64_t header_bytes(const gguf::File& f) {
 TEST(SynthSparse, FullSizeTinyLlamaQ8_0) {
   SynthOptions o;
   o.shape = "tinyllama-1.1b";
-  o.type = TensorType::Q8_0;
+  o.mix = Mix::Q8_0;
   o.sparse = true;
   o.out_path = temp().file("tinyllama-sparse.gguf");
   auto r = synthesize(o);
@@ -584,10 +590,49 @@ TEST(SynthSparse, FullSizeTinyLlamaQ8_0) {
   EXPECT_TRUE(std::all_of(d.begin(), d.begin() + 4096, [](uint8_t b) { return b == 0; }));
 }
 
+TEST(SynthMix, Q4_K_MFollowsLlamaQuantizesPerTensorTypesAndHoldsTheWeights) {
+  // Two llama blocks: use_more_bits(i, 2) picks block 1 only (i >= 7*2/8), so attn_v and ffn_down
+  // are Q6_K in block 1 and Q4_K in block 0; output.weight is Q6_K, the rest Q4_K.
+  SynthOptions o;
+  o.shape = "tinyllama-1.1b";
+  o.mix = Mix::Q4_K_M;
+  o.n_layers = 2;
+  o.threads = 2;
+  o.out_path = temp().file("tiny-q4km.gguf");
+  auto r = synthesize(o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const gguf::File f = open_or_die(o.out_path);
+  EXPECT_EQ(get_u(f, "general.file_type"), 15u);
+  const Shape* shape = find_shape("tinyllama-1.1b");
+  const auto layout = tensor_layout(*shape, 2, shape->n_vocab);
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const auto& t = f.tensors()[i];
+    TensorType want = TensorType::Q4_K;
+    if (!layout[i].is_matrix()) want = TensorType::F32;
+    else if (t.name == "output.weight" || t.name == "blk.1.attn_v.weight" || t.name == "blk.1.ffn_down.weight")
+      want = TensorType::Q6_K;
+    EXPECT_EQ(t.type, want) << t.name;
+    if (t.name != "blk.0.attn_k.weight" && t.name != "blk.1.ffn_down.weight") continue;
+    // The bytes hold the synthetic values within the format's error (one grid step of a
+    // super-block: Q4_K 2 amax / 15, Q6_K amax / 32).
+    std::vector<float> v(t.n_elements);
+    kernels::dequantize_row(t.type, f.tensor_data(t).data(), v.data(), static_cast<int64_t>(t.n_elements));
+    for (size_t s = 0; s < v.size(); s += 256) {
+      double amax = 0, err = 0;
+      for (size_t j = s; j < s + 256; ++j) {
+        const double want_v = synth_value(o.seed, *shape, layout[i], j);
+        amax = std::max(amax, std::fabs(want_v));
+        err = std::max(err, std::fabs(want_v - v[j]));
+      }
+      ASSERT_LE(err, t.type == TensorType::Q4_K ? 2 * amax / 15 : amax / 32) << t.name << " at " << s;
+    }
+  }
+}
+
 TEST(SynthSparse, Llama3_70BHeaderForPlanning) {
   SynthOptions o;
   o.shape = "llama-3-70b";
-  o.type = TensorType::Q4_0;
+  o.mix = Mix::Q4_0;
   o.sparse = true;
   o.out_path = temp().file("llama70b-sparse.gguf");
   auto r = synthesize(o);
@@ -597,9 +642,12 @@ TEST(SynthSparse, Llama3_70BHeaderForPlanning) {
   uint64_t data = 0;
   for (const auto& t : f.tensors()) data += (t.n_bytes + 31) / 32 * 32;
   EXPECT_EQ(fs::file_size(o.out_path), f.data_offset() + data);
-  // Q4_0: 18 bytes per 32 matrix values; 4 bytes per norm value.
+  // Q4_0: 18 bytes per 32 matrix values; 4 bytes per norm value; output.weight (8192 x 128256) is
+  // Q6_K as llama-quantize writes it: 210 bytes per 256 values.
   const uint64_t norms = (2 * 80 + 1) * uint64_t{8192};
-  EXPECT_EQ(data, (70553706496ull - norms) / 32 * 18 + norms * 4);
+  const uint64_t output = uint64_t{8192} * 128256;
+  EXPECT_EQ(f.find_tensor("output.weight")->type, TensorType::Q6_K);
+  EXPECT_EQ(data, (70553706496ull - norms - output) / 32 * 18 + output / 256 * 210 + norms * 4);
   EXPECT_EQ(get_u(f, "llama.block_count"), 80u);
   EXPECT_EQ(get_u(f, "llama.vocab_size"), 128256u);
 }
@@ -620,10 +668,10 @@ TEST(SynthErrors, AreReportedNotThrown) {
   EXPECT_NE(r.error().message.find("llama-9"), std::string::npos);
 
   bad = o;
-  bad.type = TensorType::Q4_K;
+  bad.mix = static_cast<Mix>(19);  // LLAMA_FTYPE_MOSTLY_IQ2_XXS: no quantizer for it
   r = synthesize(bad);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("q4_k"), std::string::npos);
+  EXPECT_NE(r.error().message.find("ftype 19"), std::string::npos) << r.error().message;
 
   bad = o;
   bad.vocab_path = temp().file("missing-vocab.gguf");
