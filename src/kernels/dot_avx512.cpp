@@ -1,0 +1,179 @@
+// AVX-512 kernels (F, BW, VL, DQ, VNNI). Compiled with those -m flags; only reached through
+// avx512_kernels() after matmul.cpp's CPU check. Everything here has internal linkage and uses no
+// inline functions or templates shared with other translation units, so no AVX-512 code can leak
+// into the baseline program through the linker's choice among duplicate definitions.
+//
+// A tile runs one weight row against up to kNT tokens: the row is unpacked once per kNT tokens
+// while their activations stay in L1. Integer dots: vpdpbusd for the 32-element block formats
+// (activation offset by 128 as the unsigned operand, or unsigned weights against signed
+// activations), vpmaddubsw + vpdpwssd for the K quants (sub-block scales applied as int16).
+// GCC 12's AVX-512 headers self-initialize "undefined" vectors, which -Wuninitialized reports
+// inside the intrinsics (GCC bug 105593); the pragmas cover the header only, not this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/dot_kernels.h"
+#include "kernels/dot_tile.h"
+#include "kernels/dot_x86.h"
+#include "kernels/dot_lanes_x86.h"
+
+namespace omni::kernels {
+namespace {
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers: the bytes quantize_activation_ref writes, computed 16 lanes at a time.
+
+// Round half to even; a non-finite product (the conversion gives INT_MIN) becomes 0, as in the
+// reference.
+inline __m512i round_to_int(__m512 v) {
+  const __m512i i = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(i, _mm512_set1_epi32(INT32_MIN)), i);
+}
+
+// bf16 rounding as fp32_to_bf16: round to nearest even, NaN kept quiet. Returns the bf16 bits in
+// the high half of each lane (low half zero).
+inline __m512i bf16_bits(__m512 v) {
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  const __m512i nan = _mm512_or_si512(x, _mm512_set1_epi32(0x400000));
+  const __mmask16 is_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  return _mm512_and_si512(_mm512_mask_mov_epi32(rounded, is_nan, nan),
+                          _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+}
+
+void quantize_floats(const float* x, const ActLayout& l, uint8_t* dst) {
+  std::memset(dst, 0, l.stride);
+  const int64_t n = l.cols;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    switch (l.format) {
+      case ActFormat::kF16:
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst) + i, m,
+                              _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+        break;
+      case ActFormat::kBF16:
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst) + i, m, _mm512_castsi512_ps(bf16_bits(v)));
+        break;
+      case ActFormat::kBF16Raw:
+        _mm256_mask_storeu_epi16(reinterpret_cast<uint16_t*>(dst) + i, m,
+                                 _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_bits(v), 16)));
+        break;
+      default:
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst) + i, m, v);
+        break;
+    }
+  }
+}
+
+void quantize_q8(const float* x, const ActLayout& l, uint8_t* dst) {
+  std::memset(dst, 0, l.stride);
+  auto* d = reinterpret_cast<float*>(dst + l.d_offset);
+  auto* s = reinterpret_cast<float*>(dst + l.x_offset);
+  const bool nibble = l.format == ActFormat::kQ8_0N || l.format == ActFormat::kQ8_1N;
+  const bool with_s = l.format == ActFormat::kQ8_1 || l.format == ActFormat::kQ8_1N;
+  const __m512i offset = _mm512_set1_epi32(l.format == ActFormat::kQ8_0U ? 128 : 0);
+  const int64_t nb = l.cols / kQK;
+  for (int64_t b = 0; b < nb; ++b, x += kQK) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float scale = amax / 127.0f;
+    const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const __m512i i0 = round_to_int(_mm512_mul_ps(v0, id)), i1 = round_to_int(_mm512_mul_ps(v1, id));
+    uint8_t* first = dst + (nibble ? nibble_order_pos(b, 0) : b * kQK);
+    uint8_t* second = dst + (nibble ? nibble_order_pos(b, 16) : b * kQK + 16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(first), _mm512_cvtepi32_epi8(_mm512_add_epi32(i0, offset)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(second), _mm512_cvtepi32_epi8(_mm512_add_epi32(i1, offset)));
+    d[b] = round_fp16(scale);
+    if (with_s) s[b] = round_fp16(scale * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1))));
+  }
+  if (l.format == ActFormat::kQ8_0N) {
+    // Lane sums: minus the 4 + 4 values each lane of a dot over low and high halves takes.
+    auto* lanes = reinterpret_cast<__m512i*>(dst + l.x_offset);
+    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int64_t quad = 0; quad < (nb + 3) / 4; ++quad) {
+      const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, load512(dst + 128 * quad)), ones,
+                                              load512(dst + 128 * quad + 64));
+      _mm512_storeu_si512(lanes + quad, _mm512_sub_epi32(zero, sum));
+    }
+  }
+}
+
+void quantize_q8_k(const float* x, const ActLayout& l, uint8_t* dst) {
+  std::memset(dst, 0, l.stride);
+  auto* d = reinterpret_cast<float*>(dst + l.d_offset);
+  auto* bsums = reinterpret_cast<int16_t*>(dst + l.x_offset);
+  for (int64_t b = 0; b < l.cols / kQKK; ++b, x += kQKK) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (int k = 0; k < 16; ++k) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)));
+    const float amax = _mm512_reduce_max_ps(vmax);
+    if (amax == 0.0f) continue;  // d, values and sums stay zero
+    // The first element of largest magnitude gives the sign, as in the reference.
+    float max = 0.0f;
+    for (int k = 0; k < 16; ++k) {
+      const __m512 v = _mm512_loadu_ps(x + 16 * k);
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (hit) {
+        max = x[16 * k + __builtin_ctz(hit)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    for (int k = 0; k < 16; ++k) {
+      const __m512i q = _mm512_min_epi32(
+          round_to_int(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), _mm512_set1_ps(iscale))), _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + b * kQKK + 16 * k), _mm512_cvtepi32_epi8(q));
+      bsums[16 * b + k] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    d[b] = 1.0f / iscale;
+  }
+}
+
+constexpr TypeKernel kernel(ActFormat act, QuantizeFn quantize, TileFn fn) { return {act, quantize, fn}; }
+
+}  // namespace
+
+const KernelTable& avx512_kernels() {
+  static const KernelTable table = [] {
+    // F16, Q8_0, Q4_0 and the K quants: the shared lane-exact kernels (dot_lanes_x86.h), whose
+    // float operations must match the scalar references bit for bit.
+    KernelTable t = {{
+        kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Batched>),
+        kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Batched>),
+        kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Batched>),
+        kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ8_0>>),
+        kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ4_0>>),
+        kernel(ActFormat::kQ8_1, quantize_q8, tile<lanes::LaneBlocks1<lanes::ValuesQ4_1>>),
+        kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ5_0>>),
+        kernel(ActFormat::kQ8_1, quantize_q8, tile<lanes::LaneBlocks1<lanes::ValuesQ5_1>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q2_KUnpack>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q3_KUnpack>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q4_KUnpack>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q5_KUnpack>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q6_KUnpack>>),
+    },
+    kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Single>),
+  kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Single>),
+  kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Single>),
+    kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::Q4_0Chain>)};
+    if (__builtin_cpu_supports("avx512bf16"))
+      t.types[static_cast<int>(WType::BF16)] = kernel(ActFormat::kBF16Raw, quantize_floats, avx512bf16_bf16_tile());
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace omni::kernels

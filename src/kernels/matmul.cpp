@@ -1,0 +1,229 @@
+// matmul: picks the kernel table for the CPU, quantizes the activations once per call into a
+// per-thread buffer, and splits (row chunk x token block) tiles over the pool.
+//
+// Tiling: a work item is a chunk of rows (at most ~128 KiB of weights, so it stays in L2 while the
+// tokens pass over it) times a block of tokens (~256 KiB of activations). Items are ordered row
+// chunk major, so each thread streams its weights from memory once. Results do not depend on the
+// split: the tile kernels compute every output the same way wherever it falls (dot_kernels.h).
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "kernels/dot_kernels.h"
+#include "kernels/quantize.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace omni::kernels {
+
+int wtype_index(gguf::TensorType type) {
+  using T = gguf::TensorType;
+  switch (type) {
+    case T::F32:
+      return static_cast<int>(WType::F32);
+    case T::F16:
+      return static_cast<int>(WType::F16);
+    case T::BF16:
+      return static_cast<int>(WType::BF16);
+    case T::Q8_0:
+      return static_cast<int>(WType::Q8_0);
+    case T::Q4_0:
+      return static_cast<int>(WType::Q4_0);
+    case T::Q4_1:
+      return static_cast<int>(WType::Q4_1);
+    case T::Q5_0:
+      return static_cast<int>(WType::Q5_0);
+    case T::Q5_1:
+      return static_cast<int>(WType::Q5_1);
+    case T::Q2_K:
+      return static_cast<int>(WType::Q2_K);
+    case T::Q3_K:
+      return static_cast<int>(WType::Q3_K);
+    case T::Q4_K:
+      return static_cast<int>(WType::Q4_K);
+    case T::Q5_K:
+      return static_cast<int>(WType::Q5_K);
+    case T::Q6_K:
+      return static_cast<int>(WType::Q6_K);
+    default:
+      return -1;
+  }
+}
+
+namespace {
+
+enum Level : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr const char* kLevelNames[] = {"scalar", "avx2", "avx512"};
+
+Level detect_level() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  unsigned eax, ebx, ecx, edx;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)) return kScalar;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
+    return kAvx512;
+  return kAvx2;
+#else
+  return kScalar;
+#endif
+}
+
+std::atomic<int> g_forced{-1};
+
+// A forced level the CPU lacks falls back to the best one it has.
+Level active_level() {
+  static const Level detected = detect_level();
+  const int forced = g_forced.load(std::memory_order_relaxed);
+  return forced < 0 ? detected : static_cast<Level>(std::min(forced, static_cast<int>(detected)));
+}
+
+const KernelTable& kernels_for(Level level) {
+#if defined(__x86_64__)
+  if (level == kAvx512) return avx512_kernels();
+  if (level == kAvx2) return avx2_kernels();
+#endif
+  (void)level;
+  return scalar_kernels();
+}
+
+[[noreturn]] void contract_violation(const char* what, const WeightView& w) {
+  std::fprintf(stderr, "omni::kernels::matmul: %s (type %s, cols %lld)\n", what, gguf::tensor_type_name(w.type).c_str(),
+               static_cast<long long>(w.cols));
+  std::abort();
+}
+
+// The calling thread's activation buffer: grown on demand, never shrunk, so steady-state calls
+// do not allocate. Workers read the caller's buffer while parallel_for blocks the caller.
+struct AlignedFree {
+  void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t{64}); }
+};
+thread_local std::unique_ptr<uint8_t[], AlignedFree> t_act;
+thread_local size_t t_act_size = 0;
+
+uint8_t* act_buffer(size_t bytes) {
+  if (bytes > t_act_size) {
+    t_act.reset(static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t{64})));
+    t_act_size = bytes;
+  }
+  return t_act.get();
+}
+
+constexpr size_t kChunkWeightBytes = 128 * 1024;
+constexpr size_t kBlockActBytes = 256 * 1024;
+constexpr int64_t kParallelQuantizeValues = 32 * 1024;
+
+struct Job {
+  const TypeKernel* kernel;
+  const ActLayout* layout;
+  const uint8_t* w;
+  size_t row_bytes;
+  uint8_t* act;
+  const float* x;
+  float* y;
+  int64_t rows, n_tokens, rows_per_item, tokens_per_item, n_token_blocks;
+};
+
+}  // namespace
+
+bool matmul_supports(gguf::TensorType type) { return wtype_index(type) >= 0; }
+
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+  const int ti = wtype_index(w.type);
+  if (ti < 0) contract_violation("unsupported weight type", w);
+  const auto row_bytes = gguf::row_bytes(w.type, static_cast<uint64_t>(w.cols));
+  if (w.cols <= 0 || !row_bytes) contract_violation("cols is not a whole number of blocks", w);
+  if (n_tokens <= 0 || w.rows <= 0) return;
+
+  // ggml's kernel choice changes the summation structure (docs/design.md, "Numerical parity"):
+  // F16 / F32 / BF16 prompt batches go through tinyBLAS (cols % 16 == 0), single rows through vec_dot; Q4_0
+  // matrices with rows % 8 == 0 through its repacked kernels.
+  const KernelTable& table = kernels_for(active_level());
+  const TypeKernel* chosen = &table.types[ti];
+  const bool single = n_tokens == 1 || w.cols % 16 != 0;
+  if (w.type == gguf::TensorType::F16 && single) chosen = &table.f16_single;
+  if (w.type == gguf::TensorType::F32 && single) chosen = &table.f32_single;
+  if (w.type == gguf::TensorType::BF16 && single && chosen->act == ActFormat::kBF16) chosen = &table.bf16_single;
+  if (w.type == gguf::TensorType::Q4_0 && w.rows % 8 == 0) chosen = &table.q4_0_chain;
+  const TypeKernel& kernel = *chosen;
+  const ActLayout layout = act_layout(kernel.act, w.cols);
+  uint8_t* act = act_buffer(layout.stride * static_cast<size_t>(n_tokens));
+
+  Job job{&kernel,
+          &layout,
+          static_cast<const uint8_t*>(w.data),
+          static_cast<size_t>(*row_bytes),
+          act,
+          x,
+          y,
+          w.rows,
+          n_tokens,
+          0,
+          0,
+          0};
+
+  // Quantizing costs about a nanosecond per value: small batches are not worth a parallel region.
+  if (pool.size() == 1 || n_tokens * w.cols < kParallelQuantizeValues) {
+    for (int64_t t = 0; t < n_tokens; ++t) kernel.quantize(x + t * w.cols, layout, act + t * layout.stride);
+  } else {
+    pool.parallel_for(n_tokens, [&job](int, int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        job.kernel->quantize(job.x + t * job.layout->cols, *job.layout, job.act + t * job.layout->stride);
+    });
+  }
+
+  // Enough row chunks for every thread to get several (load balance), none over the L2 budget,
+  // in multiples of 4 rows where possible (the float kernels take 4 rows at a time).
+  const int64_t by_cache = std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / job.row_bytes));
+  const int64_t by_threads = (w.rows + 8 * pool.size() - 1) / (8 * pool.size());
+  const int64_t chunk = std::min(by_cache, by_threads);
+  job.rows_per_item = std::clamp<int64_t>(chunk >= 8 ? chunk / 4 * 4 : chunk, 1, w.rows);
+  job.tokens_per_item = std::max<int64_t>(1, static_cast<int64_t>(kBlockActBytes / layout.stride));
+  job.n_token_blocks = (n_tokens + job.tokens_per_item - 1) / job.tokens_per_item;
+  const int64_t n_row_chunks = (w.rows + job.rows_per_item - 1) / job.rows_per_item;
+
+  pool.parallel_for(n_row_chunks * job.n_token_blocks, [&job](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r0 = i / job.n_token_blocks * job.rows_per_item;
+      const int64_t t0 = i % job.n_token_blocks * job.tokens_per_item;
+      const int64_t nr = std::min(job.rows_per_item, job.rows - r0);
+      const int64_t nt = std::min(job.tokens_per_item, job.n_tokens - t0);
+      job.kernel->tile(job.w + r0 * job.row_bytes, job.row_bytes, nr, job.act + t0 * job.layout->stride, *job.layout,
+                       nt, job.y + t0 * job.rows + r0, job.rows);
+    }
+  });
+}
+
+void dequantize_row_of(const WeightView& w, int64_t row, float* out) {
+  const auto row_bytes = gguf::row_bytes(w.type, static_cast<uint64_t>(w.cols));
+  if (!row_bytes || !can_dequantize(w.type)) contract_violation("dequantize_row_of: unsupported type or cols", w);
+  dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + row * static_cast<int64_t>(*row_bytes), out, w.cols);
+}
+
+const char* simd_level() { return kLevelNames[active_level()]; }
+
+void force_simd_level(const char* level) {
+  if (level == nullptr) {
+    g_forced.store(-1, std::memory_order_relaxed);
+    return;
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (std::strcmp(level, kLevelNames[i]) == 0) {
+      g_forced.store(i, std::memory_order_relaxed);
+      return;
+    }
+  }
+  std::fprintf(stderr, "omni::kernels::force_simd_level: unknown level \"%s\"\n", level);
+  std::abort();
+}
+
+}  // namespace omni::kernels
