@@ -7,7 +7,10 @@
 
 namespace omni::kernels {
 
-float exp_approx(float x) {
+namespace {
+
+// Inlined into the FMA clones of softmax and silu_mul below.
+inline float exp_approx_inline(float x) {
   // exp(x) = 2^n * exp(b), n = round(x / ln 2), b = x - n ln 2 (in two parts for accuracy).
   const float shift = 0x1.8p23f;
   const float z = std::fma(x, 0x1.715476p+0f, shift);
@@ -19,6 +22,10 @@ float exp_approx(float x) {
                            std::fma(0x1.ffffecp-1f, b, 1.0f));
   return std::ldexp(j, static_cast<int>(n));
 }
+
+}  // namespace
+
+float exp_approx(float x) { return exp_approx_inline(x); }
 
 float reduce_16_lanes(const float* a) {
   float t[8];
@@ -32,14 +39,16 @@ float reduce_8_lanes(const float* a) {
   return (u[0] + u[2]) + (u[1] + u[3]);
 }
 
-float dot_f16_batched(const float* a, const float* b, int64_t n) {
+// The dots run inside attention for every (token, head, position): cloned for FMA hardware, where
+// std::fma is one instruction instead of a library call. The result is the same bit for bit.
+__attribute__((target_clones("fma", "default"))) float dot_f16_batched(const float* a, const float* b, int64_t n) {
   float lanes[16] = {};
   for (int64_t l = 0; l < n; l += 16)
     for (int i = 0; i < 16; ++i) lanes[i] = std::fma(a[l + i], b[l + i], lanes[i]);
   return reduce_16_lanes(lanes);
 }
 
-float dot_f16_single(const float* a, const float* b, int64_t n) {
+__attribute__((target_clones("fma", "default"))) float dot_f16_single(const float* a, const float* b, int64_t n) {
   const int64_t steps_end = n & ~int64_t{63};
   float acc[4][16] = {};
   for (int64_t i = 0; i < steps_end; i += 64)
@@ -66,14 +75,14 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   }
 }
 
-void softmax(float* x, int64_t n) {
+__attribute__((target_clones("fma", "default"))) void softmax(float* x, int64_t n) {
   float max = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
   // Chunks of 16 use the approximate exp and are summed as one vector; the tail uses libm's.
   double sum = 0.0;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    for (int l = 0; l < 16; ++l) x[i + l] = exp_approx(x[i + l] - max);
+    for (int l = 0; l < 16; ++l) x[i + l] = exp_approx_inline(x[i + l] - max);
     sum += reduce_16_lanes(x + i);
   }
   for (; i < n; ++i) {
@@ -84,10 +93,10 @@ void softmax(float* x, int64_t n) {
   for (int64_t k = 0; k < n; ++k) x[k] *= inv;
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
+__attribute__((target_clones("fma", "default"))) void silu_mul(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx(-gate[i + l]));
+    for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx_inline(-gate[i + l]));
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i]));
   for (int64_t k = 0; k < n; ++k) gate[k] *= up[k];
 }
