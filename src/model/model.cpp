@@ -90,7 +90,6 @@ void Session::ensure_scratch(uint32_t n) {
   attn_.resize(size_t{n} * c.q_dim());
   gate_.resize(size_t{n} * c.n_ff * (c.arch == Architecture::Phi3 ? 2 : 1));
   up_.resize(size_t{n} * c.n_ff);
-  ffn_.resize(size_t{n} * c.n_ff);
   rope_cos_.resize(size_t{n} * c.rope_dims / 2);
   rope_sin_.resize(size_t{n} * c.rope_dims / 2);
 }
@@ -217,14 +216,15 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
     kernels::matmul(l.w_gate, xn_.data(), n, gate_.data(), pool);
     kernels::matmul(l.w_up, xn_.data(), n, up_.data(), pool);
   } else {
-    // Fused gate and up (phi3): each output row holds the gate half, then the up half.
+    // Fused gate and up (phi3): each output row holds the gate half, then the up half. Moving the
+    // gate halves down in token order never overwrites a row not yet moved (row t goes from 2t*ff
+    // to t*ff), so they are compacted in place.
     kernels::matmul(l.w_up, xn_.data(), n, gate_.data(), pool);
     for (uint32_t t = 0; t < n; ++t) {
       const float* row = gate_.data() + size_t{t} * 2 * ff;
       std::copy(row + ff, row + 2 * ff, up_.data() + size_t{t} * ff);
-      std::copy(row, row + ff, ffn_.data() + size_t{t} * ff);
+      if (t > 0) std::copy(row, row + ff, gate_.data() + size_t{t} * ff);
     }
-    std::copy(ffn_.begin(), ffn_.begin() + size_t{n} * ff, gate_.begin());
   }
   if (c.activation == FfnActivation::SiluGated)
     kernels::silu_mul(gate_.data(), up_.data(), size_t{n} * ff);
