@@ -11,6 +11,8 @@ packages=(
   clang libclang-rt-14-dev            # second compiler; libFuzzer and sanitizers
   libgtest-dev libgmock-dev           # tests
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev
+  capnproto libcapnp-dev libssl-dev   # wire protocol (Cap'n Proto RPC over kj-tls / OpenSSL)
+  libsqlite3-dev
 )
 missing=()
 for p in "${packages[@]}"; do
