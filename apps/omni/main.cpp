@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   omni::cli::register_run(app, exit_code);
   omni::cli::register_perplexity(app, exit_code);
   omni::cli::register_quantize(app, exit_code);
+  omni::cli::register_bench(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

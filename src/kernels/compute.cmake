@@ -2,6 +2,7 @@
 target_sources(omni_kernels PRIVATE
   thread_pool.cpp
   ops.cpp
+  f16_rows.cpp
   matmul.cpp
   activation_quant.cpp
   dot_scalar.cpp
@@ -23,4 +24,5 @@ endif()
 
 if(OMNI_BUILD_TESTS)
   omni_add_test(matmul_test SOURCES tests/matmul_test.cpp LIBS omni_kernels)
+  omni_add_test(f16_rows_test SOURCES tests/f16_rows_test.cpp LIBS omni_kernels)
 endif()

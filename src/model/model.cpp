@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/f16_rows.h"
 #include "kernels/fp16.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -16,22 +17,6 @@ void to_fp16(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = kernels::fp32_to_fp16(src[i]);
 }
 
-// Attention converts every cached key and value it reads; a table lookup is exact and several
-// times faster than decoding the bits.
-const float* fp16_table() {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (uint32_t h = 0; h < 65536; ++h) t[h] = kernels::fp16_to_fp32(static_cast<uint16_t>(h));
-    return t;
-  }();
-  return table.data();
-}
-
-void from_fp16(const uint16_t* src, float* dst, size_t n) {
-  const float* table = fp16_table();
-  for (size_t i = 0; i < n; ++i) dst[i] = table[src[i]];
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadRange& range) {
@@ -41,20 +26,33 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadRa
 }
 
 Result<std::unique_ptr<Model>> Model::from_file(gguf::File file, const LoadRange& range) {
+  std::vector<gguf::File> files;
+  files.push_back(std::move(file));
+  return from_files(std::move(files), range);
+}
+
+Result<std::unique_ptr<Model>> Model::from_files(std::vector<gguf::File> files, const LoadRange& range) {
+  if (files.empty()) return Error{"no model files given"};
   std::unique_ptr<Model> m(new Model());
-  m->file_ = std::move(file);
+  m->file_ = std::move(files.front());
+  for (size_t i = 1; i < files.size(); ++i) m->more_files_.push_back(std::move(files[i]));
+  std::vector<const gguf::File*> all{&m->file_};
+  for (const gguf::File& f : m->more_files_) all.push_back(&f);
   auto config = ModelConfig::from_metadata(m->file_.metadata());
   if (!config) return Error{m->file_.name() + ": " + config.error().message};
   m->config_ = *config;
+  const gguf::TensorInfo* embd = nullptr;
+  for (const gguf::File* f : all)
+    if ((embd = f->find_tensor("token_embd.weight"))) break;
   // The vocabulary size is the number of embedding rows (the tokenizer may list more tokens).
-  if (const gguf::TensorInfo* embd = m->file_.find_tensor("token_embd.weight"); embd && embd->shape.size() == 2) {
+  if (embd && embd->shape.size() == 2) {
     m->config_.n_vocab = static_cast<uint32_t>(embd->shape[1]);
   } else if (auto tokens = m->file_.metadata().get_array("tokenizer.ggml.tokens")) {
     m->config_.n_vocab = static_cast<uint32_t>((*tokens)->size());
   }
   m->range_ = range;
   m->range_.block_end = std::min(range.block_end, m->config_.n_layer);
-  auto weights = ModelWeights::bind(m->file_, m->config_, m->range_);
+  auto weights = ModelWeights::bind(all, m->config_, m->range_);
   if (!weights) return weights.error();
   m->weights_ = std::move(*weights);
   return m;
@@ -243,37 +241,32 @@ void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPo
   const uint32_t group = c.n_head / c.n_head_kv;
   const float scale = c.arch == Architecture::Phi3 ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
   const uint32_t n_kv = std::min(cache_.n_ctx(), (pos0 + n + 31) / 32 * 32);
-  const bool batched = n > 1;
-  auto dot = [batched, hd](const float* a, const float* x, uint32_t len) {
-    return batched && len % 16 == 0 && hd % 16 == 0 ? kernels::dot_f16_batched(a, x, len)
-                                                    : kernels::dot_f16_single(a, x, len);
-  };
-  const size_t per_thread = 2 * size_t{cache_.n_ctx()} + 2 * size_t{hd};
+  // ggml's kernel choice: prompt batches sum the dots like its GEMM, single tokens like its vec_dot.
+  const bool batched = n > 1 && hd % 16 == 0;
+  const auto key_order = batched ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
+  const auto value_order = batched && n_kv % 16 == 0 ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
+  const size_t per_thread = size_t{cache_.n_ctx()} + size_t{hd};
   if (scores_.size() < size_t(pool.size()) * per_thread) scores_.resize(size_t(pool.size()) * per_thread);
 
+  // Items are head-major: causal rows get longer with the token index, so token-major chunks would
+  // give the last thread most of the work; and one head's keys stay in cache across its tokens.
   pool.parallel_for(int64_t{n} * c.n_head, [&](int thread, int64_t begin, int64_t end) {
     float* scores = scores_.data() + size_t(thread) * per_thread;
-    float* row = scores + cache_.n_ctx();  // a key row or a value row in f32
-    float* q16 = row + cache_.n_ctx();
+    float* q16 = scores + cache_.n_ctx();
     for (int64_t item = begin; item < end; ++item) {
-      const uint32_t t = static_cast<uint32_t>(item / c.n_head);
-      const uint32_t h = static_cast<uint32_t>(item % c.n_head);
+      const uint32_t h = static_cast<uint32_t>(item / n);
+      const uint32_t t = static_cast<uint32_t>(item % n);
       const uint32_t g = h / group;
       const uint32_t last = pos0 + t;  // causal: this token sees positions [0, last]
       const float* q = q_.data() + size_t{t} * qd + size_t{h} * hd;
-      for (uint32_t i = 0; i < hd; ++i) q16[i] = kernels::fp16_to_fp32(kernels::fp32_to_fp16(q[i]));
-      for (uint32_t j = 0; j <= last; ++j) {
-        from_fp16(cache_.key(b, j) + size_t{g} * hd, row, hd);
-        scores[j] = dot(row, q16, hd) * scale;
-      }
+      std::copy(q, q + hd, q16);
+      kernels::round_through_f16(q16, hd);
+      kernels::dot_f16_rows(cache_.key(b, 0) + size_t{g} * hd, c.kv_dim(), last + 1, q16, hd, key_order, scale, scores);
       std::fill(scores + last + 1, scores + n_kv, -INFINITY);
       kernels::softmax(scores, n_kv);
-      for (uint32_t j = 0; j < n_kv; ++j) scores[j] = kernels::fp16_to_fp32(kernels::fp32_to_fp16(scores[j]));
+      kernels::round_through_f16(scores, n_kv);
       float* out = attn_.data() + size_t{t} * qd + size_t{h} * hd;
-      for (uint32_t i = 0; i < hd; ++i) {
-        from_fp16(cache_.values(b, g * hd + i), row, n_kv);
-        out[i] = dot(row, scores, n_kv);
-      }
+      kernels::dot_f16_rows(cache_.values(b, g * hd), cache_.n_ctx(), hd, scores, n_kv, value_order, 1.0f, out);
     }
   });
 }

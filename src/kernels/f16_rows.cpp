@@ -1,0 +1,195 @@
+#include "kernels/f16_rows.h"
+
+#include <cmath>
+
+#include "kernels/fp16.h"
+#include "kernels/ops.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace omni::kernels {
+
+// ---- scalar reference: ops.cpp's dots with each row element converted as it is read ----------
+
+namespace {
+
+float dot_row_batched_ref(const uint16_t* a, const float* b, int64_t n) {
+  float lanes[16] = {};
+  for (int64_t l = 0; l < n; l += 16)
+    for (int i = 0; i < 16; ++i) lanes[i] = std::fma(fp16_to_fp32(a[l + i]), b[l + i], lanes[i]);
+  return reduce_16_lanes(lanes);
+}
+
+float dot_row_single_ref(const uint16_t* a, const float* b, int64_t n) {
+  const int64_t steps_end = n & ~int64_t{63};
+  float acc[4][16] = {};
+  for (int64_t i = 0; i < steps_end; i += 64)
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 16; ++l) acc[j][l] = std::fma(fp16_to_fp32(a[i + 16 * j + l]), b[i + 16 * j + l], acc[j][l]);
+  for (int l = 0; l < 16; ++l) {
+    acc[0][l] += acc[2][l];
+    acc[1][l] += acc[3][l];
+  }
+  for (int l = 0; l < 16; ++l) acc[0][l] += acc[1][l];
+  double sum = reduce_16_lanes(acc[0]);
+  for (int64_t i = steps_end; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(a[i]) * b[i]);
+  return static_cast<float>(sum);
+}
+
+}  // namespace
+
+void dot_f16_rows_ref(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len,
+                      F16DotOrder order, float scale, float* out) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const uint16_t* a = rows + static_cast<size_t>(j) * stride;
+    out[j] = (order == F16DotOrder::kBatched ? dot_row_batched_ref(a, x, len) : dot_row_single_ref(a, x, len)) * scale;
+  }
+}
+
+void round_through_f16_ref(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+
+// ---- x86 paths: the same operations, 16 lanes at a time --------------------------------------
+
+#if defined(__x86_64__)
+// GCC 12 warns about the deliberately undefined upper lanes inside its own AVX-512 intrinsics.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+namespace {
+
+#define OMNI_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
+#define OMNI_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// ggml's 16-lane reduction tree (ops.cpp reduce_16_lanes) on lanes lo = 0..7, hi = 8..15.
+OMNI_AVX2 inline float reduce_16(__m256 lo, __m256 hi) {
+  const __m256 t = _mm256_add_ps(hi, lo);
+  const __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+  const __m128 v = _mm_add_ps(_mm_movehl_ps(u, u), u);  // v0 = u0 + u2, v1 = u1 + u3
+  return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+
+OMNI_AVX512 inline float reduce_16(__m512 a) {
+  return reduce_16(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
+OMNI_AVX512 inline __m512 load_f16x16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+OMNI_AVX2 inline __m256 load_f16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+OMNI_AVX512 float dot_row_batched_avx512(const uint16_t* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t l = 0; l < n; l += 16) acc = _mm512_fmadd_ps(load_f16x16(a + l), _mm512_loadu_ps(b + l), acc);
+  return reduce_16(acc);
+}
+
+OMNI_AVX512 float dot_row_single_avx512(const uint16_t* a, const float* b, int64_t n) {
+  const int64_t steps_end = n & ~int64_t{63};
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < steps_end; i += 64)
+    for (int j = 0; j < 4; ++j)
+      acc[j] = _mm512_fmadd_ps(load_f16x16(a + i + 16 * j), _mm512_loadu_ps(b + i + 16 * j), acc[j]);
+  acc[0] = _mm512_add_ps(acc[0], acc[2]);
+  acc[1] = _mm512_add_ps(acc[1], acc[3]);
+  double sum = reduce_16(_mm512_add_ps(acc[0], acc[1]));
+  for (int64_t i = steps_end; i < n; ++i) sum += static_cast<double>(_cvtsh_ss(a[i]) * b[i]);
+  return static_cast<float>(sum);
+}
+
+OMNI_AVX2 float dot_row_batched_avx2(const uint16_t* a, const float* b, int64_t n) {
+  __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  for (int64_t l = 0; l < n; l += 16) {
+    lo = _mm256_fmadd_ps(load_f16x8(a + l), _mm256_loadu_ps(b + l), lo);
+    hi = _mm256_fmadd_ps(load_f16x8(a + l + 8), _mm256_loadu_ps(b + l + 8), hi);
+  }
+  return reduce_16(lo, hi);
+}
+
+OMNI_AVX2 float dot_row_single_avx2(const uint16_t* a, const float* b, int64_t n) {
+  const int64_t steps_end = n & ~int64_t{63};
+  __m256 acc[8];
+  for (auto& v : acc) v = _mm256_setzero_ps();
+  for (int64_t i = 0; i < steps_end; i += 64)
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(load_f16x8(a + i + 8 * j), _mm256_loadu_ps(b + i + 8 * j), acc[j]);
+  // acc[2j], acc[2j + 1] are lanes 0-7 and 8-15 of ggml's accumulator j.
+  const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+  const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+  double sum = reduce_16(lo, hi);
+  for (int64_t i = steps_end; i < n; ++i) sum += static_cast<double>(_cvtsh_ss(a[i]) * b[i]);
+  return static_cast<float>(sum);
+}
+
+OMNI_AVX512 void dot_rows_avx512(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len,
+                                 F16DotOrder order, float scale, float* out) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const uint16_t* a = rows + static_cast<size_t>(j) * stride;
+    out[j] = (order == F16DotOrder::kBatched ? dot_row_batched_avx512(a, x, len) : dot_row_single_avx512(a, x, len)) *
+             scale;
+  }
+}
+
+OMNI_AVX2 void dot_rows_avx2(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len,
+                             F16DotOrder order, float scale, float* out) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const uint16_t* a = rows + static_cast<size_t>(j) * stride;
+    out[j] = (order == F16DotOrder::kBatched ? dot_row_batched_avx2(a, x, len) : dot_row_single_avx2(a, x, len)) * scale;
+  }
+}
+
+OMNI_AVX2 void round_avx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+  round_through_f16_ref(x + i, n - i);
+}
+
+// The conditions of the #define'd paths, checked once (the F16C bit is not in __builtin_cpu_supports).
+enum class Path { kScalar, kAvx2, kAvx512 };
+Path detect_path() {
+  __builtin_cpu_init();
+  unsigned eax, ebx, ecx, edx;
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Path::kScalar;
+  asm("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
+  if (!(ecx & (1u << 29))) return Path::kScalar;  // F16C
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Path::kAvx512;
+  return Path::kAvx2;
+}
+const Path g_path = detect_path();
+
+}  // namespace
+
+void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
+                  float scale, float* out) {
+  switch (g_path) {
+    case Path::kAvx512:
+      return dot_rows_avx512(rows, stride, n_rows, x, len, order, scale, out);
+    case Path::kAvx2:
+      return dot_rows_avx2(rows, stride, n_rows, x, len, order, scale, out);
+    case Path::kScalar:
+      break;
+  }
+  dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
+}
+
+void round_through_f16(float* x, int64_t n) {
+  if (g_path != Path::kScalar) return round_avx2(x, n);
+  round_through_f16_ref(x, n);
+}
+
+#else
+
+void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
+                  float scale, float* out) {
+  dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
+}
+void round_through_f16(float* x, int64_t n) { round_through_f16_ref(x, n); }
+
+#endif
+
+}  // namespace omni::kernels

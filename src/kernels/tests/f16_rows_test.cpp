@@ -1,0 +1,86 @@
+// The F16-row dots and F16 rounding of attention: every SIMD path gives the scalar path's bits, and
+// the scalar path agrees with ops.h's dots on converted rows and with a double-precision dot.
+#include "kernels/f16_rows.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/fp16.h"
+#include "kernels/ops.h"
+
+namespace omni::kernels {
+namespace {
+
+struct Case {
+  int64_t n_rows, len;
+  size_t stride;
+};
+
+std::vector<uint16_t> random_f16(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<uint16_t> v(n);
+  for (auto& h : v) h = fp32_to_fp16(dist(rng));
+  return v;
+}
+
+TEST(F16Rows, FastPathMatchesReferenceBitForBit) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (const Case& c : {Case{1, 16, 16}, Case{37, 64, 256}, Case{64, 512, 600}, Case{5, 1024, 1024},
+                        Case{9, 96, 100}, Case{3, 70, 80}, Case{64, 32, 4096}, Case{2, 7, 7}}) {
+    const auto rows = random_f16(static_cast<size_t>(c.n_rows) * c.stride, rng);
+    std::vector<float> x(static_cast<size_t>(c.len));
+    for (auto& v : x) v = fp16_to_fp32(fp32_to_fp16(dist(rng)));
+    for (auto order : {F16DotOrder::kBatched, F16DotOrder::kSingle}) {
+      if (order == F16DotOrder::kBatched && c.len % 16 != 0) continue;
+      std::vector<float> fast(static_cast<size_t>(c.n_rows)), ref(fast.size());
+      dot_f16_rows(rows.data(), c.stride, c.n_rows, x.data(), c.len, order, 0.125f, fast.data());
+      dot_f16_rows_ref(rows.data(), c.stride, c.n_rows, x.data(), c.len, order, 0.125f, ref.data());
+      for (int64_t j = 0; j < c.n_rows; ++j) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast[j]), std::bit_cast<uint32_t>(ref[j]))
+            << "row " << j << " len " << c.len << " order " << static_cast<int>(order);
+        // Independent checks: ops.h's dot on the converted row, and a double-precision dot.
+        std::vector<float> a(static_cast<size_t>(c.len));
+        double exact = 0;
+        for (int64_t i = 0; i < c.len; ++i) {
+          a[i] = fp16_to_fp32(rows[j * c.stride + i]);
+          exact += static_cast<double>(a[i]) * x[i];
+        }
+        const float via_ops = (order == F16DotOrder::kBatched ? dot_f16_batched(a.data(), x.data(), c.len)
+                                                              : dot_f16_single(a.data(), x.data(), c.len)) *
+                              0.125f;
+        ASSERT_EQ(std::bit_cast<uint32_t>(via_ops), std::bit_cast<uint32_t>(ref[j]));
+        ASSERT_NEAR(ref[j], exact * 0.125, 1e-4 * (1.0 + std::fabs(exact)));
+      }
+    }
+  }
+}
+
+TEST(F16Rows, RoundingMatchesScalarIncludingSpecialValues) {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<uint32_t> bits;
+  std::vector<float> x(4099);
+  for (auto& v : x) v = std::bit_cast<float>(bits(rng));
+  x[0] = 65520.0f;           // rounds to infinity
+  x[1] = 5.96e-8f;           // near the smallest subnormal
+  x[2] = -0.0f;
+  x[3] = 1.0f + 1.0f / 2048;  // a tie: rounds to even
+  auto fast = x, ref = x;
+  round_through_f16(fast.data(), static_cast<int64_t>(fast.size()));
+  round_through_f16_ref(ref.data(), static_cast<int64_t>(ref.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(ref[i])) {
+      ASSERT_TRUE(std::isnan(fast[i])) << i;
+      continue;
+    }
+    ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << i << " from " << x[i];
+  }
+  EXPECT_TRUE(std::isinf(ref[0]));
+  EXPECT_EQ(ref[3], 1.0f);
+}
+
+}  // namespace
+}  // namespace omni::kernels
