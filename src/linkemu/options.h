@@ -1,0 +1,28 @@
+// Command-line options of omni-linkemu, parsed into a ProxyConfig.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "linkemu/proxy.h"
+
+namespace omni::linkemu {
+
+// "HOST:PORT" or "[IPv6]:PORT"; HOST may be a name. Port 0 is allowed (pick a free port).
+Result<Endpoint> parse_endpoint(const std::string& text);
+
+// What the command line asked for: run a proxy with `config`, or print `usage()` and exit 0.
+struct Invocation {
+  bool help = false;
+  ProxyConfig config;
+};
+
+// Parses the arguments after the program name. Both "--flag value" and "--flag=value" work;
+// --delay-ms/--jitter-ms/--rate-mbit set both directions and --up-*/--down-* override one
+// ("up" is client → target), whatever their order.
+Result<Invocation> parse_args(const std::vector<std::string>& args);
+
+std::string usage();
+
+}  // namespace omni::linkemu
