@@ -19,7 +19,9 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/dot_kernels.h"
@@ -142,6 +144,123 @@ void quantize_q8_k(const float* x, const ActLayout& l, uint8_t* dst) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Q4_0 as ggml's repacked kernels compute it (rows % 8 == 0): per output, one FMA chain over the
+// blocks, acc = fma(whole-block integer sum, d_w * d_x, acc). The integer sums are exact, so any
+// way of forming them gives the scalar reference's bits; this one puts one weight row in each of
+// 16 lanes, so vpdpbusd against a broadcast dword of activations sums a row's block without any
+// horizontal reduction. 16 rows x kChainTokens tokens per register tile: the rows' nibbles are
+// transposed into that layout once per block and used for every token.
+
+constexpr int kChainRows = 16, kChainTokens = 8;
+
+// Lane m of a chain tile holds row chain_lane_row(m) of the 16 (the 4 x 4 dword transpose below
+// gives this order; the map is its own inverse).
+constexpr int chain_lane_row(int m) { return 4 * (m % 4) + m / 4; }
+
+struct ChainScratch {
+  std::vector<int32_t> offsets;  // per token and block: 8 * the sum of the block's activation values
+  std::vector<float> dw;         // per block: the 16 rows' d, in lane order
+};
+thread_local ChainScratch t_chain;
+
+template <int TN>
+void q4_0_chain_tokens(const uint8_t* const* rows, const float* dw, const uint8_t* act, const ActLayout& l,
+                       const int32_t* offsets, int64_t nb, __m512* acc) {
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  #pragma GCC unroll 8
+  for (int t = 0; t < TN; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t at = b * static_cast<int64_t>(sizeof(BlockQ4_0)) + 2;  // the block's 16 nibble bytes
+    __m512i z[4];
+    #pragma GCC unroll 8
+    for (int g = 0; g < 4; ++g) {
+      z[g] = _mm512_castsi128_si512(load128(rows[4 * g] + at));
+      z[g] = _mm512_inserti32x4(z[g], load128(rows[4 * g + 1] + at), 1);
+      z[g] = _mm512_inserti32x4(z[g], load128(rows[4 * g + 2] + at), 2);
+      z[g] = _mm512_inserti32x4(z[g], load128(rows[4 * g + 3] + at), 3);
+    }
+    // Per 128-bit lane j: dword i of p[k] = dword k of z[i], i.e. lane 4j + i holds row 4i + j.
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    const __m512i p[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                          _mm512_unpackhi_epi64(t1, t3)};
+    // Elements 4k .. 4k + 3 of every row: low nibbles of dword k for k < 4, high nibbles after.
+    __m512i v[8];
+    #pragma GCC unroll 8
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm512_and_si512(p[k], low);
+      v[k + 4] = _mm512_and_si512(_mm512_srli_epi32(p[k], 4), low);
+    }
+    const __m512 d = _mm512_loadu_ps(dw + 16 * b);
+    #pragma GCC unroll 8
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* q = act + static_cast<size_t>(t) * l.stride + kQK * b;
+      __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+      #pragma GCC unroll 8
+      for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(static_cast<int>(load_u32(q + 4 * k))));
+        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], _mm512_set1_epi32(static_cast<int>(load_u32(q + 4 * k + 4))));
+      }
+      const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(offsets[t * nb + b]));
+      const float dx = reinterpret_cast<const float*>(act + static_cast<size_t>(t) * l.stride + l.d_offset)[b];
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc[t]);
+    }
+  }
+}
+
+void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* act, const ActLayout& l, int64_t nt,
+                     float* y, int64_t ldy) {
+  const int64_t nb = l.cols / kQK;
+  ChainScratch& scratch = t_chain;
+  if (scratch.offsets.size() < static_cast<size_t>(nt * nb)) scratch.offsets.resize(static_cast<size_t>(nt * nb));
+  if (scratch.dw.size() < static_cast<size_t>(16 * nb)) scratch.dw.resize(static_cast<size_t>(16 * nb));
+  // The weights are stored as nibble n = value + 8: the dot takes 8 * sum(x) back off.
+  for (int64_t t = 0; t < nt; ++t) {
+    const uint8_t* q = act + static_cast<size_t>(t) * l.stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i biased = _mm256_xor_si256(load256(q + kQK * b), _mm256_set1_epi8(static_cast<char>(0x80)));
+      const __m256i sad = _mm256_sad_epu8(biased, _mm256_setzero_si256());  // 4 sums of 8 (value + 128)
+      const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+      const int64_t total = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1) - 32 * 128;
+      scratch.offsets[static_cast<size_t>(t * nb + b)] = static_cast<int32_t>(8 * total);
+    }
+  }
+  alignas(64) int32_t lane_row[16];
+  for (int m = 0; m < 16; ++m) lane_row[m] = chain_lane_row(m);
+  const __m512i lane_order = _mm512_load_si512(lane_row);
+  for (int64_t r0 = 0; r0 < nr; r0 += kChainRows) {
+    const int n_rows = static_cast<int>(std::min<int64_t>(kChainRows, nr - r0));
+    const uint8_t* rows[kChainRows];
+    for (int i = 0; i < kChainRows; ++i) rows[i] = w + (r0 + std::min(i, n_rows - 1)) * static_cast<int64_t>(w_stride);
+    for (int64_t b = 0; b < nb; ++b) {
+      alignas(32) uint16_t h[16];
+      for (int m = 0; m < 16; ++m) h[m] = load_u16(rows[chain_lane_row(m)] + b * static_cast<int64_t>(sizeof(BlockQ4_0)));
+      _mm512_storeu_ps(scratch.dw.data() + 16 * b, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
+    }
+    const __mmask16 keep = static_cast<__mmask16>((1u << n_rows) - 1);
+    for (int64_t t0 = 0; t0 < nt; t0 += kChainTokens) {
+      const int n_tok = static_cast<int>(std::min<int64_t>(kChainTokens, nt - t0));
+      __m512 acc[kChainTokens];
+      const uint8_t* a = act + static_cast<size_t>(t0) * l.stride;
+      const int32_t* off = scratch.offsets.data() + t0 * nb;
+      switch (n_tok) {
+        case 8: q4_0_chain_tokens<8>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 7: q4_0_chain_tokens<7>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 6: q4_0_chain_tokens<6>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 5: q4_0_chain_tokens<5>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 4: q4_0_chain_tokens<4>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 3: q4_0_chain_tokens<3>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 2: q4_0_chain_tokens<2>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        default: q4_0_chain_tokens<1>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+      }
+#pragma GCC unroll 8
+      for (int t = 0; t < n_tok; ++t)
+        _mm512_mask_storeu_ps(y + (t0 + t) * ldy + r0, keep, _mm512_permutexvar_ps(lane_order, acc[t]));
+    }
+  }
+}
+
 constexpr TypeKernel kernel(ActFormat act, QuantizeFn quantize, TileFn fn) { return {act, quantize, fn}; }
 
 }  // namespace
@@ -168,7 +287,7 @@ const KernelTable& avx512_kernels() {
     kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Single>),
   kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Single>),
   kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Single>),
-    kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::Q4_0Chain>)};
+    kernel(ActFormat::kQ8_0, quantize_q8, q4_0_chain_tile)};
     if (__builtin_cpu_supports("avx512bf16"))
       t.types[static_cast<int>(WType::BF16)] = kernel(ActFormat::kBF16Raw, quantize_floats, avx512bf16_bf16_tile());
     return t;

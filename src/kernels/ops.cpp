@@ -5,6 +5,14 @@
 
 #include "kernels/fp16.h"
 
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers trip its own uninitialized-value warnings (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#endif
+
 namespace omni::kernels {
 
 namespace {
@@ -75,7 +83,9 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   }
 }
 
-__attribute__((target_clones("fma", "default"))) void softmax(float* x, int64_t n) {
+namespace {
+
+__attribute__((target_clones("fma", "default"))) void softmax_scalar(float* x, int64_t n) {
   float max = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
   // Chunks of 16 use the approximate exp and are summed as one vector; the tail uses libm's.
@@ -92,6 +102,64 @@ __attribute__((target_clones("fma", "default"))) void softmax(float* x, int64_t 
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t k = 0; k < n; ++k) x[k] *= inv;
 }
+
+#if defined(__x86_64__)
+#define OMNI_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+// exp_approx_inline on 16 lanes: the same operations; vscalefps is ldexp (exact scaling, one
+// rounding for subnormal results, 0 or infinity beyond the range, as the scalar's |n| > 192 test).
+OMNI_AVX512 inline __m512 exp_approx_16(__m512 x) {
+  const __m512 shift = _mm512_set1_ps(0x1.8p23f);
+  const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift);
+  const __m512 n = _mm512_sub_ps(z, shift);
+  const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+  const __m512 u = _mm512_mul_ps(b, b);
+  const __m512 j = _mm512_fmadd_ps(
+      _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                      _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(j, n);
+}
+
+OMNI_AVX512 void softmax_avx512(float* x, int64_t n) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  const __m512 vmax = _mm512_set1_ps(max);
+  double sum = 0.0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 e = exp_approx_16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+    _mm512_storeu_ps(x + i, e);
+    sum += reduce_16_lanes(x + i);
+  }
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) _mm512_storeu_ps(x + k, _mm512_mul_ps(_mm512_loadu_ps(x + k), inv));
+  for (; k < n; ++k) x[k] *= static_cast<float>(1.0 / sum);
+}
+
+bool has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+const bool g_avx512 = has_avx512();
+#endif
+
+}  // namespace
+
+void softmax(float* x, int64_t n) {
+#if defined(__x86_64__)
+  if (g_avx512) return softmax_avx512(x, n);
+#endif
+  softmax_scalar(x, n);
+}
+
+void softmax_reference(float* x, int64_t n) { softmax_scalar(x, n); }
 
 __attribute__((target_clones("fma", "default"))) void silu_mul(float* gate, const float* up, int64_t n) {
   int64_t i = 0;

@@ -17,8 +17,10 @@ float exp_approx(float x);
 // y = x / sqrt(mean(x^2) + eps) * weight   (weight may be null: no scaling). y may alias x.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 
-// x = softmax(x), in place, over n values (-INFINITY entries are masked out).
+// x = softmax(x), in place, over n values (-INFINITY entries are masked out). An AVX-512 path is
+// used when the CPU has it; softmax_reference is the scalar path it must match bit for bit.
 void softmax(float* x, int64_t n);
+void softmax_reference(float* x, int64_t n);
 
 // gate[i] = act(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -80,6 +81,28 @@ TEST(F16Rows, RoundingMatchesScalarIncludingSpecialValues) {
   }
   EXPECT_TRUE(std::isinf(ref[0]));
   EXPECT_EQ(ref[3], 1.0f);
+}
+
+// softmax's SIMD path against its scalar reference, with masked (-inf) tails, lengths that leave a
+// libm tail, and values reaching exp's underflow range.
+TEST(Softmax, FastPathMatchesReferenceBitForBit) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 30.0f);
+  for (int64_t n : {1, 15, 16, 17, 64, 100, 512, 1031}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = dist(rng);
+    for (int64_t i = std::max<int64_t>(1, n * 3 / 4); i < n; ++i) x[static_cast<size_t>(i)] = -INFINITY;
+    if (n > 2) x[1] = x[0] - 120.0f;  // a subnormal exp
+    auto fast = x, ref = x;
+    softmax(fast.data(), n);
+    softmax_reference(ref.data(), n);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << "n " << n << " i " << i;
+      total += ref[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
 }
 
 }  // namespace

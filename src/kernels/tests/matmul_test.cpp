@@ -293,14 +293,14 @@ bool bf16_hardware_dot(const char* level) {
 
 // (a) Every SIMD level this CPU has gives the scalar reference's bits: both follow ggml's lane
 // structure (docs/design.md, "Numerical parity with llama.cpp"). Rows 64 take Q4_0's repacked
-// chain, rows 1 and 7 its 8-lane rule; one token takes the single-row F16/F32/BF16 kernels, 3 and
+// chain (in 16-row groups, 40 leaving a partial one), rows 1 and 7 its 8-lane rule; one token takes the single-row F16/F32/BF16 kernels, 3 and
 // 17 the batched ones (where cols % 16 == 0).
 TEST_P(MatmulTypes, SimdLevelsMatchScalar) {
   const TensorType type = GetParam();
   std::mt19937 rng(1234 + static_cast<int>(type));
   int checked = 0;
   for (int64_t cols : test_cols(type)) {
-    for (int64_t rows : {1, 7, 64}) {
+    for (int64_t rows : {1, 7, 40, 64}) {
       for (int64_t n_tokens : {1, 3, 17}) {
         const auto w = random_weights(type, rows, cols, rng);
         const auto x = random_activations(cols * n_tokens, rng);
