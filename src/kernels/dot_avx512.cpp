@@ -158,20 +158,25 @@ constexpr int kChainRows = 16, kChainTokens = 8;
 // gives this order; the map is its own inverse).
 constexpr int chain_lane_row(int m) { return 4 * (m % 4) + m / 4; }
 
-struct ChainScratch {
-  std::vector<int32_t> offsets;  // per token and block: 8 * the sum of the block's activation values
-  std::vector<float> dw;         // per block: the 16 rows' d, in lane order
-};
-thread_local ChainScratch t_chain;
+// Per token and block of a tile: 8 * the sum of the block's activation values.
+thread_local std::vector<int32_t> t_chain_offsets;
 
+// `d_offsets`: lane m holds the byte offset of row chain_lane_row(m) from rows[0] (for gathering
+// the 16 rows' d of a block in lane order).
 template <int TN>
-void q4_0_chain_tokens(const uint8_t* const* rows, const float* dw, const uint8_t* act, const ActLayout& l,
-                       const int32_t* offsets, int64_t nb, __m512* acc) {
+void q4_0_chain_tokens(const uint8_t* const* rows, __m512i d_offsets, const uint8_t* act, const ActLayout& l,
+                       const int32_t* offsets, int64_t nb, const uint8_t* prefetch, int64_t prefetch_lines, __m512* acc) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   #pragma GCC unroll 8
   for (int t = 0; t < TN; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = b * static_cast<int64_t>(sizeof(BlockQ4_0)) + 2;  // the block's 16 nibble bytes
+    // The hardware prefetchers do not follow 16 rows read side by side; the rows are contiguous,
+    // so fetch the next group's bytes by hand, spread over this group's blocks.
+    if (prefetch) {
+      for (int64_t line = b * prefetch_lines / nb; line < (b + 1) * prefetch_lines / nb; ++line)
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + 64 * line), _MM_HINT_T1);
+    }
     __m512i z[4];
     #pragma GCC unroll 8
     for (int g = 0; g < 4; ++g) {
@@ -192,7 +197,8 @@ void q4_0_chain_tokens(const uint8_t* const* rows, const float* dw, const uint8_
       v[k] = _mm512_and_si512(p[k], low);
       v[k + 4] = _mm512_and_si512(_mm512_srli_epi32(p[k], 4), low);
     }
-    const __m512 d = _mm512_loadu_ps(dw + 16 * b);
+    const __m512i d_bits = _mm512_i32gather_epi32(d_offsets, rows[0] + b * static_cast<int64_t>(sizeof(BlockQ4_0)), 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_bits));
     #pragma GCC unroll 8
     for (int t = 0; t < TN; ++t) {
       const uint8_t* q = act + static_cast<size_t>(t) * l.stride + kQK * b;
@@ -212,9 +218,8 @@ void q4_0_chain_tokens(const uint8_t* const* rows, const float* dw, const uint8_
 void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* act, const ActLayout& l, int64_t nt,
                      float* y, int64_t ldy) {
   const int64_t nb = l.cols / kQK;
-  ChainScratch& scratch = t_chain;
-  if (scratch.offsets.size() < static_cast<size_t>(nt * nb)) scratch.offsets.resize(static_cast<size_t>(nt * nb));
-  if (scratch.dw.size() < static_cast<size_t>(16 * nb)) scratch.dw.resize(static_cast<size_t>(16 * nb));
+  std::vector<int32_t>& offsets = t_chain_offsets;
+  if (offsets.size() < static_cast<size_t>(nt * nb)) offsets.resize(static_cast<size_t>(nt * nb));
   // The weights are stored as nibble n = value + 8: the dot takes 8 * sum(x) back off.
   for (int64_t t = 0; t < nt; ++t) {
     const uint8_t* q = act + static_cast<size_t>(t) * l.stride;
@@ -223,36 +228,41 @@ void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_
       const __m256i sad = _mm256_sad_epu8(biased, _mm256_setzero_si256());  // 4 sums of 8 (value + 128)
       const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
       const int64_t total = _mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1) - 32 * 128;
-      scratch.offsets[static_cast<size_t>(t * nb + b)] = static_cast<int32_t>(8 * total);
+      offsets[static_cast<size_t>(t * nb + b)] = static_cast<int32_t>(8 * total);
     }
   }
   alignas(64) int32_t lane_row[16];
   for (int m = 0; m < 16; ++m) lane_row[m] = chain_lane_row(m);
   const __m512i lane_order = _mm512_load_si512(lane_row);
+  // The first row group's bytes; the others are fetched while the previous group runs.
+  for (int64_t line = 0; line < (std::min<int64_t>(kChainRows, nr) * static_cast<int64_t>(w_stride) + 63) / 64; ++line)
+    _mm_prefetch(reinterpret_cast<const char*>(w + 64 * line), _MM_HINT_T1);
   for (int64_t r0 = 0; r0 < nr; r0 += kChainRows) {
     const int n_rows = static_cast<int>(std::min<int64_t>(kChainRows, nr - r0));
     const uint8_t* rows[kChainRows];
     for (int i = 0; i < kChainRows; ++i) rows[i] = w + (r0 + std::min(i, n_rows - 1)) * static_cast<int64_t>(w_stride);
-    for (int64_t b = 0; b < nb; ++b) {
-      alignas(32) uint16_t h[16];
-      for (int m = 0; m < 16; ++m) h[m] = load_u16(rows[chain_lane_row(m)] + b * static_cast<int64_t>(sizeof(BlockQ4_0)));
-      _mm512_storeu_ps(scratch.dw.data() + 16 * b, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
-    }
+    alignas(64) int32_t row_offsets[16];
+    for (int m = 0; m < 16; ++m) row_offsets[m] = static_cast<int32_t>(rows[chain_lane_row(m)] - rows[0]);
+    const __m512i d_offsets = _mm512_load_si512(row_offsets);
     const __mmask16 keep = static_cast<__mmask16>((1u << n_rows) - 1);
     for (int64_t t0 = 0; t0 < nt; t0 += kChainTokens) {
       const int n_tok = static_cast<int>(std::min<int64_t>(kChainTokens, nt - t0));
       __m512 acc[kChainTokens];
       const uint8_t* a = act + static_cast<size_t>(t0) * l.stride;
-      const int32_t* off = scratch.offsets.data() + t0 * nb;
+      const int32_t* off = offsets.data() + t0 * nb;
+      // The next row group's bytes, fetched while the last token group of this one runs.
+      const bool last_tokens = t0 + kChainTokens >= nt;
+      const uint8_t* pf = last_tokens && r0 + kChainRows < nr ? rows[0] + kChainRows * static_cast<int64_t>(w_stride) : nullptr;
+      const int64_t pf_lines = (std::min<int64_t>(kChainRows, nr - r0 - kChainRows) * static_cast<int64_t>(w_stride) + 63) / 64;
       switch (n_tok) {
-        case 8: q4_0_chain_tokens<8>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 7: q4_0_chain_tokens<7>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 6: q4_0_chain_tokens<6>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 5: q4_0_chain_tokens<5>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 4: q4_0_chain_tokens<4>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 3: q4_0_chain_tokens<3>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        case 2: q4_0_chain_tokens<2>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
-        default: q4_0_chain_tokens<1>(rows, scratch.dw.data(), a, l, off, nb, acc); break;
+        case 8: q4_0_chain_tokens<8>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 7: q4_0_chain_tokens<7>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 6: q4_0_chain_tokens<6>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 5: q4_0_chain_tokens<5>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 4: q4_0_chain_tokens<4>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 3: q4_0_chain_tokens<3>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 2: q4_0_chain_tokens<2>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        default: q4_0_chain_tokens<1>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
       }
 #pragma GCC unroll 8
       for (int t = 0; t < n_tok; ++t)

@@ -131,7 +131,18 @@ struct Job {
   const float* x;
   float* y;
   int64_t rows, n_tokens, rows_per_item, tokens_per_item, n_token_blocks;
+  int64_t n_row_chunks = 0;
+  int threads = 1;
 };
+
+void run_item(const Job& job, int64_t row_chunk, int64_t token_block) {
+  const int64_t r0 = row_chunk * job.rows_per_item;
+  const int64_t t0 = token_block * job.tokens_per_item;
+  const int64_t nr = std::min(job.rows_per_item, job.rows - r0);
+  const int64_t nt = std::min(job.tokens_per_item, job.n_tokens - t0);
+  job.kernel->tile(job.w + r0 * job.row_bytes, job.row_bytes, nr, job.act + t0 * job.layout->stride, *job.layout, nt,
+                   job.y + t0 * job.rows + r0, job.rows);
+}
 
 }  // namespace
 
@@ -182,24 +193,32 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   }
 
   // Enough row chunks for every thread to get several (load balance), none over the L2 budget,
-  // in multiples of 4 rows where possible (the float kernels take 4 rows at a time).
+  // in multiples of 16 or 4 rows where possible (the Q4_0 chain takes 16 rows at a time, the float
+  // kernels 4).
   const int64_t by_cache = std::max<int64_t>(1, static_cast<int64_t>(kChunkWeightBytes / job.row_bytes));
   const int64_t by_threads = (w.rows + 8 * pool.size() - 1) / (8 * pool.size());
   const int64_t chunk = std::min(by_cache, by_threads);
-  job.rows_per_item = std::clamp<int64_t>(chunk >= 8 ? chunk / 4 * 4 : chunk, 1, w.rows);
+  job.rows_per_item = std::clamp<int64_t>(chunk >= 32 ? chunk / 16 * 16 : chunk >= 8 ? chunk / 4 * 4 : chunk, 1, w.rows);
   job.tokens_per_item = std::max<int64_t>(1, static_cast<int64_t>(kBlockActBytes / layout.stride));
   job.n_token_blocks = (n_tokens + job.tokens_per_item - 1) / job.tokens_per_item;
   const int64_t n_row_chunks = (w.rows + job.rows_per_item - 1) / job.rows_per_item;
 
+  job.n_row_chunks = n_row_chunks;
+  // (The lambdas capture one pointer, so std::function does not allocate.)
+  if (job.n_token_blocks == 1 && pool.size() > 1) {
+    // One pass over the weights (decode, small batches): each thread takes an equal share of whole
+    // row chunks, so none waits for another at the end.
+    job.threads = pool.size();
+    pool.parallel_for(job.threads, [&job](int, int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        for (int64_t c = job.n_row_chunks * i / job.threads; c < job.n_row_chunks * (i + 1) / job.threads; ++c)
+          run_item(job, c, 0);
+      }
+    });
+    return;
+  }
   pool.parallel_for(n_row_chunks * job.n_token_blocks, [&job](int, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t r0 = i / job.n_token_blocks * job.rows_per_item;
-      const int64_t t0 = i % job.n_token_blocks * job.tokens_per_item;
-      const int64_t nr = std::min(job.rows_per_item, job.rows - r0);
-      const int64_t nt = std::min(job.tokens_per_item, job.n_tokens - t0);
-      job.kernel->tile(job.w + r0 * job.row_bytes, job.row_bytes, nr, job.act + t0 * job.layout->stride, *job.layout,
-                       nt, job.y + t0 * job.rows + r0, job.rows);
-    }
+    for (int64_t i = begin; i < end; ++i) run_item(job, i / job.n_token_blocks, i % job.n_token_blocks);
   });
 }
 
