@@ -30,15 +30,21 @@ class Model {
   // Maps `path` and binds the tensors `range` needs; errors name the file and the problem.
   static Result<std::unique_ptr<Model>> load(const std::string& path, const LoadRange& range = {});
   static Result<std::unique_ptr<Model>> from_file(gguf::File file, const LoadRange& range = {});
+  // A model held in several files (the shards of src/store): configuration and tokenizer come from
+  // files[0], each tensor from the first file that has it. Loading is as cheap as from one file
+  // (every file is mapped, nothing copied). The Model owns all the files.
+  static Result<std::unique_ptr<Model>> from_files(std::vector<gguf::File> files, const LoadRange& range = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
-  const gguf::File& file() const { return file_; }
+  const gguf::File& file() const { return file_; }  // the file holding the metadata
+  const std::vector<gguf::File>& more_files() const { return more_files_; }  // from_files: the others
   const LoadRange& range() const { return range_; }
 
  private:
   Model() = default;
   gguf::File file_;
+  std::vector<gguf::File> more_files_;
   ModelConfig config_;
   ModelWeights weights_;
   LoadRange range_;

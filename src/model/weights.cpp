@@ -1,17 +1,32 @@
 #include "model/weights.h"
 
+#include <functional>
+#include <span>
 #include <string>
 
 namespace omni::model {
 namespace {
 
+// Looks tensors up in several files (the shards of one model), first match wins; `found_` is the
+// file that held the tensor last looked up, so errors and data views refer to it.
 class Binder {
  public:
-  Binder(const gguf::File& file) : file_(file) {}
+  Binder(std::span<const gguf::File* const> files) : files_(files), found_(*files.front()) {}
+
+  const gguf::TensorInfo* find(const std::string& name) {
+    for (const gguf::File* f : files_)
+      if (const gguf::TensorInfo* t = f->find_tensor(name)) {
+        found_ = std::cref(*f);
+        return t;
+      }
+    found_ = std::cref(*files_.front());
+    return nullptr;
+  }
 
   // A matrix of `rows` rows of `cols` elements.
   Result<kernels::WeightView> matrix(const std::string& name, uint64_t cols, uint64_t rows) {
-    const gguf::TensorInfo* t = file_.find_tensor(name);
+    const gguf::TensorInfo* t = find(name);
+    const gguf::File& file_ = found_.get();
     if (!t) return Error{file_.name() + ": tensor '" + name + "' is missing"};
     if (t->shape.size() != 2 || t->shape[0] != cols || t->shape[1] != rows)
       return Error{file_.name() + ": tensor '" + name + "' has shape " + shape_text(t->shape) + ", expected [" +
@@ -24,7 +39,8 @@ class Binder {
   }
 
   Result<VectorParam> vector(const std::string& name, uint64_t n) {
-    const gguf::TensorInfo* t = file_.find_tensor(name);
+    const gguf::TensorInfo* t = find(name);
+    const gguf::File& file_ = found_.get();
     if (!t) return Error{file_.name() + ": tensor '" + name + "' is missing"};
     if (t->n_elements != n)
       return Error{file_.name() + ": tensor '" + name + "' has " + std::to_string(t->n_elements) +
@@ -43,11 +59,11 @@ class Binder {
   }
 
   Result<VectorParam> optional_vector(const std::string& name, uint64_t n) {
-    if (!file_.find_tensor(name)) return VectorParam{};
+    if (!find(name)) return VectorParam{};
     return vector(name, n);
   }
 
-  bool has(const std::string& name) const { return file_.find_tensor(name) != nullptr; }
+  bool has(const std::string& name) { return find(name) != nullptr; }
 
  private:
   static std::string shape_text(const std::vector<uint64_t>& shape) {
@@ -56,7 +72,8 @@ class Binder {
     return s + "]";
   }
 
-  const gguf::File& file_;
+  std::span<const gguf::File* const> files_;
+  std::reference_wrapper<const gguf::File> found_;
 };
 
 #define OMNI_TRY_ASSIGN(target, expr) \
@@ -69,7 +86,15 @@ class Binder {
 }  // namespace
 
 Result<ModelWeights> ModelWeights::bind(const gguf::File& file, const ModelConfig& c, const LoadRange& range) {
-  Binder b(file);
+  const gguf::File* files[] = {&file};
+  return bind(files, c, range);
+}
+
+Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files, const ModelConfig& c,
+                                        const LoadRange& range) {
+  if (files.empty()) return Error{"no model files to bind tensors from"};
+  const gguf::File& file = *files.front();
+  Binder b(files);
   ModelWeights w;
   const uint32_t end = std::min(range.block_end, c.n_layer);
   if (range.block_begin > end) return Error{"block range starts after it ends"};

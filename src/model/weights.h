@@ -6,6 +6,7 @@
 // the embeddings and the output head are looked up, so a file holding just some blocks loads.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "base/result.h"
@@ -50,6 +51,10 @@ struct ModelWeights {
   std::vector<BlockWeights> blocks; // n_layer entries; those outside the range are empty
 
   static Result<ModelWeights> bind(const gguf::File& file, const ModelConfig& config, const LoadRange& range);
+  // The same across several files (a model's shards): each tensor is taken from the first file
+  // that has it. All files must outlive the weights.
+  static Result<ModelWeights> bind(std::span<const gguf::File* const> files, const ModelConfig& config,
+                                   const LoadRange& range);
 };
 
 }  // namespace omni::model

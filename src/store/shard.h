@@ -1,0 +1,52 @@
+// Sharding a GGUF model into content-addressed shards, verifying them, and loading a model (or a
+// block range of it) back from the shards in a store.
+//
+// Shards, each a valid GGUF whose tensor data is byte-identical to the source's (same alignment):
+//   embeddings  token_embd, rope_freqs (if any) and any other tensor outside blocks and head; all
+//               metadata, tokenizer included
+//   block i     every blk.i.* tensor; all metadata except tokenizer.* (so any shard alone is
+//               self-describing: architecture and hyper-parameters)
+//   head        output_norm and output; with tied embeddings (no output.weight) the head reads
+//               token_embd from the embeddings shard, which a head node therefore also loads — it is
+//               not duplicated (see ModelInfo.tiedEmbeddings)
+// The manifest lists them (proto/manifest.capnp); its CID names the model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "model/model.h"
+#include "store/blob_store.h"
+#include "store/manifest.h"
+
+namespace omni::store {
+
+struct ShardReport {
+  Cid model;           // the manifest's CID
+  Manifest manifest;
+  uint64_t new_bytes = 0;     // bytes added to the store (identical shards are stored once)
+  uint32_t reused_shards = 0; // shards that were already present
+};
+
+// Splits `gguf_path` into shards in `store`, stores the manifest and pins it and its shards.
+Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size = kDefaultChunkSize);
+
+// Reads the manifest `model` from the store, checking its bytes against the CID.
+Result<Manifest> load_manifest(BlobStore& store, const Cid& model);
+
+// Re-hashes the manifest and every shard (whole and per chunk) against the manifest. The error lists
+// every shard that is missing or corrupt. `progress` (if set) is told each shard checked.
+Result<void> verify_model(BlobStore& store, const Cid& model,
+                          const std::function<void(const ShardEntry&)>& progress = {});
+
+// The shards that `range` needs, metadata holder first (the embeddings shard when it is needed).
+std::vector<const ShardEntry*> shards_for_range(const Manifest& manifest, const model::LoadRange& range);
+
+// Loads `range` of the model from its shards in the store (all must be present): maps them, no copy.
+Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& model, const model::LoadRange& range = {});
+
+}  // namespace omni::store
