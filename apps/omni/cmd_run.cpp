@@ -10,6 +10,9 @@
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
+#include "store/shard.h"
+#include "net/identity.h"
+#include "net/pipeline.h"
 
 namespace omni::cli {
 namespace {
@@ -18,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 struct RunOptions {
   std::string model_path;
+  std::string store_dir;  // --store: model_path is a model CID in this store (src/store)
   std::string prompt;
   std::string system;
   int n_predict = 128;
@@ -30,6 +34,12 @@ struct RunOptions {
   std::vector<std::string> stops;
   bool ignore_eos = false;
   model::SamplingParams sampling;
+  // Remote blocks (--peers): the nodes run the blocks, this process the tokenizer, sampling and head.
+  std::string peers;
+  std::string hidden_format = "f16";
+  std::string route = "chain";
+  std::string data_dir;
+  uint32_t call_timeout_s = 60;
 };
 
 int fail(const std::string& message) {
@@ -63,8 +73,35 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   return tok.encode(*text, /*add_special=*/!tmpl->renders_bos(), /*parse_special=*/true);
 }
 
+// The blocks run here (no --peers) or on the nodes listed in --peers.
+Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const model::Model& m, uint32_t n_ctx,
+                                                     kernels::ThreadPool& pool) {
+  if (o.peers.empty()) return net::make_local_pipeline(m, n_ctx, pool);
+  net::RemoteOptions remote;
+  auto peers = net::parse_peer_list(o.peers);
+  if (!peers) return peers.error();
+  remote.peers = std::move(*peers);
+  auto encoding = net::parse_hidden_encoding(o.hidden_format);
+  if (!encoding) return encoding.error();
+  remote.encoding = *encoding;
+  auto route = net::parse_route(o.route);
+  if (!route) return route.error();
+  remote.route = *route;
+  remote.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
+  remote.call_timeout_s = o.call_timeout_s;
+  remote.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
+  return net::make_remote_pipeline(m, remote, n_ctx, pool);
+}
+
 int run(const RunOptions& o) {
-  auto model = model::Model::load(o.model_path);
+  auto model = [&]() -> Result<std::unique_ptr<model::Model>> {
+    if (o.store_dir.empty()) return model::Model::load(o.model_path);
+    auto cid = store::Cid::parse(o.model_path);
+    if (!cid) return cid.error();
+    auto st = store::BlobStore::open(o.store_dir);
+    if (!st) return st.error();
+    return store::load_model(**st, *cid);
+  }();
   if (!model) return fail(model.error().message);
   auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
   if (!tokenizer) return fail(tokenizer.error().message);
@@ -82,15 +119,16 @@ int run(const RunOptions& o) {
     n_ctx = static_cast<uint32_t>(tokens->size() + std::max(o.n_predict, 0));
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kernels::ThreadPool pool(threads);
-  auto session = model::Session::create(**model, 0, cfg.n_layer, n_ctx);
+  auto session = make_pipeline(o, **model, n_ctx, pool);
   if (!session) return fail(session.error().message);
 
   std::vector<float> logits;
   const auto t0 = Clock::now();
   constexpr size_t kBatch = 512;
-  for (size_t i = 0; i < tokens->size(); i += kBatch) {
-    std::span<const int32_t> batch(tokens->data() + i, std::min(kBatch, tokens->size() - i));
-    if (auto r = (*session)->forward(batch, {}, model::Output::LastLogits, logits, pool); !r) return fail(r.error().message);
+  const size_t batch_size = std::min(kBatch, (*session)->max_batch());
+  for (size_t i = 0; i < tokens->size(); i += batch_size) {
+    std::span<const int32_t> batch(tokens->data() + i, std::min(batch_size, tokens->size() - i));
+    if (auto r = (*session)->forward(batch, logits); !r) return fail(r.error().message);
   }
   for (int32_t t : *tokens) sampler->accept(t);
   const auto t1 = Clock::now();
@@ -144,7 +182,7 @@ int run(const RunOptions& o) {
       break;
     }
     const int32_t next[1] = {id};
-    if (auto r = (*session)->forward(next, {}, model::Output::LastLogits, logits, pool); !r) return fail(r.error().message);
+    if (auto r = (*session)->forward(next, logits); !r) return fail(r.error().message);
   }
   if (!o.json) {
     std::string rest = stop.stopped() ? "" : stop.feed(detok.flush()) + stop.flush();
@@ -155,10 +193,10 @@ int run(const RunOptions& o) {
   const double prompt_s = std::chrono::duration<double>(t1 - t0).count();
   const double gen_s = std::chrono::duration<double>(t2 - t1).count();
   std::fprintf(stderr, "\nomni run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %d tokens in %.2f s (%.1f tok/s), "
-               "finish: %s, threads %d, context %u, KV cache %.1f MiB\n",
+               "finish: %s, threads %d, context %u, %s\n",
                tokens->size(), prompt_s, tokens->size() / std::max(prompt_s, 1e-9), generated, gen_s,
                generated / std::max(gen_s, 1e-9), finish.c_str(), threads, n_ctx,
-               (*session)->kv_bytes() / 1048576.0);
+               (*session)->summary().c_str());
   return 0;
 }
 
@@ -167,7 +205,8 @@ int run(const RunOptions& o) {
 void register_run(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand("run", "Generate text with a local model");
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  cmd->add_option("-m,--model", o->model_path, "GGUF model file (a model CID with --store)")->required();
+  cmd->add_option("--store", o->store_dir, "Load the model CID from the shards in this store");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
@@ -188,6 +227,14 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
   cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: how many top log-probs per token");
   cmd->add_flag("--json", o->json, "One JSON object per generated token: id, logprob, top");
+  cmd->add_option("--peers", o->peers, "Run the blocks on these nodes: [ID@]HOST:PORT,... (see omni node)");
+  cmd->add_option("--hidden-format", o->hidden_format, "With --peers: hidden states as f16, f32 or q8")
+      ->capture_default_str();
+  cmd->add_option("--route", o->route, "With --peers: chain (nodes forward) or direct (client calls each)")
+      ->capture_default_str();
+  cmd->add_option("--data-dir", o->data_dir, "With --peers: directory of this client's identity key (~/.omni)");
+  cmd->add_option("--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call")
+      ->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

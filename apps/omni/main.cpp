@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   omni::cli::register_run(app, exit_code);
   omni::cli::register_perplexity(app, exit_code);
   omni::cli::register_quantize(app, exit_code);
+  omni::cli::register_shard(app, exit_code);
+  omni::cli::register_fetch(app, exit_code);
+  omni::cli::register_node(app, exit_code);
   omni::cli::register_bench(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -1,0 +1,146 @@
+# OmniNode node protocol: a node serves a contiguous range [blockBegin, blockEnd) of the transformer
+# blocks of one GGUF model; clients open inference sessions on it and stream hidden states through.
+#
+# Transport: Cap'n Proto RPC (two-party) over TLS 1.3; both sides present a self-signed certificate
+# made with their Ed25519 identity key, and the peer id is derived from that key (docs/protocol.md).
+# The bootstrap capability of a connection is a Gate. Everything in this file is versioned by
+# `protocolVersion`; `Gate` and `Hello` must never change incompatibly, so that any two versions
+# can at least tell each other why they cannot talk.
+#
+# Errors are Cap'n Proto exceptions whose description is a human-readable sentence that names the
+# field or limit at fault. Types used: `failed` (bad request: the connection stays usable),
+# `overloaded` (node full: try another node or later), `disconnected` (the peer or a downstream
+# node went away).
+
+@0x9a082cb56863993c;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("omni::proto");
+
+const protocolVersion :UInt32 = 1;
+# Bumped on any incompatible change to anything below Gate/Hello.
+
+struct Hello {
+  # What a connecting peer speaks; sent once, first, on every connection.
+  protocolVersion @0 :UInt32;
+  # The caller's protocolVersion; the node refuses any other version.
+  requiredFeatures @1 :List(Text);
+  # Features the caller will use; the node refuses if it lacks one. Known features:
+  # "hidden-f32", "hidden-f16", "hidden-q8" (hidden-state encodings), "chain" (server-to-server
+  # forwarding through `OpenParams.downstream`), "rollback", "explicit-position".
+}
+
+interface Gate {
+  # The bootstrap capability. Nothing but `hello` is reachable before the handshake succeeds.
+  hello @0 (hello :Hello) -> (node :Node, info :NodeInfo);
+  # Version/feature handshake and access control. Fails (type `failed`) with a sentence naming
+  # both versions, the missing feature, or (with --allow-peers) the caller's peer id that is not
+  # on the node's list. On success returns the Node capability and the node's description.
+}
+
+struct ModelIdentity {
+  # Which model a node serves; two nodes can be chained only if these are equal.
+  name @0 :Text;           # GGUF general.name (may be empty)
+  architecture @1 :Text;   # GGUF general.architecture, e.g. "llama"
+  nLayer @2 :UInt32;       # number of transformer blocks of the whole model
+  nEmbd @3 :UInt32;        # hidden size: values per token in a hidden state
+  nVocab @4 :UInt32;       # vocabulary size (rows of token_embd)
+  fileSize @5 :UInt64;     # size in bytes of the GGUF file
+  headerSha256 @6 :Data;   # sha2-256 of the file's bytes before the tensor data section (header,
+                           # metadata and tensor table: names, types, shapes, offsets), 32 bytes
+}
+
+struct NodeInfo {
+  # A node's description and current capacity, as of the call.
+  peerId @0 :Text;               # the node's peer id (matches its TLS certificate key)
+  protocolVersion @1 :UInt32;    # the protocolVersion it speaks
+  features @2 :List(Text);       # the features it supports (see Hello.requiredFeatures)
+  model @3 :ModelIdentity;       # the model whose blocks it serves
+  blockBegin @4 :UInt32;         # first block served
+  blockEnd @5 :UInt32;           # one past the last block served
+  maxSessions @6 :UInt32;        # sessions it accepts at once
+  activeSessions @7 :UInt32;     # sessions open now
+  maxLength @8 :UInt32;          # largest maxLength (positions) one session may ask for
+  maxBatchTokens @9 :UInt32;     # most tokens in one forward call
+  kvBytesPerPosition @10 :UInt64;  # KV cache bytes one position costs over the whole range served
+  kvBytesFree @11 :UInt64;       # KV cache budget left (sessions reserve maxLength positions)
+  maxMessageBytes @12 :UInt64;   # largest RPC message it reads; bigger ones drop the connection
+}
+
+enum HiddenFormat {
+  # Encoding of hidden states on the wire (see HiddenStates.data).
+  f16 @0;   # IEEE half, round-to-nearest-even; the default
+  f32 @1;   # IEEE single: exact (results bit-identical to a local run)
+  q8 @2;    # per token row: f32 scale s = max|x|/127, then nEmbd int8 q = round(x/s); x ≈ q·s
+}
+
+struct HiddenStates {
+  # nTokens rows of nEmbd values (the residual stream between two blocks), row-major.
+  format @0 :HiddenFormat;
+  nTokens @1 :UInt32;     # rows; 1 <= nTokens <= NodeInfo.maxBatchTokens
+  nEmbd @2 :UInt32;       # must equal ModelIdentity.nEmbd
+  data @3 :Data;          # little-endian; exactly nTokens·nEmbd·4 (f32), ·2 (f16) or
+                          # nTokens·(4 + nEmbd) (q8) bytes. Non-finite values are refused.
+}
+
+struct Hop {
+  # One further node of a chain, for server-to-server forwarding.
+  address @0 :Text;       # "host:port" the previous node connects to
+  peerId @1 :Text;        # the id that node must present; the connection is refused otherwise
+  blockBegin @2 :UInt32;  # its range in this chain: must start where the previous hop's ends
+  blockEnd @3 :UInt32;
+}
+
+struct OpenParams {
+  blockBegin @0 :UInt32;   # range this session runs: within the node's [blockBegin, blockEnd)
+  blockEnd @1 :UInt32;
+  maxLength @2 :UInt32;    # positions (prompt + generated) the session may hold, >= 1
+  hiddenFormat @3 :HiddenFormat;  # encoding of the hidden states this session sends onwards and
+                                  # returns (inputs carry their own format)
+  downstream @4 :List(Hop);
+  # Empty: direct mode, forward returns this range's output. Otherwise the node opens a session on
+  # downstream[0] (for downstream[1..] in turn) before replying, sends each forward's output
+  # there, and returns what the last hop returns: one trip around the chain per call. The hops'
+  # ranges must continue this one without gap or overlap. At most 64 hops.
+}
+
+interface Node {
+  info @0 () -> (info :NodeInfo);
+  # Current description and capacity.
+  openSession @1 (params :OpenParams) -> (session :Session);
+  # Reserves maxLength positions of KV cache. Fails `overloaded` when maxSessions are open or the KV
+  # budget is spent; `failed` on a bad range, length, or an unreachable/refusing downstream hop.
+}
+
+struct ForwardInput {
+  input :union {
+    tokens @0 :List(Int32);   # token ids, for a session whose range starts at block 0
+    hidden @1 :HiddenStates;  # otherwise: the hidden states after block blockBegin - 1
+  }
+  startPosition @2 :Int64 = -1;
+  # -1: the input continues the session (positions n_past, n_past+1, ...). Otherwise the position
+  # of the first input token, 0 <= startPosition <= n_past; the session first drops the positions
+  # from there on (as rollback), so a client can retry or re-run from a known point.
+  outputLast @3 :UInt32;
+  # How many trailing rows of the final output to return: 0 = all input rows, else
+  # 1 <= outputLast <= input rows. Generation needs only the last (1).
+}
+
+struct ForwardOutput {
+  hidden @0 :HiddenStates;  # the last `outputLast` rows after the last block of the chain
+  nPast @1 :UInt32;         # positions this session (the first hop) now holds
+  computeMicros @2 :UInt64; # time spent computing on this node for this call (not downstream)
+}
+
+interface Session {
+  # One sequence's state on a node (its KV cache). Released when closed, when the capability is
+  # dropped (e.g. the client disconnects), or after the node's idle timeout; calls on a released
+  # session fail with "session closed" / "session expired". Calls are processed in order.
+  forward @0 (input :ForwardInput) -> (output :ForwardOutput);
+  # Runs the range (and, in chain mode, the downstream hops) over the input. Errors leave the
+  # session's positions unchanged when the input was refused before compute.
+  rollback @1 (n :UInt32) -> (nPast :UInt32);
+  # Forgets the last n positions (here and downstream); fails if fewer are held.
+  close @2 () -> ();
+  # Frees the session now (here and downstream).
+}

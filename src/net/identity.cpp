@@ -1,0 +1,142 @@
+#include "net/identity.h"
+
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "net/peer_id.h"
+
+namespace omni::net {
+namespace {
+
+std::string openssl_error() {
+  unsigned long e = ERR_get_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return buf;
+}
+
+std::shared_ptr<void> own_key(EVP_PKEY* key) {
+  return std::shared_ptr<void>(key, [](void* p) { EVP_PKEY_free(static_cast<EVP_PKEY*>(p)); });
+}
+
+Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::string& common_name) {
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  if (!cert) return Error{"cannot allocate a certificate: " + openssl_error()};
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
+  // Validity is not what authenticates a peer (its key is), so the window is simply wide.
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -86400);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 86400);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
+                             -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  if (X509_set_pubkey(cert.get(), key) != 1) return Error{"cannot set the certificate key: " + openssl_error()};
+  // Ed25519 signs the message itself: no separate digest.
+  if (X509_sign(cert.get(), key, nullptr) <= 0) return Error{"cannot sign the certificate: " + openssl_error()};
+  int len = i2d_X509(cert.get(), nullptr);
+  if (len <= 0) return Error{"cannot encode the certificate: " + openssl_error()};
+  std::vector<uint8_t> der(static_cast<size_t>(len));
+  unsigned char* p = der.data();
+  i2d_X509(cert.get(), &p);
+  return der;
+}
+
+}  // namespace
+
+Result<std::array<uint8_t, 32>> ed25519_key_of_certificate(const void* x509) {
+  EVP_PKEY* key = X509_get0_pubkey(static_cast<const X509*>(x509));
+  if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519) return Error{"the peer's certificate key is not Ed25519"};
+  std::array<uint8_t, 32> raw{};
+  size_t len = raw.size();
+  if (EVP_PKEY_get_raw_public_key(key, raw.data(), &len) != 1 || len != raw.size())
+    return Error{"cannot read the peer's Ed25519 public key"};
+  return raw;
+}
+
+Result<Identity> Identity::from_key(std::shared_ptr<void> key) {
+  Identity id;
+  auto* pkey = static_cast<EVP_PKEY*>(key.get());
+  if (EVP_PKEY_id(pkey) != EVP_PKEY_ED25519) return Error{"the key is not an Ed25519 key"};
+  size_t len = id.public_key_.size();
+  if (EVP_PKEY_get_raw_public_key(pkey, id.public_key_.data(), &len) != 1 || len != 32)
+    return Error{"cannot read the Ed25519 public key: " + openssl_error()};
+  id.peer_id_ = peer_id_from_public_key(id.public_key_);
+  auto cert = self_signed_certificate(pkey, id.peer_id_);
+  if (!cert) return cert.error();
+  id.certificate_der_ = std::move(*cert);
+  id.key_ = std::move(key);
+  return id;
+}
+
+Result<Identity> Identity::generate() {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  if (!key) return Error{"cannot generate an Ed25519 key: " + openssl_error()};
+  return from_key(own_key(key));
+}
+
+std::string Identity::default_dir() {
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.omni";
+}
+
+Result<Identity> Identity::load_or_create(const std::string& dir) {
+  const std::string path = dir + "/identity.pem";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Error{path + ": " + std::strerror(errno)};
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return Error{"cannot create the data directory " + dir + ": " + std::strerror(errno)};
+    auto fresh = generate();
+    if (!fresh) return fresh.error();
+    // O_EXCL: two processes starting at once must not both write a key; the loser reads the winner's.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) return load_or_create(dir);
+      return Error{"cannot create " + path + ": " + std::strerror(errno)};
+    }
+    FILE* f = ::fdopen(fd, "w");
+    if (!f) {
+      ::close(fd);
+      return Error{"cannot write " + path + ": " + std::strerror(errno)};
+    }
+    const bool written = PEM_write_PrivateKey(f, static_cast<EVP_PKEY*>(fresh->evp_pkey()), nullptr, nullptr, 0,
+                                              nullptr, nullptr) == 1;
+    const bool synced = std::fflush(f) == 0 && ::fsync(fd) == 0;
+    std::fclose(f);
+    if (!written || !synced) {
+      ::unlink(path.c_str());
+      return Error{"cannot write " + path + ": " + openssl_error()};
+    }
+    return fresh;
+  }
+  if (!S_ISREG(st.st_mode)) return Error{path + " is not a regular file"};
+  if (st.st_mode & 077) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Error{path + " has permissions " + mode + ", which let other users read or change this identity key; " +
+                 "refusing to use it (fix with: chmod 600 " + path + ")"};
+  }
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return Error{"cannot read " + path + ": " + std::strerror(errno)};
+  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (!key) return Error{path + " is not a PEM private key: " + openssl_error()};
+  auto id = from_key(own_key(key));
+  if (!id) return Error{path + ": " + id.error().message};
+  return id;
+}
+
+}  // namespace omni::net

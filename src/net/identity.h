@@ -1,0 +1,51 @@
+// Identity: a node's or client's Ed25519 key pair, its peer id, and the self-signed X.509
+// certificate that presents the key in TLS.
+//
+// The private key lives in `<data dir>/identity.pem` (PKCS#8 PEM), created on first use with mode
+// 0600 inside a directory created with mode 0700. A key file readable or writable by group or others
+// is refused (the message says how to fix it), so a copied-around key is not silently used. The
+// certificate is regenerated at every start (it carries nothing but the key), so only the key is
+// persistent state.
+//
+// Identity is cheap to copy (the OpenSSL key is reference-counted) and immutable; it can be shared
+// between threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace omni::net {
+
+class Identity {
+ public:
+  // Loads `<dir>/identity.pem`, or creates it (and `dir`) when it does not exist. Errors: an
+  // unreadable or malformed key, a key that is not Ed25519, permissions looser than 0600.
+  static Result<Identity> load_or_create(const std::string& dir);
+  // A fresh key held only in memory (tests, throwaway clients).
+  static Result<Identity> generate();
+  // The default data directory: $HOME/.omni (or ./.omni without HOME).
+  static std::string default_dir();
+
+  const std::string& peer_id() const { return peer_id_; }
+  const std::array<uint8_t, 32>& public_key() const { return public_key_; }
+  // The self-signed certificate (DER) for TLS, and the key as an OpenSSL EVP_PKEY*.
+  const std::vector<uint8_t>& certificate_der() const { return certificate_der_; }
+  void* evp_pkey() const { return key_.get(); }
+
+ private:
+  static Result<Identity> from_key(std::shared_ptr<void> key);
+  std::shared_ptr<void> key_;  // EVP_PKEY, freed with EVP_PKEY_free
+  std::array<uint8_t, 32> public_key_{};
+  std::string peer_id_;
+  std::vector<uint8_t> certificate_der_;
+};
+
+// The raw Ed25519 public key of a DER certificate, or an Error when it is not one (tests, TLS).
+Result<std::array<uint8_t, 32>> ed25519_key_of_certificate(const void* x509);
+
+}  // namespace omni::net

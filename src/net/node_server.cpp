@@ -1,0 +1,534 @@
+#include "net/node_server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <capnp/rpc-twoparty.h>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <kj/debug.h>
+#include <thread>
+
+#include "kernels/thread_pool.h"
+#include "model/model.h"
+#include "net/compute_worker.h"
+#include "net/errors.h"
+#include "net/hidden_codec.h"
+#include "net/node_connection.h"
+#include "net/node_info.h"
+#include "net/peer_id.h"
+#include "net/request_validation.h"
+#include "net/tls.h"
+
+namespace omni::net {
+
+using SteadyClock = std::chrono::steady_clock;
+
+class SessionImpl;
+
+struct NodeServer::State {
+  NodeOptions options;
+  Identity identity;
+  std::shared_ptr<TlsContext> tls;
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<kernels::ThreadPool> pool;
+  NodeDescription description;  // the constant parts; current() adds the counters
+  uint32_t active_sessions = 0;
+  uint64_t kv_reserved = 0;
+  std::set<SessionImpl*> sessions;
+  kj::AsyncIoProvider* io = nullptr;
+  std::unique_ptr<ComputeWorker> worker;  // declared last: stops before the model and pool go
+
+  uint64_t kv_bytes(uint32_t block_begin, uint32_t block_end, uint32_t positions) const {
+    // KvCache: keys and values, F16, kv_dim per position per block.
+    return 2ull * (block_end - block_begin) * model->config().kv_dim() * 2ull * positions;
+  }
+  NodeDescription current() const {
+    NodeDescription d = description;
+    d.active_sessions = active_sessions;
+    d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
+    return d;
+  }
+};
+
+namespace {
+
+using State = NodeServer::State;
+
+std::string mib(uint64_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f MiB", static_cast<double>(bytes) / 1048576.0);
+  return b;
+}
+
+// The engine state of one session. Touched only on the compute thread once created; shared so
+// that a job in flight keeps it alive after the session is released.
+struct EngineSlot {
+  std::unique_ptr<model::Session> session;
+};
+
+// Handed from the compute thread by shared pointer, so a reply in flight costs no copies.
+struct ForwardJobResult;
+using JobResult = std::shared_ptr<ForwardJobResult>;
+struct ForwardJobResult {
+  std::string error;
+  std::vector<uint8_t> bytes;
+  uint32_t rows = 0;
+  uint32_t n_past = 0;
+  uint64_t micros = 0;
+};
+
+}  // namespace
+
+class SessionImpl final : public proto::Session::Server {
+ public:
+  SessionImpl(std::shared_ptr<State> state, const OpenRequest& request, std::unique_ptr<model::Session> engine,
+              uint64_t reservation)
+      : state_(std::move(state)), request_(request), reservation_(reservation) {
+    slot_ = std::make_shared<EngineSlot>();
+    slot_->session = std::move(engine);
+    state_->active_sessions++;
+    state_->kv_reserved += reservation_;
+    state_->sessions.insert(this);
+    touch();
+  }
+  ~SessionImpl() { release("closed"); }
+
+  void attach_next(kj::Own<NodeConnection> connection, proto::Session::Client session) {
+    next_connection_ = kj::mv(connection);
+    next_session_ = kj::mv(session);
+  }
+
+  // Frees the KV cache and the reservation (now, whatever the client still holds) and drops the
+  // downstream connection, which frees the sessions of the later hops.
+  void release(const std::string& why) {
+    if (!slot_) return;
+    slot_.reset();
+    released_because_ = why;
+    state_->active_sessions--;
+    state_->kv_reserved -= reservation_;
+    state_->sessions.erase(this);
+    next_session_ = nullptr;
+    next_connection_ = nullptr;
+  }
+
+  bool idle_longer_than(std::chrono::seconds limit) const {
+    return !busy_ && slot_ && SteadyClock::now() - last_used_ > limit;
+  }
+
+  kj::Promise<void> forward(ForwardContext context) override {
+    check_usable();
+    touch();
+    const auto& cfg = state_->model->config();
+    SessionLimits limits{request_.block_begin, cfg.n_embd, cfg.n_vocab, state_->options.max_batch_tokens};
+    auto request = validate_forward(context.getParams().getInput(), limits);
+    if (!request) throw_rpc_error(request.error().message);
+    const bool chained = next_connection_.get() != nullptr;
+    const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
+    const int64_t start = request->start_position;
+    const uint32_t output_last = request->output_last;
+    busy_ = true;
+    auto job = state_->worker->run<JobResult>(
+        [slot = slot_, req = kj::mv(*request), keep_rows, encoding = request_.encoding, pool = state_->pool.get(),
+         n_embd = cfg.n_embd]() mutable {
+          return std::make_shared<ForwardJobResult>(run_forward(*slot->session, req, keep_rows, encoding, *pool, n_embd));
+        });
+    return job
+        .then([this, context, start, output_last](JobResult result) mutable -> kj::Promise<void> {
+          const ForwardJobResult& r = *result;
+          if (!r.error.empty()) throw_rpc_error(r.error);
+          n_past_ = r.n_past;
+          if (!next_connection_) {
+            auto out = context.getResults().initOutput();
+            fill_hidden(out.initHidden(), r.bytes, r.rows);
+            out.setNPast(r.n_past);
+            out.setComputeMicros(r.micros);
+            return kj::READY_NOW;
+          }
+          auto next = next_session_.forwardRequest();
+          auto input = next.initInput();
+          fill_hidden(input.initInput().initHidden(), r.bytes, r.rows);
+          input.setStartPosition(start);
+          input.setOutputLast(output_last);
+          const std::string where = next_connection_->address().host_port();
+          return with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
+                              "forward on the next hop " + where, next.send())
+              .then(
+                  [context, result](capnp::Response<proto::Session::ForwardResults> response) mutable {
+                    auto out = context.getResults().initOutput();
+                    out.setHidden(response.getOutput().getHidden());
+                    out.setNPast(result->n_past);
+                    out.setComputeMicros(result->micros);
+                  },
+                  [where](kj::Exception&& e) { throw_rpc_error(e.getType(), "next hop " + where + ": " + describe(e)); });
+        })
+        .attach(kj::defer([this] {
+          busy_ = false;
+          touch();
+        }));
+  }
+
+  kj::Promise<void> rollback(RollbackContext context) override {
+    check_usable();
+    touch();
+    const uint32_t n = context.getParams().getN();
+    if (n > n_past_)
+      throw_rpc_error("cannot roll back " + std::to_string(n) + " positions: the session holds " +
+                      std::to_string(n_past_));
+    busy_ = true;
+    auto job = state_->worker->run<JobResult>([slot = slot_, n]() {
+      auto r = std::make_shared<ForwardJobResult>();
+      if (auto rb = slot->session->rollback(n); !rb) r->error = rb.error().message;
+      r->n_past = slot->session->n_past();
+      return r;
+    });
+    return job
+        .then([this, context, n](JobResult result) mutable -> kj::Promise<void> {
+          const ForwardJobResult& r = *result;
+          if (!r.error.empty()) throw_rpc_error(r.error);
+          n_past_ = r.n_past;
+          context.getResults().setNPast(r.n_past);
+          if (!next_connection_) return kj::READY_NOW;
+          auto next = next_session_.rollbackRequest();
+          next.setN(n);
+          return with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
+                              "rollback on the next hop", next.send())
+              .ignoreResult();
+        })
+        .attach(kj::defer([this] {
+          busy_ = false;
+          touch();
+        }));
+  }
+
+  kj::Promise<void> close(CloseContext) override {
+    release("closed");
+    return kj::READY_NOW;
+  }
+
+ private:
+  static ForwardJobResult run_forward(model::Session& session, const ForwardRequest& req, uint32_t keep_rows,
+                                      HiddenEncoding encoding, kernels::ThreadPool& pool, uint32_t n_embd) {
+    ForwardJobResult r;
+    const auto t0 = SteadyClock::now();
+    if (req.start_position >= 0) {
+      const auto start = static_cast<uint64_t>(req.start_position);
+      if (start > session.n_past()) {
+        r.error = "startPosition " + std::to_string(start) + " is past the " + std::to_string(session.n_past()) +
+                  " positions this session holds";
+        return r;
+      }
+      if (start + req.n_tokens > session.n_ctx()) {
+        r.error = "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
+                  " exceed the session's maxLength " + std::to_string(session.n_ctx());
+        return r;
+      }
+      if (auto rb = session.rollback(session.n_past() - static_cast<uint32_t>(start)); !rb) {
+        r.error = rb.error().message;
+        return r;
+      }
+    }
+    std::vector<float> hidden_in;
+    if (!req.hidden.empty()) {
+      if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d) {
+        r.error = d.error().message;
+        return r;
+      }
+    }
+    std::vector<float> out;
+    if (auto f = session.forward(req.tokens, hidden_in, model::Output::Hidden, out, pool); !f) {
+      r.error = f.error().message;
+      return r;
+    }
+    const size_t skip = size_t{req.n_tokens - keep_rows} * n_embd;
+    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, r.bytes); !e) {
+      r.error = "the blocks produced unusable hidden states: " + e.error().message;
+      return r;
+    }
+    r.rows = keep_rows;
+    r.n_past = session.n_past();
+    r.micros = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+    return r;
+  }
+
+  void fill_hidden(proto::HiddenStates::Builder hidden, const std::vector<uint8_t>& bytes, uint32_t rows) const {
+    hidden.setFormat(static_cast<proto::HiddenFormat>(request_.encoding));
+    hidden.setNTokens(rows);
+    hidden.setNEmbd(state_->model->config().n_embd);
+    hidden.setData(kj::arrayPtr(bytes.data(), bytes.size()));
+  }
+
+  void check_usable() const {
+    if (!slot_) throw_rpc_error("session " + released_because_);
+    if (busy_)
+      throw_rpc_error("a call is already running on this session; wait for its reply before the next one");
+  }
+  void touch() { last_used_ = SteadyClock::now(); }
+
+  std::shared_ptr<State> state_;
+  OpenRequest request_;
+  uint64_t reservation_;
+  std::shared_ptr<EngineSlot> slot_;
+  uint32_t n_past_ = 0;
+  bool busy_ = false;
+  SteadyClock::time_point last_used_;
+  std::string released_because_;
+  // Connection before session: the session capability must go first.
+  kj::Own<NodeConnection> next_connection_;
+  proto::Session::Client next_session_ = nullptr;
+};
+
+namespace {
+
+class NodeImpl final : public proto::Node::Server {
+ public:
+  NodeImpl(std::shared_ptr<State> state, std::string client_id)
+      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+
+  kj::Promise<void> info(InfoContext context) override {
+    write_node_info(state_->current(), context.getResults().initInfo());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> openSession(OpenSessionContext context) override {
+    const auto& d = state_->description;
+    NodeLimits limits{d.block_begin, d.block_end, d.model.n_layer, d.max_length};
+    auto request = validate_open(context.getParams().getParams(), limits);
+    if (!request) throw_rpc_error(request.error().message);
+    const auto& o = state_->options;
+    if (state_->active_sessions >= o.max_sessions)
+      throw_rpc_error(kj::Exception::Type::OVERLOADED, "node is full: " + std::to_string(state_->active_sessions) +
+                                                           " of " + std::to_string(o.max_sessions) +
+                                                           " sessions are open; try another node or later");
+    const uint64_t need = state_->kv_bytes(request->block_begin, request->block_end, request->max_length);
+    if (state_->kv_reserved + need > o.max_kv_bytes)
+      throw_rpc_error(kj::Exception::Type::OVERLOADED,
+                      "node is full: the session needs " + mib(need) + " of KV cache and " +
+                          mib(o.max_kv_bytes - state_->kv_reserved) + " of " + mib(o.max_kv_bytes) +
+                          " are free; ask for a shorter maxLength, another node, or later");
+    auto engine = model::Session::create(*state_->model, request->block_begin, request->block_end, request->max_length);
+    if (!engine) throw_rpc_error(engine.error().message);
+    auto session = kj::heap<SessionImpl>(state_, *request, std::move(*engine), need);
+    if (request->downstream.empty()) {
+      context.getResults().setSession(kj::mv(session));
+      return kj::READY_NOW;
+    }
+    // Chain mode: open the rest of the chain before answering, so a bad hop fails the open.
+    const HopRequest hop = request->downstream.front();
+    auto rest = std::vector<HopRequest>(request->downstream.begin() + 1, request->downstream.end());
+    const auto encoding = request->encoding;
+    const uint32_t max_length = request->max_length;
+    const std::string where = hop.address.host_port();
+    std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
+    return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
+                                   state_->options.connect_timeout_s * kj::SECONDS)
+        .then([this, hop, rest, encoding, max_length](kj::Own<NodeConnection> connection) {
+          if (!(connection->info().model == state_->description.model))
+            throw_rpc_error("it serves a different model: " + connection->info().model.to_string());
+          auto open = connection->node().openSessionRequest();
+          auto p = open.initParams();
+          p.setBlockBegin(hop.block_begin);
+          p.setBlockEnd(hop.block_end);
+          p.setMaxLength(max_length);
+          p.setHiddenFormat(static_cast<proto::HiddenFormat>(encoding));
+          auto hops = p.initDownstream(static_cast<unsigned>(rest.size()));
+          for (unsigned i = 0; i < rest.size(); ++i) {
+            hops[i].setAddress(rest[i].address.host_port().c_str());
+            hops[i].setPeerId(rest[i].address.peer_id.c_str());
+            hops[i].setBlockBegin(rest[i].block_begin);
+            hops[i].setBlockEnd(rest[i].block_end);
+          }
+          auto sent = open.send();
+          return sent.then([connection = kj::mv(connection)](auto response) mutable {
+            return std::make_pair(kj::mv(connection), response.getSession());
+          });
+        })
+        .then(
+            [context, session = kj::mv(session)](
+                std::pair<kj::Own<NodeConnection>, proto::Session::Client> next) mutable {
+              session->attach_next(kj::mv(next.first), kj::mv(next.second));
+              context.getResults().setSession(kj::mv(session));
+            },
+            [where](kj::Exception&& e) {
+              throw_rpc_error(e.getType(), "cannot open the next hop " + where + ": " + describe(e));
+            });
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+  std::string client_id_;
+};
+
+class GateImpl final : public proto::Gate::Server {
+ public:
+  GateImpl(std::shared_ptr<State> state, std::string client_id)
+      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+
+  kj::Promise<void> hello(HelloContext context) override {
+    auto hello = context.getParams().getHello();
+    if (hello.getProtocolVersion() != proto::PROTOCOL_VERSION)
+      throw_rpc_error("protocol version mismatch: the caller speaks version " +
+                      std::to_string(hello.getProtocolVersion()) + ", this node speaks version " +
+                      std::to_string(proto::PROTOCOL_VERSION));
+    const auto& supported = supported_features();
+    for (auto feature : hello.getRequiredFeatures()) {
+      if (std::find(supported.begin(), supported.end(), feature.cStr()) == supported.end()) {
+        std::string list;
+        for (const auto& f : supported) list += (list.empty() ? "" : ", ") + f;
+        throw_rpc_error("this node does not support the feature '" + std::string(feature.cStr()) +
+                        "' (it supports " + list + ")");
+      }
+    }
+    if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
+      throw_rpc_error("access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
+    auto results = context.getResults();
+    results.setNode(kj::heap<NodeImpl>(state_, client_id_));
+    write_node_info(state_->current(), results.initInfo());
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+  std::string client_id_;
+};
+
+// One accepted connection: its TLS stream and RPC system, alive until the peer goes away.
+struct Connection {
+  Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap, uint64_t max_message_bytes)
+      : stream(kj::mv(s)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options(max_message_bytes)),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
+class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& e) override {
+    std::fprintf(stderr, "omni node: connection ended: %s\n", describe(e).c_str());
+  }
+};
+
+kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiver& listener, kj::TaskSet& tasks) {
+  return listener.accept().then([state, &listener, &tasks](kj::Own<kj::AsyncIoStream> tcp) mutable {
+    int one = 1;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
+      (void)e;
+    }
+    auto handshake = with_timeout(state->io->getTimer(), 10 * kj::SECONDS, "TLS handshake",
+                                  state->tls->accept(kj::mv(tcp)));
+    tasks.add(handshake.then([state](TlsPeer peer) {
+      auto connection = kj::heap<Connection>(kj::mv(peer.stream), kj::heap<GateImpl>(state, peer.peer_id),
+                                             state->options.max_message_bytes);
+      auto done = connection->network.onDisconnect();
+      return done.attach(kj::mv(connection));
+    }));
+    return accept_loop(state, listener, tasks);
+  });
+}
+
+kj::Promise<void> expiry_loop(std::shared_ptr<State> state) {
+  const auto limit = std::chrono::seconds(state->options.idle_timeout_s);
+  const uint64_t period_ms = std::clamp<uint64_t>(state->options.idle_timeout_s * 250ull, 100, 5000);
+  return state->io->getTimer().afterDelay(period_ms * kj::MILLISECONDS).then([state, limit]() {
+    std::vector<SessionImpl*> idle;
+    for (SessionImpl* s : state->sessions)
+      if (s->idle_longer_than(limit)) idle.push_back(s);
+    for (SessionImpl* s : idle)
+      s->release("expired after " + std::to_string(state->options.idle_timeout_s) + " s idle");
+    return expiry_loop(state);
+  });
+}
+
+}  // namespace
+
+Result<std::set<std::string>> read_allow_list(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error{"cannot read the allow list " + path};
+  std::set<std::string> ids;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    std::string id = line.substr(first, last - first + 1);
+    if (!is_peer_id(id)) return Error{path + ":" + std::to_string(n) + ": '" + id + "' is not a peer id"};
+    ids.insert(std::move(id));
+  }
+  return ids;
+}
+
+Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& options, Identity identity) {
+  auto state = std::make_shared<State>();
+  state->options = options;
+  if (options.max_sessions == 0) return Error{"--max-sessions must be at least 1"};
+  if (options.idle_timeout_s == 0) return Error{"--idle-timeout must be at least 1 second"};
+  auto probe = model::Model::load(options.model_path, model::LoadRange{0, 0, false, false});
+  if (!probe) return probe.error();
+  const uint32_t n_layer = (*probe)->config().n_layer;
+  if (options.block_begin >= options.block_end || options.block_end > n_layer)
+    return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                 " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+  probe->reset();
+  auto model = model::Model::load(
+      options.model_path, model::LoadRange{options.block_begin, options.block_end, options.block_begin == 0, false});
+  if (!model) return model.error();
+  state->model = std::move(*model);
+  const auto& cfg = state->model->config();
+  const int threads = options.threads > 0 ? options.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  state->pool = std::make_unique<kernels::ThreadPool>(threads);
+  auto tls = TlsContext::create(identity);
+  if (!tls) return tls.error();
+  state->tls = std::move(*tls);
+  state->identity = std::move(identity);
+
+  NodeDescription& d = state->description;
+  d.peer_id = state->identity.peer_id();
+  d.protocol_version = proto::PROTOCOL_VERSION;
+  d.features = supported_features();
+  d.model = identify_model(*state->model);
+  d.block_begin = options.block_begin;
+  d.block_end = options.block_end;
+  d.max_sessions = options.max_sessions;
+  d.max_length = options.max_length ? options.max_length : std::max<uint32_t>(cfg.n_ctx_train, 1);
+  state->options.max_length = d.max_length;
+  d.max_batch_tokens = options.max_batch_tokens;
+  d.kv_bytes_per_position = state->kv_bytes(options.block_begin, options.block_end, 1);
+  d.max_message_bytes = options.max_message_bytes;
+  state->worker = std::make_unique<ComputeWorker>();
+  return std::unique_ptr<NodeServer>(new NodeServer(std::move(state)));
+}
+
+NodeServer::~NodeServer() = default;
+
+const std::string& NodeServer::peer_id() const { return state_->description.peer_id; }
+
+Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen,
+                               const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {
+  auto address = parse_listen_address(listen);
+  if (!address) return address.error();
+  state_->io = io.provider.get();
+  Result<void> result;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+    auto addr = io.provider->getNetwork().parseAddress(address->host_port().c_str()).wait(io.waitScope);
+    auto listener = addr->listen();
+    PeerAddress bound = *address;
+    bound.port = static_cast<uint16_t>(listener->getPort());
+    on_listening(bound.host_port());
+    ConnectionErrors errors;
+    kj::TaskSet tasks(errors);
+    accept_loop(state_, *listener, tasks)
+        .exclusiveJoin(expiry_loop(state_))
+        .exclusiveJoin(kj::mv(stop))
+        .wait(io.waitScope);
+  })) {
+    result = Error{"node on " + listen + ": " + describe(*e)};
+  }
+  return result;
+}
+
+}  // namespace omni::net

@@ -1,0 +1,69 @@
+// NodeServer: serves a block range of one GGUF model over the node protocol (proto/node.capnp):
+// accepts TLS connections, runs the handshake and access control, and hosts many inference
+// sessions at once.
+//
+// Threads: the kj event loop thread (the caller of serve()) does all networking, validation and
+// bookkeeping; one compute thread runs every forward pass, one at a time, on a ThreadPool of
+// `threads`. So the event loop stays responsive (info, refusals, other clients' messages) while a
+// long prompt computes, and the pool is never used by two passes at once.
+//
+// Limits and refusals (each an RPC error naming the limit): max sessions and the KV budget
+// (`overloaded`), message size (the connection is dropped with the reason), batch size, session
+// length, token ids, hidden-state shape/encoding/finiteness, positions (`failed`; the connection
+// and session stay usable). Sessions idle longer than the idle timeout are freed.
+#pragma once
+
+#include <kj/async-io.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "base/result.h"
+#include "net/identity.h"
+
+namespace omni::net {
+
+struct NodeOptions {
+  std::string model_path;
+  uint32_t block_begin = 0;
+  uint32_t block_end = 0;                  // exclusive; <= the model's n_layer
+  uint32_t max_sessions = 16;
+  uint64_t max_kv_bytes = 2048ull << 20;   // KV budget over all sessions
+  uint32_t idle_timeout_s = 300;
+  int threads = 0;                         // 0: all cores
+  uint32_t max_length = 0;                 // positions per session; 0: the model's training context
+  uint32_t max_batch_tokens = 512;
+  uint64_t max_message_bytes = 64ull << 20;
+  std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
+  uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
+  uint32_t call_timeout_s = 120;           // for a forward on the next hop
+};
+
+// Reads a --allow-peers file: one peer id per line; blank lines and '#' comments ignored.
+Result<std::set<std::string>> read_allow_list(const std::string& path);
+
+class NodeServer {
+ public:
+  // Loads the blocks (and the embeddings when block_begin is 0). Errors name the file or option.
+  static Result<std::unique_ptr<NodeServer>> create(const NodeOptions& options, Identity identity);
+  ~NodeServer();
+
+  // Listens on `listen` ("HOST:PORT", port 0 = any), calls `on_listening("HOST:PORT")` with the
+  // bound address, and serves until `stop` resolves. Runs on the calling thread's kj event loop
+  // (`io` from kj::setupAsyncIo on this thread). Errors: the address cannot be bound.
+  Result<void> serve(kj::AsyncIoContext& io, const std::string& listen,
+                     const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop);
+
+  const std::string& peer_id() const;
+
+  struct State;  // shared with the RPC objects; defined in node_server.cpp
+
+ private:
+  explicit NodeServer(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace omni::net

@@ -1,0 +1,62 @@
+// Pipeline: what `omni run` drives to turn token ids into the logits of the last one. The local
+// pipeline runs every block in this process. The remote one sends token ids to the node serving
+// block 0 (which embeds them), the nodes run the blocks, and the head (output norm + output
+// matrix) runs here on the last token's hidden state returned by the last node: the client keeps
+// the vocabulary-sized parts, the wire carries one hidden row per generated token.
+//
+// Routes: Chain sends each call to the first node only; every node forwards its output to the next
+// and the last one's reply travels back along the chain (one trip around per token). Direct calls
+// each node in turn from the client (hidden states pass through the client between hops).
+//
+// A Pipeline is used from one thread (the one that created it). Errors are values; a node that
+// dies or stalls gives an Error naming it (connection lost, or timed out after call_timeout_s).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "kernels/thread_pool.h"
+#include "model/model.h"
+#include "net/hidden_codec.h"
+#include "net/peer_address.h"
+
+namespace omni::net {
+
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  // Runs `tokens` (1..max_batch()) at the next positions; writes the last token's logits (n_vocab).
+  virtual Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
+  virtual size_t max_batch() const = 0;
+  // One line for the end-of-run summary (KV cache, nodes, bytes moved).
+  virtual std::string summary() const = 0;
+};
+
+// All blocks in this process: `model` must be loaded whole and outlive the pipeline, as `pool`.
+Result<std::unique_ptr<Pipeline>> make_local_pipeline(const model::Model& model, uint32_t n_ctx,
+                                                      kernels::ThreadPool& pool);
+
+enum class Route { Chain, Direct };
+Result<Route> parse_route(std::string_view name);  // "chain" | "direct"
+
+struct RemoteOptions {
+  std::vector<PeerAddress> peers;  // any order; a chain covering [0, n_layer) is chosen from them
+  HiddenEncoding encoding = HiddenEncoding::F16;
+  Route route = Route::Chain;
+  std::string data_dir;            // the client's identity key lives here
+  uint32_t connect_timeout_s = 10;
+  uint32_t call_timeout_s = 60;
+  std::function<void(const std::string&)> log;  // progress lines (which node serves what)
+};
+
+// Connects to the peers, checks they serve the same model as `model` (the local file gives the
+// tokenizer, and the head), picks the chain and opens sessions of n_ctx positions.
+Result<std::unique_ptr<Pipeline>> make_remote_pipeline(const model::Model& model, const RemoteOptions& options,
+                                                       uint32_t n_ctx, kernels::ThreadPool& pool);
+
+}  // namespace omni::net

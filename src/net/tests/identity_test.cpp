@@ -1,0 +1,124 @@
+// Identity keys: created 0600 on first use and reused, ids derived as documented (recomputed here
+// with OpenSSL's SHA-256 and an independent base32), loose permissions refused.
+#include <gtest/gtest.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "net/identity.h"
+#include "net/peer_address.h"
+#include "net/peer_id.h"
+
+namespace omni::net {
+namespace {
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/omni-identity-XXXXXX";
+  return ::mkdtemp(tmpl);
+}
+
+// Base32 the slow way: the bit string, five bits at a time.
+std::string reference_base32(const std::vector<uint8_t>& bytes) {
+  std::string bits;
+  for (uint8_t b : bytes)
+    for (int i = 7; i >= 0; --i) bits.push_back(((b >> i) & 1) ? '1' : '0');
+  while (bits.size() % 5) bits.push_back('0');
+  std::string out;
+  for (size_t i = 0; i < bits.size(); i += 5) out.push_back("abcdefghijklmnopqrstuvwxyz234567"[std::stoi(bits.substr(i, 5), nullptr, 2)]);
+  return out;
+}
+
+TEST(Identity, CreatedWith0600AndReused) {
+  const std::string dir = temp_dir() + "/data";
+  auto a = Identity::load_or_create(dir);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/identity.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto b = Identity::load_or_create(dir);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(a->peer_id(), b->peer_id());
+  EXPECT_EQ(a->public_key(), b->public_key());
+  std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+}
+
+TEST(Identity, IdIsBase32OfSha256Multihash) {
+  auto id = Identity::generate();
+  ASSERT_TRUE(id.ok());
+  std::vector<uint8_t> mh{0x12, 0x20};
+  mh.resize(34);
+  SHA256(id->public_key().data(), 32, mh.data() + 2);
+  EXPECT_EQ(id->peer_id(), reference_base32(mh));
+  EXPECT_TRUE(is_peer_id(id->peer_id()));
+  EXPECT_EQ(id->peer_id().size(), 55u);
+  auto other = Identity::generate();
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(id->peer_id(), other->peer_id());
+}
+
+TEST(Identity, Base32KnownVectors) {
+  // RFC 4648 section 10, lower-cased and unpadded.
+  auto b32 = [](std::string s) { return base32_lower(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size())); };
+  EXPECT_EQ(b32(""), "");
+  EXPECT_EQ(b32("f"), "my");
+  EXPECT_EQ(b32("fo"), "mzxq");
+  EXPECT_EQ(b32("foo"), "mzxw6");
+  EXPECT_EQ(b32("foob"), "mzxw6yq");
+  EXPECT_EQ(b32("fooba"), "mzxw6ytb");
+  EXPECT_EQ(b32("foobar"), "mzxw6ytboi");
+}
+
+TEST(Identity, LoosePermissionsRefused) {
+  const std::string dir = temp_dir();
+  ASSERT_TRUE(Identity::load_or_create(dir).ok());
+  for (mode_t mode : {0644, 0640, 0604, 0660}) {
+    ASSERT_EQ(::chmod((dir + "/identity.pem").c_str(), mode), 0);
+    auto r = Identity::load_or_create(dir);
+    ASSERT_FALSE(r.ok()) << std::oct << mode;
+    EXPECT_NE(r.error().message.find("refusing to use it"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("chmod 600"), std::string::npos) << r.error().message;
+  }
+  ASSERT_EQ(::chmod((dir + "/identity.pem").c_str(), 0400), 0);
+  EXPECT_TRUE(Identity::load_or_create(dir).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Identity, MalformedKeyFileIsAnError) {
+  const std::string dir = temp_dir();
+  FILE* f = std::fopen((dir + "/identity.pem").c_str(), "w");
+  std::fputs("not a key\n", f);
+  std::fclose(f);
+  ::chmod((dir + "/identity.pem").c_str(), 0600);
+  auto r = Identity::load_or_create(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("is not a PEM private key"), std::string::npos) << r.error().message;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(PeerAddress, Parses) {
+  auto id = Identity::generate();
+  ASSERT_TRUE(id.ok());
+  auto a = parse_peer_address(id->peer_id() + "@10.0.0.1:7000");
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->peer_id, id->peer_id());
+  EXPECT_EQ(a->host, "10.0.0.1");
+  EXPECT_EQ(a->port, 7000);
+  auto v6 = parse_peer_address("[::1]:9");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->host_port(), "[::1]:9");
+  EXPECT_FALSE(parse_peer_address("host").ok());
+  EXPECT_FALSE(parse_peer_address("host:0").ok());
+  EXPECT_FALSE(parse_peer_address("host:70000").ok());
+  EXPECT_FALSE(parse_peer_address("nope@host:1").ok());
+  auto list = parse_peer_list("a:1,b:2");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u);
+}
+
+}  // namespace
+}  // namespace omni::net
