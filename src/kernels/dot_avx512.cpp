@@ -250,10 +250,11 @@ void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_
       __m512 acc[kChainTokens];
       const uint8_t* a = act + static_cast<size_t>(t0) * l.stride;
       const int32_t* off = offsets.data() + t0 * nb;
-      // The next row group's bytes, fetched while the last token group of this one runs.
+      // The next 16 rows' bytes, fetched while the last token group of this group runs; past the
+      // tile they are usually the next tile of this thread (a prefetch never faults).
       const bool last_tokens = t0 + kChainTokens >= nt;
-      const uint8_t* pf = last_tokens && r0 + kChainRows < nr ? rows[0] + kChainRows * static_cast<int64_t>(w_stride) : nullptr;
-      const int64_t pf_lines = (std::min<int64_t>(kChainRows, nr - r0 - kChainRows) * static_cast<int64_t>(w_stride) + 63) / 64;
+      const uint8_t* pf = last_tokens ? w + (r0 + kChainRows) * static_cast<int64_t>(w_stride) : nullptr;
+      const int64_t pf_lines = (kChainRows * static_cast<int64_t>(w_stride) + 63) / 64;
       switch (n_tok) {
         case 8: q4_0_chain_tokens<8>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
         case 7: q4_0_chain_tokens<7>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
