@@ -272,6 +272,95 @@ void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Q8_0 as ggml's vec_dot sums it (8 lanes of 4-product integer sums, lane = fma(d_w d_x, lane sum,
+// lane), hsum8 at the end), two tokens per 512-bit register: lanes 0-7 are one token's 8 lanes,
+// lanes 8-15 the next one's, each computed exactly as alone. The activations of a token pair are
+// packed per block (64 bytes, offset by 128 as vpdpbusd's unsigned operand) and their scales per
+// block as [d_t x 8 | d_t+1 x 8], once per tile; every weight row then costs one vpdpbusd per
+// block and token pair.
+
+constexpr int kPairsPerPass = 4;
+
+struct alignas(64) Bytes64 {
+  uint8_t bytes[64];
+};
+struct PairScratch {
+  std::vector<Bytes64> q;  // per pair and block: both tokens' values + 128
+  std::vector<Bytes64> d;  // per pair and block: both tokens' scales (floats)
+};
+thread_local PairScratch t_pairs;
+
+template <int NP>
+void q8_0_pair_rows(const uint8_t* w, size_t w_stride, int64_t nr, const Bytes64* q, const Bytes64* d, int64_t nb,
+                    int n_tok, float* y, int64_t ldy) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t r = 0; r < nr; ++r) {
+    const auto* x = reinterpret_cast<const BlockQ8_0*>(w + r * static_cast<int64_t>(w_stride));
+    __m512 acc[NP];
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512i v = _mm512_broadcast_i64x4(load256(x[b].qs));
+      // 128 * (sum of each lane's 4 weights): what the +128 on the activations added.
+      const __m512i offset = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, v), 7);
+      const __m512 dw = _mm512_set1_ps(lanes::fp16s(x[b].d));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) {
+        const __m512i sums =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(q[p * nb + b].bytes), v), offset);
+        acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_load_ps(d[p * nb + b].bytes)), _mm512_cvtepi32_ps(sums), acc[p]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) {
+      y[(2 * p) * ldy + r] = lanes::hsum8(_mm512_castps512_ps256(acc[p]));
+      if (2 * p + 1 < n_tok) y[(2 * p + 1) * ldy + r] = lanes::hsum8(_mm512_extractf32x8_ps(acc[p], 1));
+    }
+  }
+}
+
+void q8_0_pair_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* act, const ActLayout& l, int64_t nt,
+                    float* y, int64_t ldy) {
+  // A single token (decode) reads each weight once: the 256-bit kernel does no wasted half.
+  if (nt == 1) return tile<lanes::LaneBlocks<lanes::ValuesQ8_0>>(w, w_stride, nr, act, l, nt, y, ldy);
+  const int64_t nb = l.cols / kQK;
+  const int64_t n_pairs = (nt + 1) / 2;
+  PairScratch& scratch = t_pairs;
+  if (scratch.q.size() < static_cast<size_t>(n_pairs * nb)) {
+    scratch.q.resize(static_cast<size_t>(n_pairs * nb));
+    scratch.d.resize(static_cast<size_t>(n_pairs * nb));
+  }
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const int64_t t0 = 2 * p, t1 = std::min(2 * p + 1, nt - 1);  // an odd last token pairs with itself
+    const uint8_t* a0 = act + static_cast<size_t>(t0) * l.stride;
+    const uint8_t* a1 = act + static_cast<size_t>(t1) * l.stride;
+    const auto* d0 = reinterpret_cast<const float*>(a0 + l.d_offset);
+    const auto* d1 = reinterpret_cast<const float*>(a1 + l.d_offset);
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i lo = _mm256_xor_si256(load256(a0 + kQK * b), bias), hi = _mm256_xor_si256(load256(a1 + kQK * b), bias);
+      _mm512_store_si512(scratch.q[static_cast<size_t>(p * nb + b)].bytes,
+                         _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+      _mm512_store_ps(scratch.d[static_cast<size_t>(p * nb + b)].bytes,
+                      _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0[b])), _mm256_set1_ps(d1[b]), 1));
+    }
+  }
+  for (int64_t p0 = 0; p0 < n_pairs; p0 += kPairsPerPass) {
+    const int np = static_cast<int>(std::min<int64_t>(kPairsPerPass, n_pairs - p0));
+    const int n_tok = static_cast<int>(std::min<int64_t>(2 * kPairsPerPass, nt - 2 * p0));
+    const Bytes64* q = scratch.q.data() + p0 * nb;
+    const Bytes64* d = scratch.d.data() + p0 * nb;
+    float* yp = y + 2 * p0 * ldy;
+    switch (np) {
+      case 4: q8_0_pair_rows<4>(w, w_stride, nr, q, d, nb, n_tok, yp, ldy); break;
+      case 3: q8_0_pair_rows<3>(w, w_stride, nr, q, d, nb, n_tok, yp, ldy); break;
+      case 2: q8_0_pair_rows<2>(w, w_stride, nr, q, d, nb, n_tok, yp, ldy); break;
+      default: q8_0_pair_rows<1>(w, w_stride, nr, q, d, nb, n_tok, yp, ldy); break;
+    }
+  }
+}
+
 constexpr TypeKernel kernel(ActFormat act, QuantizeFn quantize, TileFn fn) { return {act, quantize, fn}; }
 
 }  // namespace
@@ -284,7 +373,7 @@ const KernelTable& avx512_kernels() {
         kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Batched>),
         kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Batched>),
         kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Batched>),
-        kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ8_0>>),
+        kernel(ActFormat::kQ8_0, quantize_q8, q8_0_pair_tile),
         kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ4_0>>),
         kernel(ActFormat::kQ8_1, quantize_q8, tile<lanes::LaneBlocks1<lanes::ValuesQ4_1>>),
         kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ5_0>>),
