@@ -361,6 +361,139 @@ void q8_0_pair_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// K quants for prompt batches: lanes::KDot's arithmetic (ggml's AVX2 vec_dot: 8 int32 lanes per
+// super-block, then fma(d_w d_x, lanes, acc) and the mins as each format adds them), two tokens per
+// 512-bit register like q8_0_pair_tile. A weight chunk is unpacked once (256 bits, as KDot does) and
+// broadcast to both halves; vpdpwssd applies the sub-block scales (= madd + add, exact).
+
+struct KPairScratch {
+  std::vector<Bytes64> q;  // per pair, super-block and 32-value chunk: both tokens' values
+  std::vector<Bytes64> d;  // per pair and super-block: both tokens' scales (floats)
+};
+thread_local KPairScratch t_kpairs;
+
+template <class U, int NP>
+void k_pair_rows(const uint8_t* w, size_t w_stride, int64_t nr, const Bytes64* q, const Bytes64* d,
+                 const uint8_t* const* act_tokens, const ActLayout& l, int64_t nsb, int n_tok, float* y, int64_t ldy) {
+  using lanes::Mins;
+  for (int64_t r = 0; r < nr; ++r) {
+    const auto* x = reinterpret_cast<const typename U::Block*>(w + r * static_cast<int64_t>(w_stride));
+    __m512 acc[NP];
+    __m128 acc_m[2 * NP];
+    float acc_s[2 * NP];
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) {
+      acc_m[t] = _mm_setzero_ps();
+      acc_s[t] = 0.0f;
+    }
+    for (int64_t b = 0; b < nsb; ++b) {
+      const U u(x[b]);
+      __m512i isum[NP];
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) isum[p] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        __m256i sc, off = _mm256_setzero_si256();
+        const __m512i v = _mm512_broadcast_i64x4(u.chunk(c, sc, off));
+        const __m512i sc2 = _mm512_broadcast_i64x4(sc);
+#pragma GCC unroll 8
+        for (int p = 0; p < NP; ++p) {
+          const __m512i qq = _mm512_load_si512(q[(p * nsb + b) * 8 + c].bytes);
+          __m512i prod = _mm512_maddubs_epi16(v, qq);
+          if constexpr (U::kOffset) prod = _mm512_sub_epi16(prod, _mm512_maddubs_epi16(_mm512_broadcast_i64x4(off), qq));
+          isum[p] = _mm512_dpwssd_epi32(isum[p], prod, sc2);
+        }
+      }
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; ++p) {
+        const __m512 dx = _mm512_load_ps(d[p * nsb + b].bytes);
+        if constexpr (U::kMins == Mins::kLanes8First) {
+          const auto* b0 = reinterpret_cast<const int16_t*>(act_tokens[2 * p] + l.x_offset) + 16 * b;
+          const auto* b1 = reinterpret_cast<const int16_t*>(act_tokens[2 * p + 1] + l.x_offset) + 16 * b;
+          const __m512i m = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_madd_epi16(u.mins, load256(b0))),
+                                               _mm256_madd_epi16(u.mins, load256(b1)), 1);
+          const __m512 neg_dx = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dx), _mm512_set1_epi32(INT32_MIN)));
+          acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(neg_dx, _mm512_set1_ps(u.dmin)), _mm512_cvtepi32_ps(m), acc[p]);
+        }
+        acc[p] = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_set1_ps(u.d)), _mm512_cvtepi32_ps(isum[p]), acc[p]);
+      }
+      if constexpr (U::kMins == Mins::kLanes4 || U::kMins == Mins::kScalar) {
+#pragma GCC unroll 8
+        for (int t = 0; t < 2 * NP; ++t) {
+          const float da = reinterpret_cast<const float*>(act_tokens[t] + l.d_offset)[b];
+          const __m256i bs = load256(reinterpret_cast<const int16_t*>(act_tokens[t] + l.x_offset) + 16 * b);
+          const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+          const __m128i prod = _mm_madd_epi16(u.mins, q8s);
+          const float dmin = -da * u.dmin;
+          if constexpr (U::kMins == Mins::kLanes4) {
+            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+          } else {
+            __m128i h = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+            acc_s[t] += dmin * static_cast<float>(_mm_cvtsi128_si32(h));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 2 * NP; ++t) {
+      if (t >= n_tok) break;
+      const __m256 half = t % 2 == 0 ? _mm512_castps512_ps256(acc[t / 2]) : _mm512_extractf32x8_ps(acc[t / 2], 1);
+      float out = lanes::hsum8(half);
+      if constexpr (U::kMins == Mins::kLanes4) out += lanes::hsum4(acc_m[t]);
+      if constexpr (U::kMins == Mins::kScalar) out += acc_s[t];
+      y[t * ldy + r] = out;
+    }
+  }
+}
+
+template <class U>
+void k_pair_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* act, const ActLayout& l, int64_t nt,
+                 float* y, int64_t ldy) {
+  if (nt == 1) return tile<lanes::KDot<U>>(w, w_stride, nr, act, l, nt, y, ldy);
+  const int64_t nsb = l.cols / kQKK;
+  const int64_t n_pairs = (nt + 1) / 2;
+  KPairScratch& scratch = t_kpairs;
+  if (scratch.q.size() < static_cast<size_t>(n_pairs * nsb * 8)) {
+    scratch.q.resize(static_cast<size_t>(n_pairs * nsb * 8));
+    scratch.d.resize(static_cast<size_t>(n_pairs * nsb));
+  }
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const uint8_t* a0 = act + static_cast<size_t>(2 * p) * l.stride;
+    const uint8_t* a1 = act + static_cast<size_t>(std::min(2 * p + 1, nt - 1)) * l.stride;  // odd last: itself
+    const auto* d0 = reinterpret_cast<const float*>(a0 + l.d_offset);
+    const auto* d1 = reinterpret_cast<const float*>(a1 + l.d_offset);
+    for (int64_t b = 0; b < nsb; ++b) {
+      for (int c = 0; c < 8; ++c) {
+        const int64_t at = b * kQKK + 32 * c;
+        _mm512_store_si512(scratch.q[static_cast<size_t>((p * nsb + b) * 8 + c)].bytes,
+                           _mm512_inserti64x4(_mm512_castsi256_si512(load256(a0 + at)), load256(a1 + at), 1));
+      }
+      _mm512_store_ps(scratch.d[static_cast<size_t>(p * nsb + b)].bytes,
+                      _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0[b])), _mm256_set1_ps(d1[b]), 1));
+    }
+  }
+  for (int64_t p0 = 0; p0 < n_pairs; p0 += kPairsPerPass) {
+    const int np = static_cast<int>(std::min<int64_t>(kPairsPerPass, n_pairs - p0));
+    const int n_tok = static_cast<int>(std::min<int64_t>(2 * kPairsPerPass, nt - 2 * p0));
+    const uint8_t* tokens[2 * kPairsPerPass];
+    for (int t = 0; t < 2 * kPairsPerPass; ++t)
+      tokens[t] = act + static_cast<size_t>(std::min<int64_t>(2 * p0 + t, nt - 1)) * l.stride;
+    const Bytes64* q = scratch.q.data() + p0 * nsb * 8;
+    const Bytes64* d = scratch.d.data() + p0 * nsb;
+    float* yp = y + 2 * p0 * ldy;
+    switch (np) {
+      case 4: k_pair_rows<U, 4>(w, w_stride, nr, q, d, tokens, l, nsb, n_tok, yp, ldy); break;
+      case 3: k_pair_rows<U, 3>(w, w_stride, nr, q, d, tokens, l, nsb, n_tok, yp, ldy); break;
+      case 2: k_pair_rows<U, 2>(w, w_stride, nr, q, d, tokens, l, nsb, n_tok, yp, ldy); break;
+      default: k_pair_rows<U, 1>(w, w_stride, nr, q, d, tokens, l, nsb, n_tok, yp, ldy); break;
+    }
+  }
+}
+
 constexpr TypeKernel kernel(ActFormat act, QuantizeFn quantize, TileFn fn) { return {act, quantize, fn}; }
 
 }  // namespace
@@ -378,11 +511,11 @@ const KernelTable& avx512_kernels() {
         kernel(ActFormat::kQ8_1, quantize_q8, tile<lanes::LaneBlocks1<lanes::ValuesQ4_1>>),
         kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::LaneBlocks<lanes::ValuesQ5_0>>),
         kernel(ActFormat::kQ8_1, quantize_q8, tile<lanes::LaneBlocks1<lanes::ValuesQ5_1>>),
-        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q2_KUnpack>>),
-        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q3_KUnpack>>),
-        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q4_KUnpack>>),
-        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q5_KUnpack>>),
-        kernel(ActFormat::kQ8_K, quantize_q8_k, tile<lanes::KDot<lanes::Q6_KUnpack>>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, k_pair_tile<lanes::Q2_KUnpack>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, k_pair_tile<lanes::Q3_KUnpack>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, k_pair_tile<lanes::Q4_KUnpack>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, k_pair_tile<lanes::Q5_KUnpack>),
+        kernel(ActFormat::kQ8_K, quantize_q8_k, k_pair_tile<lanes::Q6_KUnpack>),
     },
     kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Single>),
   kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Single>),
