@@ -161,10 +161,8 @@ constexpr int chain_lane_row(int m) { return 4 * (m % 4) + m / 4; }
 // Per token and block of a tile: 8 * the sum of the block's activation values.
 thread_local std::vector<int32_t> t_chain_offsets;
 
-// `d_offsets`: lane m holds the byte offset of row chain_lane_row(m) from rows[0] (for gathering
-// the 16 rows' d of a block in lane order).
 template <int TN>
-void q4_0_chain_tokens(const uint8_t* const* rows, __m512i d_offsets, const uint8_t* act, const ActLayout& l,
+void q4_0_chain_tokens(const uint8_t* const* rows, const uint8_t* act, const ActLayout& l,
                        const int32_t* offsets, int64_t nb, const uint8_t* prefetch, int64_t prefetch_lines, __m512* acc) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   #pragma GCC unroll 8
@@ -197,8 +195,18 @@ void q4_0_chain_tokens(const uint8_t* const* rows, __m512i d_offsets, const uint
       v[k] = _mm512_and_si512(p[k], low);
       v[k + 4] = _mm512_and_si512(_mm512_srli_epi32(p[k], 4), low);
     }
-    const __m512i d_bits = _mm512_i32gather_epi32(d_offsets, rows[0] + b * static_cast<int64_t>(sizeof(BlockQ4_0)), 1);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_bits));
+    // The 16 rows' d in lane order, assembled in general-purpose registers (a vpgatherdd costs more
+    // than the rest of the block on some CPUs, and the integer ports are idle here).
+    uint64_t d_bits[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const int64_t d_at = b * static_cast<int64_t>(sizeof(BlockQ4_0));
+      d_bits[j] = load_u16(rows[j] + d_at) | static_cast<uint64_t>(load_u16(rows[j + 4] + d_at)) << 16 |
+                  static_cast<uint64_t>(load_u16(rows[j + 8] + d_at)) << 32 |
+                  static_cast<uint64_t>(load_u16(rows[j + 12] + d_at)) << 48;
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_set_epi64x(static_cast<int64_t>(d_bits[3]), static_cast<int64_t>(d_bits[2]),
+                                                       static_cast<int64_t>(d_bits[1]), static_cast<int64_t>(d_bits[0])));
     #pragma GCC unroll 8
     for (int t = 0; t < TN; ++t) {
       const uint8_t* q = act + static_cast<size_t>(t) * l.stride + kQK * b;
@@ -241,9 +249,6 @@ void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_
     const int n_rows = static_cast<int>(std::min<int64_t>(kChainRows, nr - r0));
     const uint8_t* rows[kChainRows];
     for (int i = 0; i < kChainRows; ++i) rows[i] = w + (r0 + std::min(i, n_rows - 1)) * static_cast<int64_t>(w_stride);
-    alignas(64) int32_t row_offsets[16];
-    for (int m = 0; m < 16; ++m) row_offsets[m] = static_cast<int32_t>(rows[chain_lane_row(m)] - rows[0]);
-    const __m512i d_offsets = _mm512_load_si512(row_offsets);
     const __mmask16 keep = static_cast<__mmask16>((1u << n_rows) - 1);
     for (int64_t t0 = 0; t0 < nt; t0 += kChainTokens) {
       const int n_tok = static_cast<int>(std::min<int64_t>(kChainTokens, nt - t0));
@@ -256,14 +261,14 @@ void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_
       const uint8_t* pf = last_tokens ? w + (r0 + kChainRows) * static_cast<int64_t>(w_stride) : nullptr;
       const int64_t pf_lines = (kChainRows * static_cast<int64_t>(w_stride) + 63) / 64;
       switch (n_tok) {
-        case 8: q4_0_chain_tokens<8>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 7: q4_0_chain_tokens<7>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 6: q4_0_chain_tokens<6>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 5: q4_0_chain_tokens<5>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 4: q4_0_chain_tokens<4>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 3: q4_0_chain_tokens<3>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        case 2: q4_0_chain_tokens<2>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
-        default: q4_0_chain_tokens<1>(rows, d_offsets, a, l, off, nb, pf, pf_lines, acc); break;
+        case 8: q4_0_chain_tokens<8>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 7: q4_0_chain_tokens<7>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 6: q4_0_chain_tokens<6>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 5: q4_0_chain_tokens<5>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 4: q4_0_chain_tokens<4>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 3: q4_0_chain_tokens<3>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 2: q4_0_chain_tokens<2>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        default: q4_0_chain_tokens<1>(rows, a, l, off, nb, pf, pf_lines, acc); break;
       }
 #pragma GCC unroll 8
       for (int t = 0; t < n_tok; ++t)
