@@ -167,13 +167,15 @@ void q4_0_chain_tokens(const uint8_t* const* rows, const uint8_t* act, const Act
   const __m512i low = _mm512_set1_epi8(0x0f);
   #pragma GCC unroll 8
   for (int t = 0; t < TN; ++t) acc[t] = _mm512_setzero_ps();
+  int64_t pf_line = 0, pf_due = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = b * static_cast<int64_t>(sizeof(BlockQ4_0)) + 2;  // the block's 16 nibble bytes
     // The hardware prefetchers do not follow 16 rows read side by side; the rows are contiguous,
     // so fetch the next group's bytes by hand, spread over this group's blocks.
+    // (Lines [b * L / nb, (b + 1) * L / nb) at block b, counted without a division.)
     if (prefetch) {
-      for (int64_t line = b * prefetch_lines / nb; line < (b + 1) * prefetch_lines / nb; ++line)
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch + 64 * line), _MM_HINT_T1);
+      for (pf_due += prefetch_lines; pf_due >= nb; pf_due -= nb, ++pf_line)
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + 64 * pf_line), _MM_HINT_T1);
     }
     __m512i z[4];
     #pragma GCC unroll 8
