@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Shard transfer throughput between two processes (omni serve-blobs -> omni fetch), as a ratio to
-# the link's capacity measured or set in the same run.
+# Shard transfer throughput between two processes over the node transport (TLS 1.3: omni node
+# --model CID serving its store -> omni fetch), as a ratio to the link's capacity measured or set in
+# the same run.
 #
 #   bench/transfer.sh BUILD_DIR [WORK_DIR]
 #
@@ -12,11 +13,12 @@
 # Needs ~2.5 GB free in WORK_DIR (default: a temp dir, removed afterwards). Takes about a minute.
 set -euo pipefail
 build=$1
+keep=${2:-}
 work=${2:-$(mktemp -d)}
 omni=$build/apps/omni/omni
 linkemu=$build/src/linkemu/omni-linkemu
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${2:-}" ] || rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "$keep" ] || rm -rf "$work"; }
 trap cleanup EXIT
 now() { date +%s.%N; }
 
@@ -27,10 +29,12 @@ cid=$("$omni" shard "$work/model.gguf" --store "$work/src" 2>/dev/null)
 echo "sharded in $(echo "$(now) - $t0" | bc) s: $cid"
 bytes=$(du -sb "$work/src/blobs" | cut -f1)
 
-"$omni" serve-blobs --store "$work/src" --listen 127.0.0.1:0 >"$work/port" 2>/dev/null &
+"$omni" node --model "$cid" --store "$work/src" --blocks 0:1 --listen 127.0.0.1:0 --data-dir "$work/id" -t 1 \
+  >"$work/node" 2>"$work/node.err" &
 pids+=($!)
-for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done
-port=$(tr -d '\n' <"$work/port")
+for _ in $(seq 100); do grep -q listening "$work/node" 2>/dev/null && break; sleep 0.1; done
+addr=$(sed -n 's/.*peer \([a-z0-9]*\) listening on \([^,]*\),.*/\1@\2/p' "$work/node")
+port=${addr##*:}
 
 # Loopback capacity: the same byte count through one plain TCP connection.
 cap=$(python3 - "$bytes" <<'PY'
@@ -50,11 +54,12 @@ t.join(); print(n / (time.time() - t0) / 2**20)
 PY
 )
 t0=$(now)
-"$omni" fetch "$cid" --peers "127.0.0.1:$port" --store "$work/dst" 2>"$work/fetch.err" >/dev/null
+"$omni" fetch "$cid" --peers "$addr" --store "$work/dst" 2>"$work/fetch.err" >/dev/null
 secs=$(echo "$(now) - $t0" | bc)
 rate=$(echo "$bytes / $secs / 1048576" | bc -l)
 printf "loopback: %.0f MiB in %.2f s = %.1f MiB/s; plain TCP %.1f MiB/s; ratio %.2f\n" \
   "$(echo "$bytes / 1048576" | bc -l)" "$secs" "$rate" "$cap" "$(echo "$rate / $cap" | bc -l)"
+grep "fetched" "$work/fetch.err"
 "$omni" shard --verify "$cid" --store "$work/dst" >/dev/null
 
 if [ ! -x "$linkemu" ]; then
@@ -66,10 +71,10 @@ pids+=($!)
 for _ in $(seq 50); do grep -q listening "$work/link" 2>/dev/null && break; sleep 0.1; done
 link=$(awk '/listening/ {print $2}' "$work/link")
 capacity=$(echo "100 * 1000000 / 8 / 1048576" | bc -l)
-for window in 8 1; do
+for window in 16 1; do
   rm -rf "$work/dst$window"
   t0=$(now)
-  "$omni" fetch "$cid" --peers "$link" --store "$work/dst$window" --blocks 0:2 --no-embeddings --no-head \
+  "$omni" fetch "$cid" --peers "${addr%@*}@$link" --store "$work/dst$window" --blocks 0:2 --no-embeddings --no-head \
     --window "$window" 2>"$work/link.err" >/dev/null
   secs=$(echo "$(now) - $t0" | bc)
   got=$(du -sb "$work/dst$window/blobs" | cut -f1)

@@ -26,6 +26,10 @@ struct ModelInfo {
   sourceSize @6 :UInt64;    # bytes of the source GGUF
   fileType @7 :Text;        # general.file_type as a number, or empty
   tiedEmbeddings @8 :Bool;  # no output.weight: the head reads token_embd from the embeddings shard
+  sourceHeaderSha256 @9 :Data;
+  # sha2-256 of the source GGUF's bytes before its tensor data (32 bytes): with sourceSize it lets a
+  # node serving from shards present the same model identity (node.capnp ModelIdentity) as a node
+  # serving the source file. Empty in manifests written before it existed.
 }
 
 struct Shard {

@@ -27,7 +27,8 @@ struct Hello {
   requiredFeatures @1 :List(Text);
   # Features the caller will use; the node refuses if it lacks one. Known features:
   # "hidden-f32", "hidden-f16", "hidden-q8" (hidden-state encodings), "chain" (server-to-server
-  # forwarding through `OpenParams.downstream`), "rollback", "explicit-position".
+  # forwarding through `OpenParams.downstream`), "rollback", "explicit-position", "blobs" (the node
+  # serves content-addressed blobs through `Gate.openBlobs`).
 }
 
 interface Gate {
@@ -36,6 +37,12 @@ interface Gate {
   # Version/feature handshake and access control. Fails (type `failed`) with a sentence naming
   # both versions, the missing feature, or (with --allow-peers) the caller's peer id that is not
   # on the node's list. On success returns the Node capability and the node's description.
+  openBlobs @1 (hello :Hello) -> (blobs :Capability);
+  # The same checks as `hello` (version, features, --allow-peers), then the node's blob store: a
+  # `BlobStore` of proto/store.capnp (typed `Capability` here so that this file does not import the
+  # store schema). Nodes without the "blobs" feature fail (`failed`, or `unimplemented` before it
+  # existed). Blob transfer needs no model and no session: a fetching peer calls this instead of
+  # `hello` on its own connection. Added in protocol 1 (additive; older nodes lack it).
 }
 
 struct ModelIdentity {

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev           # tests
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev
   capnproto libcapnp-dev libssl-dev   # wire protocol (Cap'n Proto RPC over kj-tls / OpenSSL)
+  libopendht-dev                      # swarm directory (OpenDHT DHT)
   libsqlite3-dev
 )
 missing=()

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# omni shard / fetch / serve-blobs end to end: shard names match python's CIDs of the shard bytes,
-# shards are GGUFs omni inspect reads, a model moves between two stores over TCP (one serving peer
-# corrupted: dropped, the fetch completes from the other), verification catches damage, a full
-# store is a clear error with nothing partial visible, and a model runs from its CID.
+# omni shard / fetch end to end: shard names match python's CIDs of the shard bytes, shards are GGUFs
+# omni inspect reads, a model moves between stores over the node transport (TLS, peer ids checked)
+# from `omni node` processes serving their stores: a corrupted peer is dropped and the fetch
+# completes from the other, a wrong peer id is refused, a fetch killed with SIGKILL resumes without
+# fetching verified chunks again, a full store is a clear error with nothing partial visible, and a
+# model runs from its CID.
 set -euo pipefail
 omni=$1 shared=$2
+linkemu=$(dirname "$omni")/../../src/linkemu/omni-linkemu
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
@@ -39,42 +42,92 @@ if grep -q "blk.1." "$tmp/inspect.txt"; then fail "block 0 shard holds block 1 t
 "$omni" run -m "$cid" --store "$tmp/a" -p "Once upon a time" -n 6 --temp 0 >"$tmp/cid.txt" 2>/dev/null || fail "run --store"
 cmp -s "$tmp/file.txt" "$tmp/cid.txt" || fail "run from the CID differs from the file"
 
-# Two serving peers; b's copy of block 0 is corrupted (the store holds the file read-only, as root
-# we can still write it).
+# Two serving peers; b's copies of the shards have one bit flipped in every chunk, so b lies on
+# the first chunk it is asked for, whichever it is (the store holds the files read-only; as root we
+# can still write them).
 cp -r "$tmp/a" "$tmp/b"
 rm -f "$tmp/b/lock"
-python3 -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(1000); b=f.read(1); f.seek(1000); f.write(bytes([b[0]^1]))" "$tmp/b/blobs/$block0"
+python3 - "$tmp/b/blobs" "$cid" <<'PY'
+import os, sys
+d = sys.argv[1]
+for n in os.listdir(d):
+    if n == sys.argv[2]: continue  # the manifest stays intact: b lies about shard bytes only
+    p = os.path.join(d, n); size = os.path.getsize(p)
+    with open(p, 'r+b') as f:
+        for off in range(1000, size, 262144):
+            f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 1]))
+PY
 "$omni" shard --verify "$cid" --store "$tmp/b" >/dev/null 2>"$tmp/verify.txt" && fail "verify missed a flipped bit"
 grep -q "block 0" "$tmp/verify.txt" || fail "verify did not name block 0: $(cat "$tmp/verify.txt")"
-start_server() {  # store dir -> sets port
-  "$omni" serve-blobs --store "$1" --listen 127.0.0.1:0 >"$tmp/port.$2" 2>/dev/null &
+start_node() {  # store dir, blocks, name -> sets addr, id (the node serves its store's blobs)
+  "$omni" node --model "$cid" --store "$1" --blocks "$2" --listen 127.0.0.1:0 --data-dir "$tmp/id.$3" -t 1 \
+    >"$tmp/node.$3" 2>"$tmp/node.$3.err" &
   pids+=($!)
-  for _ in $(seq 50); do [ -s "$tmp/port.$2" ] && break; sleep 0.1; done
-  port=$(cat "$tmp/port.$2")
-  [ -n "$port" ] || fail "serve-blobs did not start"
+  for _ in $(seq 100); do grep -q listening "$tmp/node.$3" 2>/dev/null && break; sleep 0.1; done
+  addr=$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$tmp/node.$3")
+  id=$(sed -n 's/.*peer \([a-z0-9]*\) listening.*/\1/p' "$tmp/node.$3")
+  [ -n "$addr" ] || fail "node $3 did not start: $(cat "$tmp/node.$3.err")"
 }
-start_server "$tmp/a" a; port_a=$port
-start_server "$tmp/b" b; port_b=$port
+start_node "$tmp/a" 0:1 a; addr_a=$addr id_a=$id
+start_node "$tmp/b" 1:2 b; addr_b=$addr id_b=$id
 
-"$omni" fetch "$cid" --peers "127.0.0.1:$port_b,127.0.0.1:$port_a" --store "$tmp/c" --window 4 >"$tmp/fetch.out" 2>"$tmp/fetch.err" \
+"$omni" fetch "$cid" --peers "$id_b@$addr_b,$id_a@$addr_a" --store "$tmp/c" --window 4 >"$tmp/fetch.out" 2>"$tmp/fetch.err" \
   || fail "fetch: $(cat "$tmp/fetch.err")"
-grep -q "dropped peer 127.0.0.1:$port_b" "$tmp/fetch.err" || fail "the lying peer was not dropped: $(cat "$tmp/fetch.err")"
+grep -q "dropped peer $id_b@$addr_b: .*fail verification" "$tmp/fetch.err" || fail "the lying peer was not dropped: $(cat "$tmp/fetch.err")"
 [ "$(ls "$tmp/c/blobs" | wc -l)" = "$n_blobs" ] || fail "fetched $(ls "$tmp/c/blobs" | wc -l) blobs, expected $n_blobs"
 "$omni" shard --verify "$cid" --store "$tmp/c" >/dev/null || fail "fetched model does not verify"
 [ -z "$(ls "$tmp/c/partial")" ] || fail "partial files left after a complete fetch"
 
 # Only the corrupted peer: an error, and block 0 is not visible.
-"$omni" fetch "$cid" --peers "127.0.0.1:$port_b" --store "$tmp/d" 2>"$tmp/bad.err" >/dev/null && fail "fetch from a liar succeeded"
+"$omni" fetch "$cid" --peers "$addr_b" --store "$tmp/d" 2>"$tmp/bad.err" >/dev/null && fail "fetch from a liar succeeded"
 grep -q "fail verification" "$tmp/bad.err" || fail "no verification message: $(cat "$tmp/bad.err")"
+grep -q "presented id $id_b" "$tmp/bad.err" || fail "trust on first use did not report the id: $(cat "$tmp/bad.err")"
 [ ! -e "$tmp/d/blobs/$block0" ] || fail "a corrupt shard became visible"
 
+# A wrong peer id: refused before any request.
+"$omni" fetch "$cid" --peers "$id_b@$addr_a" --store "$tmp/w" 2>"$tmp/wrong.err" >/dev/null && fail "wrong peer id accepted"
+grep -q "peer id mismatch" "$tmp/wrong.err" || fail "no id mismatch message: $(cat "$tmp/wrong.err")"
+grep -q "no reachable peer" "$tmp/wrong.err" || fail "wrong id: $(cat "$tmp/wrong.err")"
+
 # A store too small for the model: a clear error, nothing partial visible.
-"$omni" fetch "$cid" --peers "127.0.0.1:$port_a" --store "$tmp/e" --limit-mib 8 2>"$tmp/full.err" >/dev/null && fail "fetch into a full store succeeded"
+"$omni" fetch "$cid" --peers "$addr_a" --store "$tmp/e" --limit-mib 8 2>"$tmp/full.err" >/dev/null && fail "fetch into a full store succeeded"
 grep -q "is full" "$tmp/full.err" || fail "no 'full' message: $(cat "$tmp/full.err")"
 [ -z "$(ls "$tmp/e/tmp")" ] || fail "temp files left"
+
+# Resume: a fetch through a slow link (4 Mbit/s) killed with SIGKILL after a few seconds, then
+# finished directly: the verified chunks are not requested again.
+if [ -x "$linkemu" ]; then
+  "$linkemu" --listen 127.0.0.1:0 --target "$addr_a" --delay-ms 5 --rate-mbit 4 >"$tmp/link" 2>/dev/null &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q listening "$tmp/link" 2>/dev/null && break; sleep 0.1; done
+  link=$(awk '/listening/ {print $2}' "$tmp/link")
+  "$omni" fetch "$cid" --peers "$id_a@$link" --store "$tmp/r" --window 2 >/dev/null 2>"$tmp/killed.err" &
+  fetch_pid=$!
+  sleep 4
+  kill -9 "$fetch_pid" 2>/dev/null || fail "the slow fetch ended before it was killed: $(cat "$tmp/killed.err")"
+  wait "$fetch_pid" 2>/dev/null || true
+  [ -n "$(ls "$tmp/r/partial" 2>/dev/null)" ] || fail "no partial blob after the kill"
+  rm -f "$tmp/r/lock"  # flock is released by the kernel anyway; the file may stay
+  "$omni" fetch "$cid" --peers "$id_a@$addr_a" --store "$tmp/r" >/dev/null 2>"$tmp/resume.err" || fail "resume: $(cat "$tmp/resume.err")"
+  read -r fetched resumed < <(sed -n 's/.*fetched \([0-9]*\) chunks.* \([0-9]*\) chunks resumed.*/\1 \2/p' "$tmp/resume.err")
+  [ "${resumed:-0}" -gt 0 ] || fail "nothing resumed: $(cat "$tmp/resume.err")"
+  "$omni" shard --verify "$cid" --store "$tmp/r" >/dev/null || fail "resumed model does not verify"
+  # Every chunk of every shard exactly once over both runs' verified chunks: fetched + resumed +
+  # shards completed before the kill = all; the second run fetched fewer than all.
+  all=$(python3 - "$tmp/a/blobs" "$cid" <<'PY'
+import os, sys
+d = sys.argv[1]; print(sum((os.path.getsize(os.path.join(d, n)) + 262143) // 262144 for n in os.listdir(d) if n != sys.argv[2]))
+PY
+)
+  [ "$fetched" -lt "$all" ] || fail "the resumed fetch fetched $fetched of $all chunks again"
+  echo "resume: $resumed chunks resumed, $fetched fetched of $all"
+else
+  echo "resume: skipped ($linkemu not built)"
+fi
 
 # Bad input.
 "$omni" fetch bafynotacid --peers 127.0.0.1:1 --store "$tmp/f" 2>/dev/null && fail "bad CID accepted"
 "$omni" fetch "$cid" --peers 127.0.0.1:1 --store "$tmp/f" 2>"$tmp/unreach.err" && fail "unreachable peer accepted"
 grep -q "no reachable peer" "$tmp/unreach.err" || fail "unreachable: $(cat "$tmp/unreach.err")"
+"$omni" fetch "$cid" --peers "nonsense" --store "$tmp/f" 2>"$tmp/badaddr.err" && fail "bad address accepted"
 echo "store CLI: OK ($cid)"

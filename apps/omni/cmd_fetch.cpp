@@ -1,6 +1,6 @@
-// omni fetch CID --peers HOST:PORT,... --store DIR: fetches a sharded model (or a block range of it)
-// from several peers at once, verifying every chunk, with a progress bar on stderr.
-// omni serve-blobs --store DIR --listen ADDR: serves a store's blobs to fetching peers.
+// omni fetch CID --peers [ID@]HOST:PORT,... --store DIR: fetches a sharded model (or a block range of
+// it) from several nodes at once over the node transport (TLS 1.3, peer ids checked), verifying
+// every chunk, with a progress bar on stderr. Nodes serve the blobs of their store (omni node).
 #include <unistd.h>
 
 #include <chrono>
@@ -10,11 +10,14 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 
 #include "commands.h"
+#include "fetch_peers.h"
+#include "net/blob_peer.h"
+#include "net/identity.h"
+#include "net/peer_address.h"
+#include "net/tls.h"
 #include "store/fetch.h"
-#include "store/service.h"
 #include "store/shard.h"
 
 namespace omni::cli {
@@ -26,9 +29,10 @@ struct FetchCliOptions {
   std::string store_dir;
   std::string blocks;  // "a:b"
   bool no_embeddings = false, no_head = false;
-  uint32_t window = 8;
+  uint32_t window = 16;
   uint64_t limit_mib = 0;
   uint32_t timeout_s = 60;
+  std::string data_dir;
 };
 
 int fail(const char* cmd, const std::string& message) {
@@ -63,6 +67,57 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
+}  // namespace
+
+Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::Cid& model,
+                                         const model::LoadRange& range, const PeerFetchOptions& o) {
+  auto addresses = net::parse_peer_list(o.peers);
+  if (!addresses) return addresses.error();
+  auto identity = o.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(o.data_dir);
+  if (!identity) return identity.error();
+  auto tls = net::TlsContext::create(*identity);
+  if (!tls) return tls.error();
+  std::vector<std::shared_ptr<store::ChunkSource>> peers;
+  for (const auto& address : *addresses) {
+    std::string seen;
+    auto p = net::connect_blob_peer(address, *tls, o.timeout_s, &seen);
+    if (!p) {
+      std::fprintf(stderr, "omni %s: skipping peer %s\n", o.command, p.error().message.c_str());
+      continue;
+    }
+    if (address.peer_id.empty())
+      std::fprintf(stderr, "omni %s: peer %s presented id %s (pin it with %s@%s)\n", o.command,
+                   address.host_port().c_str(), seen.c_str(), seen.c_str(), address.host_port().c_str());
+    peers.push_back(std::move(*p));
+  }
+  if (peers.empty()) return Error{"no reachable peer in --peers '" + o.peers + "'"};
+  ProgressBar bar(::isatty(STDERR_FILENO));
+  store::FetchProgress last;
+  store::Fetcher f(store, peers,
+                   {.window = o.window,
+                    .request_timeout_ms = o.timeout_s * 1000,
+                    .progress = [&](const store::FetchProgress& p) {
+                      last = p;
+                      bar.update(p);
+                    }});
+  auto t0 = std::chrono::steady_clock::now();
+  auto m = f.fetch_model(model, range);
+  bar.update(last, true);
+  bar.end();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& d : f.stats().dropped) std::fprintf(stderr, "omni %s: dropped peer %s\n", o.command, d.c_str());
+  const auto& s = f.stats();
+  std::fprintf(stderr,
+               "omni %s: fetched %" PRIu64 " chunks (%.1f MiB) in %.2f s, %.1f MiB/s; %" PRIu64
+               " chunks resumed, %" PRIu64 " requests, %" PRIu64 " bad chunks\n",
+               o.command, s.chunks_fetched, static_cast<double>(s.bytes_fetched) / (1 << 20), secs,
+               secs > 0 ? static_cast<double>(s.bytes_fetched) / secs / (1 << 20) : 0.0, s.chunks_resumed, s.requests,
+               s.bad_chunks);
+  return m;
+}
+
+namespace {
+
 int run_fetch(const FetchCliOptions& o) {
   auto cid = store::Cid::parse(o.cid);
   if (!cid) return fail("fetch", cid.error().message);
@@ -80,58 +135,12 @@ int run_fetch(const FetchCliOptions& o) {
   range.head = !o.no_head;
   auto st = store::BlobStore::open(o.store_dir, {.limit_bytes = o.limit_mib << 20});
   if (!st) return fail("fetch", st.error().message);
-  std::vector<std::shared_ptr<store::ChunkSource>> peers;
-  std::stringstream list(o.peers);
-  for (std::string addr; std::getline(list, addr, ',');) {
-    if (addr.empty()) continue;
-    auto p = store::connect_peer(addr);
-    if (!p) {
-      std::fprintf(stderr, "omni fetch: skipping peer %s\n", p.error().message.c_str());
-      continue;
-    }
-    peers.push_back(std::move(*p));
-  }
-  if (peers.empty()) return fail("fetch", "no reachable peer in --peers '" + o.peers + "'");
-  ProgressBar bar(::isatty(STDERR_FILENO));
-  store::FetchProgress last;
-  store::Fetcher f(**st, peers,
-                   {.window = o.window,
-                    .request_timeout_ms = o.timeout_s * 1000,
-                    .progress = [&](const store::FetchProgress& p) {
-                      last = p;
-                      bar.update(p);
-                    }});
-  auto t0 = std::chrono::steady_clock::now();
-  auto m = f.fetch_model(*cid, range);
-  bar.update(last, true);
-  bar.end();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (const auto& d : f.stats().dropped) std::fprintf(stderr, "omni fetch: dropped peer %s\n", d.c_str());
+  // A peer that vanishes mid-write must be an error on that connection, not the end of the fetch.
+  std::signal(SIGPIPE, SIG_IGN);
+  auto m = fetch_from_peers(**st, *cid, range,
+                            {.peers = o.peers, .data_dir = o.data_dir, .window = o.window, .timeout_s = o.timeout_s});
   if (!m) return fail("fetch", m.error().message);
-  const auto& s = f.stats();
-  std::fprintf(stderr,
-               "fetched %" PRIu64 " chunks (%.1f MiB) in %.2f s, %.1f MiB/s; %" PRIu64 " chunks resumed, %" PRIu64
-               " requests, %" PRIu64 " bad chunks\n",
-               s.chunks_fetched, static_cast<double>(s.bytes_fetched) / (1 << 20), secs,
-               secs > 0 ? static_cast<double>(s.bytes_fetched) / secs / (1 << 20) : 0.0, s.chunks_resumed, s.requests,
-               s.bad_chunks);
   std::printf("%s\n", o.cid.c_str());
-  return 0;
-}
-
-volatile std::sig_atomic_t g_stop = 0;
-
-int run_serve(const std::string& store_dir, const std::string& listen) {
-  auto st = store::BlobStore::open(store_dir);
-  if (!st) return fail("serve-blobs", st.error().message);
-  auto server = store::BlobServer::start(**st, listen);
-  if (!server) return fail("serve-blobs", server.error().message);
-  std::printf("%u\n", (*server)->port());  // the port, for scripts that listen on :0
-  std::fflush(stdout);
-  std::signal(SIGINT, [](int) { g_stop = 1; });
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  std::fprintf(stderr, "omni serve-blobs: served %" PRIu64 " reads\n", (*server)->reads_served());
   return 0;
 }
 
@@ -141,7 +150,9 @@ void register_fetch(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<FetchCliOptions>();
   auto* cmd = app.add_subcommand("fetch", "Fetch a sharded model from peers into a store");
   cmd->add_option("cid", o->cid, "Model CID (the manifest's)")->required();
-  cmd->add_option("--peers", o->peers, "Comma-separated HOST:PORT of peers serving blobs")->required();
+  cmd->add_option("--peers", o->peers, "Comma-separated [ID@]HOST:PORT of nodes serving blobs (omni node)")
+      ->required();
+  cmd->add_option("--data-dir", o->data_dir, "Directory of this side's identity key (default: a throwaway key)");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();
   cmd->add_option("--blocks", o->blocks, "Only blocks [A, B): A:B");
   cmd->add_flag("--no-embeddings", o->no_embeddings, "Skip the embeddings shard");
@@ -150,13 +161,6 @@ void register_fetch(CLI::App& app, int& exit_code) {
   cmd->add_option("--limit-mib", o->limit_mib, "Store size limit in MiB (0 = none)");
   cmd->add_option("--timeout", o->timeout_s, "Seconds before a silent peer is dropped")->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run_fetch(*o); });
-
-  auto dir = std::make_shared<std::string>();
-  auto listen = std::make_shared<std::string>("0.0.0.0:0");
-  auto* serve = app.add_subcommand("serve-blobs", "Serve a store's blobs to fetching peers (plain TCP, interim)");
-  serve->add_option("--store", *dir, "Store directory")->required();
-  serve->add_option("--listen", *listen, "Address to listen on (port 0 = any; the port is printed)")->capture_default_str();
-  serve->callback([dir, listen, &exit_code] { exit_code = run_serve(*dir, *listen); });
 }
 
 }  // namespace omni::cli

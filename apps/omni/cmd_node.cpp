@@ -1,13 +1,27 @@
 // omni node: serves a contiguous range of a model's transformer blocks to clients over the node
 // protocol (proto/node.capnp, docs/protocol.md). Prints "omni node: peer <id> listening on
 // <host:port>" once it accepts connections (tests parse that line), then serves until killed.
+//
+// The model is a GGUF file or a model CID (src/store). With a CID the node fetches the manifest and
+// exactly the shards its blocks need from --peers into its store (--store, default
+// <data-dir>/store), verified chunk by chunk, then serves them mapped from the store. A node with a
+// store serves its blobs to fetching peers over the same TLS transport (feature "blobs"); a node
+// started from a file has a store only with --share, which shards the file into it first (a hash
+// pass and a copy of the file on disk, so it is not the default).
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 #include <kj/async-io.h>
 
 #include "commands.h"
+#include "fetch_peers.h"
 #include "net/identity.h"
+#include "net/node_info.h"
 #include "net/node_server.h"
+#include "store/service.h"
+#include "store/shard.h"
+#include "swarm/node_join.h"
 
 namespace omni::cli {
 namespace {
@@ -19,6 +33,12 @@ struct NodeCommandOptions {
   std::string data_dir;
   std::string allow_peers;
   uint64_t max_kv_mib = 2048;
+  std::string model;      // a GGUF file or a model CID
+  std::string store_dir;  // default <data-dir>/store
+  std::string peers;      // where to fetch a model CID from
+  bool share = false;     // shard a model file into the store and serve it
+  uint32_t fetch_timeout_s = 60;
+  swarm::JoinOptions swarm;  // --bootstrap, --lan, --bootstrap-only (src/swarm)
 };
 
 int node_fail(const std::string& message) {
@@ -35,6 +55,20 @@ Result<std::pair<uint32_t, uint32_t>> parse_blocks(const std::string& text) {
 }
 
 int run_node(NodeCommandOptions o) {
+  if (o.swarm.bootstrap_only) return swarm::run_bootstrap_node(o.listen, o.swarm);
+  if (o.model.empty()) return node_fail("--model is required");
+  // In a swarm, the node joins the DHT first, and picks its blocks there when --blocks is not given.
+  std::unique_ptr<swarm::Membership> membership;
+  if (o.swarm.joins()) {
+    auto joined = swarm::Membership::join(o.swarm, o.model, o.blocks, o.max_kv_mib << 20, o.node.threads,
+                                          o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir,
+                                          [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); });
+    if (!joined) return node_fail(joined.error().message);
+    membership = std::move(*joined);
+    o.blocks = std::to_string(membership->block_begin()) + ":" + std::to_string(membership->block_end());
+  } else if (o.blocks.empty()) {
+    return node_fail("--blocks is required (or join a swarm with --bootstrap, which picks the blocks)");
+  }
   auto blocks = parse_blocks(o.blocks);
   if (!blocks) return node_fail(blocks.error().message);
   o.node.block_begin = blocks->first;
@@ -45,16 +79,78 @@ int run_node(NodeCommandOptions o) {
     if (!allowed) return node_fail(allowed.error().message);
     o.node.allow_peers = std::move(*allowed);
   }
-  auto identity = net::Identity::load_or_create(o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir);
+  const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
+  auto identity = net::Identity::load_or_create(data_dir);
   if (!identity) return node_fail(identity.error().message);
+
+  // A model CID (and no file of that name) is fetched; a file is served as it is.
+  struct stat st;
+  auto cid = store::Cid::parse(o.model);
+  const bool from_store = cid.ok() && ::stat(o.model.c_str(), &st) != 0;
+  std::unique_ptr<store::BlobStore> blobs;
+  std::unique_ptr<store::BlobService> blob_service;
+  if (from_store || o.share) {
+    auto opened = store::BlobStore::open(o.store_dir.empty() ? data_dir + "/store" : o.store_dir);
+    if (!opened) return node_fail(opened.error().message);
+    blobs = std::move(*opened);
+  }
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
+  if (from_store) {
+    const model::LoadRange range{o.node.block_begin, o.node.block_end, o.node.block_begin == 0, false};
+    store::Manifest manifest;
+    auto have = store::load_manifest(*blobs, *cid);
+    bool complete = have.ok();
+    if (complete)
+      for (const auto* s : store::shards_for_range(*have, range)) complete = complete && blobs->has(s->cid);
+    if (complete) {
+      manifest = std::move(*have);
+    } else {
+      if (o.peers.empty())
+        return node_fail("the store lacks shards of model " + o.model + " for blocks " + o.blocks +
+                         "; give --peers to fetch them");
+      auto fetched = fetch_from_peers(*blobs, *cid, range,
+                                      {.peers = o.peers, .data_dir = data_dir, .timeout_s = o.fetch_timeout_s,
+                                       .command = "node"});
+      if (!fetched) return node_fail(fetched.error().message);
+      manifest = std::move(*fetched);
+    }
+    auto loaded = store::load_model(*blobs, *cid, range);
+    if (!loaded) return node_fail(loaded.error().message);
+    // Announce the source file's identity, so this node chains with nodes and clients using the file.
+    net::ModelIdentity id = net::identify_model(**loaded);
+    if (manifest.model.source_header_sha256.size() == 32) {
+      id.file_size = manifest.model.source_size;
+      id.header_sha256.assign(manifest.model.source_header_sha256.begin(), manifest.model.source_header_sha256.end());
+    }
+    // A range without the embeddings shard does not see token_embd's shape; the manifest has it.
+    if (manifest.model.n_vocab != 0) id.n_vocab = manifest.model.n_vocab;
+    o.node.model_identity = id;
+    auto holder = std::make_shared<std::unique_ptr<model::Model>>(std::move(*loaded));
+    o.node.load_model = [holder]() -> Result<std::unique_ptr<model::Model>> {
+      if (!*holder) return Error{"the model was already handed over"};
+      return std::move(*holder);
+    };
+  } else {
+    o.node.model_path = o.model;
+    if (o.share) {
+      auto report = store::shard_model(o.model, *blobs);
+      if (!report) return node_fail(report.error().message);
+      std::fprintf(stderr, "omni node: sharing model %s (%s)\n", report->model.to_string().c_str(), o.model.c_str());
+    }
+  }
+  if (blobs) {
+    blob_service = std::make_unique<store::BlobService>(*blobs);
+    o.node.blob_service = [service = blob_service.get()] { return service->client(); };
+  }
   auto server = net::NodeServer::create(o.node, std::move(*identity));
   if (!server) return node_fail(server.error().message);
-  // A peer that vanishes mid-write must be an error on that connection, not the end of the node.
-  std::signal(SIGPIPE, SIG_IGN);
   auto io = kj::setupAsyncIo();
   auto served = (*server)->serve(
       io, o.listen,
       [&](const std::string& address) {
+        if (membership)
+          if (auto a = membership->announce(address, o.node.max_sessions); !a)
+            std::fprintf(stderr, "omni node: announcing to the swarm failed (will retry): %s\n", a.error().message.c_str());
         std::printf("omni node: peer %s listening on %s, blocks %u:%u\n", (*server)->peer_id().c_str(),
                     address.c_str(), o.node.block_begin, o.node.block_end);
         std::fflush(stdout);
@@ -69,8 +165,23 @@ int run_node(NodeCommandOptions o) {
 void register_node(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<NodeCommandOptions>();
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
-  cmd->add_option("-m,--model", o->node.model_path, "GGUF model file")->required();
-  cmd->add_option("--blocks", o->blocks, "Blocks to serve, A:B (A to B-1)")->required();
+  cmd->add_option("-m,--model", o->model, "GGUF model file, or a model CID (fetched with --peers into --store)");
+  cmd->add_option("--store", o->store_dir, "Blob store of the node (default <data-dir>/store)");
+  cmd->add_option("--peers", o->peers, "With a model CID: [ID@]HOST:PORT,... of nodes to fetch its shards from");
+  cmd->add_flag("--share", o->share, "With a model file: shard it into the store and serve the shards");
+  cmd->add_option("--fetch-timeout", o->fetch_timeout_s, "Seconds before a silent peer is dropped while fetching")
+      ->capture_default_str();
+  cmd->add_option("--blocks", o->blocks, "Blocks to serve, A:B (A to B-1); in a swarm, chosen when not given");
+  cmd->add_option("--bootstrap", o->swarm.bootstrap, "Join the swarm through these DHT nodes, HOST:PORT (repeatable)")
+      ->delimiter(',');
+  cmd->add_flag("--bootstrap-only", o->swarm.bootstrap_only, "Run only a DHT node (UDP, on --listen) for others to join through");
+  cmd->add_option("--dht-port", o->swarm.dht_port, "UDP port of this node's DHT node (default: any)");
+  cmd->add_flag("--lan", o->swarm.lan, "Find swarm peers on the LAN by multicast (OpenDHT peer discovery)");
+  cmd->add_option("--max-blocks", o->swarm.max_blocks, "In a swarm without --blocks: take at most this many blocks");
+  cmd->add_option("--max-memory-mib", o->swarm.max_memory_mib, "In a swarm without --blocks: memory for weights + KV (default: MemAvailable)");
+  cmd->add_option("--announce-host", o->swarm.announce_host, "Host clients reach this node at (default: the --listen host)");
+  cmd->add_option("--announce-interval", o->swarm.announce_interval_s, "Seconds between record refreshes")->capture_default_str();
+  cmd->add_option("--record-ttl", o->swarm.record_ttl_s, "Seconds a record lives without refresh")->capture_default_str();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   cmd->add_option("--data-dir", o->data_dir, "Directory of the node's identity key (default ~/.omni)");
   cmd->add_option("--max-sessions", o->node.max_sessions, "Sessions open at once")->capture_default_str();

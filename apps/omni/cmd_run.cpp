@@ -13,6 +13,7 @@
 #include "store/shard.h"
 #include "net/identity.h"
 #include "net/pipeline.h"
+#include "swarm/swarm_client.h"
 
 namespace omni::cli {
 namespace {
@@ -40,6 +41,8 @@ struct RunOptions {
   std::string route = "chain";
   std::string data_dir;
   uint32_t call_timeout_s = 60;
+  // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
+  std::vector<std::string> bootstrap;
 };
 
 int fail(const std::string& message) {
@@ -76,6 +79,20 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
 // The blocks run here (no --peers) or on the nodes listed in --peers.
 Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const model::Model& m, uint32_t n_ctx,
                                                      kernels::ThreadPool& pool) {
+  if (!o.bootstrap.empty()) {
+    if (!o.peers.empty()) return Error{"give --peers or --bootstrap, not both"};
+    swarm::SwarmClientOptions so;
+    auto encoding = net::parse_hidden_encoding(o.hidden_format);
+    if (!encoding) return encoding.error();
+    so.encoding = *encoding;
+    auto route = net::parse_route(o.route);
+    if (!route) return route.error();
+    so.route = *route;
+    so.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
+    so.call_timeout_s = o.call_timeout_s;
+    so.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
+    return swarm::make_swarm_pipeline(m, o.bootstrap, /*lan=*/false, so, n_ctx, pool);
+  }
   if (o.peers.empty()) return net::make_local_pipeline(m, n_ctx, pool);
   net::RemoteOptions remote;
   auto peers = net::parse_peer_list(o.peers);
@@ -235,6 +252,8 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--data-dir", o->data_dir, "With --peers: directory of this client's identity key (~/.omni)");
   cmd->add_option("--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call")
       ->capture_default_str();
+  cmd->add_option("--bootstrap", o->bootstrap, "Run the blocks on the swarm found through these DHT nodes, HOST:PORT")
+      ->delimiter(',');
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

@@ -12,8 +12,9 @@ void register_run(CLI::App& app, int& exit_code);
 void register_perplexity(CLI::App& app, int& exit_code);
 void register_quantize(CLI::App& app, int& exit_code);
 void register_shard(CLI::App& app, int& exit_code);
-void register_fetch(CLI::App& app, int& exit_code);  // fetch and serve-blobs
+void register_fetch(CLI::App& app, int& exit_code);
 void register_node(CLI::App& app, int& exit_code);
+void register_swarm(CLI::App& app, int& exit_code);  // omni swarm status
 void register_bench(CLI::App& app, int& exit_code);
 
 }  // namespace omni::cli

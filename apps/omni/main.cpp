@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   omni::cli::register_shard(app, exit_code);
   omni::cli::register_fetch(app, exit_code);
   omni::cli::register_node(app, exit_code);
+  omni::cli::register_swarm(app, exit_code);
   omni::cli::register_bench(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -367,12 +367,28 @@ class GateImpl final : public proto::Gate::Server {
       : state_(std::move(state)), client_id_(std::move(client_id)) {}
 
   kj::Promise<void> hello(HelloContext context) override {
-    auto hello = context.getParams().getHello();
+    check(context.getParams().getHello());
+    auto results = context.getResults();
+    results.setNode(kj::heap<NodeImpl>(state_, client_id_));
+    write_node_info(state_->current(), results.initInfo());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> openBlobs(OpenBlobsContext context) override {
+    check(context.getParams().getHello());
+    if (!state_->options.blob_service) throw_rpc_error("this node does not serve blobs (no \"blobs\" feature)");
+    context.getResults().setBlobs(state_->options.blob_service());
+    return kj::READY_NOW;
+  }
+
+ private:
+  // Version, features (this node's, "blobs" included when it serves them) and --allow-peers.
+  void check(proto::Hello::Reader hello) {
     if (hello.getProtocolVersion() != proto::PROTOCOL_VERSION)
       throw_rpc_error("protocol version mismatch: the caller speaks version " +
                       std::to_string(hello.getProtocolVersion()) + ", this node speaks version " +
                       std::to_string(proto::PROTOCOL_VERSION));
-    const auto& supported = supported_features();
+    const auto& supported = state_->description.features;
     for (auto feature : hello.getRequiredFeatures()) {
       if (std::find(supported.begin(), supported.end(), feature.cStr()) == supported.end()) {
         std::string list;
@@ -383,13 +399,8 @@ class GateImpl final : public proto::Gate::Server {
     }
     if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
       throw_rpc_error("access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
-    auto results = context.getResults();
-    results.setNode(kj::heap<NodeImpl>(state_, client_id_));
-    write_node_info(state_->current(), results.initInfo());
-    return kj::READY_NOW;
   }
 
- private:
   std::shared_ptr<State> state_;
   std::string client_id_;
 };
@@ -466,17 +477,27 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   state->options = options;
   if (options.max_sessions == 0) return Error{"--max-sessions must be at least 1"};
   if (options.idle_timeout_s == 0) return Error{"--idle-timeout must be at least 1 second"};
-  auto probe = model::Model::load(options.model_path, model::LoadRange{0, 0, false, false});
-  if (!probe) return probe.error();
-  const uint32_t n_layer = (*probe)->config().n_layer;
-  if (options.block_begin >= options.block_end || options.block_end > n_layer)
-    return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
-                 " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
-  probe->reset();
-  auto model = model::Model::load(
-      options.model_path, model::LoadRange{options.block_begin, options.block_end, options.block_begin == 0, false});
-  if (!model) return model.error();
-  state->model = std::move(*model);
+  if (options.load_model) {
+    auto model = options.load_model();
+    if (!model) return model.error();
+    state->model = std::move(*model);
+    const uint32_t n_layer = state->model->config().n_layer;
+    if (options.block_begin >= options.block_end || options.block_end > n_layer)
+      return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+  } else {
+    auto probe = model::Model::load(options.model_path, model::LoadRange{0, 0, false, false});
+    if (!probe) return probe.error();
+    const uint32_t n_layer = (*probe)->config().n_layer;
+    if (options.block_begin >= options.block_end || options.block_end > n_layer)
+      return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+    probe->reset();
+    auto model = model::Model::load(
+        options.model_path, model::LoadRange{options.block_begin, options.block_end, options.block_begin == 0, false});
+    if (!model) return model.error();
+    state->model = std::move(*model);
+  }
   const auto& cfg = state->model->config();
   const int threads = options.threads > 0 ? options.threads
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -490,7 +511,8 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.peer_id = state->identity.peer_id();
   d.protocol_version = proto::PROTOCOL_VERSION;
   d.features = supported_features();
-  d.model = identify_model(*state->model);
+  if (options.blob_service) d.features.push_back("blobs");
+  d.model = options.model_identity ? *options.model_identity : identify_model(*state->model);
   d.block_begin = options.block_begin;
   d.block_end = options.block_end;
   d.max_sessions = options.max_sessions;

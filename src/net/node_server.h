@@ -22,7 +22,9 @@
 #include <string>
 
 #include "base/result.h"
+#include "model/model.h"
 #include "net/identity.h"
+#include "net/node_info.h"
 
 namespace omni::net {
 
@@ -40,6 +42,17 @@ struct NodeOptions {
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
   uint32_t call_timeout_s = 120;           // for a forward on the next hop
+
+  // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).
+  // It must hold the blocks [block_begin, block_end) and, when block_begin is 0, the embeddings.
+  std::function<Result<std::unique_ptr<model::Model>>()> load_model;
+  // Set: the identity announced in NodeInfo instead of the one computed from the model's file (a
+  // model loaded from shards announces its source file's identity, so it chains with file nodes).
+  std::optional<ModelIdentity> model_identity;
+  // Set: the node serves content-addressed blobs (feature "blobs", Gate.openBlobs); called once per
+  // connection that asks, on the event loop thread, for a proto::BlobStore capability
+  // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
+  std::function<capnp::Capability::Client()> blob_service;
 };
 
 // Reads a --allow-peers file: one peer id per line; blank lines and '#' comments ignored.

@@ -400,6 +400,8 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
         if (hdr[0] == kBitsMagic && hdr[1] == size && hdr[2] == chunk_size && file_size(p->data_path_) == size) {
           resume = true;
           for (size_t i = 0; i + kBitsHeader < *n; ++i) p->have_[i] = bits[kBitsHeader + i] == 1;
+          // Chunks from an earlier run are not in this run's streaming hash: finish() re-reads.
+          if (std::find(p->have_.begin(), p->have_.end(), uint8_t{1}) != p->have_.end()) p->streaming_ = false;
         }
       }
     }
@@ -480,7 +482,28 @@ Result<bool> PartialBlob::offer_chunk(uint64_t index, std::span<const uint8_t> b
   if (auto r = pwrite_all(data_fd_, bytes, index * chunk_size_, data_path_); !r) return r.error();
   have_[index] = 1;
   unsynced_.push_back(index);
+  stream(index, bytes);
   return true;
+}
+
+void PartialBlob::stream(uint64_t index, std::span<const uint8_t> bytes) {
+  if (!streaming_ || index < hashed_) return;
+  if (index > hashed_) {
+    if (ahead_.size() >= kMaxAhead) {
+      streaming_ = false;  // finish() re-reads the file instead
+      ahead_.clear();
+      return;
+    }
+    ahead_.emplace(index, std::vector<uint8_t>(bytes.begin(), bytes.end()));
+    return;
+  }
+  whole_.update(bytes);
+  ++hashed_;
+  for (auto it = ahead_.find(hashed_); it != ahead_.end(); it = ahead_.find(hashed_)) {
+    whole_.update(it->second);
+    ahead_.erase(it);
+    ++hashed_;
+  }
 }
 
 Result<void> PartialBlob::flush() {
@@ -501,10 +524,16 @@ Result<void> PartialBlob::finish() {
   if (finished_) return {};
   if (chunks_present() != n_chunks())
     return Error{cid_.to_string() + ": " + std::to_string(n_chunks() - chunks_present()) + " chunks missing"};
-  if (auto r = flush(); !r) return r;
+  // No flush(): the sidecar no longer matters once the blob is complete, and the fsync below makes
+  // the data durable before the rename (a crash before it only costs re-fetching unrecorded chunks).
   // Every chunk matched the manifest; the whole-file hash checks the manifest's table against the CID.
-  auto digest = hash_file(data_path_, 0, nullptr, nullptr);
-  if (!digest) return digest.error();
+  Result<Digest> digest = Error{""};
+  if (streaming_ && hashed_ == n_chunks()) {
+    digest = whole_.finish();
+  } else {
+    digest = hash_file(data_path_, 0, nullptr, nullptr);
+    if (!digest) return digest.error();
+  }
   if (*digest != cid_.digest) {
     // The chunk table (from a manifest) disagrees with the CID: nothing here can be trusted.
     ::unlink(bits_path_.c_str());

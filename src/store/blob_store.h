@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -29,6 +30,7 @@
 #include "base/mapped_file.h"
 #include "base/result.h"
 #include "store/cid.h"
+#include "store/hash.h"
 
 namespace omni::store {
 
@@ -130,7 +132,9 @@ class PartialBlob {
   size_t unflushed() const { return unsynced_.size(); }
   // fsyncs the data written so far, then records those chunks in the sidecar.
   Result<void> flush();
-  // All chunks present: checks the whole file against the CID and moves it into blobs/.
+  // All chunks present: checks the whole file against the CID and moves it into blobs/. The whole-
+  // file hash is normally computed as chunks arrive (in order, with a few out-of-order chunks held
+  // back), so the file is not read again; after a resume or badly out-of-order arrival it is.
   Result<void> finish();
 
  private:
@@ -146,6 +150,15 @@ class PartialBlob {
   std::string data_path_, bits_path_;
   int data_fd_ = -1, bits_fd_ = -1;
   bool finished_ = false;
+  // Streaming whole-file hash: chunks [0, hashed_) are in `whole_`; verified chunks that arrived
+  // ahead of that point wait in `ahead_` (at most kMaxAhead). Off (re-read at finish) once a chunk
+  // was present before this PartialBlob opened or too many arrive out of order.
+  static constexpr size_t kMaxAhead = 64;
+  bool streaming_ = true;
+  uint64_t hashed_ = 0;
+  Sha256 whole_;
+  std::map<uint64_t, std::vector<uint8_t>> ahead_;
+  void stream(uint64_t index, std::span<const uint8_t> bytes);
 };
 
 }  // namespace omni::store

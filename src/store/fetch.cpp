@@ -125,6 +125,7 @@ Result<void> Fetcher::run_blob(PartialBlob& blob, const std::string& label) {
   };
 
   std::deque<Shared::Completion> batch;
+  auto last_flush = std::chrono::steady_clock::now();
   while (remaining > 0) {
     if (options_.cancelled && options_.cancelled()) {
       if (auto r = blob.flush(); !r) return r;
@@ -191,8 +192,12 @@ Result<void> Fetcher::run_blob(PartialBlob& blob, const std::string& label) {
       ++stats_.chunks_fetched;
       stats_.bytes_fetched += c.data->size();
       done_bytes_ += c.data->size();
-      if (blob.unflushed() >= options_.flush_every)
+      if (blob.unflushed() >= options_.flush_every ||
+          (blob.unflushed() > 0 && std::chrono::steady_clock::now() - last_flush >
+                                       std::chrono::milliseconds(options_.flush_interval_ms))) {
         if (auto r = blob.flush(); !r) return r;
+        last_flush = std::chrono::steady_clock::now();
+      }
       report(label);
     }
     batch.clear();

@@ -56,10 +56,12 @@ struct FetchStats {
 };
 
 struct FetchOptions {
-  uint32_t window = 8;                // reads in flight per peer
+  uint32_t window = 16;               // reads in flight per peer
   uint32_t max_failures = 3;          // transport errors before a peer is dropped
   uint32_t request_timeout_ms = 60'000;
-  uint32_t flush_every = 16;          // chunks between durability points (fsync + sidecar)
+  uint32_t flush_every = 64;          // chunks between durability points (fdatasync + sidecar)
+  uint32_t flush_interval_ms = 1000;  // ... or this long, whichever comes first, so that a slow
+                                      // fetch that is interrupted loses at most this much work
   std::function<void(const FetchProgress&)> progress = nullptr;
   std::function<bool()> cancelled = nullptr;  // polled; a cancelled fetch keeps its verified chunks
 };

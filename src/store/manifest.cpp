@@ -53,6 +53,8 @@ std::vector<uint8_t> Manifest::encode() const {
   info.setSourceSize(model.source_size);
   info.setFileType(model.file_type);
   info.setTiedEmbeddings(model.tied_embeddings);
+  if (!model.source_header_sha256.empty())
+    info.setSourceHeaderSha256(kj::arrayPtr(model.source_header_sha256.data(), model.source_header_sha256.size()));
   auto list = m.initShards(static_cast<unsigned>(shards.size()));
   for (size_t i = 0; i < shards.size(); ++i) {
     const ShardEntry& s = shards[i];
@@ -104,6 +106,9 @@ Result<Manifest> decode_unchecked(std::span<const uint8_t> bytes) {
   out.model.source_size = info.getSourceSize();
   out.model.file_type = info.getFileType().cStr();
   out.model.tied_embeddings = info.getTiedEmbeddings();
+  auto header = info.getSourceHeaderSha256();
+  if (header.size() != 0 && header.size() != 32) return Error{"manifest: sourceHeaderSha256 is not 32 bytes"};
+  out.model.source_header_sha256.assign(header.begin(), header.end());
   std::set<uint32_t> blocks;
   int n_embeddings = 0, n_head = 0;
   for (auto s : m.getShards()) {

@@ -40,6 +40,7 @@ struct ModelInfo {
   uint64_t source_size = 0;
   std::string file_type;
   bool tied_embeddings = false;
+  std::vector<uint8_t> source_header_sha256;  // sha2-256 of the source's bytes before the tensor data
 };
 
 struct Manifest {

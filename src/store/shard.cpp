@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "gguf/writer.h"
+#include "store/hash.h"
 
 namespace omni::store {
 namespace {
@@ -55,6 +56,10 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   if (auto n_embd = meta_u32(md, info.architecture + ".embedding_length")) info.n_embd = *n_embd;
   info.n_tensors = static_cast<uint32_t>(file.tensors().size());
   info.source_size = file.bytes().size();
+  {
+    const Digest header = sha256(file.bytes().first(std::min<uint64_t>(file.data_offset(), file.bytes().size())));
+    info.source_header_sha256.assign(header.begin(), header.end());
+  }
   if (const auto* embd = file.find_tensor("token_embd.weight"); embd && embd->shape.size() == 2)
     info.n_vocab = static_cast<uint32_t>(embd->shape[1]);
   info.tied_embeddings = file.find_tensor("output.weight") == nullptr;

@@ -69,7 +69,7 @@ TEST(Cid, ParseRejectsMalformedText) {
 TEST(Manifest, EncodingIsCanonicalAndRoundTrips) {
   Manifest m;
   m.chunk_size = 4096;
-  m.model = {"llama", "tiny", 2, 64, 100, 20, 12345, "7", true};
+  m.model = {"llama", "tiny", 2, 64, 100, 20, 12345, "7", true, std::vector<uint8_t>(32, 7)};
   for (uint32_t i = 0; i < 4; ++i) {
     ShardEntry s;
     s.role = i == 0 ? ShardRole::Embeddings : i == 3 ? ShardRole::Head : ShardRole::Block;

@@ -1,0 +1,97 @@
+// omni swarm status: what the swarm's directory says — nodes, the models they serve, each model's
+// block coverage and throughput — as a table, or as one JSON object with --json.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.h"
+#include "swarm/assignment.h"
+#include "swarm/dht_directory.h"
+
+namespace omni::cli {
+namespace {
+
+struct SwarmOptions {
+  std::vector<std::string> bootstrap;
+  bool json = false;
+  uint32_t wait_ms = 1500;  // let the fresh DHT node find its neighbours before reading
+};
+
+int swarm_status(const SwarmOptions& o) {
+  swarm::DhtOptions dht;
+  dht.bootstrap = o.bootstrap;
+  auto directory = swarm::DhtDirectory::start(dht);
+  if (!directory) {
+    std::fprintf(stderr, "omni swarm: %s\n", directory.error().message.c_str());
+    return 1;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(o.wait_ms));
+  auto found = swarm::lookup(**directory, "");
+  if (!found) {
+    std::fprintf(stderr, "omni swarm: %s\n", found.error().message.c_str());
+    return 1;
+  }
+  std::map<std::string, std::vector<swarm::NodeRecord>> by_model;
+  for (const auto& r : found->records) by_model[r.model_id].push_back(r);
+
+  nlohmann::json out;
+  out["nodes"] = nlohmann::json::array();
+  out["models"] = nlohmann::json::array();
+  out["rejected_records"] = found->rejected;
+  out["rejected_reasons"] = found->reasons;
+  for (const auto& r : found->records)
+    out["nodes"].push_back({{"peer_id", r.peer_id}, {"addresses", r.addresses}, {"model_id", r.model_id},
+                            {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
+                            {"block_tps", r.block_tps}, {"span_tps", r.span_tps()},
+                            {"max_sessions", r.max_sessions}, {"protocol_version", r.protocol_version},
+                            {"expires_in_s", (r.expires_ms - swarm::unix_now_ms()) / 1000.0}});
+  for (const auto& [id, records] : by_model) {
+    const uint32_t n = records.front().n_layer;
+    auto c = swarm::coverage_of(records, n);
+    const double min_tps = *std::min_element(c.throughput.begin(), c.throughput.end());
+    const bool complete = std::all_of(c.replicas.begin(), c.replicas.end(), [](uint32_t k) { return k > 0; });
+    out["models"].push_back({{"model_id", id}, {"name", records.front().model_name}, {"n_layer", n},
+                             {"nodes", records.size()}, {"complete", complete}, {"min_block_tps", min_tps},
+                             {"replicas", c.replicas}, {"throughput", c.throughput}});
+  }
+  if (o.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%zu nodes, %zu models, %zu records rejected\n\n", found->records.size(), by_model.size(),
+              found->rejected);
+  std::printf("%-20s %-22s %-14s %-9s %10s %8s\n", "PEER", "ADDRESS", "MODEL", "BLOCKS", "TOK/S/BLK", "SESSIONS");
+  for (const auto& r : found->records) {
+    char blocks[32];
+    std::snprintf(blocks, sizeof blocks, "%u:%u", r.block_begin, r.block_end);
+    std::printf("%-20.20s %-22.22s %-14.14s %-9s %10.0f %8u\n", r.peer_id.c_str(),
+                r.addresses.empty() ? "-" : r.addresses[0].c_str(), r.model_name.c_str(), blocks, r.block_tps,
+                r.max_sessions);
+  }
+  for (const auto& m : out["models"]) {
+    std::printf("\nmodel %s (%s): %s, min throughput %.0f tok/s\n  replicas per block:",
+                m["name"].get<std::string>().c_str(), m["model_id"].get<std::string>().substr(0, 16).c_str(),
+                m["complete"].get<bool>() ? "all blocks served" : "INCOMPLETE", m["min_block_tps"].get<double>());
+    for (auto k : m["replicas"]) std::printf(" %u", k.get<uint32_t>());
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_swarm(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<SwarmOptions>();
+  auto* cmd = app.add_subcommand("swarm", "Inspect the swarm");
+  cmd->require_subcommand(1);
+  auto* status = cmd->add_subcommand("status", "Nodes, models, block coverage and throughput");
+  status->add_option("--bootstrap", o->bootstrap, "DHT nodes to join through, HOST:PORT")->required()->delimiter(',');
+  status->add_flag("--json", o->json, "One JSON object");
+  status->add_option("--wait-ms", o->wait_ms, "Milliseconds to let the DHT settle before reading")->capture_default_str();
+  status->callback([o, &exit_code] { exit_code = swarm_status(*o); });
+}
+
+}  // namespace omni::cli

@@ -1,0 +1,168 @@
+#include "swarm/dht_directory.h"
+
+#include <opendht.h>
+#include <opendht/peer_discovery.h>
+
+#include <chrono>
+#include <future>
+
+namespace omni::swarm {
+namespace {
+
+// Our value type id (any 16-bit number not used by OpenDHT's default types, which are 0-9).
+constexpr dht::ValueType::Id kRecordType = 0x4f4d;
+
+dht::InfoHash key_of(const std::string& model_id) {
+  return dht::InfoHash::get(model_id.empty() ? std::string("omni/v1/nodes") : "omni/v1/model/" + model_id);
+}
+
+dht::Value::Id value_id_of(const std::string& peer_id) {
+  auto h = dht::InfoHash::get("omni/v1/value/" + peer_id);
+  dht::Value::Id id = 0;
+  for (int i = 0; i < 8; ++i) id = id << 8 | h[i];
+  return id;
+}
+
+// The value's bytes verify as a record (the clock is the storing node's).
+bool acceptable(const std::shared_ptr<dht::Value>& v) {
+  return v && verify_record(v->data, unix_now_ms()).ok();
+}
+
+}  // namespace
+
+struct DhtDirectory::Impl {
+  dht::DhtRunner runner;
+  DhtOptions options;
+  uint64_t seq = 0;
+};
+
+Result<std::pair<std::string, std::string>> split_host_port(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    return Error{"'" + text + "' is not HOST:PORT"};
+  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoul(port) > 65535)
+    return Error{"'" + text + "': bad port"};
+  return std::make_pair(host, port);
+}
+
+DhtDirectory::DhtDirectory(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DhtDirectory::~DhtDirectory() {
+  try {
+    impl_->runner.join();
+  } catch (const std::exception&) {
+    // Shutting down: nothing left to report to.
+  }
+}
+
+Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& options) {
+  std::vector<std::pair<std::string, std::string>> boots;
+  for (const auto& b : options.bootstrap) {
+    auto hp = split_host_port(b);
+    if (!hp) return Error{"--bootstrap " + hp.error().message};
+    boots.push_back(*hp);
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  try {
+    dht::DhtRunner::Config config;
+    config.threaded = true;
+    config.peer_discovery = options.lan;
+    config.peer_publish = options.lan;
+    if (!options.bind_host.empty()) {
+      auto addrs = dht::SockAddr::resolve(options.bind_host, std::to_string(options.port));
+      for (auto& a : addrs) {
+        if (a.getFamily() == AF_INET && !config.bind4) config.bind4 = a;
+        if (a.getFamily() == AF_INET6 && !config.bind6) config.bind6 = a;
+      }
+      if (!config.bind4 && !config.bind6) return Error{"cannot resolve DHT address '" + options.bind_host + "'"};
+      impl->runner.run(config.bind4 ? config.bind4.getPort() : config.bind6.getPort(), config);
+    } else {
+      impl->runner.run(options.port, config);
+    }
+    const auto ttl = std::chrono::seconds(std::max<uint32_t>(options.record_ttl_s, 5));
+    if (options.custom_type) impl->runner.registerType(dht::ValueType(
+        kRecordType, "omni-node-record", ttl,
+        [](dht::InfoHash, std::shared_ptr<dht::Value>& v, const dht::InfoHash&, const dht::SockAddr&) {
+          return acceptable(v);
+        },
+        [](dht::InfoHash, const std::shared_ptr<dht::Value>& old_value, std::shared_ptr<dht::Value>& new_value,
+           const dht::InfoHash&, const dht::SockAddr&) {
+          if (!acceptable(new_value)) return false;
+          // Only the same peer may replace its value (the id is public; the key is not).
+          auto old_record = verify_record(old_value->data, 0);
+          auto new_record = verify_record(new_value->data, 0);
+          return !old_record || (new_record && old_record->peer_id == new_record->peer_id);
+        }));
+    for (auto& [host, port] : boots) impl->runner.bootstrap(host, port);
+  } catch (const std::exception& e) {
+    return Error{std::string("starting the DHT node: ") + e.what()};
+  }
+  return std::unique_ptr<DhtDirectory>(new DhtDirectory(std::move(impl)));
+}
+
+uint16_t DhtDirectory::bound_port() const { return impl_->runner.getBoundPort(); }
+
+size_t DhtDirectory::good_nodes() const {
+  try {
+    return impl_->runner.getNodesStats(AF_INET).good_nodes + impl_->runner.getNodesStats(AF_INET6).good_nodes;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+Result<void> DhtDirectory::announce(const std::string& model_id, const std::string& peer_id,
+                                    std::vector<uint8_t> signed_record) {
+  try {
+    const auto timeout = std::chrono::milliseconds(impl_->options.timeout_ms);
+    std::vector<std::future<bool>> done;
+    for (const std::string& k : {model_id, std::string()}) {
+      auto value = std::make_shared<dht::Value>(signed_record);
+      // A fresh id per refresh: OpenDHT's edit path (same id, new data) proved unreliable (puts
+      // timing out), so old values simply expire after the type's TTL and lookup() keeps the newest
+      // record of each peer. With a refresh every interval_s, a key holds about
+      // nodes x ttl / interval values.
+      value->id = value_id_of(peer_id + "/" + std::to_string(unix_now_ms()) + "/" + std::to_string(impl_->seq));
+      if (impl_->options.custom_type) value->type = kRecordType;
+      value->seq = static_cast<uint16_t>(++impl_->seq);
+      auto promise = std::make_shared<std::promise<bool>>();
+      done.push_back(promise->get_future());
+      impl_->runner.put(key_of(k), value, [promise](bool ok) { promise->set_value(ok); });
+    }
+    for (auto& f : done) {
+      if (f.wait_for(timeout) != std::future_status::ready) return Error{"DHT put timed out"};
+      if (!f.get()) return Error{"DHT put failed (no DHT node reachable? check --bootstrap)"};
+    }
+    return {};
+  } catch (const std::exception& e) {
+    return Error{std::string("DHT put: ") + e.what()};
+  }
+}
+
+Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch(const std::string& model_id) {
+  try {
+    auto promise = std::make_shared<std::promise<void>>();
+    auto values = std::make_shared<std::vector<std::vector<uint8_t>>>();
+    auto mutex = std::make_shared<std::mutex>();
+    impl_->runner.get(
+        key_of(model_id),
+        [values, mutex](const std::vector<std::shared_ptr<dht::Value>>& vs) {
+          std::lock_guard lock(*mutex);
+          for (auto& v : vs)
+            if (v) values->push_back(v->data);
+          return true;
+        },
+        [promise](bool) { promise->set_value(); });
+    // A search that has not converged by the deadline still gives what it found: records are
+    // verified one by one, and a partial view only makes a joining node or a route less informed.
+    promise->get_future().wait_for(std::chrono::milliseconds(impl_->options.timeout_ms));
+    std::lock_guard lock(*mutex);
+    return *values;
+  } catch (const std::exception& e) {
+    return Error{std::string("DHT get: ") + e.what()};
+  }
+}
+
+}  // namespace omni::swarm

@@ -1,0 +1,50 @@
+#include "swarm/directory.h"
+
+#include <algorithm>
+
+namespace omni::swarm {
+
+Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t now_ms) {
+  auto values = directory.fetch(model_id);
+  if (!values) return values.error();
+  Lookup out;
+  std::map<std::string, NodeRecord> newest;
+  for (const auto& v : *values) {
+    auto r = verify_record(v, now_ms);
+    if (r && !model_id.empty() && r->model_id != model_id) r = Error{"record of " + r->peer_id + " is for another model"};
+    if (!r) {
+      ++out.rejected;
+      if (out.reasons.size() < 8) out.reasons.push_back(r.error().message);
+      continue;
+    }
+    auto it = newest.find(r->peer_id);
+    if (it == newest.end() || r->seq > it->second.seq ||
+        (r->seq == it->second.seq && r->issued_ms > it->second.issued_ms))
+      newest[r->peer_id] = std::move(*r);
+  }
+  for (auto& [id, r] : newest) out.records.push_back(std::move(r));
+  return out;
+}
+
+Result<void> MemoryDirectory::announce(const std::string& model_id, const std::string& peer_id,
+                                       std::vector<uint8_t> signed_record) {
+  std::lock_guard lock(mutex_);
+  values_[model_id][peer_id] = signed_record;
+  values_[""][peer_id] = std::move(signed_record);
+  return {};
+}
+
+Result<std::vector<std::vector<uint8_t>>> MemoryDirectory::fetch(const std::string& model_id) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::vector<uint8_t>> out;
+  if (auto it = values_.find(model_id); it != values_.end())
+    for (auto& [slot, bytes] : it->second) out.push_back(bytes);
+  return out;
+}
+
+void MemoryDirectory::inject(const std::string& model_id, const std::string& slot, std::vector<uint8_t> bytes) {
+  std::lock_guard lock(mutex_);
+  values_[model_id][slot] = std::move(bytes);
+}
+
+}  // namespace omni::swarm

@@ -1,0 +1,126 @@
+#include "swarm/node_join.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "net/node_info.h"
+#include "proto/node.capnp.h"
+#include "swarm/assignment.h"
+
+namespace omni::swarm {
+
+Membership::~Membership() {
+  announcer_.reset();  // stop refreshing before the directory goes
+}
+
+Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options, const std::string& model_path,
+                                                     const std::string& blocks, uint64_t kv_bytes, int threads,
+                                                     const std::string& data_dir,
+                                                     std::function<void(const std::string&)> log) {
+  std::unique_ptr<Membership> m(new Membership());
+  m->options_ = options;
+  m->log_ = std::move(log);
+  auto identity = net::Identity::load_or_create(data_dir);
+  if (!identity) return identity.error();
+  m->identity_ = std::make_unique<net::Identity>(std::move(*identity));
+  auto model = model::Model::load(model_path);
+  if (!model) return Error{"joining the swarm needs the model as a GGUF file: " + model.error().message};
+  const auto& cfg = (*model)->config();
+
+  DhtOptions dht;
+  dht.port = options.dht_port;
+  dht.bootstrap = options.bootstrap;
+  dht.lan = options.lan;
+  dht.record_ttl_s = options.record_ttl_s;
+  auto directory = DhtDirectory::start(dht);
+  if (!directory) return directory.error();
+  m->directory_ = std::move(*directory);
+
+  auto tps = measure_block_tps(**model, threads);
+  if (!tps) return Error{"measuring throughput: " + tps.error().message};
+  const net::ModelIdentity identity_of_model = net::identify_model(**model);
+  NodeRecord& r = m->record_;
+  r.peer_id = m->identity_->peer_id();
+  r.model_id = model_key(identity_of_model.header_sha256);
+  r.model_name = identity_of_model.name;
+  r.n_layer = cfg.n_layer;
+  r.block_tps = *tps;
+  r.protocol_version = proto::PROTOCOL_VERSION;
+
+  if (!blocks.empty()) {
+    unsigned a = 0, b = 0;
+    char tail = 0;
+    if (std::sscanf(blocks.c_str(), "%u:%u%c", &a, &b, &tail) != 2 || a >= b || b > cfg.n_layer)
+      return Error{"--blocks '" + blocks + "' is not A:B with A < B <= " + std::to_string(cfg.n_layer)};
+    r.block_begin = a;
+    r.block_end = b;
+    return m;
+  }
+  // Memory planner: how many blocks fit next to the KV budget.
+  const uint64_t memory = options.max_memory_mib ? options.max_memory_mib << 20 : available_memory_bytes();
+  auto fit = blocks_that_fit(footprint_of(**model), kv_bytes, memory);
+  if (!fit) return fit.error();
+  uint32_t length = *fit;
+  if (options.max_blocks) length = std::min(length, options.max_blocks);
+  // The swarm as the directory shows it now (give a fresh DHT node a moment to find its peers).
+  std::vector<NodeRecord> others;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto found = lookup(*m->directory_, r.model_id);
+    if (!found) return Error{"reading the swarm's coverage: " + found.error().message};
+    others.clear();
+    for (auto& o : found->records)
+      if (o.peer_id != r.peer_id) others.push_back(o);  // our own record from an earlier run is stale
+    if (!others.empty() || options.bootstrap.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const Span span = choose_span(coverage_of(others, cfg.n_layer), length, *tps / length);
+  r.block_begin = span.begin;
+  r.block_end = span.end;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "chose blocks %u:%u (%u fit in %llu MiB; %.0f tokens/s per block; %zu other nodes serve the model)",
+                span.begin, span.end, *fit, static_cast<unsigned long long>(memory >> 20), *tps, others.size());
+  if (m->log_) m->log_(line);
+  return m;
+}
+
+Result<void> Membership::announce(const std::string& listen_address, uint32_t max_sessions) {
+  auto colon = listen_address.rfind(':');
+  std::string host = listen_address.substr(0, colon);
+  if (!options_.announce_host.empty())
+    host = options_.announce_host;
+  else if (host == "0.0.0.0" || host == "[::]")
+    host = "127.0.0.1";  // listening everywhere: say where a local client finds us (see --announce-host)
+  record_.addresses = {host + listen_address.substr(colon)};
+  record_.max_sessions = record_.free_sessions = max_sessions;
+  announcer_ = std::make_unique<Announcer>(*directory_, *identity_, record_, options_.announce_interval_s,
+                                           options_.record_ttl_s, log_);
+  return announcer_->start();
+}
+
+int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
+  auto hp = split_host_port(listen);
+  if (!hp) {
+    std::fprintf(stderr, "omni node: --listen %s\n", hp.error().message.c_str());
+    return 1;
+  }
+  DhtOptions dht;
+  // OpenDHT binds every address (IPv4 and IPv6) on the port; the host only shows in the message.
+
+  dht.port = static_cast<uint16_t>(std::stoul(hp->second));
+  dht.bootstrap = options.bootstrap;
+  dht.lan = options.lan;
+  dht.record_ttl_s = options.record_ttl_s;
+  auto directory = DhtDirectory::start(dht);
+  if (!directory) {
+    std::fprintf(stderr, "omni node: %s\n", directory.error().message.c_str());
+    return 1;
+  }
+  std::printf("omni node: bootstrap DHT node listening on udp %s:%u\n", hp->first.c_str(), (*directory)->bound_port());
+  std::fflush(stdout);
+  for (;;) pause();  // the DHT runs on its own threads until the process is killed
+}
+
+}  // namespace omni::swarm

@@ -1,0 +1,106 @@
+#include "swarm/node_profile.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace omni::swarm {
+
+ModelFootprint footprint_of(const model::Model& model) {
+  ModelFootprint f;
+  f.block_bytes.assign(model.config().n_layer, 0);
+  auto add = [&f](const gguf::File& file) {
+    for (const auto& t : file.tensors()) {
+      unsigned block = 0;
+      int consumed = 0;
+      if (std::sscanf(t.name.c_str(), "blk.%u.%n", &block, &consumed) == 1 && consumed > 0 &&
+          block < f.block_bytes.size())
+        f.block_bytes[block] += t.n_bytes;
+      else if (t.name == "token_embd.weight")
+        f.embedding_bytes = std::max<uint64_t>(f.embedding_bytes, t.n_bytes);
+    }
+  };
+  add(model.file());
+  for (const auto& more : model.more_files()) add(more);
+  return f;
+}
+
+Result<double> measure_block_tps(const model::Model& model, int threads, uint32_t budget_ms) {
+  auto session = model::Session::create(model, 0, 1, 256);
+  if (!session) return session.error();
+  kernels::ThreadPool pool(std::max(threads, 1));
+  std::vector<float> out;
+  const int32_t token[1] = {1 % static_cast<int32_t>(model.config().n_vocab)};
+  // One warm-up call (page faults of the weights), then timed ones.
+  if (auto r = (*session)->forward(token, {}, model::Output::Hidden, out, pool); !r) return r.error();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto budget = std::chrono::milliseconds(budget_ms);
+  uint32_t n = 0;
+  while ((*session)->n_past() < 250 && (n < 4 || std::chrono::steady_clock::now() - t0 < budget)) {
+    if (auto r = (*session)->forward(token, {}, model::Output::Hidden, out, pool); !r) return r.error();
+    ++n;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return n / std::max(s, 1e-9);
+}
+
+uint64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream fields(line.substr(13));
+      uint64_t kib = 0;
+      fields >> kib;
+      return kib << 10;
+    }
+  }
+  return 0;
+}
+
+Announcer::Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s,
+                     uint32_t ttl_s, std::function<void(const std::string&)> log)
+    : directory_(directory),
+      identity_(std::move(identity)),
+      record_(std::move(record)),
+      interval_s_(std::max(interval_s, 1u)),
+      ttl_s_(std::max(ttl_s, interval_s_ + 1)),
+      log_(std::move(log)) {}
+
+Announcer::~Announcer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<void> Announcer::announce_once() {
+  record_.issued_ms = unix_now_ms();
+  record_.expires_ms = record_.issued_ms + int64_t{ttl_s_} * 1000;
+  ++record_.seq;
+  auto bytes = sign_record(record_, identity_);
+  if (!bytes) return bytes.error();
+  return directory_.announce(record_.model_id, record_.peer_id, std::move(*bytes));
+}
+
+Result<void> Announcer::start() {
+  if (auto r = announce_once(); !r) return r;
+  thread_ = std::thread([this] { loop(); });
+  return {};
+}
+
+void Announcer::loop() {
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, std::chrono::seconds(interval_s_), [this] { return stopping_; })) {
+    lock.unlock();
+    // A failed refresh is retried at the next tick; the record stays valid until it expires.
+    if (auto r = announce_once(); !r && log_) log_("announce failed: " + r.error().message);
+    lock.lock();
+  }
+}
+
+}  // namespace omni::swarm

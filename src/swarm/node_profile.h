@@ -1,0 +1,58 @@
+// What a node measures about itself before joining the swarm (its throughput, the memory its
+// blocks need, the memory it has), and the Announcer that keeps its record in the directory.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/result.h"
+#include "model/model.h"
+#include "net/identity.h"
+#include "swarm/assignment.h"
+#include "swarm/directory.h"
+
+namespace omni::swarm {
+
+// Bytes of each block's tensors ("blk.N.*") and of the token embeddings, from the GGUF index.
+ModelFootprint footprint_of(const model::Model& model);
+
+// Tokens/s through one block: single-token forwards through block 0 on `threads` threads (what
+// decoding does), timed for about `budget_ms`. Errors: the session cannot be made.
+Result<double> measure_block_tps(const model::Model& model, int threads, uint32_t budget_ms = 300);
+
+// MemAvailable from /proc/meminfo, or 0 when unknown.
+uint64_t available_memory_bytes();
+
+// Publishes `record` now and then every `interval_s` from a thread of its own, each time with a
+// fresh validity of `ttl_s` and a higher seq. Stops (and joins) on destruction. (The record's free
+// session count is what the node had at start; clients read the live count when they probe.)
+class Announcer {
+ public:
+  Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s, uint32_t ttl_s,
+            std::function<void(const std::string&)> log);
+  ~Announcer();
+  // The first announcement, synchronously: errors (directory unreachable) are returned. Then starts
+  // the refresh thread.
+  Result<void> start();
+
+ private:
+  Result<void> announce_once();
+  void loop();
+
+  Directory& directory_;
+  net::Identity identity_;
+  NodeRecord record_;
+  uint32_t interval_s_, ttl_s_;
+  std::function<void(const std::string&)> log_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace omni::swarm

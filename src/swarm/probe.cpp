@@ -1,0 +1,54 @@
+#include "swarm/probe.h"
+
+#include <kj/async-io.h>
+
+#include <chrono>
+
+#include "net/errors.h"
+#include "net/node_connection.h"
+#include "net/tls.h"
+
+namespace omni::swarm {
+
+std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers, const net::Identity& identity,
+                                     uint32_t timeout_ms) {
+  std::vector<ProbeResult> results(peers.size());
+  if (peers.empty()) return results;
+  auto tls = net::TlsContext::create(identity);
+  if (!tls) {
+    for (auto& r : results) r.error = tls.error().message;
+    return results;
+  }
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+    auto io = kj::setupAsyncIo();
+    auto& timer = io.provider->getTimer();
+    const auto timeout = timeout_ms * kj::MILLISECONDS;
+    kj::Vector<kj::Promise<void>> all;
+    for (size_t i = 0; i < peers.size(); ++i) {
+      auto& result = results[i];
+      auto probe =
+          net::NodeConnection::connect(*io.provider, **tls, peers[i], {}, timeout)
+              .then([&result, &timer, timeout](kj::Own<net::NodeConnection> c) {
+                auto t0 = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+                auto request = c->node().infoRequest();
+                return net::with_timeout(timer, timeout, "info", request.send())
+                    .then([&result, t0](capnp::Response<proto::Node::InfoResults> response) {
+                      result.rtt_s =
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - *t0).count();
+                      result.info = net::read_node_info(response.getInfo());
+                      result.ok = true;
+                    })
+                    .attach(kj::mv(c));
+              })
+              .catch_([&result](kj::Exception&& e) { result.error = net::describe(e); });
+      all.add(kj::mv(probe));
+    }
+    kj::joinPromises(all.releaseAsArray()).wait(io.waitScope);
+  })) {
+    for (auto& r : results)
+      if (!r.ok && r.error.empty()) r.error = net::describe(*e);
+  }
+  return results;
+}
+
+}  // namespace omni::swarm

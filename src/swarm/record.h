@@ -1,0 +1,63 @@
+// NodeRecord: what a node tells the swarm about itself (where it is, which blocks of which model it
+// serves, how fast, how much room it has), and the signed envelope it travels in.
+//
+// Trust: a record is only believed when its Ed25519 signature verifies under the public key it
+// carries AND that key's peer id (src/net/peer_id.h) is the record's peer id. So a record cannot be
+// forged for someone else's id, and an edited record fails the signature. A node can still lie
+// about itself (its throughput, its range); clients check the range and model again in the node
+// handshake, and route around nodes that fail.
+//
+// Envelope (all integers little-endian):
+//   "OMNIREC1" | u32 payload length | payload (JSON, see record.cpp) | 32-byte public key | 64-byte
+//   signature over "omni-swarm-record-v1\0" || payload
+// At most kMaxRecordBytes in all; anything else is refused.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "net/identity.h"
+
+namespace omni::swarm {
+
+inline constexpr size_t kMaxRecordBytes = 4096;
+// Longest validity a reader accepts: a record that claims more is refused (a node that stops
+// refreshing must drop out within this time, whatever it wrote).
+inline constexpr int64_t kMaxRecordTtlMs = 3600 * 1000;
+
+struct NodeRecord {
+  std::string peer_id;
+  std::vector<std::string> addresses;  // "host:port" where the node protocol listens
+  std::string model_id;                // model_key() of the model served
+  std::string model_name;              // for people (omni swarm status)
+  uint32_t n_layer = 0;
+  uint32_t block_begin = 0, block_end = 0;  // [begin, end) served
+  double block_tps = 0;      // tokens/s this node runs through ONE block (measured at start)
+  uint32_t free_sessions = 0;
+  uint32_t max_sessions = 0;
+  uint32_t protocol_version = 0;
+  int64_t issued_ms = 0, expires_ms = 0;  // Unix time, milliseconds
+  uint64_t seq = 0;                       // grows with each refresh: newest wins
+
+  // Tokens/s the node pushes through its whole range (what one of its blocks contributes to the
+  // swarm's throughput of that block).
+  double span_tps() const { return block_end > block_begin ? block_tps / (block_end - block_begin) : 0; }
+};
+
+// The directory key of a model: hex of the sha2-256 of its GGUF header (net::identify_model), which
+// also commits to the hyper-parameters that matter, so two nodes share a key only for one model.
+std::string model_key(const std::string& header_sha256_raw);
+
+// Serializes and signs `record` with `identity` (whose peer id must be record.peer_id).
+Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Identity& identity);
+
+// Checks the envelope, the signature, the peer id and the fields; `now_ms` (Unix ms) rejects
+// expired records and ones issued too far in the future. Errors say which check failed.
+Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms);
+
+int64_t unix_now_ms();
+
+}  // namespace omni::swarm

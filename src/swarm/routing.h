@@ -1,0 +1,46 @@
+// Routing: the chain of nodes a client's session uses, chosen from the directory's records.
+//
+// Each candidate node serving [b, e) offers hops from any block p in [b, e) to e (a session may run
+// a node's blocks from p on; ending before e would only add a hop later). A hop costs the node's
+// round-trip time plus (e - p) / block_tps seconds per token. The route is the cheapest path from
+// block 0 to n_layer over those hops (a DP over block positions; hops only go forward). Sessions
+// spread over replicas: with `jitter` > 0, each candidate's cost is scaled by a random factor in
+// [1, 1 + jitter] drawn per call, so near-equal replicas share the load.
+// Pure functions: no I/O.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace omni::swarm {
+
+struct Candidate {
+  std::string peer_id;
+  std::string address;  // "host:port"
+  uint32_t block_begin = 0, block_end = 0;
+  double block_tps = 0;  // tokens/s through one block; <= 0 counts as very slow
+  double rtt_s = 0;      // measured round trip to the node
+};
+
+struct RouteHop {
+  size_t candidate = 0;  // index into the candidates given
+  uint32_t block_begin = 0, block_end = 0;
+};
+
+struct Route {
+  std::vector<RouteHop> hops;
+  double cost_s = 0;  // estimated seconds per generated token
+};
+
+// Seconds per token for `candidate` running `blocks` blocks (plus its round trip).
+double hop_cost(const Candidate& candidate, uint32_t blocks);
+
+// The cheapest route over [0, n_layer). Error: some block has no candidate (names the first).
+Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter = 0,
+                             std::mt19937_64* rng = nullptr);
+
+}  // namespace omni::swarm
