@@ -48,28 +48,55 @@ cmp -s "$tmp/file.txt" "$tmp/cid.txt" || fail "run from the CID differs from the
 cp -r "$tmp/a" "$tmp/b"
 rm -f "$tmp/b/lock"
 python3 - "$tmp/b/blobs" "$cid" <<'PY'
-import os, sys
+import os, struct, sys
+# One flipped bit per 256 KiB chunk, inside the tensor data where the chunk has any, so that b's
+# own block shard still loads (a flip in a GGUF header could rename a tensor).
+def data_offset(b):
+    o = 8
+    nt, nkv = struct.unpack_from('<QQ', b, o); o += 16
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    align = 32
+    def skip(t, o):
+        if t == 8: return o + 8 + struct.unpack_from('<Q', b, o)[0]
+        if t == 9:
+            at, n = struct.unpack_from('<IQ', b, o); o += 12
+            for _ in range(n): o = skip(at, o)
+            return o
+        return o + sizes[t]
+    for _ in range(nkv):
+        n, = struct.unpack_from('<Q', b, o); key = b[o + 8:o + 8 + n]; o += 8 + n
+        t, = struct.unpack_from('<I', b, o); o += 4
+        if key == b'general.alignment': align, = struct.unpack_from('<I', b, o)
+        o = skip(t, o)
+    for _ in range(nt):
+        n, = struct.unpack_from('<Q', b, o); o += 8 + n
+        nd, = struct.unpack_from('<I', b, o); o += 4 + 8 * nd + 12
+    return (o + align - 1) // align * align
 d = sys.argv[1]
 for n in os.listdir(d):
     if n == sys.argv[2]: continue  # the manifest stays intact: b lies about shard bytes only
-    p = os.path.join(d, n); size = os.path.getsize(p)
-    with open(p, 'r+b') as f:
-        for off in range(1000, size, 262144):
-            f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 1]))
+    p = os.path.join(d, n)
+    data = bytearray(open(p, 'rb').read())
+    start = data_offset(bytes(data))
+    for chunk in range(0, len(data), 262144):
+        off = max(chunk, start) + 1000
+        if off >= min(chunk + 262144, len(data)): off = chunk + 1000  # a chunk of header only
+        data[off] ^= 1
+    open(p, 'wb').write(data)
 PY
 "$omni" shard --verify "$cid" --store "$tmp/b" >/dev/null 2>"$tmp/verify.txt" && fail "verify missed a flipped bit"
 grep -q "block 0" "$tmp/verify.txt" || fail "verify did not name block 0: $(cat "$tmp/verify.txt")"
-start_node() {  # store dir, blocks, name -> sets addr, id (the node serves its store's blobs)
-  "$omni" node --model "$cid" --store "$1" --blocks "$2" --listen 127.0.0.1:0 --data-dir "$tmp/id.$3" -t 1 \
-    >"$tmp/node.$3" 2>"$tmp/node.$3.err" &
+start_node() {  # model (CID or file), store dir, blocks, name -> sets addr, id (it serves its store's blobs)
+  "$omni" node --model "$1" --store "$2" --blocks "$3" --listen 127.0.0.1:0 --data-dir "$tmp/id.$4" -t 1 \
+    >"$tmp/node.$4" 2>"$tmp/node.$4.err" &
   pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$tmp/node.$3" 2>/dev/null && break; sleep 0.1; done
-  addr=$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$tmp/node.$3")
-  id=$(sed -n 's/.*peer \([a-z0-9]*\) listening.*/\1/p' "$tmp/node.$3")
-  [ -n "$addr" ] || fail "node $3 did not start: $(cat "$tmp/node.$3.err")"
+  for _ in $(seq 100); do grep -q listening "$tmp/node.$4" 2>/dev/null && break; sleep 0.1; done
+  addr=$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$tmp/node.$4")
+  id=$(sed -n 's/.*peer \([a-z0-9]*\) listening.*/\1/p' "$tmp/node.$4")
+  [ -n "$addr" ] || fail "node $4 did not start: $(cat "$tmp/node.$4.err")"
 }
-start_node "$tmp/a" 0:1 a; addr_a=$addr id_a=$id
-start_node "$tmp/b" 1:2 b; addr_b=$addr id_b=$id
+start_node "$cid" "$tmp/a" 0:1 a; addr_a=$addr id_a=$id
+start_node "$cid" "$tmp/b" 1:2 b; addr_b=$addr id_b=$id
 
 "$omni" fetch "$cid" --peers "$id_b@$addr_b,$id_a@$addr_a" --store "$tmp/c" --window 4 >"$tmp/fetch.out" 2>"$tmp/fetch.err" \
   || fail "fetch: $(cat "$tmp/fetch.err")"

@@ -62,22 +62,14 @@ class TlsStream final : public kj::AsyncIoStream {
   }
 
   kj::Promise<void> write(const void* buffer, size_t size) override {
-    auto* p = static_cast<const kj::byte*>(buffer);
-    while (size > 0) {
-      int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
-      ERR_clear_error();
-      int r = SSL_write(ssl_, p, chunk);  // a memory BIO takes everything
-      if (r <= 0) throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS write failed: " + ssl_error_text());
-      p += r;
-      size -= static_cast<size_t>(r);
-    }
+    encrypt(static_cast<const kj::byte*>(buffer), size);
     return flush();
   }
 
+  // All pieces become TLS records first, then one flush: one inner write instead of one per piece.
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    kj::Promise<void> last = kj::READY_NOW;
-    for (auto& piece : pieces) last = write(piece.begin(), piece.size());
-    return last;  // flushes are chained in order, so the last covers them all
+    for (auto& piece : pieces) encrypt(piece.begin(), piece.size());
+    return flush();
   }
 
   kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
@@ -99,6 +91,18 @@ class TlsStream final : public kj::AsyncIoStream {
   void getpeername(struct sockaddr* addr, kj::uint* length) override { inner_->getpeername(addr, length); }
 
  private:
+  // Turns plaintext into TLS records in the outgoing memory BIO (which takes everything).
+  void encrypt(const kj::byte* p, size_t size) {
+    while (size > 0) {
+      int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
+      ERR_clear_error();
+      int r = SSL_write(ssl_, p, chunk);
+      if (r <= 0) throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS write failed: " + ssl_error_text());
+      p += r;
+      size -= static_cast<size_t>(r);
+    }
+  }
+
   kj::Promise<size_t> read_loop(kj::byte* buffer, size_t min_bytes, size_t max_bytes, size_t done) {
     while (done < min_bytes || done == 0) {
       if (done >= max_bytes) break;
@@ -126,12 +130,12 @@ class TlsStream final : public kj::AsyncIoStream {
 
   // Reads some ciphertext from the inner stream into OpenSSL; resolves to true at end of stream.
   kj::Promise<bool> fill() {
-    return inner_->tryRead(read_buffer_, 1, sizeof read_buffer_).then([this](size_t n) {
+    return inner_->tryRead(read_buffer_.begin(), 1, read_buffer_.size()).then([this](size_t n) {
       if (n == 0) {
         eof_ = true;
         return true;
       }
-      BIO_write(in_, read_buffer_, static_cast<int>(n));
+      BIO_write(in_, read_buffer_.begin(), static_cast<int>(n));
       return false;
     });
   }
@@ -158,7 +162,8 @@ class TlsStream final : public kj::AsyncIoStream {
   BIO* out_ = nullptr;
   bool eof_ = false;
   kj::ForkedPromise<void> tail_ = kj::Promise<void>(kj::READY_NOW).fork();
-  kj::byte read_buffer_[16384];
+  // Large enough for many TLS records per read on a fast link (shard transfers move 1 MiB chunks).
+  kj::Array<kj::byte> read_buffer_ = kj::heapArray<kj::byte>(256 * 1024);
 };
 
 }  // namespace
