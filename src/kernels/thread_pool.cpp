@@ -106,10 +106,12 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int, int64_t, 
   s.n = n;
   s.fn = &fn;
   s.n_chunks = static_cast<int>(std::min<int64_t>(n, int64_t{s.n_threads} * kChunksPerThread));
-  // Release: a worker that claims a chunk (even one still finishing the previous region) sees this
-  // region's n and fn.
-  for (int c = 0; c < s.n_chunks; ++c) s.claimed[c].store(false, std::memory_order_release);
+  // The count first: once a chunk is open, a worker still scanning the previous region may take
+  // and finish it at once, and its decrement must not be overwritten.
   s.pending.store(s.n_chunks, std::memory_order_release);
+  // Release: a worker that claims a chunk (even one still finishing the previous region) sees this
+  // region's n, fn and count.
+  for (int c = 0; c < s.n_chunks; ++c) s.claimed[c].store(false, std::memory_order_release);
   {
     // Publishing under the lock pairs with the sleeping workers' predicate check.
     std::lock_guard lock(s.mutex);

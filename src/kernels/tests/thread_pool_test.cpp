@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <vector>
@@ -35,6 +37,25 @@ void check_regions(int n_threads, int n_regions) {
 TEST(ThreadPool, EveryItemOnceOneThreadIndexAtATime) { check_regions(2, 3000); }
 TEST(ThreadPool, OversubscribedWorkersStillFinishEveryRegion) { check_regions(8, 2000); }
 TEST(ThreadPool, SingleThreadRunsInline) { check_regions(1, 100); }
+
+// Many tiny regions back to back: workers still scanning one region while the next opens. A lost
+// completion count would hang parallel_for, so the regions run under a watchdog.
+TEST(ThreadPool, BackToBackTinyRegionsNeverHang) {
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    ThreadPool pool(4);
+    std::atomic<int64_t> total{0};
+    for (int region = 0; region < 200000; ++region)
+      pool.parallel_for(2 + region % 5, [&](int, int64_t begin, int64_t end) { total.fetch_add(end - begin); });
+    done.store(true);
+  });
+  for (int i = 0; i < 600 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!done.load()) {
+    ADD_FAILURE() << "parallel_for did not return within 60 s";
+    std::_Exit(1);  // the pool's threads are stuck; leave without joining them
+  }
+  runner.join();
+}
 
 }  // namespace
 }  // namespace omni::kernels
