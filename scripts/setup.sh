@@ -14,6 +14,8 @@ packages=(
   capnproto libcapnp-dev libssl-dev   # wire protocol (Cap'n Proto RPC over kj-tls / OpenSSL)
   libopendht-dev                      # swarm directory (OpenDHT DHT)
   libsqlite3-dev
+  libcpp-httplib-dev                  # gateway HTTP server (src/gateway)
+  chromium                            # gateway browser test (playwright-core)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +25,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+
+# The web UI (web/, served by omni gateway) and the gateway tests' node clients. Debian's nodejs/npm
+# when no node is installed.
+if ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends nodejs npm
+fi
+# npm ci installs exactly package-lock.json; where the registry (a filtering mirror) lacks the other
+# platforms' optional builds that the lock must list for npm ci's sync check, the same pinned
+# versions are installed with npm install --no-save (the lock file is left untouched).
+(cd web && { npm ci --no-audit --no-fund || npm install --no-save --no-audit --no-fund; } && npm run build)
 
 # shellcheck disable=SC2086
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${OMNI_CMAKE_ARGS:-}

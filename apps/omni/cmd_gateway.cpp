@@ -1,0 +1,144 @@
+// omni gateway: serves a model to people over an OpenAI-compatible HTTP API (src/gateway), with the
+// browser chat and swarm dashboard (web/dist) at /. The inference runs on an engine backend; today
+// the local one (the whole model in this process).
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "commands.h"
+#include "gateway/gateway_server.h"
+#include "gateway/local_engine_backend.h"
+
+namespace omni::cli {
+namespace {
+
+struct GatewayCliOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string model_path;
+  std::string model_name;
+  int threads = 0;
+  uint32_t ctx = 0;
+  size_t max_queue = 64;
+  size_t max_sessions = 4;
+  double rate_requests = 0;
+  double rate_tokens = 0;
+  size_t max_body = 4 << 20;
+  std::string web_dir;
+  std::string chat_template;
+};
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "omni gateway: %s\n", message.c_str());
+  return 1;
+}
+
+// "HOST:PORT" or "[V6]:PORT".
+Result<std::pair<std::string, int>> parse_listen(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return Error{"--listen wants HOST:PORT, not '" + text + "'"};
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = -1;
+  try {
+    size_t used = 0;
+    port = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) port = -1;
+  } catch (const std::exception&) {
+  }
+  if (port < 0 || port > 65535) return Error{"--listen: '" + text.substr(colon + 1) + "' is not a port (0-65535)"};
+  return std::make_pair(host, port);
+}
+
+// The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
+std::string find_web_dir(const std::string& given) {
+  if (!given.empty()) return given;
+  for (std::filesystem::path candidate : {std::filesystem::path("web/dist"),
+                                          std::filesystem::path(OMNI_SOURCE_DIR) / "web" / "dist"}) {
+    if (std::filesystem::exists(candidate / "index.html")) return candidate.string();
+  }
+  return "";
+}
+
+int run_gateway(const GatewayCliOptions& o) {
+  auto listen = parse_listen(o.listen);
+  if (!listen) return fail(listen.error().message);
+
+  // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
+  // the server starts inherits the mask); it stops the server, and main returns normally.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+
+  gateway::LocalBackendOptions backend_options;
+  backend_options.model_path = o.model_path;
+  backend_options.model_id = o.model_name;
+  backend_options.threads = o.threads;
+  backend_options.n_ctx = o.ctx;
+  backend_options.address = o.listen;
+  auto backend = gateway::LocalEngineBackend::load(backend_options);
+  if (!backend) return fail(backend.error().message);
+  const std::string model_id = (*backend)->description().id;
+
+  gateway::GatewayOptions options;
+  options.host = listen->first;
+  options.port = listen->second;
+  options.max_body_bytes = o.max_body;
+  options.web_dir = find_web_dir(o.web_dir);
+  options.chat_template = o.chat_template;
+  options.rate_limits = {o.rate_requests, o.rate_tokens};
+  options.scheduler = {o.max_sessions, o.max_queue};
+  auto server = gateway::GatewayServer::create(std::move(*backend), options);
+  if (!server) return fail(server.error().message);
+  auto port = (*server)->bind();
+  if (!port) return fail(port.error().message);
+
+  std::thread signal_thread([&stop_signals, s = server->get()] {
+    int signal_number = 0;
+    sigwait(&stop_signals, &signal_number);
+    if (signal_number == SIGINT || signal_number == SIGTERM) s->stop();
+  });
+  std::fprintf(stderr, "omni gateway: serving %s on http://%s:%d (web UI: %s; %zu sessions, queue %zu)\n",
+               model_id.c_str(), listen->first.c_str(), *port,
+               options.web_dir.empty() ? "not built" : options.web_dir.c_str(), o.max_sessions, o.max_queue);
+  std::fprintf(stderr, "omni gateway: listening on port %d\n", *port);
+  std::fflush(stderr);
+  auto served = (*server)->serve();
+  // The signal thread may still be waiting: wake it with a signal it takes, then join it.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  server->reset();
+  if (!served) return fail(served.error().message);
+  std::fprintf(stderr, "omni gateway: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void register_gateway(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<GatewayCliOptions>();
+  auto* cmd = app.add_subcommand("gateway", "Serve a model over an OpenAI-compatible HTTP API with a web UI");
+  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  cmd->add_option("--model-name", o->model_name, "The model's name in the API (default: the file name)");
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
+  cmd->add_option("-c,--ctx-size", o->ctx, "Context per session (default: min(training context, 4096))");
+  cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")->capture_default_str();
+  cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a session; more get 503")->capture_default_str();
+  cmd->add_option("--rate-requests", o->rate_requests, "Requests per minute per client IP (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--rate-tokens", o->rate_tokens, "Generated tokens per minute per client IP (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--max-body", o->max_body, "Largest request body in bytes (413 beyond)")->capture_default_str();
+  cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
+  cmd->add_option("--chat-template", o->chat_template,
+                  "Chat template by name (default: the model's own, else chatml)");
+  cmd->callback([o, &exit_code] { exit_code = run_gateway(*o); });
+}
+
+}  // namespace omni::cli

@@ -1,0 +1,69 @@
+// EngineBackend: what the gateway runs inference on. The scheduler opens one EngineSequence per
+// request and advances many of them in rounds through run_steps(); sampling, detokenizing and stop
+// strings stay in the gateway, so any backend gives the same tokens for the same logits.
+//
+// The local backend (local_engine_backend.h) runs the whole model in this process. A swarm backend
+// will drive remote pipelines (src/net) behind the same interface: run_steps() receives a round's
+// steps together precisely so that such a backend (or a batching engine) can overlap or fuse them.
+//
+// Threads: run_steps() and open_sequence() are called from the scheduler's thread only; the other
+// methods may be called from any thread (the tokenizer is thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "gateway/swarm_view.h"
+#include "model/tokenizer.h"
+
+namespace omni::gateway {
+
+struct ModelDescription {
+  std::string id;            // what clients put in "model"
+  std::string architecture;  // "llama", "qwen2", ...
+  uint32_t n_layer = 0;
+  uint32_t n_ctx = 0;        // the longest sequence (prompt + completion) a session may hold
+  std::string chat_template_source;  // tokenizer.chat_template, empty when the model has none
+};
+
+// One sequence's state in the backend (its KV cache, or its remote sessions).
+class EngineSequence {
+ public:
+  virtual ~EngineSequence() = default;
+  virtual uint32_t n_past() const = 0;
+};
+
+// One forward step of one sequence: run `tokens` at its next positions, put the last token's
+// logits into `logits`; `result` says whether it worked.
+struct EngineStep {
+  EngineSequence* sequence = nullptr;
+  std::span<const model::TokenId> tokens;
+  std::vector<float>* logits = nullptr;
+  Result<void> result;
+};
+
+// What the gateway measured, for the backend's swarm report.
+struct GatewayLoad {
+  double tokens_per_second = 0;
+  size_t active_sessions = 0;
+};
+
+class EngineBackend {
+ public:
+  virtual ~EngineBackend() = default;
+  virtual const ModelDescription& description() const = 0;
+  virtual const model::Tokenizer& tokenizer() const = 0;
+  // The most tokens one step may carry (prompts go in steps of this size).
+  virtual size_t max_batch() const = 0;
+  // A sequence of up to n_ctx positions. Error: not enough memory, or the backend cannot serve.
+  virtual Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) = 0;
+  // Runs every step (in any order, or together) and sets each one's result.
+  virtual void run_steps(std::span<EngineStep> steps) = 0;
+  virtual SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const = 0;
+};
+
+}  // namespace omni::gateway

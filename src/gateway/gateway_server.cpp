@@ -1,0 +1,373 @@
+#include "gateway/gateway_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include "gateway/api_error.h"
+#include "gateway/metrics.h"
+#include "gateway/openai_request.h"
+#include "gateway/openai_response.h"
+#include "gateway/prompt_builder.h"
+#include "gateway/sse.h"
+#include "gateway/swarm_view.h"
+
+namespace omni::gateway {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr auto kStreamPoll = std::chrono::milliseconds(1000);     // idle stream: keep-alive comment
+constexpr auto kPlainWaitBeforeKeepAlive = std::chrono::seconds(2);  // non-streamed: wait this long first
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Metric label for a path: the routes by name, everything else in two buckets, so a scan of
+// random paths cannot grow the label set.
+std::string route_label(const httplib::Request& req) {
+  static const char* kRoutes[] = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/swarm", "/health",
+                                  "/metrics"};
+  for (const char* r : kRoutes)
+    if (req.path == r) return r;
+  if (req.path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
+  if (req.path.rfind("/v1/", 0) == 0) return "/v1/other";
+  return "static";
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
+  send_json(res, e.status, e.to_json());
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+}  // namespace
+
+struct GatewayServer::Impl {
+  std::unique_ptr<EngineBackend> backend;
+  GatewayOptions options;
+  PromptBuilder prompts;
+  Metrics metrics;
+  ThroughputHistory throughput;
+  RateLimiter limiter;
+  std::unique_ptr<Scheduler> scheduler;
+  httplib::Server http;
+  int64_t started_unix = 0;
+  bool bound = false;
+
+  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, PromptBuilder p)
+      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits) {
+    SchedulerObserver observer;
+    observer.on_first_token = [this](const GenerationJob& job) {
+      metrics.observe_time_to_first_token(seconds_since(job.arrived()));
+    };
+    observer.on_tokens = [this](const GenerationJob& job, size_t n) {
+      metrics.add_generated_tokens(n);
+      throughput.record(n);
+      limiter.charge_tokens(job.spec().client, static_cast<double>(n), Clock::now());
+    };
+    observer.on_prompt = [this](const GenerationJob&, size_t n) { metrics.add_prompt_tokens(n); };
+    observer.on_cancelled = [this](const GenerationJob&) { metrics.count_cancelled(); };
+    scheduler = std::make_unique<Scheduler>(*backend, options.scheduler, std::move(observer));
+    started_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+    setup_routes();
+  }
+
+  LiveGauges gauges() const {
+    return {throughput.tokens_per_second(), scheduler->queue_depth(), scheduler->active_sessions()};
+  }
+
+  void setup_routes();
+  void handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
+  void respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who,
+                         bool include_usage);
+  void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who);
+};
+
+void GatewayServer::Impl::setup_routes() {
+  // One thread per connection being served (httplib's model): generations waiting for tokens hold
+  // one each, so the pool covers every session and queue place plus room for the light routes.
+  const size_t threads = std::max<size_t>(16, options.scheduler.max_sessions + options.scheduler.max_queue + 16);
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_payload_max_length(options.max_body_bytes);
+  http.set_read_timeout(options.read_timeout_s, 0);
+  http.set_write_timeout(options.write_timeout_s, 0);
+
+  // httplib 0.11 gzips any text/* or JSON response for a client that accepts gzip, and does so
+  // without flushing per chunk, which would hold a stream's tokens back until the end. The API's
+  // answers are small and must stream, so the API routes never offer compression. The request is
+  // a mutable object inside httplib; only the pre-routing hook sees it before the response is
+  // encoded, and it receives it as const.
+  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    if (req.path.rfind("/v1/", 0) == 0) const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics.count_request(route_label(req), res.status);
+  });
+  http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // a route's own error
+    if (res.status == 413) send_error(res, payload_too_large(options.max_body_bytes));
+    else if (res.status == 404) send_error(res, not_found("unknown route: " + req.method + " " + req.path, "unknown_route"));
+    else send_error(res, ApiError{res.status, "the request could not be served (HTTP " + std::to_string(res.status) + ")",
+                                  res.status >= 500 ? "server_error" : "invalid_request_error", std::nullopt,
+                                  std::nullopt, 0});
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, server_error("internal error: " + what));
+  });
+
+  const std::string& model_id = backend->description().id;
+  http.Get("/v1/models", [this, &model_id](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, model_list(model_id, started_unix));
+  });
+  http.Get(R"(/v1/models/(.+))", [this, &model_id](const httplib::Request& req, httplib::Response& res) {
+    if (req.matches[1] != model_id)
+      return send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
+    send_json(res, 200, model_list(model_id, started_unix)["data"][0]);
+  });
+  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generation(req, res, Endpoint::Chat);
+  });
+  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generation(req, res, Endpoint::Completion);
+  });
+  http.Get("/v1/swarm", [this](const httplib::Request&, httplib::Response& res) {
+    GatewayLoad load{throughput.tokens_per_second(), scheduler->active_sessions()};
+    send_json(res, 200, to_json(backend->swarm_snapshot(load), throughput.history()));
+  });
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200,
+              {{"status", "ok"},
+               {"model", backend->description().id},
+               {"chat_template", prompts.template_name()},
+               {"queue_depth", scheduler->queue_depth()},
+               {"active_sessions", scheduler->active_sessions()},
+               {"max_sessions", options.scheduler.max_sessions},
+               {"max_queue", options.scheduler.max_queue}});
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render_prometheus(gauges()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  const bool has_ui = !options.web_dir.empty() && std::filesystem::exists(std::filesystem::path(options.web_dir) / "index.html");
+  if (has_ui) {
+    http.set_mount_point("/", options.web_dir);
+  } else {
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("<!doctype html><title>OmniNode gateway</title><p>The OmniNode gateway is running. The web UI "
+                      "is not built: run <code>npm ci && npm run build</code> in <code>web/</code> and start the "
+                      "gateway with <code>--web-dir web/dist</code>. The API is at <code>/v1</code>.</p>",
+                      "text/html; charset=utf-8");
+    });
+  }
+}
+
+void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  GenerationParams params;
+  std::string model_name;
+  Prompt prompt;
+  if (endpoint == Endpoint::Chat) {
+    auto parsed = parse_chat_request(req.body);
+    if (!parsed) return send_error(res, parsed.error());
+    model_name = parsed->model;
+    params = std::move(parsed->params);
+    if (model_name == backend->description().id) {
+      auto built = prompts.chat(parsed->messages);
+      if (!built) return send_error(res, bad_request("the conversation does not fit the model's chat template: " +
+                                                         built.error().message,
+                                                     "messages"));
+      prompt = std::move(*built);
+    }
+  } else {
+    auto parsed = parse_completion_request(req.body);
+    if (!parsed) return send_error(res, parsed.error());
+    model_name = parsed->model;
+    params = std::move(parsed->params);
+    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt);
+  }
+  const ModelDescription& desc = backend->description();
+  if (model_name != desc.id)
+    return send_error(res, not_found("the model '" + model_name + "' does not exist; this gateway serves '" + desc.id + "'",
+                                     "model_not_found"));
+  if (prompt.tokens.empty()) return send_error(res, bad_request("the prompt is empty", "prompt"));
+  if (prompt.tokens.size() >= desc.n_ctx)
+    return send_error(res, bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
+                                           " tokens; this model's context holds " + std::to_string(desc.n_ctx),
+                                       "messages", "context_length_exceeded"));
+  const size_t room = desc.n_ctx - prompt.tokens.size();
+  const int max_tokens = params.max_tokens ? *params.max_tokens : static_cast<int>(room);
+  if (static_cast<size_t>(max_tokens) > room)
+    return send_error(res, bad_request("the prompt (" + std::to_string(prompt.tokens.size()) + " tokens) plus max_tokens (" +
+                                           std::to_string(max_tokens) + ") exceed the context of " +
+                                           std::to_string(desc.n_ctx) + " tokens",
+                                       "max_tokens", "context_length_exceeded"));
+  if (!params.seed_given) params.sampling.seed = std::random_device{}() * 0x100000001ull + std::random_device{}();
+  if (auto check = model::Sampler::create(params.sampling); !check)
+    return send_error(res, bad_request(check.error().message));
+
+  // Admission: the client's rate limits, then a place in the queue.
+  const std::string client = req.remote_addr;
+  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+
+  GenerationSpec spec;
+  spec.prompt = std::move(prompt.tokens);
+  spec.max_tokens = max_tokens;
+  spec.sampling = params.sampling;
+  spec.stops = std::move(params.stop);
+  for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
+  spec.client = client;
+  auto job = std::make_shared<GenerationJob>(std::move(spec));
+  if (!scheduler->submit(job))
+    return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
+                                          " sessions busy, " + std::to_string(options.scheduler.max_queue) +
+                                          " requests waiting); retry shortly",
+                                      1));
+  ResponseIdentity who = new_response_identity(endpoint, desc.id);
+  if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
+  else respond_whole(res, std::move(job), std::move(who));
+}
+
+void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job,
+                                            ResponseIdentity who, bool include_usage) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");  // tell reverse proxies not to buffer the stream
+  auto first = std::make_shared<bool>(true);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, job, who, include_usage, first](size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+        bool ok = true;
+        if (*first && who.endpoint == Endpoint::Chat) {
+          // The role chunk goes out at once: the client sees the answer begin before the prompt is through.
+          ok = write(sse_event(dump(stream_chunk(who, "", true, std::nullopt))));
+          *first = false;
+        }
+        JobUpdate u = job->wait(kStreamPoll);
+        if (ok && !u.text.empty()) {
+          ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt))));
+          *first = false;
+        } else if (ok && !u.finished) {
+          ok = write(sse_comment("waiting"));  // also how a vanished client is noticed while queued
+        }
+        if (ok && u.finished) {
+          metrics.observe_request_duration(seconds_since(job->arrived()));
+          if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
+            ok = write(sse_event(dump(server_error("generation failed: " + u.error.value_or(u.finish_reason)).to_json())));
+          } else {
+            ok = write(sse_event(dump(stream_chunk(who, "", *first, u.finish_reason))));
+            if (ok && include_usage) ok = write(sse_event(dump(usage_chunk(who, {u.prompt_tokens, u.completion_tokens}))));
+          }
+          if (ok) ok = write(sse_done());
+          if (ok) sink.done();
+        }
+        if (!ok) job->cancel();  // the client went away: free its session
+        return ok;
+      },
+      [job](bool) { job->cancel(); });  // no effect on a finished job; frees an abandoned one
+}
+
+void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job,
+                                        ResponseIdentity who) {
+  // Most answers finish quickly: wait here, so the status code can still say how it went.
+  std::string text;
+  JobUpdate u;
+  const auto deadline = Clock::now() + kPlainWaitBeforeKeepAlive;
+  while (!u.finished && Clock::now() < deadline) {
+    u = job->wait(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    text += u.text;
+  }
+  auto body_of = [this, job, who](const std::string& all, const JobUpdate& last) {
+    metrics.observe_request_duration(seconds_since(job->arrived()));
+    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens}));
+  };
+  if (u.finished) {
+    if (u.finish_reason == "error" || u.finish_reason == "cancelled")
+      return send_error(res, server_error("generation failed: " + u.error.value_or(u.finish_reason)));
+    res.set_content(body_of(text, u), "application/json");
+    return;
+  }
+  // A long one: the status is committed now, and whitespace (legal before a JSON value) goes out
+  // each second until the answer is ready; a failed write means the client left.
+  auto collected = std::make_shared<std::string>(std::move(text));
+  res.set_chunked_content_provider(
+      "application/json",
+      [job, collected, body_of](size_t, httplib::DataSink& sink) {
+        JobUpdate next = job->wait(kStreamPoll);
+        *collected += next.text;
+        bool ok = true;
+        if (next.finished) {
+          std::string body = (next.finish_reason == "error" || next.finish_reason == "cancelled")
+                                 ? dump(server_error("generation failed: " + next.error.value_or(next.finish_reason)).to_json())
+                                 : body_of(*collected, next);
+          ok = sink.write(body.data(), body.size());
+          if (ok) sink.done();
+        } else {
+          ok = sink.write(" ", 1);
+        }
+        if (!ok) job->cancel();
+        return ok;
+      },
+      [job](bool) { job->cancel(); });
+}
+
+GatewayServer::GatewayServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+GatewayServer::~GatewayServer() {
+  if (impl_) stop();
+}
+
+Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<EngineBackend> backend,
+                                                             const GatewayOptions& options) {
+  if (options.scheduler.max_sessions == 0) return Error{"max sessions must be at least 1"};
+  auto prompts = PromptBuilder::create(backend->tokenizer(), backend->description().chat_template_source,
+                                       options.chat_template);
+  if (!prompts) return Error{"chat template: " + prompts.error().message};
+  return std::unique_ptr<GatewayServer>(
+      new GatewayServer(std::make_unique<Impl>(std::move(backend), options, std::move(*prompts))));
+}
+
+Result<int> GatewayServer::bind() {
+  int port = impl_->options.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(impl_->options.host);
+    if (port < 0) return Error{"cannot listen on " + impl_->options.host + " (any port)"};
+  } else if (!impl_->http.bind_to_port(impl_->options.host, port)) {
+    return Error{"cannot listen on " + impl_->options.host + ":" + std::to_string(port) +
+                 " (in use, or not an address of this machine)"};
+  }
+  impl_->bound = true;
+  return port;
+}
+
+Result<void> GatewayServer::serve() {
+  if (!impl_->bound) return Error{"serve() before bind()"};
+  if (!impl_->http.listen_after_bind()) return Error{"the HTTP server stopped with an error"};
+  return {};
+}
+
+void GatewayServer::stop() {
+  impl_->http.stop();
+  impl_->scheduler->shutdown();  // streams waiting for tokens get their error and end
+}
+
+}  // namespace omni::gateway

@@ -1,0 +1,58 @@
+// GatewayServer: the HTTP front of the gateway.
+//
+//   GET  /v1/models, /v1/models/{id}    the model this gateway serves
+//   POST /v1/chat/completions            OpenAI chat completions (stream: true → server-sent events)
+//   POST /v1/completions                 OpenAI text completions (likewise)
+//   GET  /v1/swarm                       nodes, block coverage, throughput history (the dashboard)
+//   GET  /health, /metrics               liveness (JSON) and Prometheus metrics
+//   GET  /…                              the web UI from web_dir (web/dist), when there is one
+//
+// Errors use OpenAI's error object with its status codes: 400 malformed JSON or fields, 404
+// unknown model or route, 413 a body over max_body_bytes, 429 rate limited, 503 queue full (both
+// with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
+// long non-streamed request, which is kept alive with JSON whitespace) cancels its generation;
+// the scheduler frees its session at the next round.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "gateway/engine_backend.h"
+#include "gateway/rate_limiter.h"
+#include "gateway/scheduler.h"
+
+namespace omni::gateway {
+
+struct GatewayOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                       // 0: any free port (see bind())
+  size_t max_body_bytes = 4 << 20;
+  std::string web_dir;                   // static files served at /; empty: none
+  std::string chat_template;             // a template by name instead of the model's
+  RateLimits rate_limits;
+  SchedulerOptions scheduler;
+  int read_timeout_s = 10;               // a client slower than this per read is dropped
+  int write_timeout_s = 30;
+};
+
+class GatewayServer {
+ public:
+  static Result<std::unique_ptr<GatewayServer>> create(std::unique_ptr<EngineBackend> backend,
+                                                       const GatewayOptions& options);
+  ~GatewayServer();
+
+  // Binds the listening socket; returns the port (the chosen one when options.port is 0).
+  Result<int> bind();
+  // Serves until stop(); Error if the server could not run.
+  Result<void> serve();
+  // Stops serving (any thread). Generations in flight are finished with an error.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit GatewayServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace omni::gateway

@@ -1,0 +1,73 @@
+// GenerationJob: one request's generation, shared by the HTTP handler that waits for its text and
+// the scheduler that produces it. The handler takes text as it arrives (wait()) and cancels the
+// job when its client goes away; the scheduler appends text and finishes the job. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+
+namespace omni::gateway {
+
+struct GenerationSpec {
+  std::vector<model::TokenId> prompt;
+  int max_tokens = 16;
+  model::SamplingParams sampling;
+  std::vector<std::string> stops;
+  bool ignore_eos = false;
+  std::string client;  // who asked (rate limits charge generated tokens to it)
+};
+
+// What a wait() returns: the text produced since the previous wait() and, at the end, how the
+// generation finished.
+struct JobUpdate {
+  std::string text;
+  bool finished = false;
+  std::string finish_reason;          // when finished: "stop", "length", "cancelled" or "error"
+  std::optional<std::string> error;   // when finish_reason is "error": why
+  size_t prompt_tokens = 0;
+  size_t completion_tokens = 0;       // tokens generated so far
+};
+
+class GenerationJob {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit GenerationJob(GenerationSpec spec) : spec_(std::move(spec)), arrived_(Clock::now()) {}
+
+  const GenerationSpec& spec() const { return spec_; }
+  Clock::time_point arrived() const { return arrived_; }
+
+  // Handler side. Returns as soon as there is new text or the job finished, or after `timeout`
+  // (then with empty text: the caller may probe its connection and wait again).
+  JobUpdate wait(std::chrono::milliseconds timeout);
+  void cancel();
+  bool cancelled() const;
+
+  // Scheduler side.
+  void append(std::string_view text, size_t tokens);
+  void finish(std::string reason, std::optional<std::string> error = std::nullopt);
+  bool finished() const;
+
+ private:
+  const GenerationSpec spec_;
+  const Clock::time_point arrived_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::string pending_text_;
+  size_t completion_tokens_ = 0;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  std::string finish_reason_;
+  std::optional<std::string> error_;
+};
+
+}  // namespace omni::gateway

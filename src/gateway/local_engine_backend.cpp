@@ -1,0 +1,66 @@
+#include "gateway/local_engine_backend.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+namespace omni::gateway {
+namespace {
+
+class LocalSequence final : public EngineSequence {
+ public:
+  explicit LocalSequence(std::unique_ptr<model::Session> session) : session_(std::move(session)) {}
+  uint32_t n_past() const override { return session_->n_past(); }
+  model::Session& session() { return *session_; }
+
+ private:
+  std::unique_ptr<model::Session> session_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<LocalEngineBackend>> LocalEngineBackend::load(const LocalBackendOptions& options) {
+  auto model = model::Model::load(options.model_path);
+  if (!model) return model.error();
+  auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
+  if (!tokenizer) return tokenizer.error();
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::unique_ptr<LocalEngineBackend> backend(
+      new LocalEngineBackend(std::move(*model), std::move(*tokenizer), threads));
+  const model::ModelConfig& cfg = backend->model_->config();
+  ModelDescription& d = backend->description_;
+  d.id = options.model_id.empty() ? std::filesystem::path(options.model_path).stem().string() : options.model_id;
+  d.architecture = cfg.arch_name;
+  d.n_layer = cfg.n_layer;
+  d.n_ctx = options.n_ctx ? options.n_ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);
+  if (const auto* src = backend->model_->file().metadata().find("tokenizer.chat_template"); src && src->as_string())
+    d.chat_template_source = std::string(*src->as_string());
+  backend->address_ = options.address;
+  return backend;
+}
+
+Result<std::unique_ptr<EngineSequence>> LocalEngineBackend::open_sequence(uint32_t n_ctx) {
+  auto session = model::Session::create(*model_, 0, model_->config().n_layer, n_ctx);
+  if (!session) return session.error();
+  return std::unique_ptr<EngineSequence>(new LocalSequence(std::move(*session)));
+}
+
+void LocalEngineBackend::run_steps(std::span<EngineStep> steps) {
+  // One pool, so the steps run one after another; each uses every core.
+  for (EngineStep& step : steps) {
+    auto& session = static_cast<LocalSequence*>(step.sequence)->session();
+    step.result = session.forward(step.tokens, {}, model::Output::LastLogits, *step.logits, pool_);
+  }
+}
+
+SwarmSnapshot LocalEngineBackend::swarm_snapshot(const GatewayLoad& load) const {
+  SwarmSnapshot s;
+  s.nodes.push_back({"local", address_, description_.id, 0, description_.n_layer, load.tokens_per_second,
+                     load.active_sessions});
+  s.models.push_back({description_.id, description_.n_layer, {}});
+  compute_coverage(s);
+  return s;
+}
+
+}  // namespace omni::gateway

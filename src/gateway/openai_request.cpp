@@ -1,0 +1,282 @@
+#include "gateway/openai_request.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace omni::gateway {
+namespace {
+
+using nlohmann::json;
+
+std::string type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "an unsupported value";
+  }
+}
+
+ApiError wrong_type(const std::string& field, const char* expected, const json& got) {
+  return bad_request("'" + field + "' must be " + expected + ", not " + type_name(got), field);
+}
+
+// Parses the body into an object, or says why it cannot.
+ApiResult<json> parse_object(std::string_view body) {
+  if (body.empty()) return bad_request("the request body is empty; send a JSON object", std::nullopt, "invalid_json");
+  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    return bad_request("the request body nests arrays/objects deeper than " + std::to_string(kMaxJsonDepth) +
+                           " levels",
+                       std::nullopt, "invalid_json");
+  json parsed;
+  try {
+    parsed = json::parse(body);
+  } catch (const json::parse_error& e) {
+    // nlohmann's message names the byte offset and what was expected there.
+    return bad_request(std::string("the request body is not valid JSON: ") + e.what(), std::nullopt, "invalid_json");
+  }
+  if (!parsed.is_object()) return bad_request("the request body must be a JSON object, not " + type_name(parsed));
+  return parsed;
+}
+
+// Optional number field in [lo, hi]; returns an error or stores it.
+std::optional<ApiError> read_number(const json& body, const char* field, double lo, double hi, float& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) return wrong_type(field, "a number", *it);
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi)
+    return bad_request("'" + std::string(field) + "' must be between " + json(lo).dump() + " and " + json(hi).dump() +
+                           ", not " + it->dump(),
+                       field);
+  out = static_cast<float>(v);
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_int(const json& body, const char* field, int64_t lo, int64_t hi,
+                                 std::optional<int64_t>& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  // 3.0 is accepted as 3 (JavaScript clients have no integer type); 3.5 is not.
+  if (it->is_number_float()) {
+    const double d = it->get<double>();
+    if (!std::isfinite(d) || std::floor(d) != d) return wrong_type(field, "an integer", *it);
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+      return bad_request("'" + std::string(field) + "' must be between " + std::to_string(lo) + " and " +
+                             std::to_string(hi),
+                         field);
+    out = static_cast<int64_t>(d);
+    return std::nullopt;
+  }
+  if (!it->is_number_integer()) return wrong_type(field, "an integer", *it);
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return bad_request("'" + std::string(field) + "' is too large", field);
+  const int64_t v = it->get<int64_t>();
+  if (v < lo || v > hi)
+    return bad_request("'" + std::string(field) + "' must be between " + std::to_string(lo) + " and " +
+                           std::to_string(hi) + ", not " + std::to_string(v),
+                       field);
+  out = v;
+  return std::nullopt;
+}
+
+std::optional<ApiError> read_bool(const json& body, const char* field, bool& out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_boolean()) return wrong_type(field, "a boolean", *it);
+  out = it->get<bool>();
+  return std::nullopt;
+}
+
+// The fields chat and text completions share.
+ApiResult<GenerationParams> read_params(const json& body) {
+  GenerationParams p;
+  // OpenAI's defaults: sampling from the full, untempered distribution unless asked otherwise.
+  p.sampling.temperature = 1.0f;
+  p.sampling.top_k = 0;
+  p.sampling.top_p = 1.0f;
+  p.sampling.min_p = 0.0f;
+  p.sampling.repeat_penalty = 1.0f;
+  p.sampling.seed = 0;
+
+  if (auto e = read_bool(body, "stream", p.stream)) return *e;
+  if (auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) return wrong_type("stream_options", "an object", *it);
+    if (!p.stream) return bad_request("'stream_options' is only allowed with \"stream\": true", "stream_options");
+    if (auto e = read_bool(*it, "include_usage", p.include_usage)) {
+      ApiError err = *e;
+      err.param = "stream_options.include_usage";
+      return err;
+    }
+  }
+  std::optional<int64_t> max_tokens, max_completion_tokens, n, seed, top_k;
+  if (auto e = read_int(body, "max_tokens", 1, 1 << 24, max_tokens)) return *e;
+  if (auto e = read_int(body, "max_completion_tokens", 1, 1 << 24, max_completion_tokens)) return *e;
+  if (max_completion_tokens) max_tokens = max_completion_tokens;  // the newer name wins
+  if (max_tokens) p.max_tokens = static_cast<int>(*max_tokens);
+  if (auto e = read_int(body, "n", 1, 128, n)) return *e;
+  if (n && *n != 1) return bad_request("only n = 1 is supported", "n");
+  if (auto e = read_int(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), seed))
+    return *e;
+  if (seed) {
+    p.sampling.seed = static_cast<uint64_t>(*seed);
+    p.seed_given = true;
+  }
+  if (auto e = read_number(body, "temperature", 0.0, 2.0, p.sampling.temperature)) return *e;
+  if (auto e = read_number(body, "top_p", 0.0, 1.0, p.sampling.top_p)) return *e;
+  if (auto e = read_number(body, "frequency_penalty", -2.0, 2.0, p.sampling.frequency_penalty)) return *e;
+  if (auto e = read_number(body, "presence_penalty", -2.0, 2.0, p.sampling.presence_penalty)) return *e;
+  if (auto e = read_int(body, "top_k", 0, 1 << 20, top_k)) return *e;
+  if (top_k) p.sampling.top_k = static_cast<int>(*top_k);
+  if (auto e = read_number(body, "min_p", 0.0, 1.0, p.sampling.min_p)) return *e;
+  if (auto e = read_number(body, "repeat_penalty", 1e-3, 100.0, p.sampling.repeat_penalty)) return *e;
+
+  if (auto it = body.find("stop"); it != body.end() && !it->is_null()) {
+    if (it->is_string()) {
+      p.stop.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      if (it->size() > kMaxStopStrings)
+        return bad_request("'stop' may hold at most " + std::to_string(kMaxStopStrings) + " strings", "stop");
+      for (const auto& s : *it) {
+        if (!s.is_string()) return wrong_type("stop", "a string or an array of strings", s);
+        p.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      return wrong_type("stop", "a string or an array of strings", *it);
+    }
+    for (const auto& s : p.stop)
+      if (s.size() > kMaxStopLength)
+        return bad_request("a 'stop' string is longer than " + std::to_string(kMaxStopLength) + " bytes", "stop");
+  }
+  bool logprobs = false;
+  if (auto it = body.find("logprobs"); it != body.end() && it->is_boolean()) logprobs = it->get<bool>();
+  else if (it != body.end() && it->is_number_integer()) logprobs = it->get<int64_t>() > 0;  // completions: an int
+  if (logprobs) return bad_request("'logprobs' is not supported by this gateway", "logprobs");
+  return p;
+}
+
+ApiResult<std::string> read_model(const json& body) {
+  auto it = body.find("model");
+  if (it == body.end() || it->is_null()) return bad_request("'model' is required (see GET /v1/models)", "model");
+  if (!it->is_string()) return wrong_type("model", "a string", *it);
+  return it->get<std::string>();
+}
+
+// Message content: a string, or an array of parts of which only {"type":"text","text":...} exist here.
+ApiResult<std::string> read_content(const json& message, const std::string& where) {
+  auto it = message.find("content");
+  if (it == message.end() || it->is_null()) return bad_request(where + ".content is required", where + ".content");
+  if (it->is_string()) return it->get<std::string>();
+  if (!it->is_array()) return wrong_type(where + ".content", "a string or an array of text parts", *it);
+  std::string text;
+  for (const auto& part : *it) {
+    if (!part.is_object()) return wrong_type(where + ".content", "a string or an array of text parts", part);
+    auto type = part.find("type");
+    auto value = part.find("text");
+    if (type == part.end() || !type->is_string() || *type != "text" || value == part.end() || !value->is_string())
+      return bad_request(where + ".content: only parts of type \"text\" with a string 'text' are supported",
+                         where + ".content");
+    text += value->get<std::string>();
+  }
+  return text;
+}
+
+}  // namespace
+
+int json_nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
+  auto object = parse_object(body);
+  if (!object) return object.error();
+  const json& j = *object;
+  ChatRequest r;
+  auto model = read_model(j);
+  if (!model) return model.error();
+  r.model = std::move(*model);
+  auto messages = j.find("messages");
+  if (messages == j.end() || messages->is_null()) return bad_request("'messages' is required", "messages");
+  if (!messages->is_array()) return wrong_type("messages", "an array", *messages);
+  if (messages->empty()) return bad_request("'messages' must hold at least one message", "messages");
+  if (messages->size() > kMaxMessages)
+    return bad_request("'messages' holds more than " + std::to_string(kMaxMessages) + " messages", "messages");
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) return wrong_type(where, "an object", m);
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string()) return bad_request(where + ".role must be a string", where + ".role");
+    std::string role_name = role->get<std::string>();
+    if (role_name == "developer") role_name = "system";  // OpenAI's newer name for the system role
+    if (role_name != "system" && role_name != "user" && role_name != "assistant")
+      return bad_request(where + ".role '" + role_name + "' is not supported (system, user, assistant)",
+                         where + ".role");
+    auto content = read_content(m, where);
+    if (!content) return content.error();
+    r.messages.push_back({std::move(role_name), std::move(*content)});
+  }
+  auto params = read_params(j);
+  if (!params) return params.error();
+  r.params = std::move(*params);
+  return r;
+}
+
+ApiResult<CompletionRequest> parse_completion_request(std::string_view body) {
+  auto object = parse_object(body);
+  if (!object) return object.error();
+  const json& j = *object;
+  CompletionRequest r;
+  auto model = read_model(j);
+  if (!model) return model.error();
+  r.model = std::move(*model);
+  auto prompt = j.find("prompt");
+  if (prompt == j.end() || prompt->is_null()) return bad_request("'prompt' is required", "prompt");
+  if (prompt->is_string()) {
+    r.prompt = prompt->get<std::string>();
+  } else if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) {
+    r.prompt = (*prompt)[0].get<std::string>();
+  } else if (prompt->is_array()) {
+    return bad_request("'prompt' must be a string or an array of exactly one string (batches are not supported)",
+                       "prompt");
+  } else {
+    return wrong_type("prompt", "a string", *prompt);
+  }
+  if (auto it = j.find("echo"); it != j.end() && it->is_boolean() && it->get<bool>())
+    return bad_request("'echo' is not supported", "echo");
+  if (auto it = j.find("suffix"); it != j.end() && !it->is_null())
+    return bad_request("'suffix' is not supported", "suffix");
+  std::optional<int64_t> best_of;
+  if (auto e = read_int(j, "best_of", 1, 128, best_of)) return *e;
+  if (best_of && *best_of != 1) return bad_request("only best_of = 1 is supported", "best_of");
+  auto params = read_params(j);
+  if (!params) return params.error();
+  r.params = std::move(*params);
+  return r;
+}
+
+}  // namespace omni::gateway

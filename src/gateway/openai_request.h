@@ -1,0 +1,77 @@
+// Parsing and validation of OpenAI API request bodies (POST /v1/chat/completions and
+// /v1/completions) into what the scheduler runs.
+//
+// Every rule gives a 400 ApiError naming the field (param) and what is wrong with it: malformed
+// JSON, nesting deeper than kMaxJsonDepth (checked before parsing, so a hostile body cannot exhaust
+// the parser's stack), wrong types, values out of range, unsupported options. Unknown fields are
+// ignored, as OpenAI's own clients send fields a server may not know. Extensions that llama.cpp's
+// server also accepts: top_k, min_p, repeat_penalty.
+//
+// Sampling defaults are OpenAI's (temperature 1, top_p 1, no top-k or min-p), not `omni run`'s.
+// The model name is returned, not checked: the server knows which models exist.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "gateway/api_error.h"
+#include "model/chat_template.h"
+#include "model/sampler.h"
+
+namespace omni::gateway {
+
+// A value or the ApiError that says why there is none (the API's analogue of omni::Result).
+template <class T>
+class ApiResult {
+ public:
+  ApiResult(T value) : v_(std::move(value)) {}
+  ApiResult(ApiError error) : v_(std::move(error)) {}
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  T& operator*() { return value(); }
+  T* operator->() { return &value(); }
+  const ApiError& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, ApiError> v_;
+};
+
+constexpr int kMaxJsonDepth = 32;
+constexpr size_t kMaxStopStrings = 4;    // as OpenAI
+constexpr size_t kMaxStopLength = 256;
+constexpr size_t kMaxMessages = 4096;
+
+struct GenerationParams {
+  std::optional<int> max_tokens;  // absent: the server picks (what the context has room for)
+  model::SamplingParams sampling;
+  bool seed_given = false;        // otherwise the server draws a fresh seed
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;     // stream_options.include_usage: a last chunk carries usage
+};
+
+struct ChatRequest {
+  std::string model;
+  std::vector<model::ChatMessage> messages;
+  GenerationParams params;
+};
+
+struct CompletionRequest {
+  std::string model;
+  std::string prompt;
+  GenerationParams params;
+};
+
+ApiResult<ChatRequest> parse_chat_request(std::string_view body);
+ApiResult<CompletionRequest> parse_completion_request(std::string_view body);
+
+// The deepest nesting of arrays and objects in `text`, scanning no further than limit + 1 levels
+// (strings are skipped, escapes honoured). Not a validator: the parser does that afterwards.
+int json_nesting_depth(std::string_view text, int limit);
+
+}  // namespace omni::gateway

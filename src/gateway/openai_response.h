@@ -1,0 +1,44 @@
+// The JSON bodies OpenAI's API returns: model lists, chat and text completions, and their
+// streamed chunks (each sent as one server-sent event; see sse.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace omni::gateway {
+
+enum class Endpoint { Chat, Completion };
+
+struct Usage {
+  size_t prompt_tokens = 0;
+  size_t completion_tokens = 0;
+};
+
+// What every response and chunk of one request shares.
+struct ResponseIdentity {
+  Endpoint endpoint = Endpoint::Chat;
+  std::string id;      // "chatcmpl-…" or "cmpl-…", the same in every chunk of a stream
+  int64_t created = 0; // unix seconds
+  std::string model;
+};
+
+// A fresh identity: a random id with the endpoint's prefix, created now.
+ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
+
+nlohmann::json model_list(const std::string& model_id, int64_t created);
+
+// The whole answer (stream: false).
+nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,
+                                   const std::string& finish_reason, const Usage& usage);
+
+// One chunk of a stream. Chat: the first chunk carries the role; `text` may be empty; a
+// finish_reason marks the last content chunk.
+nlohmann::json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
+                            const std::optional<std::string>& finish_reason);
+// The extra last chunk of stream_options.include_usage: no choices, the usage.
+nlohmann::json usage_chunk(const ResponseIdentity& who, const Usage& usage);
+
+}  // namespace omni::gateway

@@ -1,0 +1,38 @@
+#include "gateway/prompt_builder.h"
+
+namespace omni::gateway {
+
+Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, const std::string& model_template_source,
+                                            const std::string& template_name, const std::string& fallback_template) {
+  auto text_of = [&](std::optional<model::TokenId> id) {
+    return id ? tokenizer.token_to_piece(*id, /*render_special=*/true) : std::string();
+  };
+  const std::string bos = text_of(tokenizer.bos()), eos = text_of(tokenizer.eos());
+  Result<model::ChatTemplate> tmpl = Error{"no chat template"};
+  if (!template_name.empty()) {
+    tmpl = model::ChatTemplate::by_name(template_name, bos, eos);
+  } else if (!model_template_source.empty()) {
+    tmpl = model::ChatTemplate::detect(model_template_source, bos, eos);
+    if (!tmpl && !fallback_template.empty()) tmpl = model::ChatTemplate::by_name(fallback_template, bos, eos);
+  } else if (!fallback_template.empty()) {
+    tmpl = model::ChatTemplate::by_name(fallback_template, bos, eos);
+  }
+  if (!tmpl) return tmpl.error();
+  return PromptBuilder(tokenizer, std::move(*tmpl));
+}
+
+Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages) const {
+  auto text = template_.apply(messages, /*add_generation_prompt=*/true);
+  if (!text) return text.error();
+  Prompt p;
+  // A template that writes BOS itself must not get a second one from the tokenizer.
+  p.tokens = tokenizer_.encode(*text, /*add_special=*/!template_.renders_bos(), /*parse_special=*/true);
+  p.stops = template_.stop_strings();
+  return p;
+}
+
+Prompt PromptBuilder::completion(const std::string& text) const {
+  return Prompt{tokenizer_.encode(text, /*add_special=*/true, /*parse_special=*/false), {}};
+}
+
+}  // namespace omni::gateway

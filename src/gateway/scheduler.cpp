@@ -1,0 +1,176 @@
+#include "gateway/scheduler.h"
+
+#include <algorithm>
+
+#include "model/sampler.h"
+
+namespace omni::gateway {
+
+// A running generation: its sequence in the backend and its sampling state.
+struct Scheduler::Active {
+  std::shared_ptr<GenerationJob> job;
+  std::unique_ptr<EngineSequence> sequence;
+  model::Sampler sampler;
+  model::Detokenizer detokenizer;
+  model::StopDetector stop;
+  size_t prompt_done = 0;  // prompt tokens already run
+  model::TokenId last_token = 0;
+  int generated = 0;
+  std::vector<float> logits;
+  bool finished = false;
+};
+
+Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
+    : backend_(backend), options_(options), observer_(std::move(observer)) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(); }
+
+void Scheduler::shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  for (auto& job : queue_) job->finish("error", "the gateway is shutting down");
+  queue_.clear();
+  queue_depth_ = 0;
+}
+
+bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
+  {
+    std::lock_guard lock(mutex_);
+    // Requests whose clients already left do not hold queue places.
+    std::erase_if(queue_, [](const auto& j) { return j->cancelled(); });
+    if (stopping_ || queue_.size() >= options_.max_queue) {
+      queue_depth_ = queue_.size();
+      return false;
+    }
+    queue_.push_back(std::move(job));
+    queue_depth_ = queue_.size();
+  }
+  wake_.notify_one();
+  return true;
+}
+
+bool Scheduler::generate_token(Active& a) {
+  GenerationJob& job = *a.job;
+  const model::TokenId id = a.sampler.sample(a.logits);
+  if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
+  auto finish_with_rest = [&](const char* reason) {
+    std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
+    job.append(rest, 0);
+    job.finish(reason);
+    return true;
+  };
+  if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
+  a.sampler.accept(id);
+  auto piece = a.detokenizer.feed(id);
+  if (!piece) {
+    job.finish("error", piece.error().message);
+    return true;
+  }
+  ++a.generated;
+  job.append(a.stop.feed(*piece), 1);
+  if (observer_.on_tokens) observer_.on_tokens(job, 1);
+  if (a.stop.stopped()) {
+    job.finish("stop");
+    return true;
+  }
+  if (a.generated >= job.spec().max_tokens) return finish_with_rest("length");
+  a.last_token = id;
+  return false;
+}
+
+void Scheduler::loop() {
+  std::vector<std::unique_ptr<Active>> active;
+  std::vector<EngineStep> steps;
+  for (;;) {
+    std::vector<std::shared_ptr<GenerationJob>> admitted;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
+      if (stopping_) break;
+      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty()) {
+        admitted.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queue_depth_ = queue_.size();
+    }
+    for (auto& job : admitted) {
+      if (job->cancelled()) {
+        job->finish("cancelled");
+        if (observer_.on_cancelled) observer_.on_cancelled(*job);
+        continue;
+      }
+      auto sampler = model::Sampler::create(job->spec().sampling);
+      if (!sampler) {
+        job->finish("error", sampler.error().message);
+        continue;
+      }
+      const uint32_t n_ctx = static_cast<uint32_t>(job->spec().prompt.size() + job->spec().max_tokens);
+      auto sequence = backend_.open_sequence(n_ctx);
+      if (!sequence) {
+        job->finish("error", "could not open a session: " + sequence.error().message);
+        continue;
+      }
+      active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
+                                                          model::Detokenizer(backend_.tokenizer()),
+                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {},
+                                                          false}));
+    }
+    // Drop the generations whose clients left: their sessions are freed here.
+    std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
+      if (!a->job->cancelled()) return false;
+      a->job->finish("cancelled");
+      if (observer_.on_cancelled) observer_.on_cancelled(*a->job);
+      return true;
+    });
+    active_count_ = active.size();
+    if (active.empty()) continue;
+
+    // One step per session: the next prompt batch, or the token sampled last round.
+    steps.clear();
+    for (auto& a : active) {
+      EngineStep step;
+      step.sequence = a->sequence.get();
+      step.logits = &a->logits;
+      const auto& prompt = a->job->spec().prompt;
+      if (a->prompt_done < prompt.size()) {
+        const size_t n = std::min(backend_.max_batch(), prompt.size() - a->prompt_done);
+        step.tokens = std::span<const model::TokenId>(prompt.data() + a->prompt_done, n);
+      } else {
+        step.tokens = std::span<const model::TokenId>(&a->last_token, 1);
+      }
+      steps.push_back(std::move(step));
+    }
+    backend_.run_steps(steps);
+
+    for (size_t i = 0; i < active.size(); ++i) {
+      Active& a = *active[i];
+      if (!steps[i].result) {
+        a.job->finish("error", steps[i].result.error().message);
+        a.finished = true;
+        continue;
+      }
+      const auto& prompt = a.job->spec().prompt;
+      if (a.prompt_done < prompt.size()) {
+        a.prompt_done += steps[i].tokens.size();
+        if (observer_.on_prompt) observer_.on_prompt(*a.job, steps[i].tokens.size());
+        if (a.prompt_done < prompt.size()) continue;
+        // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
+        for (model::TokenId t : prompt) a.sampler.accept(t);
+      }
+      a.finished = generate_token(a);
+    }
+    std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->finished; });
+    active_count_ = active.size();
+  }
+  for (auto& a : active) a->job->finish("error", "the gateway is shutting down");
+  active_count_ = 0;
+}
+
+}  // namespace omni::gateway

@@ -1,0 +1,76 @@
+// Scheduler: runs many generations on one EngineBackend. Requests wait in a bounded FIFO queue
+// for one of max_sessions sessions; the sessions advance together in rounds, each round giving
+// every active session one step (a prompt batch, or one generated token) through a single
+// run_steps() call, so a long request cannot starve the others and a batching backend gets a
+// round's steps at once. A session is opened when its request is admitted and freed as soon as it
+// finishes or its client cancels (at the next round at the latest).
+//
+// Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
+// accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
+// is the same token for token.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "gateway/engine_backend.h"
+#include "gateway/generation_job.h"
+
+namespace omni::gateway {
+
+struct SchedulerOptions {
+  size_t max_sessions = 4;  // generating at once
+  size_t max_queue = 64;    // waiting for a session; more are refused (503)
+};
+
+// Callbacks from the scheduler's thread (keep them short).
+struct SchedulerObserver {
+  std::function<void(const GenerationJob&)> on_first_token;        // the first token was sampled
+  std::function<void(const GenerationJob&, size_t)> on_tokens;     // tokens generated
+  std::function<void(const GenerationJob&, size_t)> on_prompt;     // prompt tokens processed
+  std::function<void(const GenerationJob&)> on_cancelled;          // dropped: its client left
+};
+
+class Scheduler {
+ public:
+  Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer = {});
+  ~Scheduler();  // finishes every job still queued or running with an error, then stops
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Finishes every job still queued or running with an error and stops the scheduler's thread;
+  // later submissions are refused. Idempotent.
+  void shutdown();
+
+  // Queues `job`; false when the queue is full or the scheduler shut down (the job is untouched).
+  bool submit(std::shared_ptr<GenerationJob> job);
+
+  size_t queue_depth() const { return queue_depth_.load(); }
+  size_t active_sessions() const { return active_count_.load(); }
+  const SchedulerOptions& options() const { return options_; }
+
+ private:
+  struct Active;
+  void loop();
+  // Samples one token for `a` from its logits; true when its generation is over.
+  bool generate_token(Active& a);
+
+  EngineBackend& backend_;
+  const SchedulerOptions options_;
+  const SchedulerObserver observer_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<GenerationJob>> queue_;
+  bool stopping_ = false;
+  std::atomic<size_t> queue_depth_{0};
+  std::atomic<size_t> active_count_{0};
+  std::thread thread_;
+};
+
+}  // namespace omni::gateway

@@ -1,0 +1,174 @@
+#include "gateway/openai_request.h"
+
+#include <gtest/gtest.h>
+
+namespace omni::gateway {
+namespace {
+
+// The error's status and param, or a failure naming what parsed.
+template <class T>
+void expect_error(const ApiResult<T>& r, const std::string& param, const std::string& message_part = "") {
+  ASSERT_FALSE(r.ok()) << "accepted, expected an error on '" << param << "'";
+  EXPECT_EQ(r.error().status, 400);
+  EXPECT_EQ(r.error().type, "invalid_request_error");
+  if (param.empty()) {
+    EXPECT_FALSE(r.error().param.has_value());
+  } else {
+    EXPECT_EQ(r.error().param.value_or("<none>"), param) << r.error().message;
+  }
+  if (!message_part.empty()) {
+    EXPECT_NE(r.error().message.find(message_part), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(ChatRequest, ParsesAFullRequest) {
+  auto r = parse_chat_request(R"({
+    "model": "m", "messages": [{"role": "system", "content": "be brief"},
+                               {"role": "user", "content": [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]}],
+    "max_tokens": 12, "temperature": 0, "top_p": 0.5, "seed": 42, "stop": ["a", "b"], "stream": true,
+    "stream_options": {"include_usage": true}, "frequency_penalty": 0.5, "top_k": 7, "user": "ignored"})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->model, "m");
+  ASSERT_EQ(r->messages.size(), 2u);
+  EXPECT_EQ(r->messages[0].role, "system");
+  EXPECT_EQ(r->messages[1].content, "hi there");
+  EXPECT_EQ(r->params.max_tokens.value_or(-1), 12);
+  EXPECT_EQ(r->params.sampling.temperature, 0.0f);
+  EXPECT_EQ(r->params.sampling.top_p, 0.5f);
+  EXPECT_EQ(r->params.sampling.top_k, 7);
+  EXPECT_EQ(r->params.sampling.frequency_penalty, 0.5f);
+  EXPECT_TRUE(r->params.seed_given);
+  EXPECT_EQ(r->params.sampling.seed, 42u);
+  EXPECT_EQ(r->params.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(r->params.stream);
+  EXPECT_TRUE(r->params.include_usage);
+}
+
+TEST(ChatRequest, DefaultsAreOpenAIs) {
+  auto r = parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": "x"}]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_FALSE(r->params.max_tokens.has_value());
+  EXPECT_EQ(r->params.sampling.temperature, 1.0f);
+  EXPECT_EQ(r->params.sampling.top_p, 1.0f);
+  EXPECT_EQ(r->params.sampling.top_k, 0);
+  EXPECT_EQ(r->params.sampling.min_p, 0.0f);
+  EXPECT_FALSE(r->params.seed_given);
+  EXPECT_FALSE(r->params.stream);
+  EXPECT_TRUE(r->params.stop.empty());
+}
+
+TEST(ChatRequest, MalformedJsonIsA400) {
+  expect_error(parse_chat_request(""), "", "empty");
+  expect_error(parse_chat_request("{"), "", "not valid JSON");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [}])"), "", "not valid JSON");
+  expect_error(parse_chat_request("\xff\xfe"), "", "not valid JSON");
+  expect_error(parse_chat_request("{\"model\": \"m\xc3\"}"), "", "not valid JSON");  // invalid UTF-8
+  expect_error(parse_chat_request("[1, 2]"), "", "must be a JSON object");
+  expect_error(parse_chat_request("42"), "", "must be a JSON object");
+  expect_error(parse_chat_request(R"({"a": 1} trailing)"), "", "not valid JSON");
+}
+
+TEST(ChatRequest, DeepNestingIsRefusedBeforeParsing) {
+  // A megabyte of '[' would overflow a recursive parser's stack; it must be a plain 400.
+  std::string deep(1 << 20, '[');
+  expect_error(parse_chat_request(deep), "", "nests");
+  std::string ok = R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "x": )" +
+                   std::string(20, '[') + std::string(20, ']') + "}";
+  EXPECT_TRUE(parse_chat_request(ok).ok());
+  // Brackets inside strings do not count.
+  std::string in_string = R"({"model": "m", "messages": [{"role": "user", "content": ")" + std::string(100, '[') +
+                          R"(\"["}]})";
+  EXPECT_TRUE(parse_chat_request(in_string).ok()) << parse_chat_request(in_string).error().message;
+}
+
+TEST(ChatRequest, WrongTypesNameTheField) {
+  const std::string msgs = R"("messages": [{"role": "user", "content": "x"}])";
+  expect_error(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}]})"), "model", "required");
+  expect_error(parse_chat_request(R"({"model": 3, )" + msgs + "}"), "model", "must be a string");
+  expect_error(parse_chat_request(R"({"model": "m"})"), "messages", "required");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": "hi"})"), "messages", "an array");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": []})"), "messages", "at least one");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [3]})"), "messages[0]", "an object");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"content": "x"}]})"), "messages[0].role");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})"),
+               "messages[0].role", "not supported");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user"}]})"), "messages[0].content");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": 5}]})"),
+               "messages[0].content");
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})"),
+               "messages[0].content", "text");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "max_tokens": "5"})"), "max_tokens", "an integer");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "max_tokens": 2.5})"), "max_tokens", "an integer");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "max_tokens": 0})"), "max_tokens", "between");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "max_tokens": 1e300})"), "max_tokens");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "max_tokens": 99999999999999999999})"),
+               "max_tokens");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "temperature": "hot"})"), "temperature", "a number");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "temperature": 2.5})"), "temperature", "between");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "top_p": -0.1})"), "top_p");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "seed": "x"})"), "seed");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stream": "yes"})"), "stream", "a boolean");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": 5})"), "stop");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a", 1]})"), "stop");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a","b","c","d","e"]})"), "stop", "at most");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "n": 2})"), "n", "n = 1");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true})"), "logprobs");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stream_options": {"include_usage": true}})"),
+               "stream_options");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stream": true, "stream_options": {"include_usage": 1}})"),
+               "stream_options.include_usage");
+}
+
+TEST(ChatRequest, WholeFloatsAreIntegersAndNullsAreAbsent) {
+  auto r = parse_chat_request(
+      R"({"model": "m", "messages": [{"role": "developer", "content": "s"}, {"role": "user", "content": "x"}],
+          "max_tokens": 8.0, "temperature": null, "stop": null, "seed": -1})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->params.max_tokens.value_or(-1), 8);
+  EXPECT_EQ(r->params.sampling.temperature, 1.0f);
+  EXPECT_EQ(r->messages[0].role, "system");
+  EXPECT_EQ(r->params.sampling.seed, ~uint64_t{0});
+}
+
+TEST(CompletionRequest, ParsesPromptForms) {
+  auto r = parse_completion_request(R"({"model": "m", "prompt": "Once upon", "max_tokens": 3, "stop": "\n"})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->prompt, "Once upon");
+  EXPECT_EQ(r->params.stop, std::vector<std::string>{"\n"});
+  auto one = parse_completion_request(R"({"model": "m", "prompt": ["only"]})");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->prompt, "only");
+  expect_error(parse_completion_request(R"({"model": "m"})"), "prompt", "required");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", "b"]})"), "prompt", "batches");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": 7})"), "prompt");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "echo": true})"), "echo");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "best_of": 3})"), "best_of");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 5})"), "logprobs");
+}
+
+TEST(CompletionRequest, HugeBodiesParseOrFailCleanly) {
+  // 8 MiB of prompt text is valid (the server's body limit, not the parser, refuses it).
+  std::string big = R"({"model": "m", "prompt": ")" + std::string(8 << 20, 'a') + R"("})";
+  auto r = parse_completion_request(big);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->prompt.size(), size_t{8} << 20);
+  // Truncated in the middle of the string.
+  expect_error(parse_completion_request(std::string_view(big).substr(0, big.size() / 2)), "", "not valid JSON");
+}
+
+TEST(ApiErrorJson, HasOpenAIsShape) {
+  auto e = bad_request("bad thing", "messages", "some_code").to_json();
+  EXPECT_EQ(e["error"]["message"], "bad thing");
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(e["error"]["param"], "messages");
+  EXPECT_EQ(e["error"]["code"], "some_code");
+  auto plain = server_error("x").to_json();
+  EXPECT_TRUE(plain["error"]["param"].is_null());
+  EXPECT_TRUE(plain["error"]["code"].is_null());
+  EXPECT_EQ(rate_limited("slow down", 3).status, 429);
+  EXPECT_EQ(overloaded("busy", 1).status, 503);
+  EXPECT_EQ(payload_too_large(10).status, 413);
+}
+
+}  // namespace
+}  // namespace omni::gateway

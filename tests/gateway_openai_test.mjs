@@ -1,0 +1,179 @@
+// Drives `omni gateway` with the official openai npm client (see gateway_openai_test.sh).
+// Args: GATEWAY_URL WORK_DIR WEB_DIR CHAT_PROMPT TEXT_PROMPT N
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import assert from "node:assert/strict";
+import path from "node:path";
+
+const [url, work, webDir, chatPrompt, textPrompt, nText] = process.argv.slice(2);
+const N = Number(nText);
+const require = createRequire(path.join(webDir, "package.json"));
+const OpenAI = require("openai");
+const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "not-needed", maxRetries: 0 });
+
+// `omni run` prints the text and then one newline.
+const expected = (name) => readFileSync(path.join(work, `${name}.txt`), "utf8").replace(/\n$/, "");
+const generatedCount = (name) =>
+  Number(/generated (\d+) tokens/.exec(readFileSync(path.join(work, `${name}.err`), "utf8"))[1]);
+const greedyIds = readFileSync(path.join(work, "chat.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).id);
+
+for (const name of ["chat", "text", "seeded"]) assert.ok(expected(name).length > 0, `omni run gave no ${name} text`);
+
+let failures = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e.stack ?? e}`);
+  }
+}
+
+const models = await client.models.list();
+const model = models.data[0].id;
+
+await check("models.list names the served model", async () => {
+  assert.equal(models.data.length, 1);
+  assert.equal(model, "synth-llama-q8_0");
+});
+
+await check("chat, not streamed, greedy == omni run", async () => {
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0,
+  });
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices[0].message.role, "assistant");
+  assert.equal(r.choices[0].message.content, expected("chat"));
+  assert.equal(r.usage.completion_tokens, generatedCount("chat"));
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  if (r.choices[0].finish_reason === "length") assert.equal(r.usage.completion_tokens, greedyIds.length);
+});
+
+await check("chat, streamed, greedy == omni run", async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0, stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "", chunks = 0, finish = null, usage = null, id = null;
+  for await (const chunk of stream) {
+    id ??= chunk.id;
+    assert.equal(chunk.id, id, "every chunk carries the same id");
+    assert.equal(chunk.object, "chat.completion.chunk");
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    chunks++;
+    text += choice.delta?.content ?? "";
+    if (choice.finish_reason) finish = choice.finish_reason;
+  }
+  assert.equal(text, expected("chat"));
+  assert.ok(chunks >= 2, `${chunks} chunks`);
+  assert.ok(finish === "length" || finish === "stop", `finish_reason ${finish}`);
+  assert.equal(usage?.completion_tokens, generatedCount("chat"));
+});
+
+await check("chat, streamed, seeded sampling == omni run --seed", async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0.9, top_p: 0.9,
+    seed: 1234, stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  assert.equal(text, expected("seeded"));
+});
+
+await check("text completion, both ways, greedy == omni run", async () => {
+  const whole = await client.completions.create({ model, prompt: textPrompt, max_tokens: N, temperature: 0 });
+  assert.equal(whole.object, "text_completion");
+  assert.equal(whole.choices[0].text, expected("text"));
+  assert.equal(whole.usage.completion_tokens, generatedCount("text"));
+  const stream = await client.completions.create({ model, prompt: textPrompt, max_tokens: N, temperature: 0, stream: true });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+  assert.equal(text, expected("text"));
+});
+
+await check("stop strings end the answer before them", async () => {
+  const full = expected("text");
+  // A stop string taken from the middle of the greedy answer.
+  const cut = Math.floor(full.length / 2);
+  const stop = full.slice(cut, cut + 3);
+  const r = await client.completions.create({ model, prompt: textPrompt, max_tokens: N, temperature: 0, stop: [stop] });
+  assert.equal(r.choices[0].finish_reason, "stop");
+  assert.equal(r.choices[0].text, full.slice(0, full.indexOf(stop)));
+});
+
+await check("errors: unknown model 404, bad fields 400, in OpenAI's error format", async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
+    (e) => e.status === 404 && e.code === "model_not_found" && /no-such-model/.test(e.message),
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], temperature: 7 }),
+    (e) => e.status === 400 && e.param === "temperature" && e.type === "invalid_request_error",
+  );
+  const raw = await fetch(`${url}/v1/chat/completions`, { method: "POST", body: "{not json" });
+  assert.equal(raw.status, 400);
+  const body = await raw.json();
+  assert.equal(typeof body.error.message, "string");
+  assert.ok("param" in body.error && "code" in body.error && "type" in body.error);
+  const route = await fetch(`${url}/v1/nope`);
+  assert.equal(route.status, 404);
+  const huge = await fetch(`${url}/v1/completions`, { method: "POST", body: "x".repeat(5 << 20) }).catch((e) => e);
+  // A 413 (or the connection closed by the server after it: both refuse the body).
+  if (huge instanceof Response) assert.equal(huge.status, 413);
+});
+
+async function metric(name) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(name + " "));
+  return line ? Number(line.split(" ")[1]) : NaN;
+}
+
+await check("a client that disconnects cancels its generation and frees the session", async () => {
+  const before = await metric("omni_gateway_cancelled_total");
+  const controller = new AbortController();
+  const response = await fetch(`${url}/v1/completions`, {
+    method: "POST", signal: controller.signal, headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ model, prompt: textPrompt, max_tokens: 2000, temperature: 0, stream: true }),
+  });
+  const reader = response.body.getReader();
+  await reader.read(); // the first bytes: the generation is under way
+  controller.abort();
+  let cancelled = before;
+  for (let i = 0; i < 100 && cancelled <= before; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    cancelled = await metric("omni_gateway_cancelled_total");
+  }
+  assert.ok(cancelled > before, "omni_gateway_cancelled_total did not grow");
+  let active = 1;
+  for (let i = 0; i < 100 && active !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    active = (await (await fetch(`${url}/health`)).json()).active_sessions;
+  }
+  assert.equal(active, 0);
+});
+
+await check("metrics count the requests by route and status", async () => {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  assert.match(text, /omni_gateway_requests_total\{route="\/v1\/chat\/completions",status="200"\} [1-9]/);
+  assert.match(text, /omni_gateway_requests_total\{route="\/v1\/chat\/completions",status="404"\} 1/);
+  assert.match(text, /omni_gateway_time_to_first_token_seconds_count [1-9]/);
+  assert.match(text, /# TYPE omni_gateway_request_duration_seconds histogram/);
+});
+
+await check("swarm view: this gateway as one node covering every block", async () => {
+  const swarm = await (await fetch(`${url}/v1/swarm`)).json();
+  assert.equal(swarm.nodes.length, 1);
+  assert.deepEqual(swarm.nodes[0].blocks, [0, swarm.models[0].n_layer]);
+  assert.equal(swarm.models[0].coverage.length, swarm.models[0].n_layer);
+  assert.ok(swarm.models[0].coverage.every((c) => c === 1));
+  assert.ok(Array.isArray(swarm.throughput_history));
+});
+
+if (failures) {
+  console.log(`${failures} check(s) failed`);
+  process.exit(1);
+}
+console.log("all checks passed");
