@@ -21,6 +21,11 @@ namespace omni::kernels {
 enum class WType : int { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, kCount };
 constexpr int kWTypeCount = static_cast<int>(WType::kCount);
 
+// The SIMD level of this CPU (or the lower one forced by force_simd_level), detected once for every
+// kernel file: kAvx2 means AVX2 + FMA + F16C, kAvx512 adds AVX-512 F, BW, VL, DQ and VNNI.
+enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+SimdLevel active_simd_level();
+
 // Index of `type`, or -1 when matmul does not support it.
 int wtype_index(gguf::TensorType type);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/dot_kernels.h"
 #include "kernels/fp16.h"
 #include "kernels/ops.h"
 
@@ -149,36 +150,24 @@ OMNI_AVX2 void round_avx2(float* x, int64_t n) {
   round_through_f16_ref(x + i, n - i);
 }
 
-// The conditions of the #define'd paths, checked once (the F16C bit is not in __builtin_cpu_supports).
-enum class Path { kScalar, kAvx2, kAvx512 };
-Path detect_path() {
-  __builtin_cpu_init();
-  unsigned eax, ebx, ecx, edx;
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return Path::kScalar;
-  asm("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(1), "c"(0));
-  if (!(ecx & (1u << 29))) return Path::kScalar;  // F16C
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Path::kAvx512;
-  return Path::kAvx2;
-}
-const Path g_path = detect_path();
 
 }  // namespace
 
 void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
                   float scale, float* out) {
-  switch (g_path) {
-    case Path::kAvx512:
+  switch (active_simd_level()) {
+    case SimdLevel::kAvx512:
       return dot_rows_avx512(rows, stride, n_rows, x, len, order, scale, out);
-    case Path::kAvx2:
+    case SimdLevel::kAvx2:
       return dot_rows_avx2(rows, stride, n_rows, x, len, order, scale, out);
-    case Path::kScalar:
+    case SimdLevel::kScalar:
       break;
   }
   dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
 }
 
 void round_through_f16(float* x, int64_t n) {
-  if (g_path != Path::kScalar) return round_avx2(x, n);
+  if (active_simd_level() != SimdLevel::kScalar) return round_avx2(x, n);
   round_through_f16_ref(x, n);
 }
 

@@ -148,6 +148,8 @@ void run_item(const Job& job, int64_t row_chunk, int64_t token_block) {
 
 bool matmul_supports(gguf::TensorType type) { return wtype_index(type) >= 0; }
 
+SimdLevel active_simd_level() { return static_cast<SimdLevel>(active_level()); }
+
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   const int ti = wtype_index(w.type);
   if (ti < 0) contract_violation("unsupported weight type", w);

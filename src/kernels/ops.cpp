@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/dot_kernels.h"
 #include "kernels/fp16.h"
 
 #if defined(__x86_64__)
@@ -142,19 +143,13 @@ OMNI_AVX512 void softmax_avx512(float* x, int64_t n) {
   for (; k + 16 <= n; k += 16) _mm512_storeu_ps(x + k, _mm512_mul_ps(_mm512_loadu_ps(x + k), inv));
   for (; k < n; ++k) x[k] *= static_cast<float>(1.0 / sum);
 }
-
-bool has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-}
-const bool g_avx512 = has_avx512();
 #endif
 
 }  // namespace
 
 void softmax(float* x, int64_t n) {
 #if defined(__x86_64__)
-  if (g_avx512) return softmax_avx512(x, n);
+  if (active_simd_level() == SimdLevel::kAvx512) return softmax_avx512(x, n);
 #endif
   softmax_scalar(x, n);
 }
