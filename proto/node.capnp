@@ -28,7 +28,9 @@ struct Hello {
   # Features the caller will use; the node refuses if it lacks one. Known features:
   # "hidden-f32", "hidden-f16", "hidden-q8" (hidden-state encodings), "chain" (server-to-server
   # forwarding through `OpenParams.downstream`), "rollback", "explicit-position", "blobs" (the node
-  # serves content-addressed blobs through `Gate.openBlobs`).
+  # serves content-addressed blobs through `Gate.openBlobs`), "ring" (`Node.attachSink`,
+  # `OpenParams.ringToken`: the last node of a chain delivers outputs straight to the client; a ring
+  # client and every node forwarding a ring require it, so nodes without it refuse at `hello`).
 }
 
 interface Gate {
@@ -71,7 +73,10 @@ struct NodeInfo {
   maxBatchTokens @9 :UInt32;     # most tokens in one forward call
   kvBytesPerPosition @10 :UInt64;  # KV cache bytes one position costs over the whole range served
   kvBytesFree @11 :UInt64;       # KV cache budget left (sessions reserve maxLength positions)
-  maxMessageBytes @12 :UInt64;   # largest RPC message it reads; bigger ones drop the connection
+  maxMessageBytes @12 :UInt64;   # largest forward request it processes. Requests up to twice this
+                                 # size are read and refused (`failed`, naming both sizes; the
+                                 # connection stays usable); bigger ones close the connection (the
+                                 # transport cannot skip a message it refuses to read)
 }
 
 enum HiddenFormat {
@@ -107,8 +112,15 @@ struct OpenParams {
   downstream @4 :List(Hop);
   # Empty: direct mode, forward returns this range's output. Otherwise the node opens a session on
   # downstream[0] (for downstream[1..] in turn) before replying, sends each forward's output
-  # there, and returns what the last hop returns: one trip around the chain per call. The hops'
-  # ranges must continue this one without gap or overlap. At most 64 hops.
+  # there, and returns what the last hop returns (the reply retraces the chain). The hops' ranges
+  # must continue this one without gap or overlap. At most 64 hops.
+  ringToken @5 :Data;
+  # Empty: no ring. Otherwise 16..64 random bytes chosen by the client (feature "ring"), passed
+  # unchanged to every downstream hop. The last node of the chain (downstream empty) claims the
+  # OutputSink attached on it under this token (Node.attachSink; the open fails if none is) and
+  # delivers every forward's output there instead of replying with it: a token costs one trip
+  # around the ring (client -> first ... last -> client), and the replies along the chain become
+  # acknowledgements (ForwardOutput without hidden states) that carry errors back to the client.
 }
 
 interface Node {
@@ -117,6 +129,22 @@ interface Node {
   openSession @1 (params :OpenParams) -> (session :Session);
   # Reserves maxLength positions of KV cache. Fails `overloaded` when maxSessions are open or the KV
   # budget is spent; `failed` on a bad range, length, or an unreachable/refusing downstream hop.
+  attachSink @2 (token :Data, sink :OutputSink) -> ();
+  # Ring mode (feature "ring"): the client, over its own connection to the chain's last node, hands
+  # that node the sink for the outputs of the session it is about to open (through the first node)
+  # with `OpenParams.ringToken = token`; the open claims it (once). `token`: 16..64 random bytes,
+  # unguessable, so no other session can take the sink. Fails `failed` on a bad or already attached
+  # token, `overloaded` when maxSessions sinks already wait. An unclaimed sink is dropped with the
+  # connection it came on.
+}
+
+interface OutputSink {
+  # Hosted by a ring client; where the last node of its chain sends each forward's output.
+  deliver @0 (callId :UInt64, output :ForwardOutput) -> ();
+  # `callId`: the ForwardInput.callId of the call this output answers. `output`: as the last hop's
+  # reply in chain mode (the last `outputLast` rows, nPast, computeMicros, hopComputeMicros of
+  # every hop). The client fails it (and so the call) when it awaits no such call or the hidden
+  # states are malformed; the last node acknowledges the forward only after this returns.
 }
 
 struct ForwardInput {
@@ -131,12 +159,23 @@ struct ForwardInput {
   outputLast @3 :UInt32;
   # How many trailing rows of the final output to return: 0 = all input rows, else
   # 1 <= outputLast <= input rows. Generation needs only the last (1).
+  callId @4 :UInt64;
+  # Ring mode: the client's number for this call, passed down the chain unchanged and returned
+  # with the output (OutputSink.deliver). Ignored otherwise.
+  upstreamComputeMicros @5 :List(UInt64);
+  # computeMicros of each earlier hop of the chain for this call, in chain order: set by the nodes
+  # when forwarding (each appends its own), empty from a client. At most 64 entries.
 }
 
 struct ForwardOutput {
-  hidden @0 :HiddenStates;  # the last `outputLast` rows after the last block of the chain
-  nPast @1 :UInt32;         # positions this session (the first hop) now holds
+  hidden @0 :HiddenStates;  # the last `outputLast` rows after the last block of the chain; unset
+                            # (nTokens 0) in a ring's acknowledgements: the rows went to the sink
+  nPast @1 :UInt32;         # positions this session (the replying hop) now holds
   computeMicros @2 :UInt64; # time spent computing on this node for this call (not downstream)
+  hopComputeMicros @3 :List(UInt64);
+  # computeMicros of every hop whose work this output includes, in chain order (the input's
+  # upstreamComputeMicros, then the last hop's own): one entry in direct mode, one per node of
+  # the chain otherwise. Lets a client split a token's latency into compute and network.
 }
 
 interface Session {
@@ -145,7 +184,9 @@ interface Session {
   # session fail with "session closed" / "session expired". Calls are processed in order.
   forward @0 (input :ForwardInput) -> (output :ForwardOutput);
   # Runs the range (and, in chain mode, the downstream hops) over the input. Errors leave the
-  # session's positions unchanged when the input was refused before compute.
+  # session's positions unchanged when the input was refused before compute. In a ring the session
+  # takes the next call as soon as this one's output has left for the next hop (or the sink); the
+  # reply (an acknowledgement) follows when the rest of the ring is done, or carries its error.
   rollback @1 (n :UInt32) -> (nPast :UInt32);
   # Forgets the last n positions (here and downstream); fails if fewer are held.
   close @2 () -> ();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Pipeline-parallel inference on 127.0.0.1: for every shared model, three `omni node` processes
 # serving the blocks split three ways, and `omni run --peers` against them, compared with a local
-# `omni run` of the same model: with F32 hidden states the output must be byte-identical (chain and
-# direct routes); F16 and Q8 runs are reported (first divergence, largest log-prob difference).
+# `omni run` of the same model: with F32 hidden states the output must be byte-identical (ring,
+# chain and direct routes); F16 and Q8 runs (ring, the default) are reported (first divergence,
+# largest log-prob difference).
 set -euo pipefail
 omni=$1 shared=$2
 tmp=$(mktemp -d)
@@ -25,13 +26,13 @@ for model in "$shared"/models/*.gguf; do
   list=$(IFS=,; echo "${peers[*]}")
   "$omni" run -m "$model" "${args[@]}" >"$tmp/local.json" 2>"$tmp/local.err" || fail "$name local: $(cat "$tmp/local.err")"
   [ "$(wc -l <"$tmp/local.json")" -ge 1 ] || fail "$name: local run produced nothing"
-  for route in chain direct; do
+  for route in ring chain direct; do
     "$omni" run -m "$model" "${args[@]}" --peers "$list" --route $route --hidden-format f32 --data-dir "$tmp/client" \
       >"$tmp/remote.json" 2>"$tmp/remote.err" || fail "$name $route f32: $(cat "$tmp/remote.err")"
     cmp -s "$tmp/local.json" "$tmp/remote.json" ||
       fail "$name $route f32 differs from the local run: $(compare_runs "$tmp/local.json" "$tmp/remote.json")"
   done
-  report="$name: f32 chain+direct identical"
+  report="$name: f32 ring+chain+direct identical"
   for format in f16 q8; do
     "$omni" run -m "$model" "${args[@]}" --peers "$list" --hidden-format $format --data-dir "$tmp/client" \
       >"$tmp/remote.json" 2>"$tmp/remote.err" || fail "$name $format: $(cat "$tmp/remote.err")"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pipeline across three network namespaces (one node in each, joined by veth pairs on a bridge):
-# chain and direct routes with F32 hidden states must reproduce the local run byte for byte, and
-# chain mode must work although each node reaches the next over its own interface. Needs root and
+# ring, chain and direct routes with F32 hidden states must reproduce the local run byte for byte,
+# and ring and chain modes must work although each node reaches the next over its own interface. Needs root and
 # iproute2; skipped (exit 77) otherwise. Namespaces, links and the bridge are removed on exit.
 set -euo pipefail
 omni=$1 shared=$2
@@ -45,7 +45,7 @@ done
 list=$(IFS=,; echo "${peers[*]}")
 args=(-p "Once upon a time" -n ${NETNS_TOKENS:-16} --temp 0 --json --top-logprobs 5 -t 1)
 "$omni" run -m "$model" "${args[@]}" >"$tmp/local.json" 2>/dev/null
-for route in chain direct; do
+for route in ring chain direct; do
   "$omni" run -m "$model" "${args[@]}" --peers "$list" --route $route --hidden-format f32 --data-dir "$tmp/client" \
     >"$tmp/remote.json" 2>"$tmp/remote.err" || fail "$route: $(cat "$tmp/remote.err")"
   cmp -s "$tmp/local.json" "$tmp/remote.json" || fail "$route across namespaces differs from the local run"

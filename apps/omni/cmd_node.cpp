@@ -8,17 +8,24 @@
 // store serves its blobs to fetching peers over the same TLS transport (feature "blobs"); a node
 // started from a file has a store only with --share, which shards the file into it first (a hash
 // pass and a copy of the file on disk, so it is not the default).
+//
+// With --relay HOST:PORT a node behind NAT is served through a relay (`omni relay`): it keeps a
+// control connection to it, prints "omni node: peer <id> reachable as <id>@relay:HOST:PORT" at
+// each (re)registration, and announces that address to the swarm. Without --listen it then listens
+// only on a loopback port, where the relay's connections are handed to it.
 #include <sys/stat.h>
 
 #include <csignal>
 #include <cstdio>
 #include <kj/async-io.h>
+#include <optional>
 
 #include "commands.h"
 #include "fetch_peers.h"
 #include "net/identity.h"
 #include "net/node_info.h"
 #include "net/node_server.h"
+#include "net/relay_client.h"
 #include "store/service.h"
 #include "store/shard.h"
 #include "swarm/node_join.h"
@@ -30,6 +37,8 @@ struct NodeCommandOptions {
   net::NodeOptions node;
   std::string blocks;
   std::string listen = "0.0.0.0:7000";
+  bool listen_given = false;  // --listen on the command line (with --relay: also serve directly)
+  std::string relay;          // [ID@]HOST:PORT of a relay to serve through
   std::string data_dir;
   std::string allow_peers;
   uint64_t max_kv_mib = 2048;
@@ -57,6 +66,15 @@ Result<std::pair<uint32_t, uint32_t>> parse_blocks(const std::string& text) {
 int run_node(NodeCommandOptions o) {
   if (o.swarm.bootstrap_only) return swarm::run_bootstrap_node(o.listen, o.swarm);
   if (o.model.empty()) return node_fail("--model is required");
+  std::optional<net::PeerAddress> relay;
+  if (!o.relay.empty()) {
+    auto r = net::parse_peer_address(o.relay);
+    if (!r || r->relayed) return node_fail("--relay '" + o.relay + "' is not [ID@]HOST:PORT of a relay");
+    relay = *r;
+    if (!o.listen_given) o.listen = "127.0.0.1:0";  // only the relay's connections, handed over locally
+  }
+  if (auto l = net::parse_listen_address(o.listen); !l || l->relayed)
+    return node_fail("--listen '" + o.listen + "' is not HOST:PORT");
   // In a swarm, the node joins the DHT first, and picks its blocks there when --blocks is not given.
   std::unique_ptr<swarm::Membership> membership;
   if (o.swarm.joins()) {
@@ -142,20 +160,59 @@ int run_node(NodeCommandOptions o) {
     blob_service = std::make_unique<store::BlobService>(*blobs);
     o.node.blob_service = [service = blob_service.get()] { return service->client(); };
   }
+  std::shared_ptr<net::TlsContext> relay_tls;
+  if (relay) {
+    auto tls = net::TlsContext::create(*identity);  // the relay learns this node's id from its key
+    if (!tls) return node_fail(tls.error().message);
+    relay_tls = std::move(*tls);
+  }
   auto server = net::NodeServer::create(o.node, std::move(*identity));
   if (!server) return node_fail(server.error().message);
   auto io = kj::setupAsyncIo();
+  auto announce = [&](std::vector<std::string> addresses) {
+    if (membership)
+      if (auto a = membership->announce_addresses(std::move(addresses), o.node.max_sessions); !a)
+        std::fprintf(stderr, "omni node: announcing to the swarm failed (will retry): %s\n", a.error().message.c_str());
+  };
+  // With a relay, the relay client starts once the listener (its hand-over point) is bound.
+  auto bound = kj::newPromiseAndFulfiller<std::string>();
+  std::unique_ptr<net::RelayClient> relay_client;
+  std::string relayed_as;
+  kj::Promise<void> relaying = kj::NEVER_DONE;
+  if (relay)
+    relaying = bound.promise.then([&](std::string listening) {
+      net::RelayClientOptions ro;
+      ro.relay = *relay;
+      auto local = *net::parse_listen_address(listening);
+      if (local.host == "0.0.0.0") local.host = "127.0.0.1";
+      if (local.host == "::") local.host = "::1";
+      ro.local = local.host_port();
+      ro.max_connections = 4 * o.node.max_sessions;
+      ro.log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); };
+      ro.on_registered = [&, listening](const std::string& address) {
+        std::printf("omni node: peer %s reachable as %s, blocks %u:%u\n", (*server)->peer_id().c_str(),
+                    address.c_str(), o.node.block_begin, o.node.block_end);
+        std::fflush(stdout);
+        if (address == relayed_as) return;
+        relayed_as = address;
+        // Relay first: a client takes a node's first address, and the relay's works from anywhere.
+        std::vector<std::string> addresses{address.substr(address.find('@') + 1)};
+        if (o.listen_given) addresses.push_back(membership ? membership->reachable_address(listening) : listening);
+        announce(std::move(addresses));
+      };
+      relay_client = std::make_unique<net::RelayClient>(*io.provider, relay_tls, std::move(ro));
+      return relay_client->run();
+    });
   auto served = (*server)->serve(
       io, o.listen,
       [&](const std::string& address) {
-        if (membership)
-          if (auto a = membership->announce(address, o.node.max_sessions); !a)
-            std::fprintf(stderr, "omni node: announcing to the swarm failed (will retry): %s\n", a.error().message.c_str());
+        if (!relay) announce({membership ? membership->reachable_address(address) : address});
         std::printf("omni node: peer %s listening on %s, blocks %u:%u\n", (*server)->peer_id().c_str(),
                     address.c_str(), o.node.block_begin, o.node.block_end);
         std::fflush(stdout);
+        bound.fulfiller->fulfill(std::string(address));
       },
-      kj::NEVER_DONE);
+      kj::mv(relaying));
   if (!served) return node_fail(served.error().message);
   return 0;
 }
@@ -183,6 +240,9 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--announce-interval", o->swarm.announce_interval_s, "Seconds between record refreshes")->capture_default_str();
   cmd->add_option("--record-ttl", o->swarm.record_ttl_s, "Seconds a record lives without refresh")->capture_default_str();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--relay", o->relay,
+                  "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "
+                  "listen only on loopback for it");
   cmd->add_option("--data-dir", o->data_dir, "Directory of the node's identity key (default ~/.omni)");
   cmd->add_option("--max-sessions", o->node.max_sessions, "Sessions open at once")->capture_default_str();
   cmd->add_option("--max-kv-mib", o->max_kv_mib, "KV cache budget over all sessions, MiB")->capture_default_str();
@@ -191,7 +251,10 @@ void register_node(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", o->node.threads, "Compute threads (default: all cores)");
   cmd->add_option("--allow-peers", o->allow_peers, "File of client peer ids (one a line) allowed to connect");
-  cmd->callback([o, &exit_code] { exit_code = run_node(*o); });
+  cmd->callback([o, cmd, &exit_code] {
+    o->listen_given = cmd->count("--listen") > 0;
+    exit_code = run_node(*o);
+  });
 }
 
 }  // namespace omni::cli

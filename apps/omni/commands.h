@@ -17,5 +17,6 @@ void register_node(CLI::App& app, int& exit_code);
 void register_swarm(CLI::App& app, int& exit_code);  // omni swarm status
 void register_bench(CLI::App& app, int& exit_code);
 void register_gateway(CLI::App& app, int& exit_code);
+void register_relay(CLI::App& app, int& exit_code);   // omni relay (nodes behind NAT)
 
 }  // namespace omni::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   omni::cli::register_swarm(app, exit_code);
   omni::cli::register_bench(app, exit_code);
   omni::cli::register_gateway(app, exit_code);
+  omni::cli::register_relay(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

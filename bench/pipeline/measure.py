@@ -10,12 +10,16 @@
       output (stdout or stderr) first matches REGEX, runs CMD with sh (used to switch the link
       emulators' shaping on once the weights are uploaded); OUT then starts at that moment.
   measure.py gaps TIMES SKIP
-      Prints "median mean count" in ms of the gaps between chunks, after dropping the first SKIP
-      gaps (prompt processing and warm-up).
+      Prints "median mean count p10 p90" in ms of the gaps between chunks, after dropping the first
+      SKIP gaps (prompt processing and warm-up).
+  measure.py compute ERR
+      Prints "nodes head": the medians per generated token of the nodes' compute (summed over the
+      hops) and of the client's head, from the summary line `omni run` ends with on stderr.
   measure.py model-shape MODEL OMNI
       Prints "n_layer n_embd" from `OMNI inspect --json`.
   measure.py report RESULTS
-      Prints the results table (RESULTS: one "key value" per line, written by run.sh).
+      Prints the results table (RESULTS: one "key value" per line, and one
+      "run ROUTE K MEDIAN MEAN P10 P90 NODES HEAD" line per omni run, written by run.sh).
 """
 import json
 import os
@@ -107,10 +111,29 @@ def gaps(path, skip):
     times = [float(line.split()[0]) for line in open(path) if line.strip()]
     deltas = [(b - a) * 1e3 for a, b in zip(times, times[1:])][int(skip):]
     if not deltas:
-        print("nan nan 0")
+        print("nan nan 0 nan nan")
         return 1
-    print(f"{statistics.median(deltas):.2f} {statistics.mean(deltas):.2f} {len(deltas)}")
+    print(f"{statistics.median(deltas):.2f} {statistics.mean(deltas):.2f} {len(deltas)} "
+          f"{percentile(deltas, 10):.2f} {percentile(deltas, 90):.2f}")
     return 0
+
+
+def percentile(values, p):
+    v = sorted(values)
+    k = (len(v) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def compute(path):
+    pattern = re.compile(r"per token: nodes ([0-9.]+) ms \(.*\), head ([0-9.]+) ms")
+    for line in open(path, errors="replace"):
+        m = pattern.search(line)
+        if m:
+            print(m.group(1), m.group(2))
+            return 0
+    print("nan nan")
+    return 1
 
 
 def model_shape(model, omni):
@@ -122,11 +145,15 @@ def model_shape(model, omni):
 
 
 def report(path):
-    r = {}
+    r, runs = {}, {}
     for line in open(path):
-        parts = line.split(None, 1)
-        if len(parts) == 2:
-            r[parts[0]] = parts[1].strip()
+        parts = line.split()
+        if parts and parts[0] == "run" and len(parts) == 9:
+            route = parts[1]
+            median, mean, p10, p90, nodes, head = map(float, parts[3:9])
+            runs.setdefault(route, []).append(dict(median=median, mean=mean, p10=p10, p90=p90, nodes=nodes, head=head))
+        elif len(parts) >= 2:
+            r[parts[0]] = line.split(None, 1)[1].strip()
 
     def num(key):
         try:
@@ -138,34 +165,51 @@ def report(path):
     hidden = num("hidden_bytes")
     ser_ms = lambda count, nbytes: count * nbytes * 8 / rate * 1e3
     d = {k: num(k) for k in ("d_c1", "d_12", "d_23", "d_c2", "d_c3")}
-    prop_chain = 2 * (d["d_c1"] + d["d_12"] + d["d_23"])
-    prop_direct = 2 * (d["d_c1"] + d["d_c2"] + d["d_c3"])
-    # Five hidden-state transfers per token either way: chain n1→n2→n3 and back n3→n2→n1→client;
-    # direct n1→c, c→n2, n2→c, c→n3, n3→c. The token id sent to node 1 is negligible.
-    rows = [
-        ("omni", "chain", "omni_chain", "omni_compute", prop_chain, ser_ms(5, hidden)),
-        ("omni", "direct", "omni_direct", "omni_compute", prop_direct, ser_ms(5, hidden)),
-        # llama.cpp RPC moves f32 activations (4 bytes per value) through the client, like direct.
-        ("llama.cpp RPC", "star (direct)", "llama_rpc", "llama_compute", prop_direct, ser_ms(5, hidden * 2)),
-    ]
+    # Propagation and hidden-state transfers per token (the token id sent to node 1 is negligible):
+    #   ring:   c->n1, n1->n2, n2->n3, n3->c; transfers n1->n2, n2->n3, n3->c
+    #   chain:  there and back along c-n1-n2-n3; transfers n1->n2, n2->n3, n3->n2, n2->n1, n1->c
+    #   direct: c-n1, c-n2, c-n3 there and back; transfers n1->c, c->n2, n2->c, c->n3, n3->c
+    routes = {
+        "ring": (d["d_c1"] + d["d_12"] + d["d_23"] + d["d_c3"], ser_ms(3, hidden)),
+        "chain": (2 * (d["d_c1"] + d["d_12"] + d["d_23"]), ser_ms(5, hidden)),
+        "direct": (2 * (d["d_c1"] + d["d_c2"] + d["d_c3"]), ser_ms(5, hidden)),
+    }
+    fmt = lambda x, spec: ("n/a" if x != x else format(x, spec))
     print(f"links: one-way client-n1 {d['d_c1']:g} ms, n1-n2 {d['d_12']:g} ms, n2-n3 {d['d_23']:g} ms, "
           f"client-n2 {d['d_c2']:g} ms, client-n3 {d['d_c3']:g} ms; {num('rate_mbit'):g} Mbit/s per direction; "
-          f"split {r.get('split', '?')} blocks; {r.get('tokens', '?')} tokens")
-    print(f"compute per token on one machine (median): omni {num('omni_compute'):.1f} ms "
-          f"(before {num('omni_compute_before'):.1f}, after {num('omni_compute_after'):.1f}), llama.cpp {num('llama_compute'):.1f} ms")
-    header = f"{'system':<15} {'route':<14} {'median ms/tok':>13} {'mean':>8} {'limit':>8} {'= compute + prop + ser':>24} {'lat/limit':>9} {'vs llama.cpp':>12}"
+          f"model {r.get('model', '?')}, split {r.get('split', '?')} blocks, {r.get('threads', '?')} threads; "
+          f"{r.get('tokens', '?')} tokens per run")
+    print(f"compute per token on one machine (all blocks, median): omni {fmt(num('omni_local'), '.1f')} ms, "
+          f"llama.cpp {fmt(num('llama_compute'), '.1f')} ms")
+    print("limit = compute measured in the same run (nodes' computeMicros summed over the hops + the client's head)"
+          " + propagation around the route + serialization of the hidden states at the link rate")
+    llama = num("llama_rpc_median")
+    header = (f"{'system':<6} {'route':<6} {'runs':>4}  {'ms/token: median (range)':<26} {'p10-p90':<13} "
+              f"{'limit = nodes + head + prop + ser':<36} {'measured/limit (range)':<24} {'vs llama.cpp':>12}")
     print(header)
     print("-" * len(header))
-    llama = num("llama_rpc_median")
-    for system, route, key, compute_key, prop, ser in rows:
-        median, mean, compute = num(key + "_median"), num(key + "_mean"), num(compute_key)
+    for route, (prop, ser) in routes.items():
+        rs = runs.get(route, [])
+        if not rs:
+            continue
+        medians = [x["median"] for x in rs]
+        ratios = [x["median"] / (x["nodes"] + x["head"] + prop + ser) for x in rs]
+        nodes = statistics.median(x["nodes"] for x in rs)
+        head = statistics.median(x["head"] for x in rs)
+        limit = nodes + head + prop + ser
+        m = statistics.median(medians)
+        spread = f"{statistics.median(x['p10'] for x in rs):.1f}-{statistics.median(x['p90'] for x in rs):.1f}"
+        vs = m / llama if llama == llama else float("nan")
+        print(f"{'omni':<6} {route:<6} {len(rs):>4}  {f'{m:.1f} ({min(medians):.1f}-{max(medians):.1f})':<26} "
+              f"{spread:<13} {f'{limit:.1f} = {nodes:.1f} + {head:.1f} + {prop:.0f} + {ser:.1f}':<36} "
+              f"{f'{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})':<24} {fmt(vs, '12.2f')}")
+    if llama == llama:
+        prop, ser = routes["direct"][0], ser_ms(5, hidden * 2)  # f32 activations through the client
+        compute = num("llama_compute")
         limit = compute + prop + ser
-        parts = f"{compute:.1f} + {prop:.0f} + {ser:.1f}"
-        ratio = median / limit if limit == limit else float("nan")
-        vs = median / llama if llama == llama and key != "llama_rpc" else float("nan")
-        fmt = lambda x, spec: ("n/a" if x != x else format(x, spec))
-        print(f"{system:<15} {route:<14} {fmt(median, '13.1f')} {fmt(mean, '8.1f')} {fmt(limit, '8.1f')} {parts:>24} "
-              f"{fmt(ratio, '9.2f')} {fmt(vs, '12.2f')}")
+        spread = "-"  # llama-cli's stdout chunks are not one per token: only the median means something
+        print(f"{'llama':<6} {'rpc':<6} {1:>4}  {f'{llama:.1f}':<26} {spread:<13} "
+              f"{f'{limit:.1f} = {compute:.1f} (local) + {prop:.0f} + {ser:.1f}':<36} {f'{llama / limit:.3f}':<24}")
     return 0
 
 
@@ -180,6 +224,8 @@ def main(argv):
         return stamp(args)
     if cmd == "gaps":
         return gaps(*args)
+    if cmd == "compute":
+        return compute(*args)
     if cmd == "model-shape":
         return model_shape(*args)
     if cmd == "report":

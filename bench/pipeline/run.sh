@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Pipeline benchmark: per-token generation latency of a model split over 3 nodes "in different
 # cities", through userspace link emulators (omni-linkemu), against the limit
-#   compute of one token + propagation around the route + serialization of the hidden states.
-# Runs omni's chain and direct routes (once `omni node` exists) and llama.cpp's RPC backend.
+#   compute of one token (measured by the nodes and the client in the same run)
+#   + propagation around the route + serialization of the hidden states.
+# Runs omni's ring, chain and direct routes (--repeat times each) and llama.cpp's RPC backend.
 # See bench/pipeline/README.md for the topology, what is measured and how to read the table.
 #
 # usage: bench/pipeline/run.sh [--model FILE] [--omni BIN] [--linkemu BIN] [--llama-bin DIR]
-#          [--tokens N] [--split A,B,C] [--rate-mbit R] [--threads T] [--workdir DIR]
-#          [--skip-omni] [--skip-llama]
+#          [--tokens N] [--split A,B,C] [--rate-mbit R] [--threads T] [--repeat N] [--workdir DIR]
+#          [--routes "ring chain direct"] [--skip-omni] [--skip-llama]
 # Environment: D_C1 D_12 D_23 D_C2 D_C3 (one-way delays, ms), HIDDEN_BYTES (per token per hop),
 #   OMNI_NODE_CMD / OMNI_CLIENT_CMD / NODE_ID_REGEX (how to start nodes and the client; see below).
 set -euo pipefail
@@ -24,6 +25,8 @@ tokens=24
 split=8,7,7
 rate_mbit=20
 threads=2
+repeat=3
+routes="ring chain direct"
 workdir=""
 run_omni=1
 run_llama=1
@@ -39,17 +42,19 @@ while [[ $# -gt 0 ]]; do
     --split) split=$2; shift 2 ;;
     --rate-mbit) rate_mbit=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --routes) routes=$2; shift 2 ;;
     --workdir) workdir=$2; shift 2 ;;
     --skip-omni) run_omni=0; shift ;;
     --skip-llama) run_llama=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 # One-way delays in ms. A line of cities: client - n1 10 ms - n2 25 ms - n3 50 ms along the chain;
-# the client's own paths to n2 and n3 (used by the direct route and llama.cpp) are shorter than
-# going through the chain, as direct internet paths usually are.
+# the client's own paths to n2 and n3 (used by the direct route, the ring's return from n3, and
+# llama.cpp) are shorter than going through the chain, as direct internet paths usually are.
 D_C1=${D_C1:-10}; D_12=${D_12:-25}; D_23=${D_23:-50}; D_C2=${D_C2:-30}; D_C3=${D_C3:-60}
 
 find_first() { for f in "$@"; do [[ -x $f ]] && { echo "$f"; return; }; done; }
@@ -78,6 +83,7 @@ IFS=, read -r b1 b2 b3 <<< "$split"
 hidden_bytes=${HIDDEN_BYTES:-$(( n_embd * 2 ))}  # f16 hidden state of one token
 begin=(0 $b1 $(( b1 + b2 ))); end=($b1 $(( b1 + b2 )) $n_layer)
 record rate_mbit "$rate_mbit"; record hidden_bytes "$hidden_bytes"; record split "$split"; record tokens "$tokens"
+record threads "$threads"; record model "$(basename "$model")"
 record d_c1 "$D_C1"; record d_12 "$D_12"; record d_23 "$D_23"; record d_c2 "$D_C2"; record d_c3 "$D_C3"
 
 # Every process this script starts, stopped on exit (by pid: nothing else is touched).
@@ -110,7 +116,7 @@ if [[ $run_llama == 1 ]]; then
   echo "== llama.cpp on one machine (compute per token)" >&2
   $measure stamp --times "$workdir/llama-local.times" -- "$llama_bin/llama-cli" "${llama_args[@]}" \
     > "$workdir/llama-local.out" 2> "$workdir/llama-local.err"
-  read -r med mean count < <($measure gaps "$workdir/llama-local.times" 2)
+  read -r med mean count rest < <($measure gaps "$workdir/llama-local.times" 2)
   record llama_compute "$med"; record llama_compute_mean "$mean"
 
   rpc_addrs=(); link_pids=()
@@ -127,8 +133,8 @@ if [[ $run_llama == 1 ]]; then
   $measure stamp --times "$workdir/llama-rpc.times" --trigger 'generate: n_ctx' --then "kill -USR1 ${link_pids[*]}" -- \
     "$llama_bin/llama-cli" "${llama_args[@]}" --rpc "$(IFS=,; echo "${rpc_addrs[*]}")" -ngl 99 -ts "$b1,$b2,$(( b3 + 1 ))" \
     > "$workdir/llama-rpc.out" 2> "$workdir/llama-rpc.err"
-  read -r med mean count < <($measure gaps "$workdir/llama-rpc.times" 2)
-  record llama_rpc_median "$med"; record llama_rpc_mean "$mean"
+  read -r med mean count p10 p90 < <($measure gaps "$workdir/llama-rpc.times" 2)
+  record llama_rpc_median "$med"; record llama_rpc_mean "$mean"; record llama_rpc_p10 "$p10"; record llama_rpc_p90 "$p90"
   grep -E 'RPC\[.*model buffer size|eval time' "$workdir/llama-rpc.err" >&2 || true
   for p in "${link_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 fi
@@ -138,11 +144,12 @@ fi
 # plus node-to-node links n1->n2 and n2->n3 for the chain route.
 #   OMNI_NODE_CMD: started with {MODEL} {BEGIN} {END} {PORT} {THREADS} {DATA_DIR} substituted; must
 #     print its peer id where NODE_ID_REGEX (group 1) finds it (stdout or stderr).
-#   OMNI_CLIENT_CMD: {MODEL} {PEERS} {ROUTE} {TOKENS} {THREADS} {PROMPT} {DATA_DIR}; must stream one
-#     line per generated token to stdout (stdbuf -oL: `omni run --json` flushes only at the end when
-#     stdout is a pipe).
+#   OMNI_CLIENT_CMD: {MODEL} {PEERS} {HOPS} {ROUTE} {TOKENS} {THREADS} {PROMPT} {DATA_DIR}; must
+#     stream one line per generated token to stdout (stdbuf -oL: `omni run --json` flushes only at
+#     the end when stdout is a pipe), and end with omni run's summary line on stderr (the nodes'
+#     and the head's compute per token).
 OMNI_NODE_CMD=${OMNI_NODE_CMD:-"$omni node --model {MODEL} --blocks {BEGIN}:{END} --listen 127.0.0.1:{PORT} -t {THREADS} --data-dir {DATA_DIR}"}
-OMNI_CLIENT_CMD=${OMNI_CLIENT_CMD:-"stdbuf -oL $omni run --model {MODEL} --peers {PEERS} --route {ROUTE} --hidden-format f16 -p '{PROMPT}' -n {TOKENS} --temp 0 --ignore-eos --json -t {THREADS} --data-dir {DATA_DIR}"}
+OMNI_CLIENT_CMD=${OMNI_CLIENT_CMD:-"stdbuf -oL $omni run --model {MODEL} --peers {PEERS} --hop-addresses {HOPS} --route {ROUTE} --hidden-format f16 -p '{PROMPT}' -n {TOKENS} --temp 0 --ignore-eos --json -t {THREADS} --data-dir {DATA_DIR}"}
 NODE_ID_REGEX=${NODE_ID_REGEX:-'peer ([A-Za-z0-9]+) listening'}
 
 fill() {  # fill TEMPLATE KEY=VALUE...: substitutes {KEY}
@@ -152,60 +159,53 @@ fill() {  # fill TEMPLATE KEY=VALUE...: substitutes {KEY}
 }
 
 if [[ $run_omni == 1 ]]; then
-  omni_local() {  # omni_local TAG: the whole model on this machine, per-token gaps to TAG.times
-    echo "== omni on one machine (compute per token, $1)" >&2
-    $measure stamp --times "$workdir/omni-local-$1.times" -- stdbuf -oL "$omni" run -m "$model" -p "$prompt" \
-      -n "$tokens" --temp 0 --ignore-eos --json -t "$threads" > "$workdir/omni-local-$1.out" 2> "$workdir/omni-local-$1.err"
-  }
-  omni_local before
+  # For reference: every block on one machine with the same threads.
+  echo "== omni on one machine (compute per token)" >&2
+  $measure stamp --times "$workdir/omni-local.times" -- stdbuf -oL "$omni" run -m "$model" -p "$prompt" \
+    -n "$tokens" --temp 0 --ignore-eos --json -t "$threads" > "$workdir/omni-local.out" 2> "$workdir/omni-local.err"
+  read -r med mean count rest < <($measure gaps "$workdir/omni-local.times" 1)
+  record omni_local "$med"
 
-  if ! "$omni" node --help > /dev/null 2>&1; then
-    echo "run.sh: '$omni node' is not available yet: skipping the omni pipeline runs" >&2
-  else
-    node_ports=(); node_ids=()
-    for i in 0 1 2; do
-      port=$(free_port)
-      mkdir -p "$workdir/node$i"
-      cmd=$(fill "$OMNI_NODE_CMD" MODEL="$model" BEGIN="${begin[$i]}" END="${end[$i]}" PORT="$port" \
-              THREADS="$threads" DATA_DIR="$workdir/node$i")
-      # HOME too, for a node command without --data-dir: each node needs its own identity.
-      HOME=$workdir/node$i bash -c "exec $cmd" > "$workdir/node$i.log" 2>&1 &
-      pids+=($!)
-      node_ports+=("$port")
-      id=$($measure wait-line "$workdir/node$i.log" "$NODE_ID_REGEX" 120) ||
-        { echo "run.sh: node $i did not start; see $workdir/node$i.log" >&2; tail -3 "$workdir/node$i.log" >&2; exit 1; }
-      node_ids+=("${id:+$id@}")
-    done
-    start_link c1 "${node_ports[0]}" "$D_C1"; p_c1=$link_port
-    start_link c2 "${node_ports[1]}" "$D_C2"; p_c2=$link_port
-    start_link c3 "${node_ports[2]}" "$D_C3"; p_c3=$link_port
-    start_link 12 "${node_ports[1]}" "$D_12"; p_12=$link_port
-    start_link 23 "${node_ports[2]}" "$D_23"; p_23=$link_port
-    # Chain: the client reaches n1; n1 reaches n2 and n2 reaches n3 through their own links.
-    chain_peers="${node_ids[0]}127.0.0.1:$p_c1,${node_ids[1]}127.0.0.1:$p_12,${node_ids[2]}127.0.0.1:$p_23"
-    direct_peers="${node_ids[0]}127.0.0.1:$p_c1,${node_ids[1]}127.0.0.1:$p_c2,${node_ids[2]}127.0.0.1:$p_c3"
-    for route in chain direct; do
-      peers=$chain_peers; [[ $route == direct ]] && peers=$direct_peers
-      cmd=$(fill "$OMNI_CLIENT_CMD" MODEL="$model" PEERS="$peers" ROUTE="$route" TOKENS="$tokens" THREADS="$threads" \
-              PROMPT="$prompt" DATA_DIR="$workdir/client")
-      echo "== omni $route: $cmd" >&2
-      if $measure stamp --times "$workdir/omni-$route.times" -- bash -c "exec $cmd" \
-          > "$workdir/omni-$route.out" 2> "$workdir/omni-$route.err"; then
-        read -r med mean count < <($measure gaps "$workdir/omni-$route.times" 1)
-        record "omni_${route}_median" "$med"; record "omni_${route}_mean" "$mean"
+  node_ports=(); node_ids=()
+  for i in 0 1 2; do
+    port=$(free_port)
+    mkdir -p "$workdir/node$i"
+    cmd=$(fill "$OMNI_NODE_CMD" MODEL="$model" BEGIN="${begin[$i]}" END="${end[$i]}" PORT="$port" \
+            THREADS="$threads" DATA_DIR="$workdir/node$i")
+    # HOME too, for a node command without --data-dir: each node needs its own identity.
+    HOME=$workdir/node$i bash -c "exec $cmd" > "$workdir/node$i.log" 2>&1 &
+    pids+=($!)
+    node_ports+=("$port")
+    id=$($measure wait-line "$workdir/node$i.log" "$NODE_ID_REGEX" 120) ||
+      { echo "run.sh: node $i did not start; see $workdir/node$i.log" >&2; tail -3 "$workdir/node$i.log" >&2; exit 1; }
+    node_ids+=("$id")
+  done
+  start_link c1 "${node_ports[0]}" "$D_C1"; p_c1=$link_port
+  start_link c2 "${node_ports[1]}" "$D_C2"; p_c2=$link_port
+  start_link c3 "${node_ports[2]}" "$D_C3"; p_c3=$link_port
+  start_link 12 "${node_ports[1]}" "$D_12"; p_12=$link_port
+  start_link 23 "${node_ports[2]}" "$D_23"; p_23=$link_port
+  # The client reaches every node over its own links; the nodes reach each other over theirs
+  # (--hop-addresses), so the ring goes c->n1->n2->n3->c and the chain c->n1->n2->n3->n2->n1->c.
+  peers="${node_ids[0]}@127.0.0.1:$p_c1,${node_ids[1]}@127.0.0.1:$p_c2,${node_ids[2]}@127.0.0.1:$p_c3"
+  hops="${node_ids[1]}@127.0.0.1:$p_12,${node_ids[2]}@127.0.0.1:$p_23"
+  for k in $(seq 1 "$repeat"); do
+    for route in $routes; do
+      cmd=$(fill "$OMNI_CLIENT_CMD" MODEL="$model" PEERS="$peers" HOPS="$hops" ROUTE="$route" TOKENS="$tokens" \
+              THREADS="$threads" PROMPT="$prompt" DATA_DIR="$workdir/client")
+      echo "== omni $route, run $k: $cmd" >&2
+      if $measure stamp --times "$workdir/omni-$route-$k.times" -- bash -c "exec $cmd" \
+          > "$workdir/omni-$route-$k.out" 2> "$workdir/omni-$route-$k.err"; then
+        read -r med mean count p10 p90 < <($measure gaps "$workdir/omni-$route-$k.times" 1)
+        read -r nodes head < <($measure compute "$workdir/omni-$route-$k.err")
+        echo "run $route $k $med $mean $p10 $p90 $nodes $head" >> "$results"
+        tail -1 "$workdir/omni-$route-$k.err" >&2
       else
-        echo "run.sh: omni $route failed; see $workdir/omni-$route.err" >&2
-        tail -5 "$workdir/omni-$route.err" >&2 || true
+        echo "run.sh: omni $route failed; see $workdir/omni-$route-$k.err" >&2
+        tail -5 "$workdir/omni-$route-$k.err" >&2 || true
       fi
     done
-  fi
-  # Compute measured before and after the network runs (a shared machine's load drifts): the
-  # median of all those per-token gaps.
-  omni_local after
-  read -r med mean count < <($measure gaps "$workdir/omni-local-before.times" 1)
-  read -r med2 mean2 count2 < <($measure gaps "$workdir/omni-local-after.times" 1)
-  record omni_compute "$(python3 -c "print(($med + $med2) / 2)")"
-  record omni_compute_before "$med"; record omni_compute_after "$med2"
+  done
 fi
 
 echo

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "net/relay_preamble.h"
+
 namespace omni::net {
 
 capnp::ReaderOptions reader_options(uint64_t max_message_bytes) {
@@ -12,6 +14,36 @@ capnp::ReaderOptions reader_options(uint64_t max_message_bytes) {
   options.traversalLimitInWords = max_message_bytes / 8;
   options.nestingLimit = 16;
   return options;
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect_tcp(kj::AsyncIoProvider& io, const std::string& host_port) {
+  return io.getNetwork()
+      .parseAddress(host_port.c_str())
+      .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
+      .then([](kj::Own<kj::AsyncIoStream> tcp) {
+        int one = 1;
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
+          (void)e;  // not a TCP socket (tests): nothing to tune
+        }
+        return tcp;
+      });
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address) {
+  auto tcp = connect_tcp(io, address.dial_host_port());
+  if (!address.relayed) return tcp;
+  const std::string line = format_relay_request({RelayRequest::Kind::Connect, address.peer_id, {}});
+  return tcp.then([line](kj::Own<kj::AsyncIoStream> stream) {
+    auto text = kj::heapString(line.c_str());
+    auto& s = *stream;
+    return s.write(text.begin(), text.size())
+        .attach(kj::mv(text))
+        .then([&s] { return read_relay_line(s); })
+        .then([stream = kj::mv(stream)](std::string reply) mutable {
+          if (auto ok = parse_relay_reply(reply); !ok) throw_rpc_error(ok.error().message);
+          return kj::mv(stream);
+        });
+  });
 }
 
 NodeConnection::NodeConnection(kj::Own<kj::AsyncIoStream> stream, std::string peer_id, PeerAddress address)
@@ -28,17 +60,8 @@ kj::Promise<kj::Own<NodeConnection>> NodeConnection::connect(kj::AsyncIoProvider
   const std::string where = address.host_port();
   auto& timer = io.getTimer();
   auto connecting =
-      io.getNetwork()
-          .parseAddress(where.c_str())
-          .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
-          .then([&tls, address](kj::Own<kj::AsyncIoStream> tcp) {
-            // TLS_NODELAY-like: one small message per token, so Nagle would only add latency.
-            int one = 1;
-            KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
-              (void)e;  // not a TCP socket (tests): nothing to tune
-            }
-            return tls.connect(kj::mv(tcp), address.peer_id);
-          })
+      open_node_stream(io, address)
+          .then([&tls, address](kj::Own<kj::AsyncIoStream> stream) { return tls.connect(kj::mv(stream), address.peer_id); })
           .then([address, required_features = kj::mv(required_features)](TlsPeer peer) mutable {
             auto connection = kj::heap<NodeConnection>(kj::mv(peer.stream), kj::mv(peer.peer_id), address);
             capnp::word scratch[4];

@@ -1,6 +1,6 @@
-// NodeConnection: a client's connection to one node: TCP, TLS (peer id checked), Cap'n Proto RPC,
-// and the version/feature handshake (Gate.hello). Used by `omni run` and by nodes forwarding to
-// the next hop of a chain.
+// NodeConnection: a client's connection to one node: TCP (straight to the node, or through its
+// relay), TLS (peer id checked, end to end), Cap'n Proto RPC, and the version/feature handshake
+// (Gate.hello). Used by `omni run` and by nodes forwarding to the next hop of a chain.
 //
 // Lives on the kj event loop that created it; dropping it closes the connection (and so frees
 // every session opened through it on the node). All failures are kj exceptions whose descriptions
@@ -29,6 +29,15 @@ capnp::ReaderOptions reader_options(uint64_t max_message_bytes);
 // `promise`, or a DISCONNECTED exception "<what> timed out after N s" if it takes longer than `timeout`.
 template <class T>
 kj::Promise<T> with_timeout(kj::Timer& timer, kj::Duration timeout, const std::string& what, kj::Promise<T> promise);
+
+// A TCP connection to "HOST:PORT" with TCP_NODELAY (one small message per token: Nagle's delay
+// would only add latency).
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect_tcp(kj::AsyncIoProvider& io, const std::string& host_port);
+
+// The byte stream to `address`'s node, ready for TLS: TCP to the node, or for a relayed address
+// TCP to the relay, the CONNECT line and the relay's OK (relay_preamble.h). A relay's refusal is a
+// FAILED exception "the relay says: ...".
+kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address);
 
 class NodeConnection {
  public:

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <kj/debug.h>
+#include <map>
 #include <thread>
 
 #include "kernels/thread_pool.h"
@@ -27,6 +28,13 @@ using SteadyClock = std::chrono::steady_clock;
 
 class SessionImpl;
 
+// A ring client's OutputSink, attached (Node.attachSink) and waiting for the session that names its
+// token. Dropped with the connection it came on (owner) when no session claimed it.
+struct PendingSink {
+  proto::OutputSink::Client sink;
+  const void* owner;
+};
+
 struct NodeServer::State {
   NodeOptions options;
   Identity identity;
@@ -37,6 +45,7 @@ struct NodeServer::State {
   uint32_t active_sessions = 0;
   uint64_t kv_reserved = 0;
   std::set<SessionImpl*> sessions;
+  std::map<std::string, PendingSink> sinks;  // by ring token
   kj::AsyncIoProvider* io = nullptr;
   std::unique_ptr<ComputeWorker> worker;  // declared last: stops before the model and pool go
 
@@ -79,6 +88,18 @@ struct ForwardJobResult {
   uint64_t micros = 0;
 };
 
+// What a forward call carries past its compute.
+struct ForwardCall {
+  int64_t start_position;
+  uint32_t output_last;
+  uint64_t call_id;
+  std::vector<uint64_t> upstream_micros;
+};
+
+void set_micros(capnp::List<uint64_t>::Builder list, const std::vector<uint64_t>& values) {
+  for (unsigned i = 0; i < values.size(); ++i) list.set(i, values[i]);
+}
+
 }  // namespace
 
 class SessionImpl final : public proto::Session::Server {
@@ -99,74 +120,61 @@ class SessionImpl final : public proto::Session::Server {
     next_connection_ = kj::mv(connection);
     next_session_ = kj::mv(session);
   }
+  // The last node of a ring: outputs go to the client's sink.
+  void attach_sink(proto::OutputSink::Client sink) { sink_ = kj::mv(sink); }
 
   // Frees the KV cache and the reservation (now, whatever the client still holds) and drops the
   // downstream connection, which frees the sessions of the later hops.
   void release(const std::string& why) {
     if (!slot_) return;
+    // Calls in flight (computing, or waiting for the next hop or the sink) end here, while the
+    // connections they use still exist; their callers get this reason.
+    canceler_.cancel("session " + why);
     slot_.reset();
     released_because_ = why;
     state_->active_sessions--;
     state_->kv_reserved -= reservation_;
     state_->sessions.erase(this);
+    sink_ = nullptr;
     next_session_ = nullptr;
     next_connection_ = nullptr;
   }
 
   bool idle_longer_than(std::chrono::seconds limit) const {
-    return !busy_ && slot_ && SteadyClock::now() - last_used_ > limit;
+    return busy_call_ == 0 && slot_ && SteadyClock::now() - last_used_ > limit;
   }
 
   kj::Promise<void> forward(ForwardContext context) override {
     check_usable();
     touch();
+    // The transport reads messages up to twice the limit (see Connection), so that one a little too
+    // big gets this answer instead of a closed connection.
+    const uint64_t bytes = context.getParams().totalSize().wordCount * sizeof(capnp::word);
+    if (bytes > state_->options.max_message_bytes)
+      throw_rpc_error("the forward request takes " + std::to_string(bytes) + " bytes, more than this node's limit of " +
+                      std::to_string(state_->options.max_message_bytes) +
+                      " bytes (NodeInfo.maxMessageBytes); send fewer rows per call");
     const auto& cfg = state_->model->config();
     SessionLimits limits{request_.block_begin, cfg.n_embd, cfg.n_vocab, state_->options.max_batch_tokens};
     auto request = validate_forward(context.getParams().getInput(), limits);
     if (!request) throw_rpc_error(request.error().message);
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
-    const int64_t start = request->start_position;
-    const uint32_t output_last = request->output_last;
-    busy_ = true;
+    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
+    const uint64_t me = ++calls_;
+    busy_call_ = me;
     auto job = state_->worker->run<JobResult>(
         [slot = slot_, req = kj::mv(*request), keep_rows, encoding = request_.encoding, pool = state_->pool.get(),
          n_embd = cfg.n_embd]() mutable {
           return std::make_shared<ForwardJobResult>(run_forward(*slot->session, req, keep_rows, encoding, *pool, n_embd));
         });
-    return job
-        .then([this, context, start, output_last](JobResult result) mutable -> kj::Promise<void> {
-          const ForwardJobResult& r = *result;
-          if (!r.error.empty()) throw_rpc_error(r.error);
-          n_past_ = r.n_past;
-          if (!next_connection_) {
-            auto out = context.getResults().initOutput();
-            fill_hidden(out.initHidden(), r.bytes, r.rows);
-            out.setNPast(r.n_past);
-            out.setComputeMicros(r.micros);
-            return kj::READY_NOW;
-          }
-          auto next = next_session_.forwardRequest();
-          auto input = next.initInput();
-          fill_hidden(input.initInput().initHidden(), r.bytes, r.rows);
-          input.setStartPosition(start);
-          input.setOutputLast(output_last);
-          const std::string where = next_connection_->address().host_port();
-          return with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
-                              "forward on the next hop " + where, next.send())
-              .then(
-                  [context, result](capnp::Response<proto::Session::ForwardResults> response) mutable {
-                    auto out = context.getResults().initOutput();
-                    out.setHidden(response.getOutput().getHidden());
-                    out.setNPast(result->n_past);
-                    out.setComputeMicros(result->micros);
-                  },
-                  [where](kj::Exception&& e) { throw_rpc_error(e.getType(), "next hop " + where + ": " + describe(e)); });
-        })
-        .attach(kj::defer([this] {
-          busy_ = false;
-          touch();
-        }));
+    return canceler_.wrap(job.then([this, context, call = kj::mv(call), me](JobResult result) mutable {
+                                return after_compute(context, call, kj::mv(result), me);
+                              })
+                              .attach(kj::defer([this, me] {
+                                done(me);
+                                touch();
+                              })));
   }
 
   kj::Promise<void> rollback(RollbackContext context) override {
@@ -176,14 +184,15 @@ class SessionImpl final : public proto::Session::Server {
     if (n > n_past_)
       throw_rpc_error("cannot roll back " + std::to_string(n) + " positions: the session holds " +
                       std::to_string(n_past_));
-    busy_ = true;
+    const uint64_t me = ++calls_;
+    busy_call_ = me;
     auto job = state_->worker->run<JobResult>([slot = slot_, n]() {
       auto r = std::make_shared<ForwardJobResult>();
       if (auto rb = slot->session->rollback(n); !rb) r->error = rb.error().message;
       r->n_past = slot->session->n_past();
       return r;
     });
-    return job
+    return canceler_.wrap(job
         .then([this, context, n](JobResult result) mutable -> kj::Promise<void> {
           const ForwardJobResult& r = *result;
           if (!r.error.empty()) throw_rpc_error(r.error);
@@ -196,10 +205,10 @@ class SessionImpl final : public proto::Session::Server {
                               "rollback on the next hop", next.send())
               .ignoreResult();
         })
-        .attach(kj::defer([this] {
-          busy_ = false;
+        .attach(kj::defer([this, me] {
+          done(me);
           touch();
-        }));
+        })));
   }
 
   kj::Promise<void> close(CloseContext) override {
@@ -208,6 +217,81 @@ class SessionImpl final : public proto::Session::Server {
   }
 
  private:
+  // The compute of a forward is done: reply (direct, or the end of a chain), or send the output on
+  // to the next hop or, at the end of a ring, to the client's sink.
+  kj::Promise<void> after_compute(ForwardContext context, const ForwardCall& call, JobResult result, uint64_t me) {
+    const ForwardJobResult& r = *result;
+    if (!r.error.empty()) throw_rpc_error(r.error);
+    if (!slot_) throw_rpc_error("session " + released_because_);
+    n_past_ = r.n_past;
+    std::vector<uint64_t> hops = call.upstream_micros;
+    hops.push_back(r.micros);
+    const bool ring = !request_.ring_token.empty();
+    if (next_connection_) {
+      auto next = next_session_.forwardRequest();
+      auto input = next.initInput();
+      fill_hidden(input.initInput().initHidden(), r.bytes, r.rows);
+      input.setStartPosition(call.start_position);
+      input.setOutputLast(call.output_last);
+      input.setCallId(call.call_id);
+      set_micros(input.initUpstreamComputeMicros(static_cast<unsigned>(hops.size())), hops);
+      const std::string where = next_connection_->address().host_port();
+      const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
+      const uint64_t limit = next_connection_->info().max_message_bytes;
+      if (bytes > limit)
+        throw_rpc_error("the " + std::to_string(r.rows) + " rows for the next hop " + where + " take " +
+                        std::to_string(bytes) + " bytes, more than the " + std::to_string(limit) +
+                        " it reads per message; send fewer rows per call");
+      auto sent = with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
+                               "forward on the next hop " + where, next.send());
+      // In a ring nothing waits for this reply but errors: the next call may start now.
+      if (ring) done(me);
+      return sent.then(
+          [context, result, ring](capnp::Response<proto::Session::ForwardResults> response) mutable {
+            auto out = context.getResults().initOutput();
+            if (!ring) out.setHidden(response.getOutput().getHidden());
+            out.setNPast(result->n_past);
+            out.setComputeMicros(result->micros);
+            out.setHopComputeMicros(response.getOutput().getHopComputeMicros());
+          },
+          [where](kj::Exception&& e) { throw_rpc_error(e.getType(), "next hop " + where + ": " + describe(e)); });
+    }
+    if (!ring) {
+      auto out = context.getResults().initOutput();
+      fill_hidden(out.initHidden(), r.bytes, r.rows);
+      out.setNPast(r.n_past);
+      out.setComputeMicros(r.micros);
+      set_micros(out.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+      return kj::READY_NOW;
+    }
+    // The end of a ring: the output goes straight to the client; the reply only acknowledges.
+    auto deliver = sink_.deliverRequest();
+    deliver.setCallId(call.call_id);
+    auto out = deliver.initOutput();
+    fill_hidden(out.initHidden(), r.bytes, r.rows);
+    out.setNPast(r.n_past);
+    out.setComputeMicros(r.micros);
+    set_micros(out.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+    auto sent = with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
+                             "delivering the output to the client", deliver.send());
+    done(me);
+    return sent.then(
+        [context, result, hops = kj::mv(hops)](auto) mutable {
+          auto ack = context.getResults().initOutput();
+          ack.setNPast(result->n_past);
+          ack.setComputeMicros(result->micros);
+          set_micros(ack.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+        },
+        [](kj::Exception&& e) {
+          throw_rpc_error(e.getType(), "delivering the output to the client's sink: " + describe(e));
+        });
+  }
+
+  // Call `me` no longer holds the session (a later call may hold it already).
+  void done(uint64_t me) {
+    if (busy_call_ == me) busy_call_ = 0;
+  }
+
   static ForwardJobResult run_forward(model::Session& session, const ForwardRequest& req, uint32_t keep_rows,
                                       HiddenEncoding encoding, kernels::ThreadPool& pool, uint32_t n_embd) {
     ForwardJobResult r;
@@ -262,7 +346,7 @@ class SessionImpl final : public proto::Session::Server {
 
   void check_usable() const {
     if (!slot_) throw_rpc_error("session " + released_because_);
-    if (busy_)
+    if (busy_call_ != 0)
       throw_rpc_error("a call is already running on this session; wait for its reply before the next one");
   }
   void touch() { last_used_ = SteadyClock::now(); }
@@ -272,12 +356,15 @@ class SessionImpl final : public proto::Session::Server {
   uint64_t reservation_;
   std::shared_ptr<EngineSlot> slot_;
   uint32_t n_past_ = 0;
-  bool busy_ = false;
+  uint64_t calls_ = 0;      // numbers this session's calls
+  uint64_t busy_call_ = 0;  // the call that holds the session (computing, or sending on); 0: none
   SteadyClock::time_point last_used_;
   std::string released_because_;
   // Connection before session: the session capability must go first.
   kj::Own<NodeConnection> next_connection_;
   proto::Session::Client next_session_ = nullptr;
+  proto::OutputSink::Client sink_ = nullptr;  // the end of a ring: where outputs go
+  kj::Canceler canceler_;  // wraps the calls in flight, which use `this` and the next hop
 };
 
 namespace {
@@ -286,9 +373,28 @@ class NodeImpl final : public proto::Node::Server {
  public:
   NodeImpl(std::shared_ptr<State> state, std::string client_id)
       : state_(std::move(state)), client_id_(std::move(client_id)) {}
+  ~NodeImpl() {
+    for (const auto& token : attached_) {
+      auto it = state_->sinks.find(token);
+      if (it != state_->sinks.end() && it->second.owner == this) state_->sinks.erase(it);
+    }
+  }
 
   kj::Promise<void> info(InfoContext context) override {
     write_node_info(state_->current(), context.getResults().initInfo());
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> attachSink(AttachSinkContext context) override {
+    auto params = context.getParams();
+    auto token = validate_ring_token(params.getToken());
+    if (!token) throw_rpc_error(token.error().message);
+    if (state_->sinks.count(*token)) throw_rpc_error("an output sink is already attached under this ring token");
+    if (state_->sinks.size() >= state_->options.max_sessions)
+      throw_rpc_error(kj::Exception::Type::OVERLOADED, "node is full: " + std::to_string(state_->sinks.size()) +
+                                                           " output sinks wait for their sessions; try later");
+    state_->sinks.emplace(*token, PendingSink{params.getSink(), this});
+    attached_.push_back(std::move(*token));
     return kj::READY_NOW;
   }
 
@@ -297,6 +403,11 @@ class NodeImpl final : public proto::Node::Server {
     NodeLimits limits{d.block_begin, d.block_end, d.model.n_layer, d.max_length};
     auto request = validate_open(context.getParams().getParams(), limits);
     if (!request) throw_rpc_error(request.error().message);
+    // The last node of a ring delivers to the sink the client attached here under the token.
+    const bool ring_end = !request->ring_token.empty() && request->downstream.empty();
+    if (ring_end && !state_->sinks.count(request->ring_token))
+      throw_rpc_error("no output sink is attached to this node under the session's ring token (the client attaches "
+                      "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
     if (state_->active_sessions >= o.max_sessions)
       throw_rpc_error(kj::Exception::Type::OVERLOADED, "node is full: " + std::to_string(state_->active_sessions) +
@@ -311,6 +422,11 @@ class NodeImpl final : public proto::Node::Server {
     auto engine = model::Session::create(*state_->model, request->block_begin, request->block_end, request->max_length);
     if (!engine) throw_rpc_error(engine.error().message);
     auto session = kj::heap<SessionImpl>(state_, *request, std::move(*engine), need);
+    if (ring_end) {
+      auto it = state_->sinks.find(request->ring_token);
+      session->attach_sink(kj::mv(it->second.sink));
+      state_->sinks.erase(it);
+    }
     if (request->downstream.empty()) {
       context.getResults().setSession(kj::mv(session));
       return kj::READY_NOW;
@@ -322,9 +438,10 @@ class NodeImpl final : public proto::Node::Server {
     const uint32_t max_length = request->max_length;
     const std::string where = hop.address.host_port();
     std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
+    if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
                                    state_->options.connect_timeout_s * kj::SECONDS)
-        .then([this, hop, rest, encoding, max_length](kj::Own<NodeConnection> connection) {
+        .then([this, hop, rest, encoding, max_length, token = request->ring_token](kj::Own<NodeConnection> connection) {
           if (!(connection->info().model == state_->description.model))
             throw_rpc_error("it serves a different model: " + connection->info().model.to_string());
           auto open = connection->node().openSessionRequest();
@@ -340,6 +457,8 @@ class NodeImpl final : public proto::Node::Server {
             hops[i].setBlockBegin(rest[i].block_begin);
             hops[i].setBlockEnd(rest[i].block_end);
           }
+          if (!token.empty())
+            p.setRingToken(kj::arrayPtr(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
           auto sent = open.send();
           return sent.then([connection = kj::mv(connection)](auto response) mutable {
             return std::make_pair(kj::mv(connection), response.getSession());
@@ -359,6 +478,7 @@ class NodeImpl final : public proto::Node::Server {
  private:
   std::shared_ptr<State> state_;
   std::string client_id_;
+  std::vector<std::string> attached_;  // tokens of the sinks attached through this connection
 };
 
 class GateImpl final : public proto::Gate::Server {
@@ -405,11 +525,14 @@ class GateImpl final : public proto::Gate::Server {
   std::string client_id_;
 };
 
-// One accepted connection: its TLS stream and RPC system, alive until the peer goes away.
+// One accepted connection: its TLS stream and RPC system, alive until the peer goes away. The
+// transport reads messages up to twice the node's limit, so that a request a little over it is
+// refused by its handler (an error reply, the connection kept) rather than by capnp, which can
+// only drop the connection.
 struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap, uint64_t max_message_bytes)
       : stream(kj::mv(s)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options(max_message_bytes)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options(2 * max_message_bytes)),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
@@ -511,6 +634,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.peer_id = state->identity.peer_id();
   d.protocol_version = proto::PROTOCOL_VERSION;
   d.features = supported_features();
+  d.features.push_back("ring");  // Node.attachSink and ring sessions: implemented in this file
   if (options.blob_service) d.features.push_back("blobs");
   d.model = options.model_identity ? *options.model_identity : identify_model(*state->model);
   d.block_begin = options.block_begin;
@@ -547,6 +671,11 @@ Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen
         .exclusiveJoin(expiry_loop(state_))
         .exclusiveJoin(kj::mv(stop))
         .wait(io.waitScope);
+    // Stopped: end the sessions' calls in flight and drop the sinks while the connections and the
+    // event loop they need still exist (capnp may keep calls alive until the loop itself goes).
+    for (SessionImpl* s : std::vector<SessionImpl*>(state_->sessions.begin(), state_->sessions.end()))
+      s->release("closed: the node stopped");
+    state_->sinks.clear();
   })) {
     result = Error{"node on " + listen + ": " + describe(*e)};
   }

@@ -8,9 +8,14 @@
 // long prompt computes, and the pool is never used by two passes at once.
 //
 // Limits and refusals (each an RPC error naming the limit): max sessions and the KV budget
-// (`overloaded`), message size (the connection is dropped with the reason), batch size, session
-// length, token ids, hidden-state shape/encoding/finiteness, positions (`failed`; the connection
-// and session stay usable). Sessions idle longer than the idle timeout are freed.
+// (`overloaded`), request size up to twice max_message_bytes, batch size, session length, token
+// ids, hidden-state shape/encoding/finiteness, positions (`failed`; the connection and session stay
+// usable); a message over twice the limit, or bytes that are not the protocol, close that
+// connection only. Sessions idle longer than the idle timeout are freed.
+//
+// Chains and rings: a session opened with downstream hops connects to the next node itself and
+// forwards every output there; at the end of a ring (OpenParams.ringToken) the output goes to the
+// sink the client attached on this node, and the replies along the chain only acknowledge.
 #pragma once
 
 #include <kj/async-io.h>
@@ -38,7 +43,7 @@ struct NodeOptions {
   int threads = 0;                         // 0: all cores
   uint32_t max_length = 0;                 // positions per session; 0: the model's training context
   uint32_t max_batch_tokens = 512;
-  uint64_t max_message_bytes = 64ull << 20;
+  uint64_t max_message_bytes = 64ull << 20;  // largest forward request processed (NodeInfo.maxMessageBytes)
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
   uint32_t call_timeout_s = 120;           // for a forward on the next hop

@@ -1,7 +1,10 @@
 #include "net/pipeline.h"
 
 #include <kj/async-io.h>
+#include <openssl/rand.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "net/errors.h"
@@ -13,6 +16,8 @@
 
 namespace omni::net {
 namespace {
+
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr size_t kPromptBatch = 512;  // as the local path: prompt batches change rounding, keep them equal
 
@@ -40,18 +45,120 @@ struct Hop {
   uint32_t block_begin, block_end;
 };
 
-class RemotePipeline final : public Pipeline {
+// Bytes of a forward request besides its rows: RPC header, structs, the hops' compute list.
+constexpr uint64_t kRequestOverhead = 4096;
+constexpr size_t kRingTokenBytes = 32;
+// After a ring or chain call timed out, how long each node gets to answer a probe.
+constexpr uint32_t kProbeSeconds = 2;
+
+kj::Exception rpc_exception(kj::Exception::Type type, const std::string& message) {
+  return kj::Exception(type, __FILE__, __LINE__, kj::heapString(message.c_str()));
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// A ring's final row, as the client's sink received it (shape and encoding checked).
+struct Delivery {
+  std::vector<uint8_t> bytes;
+  std::vector<uint64_t> hop_micros;
+};
+
+// Where the ring's sink and the waiting forward() meet. One call awaits its output at a time;
+// acknowledgements of earlier calls may still be on their way back.
+struct RingInbox {
+  uint64_t awaited = 0;  // the call id whose output is awaited; 0: none
+  kj::Own<kj::PromiseFulfiller<Delivery>> fulfiller;
+  kj::Maybe<kj::Exception> broken;  // an acknowledgement failed while no call awaited output
+
+  void expect(uint64_t call, kj::Own<kj::PromiseFulfiller<Delivery>> f) {
+    awaited = call;
+    fulfiller = kj::mv(f);
+  }
+  void deliver(Delivery d) {
+    auto f = kj::mv(fulfiller);
+    awaited = 0;
+    f->fulfill(kj::mv(d));
+  }
+  // The ring is broken: the awaiting call fails with `e`, or else the next one does.
+  void fail(kj::Exception e) {
+    if (awaited) {
+      auto f = kj::mv(fulfiller);
+      awaited = 0;
+      f->reject(kj::mv(e));
+    } else if (broken == nullptr) {
+      broken = kj::mv(e);
+    }
+  }
+  void forget(uint64_t call) {
+    if (awaited != call) return;
+    awaited = 0;
+    fulfiller = nullptr;
+  }
+};
+
+// The client's end of a ring, attached on the last node (Node.attachSink).
+class SinkImpl final : public proto::OutputSink::Server {
+ public:
+  SinkImpl(std::shared_ptr<RingInbox> inbox, uint32_t n_embd, HiddenEncoding encoding, std::string where)
+      : inbox_(std::move(inbox)), n_embd_(n_embd), encoding_(encoding), where_(std::move(where)) {}
+
+  kj::Promise<void> deliver(DeliverContext context) override {
+    auto params = context.getParams();
+    const uint64_t call = params.getCallId();
+    if (inbox_->awaited == 0 || call != inbox_->awaited)
+      throw_rpc_error("this client awaits no output for call " + std::to_string(call) +
+                      (inbox_->awaited ? " (it awaits call " + std::to_string(inbox_->awaited) + ")" : ""));
+    auto output = params.getOutput();
+    auto hidden = output.getHidden();
+    std::string problem;
+    auto encoding = validate_hidden(hidden, n_embd_, 1);
+    if (!encoding)
+      problem = encoding.error().message;
+    else if (*encoding != encoding_)
+      problem = std::string("hidden states in ") + hidden_encoding_name(*encoding) + ", the session uses " +
+                hidden_encoding_name(encoding_);
+    else if (output.getHopComputeMicros().size() > kMaxHops)
+      problem = "hopComputeMicros lists more than " + std::to_string(kMaxHops) + " hops";
+    if (!problem.empty()) {
+      inbox_->fail(rpc_exception(kj::Exception::Type::FAILED, where_ + " delivered a bad output: " + problem));
+      throw_rpc_error(problem);
+    }
+    Delivery d;
+    auto data = hidden.getData();
+    d.bytes.assign(data.begin(), data.end());
+    for (uint64_t us : output.getHopComputeMicros()) d.hop_micros.push_back(us);
+    inbox_->deliver(kj::mv(d));
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<RingInbox> inbox_;
+  uint32_t n_embd_;
+  HiddenEncoding encoding_;
+  std::string where_;
+};
+
+class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
  public:
   RemotePipeline(const model::Model& model, const RemoteOptions& options, kernels::ThreadPool& pool)
-      : model_(model), options_(options), pool_(pool), io_(kj::setupAsyncIo()) {}
+      : model_(model), options_(options), pool_(pool), io_(kj::setupAsyncIo()), acks_(kj::heap<kj::TaskSet>(*this)) {}
 
   ~RemotePipeline() noexcept override {
-    // Capabilities and connections belong to io_'s event loop: drop them while it still exists.
+    // Capabilities, calls and connections belong to io_'s event loop: drop them while it exists.
+    acks_ = nullptr;
     sessions_.clear();
     connections_.clear();
   }
 
   Result<void> open(uint32_t n_ctx) {
+    for (const auto& a : options_.hop_addresses)
+      if (a.peer_id.empty())
+        return Error{"the hop address " + a.host_port() + " names no peer id (write it ID@HOST:PORT)"};
     auto identity = options_.data_dir.empty() ? Identity::generate() : Identity::load_or_create(options_.data_dir);
     if (!identity) return identity.error();
     auto tls = TlsContext::create(*identity);
@@ -68,17 +175,38 @@ class RemotePipeline final : public Pipeline {
   }
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (tokens.empty() || tokens.size() > max_batch_)
+      return Error{"a call of " + std::to_string(tokens.size()) + " tokens; this pipeline takes 1.." +
+                   std::to_string(max_batch_) + " per call (" + batch_limit_ + ")"};
     std::vector<uint8_t> last_hidden;
+    std::vector<uint64_t> hop_micros;
     Result<void> result;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { result = run_hops(tokens, last_hidden); })) {
-      return Error{describe(*e)};
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      result = options_.route == Route::Ring ? run_ring(tokens, last_hidden, hop_micros)
+                                             : run_hops(tokens, last_hidden, hop_micros);
+    })) {
+      std::string message = describe(*e);
+      if (options_.route != Route::Direct && message.find("timed out") != std::string::npos)
+        message += unresponsive_nodes();
+      return Error{message};
     }
     if (!result) return result;
     std::vector<float> hidden;
     if (auto d = decode_hidden(last_hidden, 1, model_.config().n_embd, options_.encoding, hidden); !d)
       return Error{"the last node's reply: " + d.error().message};
     ++calls_;
-    return head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    const auto t0 = SteadyClock::now();
+    auto head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    if (head && tokens.size() == 1) {
+      // Generation steps: what the nodes and the head cost, to compare a token's latency with.
+      double sum = 0;
+      for (uint64_t us : hop_micros) sum += us / 1000.0;
+      token_nodes_ms_.push_back(sum);
+      if (hop_micros.size() == hops_.size())
+        for (size_t i = 0; i < hops_.size(); ++i) token_hop_ms_[i].push_back(hop_micros[i] / 1000.0);
+      token_head_ms_.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+    }
+    return head;
   }
 
   size_t max_batch() const override { return max_batch_; }
@@ -86,11 +214,23 @@ class RemotePipeline final : public Pipeline {
   std::string summary() const override {
     char b[256];
     std::snprintf(b, sizeof b, "%zu nodes, route %s, %s hidden states, %llu calls, %.1f KiB sent, %.1f KiB received",
-                  hops_.size(), options_.route == Route::Chain ? "chain" : "direct",
-                  hidden_encoding_name(options_.encoding), static_cast<unsigned long long>(calls_),
-                  bytes_sent_ / 1024.0, bytes_received_ / 1024.0);
-    return b;
+                  hops_.size(), route_name(options_.route), hidden_encoding_name(options_.encoding),
+                  static_cast<unsigned long long>(calls_), bytes_sent_ / 1024.0, bytes_received_ / 1024.0);
+    std::string out = b;
+    if (!token_nodes_ms_.empty()) {
+      std::string hops;
+      for (const auto& h : token_hop_ms_) {
+        std::snprintf(b, sizeof b, "%s%.2f", hops.empty() ? "" : " + ", median(h));
+        hops += b;
+      }
+      std::snprintf(b, sizeof b, ", per token: nodes %.2f ms (%s), head %.2f ms (medians of %zu tokens)",
+                    median(token_nodes_ms_), hops.c_str(), median(token_head_ms_), token_nodes_ms_.size());
+      out += b;
+    }
+    return out;
   }
+
+  void taskFailed(kj::Exception&&) override {}  // acknowledgements report their own errors
 
  private:
   void log(const std::string& line) const {
@@ -100,7 +240,8 @@ class RemotePipeline final : public Pipeline {
   Result<void> open_sessions(uint32_t n_ctx) {
     const ModelIdentity local = identify_model(model_);
     std::vector<std::string> features{std::string("hidden-") + hidden_encoding_name(options_.encoding)};
-    if (options_.route == Route::Chain) features.push_back("chain");
+    if (options_.route != Route::Direct) features.push_back("chain");
+    if (options_.route == Route::Ring) features.push_back("ring");
     const auto timeout = options_.connect_timeout_s * kj::SECONDS;
     kj::Vector<kj::Promise<kj::Own<NodeConnection>>> connecting;
     for (const auto& peer : options_.peers)
@@ -121,7 +262,6 @@ class RemotePipeline final : public Pipeline {
     }
     // Greedy cover of [0, n_layer): at each block, the node that serves it and reaches furthest.
     const uint32_t n_layer = model_.config().n_layer;
-    max_batch_ = kPromptBatch;
     for (uint32_t at = 0; at < n_layer;) {
       NodeConnection* best = nullptr;
       for (auto& c : connections_) {
@@ -137,21 +277,82 @@ class RemotePipeline final : public Pipeline {
                      " (the nodes serve:" + served + ")"};
       }
       hops_.push_back({best, at, best->info().block_end});
-      max_batch_ = std::min<size_t>(max_batch_, best->info().max_batch_tokens);
       log("blocks [" + std::to_string(at) + ", " + std::to_string(best->info().block_end) + ") on " +
           best->address().host_port());
       at = best->info().block_end;
     }
-    if (max_batch_ == 0) return Error{"a node accepts no tokens per call"};
-    if (options_.route == Route::Chain) {
-      sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true));
+    token_hop_ms_.resize(hops_.size());
+    if (auto b = choose_max_batch(); !b) return b;
+    ring_name_ = "the ring (first node " + hops_.front().connection->address().host_port() + ", last node " +
+                 hops_.back().connection->address().host_port() + ")";
+    if (options_.route == Route::Ring) {
+      std::string token(kRingTokenBytes, '\0');
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(token.data()), static_cast<int>(token.size())) != 1)
+        return Error{"cannot draw random bytes for the ring token (OpenSSL RAND_bytes failed)"};
+      // The sink goes to the last node over this client's own connection to it; the token, which
+      // travels down the chain, lets that node bind it to the session the first node opens there.
+      NodeConnection& last = *hops_.back().connection;
+      const std::string where = "the last node " + last.address().host_port();
+      inbox_ = std::make_shared<RingInbox>();
+      auto attach = last.node().attachSinkRequest();
+      attach.setToken(kj::arrayPtr(reinterpret_cast<const kj::byte*>(token.data()), token.size()));
+      attach.setSink(kj::heap<SinkImpl>(inbox_, model_.config().n_embd, options_.encoding, where));
+      with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS, "attaching the output sink",
+                   attach.send())
+          .catch_([where](kj::Exception&& e) -> capnp::Response<proto::Node::AttachSinkResults> {
+            throw_rpc_error(e.getType(), where + ": " + describe(e));
+          })
+          .wait(io_.waitScope);
+      sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true, token));
+    } else if (options_.route == Route::Chain) {
+      sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true, ""));
     } else {
-      for (size_t i = 0; i < hops_.size(); ++i) sessions_.push_back(open_session(i, n_ctx, false));
+      for (size_t i = 0; i < hops_.size(); ++i) sessions_.push_back(open_session(i, n_ctx, false, ""));
     }
     return {};
   }
 
-  proto::Session::Client open_session(size_t hop_index, uint32_t n_ctx, bool with_downstream) {
+  // The largest batch every hop takes: its maxBatchTokens, and rows that fit in the messages it
+  // reads (hidden states for all but a chain's first node, which gets token ids; in direct mode
+  // every node's reply carries the rows too). Sizes are checked here, so that an oversized call
+  // is refused with the reason before anything is sent.
+  Result<void> choose_max_batch() {
+    max_batch_ = kPromptBatch;
+    batch_limit_ = "the client's prompt batch";
+    const uint64_t row_bytes = encoded_hidden_bytes(options_.encoding, 1, model_.config().n_embd);
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      const NodeConnection& c = *hops_[i].connection;
+      const std::string where = c.address().host_port();
+      if (c.info().max_batch_tokens < max_batch_) {
+        max_batch_ = c.info().max_batch_tokens;
+        batch_limit_ = "node " + where + " takes " + std::to_string(max_batch_) + " tokens per call";
+      }
+      const uint64_t limit = std::min<uint64_t>(c.info().max_message_bytes, kDefaultMaxMessageBytes);
+      const uint64_t per_row = (i == 0 && options_.route != Route::Direct) ? sizeof(int32_t) : row_bytes;
+      const uint64_t rows = limit > kRequestOverhead ? (limit - kRequestOverhead) / per_row : 0;
+      if (rows == 0)
+        return Error{"node " + where + " reads messages of at most " + std::to_string(limit) +
+                     " bytes, too few for one row (" + std::to_string(per_row) + " bytes and " +
+                     std::to_string(kRequestOverhead) + " of overhead)"};
+      if (rows < max_batch_) {
+        max_batch_ = static_cast<size_t>(rows);
+        batch_limit_ = "node " + where + " reads messages of at most " + std::to_string(limit) + " bytes";
+        log("at most " + std::to_string(max_batch_) + " tokens per call: " + batch_limit_);
+      }
+    }
+    if (max_batch_ == 0) return Error{"a node accepts no tokens per call"};
+    return {};
+  }
+
+  // The address the previous node of a chain dials to reach `c`.
+  std::string hop_address(const NodeConnection& c) const {
+    for (const auto& a : options_.hop_addresses)
+      if (a.peer_id == c.peer_id()) return a.host_port();
+    return c.address().host_port();
+  }
+
+  proto::Session::Client open_session(size_t hop_index, uint32_t n_ctx, bool with_downstream,
+                                      const std::string& ring_token) {
     const Hop& hop = hops_[hop_index];
     auto request = hop.connection->node().openSessionRequest();
     auto p = request.initParams();
@@ -163,12 +364,14 @@ class RemotePipeline final : public Pipeline {
       auto down = p.initDownstream(static_cast<unsigned>(hops_.size() - hop_index - 1));
       for (size_t i = hop_index + 1; i < hops_.size(); ++i) {
         auto d = down[static_cast<unsigned>(i - hop_index - 1)];
-        d.setAddress(hops_[i].connection->address().host_port().c_str());
+        d.setAddress(hop_address(*hops_[i].connection).c_str());
         d.setPeerId(hops_[i].connection->peer_id().c_str());  // the id this client verified itself
         d.setBlockBegin(hops_[i].block_begin);
         d.setBlockEnd(hops_[i].block_end);
       }
     }
+    if (!ring_token.empty())
+      p.setRingToken(kj::arrayPtr(reinterpret_cast<const kj::byte*>(ring_token.data()), ring_token.size()));
     const std::string where = hop.connection->address().host_port();
     auto response = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
                                  "opening a session on " + where, request.send())
@@ -179,8 +382,49 @@ class RemotePipeline final : public Pipeline {
     return response.getSession();
   }
 
-  // Sends the tokens through the hops; `last_hidden` gets the final node's encoded last row.
-  Result<void> run_hops(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden) {
+  // Ring: the tokens go to the first node; the output arrives at the sink. The first node's reply
+  // (an acknowledgement, once the rest of the ring is done) is not waited for: it only matters
+  // when it is an error, which then fails this call or the next.
+  Result<void> run_ring(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden,
+                        std::vector<uint64_t>& hop_micros) {
+    KJ_IF_MAYBE(e, inbox_->broken) { kj::throwFatalException(kj::cp(*e)); }
+    const uint64_t call = ++ring_calls_;
+    auto paf = kj::newPromiseAndFulfiller<Delivery>();
+    inbox_->expect(call, kj::mv(paf.fulfiller));
+    KJ_DEFER(inbox_->forget(call));
+    auto request = sessions_[0].forwardRequest();
+    auto input = request.initInput();
+    auto list = input.initInput().initTokens(static_cast<unsigned>(tokens.size()));
+    for (unsigned t = 0; t < tokens.size(); ++t) list.set(t, tokens[t]);
+    input.setOutputLast(1);
+    input.setCallId(call);
+    bytes_sent_ += tokens.size() * 4;
+    acks_->add(request.send().then(
+        [inbox = inbox_, call, where = ring_name_](capnp::Response<proto::Session::ForwardResults>) {
+          if (inbox->awaited == call)
+            inbox->fail(rpc_exception(kj::Exception::Type::FAILED,
+                                      where + " acknowledged call " + std::to_string(call) +
+                                          " but its last node delivered no output"));
+        },
+        [inbox = inbox_, where = ring_name_](kj::Exception&& e) {
+          inbox->fail(rpc_exception(e.getType(), where + ": " + describe(e)));
+        }));
+    auto delivery = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
+                                 "forward on " + ring_name_, kj::mv(paf.promise))
+                        .wait(io_.waitScope);
+    // Send deliver()'s return now: the last node acknowledges only after it, and this loop does not
+    // run again until the next call, which may be minutes away (past the nodes' call timeouts).
+    io_.waitScope.poll();
+    bytes_received_ += delivery.bytes.size();
+    last_hidden = std::move(delivery.bytes);
+    hop_micros = std::move(delivery.hop_micros);
+    return {};
+  }
+
+  // Chain and direct: sends the tokens through the hops; `last_hidden` gets the final node's
+  // encoded last row.
+  Result<void> run_hops(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden,
+                        std::vector<uint64_t>& hop_micros) {
     const size_t rounds = options_.route == Route::Chain ? 1 : hops_.size();
     std::vector<uint8_t> carried;
     uint32_t carried_rows = 0;
@@ -201,8 +445,9 @@ class RemotePipeline final : public Pipeline {
         bytes_sent_ += carried.size();
       }
       input.setOutputLast(last ? 1 : 0);
-      const std::string where = options_.route == Route::Chain ? "the chain (first node " + hops_[0].connection->address().host_port() + ")"
-                                                               : "node " + hops_[i].connection->address().host_port();
+      const std::string where = options_.route == Route::Chain
+                                    ? "the chain (first node " + hops_[0].connection->address().host_port() + ")"
+                                    : "node " + hops_[i].connection->address().host_port();
       auto response = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
                                    "forward on " + where, request.send())
                           .catch_([where](kj::Exception&& e) -> capnp::Response<proto::Session::ForwardResults> {
@@ -221,30 +466,70 @@ class RemotePipeline final : public Pipeline {
       bytes_received_ += data.size();
       carried.assign(data.begin(), data.end());
       carried_rows = rows;
+      for (uint64_t us : response.getOutput().getHopComputeMicros())
+        if (hop_micros.size() < kMaxHops) hop_micros.push_back(us);
     }
     last_hidden = std::move(carried);
     return {};
+  }
+
+  // After a ring or chain call timed out: the nodes that do not even answer `info` (stopped, or
+  // their event loop stuck; a node that is only slow computing still answers).
+  std::string unresponsive_nodes() {
+    std::string list;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      kj::Vector<kj::Promise<bool>> probes;
+      for (const auto& hop : hops_)
+        probes.add(with_timeout(io_.provider->getTimer(), kProbeSeconds * kj::SECONDS, "info",
+                                hop.connection->node().infoRequest().send())
+                       .then([](auto) { return true; }, [](kj::Exception&&) { return false; }));
+      auto answers = kj::joinPromises(probes.releaseAsArray()).wait(io_.waitScope);
+      for (size_t i = 0; i < answers.size(); ++i)
+        if (!answers[i]) list += (list.empty() ? "" : ", ") + hops_[i].connection->address().host_port();
+    })) {
+      return "";
+    }
+    if (list.empty()) return " (every node still answers a probe: one of them is overloaded)";
+    return " (not answering a probe within " + std::to_string(kProbeSeconds) + " s: " + list + ")";
   }
 
   const model::Model& model_;
   RemoteOptions options_;
   kernels::ThreadPool& pool_;
   kj::AsyncIoContext io_;
+  kj::Own<kj::TaskSet> acks_;  // ring acknowledgements in flight
   std::shared_ptr<TlsContext> tls_;
   std::vector<kj::Own<NodeConnection>> connections_;
   std::vector<Hop> hops_;
   std::vector<proto::Session::Client> sessions_;
+  std::shared_ptr<RingInbox> inbox_;
+  std::string ring_name_;
+  uint64_t ring_calls_ = 0;
   std::unique_ptr<model::Session> head_;
   size_t max_batch_ = kPromptBatch;
+  std::string batch_limit_;  // why max_batch_ is what it is
   uint64_t calls_ = 0, bytes_sent_ = 0, bytes_received_ = 0;
+  // Generation steps (one token per call): compute on the nodes (sum and per hop) and of the head.
+  std::vector<double> token_nodes_ms_, token_head_ms_;
+  std::vector<std::vector<double>> token_hop_ms_;
 };
 
 }  // namespace
 
 Result<Route> parse_route(std::string_view name) {
+  if (name == "ring") return Route::Ring;
   if (name == "chain") return Route::Chain;
   if (name == "direct") return Route::Direct;
-  return Error{"unknown route '" + std::string(name) + "' (choose chain or direct)"};
+  return Error{"unknown route '" + std::string(name) + "' (choose ring, chain or direct)"};
+}
+
+const char* route_name(Route route) {
+  switch (route) {
+    case Route::Ring: return "ring";
+    case Route::Chain: return "chain";
+    case Route::Direct: return "direct";
+  }
+  return "?";
 }
 
 Result<std::unique_ptr<Pipeline>> make_local_pipeline(const model::Model& model, uint32_t n_ctx,

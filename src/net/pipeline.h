@@ -4,12 +4,19 @@
 // matrix) runs here on the last token's hidden state returned by the last node: the client keeps
 // the vocabulary-sized parts, the wire carries one hidden row per generated token.
 //
-// Routes: Chain sends each call to the first node only; every node forwards its output to the next
-// and the last one's reply travels back along the chain (one trip around per token). Direct calls
-// each node in turn from the client (hidden states pass through the client between hops).
+// Routes (docs/protocol.md, "Routes"):
+// - Ring (the default): each call goes to the first node only, every node forwards its output to
+//   the next, and the last one delivers the final row straight to the client, through a sink the
+//   client attached over its own connection to that node (no listener on the client: it works
+//   behind NAT). A token costs one trip around the ring. The replies along the chain become
+//   acknowledgements that only carry errors back, off the critical path.
+// - Chain: as Ring, but the final row travels back along the chain as the replies (Cap'n Proto 0.9
+//   has no three-party handoff): the forward trip plus the way back. Kept for measurements.
+// - Direct: the client calls each node in turn (hidden states pass through the client).
 //
 // A Pipeline is used from one thread (the one that created it). Errors are values; a node that
-// dies or stalls gives an Error naming it (connection lost, or timed out after call_timeout_s).
+// dies or stalls gives an Error naming it (connection lost, or timed out after call_timeout_s;
+// after a ring or chain timeout the nodes that do not answer a probe are named).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +40,8 @@ class Pipeline {
   // Runs `tokens` (1..max_batch()) at the next positions; writes the last token's logits (n_vocab).
   virtual Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
   virtual size_t max_batch() const = 0;
-  // One line for the end-of-run summary (KV cache, nodes, bytes moved).
+  // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
+  // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").
   virtual std::string summary() const = 0;
 };
 
@@ -41,13 +49,17 @@ class Pipeline {
 Result<std::unique_ptr<Pipeline>> make_local_pipeline(const model::Model& model, uint32_t n_ctx,
                                                       kernels::ThreadPool& pool);
 
-enum class Route { Chain, Direct };
-Result<Route> parse_route(std::string_view name);  // "chain" | "direct"
+enum class Route { Ring, Chain, Direct };
+Result<Route> parse_route(std::string_view name);  // "ring" | "chain" | "direct"
+const char* route_name(Route route);
 
 struct RemoteOptions {
   std::vector<PeerAddress> peers;  // any order; a chain covering [0, n_layer) is chosen from them
+  // Where the nodes reach each other, by peer id (ID@HOST:PORT; e.g. a private network between the
+  // nodes): a node of the chain dials the next one here instead of at its `peers` address.
+  std::vector<PeerAddress> hop_addresses;
   HiddenEncoding encoding = HiddenEncoding::F16;
-  Route route = Route::Chain;
+  Route route = Route::Ring;
   std::string data_dir;            // the client's identity key lives here
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
@@ -55,7 +67,9 @@ struct RemoteOptions {
 };
 
 // Connects to the peers, checks they serve the same model as `model` (the local file gives the
-// tokenizer, and the head), picks the chain and opens sessions of n_ctx positions.
+// tokenizer, and the head), picks the chain and opens sessions of n_ctx positions. max_batch()
+// respects every node's maxBatchTokens and message size (forward() refuses bigger batches before
+// sending anything).
 Result<std::unique_ptr<Pipeline>> make_remote_pipeline(const model::Model& model, const RemoteOptions& options,
                                                        uint32_t n_ctx, kernels::ThreadPool& pool);
 

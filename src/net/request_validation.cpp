@@ -51,7 +51,19 @@ Result<OpenRequest> validate_open(proto::OpenParams::Reader params, const NodeLi
     expect = h.block_end;
     r.downstream.push_back(std::move(h));
   }
+  if (params.hasRingToken()) {
+    auto token = validate_ring_token(params.getRingToken());
+    if (!token) return token.error();
+    r.ring_token = std::move(*token);
+  }
   return r;
+}
+
+Result<std::string> validate_ring_token(capnp::Data::Reader token) {
+  if (token.size() < kMinRingTokenBytes || token.size() > kMaxRingTokenBytes)
+    return Error{"the ring token has " + std::to_string(token.size()) + " bytes; it must be " +
+                 std::to_string(kMinRingTokenBytes) + ".." + std::to_string(kMaxRingTokenBytes) + " random bytes"};
+  return std::string(reinterpret_cast<const char*>(token.begin()), token.size());
 }
 
 Result<HiddenEncoding> validate_hidden(proto::HiddenStates::Reader hidden, uint32_t n_embd, uint32_t max_rows) {
@@ -111,6 +123,12 @@ Result<ForwardRequest> validate_forward(proto::ForwardInput::Reader input, const
     return Error{"outputLast " + std::to_string(r.output_last) + " exceeds the " + std::to_string(r.n_tokens) +
                  " input rows"};
   if (r.output_last == 0) r.output_last = r.n_tokens;
+  r.call_id = input.getCallId();
+  auto upstream = input.getUpstreamComputeMicros();
+  if (upstream.size() > kMaxHops)
+    return Error{"upstreamComputeMicros lists " + std::to_string(upstream.size()) + " hops, more than " +
+                 std::to_string(kMaxHops)};
+  for (uint64_t us : upstream) r.upstream_micros.push_back(us);
   return r;
 }
 

@@ -16,6 +16,9 @@
 namespace omni::net {
 
 inline constexpr uint32_t kMaxHops = 64;
+// A ring token (OpenParams.ringToken, Node.attachSink) is this many random bytes: enough not to be
+// guessed, bounded so that a peer cannot make the node store much.
+inline constexpr size_t kMinRingTokenBytes = 16, kMaxRingTokenBytes = 64;
 
 struct NodeLimits {
   uint32_t block_begin = 0, block_end = 0;  // the node's range
@@ -32,9 +35,13 @@ struct OpenRequest {
   uint32_t block_begin = 0, block_end = 0, max_length = 0;
   HiddenEncoding encoding = HiddenEncoding::F16;
   std::vector<HopRequest> downstream;
+  std::string ring_token;  // empty: not a ring; else kMinRingTokenBytes..kMaxRingTokenBytes bytes
 };
 
 Result<OpenRequest> validate_open(proto::OpenParams::Reader params, const NodeLimits& limits);
+
+// A ring token's bytes, or an Error saying why they cannot be one (length).
+Result<std::string> validate_ring_token(capnp::Data::Reader token);
 
 struct SessionLimits {
   uint32_t block_begin = 0;  // the session's first block: 0 takes tokens, else hidden states
@@ -49,6 +56,8 @@ struct ForwardRequest {
   uint32_t n_tokens = 0;
   int64_t start_position = -1;     // -1: continue; else 0 <= start (checked against n_past later)
   uint32_t output_last = 0;        // 1..n_tokens (0 in the message means n_tokens)
+  uint64_t call_id = 0;            // ring mode: the client's number for the call
+  std::vector<uint64_t> upstream_micros;  // earlier hops' compute, at most kMaxHops entries
 };
 
 Result<ForwardRequest> validate_forward(proto::ForwardInput::Reader input, const SessionLimits& limits);

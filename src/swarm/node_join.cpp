@@ -86,14 +86,27 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   return m;
 }
 
-Result<void> Membership::announce(const std::string& listen_address, uint32_t max_sessions) {
+std::string Membership::reachable_address(const std::string& listen_address) const {
   auto colon = listen_address.rfind(':');
   std::string host = listen_address.substr(0, colon);
   if (!options_.announce_host.empty())
     host = options_.announce_host;
   else if (host == "0.0.0.0" || host == "[::]")
     host = "127.0.0.1";  // listening everywhere: say where a local client finds us (see --announce-host)
-  record_.addresses = {host + listen_address.substr(colon)};
+  return host + listen_address.substr(colon);
+}
+
+Result<void> Membership::announce(const std::string& listen_address, uint32_t max_sessions) {
+  return announce_addresses({reachable_address(listen_address)}, max_sessions);
+}
+
+Result<void> Membership::announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions) {
+  if (announcer_) {
+    announcer_.reset();
+    // Readers keep the record with the highest sequence number: start above every refresh so far.
+    record_.seq = std::max<uint64_t>(record_.seq + 1, static_cast<uint64_t>(unix_now_ms()));
+  }
+  record_.addresses = std::move(addresses);
   record_.max_sessions = record_.free_sessions = max_sessions;
   announcer_ = std::make_unique<Announcer>(*directory_, *identity_, record_, options_.announce_interval_s,
                                            options_.record_ttl_s, log_);

@@ -45,6 +45,13 @@ class Membership {
   uint32_t block_end() const { return record_.block_end; }
   // Publishes the record with the node's bound "host:port" and starts refreshing it.
   Result<void> announce(const std::string& listen_address, uint32_t max_sessions);
+  // The same with these addresses, first preferred ("host:port", or "relay:host:port" for a node
+  // reached through a relay). Called again (a relay's address changed), the new record replaces
+  // the old one at once (a higher sequence number). Blocks for the first DHT put.
+  Result<void> announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions);
+  // Where clients reach a node bound to `listen_address`: --announce-host's host if given, else the
+  // listen host (127.0.0.1 for a wildcard host).
+  std::string reachable_address(const std::string& listen_address) const;
 
  private:
   Membership() = default;

@@ -157,7 +157,7 @@ Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms)
   if (r.model_id.size() != 64) return Error{"record of " + r.peer_id + ": malformed model id"};
   if (r.addresses.empty() || r.addresses.size() > 16) return Error{"record of " + r.peer_id + ": 1 to 16 addresses"};
   for (const auto& a : r.addresses)
-    if (auto p = net::parse_peer_address(a); !p || !p->peer_id.empty())
+    if (a.find('@') != std::string::npos || !net::parse_peer_address(r.peer_id + "@" + a))
       return Error{"record of " + r.peer_id + ": bad address '" + a + "'"};
   if (r.expires_ms <= r.issued_ms || r.expires_ms - r.issued_ms > kMaxRecordTtlMs)
     return Error{"record of " + r.peer_id + ": validity is not within (0, 1 h]"};

@@ -30,7 +30,8 @@ inline constexpr int64_t kMaxRecordTtlMs = 3600 * 1000;
 
 struct NodeRecord {
   std::string peer_id;
-  std::vector<std::string> addresses;  // "host:port" where the node protocol listens
+  std::vector<std::string> addresses;  // "host:port" where the node protocol listens, or
+                                       // "relay:host:port": reached through that relay
   std::string model_id;                // model_key() of the model served
   std::string model_name;              // for people (omni swarm status)
   uint32_t n_layer = 0;

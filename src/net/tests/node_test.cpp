@@ -1,97 +1,20 @@
 // A node served in-process (its own thread and event loop) and driven at the protocol level:
 // handshake refusals, every malformed-request path answered with an error while the same
-// connection (and other clients) keep being served, oversized messages, a full node, idle expiry.
+// connection (and other clients) keep being served, oversized requests (an error reply up to twice
+// the limit, a dropped connection beyond), garbage on the socket, a full node, idle expiry.
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 
 #include <cmath>
-#include <future>
-#include <thread>
 
 #include "net/errors.h"
 #include "net/node_connection.h"
 #include "net/node_server.h"
+#include "net/tests/test_node.h"
 #include "net/tls.h"
 
 namespace omni::net {
 namespace {
-
-const std::string kModel = std::string(OMNI_SHARED_DIR) + "/models/synth-llama-q8_0.gguf";
-
-// Runs a NodeServer on a thread until destroyed.
-class TestNode {
- public:
-  explicit TestNode(NodeOptions options) {
-    std::promise<std::string> address;
-    auto ready = address.get_future();
-    thread_ = std::thread([this, options, &address] {
-      auto io = kj::setupAsyncIo();
-      auto identity = Identity::generate();
-      auto server = NodeServer::create(options, *identity);
-      if (!server) {
-        address.set_value("error: " + server.error().message);
-        return;
-      }
-      peer_id_ = (*server)->peer_id();
-      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-      stop_ = kj::mv(paf.fulfiller);
-      auto r = (*server)->serve(io, "127.0.0.1:0", [&](const std::string& a) { address.set_value(a); },
-                                kj::mv(paf.promise));
-      (void)r;
-    });
-    address_ = ready.get();
-  }
-  ~TestNode() {
-    if (stop_) stop_->fulfill();
-    thread_.join();
-  }
-  PeerAddress address() const {
-    auto a = parse_peer_address(peer_id_ + "@" + address_);
-    EXPECT_TRUE(a.ok()) << address_;
-    return *a;
-  }
-
- private:
-  std::thread thread_;
-  std::string address_, peer_id_;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_;
-};
-
-NodeOptions options(uint32_t begin, uint32_t end) {
-  NodeOptions o;
-  o.model_path = kModel;
-  o.block_begin = begin;
-  o.block_end = end;
-  o.threads = 1;
-  return o;
-}
-
-struct Client {
-  kj::AsyncIoContext io = kj::setupAsyncIo();
-  std::shared_ptr<TlsContext> tls = *TlsContext::create(*Identity::generate());
-
-  kj::Own<NodeConnection> connect(const PeerAddress& a) {
-    return NodeConnection::connect(*io.provider, *tls, a, {}, 5 * kj::SECONDS).wait(io.waitScope);
-  }
-  // The error text of a call that must fail, or "" if it succeeded.
-  template <class F>
-  std::string error_of(F&& f) {
-    std::string out;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { f(); })) { out = describe(*e); }
-    return out;
-  }
-};
-
-proto::Session::Client open(Client& c, NodeConnection& n, uint32_t a, uint32_t b, uint32_t length = 64,
-                            proto::HiddenFormat f = proto::HiddenFormat::F32) {
-  auto req = n.node().openSessionRequest();
-  auto p = req.initParams();
-  p.setBlockBegin(a);
-  p.setBlockEnd(b);
-  p.setMaxLength(length);
-  p.setHiddenFormat(f);
-  return req.send().wait(c.io.waitScope).getSession();
-}
 
 uint32_t forward_tokens(Client& c, proto::Session::Client& s, std::vector<int32_t> ids, int64_t start = -1) {
   auto req = s.forwardRequest();
@@ -184,40 +107,103 @@ TEST(Node, MalformedRequestsGetErrorsAndServiceContinues) {
   EXPECT_NE(c.error_of([&] { send_hidden(1, d, d * 4); }).find("session closed"), std::string::npos);
 }
 
-TEST(Node, OversizedMessageDropsOnlyThatConnection) {
+// A forward of `rows` F32 rows of 0.5 on `session`; returns the session's nPast after it.
+uint32_t forward_rows(Client& c, proto::Session::Client& session, uint32_t rows, uint32_t d) {
+  auto req = session.forwardRequest();
+  auto h = req.initInput().initInput().initHidden();
+  h.setFormat(proto::HiddenFormat::F32);
+  h.setNTokens(rows);
+  h.setNEmbd(d);
+  std::vector<float> v(size_t{rows} * d, 0.5f);
+  h.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(v.data()), v.size() * 4));
+  return req.send().wait(c.io.waitScope).getOutput().getNPast();
+}
+
+TEST(Node, OversizedRequestGetsAnErrorAndTheConnectionStays) {
   auto o = options(1, 4);
   o.max_message_bytes = 1 << 20;
   o.max_batch_tokens = 1 << 16;
   TestNode node(o);
   Client c;
   auto conn = c.connect(node.address());
+  EXPECT_EQ(conn->info().max_message_bytes, 1u << 20);
   const uint32_t d = conn->info().model.n_embd;
   auto session = open(c, *conn, 1, 4, 2048);
-  const uint32_t rows = (2u << 20) / (d * 4);  // 2 MiB of hidden states
-  auto err = c.error_of([&] {
-    auto req = session.forwardRequest();
-    auto h = req.initInput().initInput().initHidden();
-    h.setFormat(proto::HiddenFormat::F32);
-    h.setNTokens(rows);
-    h.setNEmbd(d);
-    h.initData(rows * d * 4);
-    req.send().wait(c.io.waitScope);
-  });
-  // The node drops the connection (the client sees it lost, e.g. "Broken pipe").
-  EXPECT_NE(err.find("connection lost"), std::string::npos) << err;
-  // Another connection (another client identity) is served.
+  EXPECT_EQ(forward_rows(c, session, 1, d), 1u);
+  // 1.5 MiB: over the limit, under the twice-the-limit the transport reads: a typed error.
+  const uint32_t rows = (3u << 19) / (d * 4);
+  auto err = c.error_of([&] { forward_rows(c, session, rows, d); });
+  EXPECT_NE(err.find("more than this node's limit of 1048576 bytes"), std::string::npos) << err;
+  EXPECT_NE(err.find("send fewer rows per call"), std::string::npos) << err;
+  // The same connection and session go on, positions unchanged by the refused call.
+  EXPECT_EQ(forward_rows(c, session, 2, d), 3u);
+  // Another client (another identity; one event loop per thread, so the same loop) is served meanwhile.
   Client& other = c;
   other.tls = *TlsContext::create(*Identity::generate());
   auto conn2 = other.connect(node.address());
   auto s2 = open(other, *conn2, 1, 4);
-  auto req = s2.forwardRequest();
-  auto h = req.initInput().initInput().initHidden();
-  h.setFormat(proto::HiddenFormat::F32);
-  h.setNTokens(1);
-  h.setNEmbd(d);
-  std::vector<float> v(d, 0.5f);
-  h.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(v.data()), d * 4));
-  EXPECT_EQ(req.send().wait(other.io.waitScope).getOutput().getNPast(), 1u);
+  EXPECT_EQ(forward_rows(other, s2, 1, d), 1u);
+  // 3 MiB: past what the transport reads; capnp can only drop that connection.
+  err = c.error_of([&] { forward_rows(c, session, (3u << 20) / (d * 4), d); });
+  EXPECT_NE(err.find("connection lost"), std::string::npos) << err;
+  // The other client's connection and session are untouched.
+  EXPECT_EQ(forward_rows(other, s2, 1, d), 2u);
+}
+
+// Reads until the peer closes the stream.
+kj::Promise<void> drain(kj::AsyncIoStream& stream, kj::ArrayPtr<kj::byte> buffer) {
+  return stream.tryRead(buffer.begin(), 1, buffer.size()).then([&stream, buffer](size_t n) -> kj::Promise<void> {
+    if (n == 0) return kj::READY_NOW;
+    return drain(stream, buffer);
+  });
+}
+
+// Writes `bytes` to a stream; true when the peer then closes it (or resets it) within 5 s.
+bool closes_after(Client& c, kj::AsyncIoStream& stream, const std::vector<kj::byte>& bytes) {
+  bool closed = false;
+  auto buffer = kj::heapArray<kj::byte>(4096);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+    stream.write(bytes.data(), bytes.size()).wait(c.io.waitScope);
+    closed = drain(stream, buffer)
+                 .then([] { return true; })
+                 .exclusiveJoin(c.io.provider->getTimer().afterDelay(5 * kj::SECONDS).then([] { return false; }))
+                 .wait(c.io.waitScope);
+  })) {
+    closed = e->getType() == kj::Exception::Type::DISCONNECTED;
+  }
+  return closed;
+}
+
+TEST(Node, GarbageOnTheSocketClosesOnlyThatConnection) {
+  TestNode node(options(0, 4));
+  Client c;
+  auto conn = c.connect(node.address());
+  auto session = open(c, *conn, 0, 4);
+  EXPECT_EQ(forward_tokens(c, session, {1, 2}), 2u);
+  std::vector<kj::byte> garbage(8192);
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<kj::byte>((i * 2654435761u) >> 13);
+  auto tcp = [&] {
+    return c.io.provider->getNetwork()
+        .parseAddress(node.address().host_port().c_str())
+        .then([](auto addr) { return addr->connect().attach(kj::mv(addr)); })
+        .wait(c.io.waitScope);
+  };
+  // Not TLS at all.
+  auto raw = tcp();
+  EXPECT_TRUE(closes_after(c, *raw, garbage));
+  // A proper TLS handshake, then bytes that are not Cap'n Proto messages (a segment table that
+  // claims 2^32 segments, then noise).
+  auto tls = c.tls->connect(tcp(), node.address().peer_id).wait(c.io.waitScope);
+  std::vector<kj::byte> frames = garbage;
+  frames[0] = frames[1] = frames[2] = frames[3] = 0xff;
+  EXPECT_TRUE(closes_after(c, *tls.stream, frames));
+  // The first connection, its session and new connections are served as before.
+  EXPECT_EQ(forward_tokens(c, session, {3}), 3u);
+  Client& other = c;
+  other.tls = *TlsContext::create(*Identity::generate());
+  auto conn2 = other.connect(node.address());
+  auto s2 = open(other, *conn2, 0, 4);
+  EXPECT_EQ(forward_tokens(other, s2, {1}), 1u);
 }
 
 TEST(Node, FullNodeAndKvBudget) {

@@ -70,6 +70,23 @@ TEST(RequestValidation, OpenParams) {
   EXPECT_NE(open_error([&](auto p) { hop(p, "127.0.0.1:7", "bogus", 3, 4); }).find("'bogus' is not a peer id"),
             std::string::npos);
   EXPECT_NE(open_error([](auto p) { p.initDownstream(kMaxHops + 1); }).find("more than 64"), std::string::npos);
+  // Ring tokens: absent, or 16..64 bytes.
+  EXPECT_EQ(open_error([](auto p) { p.initRingToken(16); }), "");
+  EXPECT_EQ(open_error([](auto p) { p.initRingToken(64); }), "");
+  EXPECT_NE(open_error([](auto p) { p.initRingToken(15); }).find("the ring token has 15 bytes; it must be 16..64"),
+            std::string::npos);
+  EXPECT_NE(open_error([](auto p) { p.initRingToken(65); }).find("has 65 bytes"), std::string::npos);
+  capnp::MallocMessageBuilder m;
+  auto p = m.initRoot<proto::OpenParams>();
+  p.setBlockBegin(1);
+  p.setBlockEnd(3);
+  p.setMaxLength(64);
+  auto token = p.initRingToken(32);
+  for (unsigned i = 0; i < 32; ++i) token[i] = static_cast<kj::byte>(i * 7);
+  auto r = validate_open(p.asReader(), kNode);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->ring_token.size(), 32u);
+  EXPECT_EQ(static_cast<kj::byte>(r->ring_token[31]), 31 * 7);
 }
 
 TEST(RequestValidation, ForwardTokens) {
@@ -95,6 +112,22 @@ TEST(RequestValidation, ForwardTokens) {
               tokens(p, {1});
               p.setStartPosition(-2);
             }).find("startPosition -2"),
+            std::string::npos);  // Ring bookkeeping: the call id and the earlier hops' compute pass through; at most 64 hops.
+  capnp::MallocMessageBuilder m;
+  auto p = m.initRoot<proto::ForwardInput>();
+  tokens(p, {1});
+  p.setCallId(77);
+  auto up = p.initUpstreamComputeMicros(2);
+  up.set(0, 5);
+  up.set(1, 9);
+  auto r = validate_forward(p.asReader(), kFirst);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->call_id, 77u);
+  EXPECT_EQ(r->upstream_micros, (std::vector<uint64_t>{5, 9}));
+  EXPECT_NE(forward_error(kFirst, [&](auto p) {
+              tokens(p, {1});
+              p.initUpstreamComputeMicros(kMaxHops + 1);
+            }).find("upstreamComputeMicros lists 65 hops, more than 64"),
             std::string::npos);
 }
 

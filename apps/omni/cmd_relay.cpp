@@ -1,0 +1,76 @@
+// omni relay: makes nodes behind NAT reachable (src/net/relay_server.h, docs/protocol.md "Relay").
+// Nodes register with `omni node --relay HOST:PORT`; clients then reach them as
+// "ID@relay:HOST:PORT". Prints "omni relay: peer <id> listening on <host:port>" once it accepts
+// connections (tests parse that line), then one line per registration and relayed connection.
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <kj/async-io.h>
+
+#include "commands.h"
+#include "net/identity.h"
+#include "net/relay_server.h"
+
+namespace omni::cli {
+namespace {
+
+struct RelayCommandOptions {
+  net::RelayOptions relay;
+  std::string listen = "0.0.0.0:7100";
+  std::string data_dir;
+};
+
+int run_relay(RelayCommandOptions o) {
+  auto fail = [](const std::string& message) {
+    std::fprintf(stderr, "omni relay: %s\n", message.c_str());
+    return 1;
+  };
+  auto identity = net::Identity::load_or_create(o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir);
+  if (!identity) return fail(identity.error().message);
+  o.relay.log = [](const std::string& line) {
+    std::fprintf(stderr, "omni relay: %s\n", line.c_str());
+    std::fflush(stderr);
+  };
+  auto server = net::RelayServer::create(o.relay, std::move(*identity));
+  if (!server) return fail(server.error().message);
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
+  // Every relayed connection holds two descriptors: take all the process may have.
+  if (struct rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  auto io = kj::setupAsyncIo();
+  auto served = (*server)->serve(
+      io, o.listen,
+      [&](const std::string& address) {
+        std::printf("omni relay: peer %s listening on %s\n", (*server)->peer_id().c_str(), address.c_str());
+        std::fflush(stdout);
+      },
+      kj::NEVER_DONE);
+  if (!served) return fail(served.error().message);
+  return 0;
+}
+
+}  // namespace
+
+void register_relay(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<RelayCommandOptions>();
+  auto* cmd = app.add_subcommand("relay", "Relay connections to nodes that cannot accept them (behind NAT)");
+  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--announce", o->relay.public_address,
+                  "HOST:PORT at which clients reach this relay, told to nodes (default: the address each node dialed)");
+  cmd->add_option("--data-dir", o->data_dir, "Directory of the relay's identity key (default ~/.omni)");
+  cmd->add_option("--max-nodes", o->relay.max_nodes, "Nodes registered at once")->capture_default_str();
+  cmd->add_option("--max-per-node", o->relay.max_per_node, "Relayed connections open to one node at once")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", o->relay.idle_timeout_s, "Close a relayed connection idle this many seconds")
+      ->capture_default_str();
+  cmd->add_option("--keepalive", o->relay.keepalive_s, "Seconds between a node's pings (3 missed: dropped)")
+      ->capture_default_str();
+  cmd->add_option("--dial-timeout", o->relay.dial_timeout_s, "Seconds a node has to dial back for a client")
+      ->capture_default_str();
+  cmd->callback([o, &exit_code] { exit_code = run_relay(*o); });
+}
+
+}  // namespace omni::cli
