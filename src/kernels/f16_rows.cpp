@@ -1,5 +1,6 @@
 #include "kernels/f16_rows.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/dot_kernels.h"
@@ -143,6 +144,64 @@ OMNI_AVX2 void dot_rows_avx2(const uint16_t* rows, size_t stride, int64_t n_rows
   }
 }
 
+// Transposed reduce16 of 16 accumulators at once: the same additions as reduce_16 on each (lanes
+// i and i+8, then 4 apart, then (u0+u2)+(u1+u3)), done by shuffling accumulators together rather
+// than within one register. Lane a of the result is accumulator a's sum.
+OMNI_AVX512 inline __m512 reduce_16_x16(const __m512* acc) {
+  __m512 t[8], u[4], v[2];
+#pragma GCC unroll 16
+  for (int k = 0; k < 8; ++k)
+    t[k] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * k], acc[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)),
+                         _mm512_shuffle_f32x4(acc[2 * k], acc[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)));
+#pragma GCC unroll 16
+  for (int m = 0; m < 4; ++m)  // quarter j of u[m]: accumulator 4m + j
+    u[m] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * m], t[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)),
+                         _mm512_shuffle_f32x4(t[2 * m], t[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)));
+#pragma GCC unroll 16
+  for (int n = 0; n < 2; ++n)  // quarter j of v[n]: (u0+u2, u1+u3) of accumulators 8n + j and 8n + 4 + j
+    v[n] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Lane 4j + i of w: accumulator j + 4i.
+  const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), w);
+}
+
+// dot_row_batched_avx512 for Q vectors against R = 16 / Q rows at a time: each row chunk is
+// converted once for all vectors, and the 16 (or fewer) sums are reduced together.
+template <int Q>
+OMNI_AVX512 void dot_rows_batched_multi_avx512(const uint16_t* rows, size_t stride, int64_t n_rows,
+                                               const float* const* xs, int64_t len, float scale, float* const* outs) {
+  constexpr int R = 16 / Q;
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t j0 = 0; j0 < n_rows; j0 += R) {
+    const int nr = static_cast<int>(std::min<int64_t>(R, n_rows - j0));
+    const uint16_t* row[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) row[r] = rows + static_cast<size_t>(j0 + std::min(r, nr - 1)) * stride;
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    for (int64_t l = 0; l < len; l += 16) {
+      __m512 x[Q];
+#pragma GCC unroll 16
+      for (int q = 0; q < Q; ++q) x[q] = _mm512_loadu_ps(xs[q] + l);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512 a = load_f16x16(row[r] + l);
+#pragma GCC unroll 16
+        for (int q = 0; q < Q; ++q) acc[q * R + r] = _mm512_fmadd_ps(a, x[q], acc[q * R + r]);
+      }
+    }
+    alignas(64) float sums[16];
+    _mm512_store_ps(sums, _mm512_mul_ps(reduce_16_x16(acc), vscale));
+#pragma GCC unroll 16
+    for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 16
+      for (int r = 0; r < nr; ++r) outs[q][j0 + r] = sums[q * R + r];
+  }
+}
+
 OMNI_AVX2 void round_avx2(float* x, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -166,6 +225,22 @@ void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const flo
   dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
 }
 
+void dot_f16_rows_multi(const uint16_t* rows, size_t stride, int64_t n_rows, const float* const* xs, int n_x,
+                        int64_t len, F16DotOrder order, float scale, float* const* outs) {
+  if (order == F16DotOrder::kBatched && active_simd_level() == SimdLevel::kAvx512) {
+    for (int i = 0; i < n_x; i += 4) {
+      switch (std::min(4, n_x - i)) {
+        case 4: dot_rows_batched_multi_avx512<4>(rows, stride, n_rows, xs + i, len, scale, outs + i); break;
+        case 3: dot_rows_batched_multi_avx512<3>(rows, stride, n_rows, xs + i, len, scale, outs + i); break;
+        case 2: dot_rows_batched_multi_avx512<2>(rows, stride, n_rows, xs + i, len, scale, outs + i); break;
+        default: dot_rows_batched_multi_avx512<1>(rows, stride, n_rows, xs + i, len, scale, outs + i); break;
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < n_x; ++i) dot_f16_rows(rows, stride, n_rows, xs[i], len, order, scale, outs[i]);
+}
+
 void round_through_f16(float* x, int64_t n) {
   if (active_simd_level() != SimdLevel::kScalar) return round_avx2(x, n);
   round_through_f16_ref(x, n);
@@ -176,6 +251,10 @@ void round_through_f16(float* x, int64_t n) {
 void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
                   float scale, float* out) {
   dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
+}
+void dot_f16_rows_multi(const uint16_t* rows, size_t stride, int64_t n_rows, const float* const* xs, int n_x,
+                        int64_t len, F16DotOrder order, float scale, float* const* outs) {
+  for (int i = 0; i < n_x; ++i) dot_f16_rows_ref(rows, stride, n_rows, xs[i], len, order, scale, outs[i]);
 }
 void round_through_f16(float* x, int64_t n) { round_through_f16_ref(x, n); }
 

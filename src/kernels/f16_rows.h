@@ -20,6 +20,11 @@ enum class F16DotOrder : uint8_t {
 void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
                   float scale, float* out);
 
+// Several vectors against the same rows: outs[i][j] = dot(row j, xs[i]) * scale for i < n_x, the
+// bits dot_f16_rows gives for each vector alone. Faster: each row is converted once for all of them.
+void dot_f16_rows_multi(const uint16_t* rows, size_t stride, int64_t n_rows, const float* const* xs, int n_x,
+                        int64_t len, F16DotOrder order, float scale, float* const* outs);
+
 // x[i] = the F16 value nearest x[i] (ties to even), as f32.
 void round_through_f16(float* x, int64_t n);
 

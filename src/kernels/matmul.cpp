@@ -201,7 +201,10 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   const int64_t by_threads = (w.rows + 8 * pool.size() - 1) / (8 * pool.size());
   const int64_t chunk = std::min(by_cache, by_threads);
   job.rows_per_item = std::clamp<int64_t>(chunk >= 32 ? chunk / 16 * 16 : chunk >= 8 ? chunk / 4 * 4 : chunk, 1, w.rows);
-  job.tokens_per_item = std::max<int64_t>(1, static_cast<int64_t>(kBlockActBytes / layout.stride));
+  // Token blocks in multiples of 8: the prompt kernels take 8 tokens per pass (4 pairs, or the Q4_0
+  // chain's 8), so a block of 8k + 1 would end in a pass that does one token's work at a pass's cost.
+  const auto by_act = static_cast<int64_t>(kBlockActBytes / layout.stride);
+  job.tokens_per_item = by_act >= 8 ? by_act / 8 * 8 : std::max<int64_t>(1, by_act);
   job.n_token_blocks = (n_tokens + job.tokens_per_item - 1) / job.tokens_per_item;
   const int64_t n_row_chunks = (w.rows + job.rows_per_item - 1) / job.rows_per_item;
 

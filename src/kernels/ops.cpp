@@ -104,6 +104,16 @@ __attribute__((target_clones("fma", "default"))) void softmax_scalar(float* x, i
   for (int64_t k = 0; k < n; ++k) x[k] *= inv;
 }
 
+// silu(x) = x / (1 + exp(-x)): chunks of 16 with the approximate exp (as ggml's vectorized silu),
+// the tail with libm's.
+__attribute__((target_clones("fma", "default"))) void silu_mul_scalar(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx_inline(-gate[i + l]));
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i]));
+  for (int64_t k = 0; k < n; ++k) gate[k] *= up[k];
+}
+
 #if defined(__x86_64__)
 #define OMNI_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 
@@ -123,16 +133,32 @@ OMNI_AVX512 inline __m512 exp_approx_16(__m512 x) {
   return _mm512_scalef_ps(j, n);
 }
 
+// ggml's 16-lane reduction tree (reduce_16_lanes): ((l_i + l_i+8) then + 4 apart, then (u0+u2)+(u1+u3)).
+OMNI_AVX512 inline float reduce_16(__m512 a) {
+  const __m256 hi = _mm512_castps512_ps256(_mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 t = _mm256_add_ps(hi, _mm512_castps512_ps256(a));
+  const __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+  const __m128 v = _mm_add_ps(_mm_movehl_ps(u, u), u);
+  return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+
 OMNI_AVX512 void softmax_avx512(float* x, int64_t n) {
+  // max is exact in any order; max_ps(value, acc) keeps acc when value is NaN, as std::max does.
+  __m512 vmax16 = _mm512_set1_ps(-INFINITY);
+  int64_t m = 0;
+  for (; m + 16 <= n; m += 16) vmax16 = _mm512_max_ps(_mm512_loadu_ps(x + m), vmax16);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, vmax16);
   float max = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  for (float v : lanes) max = std::max(max, v);
+  for (; m < n; ++m) max = std::max(max, x[m]);
   const __m512 vmax = _mm512_set1_ps(max);
   double sum = 0.0;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 e = exp_approx_16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
     _mm512_storeu_ps(x + i, e);
-    sum += reduce_16_lanes(x + i);
+    sum += reduce_16(e);
   }
   for (; i < n; ++i) {
     x[i] = std::exp(x[i] - max);
@@ -142,6 +168,18 @@ OMNI_AVX512 void softmax_avx512(float* x, int64_t n) {
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) _mm512_storeu_ps(x + k, _mm512_mul_ps(_mm512_loadu_ps(x + k), inv));
   for (; k < n; ++k) x[k] *= static_cast<float>(1.0 / sum);
+}
+
+OMNI_AVX512 void silu_mul_avx512(float* gate, const float* up, int64_t n) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int32_t>(0x80000000u));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 g = _mm512_loadu_ps(gate + i);
+    const __m512 e = exp_approx_16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), sign)));
+    _mm512_storeu_ps(gate + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 #endif
 
@@ -156,13 +194,14 @@ void softmax(float* x, int64_t n) {
 
 void softmax_reference(float* x, int64_t n) { softmax_scalar(x, n); }
 
-__attribute__((target_clones("fma", "default"))) void silu_mul(float* gate, const float* up, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx_inline(-gate[i + l]));
-  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i]));
-  for (int64_t k = 0; k < n; ++k) gate[k] *= up[k];
+void silu_mul(float* gate, const float* up, int64_t n) {
+#if defined(__x86_64__)
+  if (active_simd_level() == SimdLevel::kAvx512) return silu_mul_avx512(gate, up, n);
+#endif
+  silu_mul_scalar(gate, up, n);
 }
+
+void silu_mul_reference(float* gate, const float* up, int64_t n) { silu_mul_scalar(gate, up, n); }
 
 void gelu_mul(float* gate, const float* up, int64_t n) {
   // ggml evaluates GELU through a table indexed by the F16 value of x, holding F16 results.

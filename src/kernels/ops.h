@@ -22,8 +22,10 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
 void softmax(float* x, int64_t n);
 void softmax_reference(float* x, int64_t n);
 
-// gate[i] = act(gate[i]) * up[i]
+// gate[i] = act(gate[i]) * up[i]. silu_mul has an AVX-512 path; silu_mul_reference is the scalar
+// path it must match bit for bit.
 void silu_mul(float* gate, const float* up, int64_t n);
+void silu_mul_reference(float* gate, const float* up, int64_t n);
 void gelu_mul(float* gate, const float* up, int64_t n);
 
 // y += x

@@ -245,28 +245,47 @@ void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPo
   const bool batched = n > 1 && hd % 16 == 0;
   const auto key_order = batched ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
   const auto value_order = batched && n_kv % 16 == 0 ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
-  const size_t per_thread = size_t{cache_.n_ctx()} + size_t{hd};
+  // Up to kGroup tokens of one head per item: each key and value row is converted from F16 once for
+  // all of them (kernels::dot_f16_rows_multi), with the same bits as one token at a time.
+  constexpr uint32_t kGroup = 4;
+  const size_t per_query = size_t{cache_.n_ctx()} + size_t{hd};
+  const size_t per_thread = kGroup * per_query;
   if (scores_.size() < size_t(pool.size()) * per_thread) scores_.resize(size_t(pool.size()) * per_thread);
+  const uint32_t n_groups = (n + kGroup - 1) / kGroup;
 
   // Items are head-major: causal rows get longer with the token index, so token-major chunks would
   // give the last thread most of the work; and one head's keys stay in cache across its tokens.
-  pool.parallel_for(int64_t{n} * c.n_head, [&](int thread, int64_t begin, int64_t end) {
-    float* scores = scores_.data() + size_t(thread) * per_thread;
-    float* q16 = scores + cache_.n_ctx();
+  pool.parallel_for(int64_t{n_groups} * c.n_head, [&](int thread, int64_t begin, int64_t end) {
+    float* scratch = scores_.data() + size_t(thread) * per_thread;
     for (int64_t item = begin; item < end; ++item) {
-      const uint32_t h = static_cast<uint32_t>(item / n);
-      const uint32_t t = static_cast<uint32_t>(item % n);
+      const uint32_t h = static_cast<uint32_t>(item / n_groups);
+      const uint32_t t0 = static_cast<uint32_t>(item % n_groups) * kGroup;
+      const uint32_t nq = std::min(kGroup, n - t0);
       const uint32_t g = h / group;
-      const uint32_t last = pos0 + t;  // causal: this token sees positions [0, last]
-      const float* q = q_.data() + size_t{t} * qd + size_t{h} * hd;
-      std::copy(q, q + hd, q16);
-      kernels::round_through_f16(q16, hd);
-      kernels::dot_f16_rows(cache_.key(b, 0) + size_t{g} * hd, c.kv_dim(), last + 1, q16, hd, key_order, scale, scores);
-      std::fill(scores + last + 1, scores + n_kv, -INFINITY);
-      kernels::softmax(scores, n_kv);
-      kernels::round_through_f16(scores, n_kv);
-      float* out = attn_.data() + size_t{t} * qd + size_t{h} * hd;
-      kernels::dot_f16_rows(cache_.values(b, g * hd), cache_.n_ctx(), hd, scores, n_kv, value_order, 1.0f, out);
+      const float* q16[kGroup];
+      float* scores[kGroup];
+      float* out[kGroup];
+      for (uint32_t i = 0; i < nq; ++i) {
+        scores[i] = scratch + i * per_query;
+        float* qi = scores[i] + cache_.n_ctx();
+        const float* q = q_.data() + size_t{t0 + i} * qd + size_t{h} * hd;
+        std::copy(q, q + hd, qi);
+        kernels::round_through_f16(qi, hd);
+        q16[i] = qi;
+        out[i] = attn_.data() + size_t{t0 + i} * qd + size_t{h} * hd;
+      }
+      // Causal: token t0 + i sees positions [0, pos0 + t0 + i]; the group's last token sees the most.
+      const uint32_t seen = pos0 + t0 + nq;
+      kernels::dot_f16_rows_multi(cache_.key(b, 0) + size_t{g} * hd, c.kv_dim(), seen, q16, static_cast<int>(nq), hd,
+                                  key_order, scale, scores);
+      for (uint32_t i = 0; i < nq; ++i) {
+        const uint32_t last = pos0 + t0 + i;
+        std::fill(scores[i] + last + 1, scores[i] + n_kv, -INFINITY);
+        kernels::softmax(scores[i], n_kv);
+        kernels::round_through_f16(scores[i], n_kv);
+      }
+      kernels::dot_f16_rows_multi(cache_.values(b, g * hd), cache_.n_ctx(), hd, scores, static_cast<int>(nq), n_kv,
+                                  value_order, 1.0f, out);
     }
   });
 }

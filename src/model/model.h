@@ -92,7 +92,7 @@ class Session {
   uint32_t scratch_tokens_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: rope_dims / 2 values
-  std::vector<float> scores_;               // per thread: n_ctx scores + two head rows
+  std::vector<float> scores_;               // per thread: 4 x (n_ctx scores + a head row)
 };
 
 }  // namespace omni::model
