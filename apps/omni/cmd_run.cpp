@@ -38,11 +38,13 @@ struct RunOptions {
   // Remote blocks (--peers): the nodes run the blocks, this process the tokenizer, sampling and head.
   std::string peers;
   std::string hidden_format = "f16";
-  std::string route = "chain";
+  std::string route = "ring";
+  std::string hop_addresses;  // --hop-addresses: where the nodes reach each other, by peer id
   std::string data_dir;
   uint32_t call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
+  double stall_timeout_s = 3;  // --stall-timeout: a silent node of the chain is dropped after this
 };
 
 int fail(const std::string& message) {
@@ -90,6 +92,8 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
     so.route = *route;
     so.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
     so.call_timeout_s = o.call_timeout_s;
+    if (!(o.stall_timeout_s >= 0 && o.stall_timeout_s <= 3600)) return Error{"--stall-timeout must be 0..3600 s"};
+    so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
     so.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
     return swarm::make_swarm_pipeline(m, o.bootstrap, /*lan=*/false, so, n_ctx, pool);
   }
@@ -98,6 +102,11 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
   auto peers = net::parse_peer_list(o.peers);
   if (!peers) return peers.error();
   remote.peers = std::move(*peers);
+  if (!o.hop_addresses.empty()) {
+    auto hops = net::parse_peer_list(o.hop_addresses);
+    if (!hops) return Error{"--hop-addresses: " + hops.error().message};
+    remote.hop_addresses = std::move(*hops);
+  }
   auto encoding = net::parse_hidden_encoding(o.hidden_format);
   if (!encoding) return encoding.error();
   remote.encoding = *encoding;
@@ -247,13 +256,21 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--peers", o->peers, "Run the blocks on these nodes: [ID@]HOST:PORT,... (see omni node)");
   cmd->add_option("--hidden-format", o->hidden_format, "With --peers: hidden states as f16, f32 or q8")
       ->capture_default_str();
-  cmd->add_option("--route", o->route, "With --peers: chain (nodes forward) or direct (client calls each)")
+  cmd->add_option("--route", o->route,
+                  "With --peers: ring (nodes forward, the last answers the client), chain (the answer retraces "
+                  "the chain) or direct (client calls each)")
       ->capture_default_str();
+  cmd->add_option("--hop-addresses", o->hop_addresses,
+                  "With --peers: ID@HOST:PORT,... where the nodes reach each other (default: the --peers addresses)");
   cmd->add_option("--data-dir", o->data_dir, "With --peers: directory of this client's identity key (~/.omni)");
   cmd->add_option("--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call")
       ->capture_default_str();
   cmd->add_option("--bootstrap", o->bootstrap, "Run the blocks on the swarm found through these DHT nodes, HOST:PORT")
       ->delimiter(',');
+  cmd->add_option("--stall-timeout", o->stall_timeout_s,
+                  "With --bootstrap: seconds a node of the chain may answer no heartbeat while a call waits "
+                  "before it is routed around (0: only --timeout)")
+      ->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

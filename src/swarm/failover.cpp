@@ -2,54 +2,99 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 
 namespace omni::swarm {
+namespace {
 
-Result<std::unique_ptr<FailoverPipeline>> FailoverPipeline::create(Opener open, uint32_t max_attempts,
-                                                                   std::function<void(const std::string&)> log) {
-  std::unique_ptr<FailoverPipeline> p(new FailoverPipeline(std::move(open), std::max(max_attempts, 1u), std::move(log)));
-  auto inner = p->open_();
-  if (!inner) return inner.error();
-  p->inner_ = std::move(*inner);
-  p->max_batch_ = p->inner_->max_batch();
-  return p;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+Result<std::unique_ptr<FailoverPipeline>> FailoverPipeline::create(Opener open, FailoverOptions options) {
+  options.max_attempts = std::max(options.max_attempts, 1u);
+  std::unique_ptr<FailoverPipeline> p(new FailoverPipeline(std::move(open), std::move(options)));
+  const uint32_t max = p->options_.max_attempts;
+  std::string reason;
+  for (uint32_t attempt = 1; attempt <= max; ++attempt) {
+    if (attempt > 1) p->backoff(attempt - 1);
+    auto inner = p->open_();
+    if (inner) {
+      p->inner_ = std::move(*inner);
+      p->max_batch_ = p->inner_->max_batch();
+      return p;
+    }
+    reason = inner.error().message;
+    if (attempt < max)
+      p->log("opening a pipeline failed (attempt " + std::to_string(attempt) + " of " + std::to_string(max) +
+             "): " + reason);
+  }
+  return Error{"giving up after " + std::to_string(max) + " attempts to open a pipeline; last: " + reason};
 }
 
 size_t FailoverPipeline::max_batch() const { return max_batch_; }
 
+void FailoverPipeline::backoff(uint32_t failures) const {
+  if (options_.backoff_ms == 0) return;
+  uint64_t ms = options_.backoff_ms;
+  for (uint32_t i = 1; i < failures && ms < options_.max_backoff_ms; ++i) ms *= 2;
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::min<uint64_t>(ms, options_.max_backoff_ms)));
+}
+
 Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vector<float>& logits) {
+  const auto started = Clock::now();
   auto result = inner_ ? inner_->forward(tokens, logits) : Result<void>(Error{"no pipeline"});
   if (!result) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::string reason = result.error().message;
-    for (uint32_t attempt = 1;; ++attempt) {
-      auto recovered = recover(reason);
-      if (recovered) {
-        result = inner_->forward(tokens, logits);
-        if (result) break;
-        reason = result.error().message;
+    const auto failed_at = Clock::now();
+    FailoverEvent event;
+    event.reason = result.error().message;
+    event.detect_s = std::chrono::duration<double>(failed_at - started).count();
+    char line[96];
+    std::snprintf(line, sizeof line, "call failed after %.2f s (", event.detect_s);
+    log(line + event.reason + "); re-routing and replaying " + std::to_string(history_.size()) + " calls");
+    const uint32_t max = options_.max_attempts;
+    std::string reason;
+    uint32_t attempt = 1;
+    for (;; ++attempt) {
+      if (attempt > 1) backoff(attempt - 1);
+      if (auto r = open_and_replay(event.replay_s); !r) {
+        reason = r.error().message;
+      } else if (result = inner_->forward(tokens, logits); !result) {
+        reason = "the retried call: " + result.error().message;
       } else {
-        reason = recovered.error().message;
+        break;
       }
-      if (attempt >= max_attempts_)
-        return Error{"giving up after " + std::to_string(attempt) + " failover attempts; last: " + reason};
+      log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason);
+      if (attempt >= max) {
+        inner_.reset();
+        char b[96];
+        std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last: ", attempt,
+                      seconds_since(failed_at));
+        return Error{b + reason};
+      }
     }
-    ++failovers_;
-    recovery_s_.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    char line[160];
-    std::snprintf(line, sizeof line, "failover %u: recovered in %.2f s (replayed %zu calls)", failovers_,
-                  recovery_s_.back(), history_.size());
-    log(line);
+    event.attempts = attempt;
+    event.replayed = history_.size();
+    event.recovery_s = seconds_since(failed_at);
+    events_.push_back(event);
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "failover %zu: recovered in %.2f s after %u attempt(s) (replayed %zu calls in %.2f s; the failed "
+                  "call had waited %.2f s)",
+                  events_.size(), event.recovery_s, attempt, event.replayed, event.replay_s, event.detect_s);
+    log(b);
   }
   history_.emplace_back(tokens.begin(), tokens.end());
   return {};
 }
 
-Result<void> FailoverPipeline::recover(const std::string& reason) {
-  log("pipeline failed (" + reason + "); re-routing and replaying " + std::to_string(history_.size()) + " calls");
+Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
   inner_.reset();  // frees its connections (and its event loop) before the next one is made
   auto inner = open_();
   if (!inner) return inner.error();
+  const auto started = Clock::now();
   std::vector<float> scratch;
   for (const auto& call : history_) {
     // A new chain with a smaller batch limit gets the call in pieces (then bit-equality is not
@@ -60,16 +105,18 @@ Result<void> FailoverPipeline::recover(const std::string& reason) {
       if (auto r = (*inner)->forward(piece, scratch); !r) return Error{"replay: " + r.error().message};
     }
   }
+  replay_s = seconds_since(started);
   inner_ = std::move(*inner);
   return {};
 }
 
 std::string FailoverPipeline::summary() const {
   std::string s = inner_ ? inner_->summary() : "no pipeline";
-  if (failovers_ > 0) {
-    const double worst = *std::max_element(recovery_s_.begin(), recovery_s_.end());
+  if (!events_.empty()) {
+    double worst = 0;
+    for (const auto& e : events_) worst = std::max(worst, e.detect_s + e.recovery_s);
     char b[96];
-    std::snprintf(b, sizeof b, ", %u failovers (worst recovery %.2f s)", failovers_, worst);
+    std::snprintf(b, sizeof b, ", %zu failovers (longest pause %.2f s)", events_.size(), worst);
     s += b;
   }
   return s;

@@ -6,8 +6,13 @@
 // Replaying the same batches makes the new caches bit-identical to the lost ones (batch shape
 // changes rounding), so greedy output after a failover equals the output without one.
 //
-// Single thread, like any Pipeline. Errors: `open` failing `max_attempts` times in a row for one
-// call (the last reason is returned, with the history of attempts).
+// Attempts: opening, replaying and retrying form one attempt; any failure in it (a node dying
+// while the chain is re-opened or replayed, a route through a dead node) starts the next one after
+// a backoff (doubling from backoff_ms up to max_backoff_ms), at most max_attempts per failed call
+// and for the first opening. Then the call fails with the attempts' history, ending with the last
+// reason (e.g. "no node serves block 3").
+//
+// Single thread, like any Pipeline.
 #pragma once
 
 #include <chrono>
@@ -22,38 +27,51 @@
 
 namespace omni::swarm {
 
+struct FailoverOptions {
+  uint32_t max_attempts = 8;
+  uint32_t backoff_ms = 100;      // before the second attempt
+  uint32_t max_backoff_ms = 2000;
+  std::function<void(const std::string&)> log;  // one line per failure and per recovery
+};
+
+// One survived failure of the inner pipeline.
+struct FailoverEvent {
+  std::string reason;      // why the call failed
+  double detect_s = 0;     // from the failed call's start to its failure (a stall takes the stall timeout)
+  double recovery_s = 0;   // from the failure to the retried call's success
+  uint32_t attempts = 0;   // re-opens it took
+  size_t replayed = 0;     // calls replayed on the last attempt
+  double replay_s = 0;     // how long that replay took (the rest of recovery_s is routing and opening)
+};
+
 class FailoverPipeline final : public net::Pipeline {
  public:
   using Opener = std::function<Result<std::unique_ptr<net::Pipeline>>()>;
 
-  // Opens the first inner pipeline now. `log` gets one line per failover (may be empty).
-  static Result<std::unique_ptr<FailoverPipeline>> create(Opener open, uint32_t max_attempts,
-                                                          std::function<void(const std::string&)> log);
+  // Opens the first inner pipeline now (with the same attempts and backoff).
+  static Result<std::unique_ptr<FailoverPipeline>> create(Opener open, FailoverOptions options);
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override;
   size_t max_batch() const override;
   std::string summary() const override;
 
-  uint32_t failovers() const { return failovers_; }
-  // Seconds from a failure to the retried call's success, one per failover.
-  const std::vector<double>& recovery_s() const { return recovery_s_; }
+  uint32_t failovers() const { return static_cast<uint32_t>(events_.size()); }
+  const std::vector<FailoverEvent>& events() const { return events_; }
 
  private:
-  FailoverPipeline(Opener open, uint32_t max_attempts, std::function<void(const std::string&)> log)
-      : open_(std::move(open)), max_attempts_(max_attempts), log_(std::move(log)) {}
-  Result<void> recover(const std::string& reason);
+  FailoverPipeline(Opener open, FailoverOptions options) : open_(std::move(open)), options_(std::move(options)) {}
+  Result<void> open_and_replay(double& replay_s);
+  void backoff(uint32_t attempt) const;
   void log(const std::string& line) const {
-    if (log_) log_(line);
+    if (options_.log) options_.log(line);
   }
 
   Opener open_;
-  uint32_t max_attempts_;
-  std::function<void(const std::string&)> log_;
+  FailoverOptions options_;
   std::unique_ptr<net::Pipeline> inner_;
   size_t max_batch_ = 0;  // of the first pipeline: what the caller sized its batches by
   std::vector<std::vector<int32_t>> history_;
-  uint32_t failovers_ = 0;
-  std::vector<double> recovery_s_;
+  std::vector<FailoverEvent> events_;
 };
 
 }  // namespace omni::swarm

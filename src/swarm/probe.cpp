@@ -11,7 +11,9 @@
 namespace omni::swarm {
 
 std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers, const net::Identity& identity,
-                                     uint32_t timeout_ms) {
+                                     uint32_t timeout_ms,
+                                     const std::function<bool(const std::vector<ProbeResult>&)>& enough,
+                                     uint32_t grace_ms) {
   std::vector<ProbeResult> results(peers.size());
   if (peers.empty()) return results;
   auto tls = net::TlsContext::create(identity);
@@ -23,6 +25,10 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
     auto io = kj::setupAsyncIo();
     auto& timer = io.provider->getTimer();
     const auto timeout = timeout_ms * kj::MILLISECONDS;
+    auto satisfied = kj::newPromiseAndFulfiller<void>();
+    auto check = [&] {
+      if (enough && satisfied.fulfiller->isWaiting() && enough(results)) satisfied.fulfiller->fulfill();
+    };
     kj::Vector<kj::Promise<void>> all;
     for (size_t i = 0; i < peers.size(); ++i) {
       auto& result = results[i];
@@ -40,10 +46,21 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
                     })
                     .attach(kj::mv(c));
               })
-              .catch_([&result](kj::Exception&& e) { result.error = net::describe(e); });
-      all.add(kj::mv(probe));
+              .catch_([&result](kj::Exception&& e) { result.error = net::describe(e); })
+              .then([&check] { check(); });
+      // Eagerly: a kj continuation otherwise runs only when the joined promise is read, i.e. after
+      // the slowest probe, which would time every answer by the slowest and defeat `enough`.
+      all.add(kj::mv(probe).eagerlyEvaluate(nullptr));
     }
-    kj::joinPromises(all.releaseAsArray()).wait(io.waitScope);
+    auto cut = kj::mv(satisfied.promise).then([&timer, grace_ms] {
+      return timer.afterDelay(grace_ms * kj::MILLISECONDS);
+    });
+    kj::joinPromises(all.releaseAsArray()).exclusiveJoin(kj::mv(cut)).wait(io.waitScope);
+    for (auto& r : results)
+      if (!r.ok && r.error.empty()) {
+        r.cut_short = true;
+        r.error = "no answer yet when enough nodes had answered";
+      }
   })) {
     for (auto& r : results)
       if (!r.ok && r.error.empty()) r.error = net::describe(*e);

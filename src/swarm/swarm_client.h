@@ -1,7 +1,13 @@
 // The client side of the swarm: `omni run --bootstrap` finds the nodes serving its model in the
 // directory, probes them, picks the cheapest chain (routing.h) and runs the session on it through
-// src/net's remote pipeline, wrapped in a FailoverPipeline that re-routes and replays when a node
-// of the chain dies.
+// src/net's remote pipeline, watched for stalls (heartbeat.h) and wrapped in a FailoverPipeline
+// that re-routes and replays when a node of the chain dies or stalls.
+//
+// Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
+// once when they no longer give a cover), all probed at once (routing starts as soon as the nodes
+// that answered cover the model, plus a short grace), the route over those that answered, leaving
+// out the ones that failed lately (a failed probe or a stall keeps a node's address out for
+// quarantine_s) unless the model cannot be covered without them; then the watch and the pipeline.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +33,14 @@ struct SwarmClientOptions {
   uint32_t call_timeout_s = 60;
   uint32_t probe_timeout_ms = 3000;
   double jitter = 0.25;          // route cost noise that spreads sessions over replicas
-  uint32_t max_attempts = 6;     // re-routes per failed call before giving up
-  uint32_t lookup_wait_ms = 5000;  // how long to wait for the directory to show a full cover
+  uint32_t max_attempts = 10;      // re-routes per failed call (and for the first opening)
+  uint32_t backoff_ms = 100;       // before the second attempt, doubling up to max_backoff_ms
+  uint32_t max_backoff_ms = 1000;
+  uint32_t lookup_wait_ms = 5000;  // how long the first lookup waits for the directory to show a full cover
+  uint32_t stall_ms = 3000;        // a chain node silent this long while a call waits is dropped; 0: no watch
+  uint32_t quarantine_s = 10;      // how long a node that failed stays out of routes
+  uint32_t records_refresh_ms = 3000;  // the directory is read again this often, in the background
+  uint32_t probe_grace_ms = 150;   // after the answers cover the model, wait this long for more
   std::function<void(const std::string&)> log;
 };
 

@@ -1,8 +1,13 @@
-// FailoverPipeline with fake pipelines: a failure mid-session must give exactly the logits of a
-// session without one, and the replay must repeat the original calls batch by batch.
+// FailoverPipeline with fake pipelines: failures anywhere (mid-generation, in the prompt, during a
+// replay, several in one session, when opening) must give exactly the logits of a session without
+// one, the replay must repeat the original calls batch by batch, and a hopeless swarm must end in
+// a clear error after the bounded attempts, with backoff between them.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "swarm/failover.h"
 
@@ -12,10 +17,10 @@ namespace {
 // A deterministic "model": logits depend on every token seen so far and on how they were batched
 // (as real rounding does), so a replay in other batches would show.
 struct Shared {
-  int opened = 0;
-  int fail_after_calls = -1;   // the pipeline opened as number `fail_pipeline` fails after this many calls
-  int fail_pipeline = 1;
-  int refuse_opens = 0;        // this many opens fail (a route to a dead node) before one succeeds
+  int open_attempts = 0;
+  std::set<int> refused_opens;   // open attempts (1-based) that fail, as a route to a dead node does
+  int refuse_from = 0;           // > 0: every open attempt from this one on fails
+  std::map<int, int> fail_after; // pipeline (1-based, of those opened) -> calls it serves before failing
   std::vector<std::vector<std::vector<int32_t>>> calls;  // per pipeline
 };
 
@@ -23,8 +28,8 @@ class FakePipeline final : public net::Pipeline {
  public:
   FakePipeline(Shared& s, int index) : s_(s), index_(index) {}
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    if (index_ == s_.fail_pipeline && s_.fail_after_calls >= 0 && calls_ >= s_.fail_after_calls)
-      return Error{"node 127.0.0.1:1 lost"};
+    if (auto it = s_.fail_after.find(index_); it != s_.fail_after.end() && calls_ >= it->second)
+      return Error{"node 127.0.0.1:" + std::to_string(index_) + " lost"};
     ++calls_;
     s_.calls[index_ - 1].emplace_back(tokens.begin(), tokens.end());
     for (int32_t t : tokens) state_ = state_ * 1000003u + static_cast<uint32_t>(t) + 1;
@@ -45,14 +50,19 @@ class FakePipeline final : public net::Pipeline {
 
 FailoverPipeline::Opener opener(Shared& s) {
   return [&s]() -> Result<std::unique_ptr<net::Pipeline>> {
-    if (s.refuse_opens > 0 && s.opened > 0) {
-      --s.refuse_opens;
-      return Error{"node 127.0.0.1:2 unreachable"};
-    }
-    ++s.opened;
+    const int attempt = ++s.open_attempts;
+    if (s.refused_opens.count(attempt) || (s.refuse_from > 0 && attempt >= s.refuse_from))
+      return Error{"no node in the swarm serves block 2 of 4"};
     s.calls.emplace_back();
-    return std::unique_ptr<net::Pipeline>(new FakePipeline(s, s.opened));
+    return std::unique_ptr<net::Pipeline>(new FakePipeline(s, static_cast<int>(s.calls.size())));
   };
+}
+
+FailoverOptions quick(uint32_t max_attempts) {
+  FailoverOptions o;
+  o.max_attempts = max_attempts;
+  o.backoff_ms = 0;
+  return o;
 }
 
 // Greedy generation of n tokens after a prompt, as omni run does it.
@@ -60,7 +70,9 @@ std::vector<int32_t> generate(net::Pipeline& p, std::vector<int32_t> prompt, int
   std::vector<float> logits;
   for (size_t i = 0; i < prompt.size(); i += p.max_batch()) {
     std::span<const int32_t> b(prompt.data() + i, std::min(p.max_batch(), prompt.size() - i));
-    EXPECT_TRUE(p.forward(b, logits).ok());
+    auto r = p.forward(b, logits);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (!r) return {};
   }
   std::vector<int32_t> out;
   for (int k = 0; k < n; ++k) {
@@ -76,16 +88,19 @@ std::vector<int32_t> generate(net::Pipeline& p, std::vector<int32_t> prompt, int
 
 const std::vector<int32_t> kPrompt{5, 3, 9, 1, 4, 4, 7, 2, 6, 8};
 
-TEST(Failover, OutputEqualsTheNoFaultOutput) {
+std::vector<int32_t> no_fault_output(int n) {
   Shared clean;
-  auto p0 = FailoverPipeline::create(opener(clean), 3, {});
-  ASSERT_TRUE(p0.ok());
-  const auto expected = generate(**p0, kPrompt, 20);
+  auto p = FailoverPipeline::create(opener(clean), quick(3));
+  EXPECT_TRUE(p.ok());
+  return generate(**p, kPrompt, n);
+}
 
-  for (int fail_at : {0, 1, 2, 3, 7, 15}) {
+TEST(Failover, OutputEqualsTheNoFaultOutput) {
+  const auto expected = no_fault_output(20);
+  for (int fail_at : {0, 1, 2, 3, 7, 15}) {  // 0..2: in the prompt (3 batches)
     Shared s;
-    s.fail_after_calls = fail_at;
-    auto p = FailoverPipeline::create(opener(s), 3, {});
+    s.fail_after[1] = fail_at;
+    auto p = FailoverPipeline::create(opener(s), quick(3));
     ASSERT_TRUE(p.ok());
     EXPECT_EQ(generate(**p, kPrompt, 20), expected) << "failure after " << fail_at << " calls";
     EXPECT_EQ((*p)->failovers(), 1u);
@@ -93,23 +108,51 @@ TEST(Failover, OutputEqualsTheNoFaultOutput) {
     // The new pipeline saw the same calls as the old one, then continued.
     ASSERT_GE(s.calls[1].size(), s.calls[0].size());
     for (size_t i = 0; i < s.calls[0].size(); ++i) EXPECT_EQ(s.calls[1][i], s.calls[0][i]);
+    const auto& e = (*p)->events().front();
+    EXPECT_EQ(e.replayed, s.calls[0].size());
+    EXPECT_EQ(e.attempts, 1u);
+    EXPECT_NE(e.reason.find("lost"), std::string::npos);
   }
 }
 
-TEST(Failover, RetriesUnreachableRoutesThenGivesUp) {
+TEST(Failover, SeveralFailuresInOneGeneration) {
+  const auto expected = no_fault_output(30);
   Shared s;
-  s.fail_after_calls = 4;
-  s.refuse_opens = 2;
-  auto p = FailoverPipeline::create(opener(s), 4, {});
+  s.fail_after = {{1, 5}, {2, 9}, {3, 20}, {4, 21}};  // 4 is lost right after its replay and retried call
+  auto p = FailoverPipeline::create(opener(s), quick(3));
   ASSERT_TRUE(p.ok());
-  Shared clean;
-  auto p0 = FailoverPipeline::create(opener(clean), 3, {});
-  EXPECT_EQ(generate(**p, kPrompt, 10), generate(**p0, kPrompt, 10));
+  EXPECT_EQ(generate(**p, kPrompt, 30), expected);
+  EXPECT_EQ((*p)->failovers(), 4u);
+  EXPECT_EQ(s.calls.size(), 5u);
+}
+
+TEST(Failover, AFailureDuringTheReplayStartsAnotherAttempt) {
+  const auto expected = no_fault_output(20);
+  Shared s;
+  s.fail_after = {{1, 12}, {2, 4}, {3, 0}};  // 2 dies in the middle of its replay, 3 before its first call
+  auto p = FailoverPipeline::create(opener(s), quick(4));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(generate(**p, kPrompt, 20), expected);
+  ASSERT_EQ((*p)->failovers(), 1u);
+  EXPECT_EQ((*p)->events().front().attempts, 3u);
+  EXPECT_EQ(s.calls.size(), 4u);
+  EXPECT_EQ(s.calls[3].size(), 3u + 20u);  // every call of the session: the replay, then the rest
+}
+
+TEST(Failover, RetriesUnreachableRoutesThenGivesUp) {
+  const auto expected = no_fault_output(10);
+  Shared s;
+  s.fail_after[1] = 4;
+  s.refused_opens = {2, 3};
+  auto p = FailoverPipeline::create(opener(s), quick(4));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(generate(**p, kPrompt, 10), expected);
+  EXPECT_EQ((*p)->events().front().attempts, 3u);
 
   Shared hopeless;
-  hopeless.fail_after_calls = 2;
-  hopeless.refuse_opens = 100;
-  auto q = FailoverPipeline::create(opener(hopeless), 3, {});
+  hopeless.fail_after[1] = 2;
+  hopeless.refuse_from = 2;
+  auto q = FailoverPipeline::create(opener(hopeless), quick(3));
   ASSERT_TRUE(q.ok());
   std::vector<float> logits;
   const int32_t t[1] = {1};
@@ -117,7 +160,40 @@ TEST(Failover, RetriesUnreachableRoutesThenGivesUp) {
   EXPECT_TRUE((*q)->forward(t, logits).ok());
   auto r = (*q)->forward(t, logits);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("giving up after 3"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("giving up after 3 failover attempts"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("no node in the swarm serves block 2"), std::string::npos) << r.error().message;
+  EXPECT_EQ(hopeless.open_attempts, 4);  // the first opening and 3 attempts, no more
+}
+
+TEST(Failover, TheFirstOpeningIsRetriedToo) {
+  Shared s;
+  s.refused_opens = {1, 2};
+  auto p = FailoverPipeline::create(opener(s), quick(3));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(generate(**p, kPrompt, 10), no_fault_output(10));
+
+  Shared never;
+  never.refuse_from = 1;
+  auto q = FailoverPipeline::create(opener(never), quick(2));
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.error().message.find("giving up after 2 attempts to open"), std::string::npos) << q.error().message;
+}
+
+TEST(Failover, BacksOffBetweenAttempts) {
+  Shared s;
+  s.refuse_from = 1;
+  FailoverOptions o;
+  o.max_attempts = 4;
+  o.backoff_ms = 20;
+  o.max_backoff_ms = 50;
+  std::vector<std::string> lines;
+  o.log = [&](const std::string& line) { lines.push_back(line); };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto p = FailoverPipeline::create(opener(s), o);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(p.ok());
+  EXPECT_GE(ms, 20 + 40 + 50);  // doubling, capped
+  EXPECT_EQ(lines.size(), 3u);  // each failed attempt but the last is logged; the last is the error
 }
 
 }  // namespace
