@@ -8,6 +8,8 @@
 #include <openssl/x509.h>
 
 #include <climits>
+#include <cstring>
+#include <vector>
 #include <kj/debug.h>
 
 namespace omni::net {
@@ -27,15 +29,40 @@ std::string ssl_error_text() {
 // Identity is checked after the handshake (see tls.h); here every chain is accepted.
 int accept_any_certificate(int, X509_STORE_CTX*) { return 1; }
 
-// The plaintext stream: OpenSSL reads ciphertext from `in_` and writes it to `out_` (memory BIOs);
-// this class moves bytes between those BIOs and the inner stream. All on one event loop thread.
+class TlsStream;
+int bio_write(BIO* bio, const char* data, size_t size, size_t* written);
+int bio_read(BIO* bio, char* out, size_t size, size_t* read);
+long bio_ctrl(BIO* bio, int cmd, long num, void* ptr);
+
+// OpenSSL reads and writes ciphertext through this BIO, which works directly on TlsStream's
+// buffers: reads come from the bytes last read off the inner stream, writes append to the batch
+// that the next flush sends. (Memory BIOs cost an extra copy each way, plus reallocations.)
+BIO_METHOD* stream_bio_method() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "omni kj stream");
+    KJ_ASSERT(m != nullptr, "out of memory for the TLS BIO method");
+    BIO_meth_set_write_ex(m, bio_write);
+    BIO_meth_set_read_ex(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, [](BIO* b) {
+      BIO_set_init(b, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
+
+// The plaintext stream: OpenSSL takes ciphertext from `read_buffer_` and appends what it produces
+// to `out_` (through the BIO above); this class moves bytes between those buffers and the inner
+// stream. All on one event loop thread.
 class TlsStream final : public kj::AsyncIoStream {
  public:
   TlsStream(kj::Own<kj::AsyncIoStream> inner, SSL* ssl) : inner_(kj::mv(inner)), ssl_(ssl) {
-    in_ = BIO_new(BIO_s_mem());
-    out_ = BIO_new(BIO_s_mem());
-    KJ_ASSERT(in_ && out_, "out of memory for TLS buffers");
-    SSL_set_bio(ssl_, in_, out_);  // ssl_ owns both BIOs now
+    BIO* bio = BIO_new(stream_bio_method());
+    KJ_ASSERT(bio != nullptr, "out of memory for TLS buffers");
+    BIO_set_data(bio, this);
+    SSL_set_bio(ssl_, bio, bio);  // ssl_ owns the BIO now (one reference for both directions)
   }
   ~TlsStream() noexcept(false) { SSL_free(ssl_); }
 
@@ -62,12 +89,16 @@ class TlsStream final : public kj::AsyncIoStream {
   }
 
   kj::Promise<void> write(const void* buffer, size_t size) override {
+    reserve_out(size);
     encrypt(static_cast<const kj::byte*>(buffer), size);
     return flush();
   }
 
   // All pieces become TLS records first, then one flush: one inner write instead of one per piece.
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    size_t total = 0;
+    for (auto& piece : pieces) total += piece.size();
+    reserve_out(total);
     for (auto& piece : pieces) encrypt(piece.begin(), piece.size());
     return flush();
   }
@@ -90,8 +121,31 @@ class TlsStream final : public kj::AsyncIoStream {
   void getsockname(struct sockaddr* addr, kj::uint* length) override { inner_->getsockname(addr, length); }
   void getpeername(struct sockaddr* addr, kj::uint* length) override { inner_->getpeername(addr, length); }
 
+  // The BIO's side (called by OpenSSL from inside SSL_* calls on this thread).
+  //
+  // Reading the socket straight into OpenSSL's record buffer would save take_input's copy, but
+  // needs OpenSSL's read-ahead (else two reads per record), and OpenSSL 3.0 then moves what is left
+  // in that buffer to its start on every SSL_read: measured, more copying than it saves.
+  size_t take_input(char* out, size_t size) {
+    size_t n = std::min(size, in_end_ - in_begin_);
+    memcpy(out, read_buffer_.begin() + in_begin_, n);
+    in_begin_ += n;
+    return n;
+  }
+  void add_output(const char* data, size_t size) {
+    out_.insert(out_.end(), reinterpret_cast<const kj::byte*>(data), reinterpret_cast<const kj::byte*>(data) + size);
+  }
+
  private:
-  // Turns plaintext into TLS records in the outgoing memory BIO (which takes everything).
+  // Room for `plaintext` bytes as TLS records, so that the batch is not reallocated while OpenSSL
+  // appends to it: each record of up to 16 KiB adds a 5-byte header, a content type byte and a
+  // 16-byte tag.
+  void reserve_out(size_t plaintext) {
+    const size_t records = plaintext / 16384 + 2;
+    out_.reserve(out_.size() + plaintext + records * 22 + 256);
+  }
+
+  // Turns plaintext into TLS records appended to the outgoing batch.
   void encrypt(const kj::byte* p, size_t size) {
     while (size > 0) {
       int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
@@ -122,33 +176,40 @@ class TlsStream final : public kj::AsyncIoStream {
       });
     }
     // TLS 1.3 may answer what it read (key updates); keep those bytes moving.
-    if (BIO_ctrl_pending(out_) > 0) {
+    if (!out_.empty()) {
       return flush().then([done] { return done; });
     }
     return done;
   }
 
-  // Reads some ciphertext from the inner stream into OpenSSL; resolves to true at end of stream.
+  // Reads some ciphertext from the inner stream for OpenSSL; resolves to true at end of stream.
+  // OpenSSL asks for more only after it has taken everything buffered, but keep any rest anyway.
   kj::Promise<bool> fill() {
-    return inner_->tryRead(read_buffer_.begin(), 1, read_buffer_.size()).then([this](size_t n) {
+    if (in_begin_ > 0) {
+      memmove(read_buffer_.begin(), read_buffer_.begin() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    if (in_end_ == read_buffer_.size())  // OpenSSL wants more but took nothing: it cannot progress
+      throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS read stalled with a full buffer");
+    return inner_->tryRead(read_buffer_.begin() + in_end_, 1, read_buffer_.size() - in_end_).then([this](size_t n) {
       if (n == 0) {
         eof_ = true;
         return true;
       }
-      BIO_write(in_, read_buffer_.begin(), static_cast<int>(n));
+      in_end_ += n;
       return false;
     });
   }
 
   // Sends everything OpenSSL has produced, after whatever was queued before (writes stay ordered).
   kj::Promise<void> flush() {
-    size_t pending = BIO_ctrl_pending(out_);
-    if (pending > 0) {
-      auto data = kj::heapArray<kj::byte>(pending);
-      BIO_read(out_, data.begin(), static_cast<int>(pending));
+    if (!out_.empty()) {
+      auto data = kj::heap<std::vector<kj::byte>>(std::move(out_));
+      out_ = {};
       tail_ = tail_.addBranch()
                   .then([this, data = kj::mv(data)]() mutable {
-                    auto promise = inner_->write(data.begin(), data.size());
+                    auto promise = inner_->write(data->data(), data->size());
                     return promise.attach(kj::mv(data));
                   })
                   .fork();
@@ -158,13 +219,38 @@ class TlsStream final : public kj::AsyncIoStream {
 
   kj::Own<kj::AsyncIoStream> inner_;
   SSL* ssl_;
-  BIO* in_ = nullptr;
-  BIO* out_ = nullptr;
   bool eof_ = false;
   kj::ForkedPromise<void> tail_ = kj::Promise<void>(kj::READY_NOW).fork();
-  // Large enough for many TLS records per read on a fast link (shard transfers move 1 MiB chunks).
+  std::vector<kj::byte> out_;  // TLS records not yet handed to the inner stream
+  // Large enough for many TLS records per read on a fast link (shard transfers move 1 MiB chunks);
+  // bytes [in_begin_, in_end_) are ciphertext OpenSSL has not taken yet.
   kj::Array<kj::byte> read_buffer_ = kj::heapArray<kj::byte>(256 * 1024);
+  size_t in_begin_ = 0, in_end_ = 0;
 };
+
+int bio_write(BIO* bio, const char* data, size_t size, size_t* written) {
+  BIO_clear_retry_flags(bio);
+  static_cast<TlsStream*>(BIO_get_data(bio))->add_output(data, size);
+  *written = size;
+  return 1;
+}
+
+int bio_read(BIO* bio, char* out, size_t size, size_t* read) {
+  BIO_clear_retry_flags(bio);
+  size_t n = static_cast<TlsStream*>(BIO_get_data(bio))->take_input(out, size);
+  if (n == 0) {
+    BIO_set_retry_read(bio);  // as an empty memory BIO: "try again", the stream refills it
+    *read = 0;
+    return 0;
+  }
+  *read = n;
+  return 1;
+}
+
+long bio_ctrl(BIO*, int cmd, long, void*) {
+  // OpenSSL flushes after each handshake flight; the bytes go out with the stream's next flush().
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
 
 }  // namespace
 

@@ -344,6 +344,14 @@ Result<void> BlobStore::pin(const Cid& cid) {
   return save_pins_locked();
 }
 
+Result<void> BlobStore::pin_all(std::span<const Cid> cids) {
+  std::lock_guard lock(mu_);
+  bool added = false;
+  for (const Cid& c : cids) added |= pins_.insert(c).second;
+  if (!added) return {};
+  return save_pins_locked();
+}
+
 Result<void> BlobStore::unpin(const Cid& cid) {
   std::lock_guard lock(mu_);
   if (!pins_.erase(cid)) return {};
@@ -381,6 +389,7 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
   p->chunk_size_ = chunk_size;
   p->hashes_ = std::move(chunk_hashes);
   p->have_.assign(p->hashes_.size(), 0);
+  p->offering_.assign(p->hashes_.size(), 0);
   std::string base = dir_ + "/partial/" + cid.to_string();
   p->data_path_ = base + ".data";
   p->bits_path_ = base + ".bits";
@@ -441,18 +450,23 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
   p->bits_fd_ = ::open(p->bits_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (p->bits_fd_ < 0) return Error{sys_error(p->bits_path_ + ": cannot open")};
   if (!resume) {
+    // No fsync here: a sidecar (or data file) lost in a crash only means starting this blob over,
+    // and the first flush() makes both durable before the sidecar claims any chunk.
     uint64_t hdr[3] = {kBitsMagic, size, chunk_size};
     std::vector<uint8_t> init(kBitsHeader + p->hashes_.size(), 0);
     std::memcpy(init.data(), hdr, sizeof hdr);
     if (auto r = pwrite_all(p->bits_fd_, init, 0, p->bits_path_); !r) return r.error();
-    if (::fsync(p->bits_fd_) != 0) return Error{sys_error(p->bits_path_ + ": fsync failed")};
-    if (auto r = fsync_path(dir_ + "/partial", true); !r) return r.error();
   }
+  // Direct I/O needs page-aligned offsets, so whole chunks qualify only when the chunk size is a
+  // multiple of a page; file systems without O_DIRECT (tmpfs) refuse the open.
+  if (chunk_size % ChunkBuffer::kAlignment == 0)
+    p->direct_fd_ = ::open(p->data_path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   return p;
 }
 
 PartialBlob::~PartialBlob() {
   if (!finished_ && data_fd_ >= 0) (void)flush();
+  if (direct_fd_ >= 0) ::close(direct_fd_);
   if (data_fd_ >= 0) ::close(data_fd_);
   if (bits_fd_ >= 0) ::close(bits_fd_);
 }
@@ -462,8 +476,19 @@ uint64_t PartialBlob::chunk_bytes(uint64_t index) const {
   return std::min<uint64_t>(chunk_size_, size_ - begin);
 }
 
+bool PartialBlob::has_chunk(uint64_t index) const {
+  std::lock_guard lock(mu_);
+  return have_[index] != 0;
+}
+
 uint64_t PartialBlob::chunks_present() const {
+  std::lock_guard lock(mu_);
   return static_cast<uint64_t>(std::count(have_.begin(), have_.end(), uint8_t{1}));
+}
+
+size_t PartialBlob::unflushed() const {
+  std::lock_guard lock(mu_);
+  return unsynced_.size();
 }
 
 Result<void> PartialBlob::write_chunk(uint64_t index, std::span<const uint8_t> bytes) {
@@ -477,43 +502,137 @@ Result<void> PartialBlob::write_chunk(uint64_t index, std::span<const uint8_t> b
 
 Result<bool> PartialBlob::offer_chunk(uint64_t index, std::span<const uint8_t> bytes) {
   if (index >= hashes_.size()) return Error{cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
-  if (bytes.size() != chunk_bytes(index) || sha256(bytes) != hashes_[index]) return false;
+  if (bytes.size() != chunk_bytes(index)) return false;
+  return offer_chunk(index, ChunkBuffer::copy_of(bytes));
+}
+
+Result<bool> PartialBlob::offer_chunk(uint64_t index, ChunkBuffer bytes) {
+  if (index >= hashes_.size()) return Error{cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
+  if (bytes.size() != chunk_bytes(index)) return false;
+  std::unique_lock lock(mu_);
   if (have_[index]) return true;
-  if (auto r = pwrite_all(data_fd_, bytes, index * chunk_size_, data_path_); !r) return r.error();
+  offering_[index] = 1;
+  // Chunks mostly arrive in order, a few threads holding one each. A thread whose chunk comes right
+  // after chunks that other threads are offering now waits for its turn (briefly: those threads
+  // are running), so that its chunk is hashed once, for the manifest and the CID together.
+  drained_.wait(lock, [&] { return !worth_waiting(index); });
+  const bool fused = streaming_ && index == hashed_ && !draining_;
+  if (fused) draining_ = true;
+  lock.unlock();
+
+  bool ok;
+  if (fused) {
+    Sha256 next = whole_;  // this thread owns the stream now; `next` is kept only if the chunk is good
+    ok = next.update_and_hash(bytes.bytes()) == hashes_[index];
+    lock.lock();
+    if (ok) {
+      whole_ = std::move(next);
+      ++hashed_;
+      drain(lock);
+    } else {
+      draining_ = false;
+      drained_.notify_all();
+    }
+    lock.unlock();
+  } else {
+    ok = sha256(bytes.bytes()) == hashes_[index];
+  }
+  Result<void> written = ok ? write_at(index, bytes) : Result<void>();
+  lock.lock();
+  offering_[index] = 0;
+  drained_.notify_all();
+  if (!ok) return false;
+  if (!written) return written.error();
   have_[index] = 1;
   unsynced_.push_back(index);
-  stream(index, bytes);
+  if (!fused) stream(index, std::move(bytes), lock);
   return true;
 }
 
-void PartialBlob::stream(uint64_t index, std::span<const uint8_t> bytes) {
+bool PartialBlob::worth_waiting(uint64_t index) const {
+  if (!streaming_ || index < hashed_) return false;
+  if (index == hashed_) return draining_;  // a drainer is about to let go
+  for (uint64_t i = hashed_; i < index; ++i)
+    if (!offering_[i]) return false;  // a gap nobody is filling: hash this chunk on its own
+  return true;
+}
+
+Result<void> PartialBlob::write_at(uint64_t index, const ChunkBuffer& bytes) {
+  const uint64_t offset = index * chunk_size_;
+  if (direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed) && bytes.size() % ChunkBuffer::kAlignment == 0) {
+    // ChunkBuffers are page-aligned and so is the offset (open_partial checked the chunk size).
+    ssize_t n = ::pwrite(direct_fd_, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n == static_cast<ssize_t>(bytes.size())) return {};
+    // EINVAL: the file system takes O_DIRECT opens but not these writes, so stop trying. Anything
+    // else (a short write, an I/O error) is retried through the page cache, which reports it.
+    if (n < 0 && errno == EINVAL) direct_ok_.store(false, std::memory_order_relaxed);
+  }
+  return pwrite_all(data_fd_, bytes.bytes(), offset, data_path_);
+}
+
+void PartialBlob::stream(uint64_t index, ChunkBuffer bytes, std::unique_lock<std::mutex>& lock) {
   if (!streaming_ || index < hashed_) return;
-  if (index > hashed_) {
-    if (ahead_.size() >= kMaxAhead) {
+  if (index > hashed_ || draining_) {
+    if (ahead_bytes_ + bytes.size() > kMaxAheadBytes) {
       streaming_ = false;  // finish() re-reads the file instead
       ahead_.clear();
+      ahead_bytes_ = 0;
+      drained_.notify_all();
       return;
     }
-    ahead_.emplace(index, std::vector<uint8_t>(bytes.begin(), bytes.end()));
+    ahead_bytes_ += bytes.size();
+    ahead_.emplace(index, std::move(bytes));
     return;
   }
-  whole_.update(bytes);
+  draining_ = true;
+  lock.unlock();
+  whole_.update(bytes.bytes());
+  bytes = ChunkBuffer();
+  lock.lock();
   ++hashed_;
-  for (auto it = ahead_.find(hashed_); it != ahead_.end(); it = ahead_.find(hashed_)) {
-    whole_.update(it->second);
+  drain(lock);
+}
+
+void PartialBlob::drain(std::unique_lock<std::mutex>& lock) {
+  // Feeds parked chunks to the hash, outside the lock, until the next one in order is missing.
+  for (auto it = ahead_.find(hashed_); streaming_ && it != ahead_.end(); it = ahead_.find(hashed_)) {
+    ChunkBuffer next = std::move(it->second);
+    ahead_bytes_ -= next.size();
     ahead_.erase(it);
+    lock.unlock();
+    whole_.update(next.bytes());
+    next = ChunkBuffer();
+    lock.lock();
     ++hashed_;
   }
+  draining_ = false;
+  drained_.notify_all();
 }
 
 Result<void> PartialBlob::flush() {
-  if (unsynced_.empty()) return {};
+  std::lock_guard serial(flush_mu_);
+  std::vector<uint64_t> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(unsynced_);
+  }
+  if (batch.empty()) return {};
   // Data first, then the sidecar bytes that vouch for it: a set byte always means durable data.
-  if (::fdatasync(data_fd_) != 0) return Error{sys_error(data_path_ + ": fsync failed")};
-  const uint8_t one = 1;
-  for (uint64_t i : unsynced_)
-    if (auto r = pwrite_all(bits_fd_, {&one, 1}, kBitsHeader + i, bits_path_); !r) return r;
-  unsynced_.clear();
+  // Only chunks whose writes completed before this fdatasync began are claimed.
+  if (::fdatasync(data_fd_) != 0) {
+    Error e{sys_error(data_path_ + ": fsync failed")};
+    std::lock_guard lock(mu_);
+    unsynced_.insert(unsynced_.end(), batch.begin(), batch.end());
+    return e;
+  }
+  std::sort(batch.begin(), batch.end());
+  const std::vector<uint8_t> ones(batch.size(), 1);
+  for (size_t i = 0; i < batch.size();) {
+    size_t j = i + 1;
+    while (j < batch.size() && batch[j] == batch[j - 1] + 1) ++j;
+    if (auto r = pwrite_all(bits_fd_, {ones.data(), j - i}, kBitsHeader + batch[i], bits_path_); !r) return r;
+    i = j;
+  }
   // A lost sidecar byte only costs a re-fetch of that chunk, so this sync is not needed for safety;
   // it keeps resumption from losing much work after a power cut.
   if (::fdatasync(bits_fd_) != 0) return Error{sys_error(bits_path_ + ": fsync failed")};
@@ -521,14 +640,18 @@ Result<void> PartialBlob::flush() {
 }
 
 Result<void> PartialBlob::finish() {
+  std::unique_lock lock(mu_);
   if (finished_) return {};
-  if (chunks_present() != n_chunks())
-    return Error{cid_.to_string() + ": " + std::to_string(n_chunks() - chunks_present()) + " chunks missing"};
+  drained_.wait(lock, [&] { return !draining_; });
+  const uint64_t present = static_cast<uint64_t>(std::count(have_.begin(), have_.end(), uint8_t{1}));
+  if (present != n_chunks()) return Error{cid_.to_string() + ": " + std::to_string(n_chunks() - present) + " chunks missing"};
+  const bool streamed = streaming_ && hashed_ == n_chunks();
+  lock.unlock();
   // No flush(): the sidecar no longer matters once the blob is complete, and the fsync below makes
   // the data durable before the rename (a crash before it only costs re-fetching unrecorded chunks).
   // Every chunk matched the manifest; the whole-file hash checks the manifest's table against the CID.
   Result<Digest> digest = Error{""};
-  if (streaming_ && hashed_ == n_chunks()) {
+  if (streamed) {
     digest = whole_.finish();
   } else {
     digest = hash_file(data_path_, 0, nullptr, nullptr);
@@ -544,6 +667,8 @@ Result<void> PartialBlob::finish() {
   }
   ::fchmod(data_fd_, 0444);
   if (::fsync(data_fd_) != 0) return Error{sys_error(data_path_ + ": fsync failed")};
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  direct_fd_ = -1;
   ::close(data_fd_);
   data_fd_ = -1;
   finished_ = true;

@@ -18,6 +18,8 @@
 // threads.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -29,6 +31,7 @@
 
 #include "base/mapped_file.h"
 #include "base/result.h"
+#include "store/chunk_buffer.h"
 #include "store/cid.h"
 #include "store/hash.h"
 
@@ -86,6 +89,8 @@ class BlobStore {
                                                     std::vector<Digest> chunk_hashes);
 
   Result<void> pin(const Cid& cid);
+  // Pins several blobs with one durable update of the pins file (present or not yet fetched).
+  Result<void> pin_all(std::span<const Cid> cids);
   Result<void> unpin(const Cid& cid);
   bool pinned(const Cid& cid) const;
   Result<void> remove(const Cid& cid);
@@ -113,6 +118,13 @@ class BlobStore {
 
 // A blob being assembled chunk by chunk, possibly across process restarts. Each chunk is checked
 // against the manifest's chunk hash before it is written; verified chunks survive a crash.
+//
+// Several threads may offer *different* chunks at once and flush() meanwhile; finish() comes after
+// every offer has returned. Chunks whose offsets and sizes are multiples of a page are written with
+// direct I/O from their (page-aligned) buffers where the file system allows it: a fetched model is
+// written once and read later, so it need not pass through the page cache (which would cost a copy
+// and fresh page-cache memory per byte); the rest, and everything on file systems without direct
+// I/O, is written through the page cache.
 class PartialBlob {
  public:
   ~PartialBlob();
@@ -121,44 +133,66 @@ class PartialBlob {
   uint32_t chunk_size() const { return chunk_size_; }
   uint64_t n_chunks() const { return hashes_.size(); }
   uint64_t chunk_bytes(uint64_t index) const;
-  bool has_chunk(uint64_t index) const { return have_[index] != 0; }
+  bool has_chunk(uint64_t index) const;
   uint64_t chunks_present() const;
 
   // Verifies `bytes` against chunk `index`'s hash and writes it. A mismatch is an Error and writes
   // nothing. Durability is batched: call flush() (finish() does) to make written chunks durable.
   Result<void> write_chunk(uint64_t index, std::span<const uint8_t> bytes);
   // As write_chunk, but a mismatch is `false` (nothing written) and only I/O failures are Errors.
+  Result<bool> offer_chunk(uint64_t index, ChunkBuffer bytes);
   Result<bool> offer_chunk(uint64_t index, std::span<const uint8_t> bytes);
-  size_t unflushed() const { return unsynced_.size(); }
-  // fsyncs the data written so far, then records those chunks in the sidecar.
+  // Chunks written since the last flush.
+  size_t unflushed() const;
+  // A durability point: fsyncs the data written so far, then records those chunks in the sidecar
+  // (chunks written while it runs wait for the next one).
   Result<void> flush();
   // All chunks present: checks the whole file against the CID and moves it into blobs/. The whole-
-  // file hash is normally computed as chunks arrive (in order, with a few out-of-order chunks held
-  // back), so the file is not read again; after a resume or badly out-of-order arrival it is.
+  // file hash is computed as chunks are offered (in order; chunks that arrive early wait in memory,
+  // up to kMaxAheadBytes), so the file is not read again; after a resume or badly out-of-order
+  // arrival it is.
   Result<void> finish();
 
  private:
   friend class BlobStore;
   PartialBlob() = default;
+  Result<void> write_at(uint64_t index, const ChunkBuffer& bytes);
+  // Whether a thread offering chunk `index` should wait to feed it to the whole-file hash itself.
+  bool worth_waiting(uint64_t index) const;
+  // Feeds verified chunk `index` to the whole-file hash, or parks it until the chunks before it are in.
+  void stream(uint64_t index, ChunkBuffer bytes, std::unique_lock<std::mutex>& lock);
+  // The stream's owner feeds it the parked chunks that are next in order, then lets go.
+  void drain(std::unique_lock<std::mutex>& lock);
+
   BlobStore* store_ = nullptr;
   Cid cid_;
   uint64_t size_ = 0;
   uint32_t chunk_size_ = 0;
   std::vector<Digest> hashes_;
-  std::vector<uint8_t> have_;      // verified and written
-  std::vector<uint64_t> unsynced_; // written, not yet recorded in the sidecar
   std::string data_path_, bits_path_;
   int data_fd_ = -1, bits_fd_ = -1;
-  bool finished_ = false;
-  // Streaming whole-file hash: chunks [0, hashed_) are in `whole_`; verified chunks that arrived
-  // ahead of that point wait in `ahead_` (at most kMaxAhead). Off (re-read at finish) once a chunk
-  // was present before this PartialBlob opened or too many arrive out of order.
-  static constexpr size_t kMaxAhead = 64;
+  int direct_fd_ = -1;  // the data file opened with O_DIRECT, or -1 where that is not possible
+  std::atomic<bool> direct_ok_{true};  // false once the file system refused a direct write
+  bool finished_ = false;              // finish() ran (only finish() and the destructor touch it)
+  std::mutex flush_mu_;                // one flush at a time, so sidecar updates stay in order
+
+  mutable std::mutex mu_;  // guards everything below
+  std::vector<uint8_t> have_;       // verified and written
+  std::vector<uint8_t> offering_;   // being offered by some thread right now
+  std::vector<uint64_t> unsynced_;  // written, not yet recorded in the sidecar
+  // Streaming whole-file hash: chunks [0, hashed_) are in `whole_`. One offering thread at a time
+  // owns it (`draining_`): normally the one holding chunk hashed_, which hashes that chunk for the
+  // manifest and the CID in one pass (Sha256::update_and_hash); verified chunks that arrived ahead
+  // of that point wait in `ahead_` and are fed by the owner. Off (re-read at finish) once a chunk
+  // was present before this PartialBlob opened or more than kMaxAheadBytes wait.
+  static constexpr uint64_t kMaxAheadBytes = 64ull << 20;
   bool streaming_ = true;
+  bool draining_ = false;
+  std::condition_variable drained_;
   uint64_t hashed_ = 0;
+  uint64_t ahead_bytes_ = 0;
   Sha256 whole_;
-  std::map<uint64_t, std::vector<uint8_t>> ahead_;
-  void stream(uint64_t index, std::span<const uint8_t> bytes);
+  std::map<uint64_t, ChunkBuffer> ahead_;
 };
 
 }  // namespace omni::store

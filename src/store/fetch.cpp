@@ -6,28 +6,143 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <variant>
 
 #include "store/shard.h"
 
 namespace omni::store {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A fixed set of threads running posted tasks in order of posting (move-only tasks: they carry
+// chunk buffers).
+class TaskQueue {
+ public:
+  explicit TaskQueue(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~TaskQueue() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  template <class F>
+  void post(F f) {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::make_unique<Fn<F>>(std::move(f)));
+    ++pending_;
+    cv_.notify_one();
+  }
+  // Returns once every task posted so far has run.
+  void wait_idle() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return pending_ == 0; });
+  }
+
+ private:
+  struct Task {
+    virtual ~Task() = default;
+    virtual void run() = 0;
+  };
+  template <class F>
+  struct Fn final : Task {
+    explicit Fn(F fn) : f(std::move(fn)) {}
+    void run() override { f(); }
+    F f;
+  };
+  void loop() {
+    for (;;) {
+      std::unique_ptr<Task> t;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        t = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      t->run();
+      t.reset();  // drops the task's buffers before it counts as done
+      std::lock_guard lock(mu_);
+      if (--pending_ == 0) idle_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_, idle_;
+  std::deque<std::unique_ptr<Task>> tasks_;
+  size_t pending_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+unsigned default_workers() {
+  // One per CPU for the hashing, and two more: each worker also waits for its writes, and one may
+  // be waiting for its turn at the whole-blob hash (PartialBlob::offer_chunk). More than 16 would
+  // find no work: each blob's hash takes its chunks one at a time, and few blobs are open at once.
+  return std::clamp(std::thread::hardware_concurrency() + 2, 4u, 16u);
+}
+
+}  // namespace
 
 struct Fetcher::Peer {
   std::shared_ptr<ChunkSource> source;
   bool dropped = false;
   uint32_t failures = 0;
-  uint32_t inflight = 0;
+  uint32_t inflight = 0;  // requests issued and not yet verified (or discarded)
 };
 
-// Completions arrive on the sources' threads; the fetch loop consumes them on its own. The state is
-// shared with every callback so that answers arriving after a fetch ended land somewhere harmless.
+// Events reach the fetch loop from the sources' threads (answers), the workers (verified chunks)
+// and the sync thread (durability points, completed blobs). The queue is shared with every
+// callback so that answers arriving after a fetch ended land somewhere harmless.
 struct Fetcher::Shared {
-  struct Completion {
+  struct Arrived {
     uint64_t request;
-    Result<std::vector<uint8_t>> data;
+    Result<ChunkBuffer> data;
   };
+  struct Verified {
+    uint64_t request;
+    Result<bool> ok;  // false: the bytes failed verification; an Error: writing them failed
+  };
+  struct Synced {
+    size_t job;
+    bool finished;  // finish(), else flush()
+    Result<void> result;
+  };
+  using Event = std::variant<Arrived, Verified, Synced>;
+
+  void push(Event e) {
+    std::lock_guard lock(mu);
+    events.push_back(std::move(e));
+    cv.notify_one();
+  }
+
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Completion> done;
+  std::deque<Event> events;
+  uint64_t next_request = 0;  // only the fetch loop issues; ids stay unique across fetches
+};
+
+struct Fetcher::Job {
+  Cid cid;
+  uint64_t size = 0;
+  uint32_t chunk_size = 0;
+  std::vector<Digest> hashes;
+  std::string label;
+
+  enum class State { kWaiting, kOpen, kFinishing, kDone } state = State::kWaiting;
+  std::unique_ptr<PartialBlob> blob;
+  std::deque<uint64_t> todo;
+  std::vector<uint8_t> done, verifying, requesters;  // per chunk; requesters: unanswered reads
+  uint64_t remaining = 0;                             // chunks not yet verified and written
+  uint32_t unflushed = 0;
+  bool flush_queued = false;
+  Clock::time_point last_flush;
 };
 
 Fetcher::Fetcher(BlobStore& store, std::vector<std::shared_ptr<ChunkSource>> peers, FetchOptions options)
@@ -39,6 +154,8 @@ Fetcher::Fetcher(BlobStore& store, std::vector<std::shared_ptr<ChunkSource>> pee
   }
   options_.window = std::max(options_.window, 1u);
   options_.max_failures = std::max(options_.max_failures, 1u);
+  options_.open_blobs = std::max(options_.open_blobs, 1u);
+  if (options_.workers == 0) options_.workers = default_workers();
 }
 
 Fetcher::~Fetcher() = default;
@@ -55,161 +172,288 @@ void Fetcher::report(const std::string& label) {
 Result<void> Fetcher::fetch_blob(const Cid& cid, uint64_t size, uint32_t chunk_size, const std::vector<Digest>& hashes,
                                  const std::string& label) {
   if (store_.has(cid)) return {};
-  if (!in_model_) total_bytes_ = size, done_bytes_ = resumed_bytes_ = 0;
-  auto partial = store_.open_partial(cid, size, chunk_size, hashes);
-  if (!partial) return Error{label + ": " + partial.error().message};
-  return run_blob(**partial, label);
+  total_bytes_ = size, done_bytes_ = resumed_bytes_ = 0;
+  std::vector<Job> jobs(1);
+  jobs[0].cid = cid, jobs[0].size = size, jobs[0].chunk_size = chunk_size, jobs[0].hashes = hashes;
+  jobs[0].label = label;
+  return run(std::move(jobs));
 }
 
-Result<void> Fetcher::run_blob(PartialBlob& blob, const std::string& label) {
-  const uint64_t n = blob.n_chunks();
-  std::deque<uint64_t> todo;
-  std::vector<uint8_t> done(n, 0);
-  std::vector<uint8_t> requesters(n, 0);  // reads in flight per chunk (2 at most, in the endgame)
-  uint64_t remaining = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    if (blob.has_chunk(i)) {
-      done[i] = 1;
-      ++stats_.chunks_resumed;
-      done_bytes_ += blob.chunk_bytes(i);
-      resumed_bytes_ += blob.chunk_bytes(i);
-    } else {
-      todo.push_back(i);
-      ++remaining;
-    }
-  }
-  report(label);
-
+Result<void> Fetcher::run(std::vector<Job> jobs) {
   struct Request {
     size_t peer;
+    size_t job;
     uint64_t chunk;
-    std::chrono::steady_clock::time_point start;
+    Clock::time_point start;
+    bool answered = false;  // its bytes are being verified: no timeout, no endgame twin
   };
   std::map<uint64_t, Request> outstanding;
-  static uint64_t next_request = 0;  // only this thread issues; ids stay unique across fetches
-  const Cid cid = blob.cid();
+  TaskQueue workers(options_.workers), syncer(1);
+  std::shared_ptr<Shared> shared = shared_;
   const auto timeout = std::chrono::milliseconds(options_.request_timeout_ms);
+  const auto flush_interval = std::chrono::milliseconds(options_.flush_interval_ms);
+  size_t next_job = 0, jobs_left = jobs.size(), open_jobs = 0;
+  std::optional<Error> failure;
 
+  auto requeue = [&](Job& job, uint64_t c) {
+    if (job.requesters[c] == 0 && !job.done[c] && !job.verifying[c]) job.todo.push_front(c);
+  };
+  auto finish_job = [&](size_t j) {
+    Job& job = jobs[j];
+    job.state = Job::State::kFinishing;
+    --open_jobs;
+    syncer.post([shared, j, blob = job.blob.get()] { shared->push(Shared::Synced{j, true, blob->finish()}); });
+  };
+  auto flush_job = [&](size_t j) {
+    Job& job = jobs[j];
+    job.flush_queued = true;
+    job.unflushed = 0;
+    job.last_flush = Clock::now();
+    syncer.post([shared, j, blob = job.blob.get()] { shared->push(Shared::Synced{j, false, blob->flush()}); });
+  };
+  // Opens the next blob: its partial (reserving room and disk space) and the chunks it still needs.
+  auto open_next = [&]() -> bool {
+    if (next_job >= jobs.size() || open_jobs >= options_.open_blobs) return false;
+    const size_t j = next_job++;
+    Job& job = jobs[j];
+    auto partial = store_.open_partial(job.cid, job.size, job.chunk_size, job.hashes);
+    if (!partial) {
+      failure = Error{job.label + ": " + partial.error().message};
+      return false;
+    }
+    job.blob = std::move(*partial);
+    const uint64_t n = job.blob->n_chunks();
+    job.done.assign(n, 0);
+    job.verifying.assign(n, 0);
+    job.requesters.assign(n, 0);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (job.blob->has_chunk(i)) {
+        job.done[i] = 1;
+        ++stats_.chunks_resumed;
+        done_bytes_ += job.blob->chunk_bytes(i);
+        resumed_bytes_ += job.blob->chunk_bytes(i);
+      } else {
+        job.todo.push_back(i);
+        ++job.remaining;
+      }
+    }
+    job.last_flush = Clock::now();
+    job.state = Job::State::kOpen;
+    ++open_jobs;
+    if (job.remaining == 0) finish_job(j);
+    report(job.label);
+    return true;
+  };
+  // The next chunk nobody has asked for, from the earliest open blob; opens blobs as needed.
+  auto fresh_chunk = [&]() -> std::optional<std::pair<size_t, uint64_t>> {
+    for (;;) {
+      for (size_t j = 0; j < next_job; ++j) {
+        Job& job = jobs[j];
+        if (job.state != Job::State::kOpen) continue;
+        while (!job.todo.empty()) {
+          uint64_t c = job.todo.front();
+          if (!job.done[c] && !job.verifying[c] && job.requesters[c] == 0) return std::pair{j, c};
+          job.todo.pop_front();
+        }
+      }
+      if (failure || !open_next()) return std::nullopt;
+    }
+  };
   auto drop = [&](size_t p, const std::string& why) {
     Peer& peer = *peers_[p];
     if (peer.dropped) return;
     peer.dropped = true;
     stats_.dropped.push_back(peer.source->name() + ": " + why);
+    // Unanswered reads go back to the queue; answers being verified finish (good bytes are good).
     for (auto it = outstanding.begin(); it != outstanding.end();) {
-      if (it->second.peer != p) {
+      if (it->second.peer != p || it->second.answered) {
         ++it;
         continue;
       }
-      uint64_t c = it->second.chunk;
-      if (--requesters[c] == 0 && !done[c]) todo.push_front(c);
+      Job& job = jobs[it->second.job];
+      --job.requesters[it->second.chunk];
+      --peer.inflight;
+      requeue(job, it->second.chunk);
       it = outstanding.erase(it);
     }
-    peer.inflight = 0;
   };
-
-  auto issue = [&](size_t p, uint64_t chunk) {
-    uint64_t id = ++next_request;
-    outstanding[id] = {p, chunk, std::chrono::steady_clock::now()};
-    ++requesters[chunk];
+  auto issue = [&](size_t p, size_t j, uint64_t c) {
+    Job& job = jobs[j];
+    const uint64_t id = ++shared->next_request;
+    outstanding[id] = {p, j, c, Clock::now()};
+    ++job.requesters[c];
     ++peers_[p]->inflight;
     ++stats_.requests;
-    std::weak_ptr<Shared> weak = shared_;
-    peers_[p]->source->read(cid, chunk * blob.chunk_size(), static_cast<uint32_t>(blob.chunk_bytes(chunk)),
-                            [weak, id](Result<std::vector<uint8_t>> r) {
-                              if (auto sh = weak.lock()) {
-                                std::lock_guard lock(sh->mu);
-                                sh->done.push_back({id, std::move(r)});
-                                sh->cv.notify_one();
-                              }
+    std::weak_ptr<Shared> weak = shared;
+    peers_[p]->source->read(job.cid, c * job.chunk_size, static_cast<uint32_t>(job.blob->chunk_bytes(c)),
+                            [weak, id](Result<ChunkBuffer> r) {
+                              if (auto sh = weak.lock()) sh->push(Shared::Arrived{id, std::move(r)});
                             });
   };
+  // The blob a fetch-wide message names: the earliest one not yet complete.
+  auto current_label = [&]() -> const std::string& {
+    for (const Job& job : jobs)
+      if (job.state != Job::State::kDone) return job.label;
+    return jobs.back().label;
+  };
+  auto chunks_left = [&] {
+    uint64_t n = 0;
+    for (const Job& job : jobs)
+      if (job.state == Job::State::kWaiting) n += chunk_count(job.size, job.chunk_size);
+      else if (job.state == Job::State::kOpen) n += job.remaining;
+    return n;
+  };
 
-  std::deque<Shared::Completion> batch;
-  auto last_flush = std::chrono::steady_clock::now();
-  while (remaining > 0) {
-    if (options_.cancelled && options_.cancelled()) {
-      if (auto r = blob.flush(); !r) return r;
-      return Error{label + ": fetch cancelled (" + std::to_string(remaining) + " chunks left; verified chunks are kept)"};
-    }
-    // Fill every live peer's window: fresh chunks first, then (endgame) duplicates of chunks that
-    // are outstanding at another peer only.
-    for (size_t p = 0; p < peers_.size(); ++p) {
-      Peer& peer = *peers_[p];
-      while (!peer.dropped && peer.inflight < options_.window) {
-        while (!todo.empty() && (done[todo.front()] || requesters[todo.front()] > 0)) todo.pop_front();
-        if (!todo.empty()) {
-          uint64_t c = todo.front();
-          todo.pop_front();
-          issue(p, c);
-          continue;
-        }
-        const Request* dup = nullptr;
-        for (const auto& [id, req] : outstanding)
-          if (req.peer != p && requesters[req.chunk] == 1 && !done[req.chunk]) {
-            dup = &req;
-            break;
-          }
-        if (!dup) break;
-        issue(p, dup->chunk);
+  auto handle = [&](Shared::Event& event) {
+    if (auto* a = std::get_if<Shared::Arrived>(&event)) {
+      auto it = outstanding.find(a->request);
+      if (it == outstanding.end()) return;  // from a dropped peer, or an earlier fetch
+      Request& req = it->second;
+      Job& job = jobs[req.job];
+      Peer& peer = *peers_[req.peer];
+      const uint64_t c = req.chunk;
+      if (!a->data || job.done[c] || job.verifying[c]) {  // an error, or the endgame twin won
+        --job.requesters[c];
+        --peer.inflight;
+        const size_t p = req.peer;
+        outstanding.erase(it);
+        if (!a->data && ++peer.failures >= options_.max_failures) drop(p, a->data.error().message);
+        requeue(job, c);
+        return;
       }
-    }
-    if (outstanding.empty()) {
-      if (auto r = blob.flush(); !r) return r;
-      std::string why;
-      for (const auto& d : stats_.dropped) why += "\n  " + d;
-      return Error{label + ": no peer left to fetch " + std::to_string(remaining) + " chunks from" +
-                   (why.empty() ? std::string(" (no peers given)") : ":" + why)};
-    }
-    {
-      std::unique_lock lock(shared_->mu);
-      shared_->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !shared_->done.empty(); });
-      batch.swap(shared_->done);
-    }
-    for (auto& c : batch) {
-      auto it = outstanding.find(c.request);
-      if (it == outstanding.end()) continue;  // from a dropped peer or an earlier fetch
+      req.answered = true;
+      --job.requesters[c];
+      job.verifying[c] = 1;
+      workers.post([shared, id = a->request, c, blob = job.blob.get(), bytes = std::move(*a->data)]() mutable {
+        shared->push(Shared::Verified{id, blob->offer_chunk(c, std::move(bytes))});
+      });
+    } else if (auto* v = std::get_if<Shared::Verified>(&event)) {
+      auto it = outstanding.find(v->request);
+      if (it == outstanding.end()) return;  // cannot happen: answered requests stay until verified
       const Request req = it->second;
       outstanding.erase(it);
-      --requesters[req.chunk];
-      Peer& peer = *peers_[req.peer];
-      --peer.inflight;
-      if (done[req.chunk]) continue;  // the endgame twin won
-      if (!c.data) {
-        if (++peer.failures >= options_.max_failures) drop(req.peer, c.data.error().message);
-        if (requesters[req.chunk] == 0) todo.push_front(req.chunk);
-        continue;
+      Job& job = jobs[req.job];
+      const uint64_t c = req.chunk;
+      --peers_[req.peer]->inflight;
+      job.verifying[c] = 0;
+      if (!v->ok) {  // local I/O: the disk, not the peer
+        if (!failure) failure = Error{job.label + ": " + v->ok.error().message};
+        return;
       }
-      auto ok = blob.offer_chunk(req.chunk, *c.data);
-      if (!ok) return Error{label + ": " + ok.error().message};  // local I/O: the disk, not the peer
-      if (!*ok) {
+      if (!*v->ok) {
         ++stats_.bad_chunks;
-        drop(req.peer, "sent chunk " + std::to_string(req.chunk) + " of " + label + " with bytes that fail verification");
-        if (requesters[req.chunk] == 0) todo.push_front(req.chunk);
-        continue;
+        drop(req.peer, "sent chunk " + std::to_string(c) + " of " + job.label + " with bytes that fail verification");
+        requeue(job, c);
+        return;
       }
-      done[req.chunk] = 1;
-      --remaining;
+      job.done[c] = 1;
+      --job.remaining;
       ++stats_.chunks_fetched;
-      stats_.bytes_fetched += c.data->size();
-      done_bytes_ += c.data->size();
-      if (blob.unflushed() >= options_.flush_every ||
-          (blob.unflushed() > 0 && std::chrono::steady_clock::now() - last_flush >
-                                       std::chrono::milliseconds(options_.flush_interval_ms))) {
-        if (auto r = blob.flush(); !r) return r;
-        last_flush = std::chrono::steady_clock::now();
+      stats_.bytes_fetched += job.blob->chunk_bytes(c);
+      done_bytes_ += job.blob->chunk_bytes(c);
+      ++job.unflushed;
+      if (job.remaining == 0) {
+        finish_job(req.job);
+      } else if (job.unflushed >= options_.flush_every && !job.flush_queued) {
+        flush_job(req.job);
       }
-      report(label);
+      report(job.label);
+    } else if (auto* s = std::get_if<Shared::Synced>(&event)) {
+      Job& job = jobs[s->job];
+      if (!s->finished) {
+        job.flush_queued = false;
+        if (!s->result && !failure) failure = Error{job.label + ": " + s->result.error().message};
+        return;
+      }
+      if (!s->result) {
+        if (!failure) failure = Error{job.label + ": " + s->result.error().message};
+        return;
+      }
+      job.state = Job::State::kDone;
+      job.blob.reset();
+      --jobs_left;
     }
+  };
+
+  std::deque<Shared::Event> batch;
+  while (jobs_left > 0 && !failure) {
+    if (options_.cancelled && options_.cancelled()) {
+      failure = Error{current_label() + ": fetch cancelled (" +
+                      std::to_string(chunks_left()) + " chunks left; verified chunks are kept)"};
+      break;
+    }
+    // Fill every live peer's window: fresh chunks first, then (endgame) duplicates of chunks whose
+    // only read is unanswered at another peer.
+    for (size_t p = 0; p < peers_.size() && !failure; ++p) {
+      Peer& peer = *peers_[p];
+      while (!peer.dropped && peer.inflight < options_.window) {
+        if (auto fresh = fresh_chunk()) {
+          issue(p, fresh->first, fresh->second);
+          continue;
+        }
+        std::optional<std::pair<size_t, uint64_t>> dup;
+        for (const auto& [id, req] : outstanding) {
+          const Job& job = jobs[req.job];
+          if (req.peer != p && !req.answered && job.requesters[req.chunk] == 1 && !job.done[req.chunk] &&
+              !job.verifying[req.chunk]) {
+            dup = std::pair{req.job, req.chunk};
+            break;
+          }
+        }
+        if (!dup) break;
+        issue(p, dup->first, dup->second);
+      }
+    }
+    if (failure) break;
+    if (outstanding.empty() && chunks_left() > 0) {
+      std::string why;
+      for (const auto& d : stats_.dropped) why += "\n  " + d;
+      failure = Error{current_label() + ": no peer left to fetch " + std::to_string(chunks_left()) + " chunks from" +
+                      (why.empty() ? std::string(" (no peers given)") : ":" + why)};
+      break;
+    }
+    {
+      std::unique_lock lock(shared->mu);
+      shared->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !shared->events.empty(); });
+      batch.swap(shared->events);
+    }
+    for (auto& e : batch) handle(e);
     batch.clear();
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
+    for (size_t j = 0; j < next_job; ++j) {
+      Job& job = jobs[j];
+      if (job.state == Job::State::kOpen && job.unflushed > 0 && !job.flush_queued && now - job.last_flush > flush_interval)
+        flush_job(j);
+    }
     for (size_t p = 0; p < peers_.size(); ++p)
       for (const auto& [id, req] : outstanding)
-        if (req.peer == p && now - req.start > timeout) {
+        if (req.peer == p && !req.answered && now - req.start > timeout) {
           drop(p, "no answer within " + std::to_string(options_.request_timeout_ms) + " ms");
           break;
         }
   }
-  if (auto r = blob.finish(); !r) return Error{label + ": " + r.error().message};
+
+  // Stop: let the workers and the sync thread finish what they hold (they use the jobs' blobs), and
+  // account for it; open blobs record their verified chunks (PartialBlob's destructor flushes).
+  workers.wait_idle();
+  syncer.wait_idle();
+  {
+    std::lock_guard lock(shared->mu);
+    batch.swap(shared->events);
+  }
+  for (auto& e : batch)
+    if (!std::holds_alternative<Shared::Arrived>(e)) handle(e);
+  batch.clear();
+  syncer.wait_idle();  // flushes or finishes the events above started
+  {
+    std::lock_guard lock(shared->mu);
+    batch.swap(shared->events);  // answers still arriving are dropped on arrival (no request)
+  }
+  for (auto& e : batch)
+    if (std::holds_alternative<Shared::Synced>(e)) handle(e);
+  batch.clear();
+  for (auto& job : jobs) job.blob.reset();
+  if (failure) return *failure;
   return {};
 }
 
@@ -221,10 +465,10 @@ Result<std::vector<uint8_t>> Fetcher::fetch_small(const Cid& cid, uint64_t max_b
     std::vector<uint8_t> bytes;
     std::string failure;
     while (failure.empty()) {
-      auto promise = std::make_shared<std::promise<Result<std::vector<uint8_t>>>>();
+      auto promise = std::make_shared<std::promise<Result<ChunkBuffer>>>();
       auto future = promise->get_future();
       ++stats_.requests;
-      peer.source->read(cid, bytes.size(), piece, [promise](Result<std::vector<uint8_t>> r) { promise->set_value(std::move(r)); });
+      peer.source->read(cid, bytes.size(), piece, [promise](Result<ChunkBuffer> r) { promise->set_value(std::move(r)); });
       if (future.wait_for(std::chrono::milliseconds(options_.request_timeout_ms)) != std::future_status::ready) {
         failure = "no answer within " + std::to_string(options_.request_timeout_ms) + " ms";
         break;
@@ -234,7 +478,7 @@ Result<std::vector<uint8_t>> Fetcher::fetch_small(const Cid& cid, uint64_t max_b
         failure = r.error().message;
         break;
       }
-      bytes.insert(bytes.end(), r->begin(), r->end());
+      bytes.insert(bytes.end(), r->data(), r->data() + r->size());
       if (bytes.size() > max_bytes) failure = "blob is larger than " + std::to_string(max_bytes) + " bytes";
       else if (r->size() < piece) break;
     }
@@ -259,29 +503,30 @@ Result<Manifest> Fetcher::fetch_model(const Cid& model, const model::LoadRange& 
     auto put = store_.put(*bytes);
     if (!put) return put.error();
   }
-  // Pinned first, and each shard as it completes: making room for a later shard must not evict
-  // an earlier one of the same model.
   if (auto r = store_.pin(model); !r) return r.error();
   auto manifest = load_manifest(store_, model);
   if (!manifest) return manifest.error();
   auto needed = shards_for_range(*manifest, range);
+  // Pinned before anything is fetched: making room for a later shard must not evict an earlier one
+  // of the same model.
+  std::vector<Cid> cids;
+  for (const ShardEntry* s : needed) cids.push_back(s->cid);
+  if (auto r = store_.pin_all(cids); !r) return r.error();
   total_bytes_ = done_bytes_ = resumed_bytes_ = 0;
+  std::vector<Job> jobs;
+  std::set<Cid> queued;  // identical shards share a CID and are fetched once
   for (const ShardEntry* s : needed) {
+    if (!queued.insert(s->cid).second) continue;
     total_bytes_ += s->size;
-    if (store_.has(s->cid)) done_bytes_ += s->size, resumed_bytes_ += s->size;
-  }
-  in_model_ = true;
-  for (const ShardEntry* s : needed) {
-    if (!store_.has(s->cid)) {
-      auto r = fetch_blob(s->cid, s->size, manifest->chunk_size, s->chunk_hashes, s->label());
-      if (!r) {
-        in_model_ = false;
-        return r.error();
-      }
+    if (store_.has(s->cid)) {
+      done_bytes_ += s->size, resumed_bytes_ += s->size;
+      continue;
     }
-    if (auto r = store_.pin(s->cid); !r) return r.error();
+    Job& job = jobs.emplace_back();
+    job.cid = s->cid, job.size = s->size, job.chunk_size = manifest->chunk_size, job.hashes = s->chunk_hashes;
+    job.label = s->label();
   }
-  in_model_ = false;
+  if (auto r = run(std::move(jobs)); !r) return r.error();
   report("done");
   return manifest;
 }

@@ -11,6 +11,14 @@
 //   - a fetch that stops (error, cancel, crash) resumes later without fetching verified chunks again;
 //   - at the end ("endgame") idle peers duplicate the requests still outstanding at slower peers,
 //     so one slow peer cannot hold up completion.
+//
+// Pipelining: the calling thread only schedules. Arrived chunks are verified and written by a pool
+// of worker threads (hashing chunk i while chunk i+1 is decrypted on the peer's thread), and
+// durability points and the completion of a blob (fsync, rename) run on a thread of their own, so
+// the window never waits on the disk. fetch_model assembles up to `open_blobs` shards at once: the
+// next shard's chunks are requested while the previous one's last chunks arrive and it completes.
+// A chunk holds its peer's window slot until it is verified, which bounds the memory in use to
+// window x peers chunks (plus those waiting for the whole-file hash, see PartialBlob).
 #pragma once
 
 #include <chrono>
@@ -23,6 +31,7 @@
 #include "base/result.h"
 #include "model/weights.h"
 #include "store/blob_store.h"
+#include "store/chunk_buffer.h"
 #include "store/manifest.h"
 
 namespace omni::store {
@@ -31,7 +40,7 @@ class ChunkSource {
  public:
   virtual ~ChunkSource() = default;
   virtual std::string name() const = 0;
-  using Done = std::function<void(Result<std::vector<uint8_t>>)>;
+  using Done = std::function<void(Result<ChunkBuffer>)>;
   // Starts reading bytes [offset, offset + length) of blob `cid` — fewer at the blob's end — and
   // calls `done` exactly once, from any thread, with the bytes or an error. Must not wait for the
   // transfer: the engine keeps several reads in flight. `done` may outlive the fetch that asked.
@@ -62,6 +71,9 @@ struct FetchOptions {
   uint32_t flush_every = 64;          // chunks between durability points (fdatasync + sidecar)
   uint32_t flush_interval_ms = 1000;  // ... or this long, whichever comes first, so that a slow
                                       // fetch that is interrupted loses at most this much work
+  uint32_t workers = 0;     // threads verifying and writing chunks; 0: one per CPU plus two (they
+                            // also wait for the disk and for their turn at the blob's hash), 4 to 16
+  uint32_t open_blobs = 4;  // blobs assembled at once by fetch_model
   std::function<void(const FetchProgress&)> progress = nullptr;
   std::function<bool()> cancelled = nullptr;  // polled; a cancelled fetch keeps its verified chunks
 };
@@ -72,11 +84,13 @@ class Fetcher {
   ~Fetcher();
 
   // Fetches one blob whose chunk table is known (from a verified manifest), resuming a partial.
+  // Errors: no peer left (each dropped peer with its reason), cancelled, a full store or disk.
   Result<void> fetch_blob(const Cid& cid, uint64_t size, uint32_t chunk_size, const std::vector<Digest>& hashes,
                           const std::string& label = "blob");
   // Fetches a small blob with no chunk table (a manifest) whole, checking it against its CID.
   Result<std::vector<uint8_t>> fetch_small(const Cid& cid, uint64_t max_bytes);
-  // Fetches the manifest `model` and the shards `range` needs, pins them, returns the manifest.
+  // Fetches the manifest `model` and the shards `range` needs, pins them (before fetching, so that
+  // making room for one shard never evicts another), returns the manifest.
   Result<Manifest> fetch_model(const Cid& model, const model::LoadRange& range = {});
 
   const FetchStats& stats() const { return stats_; }
@@ -86,7 +100,9 @@ class Fetcher {
  private:
   struct Peer;
   struct Shared;
-  Result<void> run_blob(PartialBlob& blob, const std::string& label);
+  struct Job;
+  // Fetches `jobs` (distinct blobs not in the store); progress totals cover all of them.
+  Result<void> run(std::vector<Job> jobs);
   void report(const std::string& label);
 
   BlobStore& store_;
@@ -95,7 +111,6 @@ class Fetcher {
   FetchStats stats_;
   std::shared_ptr<Shared> shared_;
   uint64_t total_bytes_ = 0, done_bytes_ = 0, resumed_bytes_ = 0;
-  bool in_model_ = false;  // fetch_model sets the progress totals for all its shards
 };
 
 }  // namespace omni::store

@@ -96,16 +96,40 @@ struct Pending {
   ~Pending() {
     if (done) done(Error{peer + ": connection closed"});
   }
-  void fire(Result<std::vector<uint8_t>> r) {
+  void fire(Result<ChunkBuffer> r) {
     auto d = std::move(done);
     done = nullptr;
     d(std::move(r));
   }
 };
 
+// Reads that other threads hand to a peer's loop thread, with the wake-up that makes it send them.
+struct Mailbox {
+  struct Read {
+    Cid cid;
+    uint64_t offset;
+    uint32_t length;
+    std::shared_ptr<Pending> pending;
+  };
+  std::mutex mu;
+  std::vector<Read> reads;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake;  // fulfilled to wake the loop
+  bool wake_pending = false;
+  bool closed = false;
+
+  void wake_locked() {
+    if (!wake_pending && wake) {
+      wake_pending = true;
+      wake->fulfill();
+    }
+  }
+};
+
+// Reads are handed to the loop thread through the mailbox and a cross-thread wake-up, so the fetch
+// thread never waits for the loop (which may be busy decrypting a chunk) to take one.
 class RemotePeer final : public ChunkSource {
  public:
-  explicit RemotePeer(std::string name) : name_(std::move(name)) {}
+  explicit RemotePeer(std::string name) : name_(std::move(name)), mailbox_(std::make_shared<Mailbox>()) {}
   ~RemotePeer() noexcept override {
     if (executor_) {
       try {
@@ -123,23 +147,10 @@ class RemotePeer final : public ChunkSource {
     auto pending = std::make_shared<Pending>();  // built in place: a copy would fire on destruction
     pending->done = std::move(done);
     pending->peer = name_;
-    try {
-      executor_->executeSync([&] {
-        auto req = client_->readRequest(capnp::MessageSize{16, 0});
-        auto bin = cid.to_binary();
-        req.setCid(kj::arrayPtr(bin.data(), bin.size()));
-        req.setOffset(offset);
-        req.setLength(length);
-        tasks_->add(req.send().then(
-            [pending](capnp::Response<proto::BlobStore::ReadResults>&& r) {
-              auto d = r.getData();
-              pending->fire(std::vector<uint8_t>(d.begin(), d.end()));
-            },
-            [pending, this](kj::Exception&& e) { pending->fire(Error{name_ + ": " + describe(e)}); }));
-      });
-    } catch (const kj::Exception& e) {
-      pending->fire(Error{name_ + ": " + describe(e)});
-    }
+    std::lock_guard lock(mailbox_->mu);
+    if (mailbox_->closed) return;  // `pending` fires "connection closed" as it goes
+    mailbox_->reads.push_back({cid, offset, length, std::move(pending)});
+    mailbox_->wake_locked();
   }
 
   Result<void> connect(PeerConnector connector) {
@@ -161,14 +172,17 @@ class RemotePeer final : public ChunkSource {
           auto paf = kj::newPromiseAndFulfiller<void>();
           stop_ = kj::mv(paf.fulfiller);
           executor_ = kj::getCurrentThreadExecutor().addRef();
+          auto serving = serve_mailbox().eagerlyEvaluate(nullptr);
           started.set_value("");
           reported = true;
           // Runs until the peer is destroyed; a dropped connection fails the reads in flight.
           paf.promise.wait(io.waitScope);
+          close_mailbox();
           tasks_ = nullptr;
         }
         client_ = nullptr;
       } catch (const kj::Exception& e) {
+        close_mailbox();
         if (!reported) started.set_value(name_ + ": " + describe(e));
       }
     });
@@ -181,7 +195,56 @@ class RemotePeer final : public ChunkSource {
   }
 
  private:
+  // On the loop thread: arms the next wake-up, then sends the queued reads; repeats when woken.
+  kj::Promise<void> serve_mailbox() {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    std::vector<Mailbox::Read> reads;
+    {
+      std::lock_guard lock(mailbox_->mu);
+      mailbox_->wake = kj::mv(paf.fulfiller);
+      mailbox_->wake_pending = false;
+      reads.swap(mailbox_->reads);
+    }
+    for (auto& r : reads) send(r);
+    return paf.promise.then([this] { return serve_mailbox(); });
+  }
+
+  // On the loop thread, as it ends: reads not sent yet fail.
+  void close_mailbox() {
+    std::vector<Mailbox::Read> reads;
+    {
+      std::lock_guard lock(mailbox_->mu);
+      mailbox_->closed = true;
+      mailbox_->wake = nullptr;
+      reads.swap(mailbox_->reads);
+    }
+    reads.clear();  // each fires "connection closed"
+  }
+
+  void send(Mailbox::Read& r) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      auto req = client_->readRequest(capnp::MessageSize{16, 0});
+      auto bin = r.cid.to_binary();
+      req.setCid(kj::arrayPtr(bin.data(), bin.size()));
+      req.setOffset(r.offset);
+      req.setLength(r.length);
+      tasks_->add(req.send().then(
+          [pending = r.pending](capnp::Response<proto::BlobStore::ReadResults>&& response) {
+            // The one copy on this side, out of the message into a recycled page-aligned buffer
+            // that the store writes directly. (Lending the message itself to the fetch's workers
+            // saves the copy but costs more: capnp's message buffers, held longer and freed
+            // elsewhere, stop being reused warm and every chunk pays page faults instead.)
+            auto data = response.getData();
+            pending->fire(ChunkBuffer::copy_of({data.begin(), data.size()}));
+          },
+          [pending = r.pending, this](kj::Exception&& e) { pending->fire(Error{name_ + ": " + describe(e)}); }));
+    })) {
+      r.pending->fire(Error{name_ + ": " + describe(*e)});
+    }
+  }
+
   std::string name_;
+  std::shared_ptr<Mailbox> mailbox_;
   std::thread thread_;
   kj::Own<const kj::Executor> executor_;
   kj::Own<kj::PromiseFulfiller<void>> stop_;

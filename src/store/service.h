@@ -1,8 +1,8 @@
 // The blob transfer service (proto/store.capnp) as Cap'n Proto objects, independent of transport.
 //
 // This library knows Cap'n Proto but no sockets, TLS or identities: the secured node transport of
-// src/net carries it (net/blob_transport.h serves a store from `omni node` and opens fetching
-// connections). Keeping the layers this way round lets src/store stay below src/net. Nothing here
+// src/net carries it (the node server serves a BlobService through NodeOptions::blob_service;
+// net/blob_peer.h opens fetching connections). Keeping the layers this way round lets src/store stay below src/net. Nothing here
 // trusts the peer: every byte a remote ChunkSource returns is verified by the Fetcher against the
 // manifest, whose bytes are checked against the CID the user asked for.
 #pragma once
@@ -64,8 +64,9 @@ class PeerLink {
 using PeerConnector = std::function<kj::Promise<kj::Own<PeerLink>>(kj::AsyncIoContext& io)>;
 
 // A ChunkSource named `name` that runs its own kj event loop on its own thread, opens its link
-// with `connect` there, and keeps reads in flight on it. Returns once connected; errors say why
-// the peer could not be reached.
+// with `connect` there, and keeps reads in flight on it (read() only queues; it never waits for the
+// loop). Each answer is copied once, out of the message into a ChunkBuffer, on that thread.
+// Returns once connected; errors say why the peer could not be reached.
 Result<std::shared_ptr<ChunkSource>> connect_peer(const std::string& name, PeerConnector connect);
 
 }  // namespace omni::store

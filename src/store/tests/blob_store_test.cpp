@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "store/blob_store.h"
 #include "test_util.h"
@@ -149,6 +152,53 @@ TEST(BlobStore, PartialBlobResumesWithVerifiedChunksOnly) {
   EXPECT_EQ(*back, data);
   EXPECT_EQ(count_files(d / "partial"), 0u);
   EXPECT_EQ((*s)->used_bytes(), data.size());
+}
+
+// The fetch offers chunks from several threads at once, mostly in order: the blob must come out
+// whole and verified whatever the interleaving, with a corrupt chunk refused (and offered again
+// correctly later) while other threads wait for their turn at the whole-blob hash.
+TEST(BlobStore, PartialBlobTakesChunksFromManyThreads) {
+  ScratchDir d;
+  auto s = BlobStore::open(d.path());
+  ASSERT_TRUE(s);
+  const uint32_t chunk = 4096;
+  for (bool shuffled : {false, true}) {
+    auto data = random_bytes(300 * chunk + 123, shuffled ? 8 : 7);
+    Cid cid = Cid::of(data);
+    auto p = (*s)->open_partial(cid, data.size(), chunk, chunk_hashes(data, chunk));
+    ASSERT_TRUE(p) << p.error().message;
+    const uint64_t n = (*p)->n_chunks();
+    std::vector<uint64_t> order(n);
+    for (uint64_t i = 0; i < n; ++i) order[i] = i;
+    if (shuffled) std::shuffle(order.begin(), order.end(), std::mt19937(9));
+    std::atomic<uint64_t> next{0}, refused{0};
+    auto worker = [&] {
+      for (uint64_t k; (k = next++) < n;) {
+        const uint64_t i = order[k];
+        auto bytes = std::span<const uint8_t>(data.data() + i * chunk, std::min<size_t>(chunk, data.size() - i * chunk));
+        if (i == 17) {  // a liar's copy first: refused, nothing written
+          std::vector<uint8_t> bad(bytes.begin(), bytes.end());
+          bad[100] ^= 0x10;
+          auto r = (*p)->offer_chunk(i, ChunkBuffer::copy_of(bad));
+          ASSERT_TRUE(r);
+          if (!*r) ++refused;
+        }
+        auto r = (*p)->offer_chunk(i, ChunkBuffer::copy_of(bytes));
+        ASSERT_TRUE(r) << r.error().message;
+        ASSERT_TRUE(*r) << "chunk " << i;
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back(worker);
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(refused, 1u);
+    EXPECT_EQ((*p)->chunks_present(), n);
+    ASSERT_TRUE((*p)->finish());
+    auto back = (*s)->read_all(cid, data.size());
+    ASSERT_TRUE(back);
+    EXPECT_TRUE(*back == data);
+  }
+  EXPECT_EQ(count_files(d / "partial"), 0u);
 }
 
 TEST(BlobStore, ChunkTableThatDisagreesWithTheCidIsRejectedAtFinish) {

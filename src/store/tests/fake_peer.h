@@ -48,13 +48,15 @@ class FakePeer : public ChunkSource {
     uint64_t in_flight = ++requests - answered;
     max_in_flight = std::max<uint64_t>(max_in_flight, in_flight);
     std::lock_guard lock(mu_);
+    if (++blob_reads_[cid] == 1) max_blobs_in_flight = std::max<uint64_t>(max_blobs_in_flight, blob_reads_.size());
     queue_.push_back({cid, offset, length, std::move(done)});
     cv_.notify_all();
   }
 
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> answered{0};
-  std::atomic<uint64_t> max_in_flight{0};  // the most reads this peer had outstanding at once
+  std::atomic<uint64_t> max_in_flight{0};        // the most reads this peer had outstanding at once
+  std::atomic<uint64_t> max_blobs_in_flight{0};  // the most blobs it had reads outstanding for at once
 
  private:
   struct Req {
@@ -64,15 +66,19 @@ class FakePeer : public ChunkSource {
     Done done;
   };
 
-  Result<std::vector<uint8_t>> serve(const Req& r) {
-    if (store_) return store_->read(r.cid, r.offset, r.length);
+  Result<ChunkBuffer> serve(const Req& r) {
+    if (store_) {
+      auto bytes = store_->read(r.cid, r.offset, r.length);
+      if (!bytes) return bytes.error();
+      return ChunkBuffer::copy_of(*bytes);
+    }
     std::lock_guard lock(mu_);
     auto it = blobs_.find(r.cid);
     if (it == blobs_.end()) return Error{name_ + ": no such blob"};
     const auto& d = it->second;
     if (r.offset > d.size()) return Error{name_ + ": range past the end"};
     size_t n = std::min<size_t>(r.length, d.size() - r.offset);
-    return std::vector<uint8_t>(d.begin() + static_cast<long>(r.offset), d.begin() + static_cast<long>(r.offset + n));
+    return ChunkBuffer::copy_of({d.data() + r.offset, n});
   }
 
   void run() {
@@ -87,8 +93,16 @@ class FakePeer : public ChunkSource {
       }
       if (b_.delay.count() > 0) std::this_thread::sleep_for(b_.delay);
       auto data = serve(r);
-      if (data && b_.flip_bit && !data->empty()) (*data)[data->size() / 3] ^= 0x04;
+      if (data && b_.flip_bit && !data->empty()) {
+        std::vector<uint8_t> bad(data->bytes().begin(), data->bytes().end());
+        bad[bad.size() / 3] ^= 0x04;
+        data = ChunkBuffer::copy_of(bad);
+      }
       if (b_.fail_after >= 0 && answered >= static_cast<uint64_t>(b_.fail_after)) data = Error{name_ + ": connection reset"};
+      {
+        std::lock_guard lock(mu_);
+        if (--blob_reads_[r.cid] == 0) blob_reads_.erase(r.cid);
+      }
       ++answered;
       r.done(std::move(data));
     }
@@ -108,6 +122,7 @@ class FakePeer : public ChunkSource {
   std::condition_variable cv_;
   std::deque<Req> queue_;
   std::map<Cid, std::vector<uint8_t>> blobs_;
+  std::map<Cid, uint64_t> blob_reads_;  // reads outstanding per blob
   bool stop_ = false;
   std::thread worker_;
 };
