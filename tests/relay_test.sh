@@ -10,9 +10,11 @@
 #                                        relayed address in the DHT and `omni run --bootstrap` uses it.
 #
 # Both: `omni run --peers <relayed addresses>` (chain, direct and the default route; F32 hidden
-# states) prints exactly what a local `omni run` prints; an unknown peer id is refused by name; the
-# relay killed mid-generation gives the client a clear error within 5 s; when the relay restarts on
-# the same port the nodes register again and runs work again.
+# states) prints exactly what a local `omni run` prints; shards of a relayed node's store fetch
+# through the relay (`omni fetch`, and a node started from the CID, whose output equals the local
+# run's); an unknown peer id is refused by name; the relay killed mid-generation gives the client a
+# clear error within 5 s; when the relay restarts on the same port the nodes register again and
+# runs work again.
 set -euo pipefail
 omni=$1 shared=$2 mode=${3:-loopback}
 if [ "$mode" = netns ] && { [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; }; then
@@ -36,6 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 model="$shared/models/synth-llama-q8_0.gguf"
+n_layer=$("$omni" inspect "$model" --no-tensors | awk '$2 ~ /\.block_count$/ {print $4}')
 
 # Where each part runs: in netns mode, the client (C), the relay (R) and the nodes (N) each in a
 # namespace. The relay joins both: 10.214.1.1 (clients' side), 10.214.2.1 (nodes' side), and does
@@ -153,6 +156,39 @@ fi
 grep -q "the relay says: no node with peer id $nobody is registered at this relay" "$tmp/nobody.err" ||
   fail "unknown id: unclear error: $(cat "$tmp/nobody.err")"
 echo "unknown id: $(tail -1 "$tmp/nobody.err")"
+
+# Shards through the relay: node s (behind the relay) shares the model from its store; `omni fetch`
+# on the client's side fetches every blob through the relay (TLS end to end, s's id checked), the
+# blobs verify and equal s's, and a node started from the CID with only s's relayed address as
+# --peers fetches its shards the same way and serves: a run through it prints the local output.
+start_relayed_node s "0:$n_layer" --share --store "$tmp/store.s"
+s_addr=$RELAYED_ADDR
+cid=$(sed -n 's/^omni node: sharing model \([a-z0-9]*\) .*/\1/p' "$tmp/s.log")
+[[ $cid == bafkrei* ]] || fail "node s did not print the model CID: $(cat "$tmp/s.log")"
+relayed_before=$(grep -c "relaying client" "$tmp/relay.log")
+$C "$omni" fetch "$cid" --peers "$s_addr" --store "$tmp/store.f" --data-dir "$tmp/fetcher" >"$tmp/fetch.out" 2>"$tmp/fetch.err" ||
+  fail "fetch through the relay: $(cat "$tmp/fetch.err")"
+[ "$(grep -c "relaying client" "$tmp/relay.log")" -gt "$relayed_before" ] || fail "the fetch did not go through the relay"
+"$omni" shard --verify "$cid" --store "$tmp/store.f" >/dev/null 2>"$tmp/verify.err" ||
+  fail "the blobs fetched through the relay do not verify: $(cat "$tmp/verify.err")"
+python3 - "$tmp/store.s/blobs" "$tmp/store.f/blobs" <<'PY' || fail "the blobs fetched through the relay differ from node s's"
+import filecmp, os, sys
+src, got = sys.argv[1:]
+names = sorted(os.listdir(got))
+assert names == sorted(os.listdir(src)), (names, sorted(os.listdir(src)))
+for n in names: assert filecmp.cmp(os.path.join(src, n), os.path.join(got, n), shallow=False), n
+print(f"{len(names)} blobs fetched through the relay, identical to node s's")
+PY
+echo "fetch through the relay: $(grep -m1 '^omni fetch: fetched' "$tmp/fetch.err" | sed 's/^omni fetch: //')"
+NODE_PREFIX=$C start_node d "$cid" "0:$n_layer" --store "$tmp/store.d" --peers "$s_addr"
+d_addr=$NODE_ADDR
+grep -q "fetched .* chunks" "$tmp/d.log" || fail "node d did not report its fetch: $(cat "$tmp/d.log")"
+$C "$omni" run -m "$model" "${args[@]}" --peers "$d_addr" --hidden-format f32 --data-dir "$tmp/client" \
+  >"$tmp/cid.json" 2>"$tmp/cid.err" || fail "run through the node started from the CID: $(cat "$tmp/cid.err")"
+cmp -s "$tmp/local.json" "$tmp/cid.json" ||
+  fail "the node started from the CID differs from the local run: $(compare_runs "$tmp/local.json" "$tmp/cid.json")"
+echo "node started from $cid through the relay: output identical to local"
+kill "$NODE_PID" 2>/dev/null || true
 
 # The relay dies mid-generation: a clear error within 5 s, naming the relayed node.
 $C "$omni" run -m "$model" -p "Once upon a time" -n 2000 --ignore-eos --temp 0 -t 1 --route direct --peers "$peers" \

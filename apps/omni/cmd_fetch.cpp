@@ -1,6 +1,7 @@
 // omni fetch CID --peers [ID@]HOST:PORT,... --store DIR: fetches a sharded model (or a block range of
 // it) from several nodes at once over the node transport (TLS 1.3, peer ids checked), verifying
-// every chunk, with a progress bar on stderr. Nodes serve the blobs of their store (omni node).
+// every chunk, with a progress bar on stderr. Nodes serve the blobs of their store (omni node); a
+// node behind NAT is reached through its relay as ID@relay:HOST:PORT (TLS end to end).
 #include <unistd.h>
 
 #include <chrono>
@@ -150,7 +151,8 @@ void register_fetch(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<FetchCliOptions>();
   auto* cmd = app.add_subcommand("fetch", "Fetch a sharded model from peers into a store");
   cmd->add_option("cid", o->cid, "Model CID (the manifest's)")->required();
-  cmd->add_option("--peers", o->peers, "Comma-separated [ID@]HOST:PORT of nodes serving blobs (omni node)")
+  cmd->add_option("--peers", o->peers,
+                  "Comma-separated [ID@]HOST:PORT (or ID@relay:HOST:PORT) of nodes serving blobs (omni node)")
       ->required();
   cmd->add_option("--data-dir", o->data_dir, "Directory of this side's identity key (default: a throwaway key)");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();

@@ -13,11 +13,19 @@
 // control connection to it, prints "omni node: peer <id> reachable as <id>@relay:HOST:PORT" at
 // each (re)registration, and announces that address to the swarm. Without --listen it then listens
 // only on a loopback port, where the relay's connections are handed to it.
+//
+// A swarm node that chose its own blocks (--bootstrap, no --blocks) re-checks the swarm's coverage
+// every --rebalance-interval s and moves its range when that lifts the swarm's weakest block
+// (src/swarm/assignment.h, consider_move): once no session is open it loads the new range, prints
+// "omni node: moved from blocks A:B to C:D" and the "listening on" line again (same address), and
+// announces the new range.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <kj/async-io.h>
+#include <functional>
 #include <optional>
 
 #include "commands.h"
@@ -47,6 +55,7 @@ struct NodeCommandOptions {
   std::string peers;      // where to fetch a model CID from
   bool share = false;     // shard a model file into the store and serve it
   uint32_t fetch_timeout_s = 60;
+  uint32_t drain_timeout_s = 30;  // before a move: how long to wait for open sessions to end
   swarm::JoinOptions swarm;  // --bootstrap, --lan, --bootstrap-only (src/swarm)
 };
 
@@ -166,8 +175,10 @@ int run_node(NodeCommandOptions o) {
     if (!tls) return node_fail(tls.error().message);
     relay_tls = std::move(*tls);
   }
-  auto server = net::NodeServer::create(o.node, std::move(*identity));
-  if (!server) return node_fail(server.error().message);
+  const net::Identity node_identity = *identity;
+  auto created = net::NodeServer::create(o.node, node_identity);
+  if (!created) return node_fail(created.error().message);
+  std::unique_ptr<net::NodeServer> server = std::move(*created);
   auto io = kj::setupAsyncIo();
   auto announce = [&](std::vector<std::string> addresses) {
     if (membership)
@@ -178,6 +189,7 @@ int run_node(NodeCommandOptions o) {
   auto bound = kj::newPromiseAndFulfiller<std::string>();
   std::unique_ptr<net::RelayClient> relay_client;
   std::string relayed_as;
+  std::vector<std::string> relay_addresses;  // what the node announced at its last registration
   kj::Promise<void> relaying = kj::NEVER_DONE;
   if (relay)
     relaying = bound.promise.then([&](std::string listening) {
@@ -190,7 +202,7 @@ int run_node(NodeCommandOptions o) {
       ro.max_connections = 4 * o.node.max_sessions;
       ro.log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); };
       ro.on_registered = [&, listening](const std::string& address) {
-        std::printf("omni node: peer %s reachable as %s, blocks %u:%u\n", (*server)->peer_id().c_str(),
+        std::printf("omni node: peer %s reachable as %s, blocks %u:%u\n", server->peer_id().c_str(),
                     address.c_str(), o.node.block_begin, o.node.block_end);
         std::fflush(stdout);
         if (address == relayed_as) return;
@@ -198,23 +210,90 @@ int run_node(NodeCommandOptions o) {
         // Relay first: a client takes a node's first address, and the relay's works from anywhere.
         std::vector<std::string> addresses{address.substr(address.find('@') + 1)};
         if (o.listen_given) addresses.push_back(membership ? membership->reachable_address(listening) : listening);
+        relay_addresses = addresses;
         announce(std::move(addresses));
       };
       relay_client = std::make_unique<net::RelayClient>(*io.provider, relay_tls, std::move(ro));
       return relay_client->run();
     });
-  auto served = (*server)->serve(
-      io, o.listen,
-      [&](const std::string& address) {
-        if (!relay) announce({membership ? membership->reachable_address(address) : address});
-        std::printf("omni node: peer %s listening on %s, blocks %u:%u\n", (*server)->peer_id().c_str(),
-                    address.c_str(), o.node.block_begin, o.node.block_end);
-        std::fflush(stdout);
-        bound.fulfiller->fulfill(std::string(address));
-      },
-      kj::mv(relaying));
-  if (!served) return node_fail(served.error().message);
-  return 0;
+  // The relay client lives across the restarts of the server below (a move of its blocks).
+  auto relay_fork = relaying.fork();
+
+  // Rebalancing: a node that chose its blocks may decide to move them (Membership); the event loop
+  // carries a move out once no session is open (waiting at most --drain-timeout, then giving up
+  // this time): the server stops, the new range is loaded and served on the same address, and
+  // the record announced again.
+  const bool rebalances = membership && membership->chose_blocks() && o.swarm.rebalance_interval_s > 0 && !from_store;
+  if (rebalances) membership->start_rebalancing();
+  std::string listen = o.listen;
+  bool bound_once = false;
+  for (;;) {
+    std::optional<swarm::Span> moving;
+    std::optional<std::chrono::steady_clock::time_point> draining_since;
+    std::function<kj::Promise<void>()> watch = [&]() -> kj::Promise<void> {
+      return io.provider->getTimer().afterDelay(250 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
+        auto to = membership->pending_move();
+        if (!to) {
+          draining_since.reset();
+          return watch();
+        }
+        const uint32_t open = server->active_sessions();
+        if (open == 0) {
+          moving = to;
+          return kj::READY_NOW;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!draining_since) {
+          draining_since = now;
+          std::fprintf(stderr, "omni node: waiting for %u open session(s) to end before moving to blocks %u:%u\n",
+                       open, to->begin, to->end);
+        } else if (now - *draining_since > std::chrono::seconds(o.drain_timeout_s)) {
+          membership->cancel_move(std::to_string(open) + " session(s) still open after " +
+                                  std::to_string(o.drain_timeout_s) + " s");
+          draining_since.reset();
+        }
+        return watch();
+      });
+    };
+    kj::Promise<void> stop = relay_fork.addBranch();
+    if (rebalances) stop = stop.exclusiveJoin(watch());
+    std::string bound_address;
+    auto served = server->serve(
+        io, listen,
+        [&](const std::string& address) {
+          bound_address = address;
+          if (!relay)
+            announce({membership ? membership->reachable_address(address) : address});
+          else if (!relay_addresses.empty())
+            announce(relay_addresses);  // after a move: the same addresses, the new blocks
+          std::printf("omni node: peer %s listening on %s, blocks %u:%u\n", server->peer_id().c_str(),
+                      address.c_str(), o.node.block_begin, o.node.block_end);
+          std::fflush(stdout);
+          if (!bound_once) {
+            bound_once = true;
+            bound.fulfiller->fulfill(std::string(address));
+          }
+        },
+        kj::mv(stop));
+    if (!served) return node_fail(served.error().message);
+    if (!moving) return 0;
+    const uint32_t old_begin = o.node.block_begin, old_end = o.node.block_end;
+    o.node.block_begin = moving->begin;
+    o.node.block_end = moving->end;
+    auto next = net::NodeServer::create(o.node, node_identity);
+    if (next) {
+      server = std::move(*next);
+      membership->moved(*moving);
+      std::fprintf(stderr, "omni node: moved from blocks %u:%u to %u:%u\n", old_begin, old_end, moving->begin,
+                   moving->end);
+    } else {
+      o.node.block_begin = old_begin;
+      o.node.block_end = old_end;
+      membership->cancel_move("loading blocks " + std::to_string(moving->begin) + ":" + std::to_string(moving->end) +
+                              " failed: " + next.error().message);
+    }
+    listen = bound_address;  // the same port: clients and the relay keep finding the node there
+  }
 }
 
 }  // namespace
@@ -224,7 +303,7 @@ void register_node(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
   cmd->add_option("-m,--model", o->model, "GGUF model file, or a model CID (fetched with --peers into --store)");
   cmd->add_option("--store", o->store_dir, "Blob store of the node (default <data-dir>/store)");
-  cmd->add_option("--peers", o->peers, "With a model CID: [ID@]HOST:PORT,... of nodes to fetch its shards from");
+  cmd->add_option("--peers", o->peers, "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");
   cmd->add_flag("--share", o->share, "With a model file: shard it into the store and serve the shards");
   cmd->add_option("--fetch-timeout", o->fetch_timeout_s, "Seconds before a silent peer is dropped while fetching")
       ->capture_default_str();
@@ -239,6 +318,15 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--announce-host", o->swarm.announce_host, "Host clients reach this node at (default: the --listen host)");
   cmd->add_option("--announce-interval", o->swarm.announce_interval_s, "Seconds between record refreshes")->capture_default_str();
   cmd->add_option("--record-ttl", o->swarm.record_ttl_s, "Seconds a record lives without refresh")->capture_default_str();
+  cmd->add_option("--rebalance-interval", o->swarm.rebalance_interval_s,
+                  "In a swarm without --blocks: seconds between checks whether moving would help the swarm (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--rebalance-factor", o->swarm.rebalance_factor,
+                  "Move only when the swarm's weakest block gains more than this factor")
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout", o->drain_timeout_s,
+                  "Seconds a move waits for open sessions to end before it is given up (checked again later)")
+      ->capture_default_str();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   cmd->add_option("--relay", o->relay,
                   "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "

@@ -44,6 +44,7 @@ struct RunOptions {
   uint32_t call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
+  bool lan = false;  // find the swarm's DHT nodes on the LAN by multicast (with or without --bootstrap)
   double stall_timeout_s = 3;  // --stall-timeout: a silent node of the chain is dropped after this
 };
 
@@ -81,8 +82,8 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
 // The blocks run here (no --peers) or on the nodes listed in --peers.
 Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const model::Model& m, uint32_t n_ctx,
                                                      kernels::ThreadPool& pool) {
-  if (!o.bootstrap.empty()) {
-    if (!o.peers.empty()) return Error{"give --peers or --bootstrap, not both"};
+  if (!o.bootstrap.empty() || o.lan) {
+    if (!o.peers.empty()) return Error{"give --peers or --bootstrap/--lan, not both"};
     swarm::SwarmClientOptions so;
     auto encoding = net::parse_hidden_encoding(o.hidden_format);
     if (!encoding) return encoding.error();
@@ -95,7 +96,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
     if (!(o.stall_timeout_s >= 0 && o.stall_timeout_s <= 3600)) return Error{"--stall-timeout must be 0..3600 s"};
     so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
     so.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
-    return swarm::make_swarm_pipeline(m, o.bootstrap, /*lan=*/false, so, n_ctx, pool);
+    return swarm::make_swarm_pipeline(m, o.bootstrap, o.lan, so, n_ctx, pool);
   }
   if (o.peers.empty()) return net::make_local_pipeline(m, n_ctx, pool);
   net::RemoteOptions remote;
@@ -265,6 +266,7 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--data-dir", o->data_dir, "With --peers: directory of this client's identity key (~/.omni)");
   cmd->add_option("--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call")
       ->capture_default_str();
+  cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");
   cmd->add_option("--bootstrap", o->bootstrap, "Run the blocks on the swarm found through these DHT nodes, HOST:PORT")
       ->delimiter(',');
   cmd->add_option("--stall-timeout", o->stall_timeout_s,

@@ -16,6 +16,7 @@ namespace {
 
 struct SwarmOptions {
   std::vector<std::string> bootstrap;
+  bool lan = false;  // find DHT nodes by multicast (OpenDHT peer discovery) instead of / besides --bootstrap
   bool json = false;
   uint32_t wait_ms = 1500;  // let the fresh DHT node find its neighbours before reading
 };
@@ -23,6 +24,11 @@ struct SwarmOptions {
 int swarm_status(const SwarmOptions& o) {
   swarm::DhtOptions dht;
   dht.bootstrap = o.bootstrap;
+  dht.lan = o.lan;
+  if (o.bootstrap.empty() && !o.lan) {
+    std::fprintf(stderr, "omni swarm: give --bootstrap HOST:PORT or --lan\n");
+    return 1;
+  }
   auto directory = swarm::DhtDirectory::start(dht);
   if (!directory) {
     std::fprintf(stderr, "omni swarm: %s\n", directory.error().message.c_str());
@@ -88,7 +94,8 @@ void register_swarm(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("swarm", "Inspect the swarm");
   cmd->require_subcommand(1);
   auto* status = cmd->add_subcommand("status", "Nodes, models, block coverage and throughput");
-  status->add_option("--bootstrap", o->bootstrap, "DHT nodes to join through, HOST:PORT")->required()->delimiter(',');
+  status->add_option("--bootstrap", o->bootstrap, "DHT nodes to join through, HOST:PORT")->delimiter(',');
+  status->add_flag("--lan", o->lan, "Find DHT nodes on the LAN by multicast (OpenDHT peer discovery)");
   status->add_flag("--json", o->json, "One JSON object");
   status->add_option("--wait-ms", o->wait_ms, "Milliseconds to let the DHT settle before reading")->capture_default_str();
   status->callback([o, &exit_code] { exit_code = swarm_status(*o); });

@@ -13,7 +13,7 @@
 namespace omni::cli {
 
 struct PeerFetchOptions {
-  std::string peers;     // [ID@]HOST:PORT,... of nodes serving blobs (feature "blobs")
+  std::string peers;     // [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes serving blobs ("blobs")
   std::string data_dir;  // this side's identity key; empty: a throwaway key
   uint32_t window = 16;  // reads in flight per peer
   uint32_t timeout_s = 60;

@@ -1,8 +1,5 @@
 #include "net/blob_peer.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 #include <capnp/rpc-twoparty.h>
 
 #include <cstring>
@@ -50,17 +47,12 @@ Result<std::shared_ptr<store::ChunkSource>> connect_blob_peer(const PeerAddress&
   auto seen = std::make_shared<std::string>();
   auto connector = [address, tls, timeout_s, seen](kj::AsyncIoContext& io) -> kj::Promise<kj::Own<store::PeerLink>> {
     const std::string where = address.host_port();
+    // The node's own address, or its relay (CONNECT preamble) for "ID@relay:HOST:PORT": TLS runs
+    // end to end either way, so the peer id is checked against the node itself.
     auto connecting =
-        io.provider->getNetwork()
-            .parseAddress(where.c_str())
-            .then([](kj::Own<kj::NetworkAddress> addr) { return addr->connect().attach(kj::mv(addr)); })
-            .then([tls, address](kj::Own<kj::AsyncIoStream> tcp) {
-              int one = 1;
-              KJ_IF_MAYBE(e, kj::runCatchingExceptions(
-                                 [&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
-                (void)e;  // not a TCP socket: nothing to tune
-              }
-              return tls->connect(kj::mv(tcp), address.peer_id);
+        open_node_stream(*io.provider, address)
+            .then([tls, address](kj::Own<kj::AsyncIoStream> stream) {
+              return tls->connect(kj::mv(stream), address.peer_id);
             })
             .then([seen](TlsPeer peer) {
               *seen = peer.peer_id;

@@ -653,6 +653,8 @@ NodeServer::~NodeServer() = default;
 
 const std::string& NodeServer::peer_id() const { return state_->description.peer_id; }
 
+uint32_t NodeServer::active_sessions() const { return state_->active_sessions; }
+
 Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen,
                                const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {
   auto address = parse_listen_address(listen);

@@ -76,6 +76,9 @@ class NodeServer {
                      const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop);
 
   const std::string& peer_id() const;
+  // Sessions open now (on the event loop thread: between serve()'s events, or from a callback of
+  // its loop). A node about to change its blocks waits for this to reach 0.
+  uint32_t active_sessions() const;
 
   struct State;  // shared with the RPC objects; defined in node_server.cpp
 

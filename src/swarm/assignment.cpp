@@ -1,6 +1,7 @@
 #include "swarm/assignment.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 
 namespace omni::swarm {
@@ -68,27 +69,59 @@ Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_by
   return fit;
 }
 
-Move consider_move(const std::vector<NodeRecord>& records, const std::string& self_peer_id, double margin) {
+Move consider_move(const std::vector<NodeRecord>& others, const NodeRecord& self, double factor) {
   Move m;
-  const NodeRecord* self = nullptr;
-  std::vector<NodeRecord> others;
-  for (const auto& r : records) {
-    if (r.peer_id == self_peer_id)
-      self = &r;
-    else
-      others.push_back(r);
+  const uint32_t n = self.n_layer;
+  const uint32_t length = self.block_end - self.block_begin;
+  if (n == 0 || self.block_begin >= self.block_end || self.block_end > n) {
+    m.reason = "no valid range";
+    return m;
   }
-  if (!self) return m;
-  const uint32_t n = self->n_layer;
-  auto min_of = [](const Coverage& c) { return *std::min_element(c.throughput.begin(), c.throughput.end()); };
-  m.min_now = min_of(coverage_of(records, n));
-  const Coverage without = coverage_of(others, n);
-  m.to = choose_span(without, self->block_end - self->block_begin, self->span_tps());
-  Coverage after = without;
-  for (uint32_t i = m.to.begin; i < m.to.end; ++i) after.throughput[i] += self->span_tps();
-  m.min_after = min_of(after);
-  m.move = (m.to.begin != self->block_begin) && m.min_after > m.min_now * (1 + margin) &&
-           m.min_after > m.min_now;
+  std::vector<NodeRecord> rest;
+  for (const auto& r : others)
+    if (r.peer_id != self.peer_id && r.n_layer == n) rest.push_back(r);
+  const Coverage without = coverage_of(rest, n);
+  const double tps = self.span_tps();
+  auto with_self_at = [&](uint32_t begin) {
+    Coverage c = without;
+    for (uint32_t i = begin; i < begin + length; ++i) {
+      c.throughput[i] += tps;
+      c.replicas[i] += 1;
+    }
+    return c;
+  };
+  auto measure = [](const Coverage& c, double& min_tps, uint32_t& unserved) {
+    min_tps = *std::min_element(c.throughput.begin(), c.throughput.end());
+    unserved = static_cast<uint32_t>(std::count(c.replicas.begin(), c.replicas.end(), 0u));
+  };
+  measure(with_self_at(self.block_begin), m.min_now, m.unserved_now);
+  m.to = choose_span(without, length, tps);
+  measure(with_self_at(m.to.begin), m.min_after, m.unserved_after);
+  char line[200];
+  auto say = [&](const char* what) {
+    std::snprintf(line, sizeof line, "%s (blocks %u:%u -> %u:%u; weakest block %.1f -> %.1f tokens/s; unserved %u -> %u)",
+                  what, self.block_begin, self.block_end, m.to.begin, m.to.end, m.min_now, m.min_after,
+                  m.unserved_now, m.unserved_after);
+    m.reason = line;
+  };
+  if (m.to.begin == self.block_begin) {
+    say("stays: already at the best range");
+    return m;
+  }
+  for (uint32_t i = self.block_begin; i < self.block_end; ++i)
+    if (without.replicas[i] == 0 && (i < m.to.begin || i >= m.to.end)) {
+      say("stays: the only server of a block it would leave");
+      return m;
+    }
+  if (m.unserved_after < m.unserved_now) {
+    m.move = true;
+    say("moves: fewer unserved blocks");
+  } else if (m.unserved_now == 0 && m.unserved_after == 0 && m.min_after > factor * m.min_now) {
+    m.move = true;
+    say("moves: the weakest block gains more than the margin");
+  } else {
+    say("stays: no clear gain");
+  }
   return m;
 }
 

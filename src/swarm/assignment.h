@@ -45,14 +45,25 @@ struct ModelFootprint {
 // Error (the reason a node refuses to join): not even one block fits.
 Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_bytes, uint64_t memory_bytes);
 
-// Rebalancing: whether a node now serving `current` should move to the span choose_span() picks
-// once its own contribution is taken out: only when that raises the swarm's minimum throughput by
-// more than `margin` (a fraction, e.g. 0.2 = 20 %), so nodes do not flap between equal choices.
+// Rebalancing (a node that chose its own range re-checks the swarm now and then; rebalance.h):
+// whether `self` (its current record: range, block_tps, n_layer) should move its range, of the same
+// length, given the other nodes' records (any record of self's peer id among them is ignored).
+// The rule, after Petals:
+//   - the candidate is choose_span() over the others' coverage (the best place for self's range);
+//   - blocks_unserved counts the blocks nobody serves, min_tps the lowest per-block throughput
+//     (0 while a block is unserved), both now (self where it is) and after (self at the candidate);
+//   - move when the candidate differs from the current range and either fewer blocks are unserved
+//     after, or none is unserved either way and min_after > factor * min_now (factor e.g. 1.25:
+//     the weakest block gains at least 25 %, so nodes do not flap between near-equal choices);
+//   - never when self is the only server of a block it would leave (the others' records show no
+//     replica): moving would open a gap, whatever else improves.
 struct Move {
   bool move = false;
-  Span to;
+  Span to;                       // the candidate range
   double min_now = 0, min_after = 0;
+  uint32_t unserved_now = 0, unserved_after = 0;
+  std::string reason;            // for the node's log: why it moves or stays
 };
-Move consider_move(const std::vector<NodeRecord>& records, const std::string& self_peer_id, double margin);
+Move consider_move(const std::vector<NodeRecord>& others, const NodeRecord& self, double factor);
 
 }  // namespace omni::swarm

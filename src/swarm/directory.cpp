@@ -18,9 +18,7 @@ Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t
       continue;
     }
     auto it = newest.find(r->peer_id);
-    if (it == newest.end() || r->seq > it->second.seq ||
-        (r->seq == it->second.seq && r->issued_ms > it->second.issued_ms))
-      newest[r->peer_id] = std::move(*r);
+    if (it == newest.end() || supersedes(*r, it->second)) newest[r->peer_id] = std::move(*r);
   }
   for (auto& [id, r] : newest) out.records.push_back(std::move(r));
   return out;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
 #include <thread>
 
 #include "net/node_info.h"
@@ -12,7 +13,23 @@
 namespace omni::swarm {
 
 Membership::~Membership() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (rebalancer_.joinable()) rebalancer_.join();
   announcer_.reset();  // stop refreshing before the directory goes
+}
+
+uint32_t Membership::block_begin() const {
+  std::lock_guard lock(mutex_);
+  return record_.block_begin;
+}
+
+uint32_t Membership::block_end() const {
+  std::lock_guard lock(mutex_);
+  return record_.block_end;
 }
 
 Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options, const std::string& model_path,
@@ -58,6 +75,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
     r.block_end = b;
     return m;
   }
+  m->chose_blocks_ = true;
   // Memory planner: how many blocks fit next to the KV budget.
   const uint64_t memory = options.max_memory_mib ? options.max_memory_mib << 20 : available_memory_bytes();
   auto fit = blocks_that_fit(footprint_of(**model), kv_bytes, memory);
@@ -101,16 +119,97 @@ Result<void> Membership::announce(const std::string& listen_address, uint32_t ma
 }
 
 Result<void> Membership::announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions) {
-  if (announcer_) {
-    announcer_.reset();
-    // Readers keep the record with the highest sequence number: start above every refresh so far.
-    record_.seq = std::max<uint64_t>(record_.seq + 1, static_cast<uint64_t>(unix_now_ms()));
+  NodeRecord record;
+  {
+    std::lock_guard lock(mutex_);
+    if (announcer_) {
+      // Readers keep the record with the highest sequence number: start above every refresh so far
+      // (the Announcer's seqs are at most its last issue time plus a few; see next_seq).
+      record_.seq = next_seq(record_.seq, unix_now_ms());
+    }
+    record_.addresses = std::move(addresses);
+    record_.max_sessions = record_.free_sessions = max_sessions;
+    record = record_;
   }
-  record_.addresses = std::move(addresses);
-  record_.max_sessions = record_.free_sessions = max_sessions;
-  announcer_ = std::make_unique<Announcer>(*directory_, *identity_, record_, options_.announce_interval_s,
+  announcer_.reset();
+  announcer_ = std::make_unique<Announcer>(*directory_, *identity_, std::move(record), options_.announce_interval_s,
                                            options_.record_ttl_s, log_);
   return announcer_->start();
+}
+
+void Membership::start_rebalancing() {
+  if (!chose_blocks_ || options_.rebalance_interval_s == 0 || rebalancer_.joinable()) return;
+  rebalancer_ = std::thread([this] { rebalance_loop(); });
+}
+
+std::optional<Span> Membership::pending_move() const {
+  std::lock_guard lock(mutex_);
+  return pending_;
+}
+
+void Membership::moved(Span to) {
+  std::lock_guard lock(mutex_);
+  record_.block_begin = to.begin;
+  record_.block_end = to.end;
+  pending_.reset();
+}
+
+void Membership::cancel_move(const std::string& why) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_.reset();
+  }
+  if (log_) log_("not moving: " + why);
+}
+
+bool Membership::sleep_ms(uint32_t ms) {
+  std::unique_lock lock(mutex_);
+  return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
+Move Membership::check_move(std::map<std::string, NodeRecord>& seen) {
+  NodeRecord self;
+  {
+    std::lock_guard lock(mutex_);
+    self = record_;
+  }
+  // Records a read misses stay until they expire: a partial DHT read must not look like a gap.
+  if (auto found = lookup(*directory_, self.model_id); found) {
+    for (auto& r : found->records) {
+      auto it = seen.find(r.peer_id);
+      if (it == seen.end() || supersedes(r, it->second)) seen[r.peer_id] = std::move(r);
+    }
+  } else if (log_) {
+    log_("rebalancing: reading the swarm's coverage failed: " + found.error().message);
+  }
+  const int64_t now = unix_now_ms();
+  std::erase_if(seen, [now](const auto& entry) { return entry.second.expires_ms <= now; });
+  std::vector<NodeRecord> others;
+  for (const auto& [peer, r] : seen)
+    if (peer != self.peer_id) others.push_back(r);
+  return consider_move(others, self, options_.rebalance_factor);
+}
+
+void Membership::rebalance_loop() {
+  std::mt19937_64 rng(std::random_device{}());
+  const double interval_ms = options_.rebalance_interval_s * 1000.0;
+  std::uniform_real_distribution<double> period(0.75 * interval_ms, 1.25 * interval_ms);
+  std::uniform_real_distribution<double> confirm(0.1 * interval_ms, 0.6 * interval_ms);
+  std::map<std::string, NodeRecord> seen;
+  while (sleep_ms(static_cast<uint32_t>(period(rng)))) {
+    if (pending_move()) continue;  // the node is still carrying out the last decision
+    Move first = check_move(seen);
+    if (!first.move) continue;
+    if (!sleep_ms(static_cast<uint32_t>(confirm(rng)))) break;
+    Move second = check_move(seen);
+    if (!second.move) {
+      if (log_) log_("rebalancing: a move looked useful but no longer does: " + second.reason);
+      continue;
+    }
+    if (log_) log_("rebalancing: " + second.reason);
+    std::lock_guard lock(mutex_);
+    pending_ = second.to;
+  }
 }
 
 int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {

@@ -1,16 +1,25 @@
 // A node's membership in the swarm (`omni node --bootstrap ...`): joins the DHT, picks its blocks
 // when none are given (memory planner + assignment.h), measures its throughput, and once the node
-// listens keeps its signed record in the directory (Announcer).
+// listens keeps its signed record in the directory (Announcer). A node that picked its blocks may
+// also re-check the swarm's coverage now and then and decide to move (start_rebalancing); the node
+// itself carries a move out (it reloads its blocks) and reports it with moved().
 //
 // Also `omni node --bootstrap-only`: a DHT node that only helps others find each other.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
+#include "swarm/assignment.h"
 #include "swarm/dht_directory.h"
 #include "swarm/node_profile.h"
 
@@ -25,6 +34,8 @@ struct JoinOptions {
   uint64_t max_memory_mib = 0;         // 0: MemAvailable
   uint32_t announce_interval_s = 10;
   uint32_t record_ttl_s = 30;
+  uint32_t rebalance_interval_s = 60;  // a node that chose its blocks re-checks them this often (+-25 %); 0: never
+  double rebalance_factor = 1.25;      // move when the weakest block gains more than this factor (assignment.h)
   std::string announce_host;           // host clients reach; default: the listen host (127.0.0.1 for 0.0.0.0)
 
   bool joins() const { return !bootstrap.empty() || lan; }
@@ -41,8 +52,10 @@ class Membership {
                                                   std::function<void(const std::string&)> log);
   ~Membership();
 
-  uint32_t block_begin() const { return record_.block_begin; }
-  uint32_t block_end() const { return record_.block_end; }
+  uint32_t block_begin() const;
+  uint32_t block_end() const;
+  // Whether join() chose the blocks (no --blocks): only then may the node move.
+  bool chose_blocks() const { return chose_blocks_; }
   // Publishes the record with the node's bound "host:port" and starts refreshing it.
   Result<void> announce(const std::string& listen_address, uint32_t max_sessions);
   // The same with these addresses, first preferred ("host:port", or "relay:host:port" for a node
@@ -53,14 +66,39 @@ class Membership {
   // listen host (127.0.0.1 for a wildcard host).
   std::string reachable_address(const std::string& listen_address) const;
 
+  // Rebalancing (options.rebalance_interval_s > 0, and only when chose_blocks()): a thread of its
+  // own reads the model's records every interval (jittered by +-25 %, so nodes do not check in
+  // step), keeping each peer's newest record until it expires (a DHT read often misses some), and
+  // applies consider_move() (assignment.h) with this node's current record. A decision to move is
+  // checked again after a random 10-60 % of the interval (another node may have moved meanwhile:
+  // its new record then shows), and only then offered as pending_move(). The node carries it out
+  // when it has no session open (or gives up with cancel_move()), then calls moved().
+  void start_rebalancing();
+  std::optional<Span> pending_move() const;
+  // The node serves `to` now: the record says so from the next announce_addresses() on, which the
+  // node calls once it listens again.
+  void moved(Span to);
+  void cancel_move(const std::string& why);
+
  private:
   Membership() = default;
+  void rebalance_loop();
+  Move check_move(std::map<std::string, NodeRecord>& seen);
+  // Sleeps up to `ms` unless the membership ends; false when it ends.
+  bool sleep_ms(uint32_t ms);
+
   JoinOptions options_;
   std::unique_ptr<DhtDirectory> directory_;
   std::unique_ptr<net::Identity> identity_;
+  mutable std::mutex mutex_;  // record_, pending_, stopping_ (the rebalancing thread reads them)
   NodeRecord record_;
+  bool chose_blocks_ = false;
   std::function<void(const std::string&)> log_;
   std::unique_ptr<Announcer> announcer_;
+  std::optional<Span> pending_;
+  bool stopping_ = false;
+  std::condition_variable wake_;
+  std::thread rebalancer_;
 };
 
 // Runs a bootstrap-only DHT node on `listen` ("HOST:PORT", UDP) until the process is killed. Prints

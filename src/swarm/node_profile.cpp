@@ -81,7 +81,7 @@ Announcer::~Announcer() {
 Result<void> Announcer::announce_once() {
   record_.issued_ms = unix_now_ms();
   record_.expires_ms = record_.issued_ms + int64_t{ttl_s_} * 1000;
-  ++record_.seq;
+  record_.seq = next_seq(record_.seq, record_.issued_ms);
   auto bytes = sign_record(record_, identity_);
   if (!bytes) return bytes.error();
   return directory_.announce(record_.model_id, record_.peer_id, std::move(*bytes));

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -87,6 +88,14 @@ uint32_t read_u32(const uint8_t* p) {
 int64_t unix_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+uint64_t next_seq(uint64_t previous, int64_t now_ms) {
+  return std::max<uint64_t>(previous + 1, static_cast<uint64_t>(std::max<int64_t>(now_ms, 0)));
+}
+
+bool supersedes(const NodeRecord& a, const NodeRecord& b) {
+  return a.seq > b.seq || (a.seq == b.seq && a.issued_ms > b.issued_ms);
 }
 
 std::string model_key(const std::string& header_sha256_raw) {

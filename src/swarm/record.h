@@ -41,7 +41,7 @@ struct NodeRecord {
   uint32_t max_sessions = 0;
   uint32_t protocol_version = 0;
   int64_t issued_ms = 0, expires_ms = 0;  // Unix time, milliseconds
-  uint64_t seq = 0;                       // grows with each refresh: newest wins
+  uint64_t seq = 0;  // grows with each record the node issues: the highest wins (next_seq)
 
   // Tokens/s the node pushes through its whole range (what one of its blocks contributes to the
   // swarm's throughput of that block).
@@ -60,5 +60,17 @@ Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Id
 Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms);
 
 int64_t unix_now_ms();
+
+// The sequence number of a node's next record: max(previous + 1, now_ms). A hybrid clock: it never
+// goes down within a process (even when the wall clock steps back), and a restarted node, whose
+// `previous` is 0 again, starts from its wall clock, so its records supersede those of its dead
+// incarnation (whose seqs were at most its last issue time plus a few) as soon as they appear.
+// Only the node's own clock matters: both records come from it. If it stepped back across a
+// restart by more than the restart took, the old records win until they expire (at most the TTL).
+uint64_t next_seq(uint64_t previous, int64_t now_ms);
+
+// Whether `a` supersedes `b` (two records of one peer): the higher seq; equal seqs, the later
+// issue time. lookup() and the swarm client both keep the record that supersedes the others.
+bool supersedes(const NodeRecord& a, const NodeRecord& b);
 
 }  // namespace omni::swarm

@@ -7,7 +7,7 @@ namespace omni::swarm {
 double hop_cost(const Candidate& c, uint32_t blocks) {
   // A node that reports no throughput is not excluded (it may be the only one), just avoided.
   const double tps = c.block_tps > 0 ? c.block_tps : 1e-3;
-  return c.rtt_s + blocks / tps;
+  return c.rtt_s + blocks / tps * (1.0 + c.active_sessions);
 }
 
 Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter,

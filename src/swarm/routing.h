@@ -2,10 +2,19 @@
 //
 // Each candidate node serving [b, e) offers hops from any block p in [b, e) to e (a session may run
 // a node's blocks from p on; ending before e would only add a hop later). A hop costs the node's
-// round-trip time plus (e - p) / block_tps seconds per token. The route is the cheapest path from
-// block 0 to n_layer over those hops (a DP over block positions; hops only go forward). Sessions
-// spread over replicas: with `jitter` > 0, each candidate's cost is scaled by a random factor in
-// [1, 1 + jitter] drawn per call, so near-equal replicas share the load.
+// round-trip time plus its compute, (e - p) / block_tps seconds per token for one session, times
+// (1 + the sessions already open on it): a node runs one forward pass at a time, so a token waits
+// for the other sessions' passes (an upper bound: open sessions are not always busy). The route is
+// the cheapest path from block 0 to n_layer over those hops (a DP over block positions; hops only
+// go forward).
+//
+// Sessions spread over replicas two ways: the load term above (a client sees the sessions other
+// clients opened before it probed, so a later session prefers an idle replica, and a replica k
+// times faster takes about k times the sessions), and, with `jitter` > 0, each candidate's cost
+// scaled by a random factor in [1, 1 + jitter] drawn per call, so clients that probe at the same
+// moment (and see the same loads) do not all pick the same near-equal replica. A replica more
+// than 1 + jitter cheaper still wins every time. A session keeps its chain while it works (the
+// failover pipeline re-routes only when a node fails).
 // Pure functions: no I/O.
 #pragma once
 
@@ -24,6 +33,7 @@ struct Candidate {
   uint32_t block_begin = 0, block_end = 0;
   double block_tps = 0;  // tokens/s through one block; <= 0 counts as very slow
   double rtt_s = 0;      // measured round trip to the node
+  uint32_t active_sessions = 0;  // sessions open on the node now (its probe answer)
 };
 
 struct RouteHop {
@@ -36,7 +46,8 @@ struct Route {
   double cost_s = 0;  // estimated seconds per generated token
 };
 
-// Seconds per token for `candidate` running `blocks` blocks (plus its round trip).
+// Seconds per token for `candidate` running `blocks` blocks (plus its round trip), shared with the
+// sessions already open on it.
 double hop_cost(const Candidate& candidate, uint32_t blocks);
 
 // The cheapest route over [0, n_layer). Error: some block has no candidate (names the first).

@@ -46,10 +46,9 @@ class Quarantine {
   std::map<std::string, Clock::time_point> until_;
 };
 
-// The newest record of each peer by issue time. A node restarted with the same identity starts
-// its records' sequence over, so the sequence (what lookup() goes by) would favour the dead
-// incarnation's record, with its old address, until it expires.
-// Records that fail verification (forged, expired, another model) are dropped.
+// The newest record of each peer (supersedes(): the highest seq, which a restarted node starts
+// from its wall clock, so a dead incarnation's records do not shadow the new one's). Records that
+// fail verification (forged, expired, another model) are dropped.
 Result<std::vector<NodeRecord>> read_records(Directory& directory, const std::string& model_id) {
   auto values = directory.fetch(model_id);
   if (!values) return values.error();
@@ -59,7 +58,7 @@ Result<std::vector<NodeRecord>> read_records(Directory& directory, const std::st
     auto r = verify_record(v, now);
     if (!r || r->model_id != model_id) continue;
     auto it = newest.find(r->peer_id);
-    if (it == newest.end() || r->issued_ms > it->second.issued_ms) newest[r->peer_id] = std::move(*r);
+    if (it == newest.end() || supersedes(*r, it->second)) newest[r->peer_id] = std::move(*r);
   }
   std::vector<NodeRecord> out;
   for (auto& [id, r] : newest) out.push_back(std::move(r));
@@ -104,7 +103,7 @@ class RecordKeeper {
     std::lock_guard lock(mutex_);
     for (auto& r : *found) {
       auto it = records_.find(r.peer_id);
-      if (it == records_.end() || r.issued_ms > it->second.issued_ms) records_[r.peer_id] = std::move(r);
+      if (it == records_.end() || supersedes(r, it->second)) records_[r.peer_id] = std::move(r);
     }
     const int64_t now = unix_now_ms();
     std::erase_if(records_, [now](const auto& entry) { return entry.second.expires_ms <= now; });
@@ -271,7 +270,7 @@ class Opener {
         continue;
       }
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
-                            nodes[i].record->block_tps, p.rtt_s});
+                            nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);

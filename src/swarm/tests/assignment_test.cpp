@@ -94,15 +94,55 @@ TEST(Assignment, MemoryPlanner) {
   EXPECT_NE(refused.error().message.find("not enough memory"), std::string::npos);
 }
 
-TEST(Assignment, RebalanceMovesOnlyForAMargin) {
-  // Two nodes on [0,2), none on [2,4): one should move.
-  std::vector<NodeRecord> uneven{node("a", 4, 0, 2, 10), node("b", 4, 0, 2, 10), node("c", 4, 2, 4, 1)};
-  auto m = consider_move(uneven, "b", 0.2);
-  EXPECT_TRUE(m.move);
+TEST(Assignment, RebalanceMovesToRaiseTheWeakestBlock) {
+  // Two fast nodes on [0,2), one slow on [2,4): b moving to [2,4) lifts the minimum from 0.5 to 5.
+  const NodeRecord b = node("b", 4, 0, 2, 10);
+  auto m = consider_move({node("a", 4, 0, 2, 10), node("c", 4, 2, 4, 1)}, b, 1.25);
+  EXPECT_TRUE(m.move) << m.reason;
   EXPECT_EQ(m.to.begin, 2u);
-  EXPECT_GT(m.min_after, m.min_now);
-  std::vector<NodeRecord> even{node("a", 4, 0, 2, 10), node("b", 4, 2, 4, 10)};
-  EXPECT_FALSE(consider_move(even, "b", 0.2).move);
+  EXPECT_EQ(m.to.end, 4u);
+  EXPECT_DOUBLE_EQ(m.min_now, 0.5);
+  EXPECT_DOUBLE_EQ(m.min_after, 5.0);
+  // Its own stale record among the others' (from the directory) changes nothing.
+  auto again = consider_move({node("a", 4, 0, 2, 10), node("c", 4, 2, 4, 1), node("b", 4, 2, 4, 10)}, b, 1.25);
+  EXPECT_TRUE(again.move);
+  EXPECT_DOUBLE_EQ(again.min_now, 0.5);
+}
+
+TEST(Assignment, RebalanceFillsAGap) {
+  // Nobody serves [2,4) any more (its nodes died): one of the two on [0,2) moves there.
+  auto m = consider_move({node("a", 4, 0, 2, 10)}, node("b", 4, 0, 2, 10), 1.25);
+  EXPECT_TRUE(m.move) << m.reason;
+  EXPECT_EQ(m.to.begin, 2u);
+  EXPECT_EQ(m.unserved_now, 2u);
+  EXPECT_EQ(m.unserved_after, 0u);
+  // A node on [1,3) next to a gap at 3 shifts over by one, keeping block 1 and 2 served by a.
+  auto shift = consider_move({node("a", 4, 0, 3, 10)}, node("b", 4, 1, 3, 10), 1.25);
+  EXPECT_TRUE(shift.move) << shift.reason;
+  EXPECT_EQ(shift.to.begin, 2u);
+}
+
+TEST(Assignment, RebalanceNeedsAClearMargin) {
+  // Moving b from [0,2) to [2,4) lifts the minimum from 4 to 5: exactly 1.25x, not more.
+  const std::vector<NodeRecord> others{node("a", 4, 0, 2, 10), node("c", 4, 2, 4, 8)};
+  const NodeRecord b = node("b", 4, 0, 2, 2);
+  auto m = consider_move(others, b, 1.25);
+  EXPECT_FALSE(m.move) << m.reason;
+  EXPECT_DOUBLE_EQ(m.min_now, 4.0);
+  EXPECT_DOUBLE_EQ(m.min_after, 5.0);
+  EXPECT_TRUE(consider_move(others, b, 1.2).move);
+  // Balanced: nothing to gain.
+  EXPECT_FALSE(consider_move({node("a", 4, 0, 2, 10)}, node("b", 4, 2, 4, 10), 1.25).move);
+}
+
+TEST(Assignment, RebalanceNeverLeavesABlockItAloneServes) {
+  // b alone serves [4,6); [0,2) has no server. Either gap is as bad as the other: b stays.
+  auto m = consider_move({node("y", 6, 2, 4, 100), node("z", 6, 2, 4, 100)}, node("b", 6, 4, 6, 100), 1.25);
+  EXPECT_FALSE(m.move) << m.reason;
+  EXPECT_NE(m.reason.find("only server"), std::string::npos) << m.reason;
+  // Even when the rest of the swarm is far weaker than b's blocks, b stays where it alone serves.
+  auto lone = consider_move({node("a", 4, 0, 3, 1)}, node("b", 4, 2, 4, 100), 1.25);
+  EXPECT_FALSE(lone.move) << lone.reason;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Routing: the DP's route against brute force over every chain, on random small swarms.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <random>
@@ -19,7 +20,8 @@ double brute_force(const std::vector<Candidate>& cs, uint32_t n) {
       return;
     }
     for (const auto& c : cs)
-      if (c.block_begin <= at && at < c.block_end) go(c.block_end, cost + c.rtt_s + (c.block_end - at) / c.block_tps);
+      if (c.block_begin <= at && at < c.block_end)
+        go(c.block_end, cost + c.rtt_s + (c.block_end - at) / c.block_tps * (1 + c.active_sessions));
   };
   go(0, 0);
   return best;
@@ -39,6 +41,7 @@ TEST(Routing, ShortestRouteMatchesBruteForce) {
       c.block_end = c.block_begin + 1 + rng() % (n - c.block_begin);
       c.block_tps = 1 + rng() % 100;
       c.rtt_s = (rng() % 100) / 1000.0;
+      c.active_sessions = rng() % 3;
       cs.push_back(c);
     }
     const double expected = brute_force(cs, n);
@@ -64,14 +67,14 @@ TEST(Routing, ShortestRouteMatchesBruteForce) {
 }
 
 TEST(Routing, GapIsNamed) {
-  std::vector<Candidate> cs{{"a", "h:1", 0, 2, 10, 0}, {"b", "h:2", 3, 4, 10, 0}};
+  std::vector<Candidate> cs{{"a", "h:1", 0, 2, 10, 0, 0}, {"b", "h:2", 3, 4, 10, 0, 0}};
   auto r = shortest_route(cs, 4);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("block 2"), std::string::npos) << r.error().message;
 }
 
 TEST(Routing, JitterSpreadsSessionsOverEqualReplicas) {
-  std::vector<Candidate> cs{{"a", "h:1", 0, 4, 10, 0.001}, {"b", "h:2", 0, 4, 10, 0.001}, {"c", "h:3", 0, 4, 10, 0.001}};
+  std::vector<Candidate> cs{{"a", "h:1", 0, 4, 10, 0.001, 0}, {"b", "h:2", 0, 4, 10, 0.001, 0}, {"c", "h:3", 0, 4, 10, 0.001, 0}};
   std::mt19937_64 rng(3);
   std::vector<int> used(3, 0);
   for (int i = 0; i < 300; ++i) {
@@ -84,6 +87,59 @@ TEST(Routing, JitterSpreadsSessionsOverEqualReplicas) {
   // A much faster replica still wins despite the jitter.
   cs[1].block_tps = 100;
   for (int i = 0; i < 50; ++i) EXPECT_EQ(shortest_route(cs, 4, 0.25, &rng)->hops[0].candidate, 1u);
+}
+
+// Clients opening sessions one after another: each sees the sessions the earlier ones opened (its
+// probe's active count). `speed` per replica of a 2-part model (two replicas of each half).
+std::vector<int> route_sessions(std::vector<Candidate> cs, int sessions, double jitter, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int> used(cs.size(), 0);
+  for (int i = 0; i < sessions; ++i) {
+    auto r = shortest_route(cs, 4, jitter, &rng);
+    EXPECT_TRUE(r.ok());
+    if (!r.ok()) break;
+    for (const auto& h : r->hops) {
+      used[h.candidate]++;
+      cs[h.candidate].active_sessions++;
+    }
+  }
+  return used;
+}
+
+TEST(Routing, LoadSpreadsSessionsEvenlyOverEqualReplicas) {
+  // Two replicas of [0,2), three of [2,4); equal speed and round trip. Without the load term every
+  // session would take the first of each (no jitter) or a random one (jitter): here they even out.
+  std::vector<Candidate> cs{{"a", "h:1", 0, 2, 50, 0.002, 0}, {"b", "h:2", 0, 2, 50, 0.002, 0},
+                            {"c", "h:3", 2, 4, 50, 0.002, 0}, {"d", "h:4", 2, 4, 50, 0.002, 0},
+                            {"e", "h:5", 2, 4, 50, 0.002, 0}};
+  for (double jitter : {0.0, 0.25}) {
+    auto used = route_sessions(cs, 60, jitter, 5);
+    std::printf("jitter %.2f: sessions per replica %d %d | %d %d %d\n", jitter, used[0], used[1], used[2], used[3],
+                used[4]);
+    // 60 sessions: 30 on each first-half replica, 20 on each second-half one, give or take.
+    EXPECT_NEAR(used[0], 30, 2) << "jitter " << jitter;
+    EXPECT_NEAR(used[1], 30, 2) << "jitter " << jitter;
+    for (int i = 2; i < 5; ++i) EXPECT_NEAR(used[i], 20, 2) << "replica " << i << ", jitter " << jitter;
+  }
+}
+
+TEST(Routing, AClearlyFasterReplicaTakesMostSessions) {
+  // Replica b of [0,2) computes 3 times as fast as a: it takes about 3 sessions for each of a's
+  // ((1 + k_b) / 150 = (1 + k_a) / 50), i.e. most of them, but a is not left idle.
+  std::vector<Candidate> cs{{"a", "h:1", 0, 2, 50, 0.001, 0}, {"b", "h:2", 0, 2, 150, 0.001, 0},
+                            {"c", "h:3", 2, 4, 100, 0.001, 0}};
+  auto used = route_sessions(cs, 40, 0.25, 7);
+  std::printf("3x faster replica: %d of 40 sessions (slower one %d)\n", used[1], used[0]);
+  EXPECT_EQ(used[0] + used[1], 40);
+  EXPECT_GE(used[1], 26) << "a " << used[0] << ", b " << used[1];
+  EXPECT_LE(used[1], 33) << "a " << used[0] << ", b " << used[1];
+  EXPECT_GE(used[0], 7);
+  // A replica much closer (round trip) wins the first sessions, then shares.
+  std::vector<Candidate> near_far{{"near", "h:1", 0, 4, 100, 0.001, 0}, {"far", "h:2", 0, 4, 100, 0.080, 0}};
+  auto split = route_sessions(near_far, 10, 0.25, 9);
+  std::printf("1 ms vs 80 ms round trip: %d / %d of 10 sessions\n", split[0], split[1]);
+  EXPECT_GE(split[0], 3);  // the far one costs 0.120 s/token idle; near reaches that at 2 sessions
+  EXPECT_GT(split[0], split[1]);
 }
 
 }  // namespace

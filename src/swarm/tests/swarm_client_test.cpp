@@ -79,11 +79,11 @@ TEST(SwarmClient, NewestRecordFrozenProbeAndStallFailover) {
 
   MemoryDirectory directory;
   const int64_t now = unix_now_ms();
-  // A's earlier incarnation refreshed its record 9 times at a port that is dead now; the running
-  // one has announced once.
-  put_record(directory, **model, dir_a, "127.0.0.1:1", 9, now - 5000, "a-old");
-  put_record(directory, **model, dir_a, a.address().host_port(), 1, now, "a-new");
-  put_record(directory, **model, dir_b, b.address().host_port(), 1, now, "b");
+  // A's earlier incarnation announced at a port that is dead now, its seq a little ahead of its
+  // clock; the running one has announced once (seqs as next_seq makes them).
+  put_record(directory, **model, dir_a, "127.0.0.1:1", static_cast<uint64_t>(now - 5000) + 9, now - 5000, "a-old");
+  put_record(directory, **model, dir_a, a.address().host_port(), next_seq(0, now), now, "a-new");
+  put_record(directory, **model, dir_b, b.address().host_port(), next_seq(0, now), now, "b");
 
   std::mutex mutex;
   std::vector<std::string> lines;

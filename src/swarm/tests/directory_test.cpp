@@ -1,0 +1,95 @@
+// Directory lookups across a node's restarts: the records of a dead incarnation (still stored, not
+// yet expired) must not shadow the new incarnation's.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "swarm/directory.h"
+#include "swarm/node_profile.h"
+#include "swarm/record.h"
+
+namespace omni::swarm {
+namespace {
+
+// Stores every value put, as the DHT does (each refresh is a fresh value; old ones stay until they
+// expire), so lookup() sees the dead incarnation's records next to the new ones.
+class KeepAllDirectory final : public Directory {
+ public:
+  Result<void> announce(const std::string& model_id, const std::string&, std::vector<uint8_t> signed_record) override {
+    std::lock_guard lock(mutex_);
+    values_[model_id].push_back(std::move(signed_record));
+    return {};
+  }
+  Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) override {
+    std::lock_guard lock(mutex_);
+    return values_[model_id];
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::vector<std::vector<uint8_t>>> values_;
+};
+
+NodeRecord record_of(const net::Identity& id, const std::string& address, uint32_t begin, uint32_t end) {
+  NodeRecord r;
+  r.peer_id = id.peer_id();
+  r.addresses = {address};
+  r.model_id = std::string(64, 'b');
+  r.model_name = "synth";
+  r.n_layer = 4;
+  r.block_begin = begin;
+  r.block_end = end;
+  r.block_tps = 100;
+  r.free_sessions = r.max_sessions = 4;
+  r.protocol_version = 1;
+  return r;
+}
+
+TEST(Directory, RestartedNodeSupersedesItsDeadIncarnation) {
+  KeepAllDirectory dir;
+  auto id = net::Identity::generate();
+  ASSERT_TRUE(id.ok());
+  {
+    // The first incarnation had issued records before (refreshes, a relay address change), so its
+    // last Announcer starts from a record with a non-zero seq; it announces and dies.
+    NodeRecord old = record_of(*id, "127.0.0.1:1000", 0, 2);
+    old.seq = 5;
+    Announcer first(dir, *id, old, 60, 120, {});
+    ASSERT_TRUE(first.start().ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a restart takes longer than this
+  // The restarted process starts from a fresh record (seq 0), at another port and range.
+  Announcer second(dir, *id, record_of(*id, "127.0.0.1:2000", 2, 4), 60, 120, {});
+  ASSERT_TRUE(second.start().ok());
+
+  auto found = lookup(dir, std::string(64, 'b'));
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_EQ(found->records.size(), 1u);
+  EXPECT_EQ(found->records[0].addresses, std::vector<std::string>{"127.0.0.1:2000"})
+      << "the dead incarnation's record (seq " << found->records[0].seq << ") shadows the new one";
+  EXPECT_EQ(found->records[0].block_begin, 2u);
+  EXPECT_EQ(found->rejected, 0u);
+}
+
+TEST(Directory, SequenceNeverGoesBackWithinAProcess) {
+  // The hybrid clock: the wall clock when it is ahead, else one more than the last.
+  EXPECT_EQ(next_seq(0, 1'700'000'000'000), 1'700'000'000'000u);
+  EXPECT_EQ(next_seq(1'700'000'000'000, 1'700'000'000'000), 1'700'000'000'001u);
+  EXPECT_EQ(next_seq(1'700'000'005'000, 1'700'000'000'000), 1'700'000'005'001u);  // clock stepped back
+  EXPECT_EQ(next_seq(7, -1), 8u);
+  NodeRecord a, b;
+  a.seq = 10;
+  b.seq = 9;
+  b.issued_ms = 99;
+  EXPECT_TRUE(supersedes(a, b));
+  EXPECT_FALSE(supersedes(b, a));
+  b.seq = 10;
+  a.issued_ms = 100;
+  EXPECT_TRUE(supersedes(a, b));
+  EXPECT_FALSE(supersedes(b, a));
+}
+
+}  // namespace
+}  // namespace omni::swarm
