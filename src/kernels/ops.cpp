@@ -216,7 +216,10 @@ void gelu_mul(float* gate, const float* up, int64_t n) {
       g = x;
     } else {
       const float h = fp16_to_fp32(fp32_to_fp16(x));
-      g = fp16_to_fp32(fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * (1.0f + kCoefA * h * h)))));
+      // ggml's table is built by code compiled with FMA contraction, which fuses 1 + a*x*x; one
+      // table entry (x = -1.999) comes out one F16 step apart without the fused form.
+      const float inner = std::fma(kCoefA * h, h, 1.0f);
+      g = fp16_to_fp32(fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * inner))));
     }
     gate[i] = g * up[i];
   }
@@ -230,11 +233,14 @@ void scale(float* y, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] *= s;
 }
 
+// Each rotated value is one fused multiply-add over one rounded product: ggml's CPU backend is built
+// with FMA contraction, which fuses the first product of a*cos - b*sin and a*sin + b*cos, and the
+// query is rounded to F16 after RoPE, where a one-ulp difference sometimes crosses a rounding point.
 void rope_adjacent(float* x, const float* cos, const float* sin, int64_t n_rot) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     float a = x[2 * i], b = x[2 * i + 1];
-    x[2 * i] = a * cos[i] - b * sin[i];
-    x[2 * i + 1] = a * sin[i] + b * cos[i];
+    x[2 * i] = std::fma(a, cos[i], -(b * sin[i]));
+    x[2 * i + 1] = std::fma(a, sin[i], b * cos[i]);
   }
 }
 
@@ -242,8 +248,8 @@ void rope_halves(float* x, const float* cos, const float* sin, int64_t n_rot) {
   const int64_t half = n_rot / 2;
   for (int64_t i = 0; i < half; ++i) {
     float a = x[i], b = x[i + half];
-    x[i] = a * cos[i] - b * sin[i];
-    x[i + half] = a * sin[i] + b * cos[i];
+    x[i] = std::fma(a, cos[i], -(b * sin[i]));
+    x[i + half] = std::fma(a, sin[i], b * cos[i]);
   }
 }
 

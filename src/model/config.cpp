@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 namespace omni::model {
 namespace {
 
@@ -15,6 +17,7 @@ constexpr ArchInfo kArchitectures[] = {
     {"qwen3", Architecture::Qwen3, RopeStyle::Halves},
     {"phi3", Architecture::Phi3, RopeStyle::Halves},
     {"gemma", Architecture::Gemma, RopeStyle::Halves},
+    {"gemma2", Architecture::Gemma2, RopeStyle::Halves},
 };
 
 }  // namespace
@@ -99,9 +102,47 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
       return Error{"rope scaling type '" + *type + "' is not supported (supported: none, linear, llama3 via rope_freqs)"};
     }
   }
-  if (c.arch == Architecture::Gemma) {
+  c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  c.scale_query = c.arch == Architecture::Phi3 || c.arch == Architecture::Gemma || c.arch == Architecture::Gemma2;
+  if (c.arch == Architecture::Gemma || c.arch == Architecture::Gemma2) {
     c.activation = FfnActivation::GeluGated;
     c.scale_embeddings = true;  // its GGUF norm weights already include gemma's +1 offset
+  }
+  if (c.arch == Architecture::Gemma2) {
+    auto need_positive = [&](const std::string& key, float& out) -> Result<void> {
+      auto v = md.get_float(p + key);
+      if (!v) return v.error();
+      if (!(*v > 0) || !std::isfinite(*v))
+        return Error{"metadata key '" + p + key + "' must be a positive number, not " + std::to_string(*v)};
+      out = static_cast<float>(*v);
+      return {};
+    };
+    if (auto r = need_positive("attn_logit_softcapping", c.attn_softcap); !r) return r.error();
+    if (auto r = need_positive("final_logit_softcapping", c.final_softcap); !r) return r.error();
+    if (auto r = need_u32("attention.sliding_window", c.sliding_window); !r) return r.error();
+    // Even layers slide, odd layers attend globally, unless the file says otherwise.
+    c.swa_period = 2;
+    if (const gguf::Value* v = md.find(p + "attention.sliding_window_pattern"); v && v->as_array())
+      return Error{"metadata key '" + p + "attention.sliding_window_pattern' is a per-layer array: not supported"};
+    if (md.contains(p + "attention.sliding_window_pattern")) {
+      auto period = md.get_uint(p + "attention.sliding_window_pattern");
+      if (!period) return period.error();
+      if (*period > c.n_layer)
+        return Error{"metadata key '" + p + "attention.sliding_window_pattern' has an implausible value " +
+                     std::to_string(*period)};
+      c.swa_period = static_cast<uint32_t>(*period);  // 0: every layer slides
+    }
+    c.post_norms = true;
+    // Gemma 2 scales queries by query_pre_attn_scalar^-1/2, which GGUF does not carry: it is
+    // head_dim for the 2B and 9B models and n_embd / n_head for the 27B one, which llama.cpp
+    // recognizes by its 46 layers. We do the same, so that a real 27B file gives its outputs.
+    if (c.n_layer == 46) c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
+  }
+  c.rope_base_swa = c.rope_base;
+  if (c.sliding_window != 0 && md.contains(p + "rope.freq_base_swa")) {
+    auto base = md.get_float(p + "rope.freq_base_swa");
+    if (!base) return base.error();
+    c.rope_base_swa = static_cast<float>(*base);
   }
   return c;
 }

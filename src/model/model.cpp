@@ -17,6 +17,19 @@ void to_fp16(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = kernels::fp32_to_fp16(src[i]);
 }
 
+// x = cap * tanh(x / cap) (gemma2's soft-capping), computed as ggml does: multiply by the f32
+// reciprocal, tanhf, multiply back.
+void soft_cap(float* x, size_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] * inv) * cap;
+}
+
+// The first position that a token at `pos` sees: 0, or in a sliding-window layer the oldest of the
+// last `window` positions (llama.cpp masks key position p0 when pos - p0 >= window).
+uint32_t first_visible(bool sliding, uint32_t window, uint32_t pos) {
+  return sliding && pos + 1 > window ? pos + 1 - window : 0;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const LoadRange& range) {
@@ -90,6 +103,10 @@ void Session::ensure_scratch(uint32_t n) {
   up_.resize(size_t{n} * c.n_ff);
   rope_cos_.resize(size_t{n} * c.rope_dims / 2);
   rope_sin_.resize(size_t{n} * c.rope_dims / 2);
+  if (c.sliding_window != 0 && c.rope_base_swa != c.rope_base) {
+    rope_cos_swa_.resize(size_t{n} * c.rope_dims / 2);
+    rope_sin_swa_.resize(size_t{n} * c.rope_dims / 2);
+  }
 }
 
 Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
@@ -107,7 +124,8 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
                    " takes hidden states of n_tokens x " + std::to_string(c.n_embd) + " values"};
     n = static_cast<uint32_t>(hidden.size() / c.n_embd);
   }
-  if (output != Output::Hidden && (block_end_ != c.n_layer || !model_.range().head))
+  const bool wants_logits = output == Output::LastLogits || output == Output::AllLogits;
+  if (wants_logits && (block_end_ != c.n_layer || !model_.range().head))
     return Error{"logits need the range to end at the last block with the output head loaded"};
   if (n > cache_.n_ctx() - cache_.size())
     return Error{"context is full: " + std::to_string(cache_.size()) + " + " + std::to_string(n) +
@@ -135,11 +153,28 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
   for (uint32_t t = 0; t < n; ++t)
     kernels::rope_angles(static_cast<float>(pos0 + t), c.rope_base, c.rope_freq_scale, w.rope_freqs.data, c.rope_dims,
                          rope_cos_.data() + size_t{t} * half, rope_sin_.data() + size_t{t} * half);
+  if (!rope_cos_swa_.empty())
+    for (uint32_t t = 0; t < n; ++t)
+      kernels::rope_angles(static_cast<float>(pos0 + t), c.rope_base_swa, c.rope_freq_scale, w.rope_freqs.data,
+                           c.rope_dims, rope_cos_swa_.data() + size_t{t} * half, rope_sin_swa_.data() + size_t{t} * half);
   if (auto r = cache_.extend(n); !r) return r;
-  for (uint32_t layer = block_begin_; layer < block_end_; ++layer) run_block(layer, n, pos0, pool);
+  // Only the last token's logits are wanted: like llama.cpp, the last block keeps only that row
+  // after attention, so its feed-forward runs as a single-token product (whose sums differ in the
+  // last bits from the batched ones, which F16-rounded activations can make visible in the logits).
+  // Only the last token's row is wanted: like llama.cpp, the model's last block keeps only that row
+  // after attention, so its feed-forward runs as a single-token product (whose sums differ in the
+  // last bits from the batched ones, which F16-rounded activations can make visible in the logits).
+  // Every range that holds the model's last block does the same, so a pipeline's output is the
+  // local one.
+  const bool last_row_only = (output == Output::LastLogits || output == Output::LastHidden) && n > 1;
+  const bool pruned = last_row_only && block_end_ == c.n_layer;
+  for (uint32_t layer = block_begin_; layer < block_end_; ++layer)
+    run_block(layer, n, pos0, pool, pruned && layer + 1 == c.n_layer);
+  if (pruned) n = 1;  // the last block left only the last token's row, at row 0
 
-  if (output == Output::Hidden) {
-    out.assign(x_.begin(), x_.begin() + size_t{n} * c.n_embd);
+  if (output == Output::Hidden || output == Output::LastHidden) {
+    const uint32_t first = output == Output::LastHidden ? n - 1 : 0;
+    out.assign(x_.begin() + size_t{first} * c.n_embd, x_.begin() + size_t{n} * c.n_embd);
     return {};
   }
   const uint32_t first = output == Output::LastLogits ? n - 1 : 0;
@@ -149,10 +184,11 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
                       c.n_embd, c.rms_eps);
   out.resize(size_t{rows} * c.n_vocab);
   kernels::matmul(w.output, xn_.data(), rows, out.data(), pool);
+  if (c.final_softcap > 0) soft_cap(out.data(), out.size(), c.final_softcap);
   return {};
 }
 
-void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::ThreadPool& pool) {
+void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::ThreadPool& pool, bool last_row_only) {
   const ModelConfig& c = model_.config();
   const BlockWeights& l = model_.weights().blocks[layer];
   const uint32_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
@@ -182,16 +218,19 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
 
   const uint32_t half = c.rope_dims / 2;
   auto rope = c.rope_style == RopeStyle::Adjacent ? kernels::rope_adjacent : kernels::rope_halves;
+  const bool swa_angles = c.is_sliding(layer) && !rope_cos_swa_.empty();
+  const std::vector<float>& rope_cos = swa_angles ? rope_cos_swa_ : rope_cos_;
+  const std::vector<float>& rope_sin = swa_angles ? rope_sin_swa_ : rope_sin_;
   for (uint32_t t = 0; t < n; ++t) {
-    const float* cs = rope_cos_.data() + size_t{t} * half;
-    const float* sn = rope_sin_.data() + size_t{t} * half;
+    const float* cs = rope_cos.data() + size_t{t} * half;
+    const float* sn = rope_sin.data() + size_t{t} * half;
     for (uint32_t h = 0; h < c.n_head; ++h) {
       float* qh = q_.data() + size_t{t} * qd + size_t{h} * c.head_dim;
       if (l.q_norm) kernels::rms_norm(qh, l.q_norm.data, qh, c.head_dim, c.rms_eps);
       rope(qh, cs, sn, c.rope_dims);
-      // phi3 scales the query before attention (and attends with scale 1), as llama.cpp does;
-      // the order matters because the query is rounded to F16 next.
-      if (c.arch == Architecture::Phi3) kernels::scale(qh, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.head_dim);
+      // phi3 and the gemmas scale the query before attention (and attend with scale 1), as
+      // llama.cpp does; the order matters because the query is rounded to F16 next.
+      if (c.scale_query) kernels::scale(qh, c.attn_scale, c.head_dim);
     }
     for (uint32_t h = 0; h < c.n_head_kv; ++h) {
       float* kh = k_.data() + size_t{t} * kvd + size_t{h} * c.head_dim;
@@ -205,7 +244,16 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
 
   attention(layer - block_begin_, n, pos0, pool);
   kernels::matmul(l.wo, attn_.data(), n, xn_.data(), pool);
+  if (l.attn_post_norm)
+    for (uint32_t t = 0; t < n; ++t) {
+      float* row = xn_.data() + size_t{t} * d;
+      kernels::rms_norm(row, l.attn_post_norm.data, row, d, c.rms_eps);
+    }
   kernels::add(x_.data(), xn_.data(), size_t{n} * d);
+  if (last_row_only) {
+    std::copy(x_.begin() + size_t{n - 1} * d, x_.begin() + size_t{n} * d, x_.begin());
+    n = 1;
+  }
 
   for (uint32_t t = 0; t < n; ++t)
     kernels::rms_norm(x_.data() + size_t{t} * d, l.ffn_norm.data, xn_.data() + size_t{t} * d, d, c.rms_eps);
@@ -229,17 +277,27 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
   else
     kernels::gelu_mul(gate_.data(), up_.data(), size_t{n} * ff);
   kernels::matmul(l.w_down, gate_.data(), n, xn_.data(), pool);
+  if (l.ffn_post_norm)
+    for (uint32_t t = 0; t < n; ++t) {
+      float* row = xn_.data() + size_t{t} * d;
+      kernels::rms_norm(row, l.ffn_post_norm.data, row, d, c.rms_eps);
+    }
   kernels::add(x_.data(), xn_.data(), size_t{n} * d);
 }
 
 // Attention as llama.cpp computes it without flash attention: scores = K.q with q rounded to F16,
-// softmax over the cache length padded to 32 (future positions masked), probabilities rounded to
-// F16, out = V.p; each dot summed the way ggml's batched GEMM (n > 1) or single-row dot (n = 1) does.
+// soft-capped where the model says so (gemma2), softmax over the cache length padded to 32 (future
+// positions, and in sliding-window layers positions at least `sliding_window` back, masked),
+// probabilities rounded to F16, out = V.p; each dot summed the way ggml's batched GEMM (n > 1) or
+// single-row dot (n = 1) does. The cache keeps every position even in sliding-window layers, so
+// that a block range's state does not depend on which layers slide.
 void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPool& pool) {
   const ModelConfig& c = model_.config();
   const uint32_t hd = c.head_dim, qd = c.q_dim();
   const uint32_t group = c.n_head / c.n_head_kv;
-  const float scale = c.arch == Architecture::Phi3 ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.scale_query ? 1.0f : c.attn_scale;
+  const bool sliding = c.is_sliding(block_begin_ + b);
+  const uint32_t window = c.sliding_window;
   const uint32_t n_kv = std::min(cache_.n_ctx(), (pos0 + n + 31) / 32 * 32);
   // ggml's kernel choice: prompt batches sum the dots like its GEMM, single tokens like its vec_dot.
   const bool batched = n > 1 && hd % 16 == 0;
@@ -275,11 +333,19 @@ void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPo
         out[i] = attn_.data() + size_t{t0 + i} * qd + size_t{h} * hd;
       }
       // Causal: token t0 + i sees positions [0, pos0 + t0 + i]; the group's last token sees the most.
+      // In a sliding-window layer the group's first token sees the oldest position: keys before it
+      // are not scored at all (each score is its own dot, so this changes no bits).
       const uint32_t seen = pos0 + t0 + nq;
-      kernels::dot_f16_rows_multi(cache_.key(b, 0) + size_t{g} * hd, c.kv_dim(), seen, q16, static_cast<int>(nq), hd,
-                                  key_order, scale, scores);
+      const uint32_t lo = first_visible(sliding, window, pos0 + t0);
+      float* from_lo[kGroup];
+      for (uint32_t i = 0; i < nq; ++i) from_lo[i] = scores[i] + lo;
+      kernels::dot_f16_rows_multi(cache_.key(b, lo) + size_t{g} * hd, c.kv_dim(), seen - lo, q16, static_cast<int>(nq),
+                                  hd, key_order, scale, from_lo);
       for (uint32_t i = 0; i < nq; ++i) {
         const uint32_t last = pos0 + t0 + i;
+        // Capping before masking: tanh would turn a masked -inf into -cap.
+        if (c.attn_softcap > 0) soft_cap(scores[i] + lo, last + 1 - lo, c.attn_softcap);
+        std::fill(scores[i], scores[i] + first_visible(sliding, window, last), -INFINITY);
         std::fill(scores[i] + last + 1, scores[i] + n_kv, -INFINITY);
         kernels::softmax(scores[i], n_kv);
         kernels::round_through_f16(scores[i], n_kv);

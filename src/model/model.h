@@ -52,7 +52,12 @@ class Model {
 
 enum class Output {
   Hidden,      // the residual stream after the last block of the range, n_tokens x n_embd
-  LastLogits,  // logits of the last token, n_vocab (the range must end at n_layer)
+  LastHidden,  // that stream's last row only, n_embd (what the node holding the model's last block
+               // sends for a generation step; see LastLogits for why it may differ in the last bits)
+  LastLogits,  // logits of the last token, n_vocab (the range must end at n_layer). As in llama.cpp,
+               // the model's last block keeps only that token's row after attention, so its
+               // feed-forward sums are a single token's (they may differ in the last bits from the
+               // same row computed in a batch)
   AllLogits,   // logits of every token, n_tokens x n_vocab
 };
 
@@ -79,7 +84,8 @@ class Session {
 
  private:
   Session(const Model& model, uint32_t block_begin, uint32_t block_end, uint32_t n_ctx);
-  void run_block(uint32_t layer, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool);
+  // `last_row_only`: after attention, keep only the last token's row (moved to row 0).
+  void run_block(uint32_t layer, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool, bool last_row_only);
   void attention(uint32_t block_index, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool);
   void ensure_scratch(uint32_t n_tokens);
 
@@ -92,6 +98,8 @@ class Session {
   uint32_t scratch_tokens_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: rope_dims / 2 values
+  std::vector<float> rope_cos_swa_, rope_sin_swa_;  // the same for sliding-window layers with their own
+                                                    // RoPE base (empty when the bases agree)
   std::vector<float> scores_;               // per thread: 4 x (n_ctx scores + a head row)
 };
 

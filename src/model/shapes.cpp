@@ -58,6 +58,69 @@ std::vector<Shape> build_table() {
   // meta-llama/Meta-Llama-3-70B.
   t.push_back(make("llama-3-70b", "llama", "Meta Llama 3 70B", "Meta-Llama-3", "70B", 80, 8192, 64, 8, 28672, 128256,
                    8192, 500000.0f, 1e-5f));
+  // Qwen/Qwen3-0.6B: head_dim 128 (not 1024 / 16), q/k RMS norms, tied embeddings.
+  Shape q3 = make("qwen3-0.6b", "qwen3", "Qwen3 0.6B", "Qwen3", "0.6B", 28, 1024, 16, 8, 3072, 151936, 40960,
+                  1000000.0f, 1e-6f);
+  q3.head_dim = 128;
+  q3.head_dim_in_config = true;
+  q3.tied_embeddings = true;
+  q3.qk_norm = true;
+  q3.synth_embd_std = 0.08f;
+  t.push_back(q3);
+  // google/gemma-2b: multi-query attention (1 KV head), head_dim 256, tied embeddings.
+  Shape g = make("gemma-2b", "gemma", "Gemma 2b", "gemma", "2B", 18, 2048, 8, 1, 16384, 256000, 8192, 10000.0f, 1e-6f);
+  g.head_dim_in_config = true;
+  g.tied_embeddings = true;
+  g.synth_embd_std = 0.05f;
+  t.push_back(g);
+  // google/gemma-2-2b: head_dim 256 (not 2304 / 8), post-norms, soft-caps 50 / 30, sliding window
+  // 4096 on even layers.
+  Shape g2 = make("gemma2-2b", "gemma2", "Gemma 2 2b", "gemma-2", "2B", 26, 2304, 8, 4, 9216, 256000, 8192, 10000.0f,
+                  1e-6f);
+  g2.head_dim = 256;
+  g2.head_dim_in_config = true;
+  g2.tied_embeddings = true;
+  g2.post_norms = true;
+  g2.attn_softcap = 50.0f;
+  g2.final_softcap = 30.0f;
+  g2.sliding_window = 4096;
+  g2.synth_embd_std = 0.01f;  // see gemma-tiny below: post-norms keep each block's addition near 1
+  t.push_back(g2);
+
+  // Test shapes (not real models): the same architectures at toy size, for reference tests that
+  // synthesize their model. head_dim differs from n_embd / n_head where the real model's does.
+  // Weights are N(0, 0.06) whatever the width, so narrow blocks add little to the residual stream.
+  Shape q3t = make("qwen3-tiny", "qwen3", "Qwen3 tiny (test shape)", "Qwen3-tiny", "3M", 2, 256, 4, 2, 768, 4096, 4096,
+                   1000000.0f, 1e-6f);
+  q3t.head_dim = 128;
+  q3t.head_dim_in_config = true;
+  q3t.tied_embeddings = true;
+  q3t.qk_norm = true;
+  q3t.synth_embd_std = 0.15f;
+  t.push_back(q3t);
+  // The gemmas feed sqrt(n_embd) * embedding into the residual stream and read logits through the
+  // same (tied) embeddings, so each token's own logit is about sqrt(n_embd) * (embedding share of
+  // the stream) standard deviations above the rest: with random weights they need many blocks (and
+  // gemma2, whose post-norms make each block add about 1, small embeddings) to keep the share low
+  // and the next token undecided.
+  Shape gt = make("gemma-tiny", "gemma", "Gemma tiny (test shape)", "gemma-tiny", "9M", 8, 256, 4, 1, 1024, 4096, 8192,
+                  10000.0f, 1e-6f);
+  gt.head_dim_in_config = true;
+  gt.tied_embeddings = true;
+  gt.synth_embd_std = 0.06f;
+  t.push_back(gt);
+  // A sliding window of 32, so that prompts of a hundred tokens exercise the window mask.
+  Shape g2t = make("gemma2-tiny", "gemma2", "Gemma 2 tiny (test shape)", "gemma-2-tiny", "9M", 8, 256, 4, 2, 768, 4096,
+                   8192, 10000.0f, 1e-6f);
+  g2t.head_dim = 128;
+  g2t.head_dim_in_config = true;
+  g2t.tied_embeddings = true;
+  g2t.post_norms = true;
+  g2t.attn_softcap = 50.0f;
+  g2t.final_softcap = 30.0f;
+  g2t.sliding_window = 32;
+  g2t.synth_embd_std = 0.05f;
+  t.push_back(g2t);
   return t;
 }
 
@@ -96,6 +159,10 @@ std::vector<TensorLayout> tensor_layout(const Shape& s, uint32_t n_layer, uint32
     const std::string hp = "model.layers." + std::to_string(i) + ".";
     const std::string bp = "blk." + std::to_string(i) + ".";
     add(hp + "input_layernorm.weight", bp + "attn_norm.weight", {embd}, TensorRole::Norm);
+    if (s.qk_norm) {
+      add(hp + "self_attn.q_norm.weight", bp + "attn_q_norm.weight", {s.head_dim}, TensorRole::Norm);
+      add(hp + "self_attn.k_norm.weight", bp + "attn_k_norm.weight", {s.head_dim}, TensorRole::Norm);
+    }
     add(hp + "self_attn.q_proj.weight", bp + "attn_q.weight", {embd, q_dim}, TensorRole::Weight);
     add(hp + "self_attn.k_proj.weight", bp + "attn_k.weight", {embd, kv_dim}, TensorRole::Weight);
     add(hp + "self_attn.v_proj.weight", bp + "attn_v.weight", {embd, kv_dim}, TensorRole::Weight);
@@ -105,7 +172,14 @@ std::vector<TensorLayout> tensor_layout(const Shape& s, uint32_t n_layer, uint32
       add(hp + "self_attn.v_proj.bias", bp + "attn_v.bias", {kv_dim}, TensorRole::Bias);
     }
     add(hp + "self_attn.o_proj.weight", bp + "attn_output.weight", {q_dim, embd}, TensorRole::Weight);
-    add(hp + "post_attention_layernorm.weight", bp + "ffn_norm.weight", {embd}, TensorRole::Norm);
+    if (s.post_norms) {
+      // Gemma 2 has four norms per block; its pre_feedforward_layernorm is the usual ffn_norm.
+      add(hp + "post_attention_layernorm.weight", bp + "post_attention_norm.weight", {embd}, TensorRole::Norm);
+      add(hp + "pre_feedforward_layernorm.weight", bp + "ffn_norm.weight", {embd}, TensorRole::Norm);
+      add(hp + "post_feedforward_layernorm.weight", bp + "post_ffw_norm.weight", {embd}, TensorRole::Norm);
+    } else {
+      add(hp + "post_attention_layernorm.weight", bp + "ffn_norm.weight", {embd}, TensorRole::Norm);
+    }
     add(hp + "mlp.gate_proj.weight", bp + "ffn_gate.weight", {embd, ff}, TensorRole::Weight);
     add(hp + "mlp.up_proj.weight", bp + "ffn_up.weight", {embd, ff}, TensorRole::Weight);
     add(hp + "mlp.down_proj.weight", bp + "ffn_down.weight", {ff, embd}, TensorRole::Weight);
@@ -175,6 +249,25 @@ std::optional<uint32_t> file_type_of(gguf::TensorType type) {
 void add_hparams(gguf::Metadata& md, const Shape& s, uint32_t n_layer, uint32_t n_vocab, uint32_t file_type) {
   using gguf::Value;
   const std::string a = s.arch + ".";
+  if (s.arch == "gemma" || s.arch == "gemma2") {
+    // GemmaModel / Gemma2Model.set_gguf_parameters(): their own order, no rope.freq_base.
+    md.set(a + "context_length", Value::u32(s.n_ctx));
+    md.set(a + "embedding_length", Value::u32(s.n_embd));
+    md.set(a + "block_count", Value::u32(n_layer));
+    md.set(a + "feed_forward_length", Value::u32(s.n_ff));
+    md.set(a + "attention.head_count", Value::u32(s.n_head));
+    md.set(a + "attention.head_count_kv", Value::u32(s.n_head_kv));
+    md.set(a + "attention.layer_norm_rms_epsilon", Value::f32(s.rms_eps));
+    md.set(a + "attention.key_length", Value::u32(s.head_dim));
+    md.set(a + "attention.value_length", Value::u32(s.head_dim));
+    md.set("general.file_type", Value::u32(file_type));
+    if (s.arch == "gemma2") {
+      md.set(a + "attn_logit_softcapping", Value::f32(s.attn_softcap));
+      md.set(a + "final_logit_softcapping", Value::f32(s.final_softcap));
+      md.set(a + "attention.sliding_window", Value::u32(s.sliding_window));
+    }
+    return;
+  }
   // TextModel.set_gguf_parameters()
   md.set(a + "block_count", Value::u32(n_layer));
   md.set(a + "context_length", Value::u32(s.n_ctx));

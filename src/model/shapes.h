@@ -46,16 +46,29 @@ struct Shape {
   uint32_t n_ff = 0;         // feed_forward_length
   uint32_t n_vocab = 0;      // rows of token_embd
   uint32_t n_ctx = 0;        // context_length (max_position_embeddings)
-  uint32_t head_dim = 0;     // n_embd / n_head for all shapes here
+  uint32_t head_dim = 0;     // n_embd / n_head, except where config.json says otherwise (qwen3, gemma2)
   bool head_dim_in_config = false;  // config.json states head_dim: the converter writes key/value_length
   float rope_freq_base = 0;
   float rms_eps = 0;
   bool tied_embeddings = false;  // no output.weight: the output projection reuses token_embd
   bool qkv_bias = false;         // attn_q/k/v.bias (qwen2)
+  bool qk_norm = false;          // attn_q_norm / attn_k_norm per block, head_dim values (qwen3)
+  bool post_norms = false;       // post_attention_norm / post_ffw_norm per block (gemma2)
+  float attn_softcap = 0;        // gemma2: attn_logit_softcapping
+  float final_softcap = 0;       // gemma2: final_logit_softcapping
+  uint32_t sliding_window = 0;   // gemma2: attention.sliding_window
   std::optional<Llama3RopeScaling> llama3_rope;
+  // Standard deviation of synthetic token_embd weights (model/synth.h). Tied output heads multiply
+  // hidden states of RMS about 1 by these rows, so logits have a spread of about std * sqrt(n_embd):
+  // the shapes with tied embeddings and wide hidden states use a smaller std so that the synthetic
+  // model's log-probs stay graded (a saturated softmax would make reference comparisons measure
+  // rounding noise). The gemmas also scale embeddings by sqrt(n_embd) on input.
+  float synth_embd_std = 0.3f;
 };
 
-// All shapes, in a stable order.
+// All shapes, in a stable order. Names ending in "-tiny" are not real models: real architectures
+// at toy size (256-wide, 4096 tokens, a few million parameters), cheap enough to synthesize inside
+// a unit test.
 const std::vector<Shape>& shapes();
 // The shape called `name`, or nullptr.
 const Shape* find_shape(std::string_view name);
@@ -156,10 +169,10 @@ struct MixChoice {
 // quantized fallback become F16 (llama.cpp refuses them for the legacy mixes).
 std::vector<MixChoice> mix_tensor_types(Mix mix, const MixModel& model, const std::vector<MixTensor>& tensors);
 
-// Appends the hyper-parameter keys in the converter's order, from <arch>.block_count to
-// <arch>.rope.dimension_count, with general.file_type where the converter puts it. Keys are the
-// ones the converter writes for the shape's architecture (llama adds vocab_size and
-// rope.dimension_count; qwen2 does not).
+// Appends the hyper-parameter keys in the converter's order, with general.file_type where the
+// converter puts it. Keys are the ones the converter writes for the shape's architecture (llama
+// adds vocab_size and rope.dimension_count; qwen2 and qwen3 do not; gemma and gemma2 write no
+// rope.freq_base, always key/value_length, and gemma2 its soft-caps and sliding window).
 void add_hparams(gguf::Metadata& md, const Shape& shape, uint32_t n_layer, uint32_t n_vocab, uint32_t file_type);
 
 }  // namespace omni::model

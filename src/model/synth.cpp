@@ -45,9 +45,9 @@ struct Distribution {
   float mean = 0, std = 0;
 };
 
-Distribution distribution(TensorRole role) {
+Distribution distribution(const Shape& shape, TensorRole role) {
   switch (role) {
-    case TensorRole::TokenEmbedding: return {0.0f, 0.3f};
+    case TensorRole::TokenEmbedding: return {0.0f, shape.synth_embd_std};
     case TensorRole::Output: return {0.0f, 0.1f};
     case TensorRole::Norm: return {1.0f, 0.1f};
     case TensorRole::Weight:
@@ -144,7 +144,7 @@ void normals(uint64_t key, uint64_t first, float* out, size_t n) {
 class RowFiller {
  public:
   RowFiller(uint64_t seed, const Shape& shape, const TensorLayout& t, TensorType type)
-      : t_(t), type_(type), key_(tensor_key(seed, t.name)), dist_(distribution(t.role)), ne0_(t.shape[0]),
+      : t_(t), type_(type), key_(tensor_key(seed, t.name)), dist_(distribution(shape, t.role)), ne0_(t.shape[0]),
         row_bytes_(*gguf::row_bytes(type, t.shape[0])) {
     if (t.role == TensorRole::RopeFreqs) rope_ = llama3_rope_factors(shape);
   }
@@ -286,7 +286,7 @@ float synth_value(uint64_t seed, const Shape& shape, const TensorLayout& t, uint
   }
   float z;
   normals(tensor_key(seed, t.name), index, &z, 1);
-  return scaled(distribution(t.role), z);
+  return scaled(distribution(shape, t.role), z);
 }
 
 Result<void> add_spm_vocab(gguf::Metadata& md, uint32_t n_vocab) {

@@ -9,8 +9,10 @@
 // machine writes the same bytes: nodes can synthesize a model independently and agree.
 //
 //   token_embd.weight  N(0, 0.3)        output.weight  N(0, 0.1)
+//     (N(0, shape.synth_embd_std) for the shapes with tied embeddings that set it, see shapes.h)
 //   other matrices     N(0, 0.06)       attn_*.bias    N(0, 0.06)
 //   *_norm.weight      1 + N(0, 0.1)    rope_freqs     the llama3 rule (not random)
+//   (q/k norms of qwen3 and the post-norms of gemma2 are norms too)
 //
 // Writing streams tensor by tensor in row batches on all cores; memory use is a few tens of MB
 // whatever the model size. `sparse` writes the header and tensor table and leaves the data as holes

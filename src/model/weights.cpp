@@ -101,7 +101,8 @@ Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files
   if (range.embeddings || range.head) OMNI_TRY_ASSIGN(w.token_embd, b.matrix("token_embd.weight", c.n_embd, c.n_vocab));
   if (range.head) {
     OMNI_TRY_ASSIGN(w.output_norm, b.vector("output_norm.weight", c.n_embd));
-    if (b.has("output.weight"))
+    const bool always_tied = c.arch == Architecture::Gemma || c.arch == Architecture::Gemma2;
+    if (!always_tied && b.has("output.weight"))
       OMNI_TRY_ASSIGN(w.output, b.matrix("output.weight", c.n_embd, c.n_vocab));
     else
       w.output = w.token_embd;  // tied embeddings
@@ -130,6 +131,7 @@ Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files
       OMNI_TRY_ASSIGN(l.k_norm, b.vector(p + "attn_k_norm.weight", c.head_dim));
     }
     OMNI_TRY_ASSIGN(l.wo, b.matrix(p + "attn_output.weight", c.q_dim(), c.n_embd));
+    if (c.post_norms) OMNI_TRY_ASSIGN(l.attn_post_norm, b.vector(p + "post_attention_norm.weight", c.n_embd));
     OMNI_TRY_ASSIGN(l.ffn_norm, b.vector(p + "ffn_norm.weight", c.n_embd));
     if (c.arch == Architecture::Phi3) {
       OMNI_TRY_ASSIGN(l.w_up, b.matrix(p + "ffn_up.weight", c.n_embd, 2 * uint64_t{c.n_ff}));
@@ -138,6 +140,7 @@ Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files
       OMNI_TRY_ASSIGN(l.w_up, b.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff));
     }
     OMNI_TRY_ASSIGN(l.w_down, b.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd));
+    if (c.post_norms) OMNI_TRY_ASSIGN(l.ffn_post_norm, b.vector(p + "post_ffw_norm.weight", c.n_embd));
   }
   return w;
 }

@@ -31,9 +31,11 @@ struct BlockWeights {
   VectorParam bq, bk, bv;          // qwen2
   VectorParam q_norm, k_norm;      // qwen3: per-head RMS norm over head_dim
   kernels::WeightView wo;
+  VectorParam attn_post_norm;      // gemma2: on the attention output, before the residual add
   VectorParam ffn_norm;
   kernels::WeightView w_gate, w_up;  // phi3 has no gate: w_up has 2 * n_ff rows (gate first)
   kernels::WeightView w_down;
+  VectorParam ffn_post_norm;       // gemma2: on the FFN output, before the residual add
 };
 
 struct LoadRange {
@@ -46,7 +48,8 @@ struct LoadRange {
 struct ModelWeights {
   kernels::WeightView token_embd;   // rows = n_vocab
   VectorParam output_norm;
-  kernels::WeightView output;       // token_embd when the embeddings are tied
+  kernels::WeightView output;       // token_embd when the embeddings are tied (always for gemma,
+                                    // gemma2, as in llama.cpp, which ignores an output.weight there)
   VectorParam rope_freqs;           // llama3-style per-frequency divisors, head_dim/2 values
   std::vector<BlockWeights> blocks; // n_layer entries; those outside the range are empty
 

@@ -321,11 +321,14 @@ class SessionImpl final : public proto::Session::Server {
       }
     }
     std::vector<float> out;
-    if (auto f = session.forward(req.tokens, hidden_in, model::Output::Hidden, out, pool); !f) {
+    // One row wanted (a client's generation step or prompt): LastHidden, so that a node holding the
+    // model's last block computes it exactly as a local run does (see model::Output).
+    const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
+    if (auto f = session.forward(req.tokens, hidden_in, output, out, pool); !f) {
       r.error = f.error().message;
       return r;
     }
-    const size_t skip = size_t{req.n_tokens - keep_rows} * n_embd;
+    const size_t skip = out.size() - size_t{keep_rows} * n_embd;
     if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, r.bytes); !e) {
       r.error = "the blocks produced unusable hidden states: " + e.error().message;
       return r;

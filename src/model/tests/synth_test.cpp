@@ -39,22 +39,33 @@ using gguf::TensorType;
 struct Expected {
   const char* name;
   const char* arch;
-  uint32_t layers, embd, heads, kv_heads, ffn, vocab, ctx;
+  uint32_t layers, embd, heads, kv_heads, head_dim, ffn, vocab, ctx;
   double rope, eps;
   bool tied, bias, llama3;
-  size_t tensors;     // 9 per block (+3 biases), token_embd, output_norm, [output], [rope_freqs]
+  size_t tensors;     // 9 per block (+3 biases, +2 q/k norms, +2 post-norms), token_embd, output_norm,
+                      // [output], [rope_freqs]
   double params_b;    // published parameter counts, in billions
 };
 
 // From the models' config.json (TinyLlama-1.1B-Chat-v1.0, Llama-3.2-1B, Qwen2.5-0.5B,
-// Mistral-7B-v0.2, Llama-2-13b-hf, Meta-Llama-3-70B).
+// Mistral-7B-v0.2, Llama-2-13b-hf, Meta-Llama-3-70B, Qwen3-0.6B, gemma-2b, gemma-2-2b; the
+// published sizes of the last three: 0.6B of which 0.44B without embeddings, 2.51B, 2.61B), and
+// the test shapes as specified in shapes.cpp (sizes summed by hand: embeddings 4096 x 256, per
+// block q/k/v/o and gate/up/down).
 const Expected kExpected[] = {
-    {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 5632, 32000, 2048, 10000, 1e-5, false, false, false, 201, 1.100},
-    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 8192, 128256, 131072, 500000, 1e-5, true, false, true, 147, 1.236},
-    {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1e6, 1e-6, true, true, false, 290, 0.494},
-    {"mistral-7b", "llama", 32, 4096, 32, 8, 14336, 32000, 32768, 1e6, 1e-5, false, false, false, 291, 7.242},
-    {"llama-2-13b", "llama", 40, 5120, 40, 40, 13824, 32000, 4096, 10000, 1e-5, false, false, false, 363, 13.016},
-    {"llama-3-70b", "llama", 80, 8192, 64, 8, 28672, 128256, 8192, 500000, 1e-5, false, false, false, 723, 70.554},
+    {"tinyllama-1.1b", "llama", 22, 2048, 32, 4, 64, 5632, 32000, 2048, 10000, 1e-5, false, false, false, 201, 1.100},
+    {"llama-3.2-1b", "llama", 16, 2048, 32, 8, 64, 8192, 128256, 131072, 500000, 1e-5, true, false, true, 147, 1.236},
+    {"qwen2.5-0.5b", "qwen2", 24, 896, 14, 2, 64, 4864, 151936, 32768, 1e6, 1e-6, true, true, false, 290, 0.494},
+    {"mistral-7b", "llama", 32, 4096, 32, 8, 128, 14336, 32000, 32768, 1e6, 1e-5, false, false, false, 291, 7.242},
+    {"llama-2-13b", "llama", 40, 5120, 40, 40, 128, 13824, 32000, 4096, 10000, 1e-5, false, false, false, 363, 13.016},
+    {"llama-3-70b", "llama", 80, 8192, 64, 8, 128, 28672, 128256, 8192, 500000, 1e-5, false, false, false, 723, 70.554},
+    {"qwen3-0.6b", "qwen3", 28, 1024, 16, 8, 128, 3072, 151936, 40960, 1e6, 1e-6, true, false, false, 310, 0.596},
+    {"gemma-2b", "gemma", 18, 2048, 8, 1, 256, 16384, 256000, 8192, 10000, 1e-6, true, false, false, 164, 2.506},
+    {"gemma2-2b", "gemma2", 26, 2304, 8, 4, 256, 9216, 256000, 8192, 10000, 1e-6, true, false, false, 288, 2.614},
+    // Test shapes, counted with their norms: qwen3-tiny 1048576 + 2 x (393216 + 589824 + 768) + 256.
+    {"qwen3-tiny", "qwen3", 2, 256, 4, 2, 128, 768, 4096, 4096, 1e6, 1e-6, true, false, false, 24, 0.0030164},
+    {"gemma-tiny", "gemma", 8, 256, 4, 1, 64, 1024, 4096, 8192, 10000, 1e-6, true, false, false, 74, 0.0086551},
+    {"gemma2-tiny", "gemma2", 8, 256, 4, 2, 128, 768, 4096, 8192, 10000, 1e-6, true, false, false, 90, 0.0089213},
 };
 
 TEST(SynthShapes, TableMatchesTheRealConfigs) {
@@ -70,7 +81,7 @@ TEST(SynthShapes, TableMatchesTheRealConfigs) {
     EXPECT_EQ(s->n_ff, e.ffn) << e.name;
     EXPECT_EQ(s->n_vocab, e.vocab) << e.name;
     EXPECT_EQ(s->n_ctx, e.ctx) << e.name;
-    EXPECT_EQ(s->head_dim, e.embd / e.heads) << e.name;
+    EXPECT_EQ(s->head_dim, e.head_dim) << e.name;
     EXPECT_EQ(s->rope_freq_base, static_cast<float>(e.rope)) << e.name;
     EXPECT_EQ(s->rms_eps, static_cast<float>(e.eps)) << e.name;
     EXPECT_EQ(s->tied_embeddings, e.tied) << e.name;
@@ -78,7 +89,8 @@ TEST(SynthShapes, TableMatchesTheRealConfigs) {
     EXPECT_EQ(s->llama3_rope.has_value(), e.llama3) << e.name;
     const auto layout = tensor_layout(*s);
     EXPECT_EQ(layout.size(), e.tensors) << e.name;
-    EXPECT_NEAR(static_cast<double>(parameter_count(layout)) / 1e9, e.params_b, 0.01) << e.name;
+    EXPECT_NEAR(static_cast<double>(parameter_count(layout)) / 1e9, e.params_b,
+                e.params_b < 0.01 ? 1e-7 : 0.01) << e.name;
   }
   EXPECT_EQ(find_shape("gpt-5"), nullptr);
 }
@@ -138,10 +150,56 @@ TEST(SynthShapes, TensorNamesShapesAndConverterOrder) {
                                          "blk.0.attn_q.weight",    "blk.0.attn_v.bias",       "blk.0.attn_v.weight"};
   for (size_t i = 0; i < qblk.size(); ++i) EXPECT_EQ(lq[1 + i].name, qblk[i]);
 
+  // Qwen3: per-head q/k norms (head_dim values) right after attn_norm in string order.
+  const auto l3 = tensor_layout(*find_shape("qwen3-0.6b"));
+  EXPECT_EQ(find(l3, "output.weight"), nullptr);
+  EXPECT_EQ(find(l3, "blk.27.attn_q_norm.weight")->shape, (V{128}));
+  EXPECT_EQ(find(l3, "blk.27.attn_k_norm.weight")->shape, (V{128}));
+  EXPECT_EQ(find(l3, "blk.27.attn_q.weight")->shape, (V{1024, 2048}));  // 16 heads x 128
+  EXPECT_EQ(find(l3, "blk.27.attn_output.weight")->shape, (V{2048, 1024}));
+  // Gemma 2: four norms per block (HF input_layernorm, post_attention_layernorm,
+  // pre_feedforward_layernorm, post_feedforward_layernorm), no output.weight.
+  const auto l2 = tensor_layout(*find_shape("gemma2-2b"));
+  EXPECT_EQ(find(l2, "output.weight"), nullptr);
+  for (const char* n : {"attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"})
+    EXPECT_EQ(find(l2, std::string("blk.25.") + n + ".weight")->shape, (V{2304})) << n;
+  EXPECT_EQ(find(l2, "blk.25.attn_q.weight")->shape, (V{2304, 2048}));  // 8 heads x 256
+  EXPECT_EQ(find(l2, "blk.25.attn_k.weight")->shape, (V{2304, 1024}));
+  const auto lg = tensor_layout(*find_shape("gemma-2b"));
+  EXPECT_EQ(find(lg, "blk.17.attn_k.weight")->shape, (V{2048, 256}));  // one KV head
+  EXPECT_EQ(find(lg, "blk.17.post_ffw_norm.weight"), nullptr);
+
   // Layer and vocabulary overrides.
   const auto small = tensor_layout(*find_shape("tinyllama-1.1b"), 2, 1000);
   EXPECT_EQ(small.size(), 2u * 9 + 3);
   EXPECT_EQ(find(small, "token_embd.weight")->shape, (V{2048, 1000}));
+}
+
+TEST(SynthShapes, HyperParameterKeysOfQwen3AndTheGemmas) {
+  // What the converter writes (conversion/qwen.py via TextModel, conversion/gemma.py).
+  gguf::Metadata q3;
+  add_hparams(q3, *find_shape("qwen3-0.6b"), 2, 32000, 7);
+  EXPECT_EQ(*q3.get_uint("qwen3.attention.key_length"), 128u);
+  EXPECT_EQ(*q3.get_uint("qwen3.attention.value_length"), 128u);
+  EXPECT_EQ(*q3.get_float("qwen3.rope.freq_base"), 1e6);
+  EXPECT_FALSE(q3.contains("qwen3.rope.dimension_count"));
+
+  gguf::Metadata g2;
+  add_hparams(g2, *find_shape("gemma2-2b"), 26, 256000, 1);
+  EXPECT_EQ(g2.entries().front().key, "gemma2.context_length");  // Gemma2Model's own order
+  EXPECT_EQ(*g2.get_uint("gemma2.attention.key_length"), 256u);
+  EXPECT_EQ(*g2.get_float("gemma2.attn_logit_softcapping"), 50.0);
+  EXPECT_EQ(*g2.get_float("gemma2.final_logit_softcapping"), 30.0);
+  EXPECT_EQ(*g2.get_uint("gemma2.attention.sliding_window"), 4096u);
+  EXPECT_EQ(g2.find("gemma2.attn_logit_softcapping")->type(), gguf::ValueType::FLOAT32);
+  EXPECT_FALSE(g2.contains("gemma2.rope.freq_base"));
+  EXPECT_EQ(g2.entries().back().key, "gemma2.attention.sliding_window");
+
+  gguf::Metadata g;
+  add_hparams(g, *find_shape("gemma-2b"), 18, 256000, 1);
+  EXPECT_EQ(*g.get_uint("gemma.attention.head_count_kv"), 1u);
+  EXPECT_FALSE(g.contains("gemma.attn_logit_softcapping"));
+  EXPECT_EQ(find_shape("gemma2-tiny")->sliding_window, 32u);
 }
 
 TEST(SynthShapes, Llama3RopeFactorsFollowTheRule) {
