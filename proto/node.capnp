@@ -158,7 +158,9 @@ struct ForwardInput {
   # from there on (as rollback), so a client can retry or re-run from a known point.
   outputLast @3 :UInt32;
   # How many trailing rows of the final output to return: 0 = all input rows, else
-  # 1 <= outputLast <= input rows. Generation needs only the last (1).
+  # 1 <= outputLast <= input rows. Generation needs only the last (1). With 1, a node holding the
+  # model's last block runs that block's feed-forward on the last row alone, as a local run that
+  # wants only the next token's logits does (the same bits as the client's own run).
   callId @4 :UInt64;
   # Ring mode: the client's number for this call, passed down the chain unchanged and returned
   # with the output (OutputSink.deliver). Ignored otherwise.
