@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/dot_kernels.h"
 #include "kernels/fp16.h"
@@ -203,23 +204,37 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 
 void silu_mul_reference(float* gate, const float* up, int64_t n) { silu_mul_scalar(gate, up, n); }
 
+namespace {
+// ggml evaluates GELU through a table indexed by the F16 value of x, holding F16 results, built by
+// code compiled with FMA contraction (which fuses 1 + a*x*x: one entry, x = -1.999, comes out one
+// F16 step apart without the fused form). The same table, built once.
+const std::vector<uint16_t>& gelu_f16_table() {
+  static const std::vector<uint16_t> table = [] {
+    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+    constexpr float kCoefA = 0.044715f;
+    std::vector<uint16_t> t(1 << 16);
+    for (uint32_t bits = 0; bits < t.size(); ++bits) {
+      const float h = fp16_to_fp32(static_cast<uint16_t>(bits));
+      const float inner = std::fma(kCoefA * h, h, 1.0f);
+      t[bits] = fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * inner)));
+    }
+    return t;
+  }();
+  return table;
+}
+}  // namespace
+
 void gelu_mul(float* gate, const float* up, int64_t n) {
-  // ggml evaluates GELU through a table indexed by the F16 value of x, holding F16 results.
-  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
-  constexpr float kCoefA = 0.044715f;
+  const std::vector<uint16_t>& table = gelu_f16_table();
   for (int64_t i = 0; i < n; ++i) {
-    float x = gate[i];
+    const float x = gate[i];
     float g;
     if (x <= -10.0f) {
       g = 0.0f;
     } else if (x >= 10.0f) {
       g = x;
     } else {
-      const float h = fp16_to_fp32(fp32_to_fp16(x));
-      // ggml's table is built by code compiled with FMA contraction, which fuses 1 + a*x*x; one
-      // table entry (x = -1.999) comes out one F16 step apart without the fused form.
-      const float inner = std::fma(kCoefA * h, h, 1.0f);
-      g = fp16_to_fp32(fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * inner))));
+      g = fp16_to_fp32(table[fp32_to_fp16(x)]);
     }
     gate[i] = g * up[i];
   }
@@ -236,7 +251,10 @@ void scale(float* y, float s, int64_t n) {
 // Each rotated value is one fused multiply-add over one rounded product: ggml's CPU backend is built
 // with FMA contraction, which fuses the first product of a*cos - b*sin and a*sin + b*cos, and the
 // query is rounded to F16 after RoPE, where a one-ulp difference sometimes crosses a rounding point.
-void rope_adjacent(float* x, const float* cos, const float* sin, int64_t n_rot) {
+// The bodies are inlined into an FMA-target copy so that std::fma is one instruction, not a call.
+namespace {
+__attribute__((always_inline)) inline void rope_adjacent_body(float* x, const float* cos, const float* sin,
+                                                              int64_t n_rot) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     float a = x[2 * i], b = x[2 * i + 1];
     x[2 * i] = std::fma(a, cos[i], -(b * sin[i]));
@@ -244,13 +262,38 @@ void rope_adjacent(float* x, const float* cos, const float* sin, int64_t n_rot) 
   }
 }
 
-void rope_halves(float* x, const float* cos, const float* sin, int64_t n_rot) {
+__attribute__((always_inline)) inline void rope_halves_body(float* x, const float* cos, const float* sin,
+                                                            int64_t n_rot) {
   const int64_t half = n_rot / 2;
   for (int64_t i = 0; i < half; ++i) {
     float a = x[i], b = x[i + half];
     x[i] = std::fma(a, cos[i], -(b * sin[i]));
     x[i + half] = std::fma(a, sin[i], b * cos[i]);
   }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("fma"))) void rope_adjacent_fma(float* x, const float* cos, const float* sin, int64_t n_rot) {
+  rope_adjacent_body(x, cos, sin, n_rot);
+}
+__attribute__((target("fma"))) void rope_halves_fma(float* x, const float* cos, const float* sin, int64_t n_rot) {
+  rope_halves_body(x, cos, sin, n_rot);
+}
+#endif
+}  // namespace
+
+void rope_adjacent(float* x, const float* cos, const float* sin, int64_t n_rot) {
+#if defined(__x86_64__)
+  if (active_simd_level() != SimdLevel::kScalar) return rope_adjacent_fma(x, cos, sin, n_rot);
+#endif
+  rope_adjacent_body(x, cos, sin, n_rot);
+}
+
+void rope_halves(float* x, const float* cos, const float* sin, int64_t n_rot) {
+#if defined(__x86_64__)
+  if (active_simd_level() != SimdLevel::kScalar) return rope_halves_fma(x, cos, sin, n_rot);
+#endif
+  rope_halves_body(x, cos, sin, n_rot);
 }
 
 void rope_angles(float pos, float base, float freq_scale, const float* freq_factors, int64_t n_rot, float* cos,

@@ -162,5 +162,38 @@ TEST(SiluMul, FastPathMatchesReferenceBitForBit) {
   }
 }
 
+// gelu_mul against GELU in double precision: inside (-10, 10) the result is the F16 rounding of
+// GELU at the F16 rounding of x (ggml's table), so it lies within half an F16 step of that (plus
+// the float evaluation's own error); outside, 0 and x. Then multiplied by `up`. (That the table
+// equals ggml's entry for entry was checked against ggml itself; the gemma references test it.)
+TEST(GeluMul, IsGeluOfTheF16InputRoundedToF16) {
+  std::vector<float> gate, up;
+  for (float x = -12.0f; x <= 12.0f; x += 0.0137f) gate.push_back(x);
+  for (float x : {-10.0f, -9.999f, 9.999f, 10.0f, -0.0f, 1e-6f, -1.999f}) gate.push_back(x);
+  up.assign(gate.size(), 1.0f);
+  up[3] = -2.5f;
+  auto out = gate;
+  gelu_mul(out.data(), up.data(), static_cast<int64_t>(out.size()));
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const float x = gate[i];
+    double want;
+    if (x <= -10.0f) {
+      want = 0.0;
+    } else if (x >= 10.0f) {
+      want = x;
+    } else {
+      const double h = fp16_to_fp32(fp32_to_fp16(x));
+      const double g = 0.5 * h * (1.0 + std::tanh(0.7978845608028654 * h * (1.0 + 0.044715 * h * h)));
+      const double step = std::max(std::ldexp(1.0, std::ilogb(std::max(std::fabs(g), 6.1e-5)) - 10), std::ldexp(1.0, -24));
+      // Float evaluation loses up to about |h| ulp(1) where 1 + tanh cancels (large negative x).
+      ASSERT_NEAR(out[i] / up[i], g, 0.5 * step * 1.01 + 1.2e-7 * std::fabs(h) + 1e-7 * std::fabs(g)) << "x " << x;
+      // The stored value is an F16 number.
+      ASSERT_EQ(fp16_to_fp32(fp32_to_fp16(out[i] / up[i])), out[i] / up[i]) << "x " << x;
+      continue;
+    }
+    ASSERT_EQ(out[i], static_cast<float>(want * up[i])) << "x " << x;
+  }
+}
+
 }  // namespace
 }  // namespace omni::kernels
