@@ -13,11 +13,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include "gguf/value.h"
 #include "model/config.h"
@@ -50,9 +53,16 @@ std::vector<std::string> reference_files() {
   return out;
 }
 
+// The models this program made, removed when it exits.
+struct MadeModels : std::map<std::string, std::string> {
+  ~MadeModels() {
+    for (const auto& [key, path] : *this) std::remove(path.c_str());
+  }
+};
+
 // Makes the model a reference file describes, once per test program.
 std::string synthesize_for(const json& spec) {
-  static std::map<std::string, std::string> made;
+  static MadeModels made;
   const std::string key = spec.dump();
   if (auto it = made.find(key); it != made.end()) return it->second;
   SynthOptions o;
@@ -65,7 +75,9 @@ std::string synthesize_for(const json& spec) {
   o.n_layers = spec.value("layers", 0u);
   if (const std::string vocab = spec.value("vocab", std::string()); !vocab.empty()) o.vocab_path = kShared + "/" + vocab;
   o.threads = 2;
-  o.out_path = ::testing::TempDir() + "/arch-ref-" + std::to_string(made.size()) + ".gguf";
+  // ctest runs each test as its own process, several at once: the name must be this process's own.
+  o.out_path = ::testing::TempDir() + "/arch-ref-" + std::to_string(::getpid()) + "-" + std::to_string(made.size()) +
+               ".gguf";
   auto r = synthesize(o);
   EXPECT_TRUE(r) << r.error().message;
   if (!r) return {};

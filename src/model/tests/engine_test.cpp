@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <unistd.h>
 
 #include "gguf/writer.h"
 #include "model/model.h"
@@ -127,7 +131,7 @@ TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
   for (const char* key : {"llama.embedding_length", "llama.block_count", "llama.feed_forward_length"})
     md.set(key, gguf::Value::u32(64));
   md.set("llama.attention.head_count", gguf::Value::u32(8));
-  const std::string path = ::testing::TempDir() + "/no-tensors.gguf";
+  const std::string path = ::testing::TempDir() + "/no-tensors-" + std::to_string(::getpid()) + ".gguf";
   ASSERT_TRUE(w.write_file(path, [](size_t, gguf::TensorSink&) -> Result<void> { return {}; }));
   auto empty = Model::load(path);
   ASSERT_FALSE(empty);
@@ -141,6 +145,7 @@ TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
   ASSERT_FALSE(no_blocks);
   EXPECT_NE(no_blocks.error().message.find("'llama.block_count' is missing"), std::string::npos)
       << no_blocks.error().message;
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
+
+#include <unistd.h>
 
 #include "gguf/reader.h"
 #include "gguf/writer.h"
@@ -15,6 +18,11 @@ namespace {
 
 using gguf::TensorType;
 const std::string kShared = OMNI_SHARED_DIR;
+
+// ctest runs each test as its own process, several at once: every output file is this process's own.
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "/" + std::to_string(::getpid()) + "-" + name;
+}
 
 // Counts tensors whose type and bytes equal the other file's tensor of the same name.
 size_t identical_tensors(const gguf::File& a, const gguf::File& b, std::vector<std::string>& different) {
@@ -35,7 +43,7 @@ size_t identical_tensors(const gguf::File& a, const gguf::File& b, std::vector<s
 }
 
 TEST(QuantizeModel, ReproducesLlamaQuantizeQ8_0) {
-  const std::string out = ::testing::TempDir() + "/q8.gguf";
+  const std::string out = temp_path("q8.gguf");
   auto report = quantize_model(kShared + "/models/synth-llama-f16.gguf", out, TensorType::Q8_0);
   ASSERT_TRUE(report) << report.error().message;
   EXPECT_EQ(report->converted, 30u);  // 4 blocks x 7 matrices + token_embd + output
@@ -47,11 +55,12 @@ TEST(QuantizeModel, ReproducesLlamaQuantizeQ8_0) {
   EXPECT_EQ(identical_tensors(*ours, *theirs, different), theirs->tensors().size());
   EXPECT_TRUE(different.empty()) << different.front();
   EXPECT_EQ(*ours->metadata().get_uint("general.file_type"), 7u);
+  std::remove(out.c_str());
 }
 
 // Converts the shared F16 model with `mix` and compares every tensor with llama-quantize's file.
 void expect_reproduces(Mix mix, const std::string& theirs_name) {
-  const std::string out = ::testing::TempDir() + "/" + theirs_name;
+  const std::string out = temp_path(theirs_name);
   auto report = quantize_model(kShared + "/models/synth-llama-f16.gguf", out, mix);
   ASSERT_TRUE(report) << report.error().message;
   EXPECT_EQ(report->converted, 30u);
@@ -184,7 +193,7 @@ TEST(QuantizeModel, FallsBackToF16ForRowsThatAreNotWholeBlocks) {
   ASSERT_TRUE(w.add_tensor({"a.weight", TensorType::F32, {64, 2}}));
   ASSERT_TRUE(w.add_tensor({"b.weight", TensorType::F32, {48, 2}}));
   ASSERT_TRUE(w.add_tensor({"norm.weight", TensorType::F32, {48}}));
-  const std::string in = ::testing::TempDir() + "/small.gguf", out = ::testing::TempDir() + "/small-q8.gguf";
+  const std::string in = temp_path("small.gguf"), out = temp_path("small-q8.gguf");
   std::vector<float> values(128);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) / 16.0f - 4.0f;
   ASSERT_TRUE(w.write_file(in, [&](size_t index, gguf::TensorSink& sink) {
@@ -203,7 +212,7 @@ TEST(QuantizeModel, FallsBackToF16ForRowsThatAreNotWholeBlocks) {
 }
 
 TEST(QuantizeModel, ClearErrors) {
-  const std::string out = ::testing::TempDir() + "/never.gguf";
+  const std::string out = temp_path("never.gguf");
   auto requant = quantize_model(kShared + "/models/synth-llama-q8_0.gguf", out, TensorType::Q4_0);
   ASSERT_FALSE(requant);
   EXPECT_NE(requant.error().message.find("is already q8_0"), std::string::npos) << requant.error().message;
