@@ -209,6 +209,8 @@ TEST(QuantizeModel, FallsBackToF16ForRowsThatAreNotWholeBlocks) {
   EXPECT_EQ(file->find_tensor("a.weight")->type, TensorType::Q8_0);
   EXPECT_EQ(file->find_tensor("b.weight")->type, TensorType::F16);
   EXPECT_EQ(file->find_tensor("norm.weight")->type, TensorType::F32);
+  std::remove(in.c_str());
+  std::remove(out.c_str());
 }
 
 TEST(QuantizeModel, ClearErrors) {
