@@ -67,7 +67,9 @@ echo "swarm status --lan (client namespace): both nodes listed, model complete (
 args=(-p "Once upon a time" -n 16 --temp 0 --json -t 1)
 "$omni" run -m "$model" "${args[@]}" >"$tmp/local.json" 2>"$tmp/local.err" || fail "local: $(cat "$tmp/local.err")"
 $C "$omni" run -m "$model" "${args[@]}" --lan --hidden-format f32 --data-dir "$tmp/client" \
-  >"$tmp/lan.json" 2>"$tmp/lan.err" || fail "run --lan: $(cat "$tmp/lan.err")"
+  >"$tmp/lan.json" 2>"$tmp/lan.err" || fail "run --lan: $(cat "$tmp/lan.err")
+--- a: $(tail -8 "$tmp/a.log")
+--- b: $(tail -8 "$tmp/b.log")"
 cmp -s "$tmp/local.json" "$tmp/lan.json" ||
   fail "run --lan differs from the local run: $(compare_runs "$tmp/local.json" "$tmp/lan.json")"
 echo "run --lan: $(grep -m1 'route:' "$tmp/lan.err" | sed 's/^omni run: //'); output identical to local"

@@ -36,13 +36,16 @@ class Announcer {
   Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s, uint32_t ttl_s,
             std::function<void(const std::string&)> log);
   ~Announcer();
-  // The first announcement, synchronously: errors (directory unreachable) are returned. Then starts
-  // the refresh thread.
+  // The first announcement, synchronously, then starts the refresh thread. A failed first
+  // announcement (no DHT peer reachable yet, e.g. the first node of a LAN swarm) is returned for the
+  // caller to report, and the refresh thread still starts: it retries every `kRetryS` seconds (or
+  // the interval, if shorter) until an announcement succeeds, then refreshes every interval.
   Result<void> start();
+  static constexpr uint32_t kRetryS = 1;
 
  private:
   Result<void> announce_once();
-  void loop();
+  void loop(uint32_t failures);  // failures: consecutive failed announcements so far
 
   Directory& directory_;
   net::Identity identity_;

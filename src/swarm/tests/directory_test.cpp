@@ -2,6 +2,7 @@
 // yet expired) must not shadow the new incarnation's.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -89,6 +90,59 @@ TEST(Directory, SequenceNeverGoesBackWithinAProcess) {
   a.issued_ms = 100;
   EXPECT_TRUE(supersedes(a, b));
   EXPECT_FALSE(supersedes(b, a));
+}
+
+// Fails every announcement until `reachable` is set: a node that starts before any DHT peer can
+// store its record (the first node of a LAN swarm).
+class UnreachableUntilDirectory final : public Directory {
+ public:
+  std::atomic<bool> reachable{false};
+  std::atomic<int> attempts{0};
+  Result<void> announce(const std::string& model_id, const std::string& peer_id,
+                        std::vector<uint8_t> signed_record) override {
+    ++attempts;
+    if (!reachable) return Error{"DHT put failed (no DHT node reachable)"};
+    return inner_.announce(model_id, peer_id, std::move(signed_record));
+  }
+  Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) override {
+    return inner_.fetch(model_id);
+  }
+
+ private:
+  KeepAllDirectory inner_;
+};
+
+TEST(Directory, AnnouncerRetriesAfterAFailedFirstAnnouncement) {
+  UnreachableUntilDirectory dir;
+  auto id = net::Identity::generate();
+  ASSERT_TRUE(id.ok());
+  std::vector<std::string> lines;
+  std::mutex lines_mutex;
+  // A long refresh interval: the record must appear through the retries, not a refresh.
+  Announcer announcer(dir, *id, record_of(*id, "127.0.0.1:1000", 0, 2), 600, 1200, [&](const std::string& line) {
+    std::lock_guard lock(lines_mutex);
+    lines.push_back(line);
+  });
+  ASSERT_FALSE(announcer.start().ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (dir.attempts < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(dir.attempts, 3) << "no retry after the first announcement failed";
+  dir.reachable = true;
+  std::vector<NodeRecord> found;
+  while (found.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto l = lookup(dir, std::string(64, 'b'));
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    found = l->records;
+  }
+  ASSERT_EQ(found.size(), 1u) << "the record never reached the directory";
+  EXPECT_EQ(found[0].addresses, std::vector<std::string>{"127.0.0.1:1000"});
+  std::lock_guard lock(lines_mutex);
+  // Failed retries are not logged one by one (the caller reported the first failure); the
+  // recovery is, once.
+  ASSERT_EQ(lines.size(), 1u) << lines.front();
+  EXPECT_NE(lines[0].find("announced after"), std::string::npos) << lines[0];
 }
 
 }  // namespace
