@@ -36,6 +36,7 @@
 #include "net/relay_client.h"
 #include "store/service.h"
 #include "store/shard.h"
+#include "swarm/move_drain.h"
 #include "swarm/node_join.h"
 
 namespace omni::cli {
@@ -229,28 +230,26 @@ int run_node(NodeCommandOptions o) {
   bool bound_once = false;
   for (;;) {
     std::optional<swarm::Span> moving;
-    std::optional<std::chrono::steady_clock::time_point> draining_since;
+    swarm::MoveDrain drain(std::chrono::seconds(o.drain_timeout_s));
     std::function<kj::Promise<void>()> watch = [&]() -> kj::Promise<void> {
       return io.provider->getTimer().afterDelay(250 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
-        auto to = membership->pending_move();
-        if (!to) {
-          draining_since.reset();
-          return watch();
-        }
+        const auto to = membership->pending_move();
         const uint32_t open = server->active_sessions();
-        if (open == 0) {
-          moving = to;
-          return kj::READY_NOW;
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (!draining_since) {
-          draining_since = now;
-          std::fprintf(stderr, "omni node: waiting for %u open session(s) to end before moving to blocks %u:%u\n",
-                       open, to->begin, to->end);
-        } else if (now - *draining_since > std::chrono::seconds(o.drain_timeout_s)) {
-          membership->cancel_move(std::to_string(open) + " session(s) still open after " +
-                                  std::to_string(o.drain_timeout_s) + " s");
-          draining_since.reset();
+        switch (drain.step(to.has_value(), open, std::chrono::steady_clock::now())) {
+          case swarm::MoveDrain::Step::kMove:
+            moving = to;
+            return kj::READY_NOW;
+          case swarm::MoveDrain::Step::kStartWaiting:
+            std::fprintf(stderr, "omni node: waiting for %u open session(s) to end before moving to blocks %u:%u\n",
+                         open, to->begin, to->end);
+            break;
+          case swarm::MoveDrain::Step::kGiveUp:
+            membership->cancel_move(std::to_string(open) + " session(s) still open after " +
+                                    std::to_string(o.drain_timeout_s) + " s");
+            break;
+          case swarm::MoveDrain::Step::kNone:
+          case swarm::MoveDrain::Step::kWait:
+            break;
         }
         return watch();
       });
