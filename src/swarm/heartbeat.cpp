@@ -144,9 +144,10 @@ struct StallWatch::Impl {
       std::lock_guard lock(mutex);
       stalled = reason;
     }
-    // After `stalled` is set: the call that fails now must find the reason.
-    cut_sockets(sockets_before, targets);
+    // Both before the cut: the call that fails now must find the reason, and whoever handles that
+    // failure must find the callback's work done.
     if (on_stall) on_stall(node, reason);
+    cut_sockets(sockets_before, targets);
   }
 };
 

@@ -42,7 +42,8 @@ struct StallOptions {
 
 class StallWatch {
  public:
-  // Called once, on the watch's thread, when a node stalls: the node and a sentence saying so.
+  // Called once, on the watch's thread, when a node stalls: the node and a sentence saying so. It
+  // returns before the connections are cut, so the failing call sees its effects.
   using OnStall = std::function<void(const net::PeerAddress& node, const std::string& reason)>;
 
   // Watches `nodes` (peer ids given). Errors: an address that does not resolve, TLS setup.

@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "net/pipeline.h"
@@ -64,12 +66,15 @@ TEST(StallWatch, LiveNodeIsNotStalledFrozenNodeFailsTheCallAtOnce) {
   ASSERT_GE(before, 0);
   StallOptions stall;
   stall.stall_ms = 600;
-  int stalls = 0;
+  // Written on the watch's thread, read here once the call has failed.
+  std::atomic<int> stalls{0};
+  std::mutex stalled_mutex;
   std::string stalled_node;
   auto watch = StallWatch::start({node.address()}, *identity, stall,
                                  [&](const net::PeerAddress& a, const std::string&) {
-                                   ++stalls;
+                                   std::lock_guard lock(stalled_mutex);
                                    stalled_node = a.to_string();
+                                   ++stalls;
                                  });
   ASSERT_TRUE(watch.ok()) << watch.error().message;
   const int elsewhere = tcp_connect(ntohs(any.sin_port));
@@ -104,8 +109,12 @@ TEST(StallWatch, LiveNodeIsNotStalledFrozenNodeFailsTheCallAtOnce) {
   auto reason = (*watch)->stalled();
   ASSERT_TRUE(reason.has_value());
   EXPECT_NE(reason->find(node.address().host_port()), std::string::npos) << *reason;
-  EXPECT_EQ(stalls, 1);
-  EXPECT_EQ(stalled_node, node.address().to_string());
+  // The callback ran before the connections were cut, so before the call failed.
+  EXPECT_EQ(stalls.load(), 1);
+  {
+    std::lock_guard lock(stalled_mutex);
+    EXPECT_EQ(stalled_node, node.address().to_string());
+  }
   EXPECT_TRUE(still_open(before));
   EXPECT_TRUE(still_open(elsewhere));
   close(before);
