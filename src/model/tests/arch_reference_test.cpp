@@ -27,21 +27,18 @@
 #include "model/model.h"
 #include "model/shapes.h"
 #include "model/synth.h"
+#include "model/tests/reference_rule.h"
 
 namespace omni::model {
 namespace {
 
 using nlohmann::json;
+using namespace test_support;
 const std::string kShared = OMNI_SHARED_DIR;
 
 std::string reference_dir() {
   if (const char* env = std::getenv("OMNI_ARCH_REFERENCE_DIR"); env && *env) return env;
   return OMNI_ARCH_REFERENCE_DIR;
-}
-
-json load_json(const std::string& path) {
-  std::ifstream in(path);
-  return json::parse(in);
 }
 
 std::vector<std::string> reference_files() {
@@ -84,24 +81,6 @@ std::string synthesize_for(const json& spec) {
   return made[key] = o.out_path;
 }
 
-std::vector<double> log_softmax(const std::vector<float>& logits) {
-  double max = logits[0];
-  for (float v : logits) max = std::max(max, static_cast<double>(v));
-  double sum = 0;
-  for (float v : logits) sum += std::exp(v - max);
-  const double log_sum = std::log(sum) + max;
-  std::vector<double> out(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_sum;
-  return out;
-}
-
-double logprob_tolerance(const std::string& type) {
-  if (type == "f16" || type == "q8_0" || type == "f32" || type == "bf16") return 1e-3;
-  if (type == "q6_k") return 1e-2;
-  return 2e-2;
-}
-
-bool counts(const json& step) { return step["top"][0][1].get<double>() - step["top"][1][1].get<double>() > 0.05; }
 
 class ArchReference : public ::testing::TestWithParam<std::string> {};
 
@@ -133,7 +112,7 @@ TEST_P(ArchReference, GreedyStepsAndTopLogprobs) {
     int step_index = 0;
     for (const json& step : prompt["steps"]) {
       // Below this margin rounding may legitimately flip the argmax: stop comparing this prompt.
-      if (!counts(step)) break;
+      if (!step_counts(step)) break;
       ++allowed;
       auto r = (*session)->forward(input, {}, Output::LastLogits, logits, pool);
       ASSERT_TRUE(r) << r.error().message;
