@@ -8,6 +8,20 @@ cleanup_nodes() {
 }
 fail() { echo "FAIL: $*"; exit 1; }
 
+# start_bootstrap: starts a bootstrap-only DHT node on a free UDP port of 127.0.0.1, waits up to
+# 5 s for its listening line, and sets BOOT_ADDR to its "host:port".
+start_bootstrap() {
+  "$omni" node --bootstrap-only --listen 127.0.0.1:0 >"$tmp/boot.log" 2>&1 &
+  node_pids+=($!)
+  BOOT_ADDR=
+  for _ in $(seq 1 100); do
+    BOOT_ADDR=$(sed -n 's/^omni node: bootstrap DHT node listening on udp \(.*\)$/\1/p' "$tmp/boot.log")
+    [ -n "$BOOT_ADDR" ] && return 0
+    sleep 0.05
+  done
+  fail "bootstrap node did not start: $(cat "$tmp/boot.log")"
+}
+
 # start_node NAME MODEL BLOCKS [extra args...]: starts a node on a free port of 127.0.0.1 (or of
 # $NODE_HOST) under $NODE_PREFIX (e.g. "ip netns exec ns1"), waits for its listening line, and
 # sets NODE_ADDR to "peerid@host:port" and NODE_PID.

@@ -222,15 +222,8 @@ echo "relay restarted: nodes registered again; output identical to local"
 if [ "$mode" = loopback ]; then
   # The swarm: relayed nodes announce ID@relay:... in the DHT; a client with only --bootstrap uses it.
   cleanup_nodes
-  "$omni" node --bootstrap-only --listen 127.0.0.1:0 >"$tmp/boot.log" 2>&1 &
-  node_pids+=($!)
-  boot=
-  for _ in $(seq 1 100); do
-    boot=$(sed -n 's/^omni node: bootstrap DHT node listening on udp \(.*\)$/\1/p' "$tmp/boot.log")
-    [ -n "$boot" ] && break
-    sleep 0.05
-  done
-  [ -n "$boot" ] || fail "bootstrap node did not start: $(cat "$tmp/boot.log")"
+  start_bootstrap
+  boot=$BOOT_ADDR
   for spec in s1:0:1 s2:1:3 s3:3:4; do
     IFS=: read -r name from to <<<"$spec"
     start_relayed_node "$name" "$from:$to" --bootstrap "$boot" --announce-interval 5 --record-ttl 15

@@ -11,14 +11,8 @@ tmp=$(mktemp -d)
 source "$(dirname "$0")/pipeline_lib.sh"
 trap 'cleanup_nodes; rm -rf "$tmp"' EXIT
 
-"$omni" node --bootstrap-only --listen 127.0.0.1:0 >"$tmp/boot.log" 2>&1 &
-node_pids+=($!)
-for _ in $(seq 1 100); do
-  boot=$(sed -n 's/^omni node: bootstrap DHT node listening on udp \(.*\)$/\1/p' "$tmp/boot.log")
-  [ -n "$boot" ] && break
-  sleep 0.05
-done
-[ -n "$boot" ] || fail "bootstrap node did not start: $(cat "$tmp/boot.log")"
+start_bootstrap
+boot=$BOOT_ADDR
 
 n_layer=$("$omni" inspect "$model" --no-tensors | awk '$2 ~ /\.block_count$/ {print $4}')
 declare -A addr_of
