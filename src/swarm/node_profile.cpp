@@ -94,15 +94,14 @@ Result<void> Announcer::start() {
 }
 
 void Announcer::loop(uint32_t failures) {
-  const uint32_t retry_s = std::min(interval_s_, kRetryS);
   std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, std::chrono::seconds(failures ? retry_s : interval_s_), [this] { return stopping_; })) {
+  while (!wake_.wait_for(lock, std::chrono::seconds(failures ? kRetryS : interval_s_), [this] { return stopping_; })) {
     lock.unlock();
     // A failed refresh is retried soon; a record already out stays valid until it expires. Only
     // changes are logged: a lone node retrying every second would otherwise flood its log.
     if (auto r = announce_once(); !r) {
       if (failures++ == 0 && log_)
-        log_("announce failed (retrying every " + std::to_string(retry_s) + " s): " + r.error().message);
+        log_("announce failed (retrying every " + std::to_string(kRetryS) + " s): " + r.error().message);
     } else {
       if (failures > 0 && log_) log_("announced after " + std::to_string(failures) + " failed attempt(s)");
       failures = 0;

@@ -38,8 +38,8 @@ class Announcer {
   ~Announcer();
   // The first announcement, synchronously, then starts the refresh thread. A failed first
   // announcement (no DHT peer reachable yet, e.g. the first node of a LAN swarm) is returned for the
-  // caller to report, and the refresh thread still starts: it retries every `kRetryS` seconds (or
-  // the interval, if shorter) until an announcement succeeds, then refreshes every interval.
+  // caller to report, and the refresh thread still starts: it retries every `kRetryS` seconds until
+  // an announcement succeeds, then refreshes every interval.
   Result<void> start();
   static constexpr uint32_t kRetryS = 1;
 
