@@ -3,6 +3,14 @@
 #include <algorithm>
 
 namespace omni::swarm {
+namespace {
+
+void keep_if_newer(std::map<std::string, NodeRecord>& newest, NodeRecord r) {
+  auto it = newest.find(r.peer_id);
+  if (it == newest.end() || supersedes(r, it->second)) newest[r.peer_id] = std::move(r);
+}
+
+}  // namespace
 
 Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t now_ms) {
   auto values = directory.fetch(model_id);
@@ -17,11 +25,15 @@ Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t
       if (out.reasons.size() < 8) out.reasons.push_back(r.error().message);
       continue;
     }
-    auto it = newest.find(r->peer_id);
-    if (it == newest.end() || supersedes(*r, it->second)) newest[r->peer_id] = std::move(*r);
+    keep_if_newer(newest, std::move(*r));
   }
   for (auto& [id, r] : newest) out.records.push_back(std::move(r));
   return out;
+}
+
+void keep_newest(std::map<std::string, NodeRecord>& seen, std::vector<NodeRecord> read, int64_t now_ms) {
+  for (auto& r : read) keep_if_newer(seen, std::move(r));
+  std::erase_if(seen, [now_ms](const auto& entry) { return entry.second.expires_ms <= now_ms; });
 }
 
 Result<void> MemoryDirectory::announce(const std::string& model_id, const std::string& peer_id,

@@ -40,6 +40,12 @@ struct Lookup {
 // Fetches and verifies. `model_id` empty: every model's records.
 Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t now_ms = unix_now_ms());
 
+// Records gathered over several lookups: each peer's newest (supersedes()) is kept in `seen` until
+// it expires. A DHT read often returns only part of what is stored, and a record one read misses
+// must not look like a gap in the swarm.
+void keep_newest(std::map<std::string, NodeRecord>& seen, std::vector<NodeRecord> read,
+                 int64_t now_ms = unix_now_ms());
+
 // Everything in memory, keyed as the DHT is (tests; one process).
 class MemoryDirectory final : public Directory {
  public:

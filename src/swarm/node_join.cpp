@@ -173,17 +173,9 @@ Move Membership::check_move(std::map<std::string, NodeRecord>& seen) {
     std::lock_guard lock(mutex_);
     self = record_;
   }
-  // Records a read misses stay until they expire: a partial DHT read must not look like a gap.
-  if (auto found = lookup(*directory_, self.model_id); found) {
-    for (auto& r : found->records) {
-      auto it = seen.find(r.peer_id);
-      if (it == seen.end() || supersedes(r, it->second)) seen[r.peer_id] = std::move(r);
-    }
-  } else if (log_) {
-    log_("rebalancing: reading the swarm's coverage failed: " + found.error().message);
-  }
-  const int64_t now = unix_now_ms();
-  std::erase_if(seen, [now](const auto& entry) { return entry.second.expires_ms <= now; });
+  auto found = lookup(*directory_, self.model_id);
+  if (!found && log_) log_("rebalancing: reading the swarm's coverage failed: " + found.error().message);
+  keep_newest(seen, found ? std::move(found->records) : std::vector<NodeRecord>{});
   std::vector<NodeRecord> others;
   for (const auto& [peer, r] : seen)
     if (peer != self.peer_id) others.push_back(r);

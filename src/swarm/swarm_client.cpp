@@ -46,25 +46,6 @@ class Quarantine {
   std::map<std::string, Clock::time_point> until_;
 };
 
-// The newest record of each peer (supersedes(): the highest seq, which a restarted node starts
-// from its wall clock, so a dead incarnation's records do not shadow the new one's). Records that
-// fail verification (forged, expired, another model) are dropped.
-Result<std::vector<NodeRecord>> read_records(Directory& directory, const std::string& model_id) {
-  auto values = directory.fetch(model_id);
-  if (!values) return values.error();
-  const int64_t now = unix_now_ms();
-  std::map<std::string, NodeRecord> newest;
-  for (const auto& v : *values) {
-    auto r = verify_record(v, now);
-    if (!r || r->model_id != model_id) continue;
-    auto it = newest.find(r->peer_id);
-    if (it == newest.end() || supersedes(*r, it->second)) newest[r->peer_id] = std::move(*r);
-  }
-  std::vector<NodeRecord> out;
-  for (auto& [id, r] : newest) out.push_back(std::move(r));
-  return out;
-}
-
 // The records of the model, read once (waiting for a cover) and then again every refresh_ms on a
 // thread of its own, so that a failover routes on a recent picture without waiting for the DHT.
 class RecordKeeper {
@@ -98,15 +79,10 @@ class RecordKeeper {
   // Reads the directory now. A record missing from this read stays until it expires: with nodes
   // coming and going, a DHT read often returns only part of what is stored.
   Result<void> read_now() {
-    auto found = read_records(directory_, model_id_);
+    auto found = lookup(directory_, model_id_);
     if (!found) return found.error();
     std::lock_guard lock(mutex_);
-    for (auto& r : *found) {
-      auto it = records_.find(r.peer_id);
-      if (it == records_.end() || supersedes(r, it->second)) records_[r.peer_id] = std::move(r);
-    }
-    const int64_t now = unix_now_ms();
-    std::erase_if(records_, [now](const auto& entry) { return entry.second.expires_ms <= now; });
+    keep_newest(records_, std::move(found->records));
     read_at_ = Clock::now();
     return {};
   }

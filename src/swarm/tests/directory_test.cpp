@@ -74,6 +74,29 @@ TEST(Directory, RestartedNodeSupersedesItsDeadIncarnation) {
   EXPECT_EQ(found->rejected, 0u);
 }
 
+TEST(Directory, KeepNewestHoldsMissedRecordsUntilTheyExpire) {
+  auto a = net::Identity::generate(), b = net::Identity::generate();
+  ASSERT_TRUE(a.ok() && b.ok());
+  NodeRecord a1 = record_of(*a, "127.0.0.1:1000", 0, 2), b1 = record_of(*b, "127.0.0.1:2000", 2, 4);
+  a1.seq = b1.seq = 10;
+  a1.expires_ms = b1.expires_ms = 1000;
+  std::map<std::string, NodeRecord> seen;
+  keep_newest(seen, {a1, b1}, 0);
+  ASSERT_EQ(seen.size(), 2u);
+  // A read that misses b keeps b's record; a newer record of a replaces a's, an older one does not.
+  NodeRecord a2 = a1;
+  a2.seq = 11;
+  a2.addresses = {"127.0.0.1:1001"};
+  keep_newest(seen, {a2}, 500);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen.at(a1.peer_id).addresses, a2.addresses);
+  keep_newest(seen, {a1}, 600);
+  EXPECT_EQ(seen.at(a1.peer_id).seq, 11u);
+  // Expiry removes records whether or not the read had them.
+  keep_newest(seen, {a2}, 1000);
+  EXPECT_TRUE(seen.empty());
+}
+
 TEST(Directory, SequenceNeverGoesBackWithinAProcess) {
   // The hybrid clock: the wall clock when it is ahead, else one more than the last.
   EXPECT_EQ(next_seq(0, 1'700'000'000'000), 1'700'000'000'000u);
