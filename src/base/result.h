@@ -6,14 +6,58 @@
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
 
 namespace omni {
 
+// What kind of failure an Error is: callers decide by code (retry elsewhere, HTTP status, exit
+// code), never by reading the message. Codes say what a caller can do about it:
+enum class ErrorCode : uint8_t {
+  Internal,           // a bug or an unexpected state on our side; not the caller's fault
+  InvalidArgument,    // the request itself is wrong; repeating it anywhere fails the same way
+  NotFound,           // the named thing (file, blob, model, peer, session) does not exist
+  AlreadyExists,      // it exists already (a second listener on a port, a duplicate key)
+  Unavailable,        // a peer or service cannot be reached or went away; may succeed elsewhere or later
+  DeadlineExceeded,   // no answer in time; may succeed elsewhere or later
+  ResourceExhausted,  // a limit was reached (memory, sessions, quota, disk, batch size)
+  PermissionDenied,   // the caller is not allowed (identity, allow-list, file mode)
+  Corruption,         // data failed a check (hash mismatch, malformed file or message)
+  Cancelled,          // the operation was stopped on purpose (client disconnected, shutdown)
+};
+
+// The code's name ("InvalidArgument", ...), for logs and JSON.
+constexpr const char* to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Internal: return "Internal";
+    case ErrorCode::InvalidArgument: return "InvalidArgument";
+    case ErrorCode::NotFound: return "NotFound";
+    case ErrorCode::AlreadyExists: return "AlreadyExists";
+    case ErrorCode::Unavailable: return "Unavailable";
+    case ErrorCode::DeadlineExceeded: return "DeadlineExceeded";
+    case ErrorCode::ResourceExhausted: return "ResourceExhausted";
+    case ErrorCode::PermissionDenied: return "PermissionDenied";
+    case ErrorCode::Corruption: return "Corruption";
+    case ErrorCode::Cancelled: return "Cancelled";
+  }
+  return "Internal";
+}
+
 struct Error {
+  ErrorCode code = ErrorCode::Internal;
   std::string message;
+
+  Error() = default;
+  // An error with no more specific code is Internal; give a code wherever a caller could act on it.
+  Error(std::string message) : message(std::move(message)) {}  // NOLINT(google-explicit-constructor)
+  Error(const char* message) : message(message) {}              // NOLINT(google-explicit-constructor)
+  Error(ErrorCode code, std::string message) : code(code), message(std::move(message)) {}
+
+  bool is(ErrorCode c) const { return code == c; }
+  // The same error with `context` in front of its message ("loading x.gguf: ..."); the code is kept.
+  Error with_context(const std::string& context) const { return Error(code, context + ": " + message); }
 };
 
 template <class T>
