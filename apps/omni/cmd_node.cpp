@@ -37,7 +37,7 @@
 #include "store/service.h"
 #include "store/shard.h"
 #include "swarm/move_drain.h"
-#include "swarm/node_join.h"
+#include "swarm/membership.h"
 
 namespace omni::cli {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "net/node_info.h"
 #include "swarm/failover.h"
-#include "swarm/heartbeat.h"
+#include "swarm/stall_watch.h"
 #include "swarm/probe.h"
 #include "swarm/routing.h"
 

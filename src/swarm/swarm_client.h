@@ -1,6 +1,6 @@
 // The client side of the swarm: `omni run --bootstrap` finds the nodes serving its model in the
 // directory, probes them, picks the cheapest chain (routing.h) and runs the session on it through
-// src/net's remote pipeline, watched for stalls (heartbeat.h) and wrapped in a FailoverPipeline
+// src/net's remote pipeline, watched for stalls (stall_watch.h) and wrapped in a FailoverPipeline
 // that re-routes and replays when a node of the chain dies or stalls.
 //
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
