@@ -27,7 +27,7 @@ namespace omni::swarm {
 
 struct SwarmClientOptions {
   net::HiddenEncoding encoding = net::HiddenEncoding::F16;
-  net::Route route = net::Route::Ring;  // as `omni run` and net::RemoteOptions default to
+  net::Topology topology = net::Topology::Ring;  // as `omni run` and net::RemoteOptions default to
   std::string data_dir;  // the client's identity key; empty: a throwaway key
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
