@@ -71,7 +71,7 @@ class ProgressBar {
 }  // namespace
 
 Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::Cid& model,
-                                         const model::LoadRange& range, const PeerFetchOptions& o) {
+                                         const store::ShardRange& range, const PeerFetchOptions& o) {
   auto addresses = net::parse_peer_list(o.peers);
   if (!addresses) return addresses.error();
   auto identity = o.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(o.data_dir);
@@ -122,7 +122,7 @@ namespace {
 int run_fetch(const FetchCliOptions& o) {
   auto cid = store::Cid::parse(o.cid);
   if (!cid) return fail("fetch", cid.error().message);
-  model::LoadRange range;
+  store::ShardRange range;
   if (!o.blocks.empty()) {
     unsigned a = 0, b = 0;
     char colon = 0;

@@ -36,6 +36,7 @@
 #include "net/relay_client.h"
 #include "store/service.h"
 #include "store/shard.h"
+#include "store/sharded_model.h"
 #include "swarm/move_drain.h"
 #include "swarm/membership.h"
 
@@ -129,14 +130,14 @@ int run_node(NodeCommandOptions o) {
     auto have = store::load_manifest(*blobs, *cid);
     bool complete = have.ok();
     if (complete)
-      for (const auto* s : store::shards_for_range(*have, range)) complete = complete && blobs->has(s->cid);
+      for (const auto* s : store::shards_for_range(*have, store::shard_range(range))) complete = complete && blobs->has(s->cid);
     if (complete) {
       manifest = std::move(*have);
     } else {
       if (o.peers.empty())
         return node_fail("the store lacks shards of model " + o.model + " for blocks " + o.blocks +
                          "; give --peers to fetch them");
-      auto fetched = fetch_from_peers(*blobs, *cid, range,
+      auto fetched = fetch_from_peers(*blobs, *cid, store::shard_range(range),
                                       {.peers = o.peers, .data_dir = data_dir, .timeout_s = o.fetch_timeout_s,
                                        .command = "node"});
       if (!fetched) return node_fail(fetched.error().message);

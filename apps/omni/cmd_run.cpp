@@ -10,7 +10,7 @@
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
-#include "store/shard.h"
+#include "store/sharded_model.h"
 #include "net/identity.h"
 #include "net/pipeline.h"
 #include "swarm/swarm_client.h"

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "base/result.h"
-#include "model/model.h"
+#include "store/shard.h"
 #include "store/blob_store.h"
 #include "store/manifest.h"
 
@@ -27,6 +27,6 @@ struct PeerFetchOptions {
 // Errors: no reachable peer, no peer left for some chunks (each dropped peer with its reason), a
 // full store or disk.
 Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::Cid& model,
-                                         const model::LoadRange& range, const PeerFetchOptions& options);
+                                         const store::ShardRange& range, const PeerFetchOptions& options);
 
 }  // namespace omni::cli
