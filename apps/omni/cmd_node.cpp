@@ -29,11 +29,12 @@
 #include <optional>
 
 #include "commands.h"
-#include "fetch_peers.h"
 #include "net/identity.h"
 #include "net/node_info.h"
 #include "net/node_server.h"
+#include "net/peer_fetch.h"
 #include "net/relay_client.h"
+#include "progress_bar.h"
 #include "store/service.h"
 #include "store/shard.h"
 #include "store/sharded_model.h"
@@ -137,9 +138,14 @@ int run_node(NodeCommandOptions o) {
       if (o.peers.empty())
         return node_fail("the store lacks shards of model " + o.model + " for blocks " + o.blocks +
                          "; give --peers to fetch them");
-      auto fetched = fetch_from_peers(*blobs, *cid, store::shard_range(range),
-                                      {.peers = o.peers, .data_dir = data_dir, .timeout_s = o.fetch_timeout_s,
-                                       .command = "node"});
+      ProgressBar bar;
+      auto fetched = net::fetch_from_peers(
+          *blobs, *cid, store::shard_range(range),
+          {.peers = o.peers,
+           .data_dir = data_dir,
+           .timeout_s = o.fetch_timeout_s,
+           .log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); },
+           .progress = [&bar](const store::FetchProgress& p, bool done) { bar.update(p, done); }});
       if (!fetched) return node_fail(fetched.error().message);
       manifest = std::move(*fetched);
     }
