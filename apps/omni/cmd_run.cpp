@@ -10,7 +10,7 @@
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
-#include "store/shard.h"
+#include "store/sharded_model.h"
 #include "net/identity.h"
 #include "net/pipeline.h"
 #include "swarm/swarm_client.h"
@@ -88,9 +88,9 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
     auto encoding = net::parse_hidden_encoding(o.hidden_format);
     if (!encoding) return encoding.error();
     so.encoding = *encoding;
-    auto route = net::parse_route(o.route);
-    if (!route) return route.error();
-    so.route = *route;
+    auto topology = net::parse_topology(o.route);
+    if (!topology) return topology.error();
+    so.topology = *topology;
     so.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
     so.call_timeout_s = o.call_timeout_s;
     if (!(o.stall_timeout_s >= 0 && o.stall_timeout_s <= 3600)) return Error{"--stall-timeout must be 0..3600 s"};
@@ -111,9 +111,9 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
   auto encoding = net::parse_hidden_encoding(o.hidden_format);
   if (!encoding) return encoding.error();
   remote.encoding = *encoding;
-  auto route = net::parse_route(o.route);
-  if (!route) return route.error();
-  remote.route = *route;
+  auto topology = net::parse_topology(o.route);
+  if (!topology) return topology.error();
+  remote.topology = *topology;
   remote.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   remote.call_timeout_s = o.call_timeout_s;
   remote.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };

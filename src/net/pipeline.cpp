@@ -182,11 +182,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     std::vector<uint64_t> hop_micros;
     Result<void> result;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
-      result = options_.route == Route::Ring ? run_ring(tokens, last_hidden, hop_micros)
+      result = options_.topology == Topology::Ring ? run_ring(tokens, last_hidden, hop_micros)
                                              : run_hops(tokens, last_hidden, hop_micros);
     })) {
       std::string message = describe(*e);
-      if (options_.route != Route::Direct && message.find("timed out") != std::string::npos)
+      if (options_.topology != Topology::Direct && message.find("timed out") != std::string::npos)
         message += unresponsive_nodes();
       return Error{message};
     }
@@ -214,7 +214,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   std::string summary() const override {
     char b[256];
     std::snprintf(b, sizeof b, "%zu nodes, route %s, %s hidden states, %llu calls, %.1f KiB sent, %.1f KiB received",
-                  hops_.size(), route_name(options_.route), hidden_encoding_name(options_.encoding),
+                  hops_.size(), topology_name(options_.topology), hidden_encoding_name(options_.encoding),
                   static_cast<unsigned long long>(calls_), bytes_sent_ / 1024.0, bytes_received_ / 1024.0);
     std::string out = b;
     if (!token_nodes_ms_.empty()) {
@@ -240,8 +240,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   Result<void> open_sessions(uint32_t n_ctx) {
     const ModelIdentity local = identify_model(model_);
     std::vector<std::string> features{std::string("hidden-") + hidden_encoding_name(options_.encoding)};
-    if (options_.route != Route::Direct) features.push_back("chain");
-    if (options_.route == Route::Ring) features.push_back("ring");
+    if (options_.topology != Topology::Direct) features.push_back("chain");
+    if (options_.topology == Topology::Ring) features.push_back("ring");
     const auto timeout = options_.connect_timeout_s * kj::SECONDS;
     kj::Vector<kj::Promise<kj::Own<NodeConnection>>> connecting;
     for (const auto& peer : options_.peers)
@@ -285,7 +285,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     if (auto b = choose_max_batch(); !b) return b;
     ring_name_ = "the ring (first node " + hops_.front().connection->address().host_port() + ", last node " +
                  hops_.back().connection->address().host_port() + ")";
-    if (options_.route == Route::Ring) {
+    if (options_.topology == Topology::Ring) {
       std::string token(kRingTokenBytes, '\0');
       if (RAND_bytes(reinterpret_cast<unsigned char*>(token.data()), static_cast<int>(token.size())) != 1)
         return Error{"cannot draw random bytes for the ring token (OpenSSL RAND_bytes failed)"};
@@ -304,7 +304,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
           })
           .wait(io_.waitScope);
       sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true, token));
-    } else if (options_.route == Route::Chain) {
+    } else if (options_.topology == Topology::Chain) {
       sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true, ""));
     } else {
       for (size_t i = 0; i < hops_.size(); ++i) sessions_.push_back(open_session(i, n_ctx, false, ""));
@@ -328,7 +328,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         batch_limit_ = "node " + where + " takes " + std::to_string(max_batch_) + " tokens per call";
       }
       const uint64_t limit = std::min<uint64_t>(c.info().max_message_bytes, kDefaultMaxMessageBytes);
-      const uint64_t per_row = (i == 0 && options_.route != Route::Direct) ? sizeof(int32_t) : row_bytes;
+      const uint64_t per_row = (i == 0 && options_.topology != Topology::Direct) ? sizeof(int32_t) : row_bytes;
       const uint64_t rows = limit > kRequestOverhead ? (limit - kRequestOverhead) / per_row : 0;
       if (rows == 0)
         return Error{"node " + where + " reads messages of at most " + std::to_string(limit) +
@@ -425,7 +425,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   // encoded last row.
   Result<void> run_hops(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden,
                         std::vector<uint64_t>& hop_micros) {
-    const size_t rounds = options_.route == Route::Chain ? 1 : hops_.size();
+    const size_t rounds = options_.topology == Topology::Chain ? 1 : hops_.size();
     std::vector<uint8_t> carried;
     uint32_t carried_rows = 0;
     for (size_t i = 0; i < rounds; ++i) {
@@ -445,7 +445,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         bytes_sent_ += carried.size();
       }
       input.setOutputLast(last ? 1 : 0);
-      const std::string where = options_.route == Route::Chain
+      const std::string where = options_.topology == Topology::Chain
                                     ? "the chain (first node " + hops_[0].connection->address().host_port() + ")"
                                     : "node " + hops_[i].connection->address().host_port();
       auto response = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
@@ -516,18 +516,18 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
 
 }  // namespace
 
-Result<Route> parse_route(std::string_view name) {
-  if (name == "ring") return Route::Ring;
-  if (name == "chain") return Route::Chain;
-  if (name == "direct") return Route::Direct;
+Result<Topology> parse_topology(std::string_view name) {
+  if (name == "ring") return Topology::Ring;
+  if (name == "chain") return Topology::Chain;
+  if (name == "direct") return Topology::Direct;
   return Error{"unknown route '" + std::string(name) + "' (choose ring, chain or direct)"};
 }
 
-const char* route_name(Route route) {
-  switch (route) {
-    case Route::Ring: return "ring";
-    case Route::Chain: return "chain";
-    case Route::Direct: return "direct";
+const char* topology_name(Topology topology) {
+  switch (topology) {
+    case Topology::Ring: return "ring";
+    case Topology::Chain: return "chain";
+    case Topology::Direct: return "direct";
   }
   return "?";
 }

@@ -49,9 +49,13 @@ class Pipeline {
 Result<std::unique_ptr<Pipeline>> make_local_pipeline(const model::Model& model, uint32_t n_ctx,
                                                       kernels::ThreadPool& pool);
 
-enum class Route { Ring, Chain, Direct };
-Result<Route> parse_route(std::string_view name);  // "ring" | "chain" | "direct"
-const char* route_name(Route route);
+// How a remote pipeline's calls travel over its hops (`omni run --route`): Ring, the client sends to
+// the first node and the last node delivers to the client's sink; Chain, each node forwards to the
+// next and the reply comes back along the chain; Direct, the client calls each node itself. (The
+// hops themselves, chosen from a swarm, are a swarm::Route.)
+enum class Topology { Ring, Chain, Direct };
+Result<Topology> parse_topology(std::string_view name);  // "ring" | "chain" | "direct"
+const char* topology_name(Topology topology);
 
 struct RemoteOptions {
   std::vector<PeerAddress> peers;  // any order; a chain covering [0, n_layer) is chosen from them
@@ -59,7 +63,7 @@ struct RemoteOptions {
   // nodes): a node of the chain dials the next one here instead of at its `peers` address.
   std::vector<PeerAddress> hop_addresses;
   HiddenEncoding encoding = HiddenEncoding::F16;
-  Route route = Route::Ring;
+  Topology topology = Topology::Ring;
   std::string data_dir;            // the client's identity key lives here
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;

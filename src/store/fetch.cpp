@@ -495,7 +495,7 @@ Result<std::vector<uint8_t>> Fetcher::fetch_small(const Cid& cid, uint64_t max_b
   return Error{"no peer supplied " + cid.to_string() + (why.empty() ? std::string(" (no peers given)") : ":" + why)};
 }
 
-Result<Manifest> Fetcher::fetch_model(const Cid& model, const model::LoadRange& range) {
+Result<Manifest> Fetcher::fetch_model(const Cid& model, const ShardRange& range) {
   if (!store_.has(model)) {
     auto bytes = fetch_small(model, kMaxManifestBytes);
     if (!bytes) return bytes.error();

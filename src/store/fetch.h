@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "base/result.h"
-#include "model/weights.h"
 #include "store/blob_store.h"
 #include "store/chunk_buffer.h"
 #include "store/manifest.h"
+#include "store/shard.h"
 
 namespace omni::store {
 
@@ -91,7 +91,7 @@ class Fetcher {
   Result<std::vector<uint8_t>> fetch_small(const Cid& cid, uint64_t max_bytes);
   // Fetches the manifest `model` and the shards `range` needs, pins them (before fetching, so that
   // making room for one shard never evicts another), returns the manifest.
-  Result<Manifest> fetch_model(const Cid& model, const model::LoadRange& range = {});
+  Result<Manifest> fetch_model(const Cid& model, const ShardRange& range = {});
 
   const FetchStats& stats() const { return stats_; }
   // Peers not dropped so far.

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "gguf/reader.h"
 #include "gguf/writer.h"
 #include "store/hash.h"
 
@@ -153,7 +156,7 @@ Result<void> verify_model(BlobStore& store, const Cid& model, const std::functio
   return {};
 }
 
-std::vector<const ShardEntry*> shards_for_range(const Manifest& m, const model::LoadRange& range) {
+std::vector<const ShardEntry*> shards_for_range(const Manifest& m, const ShardRange& range) {
   std::vector<const ShardEntry*> out;
   const uint32_t end = std::min(range.block_end, m.model.n_layer);
   // ModelWeights binds token_embd for embeddings and for the head (tied, or to know n_vocab).
@@ -164,22 +167,6 @@ std::vector<const ShardEntry*> shards_for_range(const Manifest& m, const model::
   if (range.head)
     if (const ShardEntry* h = m.head()) out.push_back(h);
   return out;
-}
-
-Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& model, const model::LoadRange& range) {
-  auto manifest = load_manifest(store, model);
-  if (!manifest) return manifest.error();
-  std::vector<const ShardEntry*> needed = shards_for_range(*manifest, range);
-  if (needed.empty()) return Error{"model " + model.to_string() + ": the range needs no shards"};
-  std::vector<gguf::File> files;
-  for (const ShardEntry* s : needed) {
-    auto f = gguf::File::open(store.blob_path(s->cid));
-    if (!f) return Error{"model " + model.to_string() + ", " + s->label() + " shard: " + f.error().message};
-    // Records the use for the store's LRU eviction.
-    (void)store.touch(s->cid);
-    files.push_back(std::move(*f));
-  }
-  return model::Model::from_files(std::move(files), range);
 }
 
 }  // namespace omni::store

@@ -1,5 +1,5 @@
-// Sharding a GGUF model into content-addressed shards, verifying them, and loading a model (or a
-// block range of it) back from the shards in a store.
+// Sharding a GGUF model into content-addressed shards, verifying them, and choosing the shards a
+// block range needs. (Loading a model back from its shards is sharded_model.h: it needs the engine.)
 //
 // Shards, each a valid GGUF whose tensor data is byte-identical to the source's (same alignment):
 //   embeddings  token_embd, rope_freqs (if any) and any other tensor outside blocks and head; all
@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "base/result.h"
-#include "model/model.h"
 #include "store/blob_store.h"
 #include "store/manifest.h"
 
@@ -43,10 +42,17 @@ Result<Manifest> load_manifest(BlobStore& store, const Cid& model);
 Result<void> verify_model(BlobStore& store, const Cid& model,
                           const std::function<void(const ShardEntry&)>& progress = {});
 
-// The shards that `range` needs, metadata holder first (the embeddings shard when it is needed).
-std::vector<const ShardEntry*> shards_for_range(const Manifest& manifest, const model::LoadRange& range);
+// Which part of a model a node needs: blocks [block_begin, block_end) (the end clamped to the
+// model's), the embeddings (to embed tokens) and the head (output_norm and output, or the tied
+// token_embd). The same fields as model::LoadRange, which the store does not depend on.
+struct ShardRange {
+  uint32_t block_begin = 0;
+  uint32_t block_end = UINT32_MAX;
+  bool embeddings = true;
+  bool head = true;
+};
 
-// Loads `range` of the model from its shards in the store (all must be present): maps them, no copy.
-Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& model, const model::LoadRange& range = {});
+// The shards that `range` needs, metadata holder first (the embeddings shard when it is needed).
+std::vector<const ShardEntry*> shards_for_range(const Manifest& manifest, const ShardRange& range);
 
 }  // namespace omni::store

@@ -10,7 +10,7 @@
 
 #include "net/node_info.h"
 #include "swarm/failover.h"
-#include "swarm/heartbeat.h"
+#include "swarm/stall_watch.h"
 #include "swarm/probe.h"
 #include "swarm/routing.h"
 
@@ -283,7 +283,7 @@ class Opener {
     lookup_s_ = 0;
     log("route:" + chain + cost);
     remote.encoding = options_.encoding;
-    remote.route = options_.route;
+    remote.topology = options_.topology;
     remote.data_dir = options_.data_dir;
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;

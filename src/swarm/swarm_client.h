@@ -1,6 +1,6 @@
 // The client side of the swarm: `omni run --bootstrap` finds the nodes serving its model in the
 // directory, probes them, picks the cheapest chain (routing.h) and runs the session on it through
-// src/net's remote pipeline, watched for stalls (heartbeat.h) and wrapped in a FailoverPipeline
+// src/net's remote pipeline, watched for stalls (stall_watch.h) and wrapped in a FailoverPipeline
 // that re-routes and replays when a node of the chain dies or stalls.
 //
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
@@ -27,7 +27,7 @@ namespace omni::swarm {
 
 struct SwarmClientOptions {
   net::HiddenEncoding encoding = net::HiddenEncoding::F16;
-  net::Route route = net::Route::Ring;  // as `omni run` and net::RemoteOptions default to
+  net::Topology topology = net::Topology::Ring;  // as `omni run` and net::RemoteOptions default to
   std::string data_dir;  // the client's identity key; empty: a throwaway key
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;

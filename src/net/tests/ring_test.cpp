@@ -154,12 +154,12 @@ TEST(Ring, PipelineRoutesMatchTheLocalRun) {
   auto small = options(1, 3);
   small.max_message_bytes = 64 << 10;  // 60 F32 rows of 256 values, with the request's overhead
   TestNode n0(options(0, 1)), n1(small), n2(options(3, 4));
-  for (Route route : {Route::Ring, Route::Chain, Route::Direct}) {
-    SCOPED_TRACE(route_name(route));
+  for (Topology topology : {Topology::Ring, Topology::Chain, Topology::Direct}) {
+    SCOPED_TRACE(topology_name(topology));
     RemoteOptions o;
     o.peers = {n2.address(), n0.address(), n1.address()};  // any order
     o.encoding = HiddenEncoding::F32;
-    o.route = route;
+    o.topology = topology;
     o.call_timeout_s = 20;
     auto remote = make_remote_pipeline(**model, o, 64, pool);
     ASSERT_TRUE(remote.ok()) << remote.error().message;
@@ -173,7 +173,7 @@ TEST(Ring, PipelineRoutesMatchTheLocalRun) {
         << refused.error().message;
     EXPECT_EQ(run(**remote, prompt), expected);
     const std::string summary = (*remote)->summary();
-    EXPECT_NE(summary.find(std::string("route ") + route_name(route)), std::string::npos) << summary;
+    EXPECT_NE(summary.find(std::string("route ") + topology_name(topology)), std::string::npos) << summary;
     EXPECT_NE(summary.find("per token: nodes"), std::string::npos) << summary;
     EXPECT_NE(summary.find("(medians of 3 tokens)"), std::string::npos) << summary;
   }

@@ -9,6 +9,7 @@
 
 #include "fake_peer.h"
 #include "store/shard.h"
+#include "store/sharded_model.h"
 #include "test_util.h"
 
 namespace omni::store {

@@ -10,6 +10,7 @@
 #include "gguf/reader.h"
 #include "model/model.h"
 #include "store/shard.h"
+#include "store/sharded_model.h"
 #include "test_util.h"
 
 namespace omni::store {

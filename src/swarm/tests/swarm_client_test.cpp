@@ -89,7 +89,7 @@ TEST(SwarmClient, NewestRecordFrozenProbeAndStallFailover) {
   std::vector<std::string> lines;
   SwarmClientOptions o;
   o.encoding = net::HiddenEncoding::F32;
-  o.route = net::Route::Direct;
+  o.topology = net::Topology::Direct;
   o.jitter = 0;
   o.stall_ms = 600;
   o.probe_timeout_ms = 10000;

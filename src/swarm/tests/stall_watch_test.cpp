@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "net/pipeline.h"
-#include "swarm/heartbeat.h"
+#include "swarm/stall_watch.h"
 #include "swarm/tests/child_node.h"
 
 namespace omni::swarm {

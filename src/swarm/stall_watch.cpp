@@ -1,4 +1,4 @@
-#include "swarm/heartbeat.h"
+#include "swarm/stall_watch.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -1,4 +1,4 @@
-#include "swarm/node_join.h"
+#include "swarm/membership.h"
 
 #include <unistd.h>
 

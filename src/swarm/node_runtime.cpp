@@ -1,0 +1,394 @@
+#include "swarm/node_runtime.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <kj/async-io.h>
+#include <vector>
+
+#include "model/model.h"
+#include "net/node_info.h"
+#include "net/peer_address.h"
+#include "net/peer_fetch.h"
+#include "net/relay_client.h"
+#include "net/tls.h"
+#include "store/blob_store.h"
+#include "store/service.h"
+#include "store/shard.h"
+#include "store/sharded_model.h"
+#include "swarm/move_drain.h"
+
+namespace omni::swarm {
+
+// What start() builds and the serving thread uses; destroyed on the serving thread's way out
+// (membership first: its record stops being refreshed before the node stops answering).
+struct NodeRuntime::Prepared {
+  std::unique_ptr<store::BlobStore> blobs;
+  std::unique_ptr<store::BlobService> blob_service;
+  std::shared_ptr<net::TlsContext> relay_tls;
+  std::unique_ptr<net::NodeServer> server;
+  std::unique_ptr<Membership> membership;
+};
+
+namespace {
+
+std::string span_text(Span s) { return std::to_string(s.begin) + ":" + std::to_string(s.end); }
+
+Error blocks_beyond(Span blocks, uint32_t n_layer, const std::string& model) {
+  return Error{ErrorCode::InvalidArgument, "blocks " + span_text(blocks) + " are beyond model " + model + "'s " +
+                                               std::to_string(n_layer) + " blocks"};
+}
+
+}  // namespace
+
+void NodeRuntime::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions options) {
+  std::unique_ptr<NodeRuntime> rt(new NodeRuntime());
+  rt->options_ = std::move(options);
+  NodeRuntimeOptions& o = rt->options_;
+  auto prepared = std::make_shared<Prepared>();
+  if (o.model.empty()) return Error{ErrorCode::InvalidArgument, "--model is required"};
+  if (o.blocks && o.blocks->begin >= o.blocks->end)
+    return Error{ErrorCode::InvalidArgument, "blocks " + span_text(*o.blocks) + " are not A:B with A < B"};
+  if (!o.relay.empty()) {
+    auto r = net::parse_peer_address(o.relay);
+    if (!r || r->relayed)
+      return Error{ErrorCode::InvalidArgument, "--relay '" + o.relay + "' is not [ID@]HOST:PORT of a relay"};
+    rt->relay_ = *r;
+  }
+  rt->listen_ = o.listen ? *o.listen : rt->relay_ ? "127.0.0.1:0" : "0.0.0.0:7000";
+  if (auto l = net::parse_listen_address(rt->listen_); !l || l->relayed)
+    return Error{ErrorCode::InvalidArgument, "--listen '" + rt->listen_ + "' is not HOST:PORT"};
+  const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
+  const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
+  const uint64_t kv_bytes = o.max_kv_mib << 20;
+
+  // In a swarm, the node joins the DHT first, and picks its blocks there when none are given.
+  if (o.swarm.joins()) {
+    auto joined = Membership::join(o.swarm, o.model, o.blocks ? span_text(*o.blocks) : "", kv_bytes, o.node.threads,
+                                   data_dir, log);
+    if (!joined) return joined.error();
+    prepared->membership = std::move(*joined);
+    o.blocks = Span{prepared->membership->block_begin(), prepared->membership->block_end()};
+  } else if (!o.blocks) {
+    return Error{ErrorCode::InvalidArgument,
+                 "--blocks is required (or join a swarm with --bootstrap, which picks the blocks)"};
+  }
+  net::NodeOptions& node = o.node;
+  node.block_begin = o.blocks->begin;
+  node.block_end = o.blocks->end;
+  node.max_kv_bytes = kv_bytes;
+  if (!o.allow_peers.empty()) {
+    auto allowed = net::read_allow_list(o.allow_peers);
+    if (!allowed) return allowed.error();
+    node.allow_peers = std::move(*allowed);
+  }
+  auto identity = net::Identity::load_or_create(data_dir);
+  if (!identity) return identity.error();
+  rt->identity_ = std::move(*identity);
+
+  // A model CID (and no file of that name) is served from the store; a file as it is.
+  struct stat st;
+  auto cid = store::Cid::parse(o.model);
+  const bool from_store = cid.ok() && ::stat(o.model.c_str(), &st) != 0;
+  if (!from_store && ::stat(o.model.c_str(), &st) != 0)
+    return Error{ErrorCode::NotFound, "model " + o.model + " is neither a file nor a model CID"};
+  if (from_store || o.share) {
+    auto opened = store::BlobStore::open(o.store_dir.empty() ? data_dir + "/store" : o.store_dir);
+    if (!opened) return opened.error();
+    prepared->blobs = std::move(*opened);
+  }
+  if (from_store) {
+    store::BlobStore& blobs = *prepared->blobs;
+    const model::LoadRange range{node.block_begin, node.block_end, node.block_begin == 0, false};
+    store::Manifest manifest;
+    auto have = store::load_manifest(blobs, *cid);
+    bool complete = have.ok() && have->model.n_layer >= node.block_end;
+    if (complete)
+      for (const auto* s : store::shards_for_range(*have, store::shard_range(range)))
+        complete = complete && blobs.has(s->cid);
+    if (have && have->model.n_layer < node.block_end) return blocks_beyond(*o.blocks, have->model.n_layer, o.model);
+    if (complete) {
+      manifest = std::move(*have);
+    } else {
+      if (o.peers.empty())
+        return Error{ErrorCode::NotFound, "the store lacks shards of model " + o.model + " for blocks " +
+                                              span_text(*o.blocks) + "; give --peers to fetch them"};
+      auto fetched = net::fetch_from_peers(blobs, *cid, store::shard_range(range),
+                                           {.peers = o.peers,
+                                            .data_dir = data_dir,
+                                            .timeout_s = o.fetch_timeout_s,
+                                            .log = log,
+                                            .progress = o.fetch_progress});
+      if (!fetched) return fetched.error();
+      manifest = std::move(*fetched);
+      if (manifest.model.n_layer < node.block_end) return blocks_beyond(*o.blocks, manifest.model.n_layer, o.model);
+    }
+    auto loaded = store::load_model(blobs, *cid, range);
+    if (!loaded) return loaded.error();
+    // Announce the source file's identity, so this node chains with nodes and clients using the file.
+    net::ModelIdentity id = net::identify_model(**loaded);
+    if (manifest.model.source_header_sha256.size() == 32) {
+      id.file_size = manifest.model.source_size;
+      id.header_sha256.assign(manifest.model.source_header_sha256.begin(), manifest.model.source_header_sha256.end());
+    }
+    // A range without the embeddings shard does not see token_embd's shape; the manifest has it.
+    if (manifest.model.n_vocab != 0) id.n_vocab = manifest.model.n_vocab;
+    node.model_identity = id;
+    rt->model_cid_ = *cid;
+    auto holder = std::make_shared<std::unique_ptr<model::Model>>(std::move(*loaded));
+    node.load_model = [holder]() -> Result<std::unique_ptr<model::Model>> {
+      if (!*holder) return Error{ErrorCode::Internal, "the model was already handed over"};
+      return std::move(*holder);
+    };
+  } else {
+    node.model_path = o.model;
+    // The file's metadata only (no weights): its blocks, and its identity as NodeServer computes it.
+    auto probe = model::Model::load(o.model, model::LoadRange{0, 0, false, false});
+    if (!probe) return probe.error();
+    const uint32_t n_layer = (*probe)->config().n_layer;
+    if (node.block_end > n_layer) return blocks_beyond(*o.blocks, n_layer, o.model);
+    rt->model_identity_ = net::identify_model(**probe);
+    if (o.share) {
+      auto report = store::shard_model(o.model, *prepared->blobs);
+      if (!report) return report.error();
+      rt->model_cid_ = report->model;
+      rt->log("sharing model " + report->model.to_string() + " (" + o.model + ")");
+    }
+  }
+  if (prepared->blobs) {
+    prepared->blob_service = std::make_unique<store::BlobService>(*prepared->blobs);
+    node.blob_service = [service = prepared->blob_service.get()] { return service->client(); };
+  }
+  if (rt->relay_) {
+    auto tls = net::TlsContext::create(rt->identity_);  // the relay learns this node's id from its key
+    if (!tls) return tls.error();
+    prepared->relay_tls = std::move(*tls);
+  }
+  auto created = net::NodeServer::create(node, rt->identity_);
+  if (!created) return created.error();
+  prepared->server = std::move(*created);
+  if (node.model_identity) rt->model_identity_ = *node.model_identity;
+  rt->blocks_ = *o.blocks;
+  rt->rebalances_ = prepared->membership && prepared->membership->chose_blocks() &&
+                    o.swarm.rebalance_interval_s > 0 && !from_store;
+  rt->prepared_ = std::move(prepared);
+
+  rt->thread_ = std::thread([self = rt.get()] { self->serve_loop(); });
+  std::unique_lock lock(rt->mutex_);
+  rt->changed_.wait(lock, [&] { return rt->listening_ || rt->finished_; });
+  if (!rt->listening_) {
+    lock.unlock();
+    rt->thread_.join();
+    return rt->failure_ ? *rt->failure_ : Error{ErrorCode::Internal, "the node stopped before it listened"};
+  }
+  return rt;
+}
+
+NodeRuntime::~NodeRuntime() {
+  stop();
+  (void)wait();
+}
+
+void NodeRuntime::stop() {
+  std::lock_guard lock(mutex_);
+  if (stop_requested_) return;  // the fulfiller takes one fulfill()
+  stop_requested_ = true;
+  if (wake_) wake_();
+}
+
+Result<void> NodeRuntime::wait() {
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  if (failure_) return *failure_;
+  return {};
+}
+
+std::string NodeRuntime::address() const {
+  std::lock_guard lock(mutex_);
+  return address_;
+}
+
+Span NodeRuntime::blocks() const {
+  std::lock_guard lock(mutex_);
+  return blocks_;
+}
+
+void NodeRuntime::serve_loop() {
+  auto served = serve();
+  // The event loop has ended (and with it the relay's control connection); now the server (its
+  // compute thread) and the blob service go.
+  prepared_->server.reset();
+  prepared_->blob_service.reset();
+  std::lock_guard lock(mutex_);
+  if (!served) failure_ = served.error();
+  finished_ = true;
+  changed_.notify_all();
+}
+
+Result<void> NodeRuntime::serve() {
+  Membership* membership = prepared_->membership.get();
+  Prepared* prepared = prepared_.get();
+  net::NodeOptions& node = options_.node;
+  auto io = kj::setupAsyncIo();
+  // stop() wakes the event loop through a cross-thread fulfiller; a stop asked for before this
+  // point is seen here.
+  auto stop_paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  {
+    std::lock_guard lock(mutex_);
+    // Through a const pointer: the const fulfill() is the one safe from another thread.
+    const kj::CrossThreadPromiseFulfiller<void>* fulfiller = stop_paf.fulfiller.get();
+    wake_ = [fulfiller] { fulfiller->fulfill(); };
+    if (stop_requested_) wake_();
+  }
+  auto stop_fork = stop_paf.promise.fork();
+  bool stopping = false;
+
+  auto announce = [&](std::vector<std::string> addresses) {
+    if (membership)
+      if (auto a = membership->announce_addresses(std::move(addresses), node.max_sessions); !a)
+        log("announcing to the swarm failed (will retry): " + a.error().message);
+  };
+  auto endpoint = [&](const std::string& address) {
+    return NodeEndpoint{identity_.peer_id(), address, Span{node.block_begin, node.block_end}};
+  };
+  // With a relay, the relay client starts once the listener (its hand-over point) is bound.
+  auto bound = kj::newPromiseAndFulfiller<std::string>();
+  std::unique_ptr<net::RelayClient> relay_client;
+  std::string relayed_as;
+  std::vector<std::string> relay_addresses;  // what the node announced at its last registration
+  kj::Promise<void> relaying = kj::NEVER_DONE;
+  if (relay_)
+    relaying = bound.promise.then([&](std::string listening) {
+      net::RelayClientOptions ro;
+      ro.relay = *relay_;
+      auto local = *net::parse_listen_address(listening);
+      if (local.host == "0.0.0.0") local.host = "127.0.0.1";
+      if (local.host == "::") local.host = "::1";
+      ro.local = local.host_port();
+      ro.max_connections = 4 * node.max_sessions;
+      ro.log = [this](const std::string& line) { log(line); };
+      ro.on_registered = [&, listening](const std::string& address) {
+        if (options_.on_relayed) options_.on_relayed(endpoint(address));
+        if (address == relayed_as) return;
+        relayed_as = address;
+        // Relay first: a client takes a node's first address, and the relay's works from anywhere.
+        std::vector<std::string> addresses{address.substr(address.find('@') + 1)};
+        if (options_.listen) addresses.push_back(membership ? membership->reachable_address(listening) : listening);
+        relay_addresses = addresses;
+        announce(std::move(addresses));
+      };
+      relay_client = std::make_unique<net::RelayClient>(*io.provider, prepared->relay_tls, std::move(ro));
+      return relay_client->run();
+    });
+  // The relay client lives across the restarts of the server below (a move of its blocks).
+  auto relay_fork = relaying.fork();
+
+  // Rebalancing: a node that chose its blocks may decide to move them (Membership); the event loop
+  // carries a move out once no session is open (waiting at most drain_timeout_s, then giving up
+  // this time): the server stops, the new range is loaded and served on the same address, and
+  // the record announced again.
+  if (rebalances_) membership->start_rebalancing();
+  std::string listen = listen_;
+  bool bound_once = false;
+  std::optional<Error> failure;
+  for (;;) {
+    net::NodeServer& server = *prepared->server;
+    std::optional<Span> moving;
+    MoveDrain drain(std::chrono::seconds(options_.drain_timeout_s));
+    std::function<kj::Promise<void>()> watch = [&]() -> kj::Promise<void> {
+      return io.provider->getTimer().afterDelay(250 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
+        const auto to = stopping ? std::nullopt : membership->pending_move();
+        const uint32_t open = server.active_sessions();
+        switch (drain.step(to.has_value(), open, std::chrono::steady_clock::now())) {
+          case MoveDrain::Step::kMove:
+            moving = to;
+            return kj::READY_NOW;
+          case MoveDrain::Step::kStartWaiting:
+            log("waiting for " + std::to_string(open) + " open session(s) to end before moving to blocks " +
+                span_text(*to));
+            break;
+          case MoveDrain::Step::kGiveUp:
+            membership->cancel_move(std::to_string(open) + " session(s) still open after " +
+                                    std::to_string(options_.drain_timeout_s) + " s");
+            break;
+          case MoveDrain::Step::kNone:
+          case MoveDrain::Step::kWait:
+            break;
+        }
+        return watch();
+      });
+    };
+    // stop(): no new move; wait for the open sessions to end (at most drain_timeout_s), then stop.
+    const auto drain_deadline = std::make_shared<std::chrono::steady_clock::time_point>();
+    std::function<kj::Promise<void>()> drain_sessions = [&]() -> kj::Promise<void> {
+      if (server.active_sessions() == 0 || std::chrono::steady_clock::now() >= *drain_deadline) return kj::READY_NOW;
+      return io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([&] { return drain_sessions(); });
+    };
+    kj::Promise<void> stop = stop_fork.addBranch().then([&]() -> kj::Promise<void> {
+      stopping = true;
+      *drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.drain_timeout_s);
+      if (const uint32_t open = server.active_sessions())
+        log("stopping: waiting for " + std::to_string(open) + " open session(s) to end");
+      return drain_sessions();
+    });
+    stop = stop.exclusiveJoin(relay_fork.addBranch());
+    if (rebalances_) stop = stop.exclusiveJoin(watch());
+    std::string bound_address;
+    auto served = server.serve(
+        io, listen,
+        [&](const std::string& address) {
+          bound_address = address;
+          if (!relay_)
+            announce({membership ? membership->reachable_address(address) : address});
+          else if (!relay_addresses.empty())
+            announce(relay_addresses);  // after a move: the same addresses, the new blocks
+          {
+            std::lock_guard lock(mutex_);
+            address_ = address;
+            blocks_ = Span{node.block_begin, node.block_end};
+          }
+          if (options_.on_listening) options_.on_listening(endpoint(address));
+          if (!bound_once) {
+            bound_once = true;
+            bound.fulfiller->fulfill(std::string(address));
+            std::lock_guard lock(mutex_);
+            listening_ = true;
+            changed_.notify_all();
+          }
+        },
+        kj::mv(stop));
+    if (!served) {
+      failure = served.error();
+      break;
+    }
+    if (stopping || !moving) break;
+    const Span from{node.block_begin, node.block_end};
+    node.block_begin = moving->begin;
+    node.block_end = moving->end;
+    auto next = net::NodeServer::create(node, identity_);
+    if (next) {
+      prepared->server = std::move(*next);
+      membership->moved(*moving);
+      log("moved from blocks " + span_text(from) + " to " + span_text(*moving));
+    } else {
+      node.block_begin = from.begin;
+      node.block_end = from.end;
+      membership->cancel_move("loading blocks " + span_text(*moving) + " failed: " + next.error().message);
+    }
+    listen = bound_address;  // the same port: clients and the relay keep finding the node there
+  }
+  // Shutting down: the record is no longer refreshed before the node stops answering.
+  {
+    std::lock_guard lock(mutex_);
+    wake_ = nullptr;
+  }
+  prepared->membership.reset();
+  if (failure) return *failure;
+  return {};
+}
+
+}  // namespace omni::swarm

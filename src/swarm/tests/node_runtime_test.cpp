@@ -1,0 +1,344 @@
+// NodeRuntime in process, on 127.0.0.1: nodes started from a model file answer info over the
+// protocol and compute, as a chain, the logits a local run computes; a node started from a model
+// CID fetches its shards from another runtime that shares the file; stop() lets an open session
+// finish first; a node that chose its blocks in a swarm moves when the swarm loses a block's only
+// server; bad options give errors with the right code.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <mutex>
+#include <span>
+#include <thread>
+
+#include "kernels/thread_pool.h"
+#include "model/model.h"
+#include "net/identity.h"
+#include "net/node_info.h"
+#include "net/pipeline.h"
+#include "swarm/dht_directory.h"
+#include "swarm/node_runtime.h"
+#include "swarm/probe.h"
+
+namespace omni::swarm {
+namespace {
+
+const std::string kModel = std::string(OMNI_SHARED_DIR) + "/models/synth-llama-q8_0.gguf";  // 4 blocks
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char name[] = "/tmp/omni-node-runtime-XXXXXX";
+    path = mkdtemp(name);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+// Lines a runtime logs, for the assertions and for the failure messages.
+struct Log {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& line) {
+      std::lock_guard lock(mutex);
+      lines.push_back(line);
+    };
+  }
+  bool has(const std::string& what) {
+    std::lock_guard lock(mutex);
+    for (const auto& l : lines)
+      if (l.find(what) != std::string::npos) return true;
+    return false;
+  }
+  std::string all() {
+    std::lock_guard lock(mutex);
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+  }
+};
+
+NodeRuntimeOptions options(const std::string& model, Span blocks, const std::string& data_dir) {
+  NodeRuntimeOptions o;
+  o.model = model;
+  o.blocks = blocks;
+  o.listen = "127.0.0.1:0";
+  o.data_dir = data_dir;
+  o.node.threads = 1;
+  o.max_kv_mib = 64;
+  return o;
+}
+
+net::PeerAddress address_of(const NodeRuntime& node) {
+  auto a = net::parse_peer_address(node.peer_id() + "@" + node.address());
+  EXPECT_TRUE(a.ok());
+  return *a;
+}
+
+net::NodeDescription info_of(const NodeRuntime& node) {
+  auto client = net::Identity::generate();
+  EXPECT_TRUE(client.ok());
+  auto probed = probe_nodes({address_of(node)}, *client, 5000);
+  EXPECT_EQ(probed.size(), 1u);
+  EXPECT_TRUE(probed[0].ok) << probed[0].error;
+  return probed[0].info;
+}
+
+const std::vector<int32_t> kPrompt{1, 15043, 29892, 590};
+const std::vector<int32_t> kTokens{450, 4996, 17354};
+
+// Each step's logits: the prompt, then one token at a time.
+std::vector<std::vector<float>> run(net::Pipeline& pipeline) {
+  std::vector<std::vector<float>> out;
+  std::vector<float> logits;
+  auto r = pipeline.forward(kPrompt, logits);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  out.push_back(logits);
+  for (int32_t t : kTokens) {
+    r = pipeline.forward(std::span<const int32_t>(&t, 1), logits);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    out.push_back(logits);
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> run_local(const model::Model& model, kernels::ThreadPool& pool) {
+  auto p = net::make_local_pipeline(model, 64, pool);
+  EXPECT_TRUE(p.ok());
+  return run(**p);
+}
+
+Result<std::unique_ptr<net::Pipeline>> open_remote(const model::Model& model, std::vector<net::PeerAddress> peers,
+                                                   const std::string& client_dir, kernels::ThreadPool& pool) {
+  net::RemoteOptions o;
+  o.peers = std::move(peers);
+  o.encoding = net::HiddenEncoding::F32;
+  o.topology = net::Topology::Chain;
+  o.data_dir = client_dir;
+  return net::make_remote_pipeline(model, o, 64, pool);
+}
+
+class NodeRuntimeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
+  void SetUp() override {
+    auto m = model::Model::load(kModel);
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    model_ = std::move(*m);
+  }
+  TempDir tmp_;
+  std::unique_ptr<model::Model> model_;
+  kernels::ThreadPool pool_{1};
+};
+
+TEST_F(NodeRuntimeTest, FileNodesAnswerInfoAndComputeAsALocalRun) {
+  Log log_a, log_b;
+  auto oa = options(kModel, {0, 2}, tmp_.path + "/a");
+  oa.log = log_a.sink();
+  std::vector<NodeEndpoint> listening;
+  oa.on_listening = [&](const NodeEndpoint& e) { listening.push_back(e); };
+  auto a = NodeRuntime::start(oa);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  auto ob = options(kModel, {2, 4}, tmp_.path + "/b");
+  ob.log = log_b.sink();
+  auto b = NodeRuntime::start(ob);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+
+  ASSERT_EQ(listening.size(), 1u);
+  EXPECT_EQ(listening[0].peer_id, (*a)->peer_id());
+  EXPECT_EQ(listening[0].address, (*a)->address());
+  EXPECT_EQ(listening[0].blocks.begin, 0u);
+  EXPECT_EQ(listening[0].blocks.end, 2u);
+  EXPECT_NE((*a)->peer_id(), (*b)->peer_id());
+
+  const net::ModelIdentity local = net::identify_model(*model_);
+  const net::NodeDescription info = info_of(**b);
+  EXPECT_EQ(info.peer_id, (*b)->peer_id());
+  EXPECT_EQ(info.block_begin, 2u);
+  EXPECT_EQ(info.block_end, 4u);
+  EXPECT_EQ(info.model.header_sha256, local.header_sha256);
+  EXPECT_EQ(info.model.n_layer, model_->config().n_layer);
+  EXPECT_EQ((*b)->model_identity().header_sha256, local.header_sha256);
+
+  const auto expected = run_local(*model_, pool_);
+  {
+    auto remote = open_remote(*model_, {address_of(**b), address_of(**a)}, tmp_.path + "/client", pool_);
+    ASSERT_TRUE(remote.ok()) << remote.error().message;
+    EXPECT_EQ(run(**remote), expected);
+  }
+  (*a)->stop();
+  (*b)->stop();
+  EXPECT_TRUE((*a)->wait().ok());
+  EXPECT_TRUE((*b)->wait().ok());
+}
+
+TEST_F(NodeRuntimeTest, CidNodeFetchesItsShardsFromASharingRuntime) {
+  Log log_a, log_b;
+  auto oa = options(kModel, {0, 2}, tmp_.path + "/a");
+  oa.share = true;
+  oa.store_dir = tmp_.path + "/store-a";
+  oa.log = log_a.sink();
+  auto a = NodeRuntime::start(oa);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  ASSERT_TRUE((*a)->model_cid().has_value());
+  EXPECT_TRUE(log_a.has("sharing model " + (*a)->model_cid()->to_string())) << log_a.all();
+
+  auto ob = options((*a)->model_cid()->to_string(), {2, 4}, tmp_.path + "/b");
+  ob.store_dir = tmp_.path + "/store-b";
+  ob.peers = (*a)->peer_id() + "@" + (*a)->address();
+  ob.log = log_b.sink();
+  bool progress_done = false;
+  ob.fetch_progress = [&](const store::FetchProgress&, bool done) { progress_done = progress_done || done; };
+  auto b = NodeRuntime::start(ob);
+  ASSERT_TRUE(b.ok()) << b.error().message << "\n" << log_b.all();
+  EXPECT_TRUE(log_b.has("fetched ")) << log_b.all();
+  EXPECT_TRUE(progress_done);
+  EXPECT_EQ((*b)->model_cid(), (*a)->model_cid());
+  // The node from shards announces the source file's identity, so it chains with file nodes.
+  const net::ModelIdentity local = net::identify_model(*model_);
+  EXPECT_EQ((*b)->model_identity().header_sha256, local.header_sha256);
+  EXPECT_EQ((*b)->model_identity().file_size, local.file_size);
+  EXPECT_EQ(info_of(**b).model.header_sha256, local.header_sha256);
+
+  const auto expected = run_local(*model_, pool_);
+  {
+    auto remote = open_remote(*model_, {address_of(**a), address_of(**b)}, tmp_.path + "/client", pool_);
+    ASSERT_TRUE(remote.ok()) << remote.error().message;
+    EXPECT_EQ(run(**remote), expected);
+  }
+
+  // Restarted from the same store: the shards are there, no peer needed.
+  b->reset();
+  ob.peers.clear();
+  Log log_c;
+  ob.log = log_c.sink();
+  auto c = NodeRuntime::start(ob);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_FALSE(log_c.has("fetched ")) << log_c.all();
+}
+
+TEST_F(NodeRuntimeTest, StopLetsAnOpenSessionFinish) {
+  auto o = options(kModel, {0, 4}, tmp_.path + "/a");
+  o.drain_timeout_s = 60;
+  Log log;
+  o.log = log.sink();
+  auto node = NodeRuntime::start(o);
+  ASSERT_TRUE(node.ok()) << node.error().message;
+  auto remote = open_remote(*model_, {address_of(**node)}, tmp_.path + "/client", pool_);
+  ASSERT_TRUE(remote.ok()) << remote.error().message;
+  std::vector<float> logits;
+  ASSERT_TRUE((*remote)->forward(kPrompt, logits).ok());
+
+  (*node)->stop();
+  // The session still computes while the node drains...
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r = (*remote)->forward(std::span<const int32_t>(&kTokens[0], 1), logits);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  // ...and once the client closes it the node stops, long before the drain timeout.
+  const auto t0 = std::chrono::steady_clock::now();
+  remote->reset();
+  EXPECT_TRUE((*node)->wait().ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  EXPECT_TRUE(log.has("stopping: waiting for 1 open session(s) to end")) << log.all();
+  // The port is closed.
+  auto client = net::Identity::generate();
+  ASSERT_TRUE(client.ok());
+  EXPECT_FALSE(probe_nodes({address_of(**node)}, *client, 2000)[0].ok);
+}
+
+TEST_F(NodeRuntimeTest, StopFromAnotherThreadAndTwice) {
+  auto node = NodeRuntime::start(options(kModel, {0, 1}, tmp_.path + "/a"));
+  ASSERT_TRUE(node.ok()) << node.error().message;
+  std::thread stopper([&] { (*node)->stop(); });
+  stopper.join();
+  (*node)->stop();
+  EXPECT_TRUE((*node)->wait().ok());
+}
+
+TEST_F(NodeRuntimeTest, BadOptionsAreErrorsWithTheirCode) {
+  const std::string dir = tmp_.path + "/a";
+  auto code_of = [](const NodeRuntimeOptions& o) {
+    auto r = NodeRuntime::start(o);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? ErrorCode::Internal : r.error().code;
+  };
+  EXPECT_EQ(code_of(options("", {0, 1}, dir)), ErrorCode::InvalidArgument);
+  EXPECT_EQ(code_of(options(kModel, {0, 9}, dir)), ErrorCode::InvalidArgument);
+  EXPECT_EQ(code_of(options(kModel, {2, 2}, dir)), ErrorCode::InvalidArgument);
+  auto no_blocks = options(kModel, {0, 1}, dir);
+  no_blocks.blocks.reset();
+  EXPECT_EQ(code_of(no_blocks), ErrorCode::InvalidArgument);
+  auto bad_listen = options(kModel, {0, 1}, dir);
+  bad_listen.listen = "nowhere";
+  EXPECT_EQ(code_of(bad_listen), ErrorCode::InvalidArgument);
+  auto bad_relay = options(kModel, {0, 1}, dir);
+  bad_relay.relay = "not a relay";
+  EXPECT_EQ(code_of(bad_relay), ErrorCode::InvalidArgument);
+  EXPECT_EQ(code_of(options(tmp_.path + "/no-such.gguf", {0, 1}, dir)), ErrorCode::NotFound);
+
+  // A CID: its shards are not in the store, and there is no peer, or none reachable.
+  const std::string cid = store::Cid::of(std::vector<uint8_t>{1, 2, 3}).to_string();
+  auto no_peers = options(cid, {0, 1}, dir);
+  no_peers.store_dir = tmp_.path + "/store";
+  EXPECT_EQ(code_of(no_peers), ErrorCode::NotFound);
+  auto unreachable = no_peers;
+  unreachable.peers = "127.0.0.1:1";
+  unreachable.fetch_timeout_s = 2;
+  EXPECT_EQ(code_of(unreachable), ErrorCode::Unavailable);
+  auto malformed = no_peers;
+  malformed.peers = "no port";
+  EXPECT_EQ(code_of(malformed), ErrorCode::InvalidArgument);
+}
+
+// A swarm on loopback: X serves 0:2 and Y 2:4 as told; Z chooses 2 blocks, doubling one half.
+// The node serving the other half stops; once its record expires, Z sees those blocks served by
+// nobody and moves there, serving them on the same address.
+TEST_F(NodeRuntimeTest, ASwarmNodeMovesToBlocksNobodyServes) {
+  DhtOptions boot_options;
+  boot_options.bind_host = "127.0.0.1";
+  auto boot = DhtDirectory::start(boot_options);
+  ASSERT_TRUE(boot.ok()) << boot.error().message;
+  const std::string bootstrap = "127.0.0.1:" + std::to_string((*boot)->bound_port());
+  auto swarm_options = [&](const std::string& name, std::optional<Span> blocks, Log& log) {
+    auto o = options(kModel, {0, 1}, tmp_.path + "/" + name);
+    o.blocks = blocks;
+    o.swarm.bootstrap = {bootstrap};
+    o.swarm.max_blocks = 2;
+    o.swarm.max_memory_mib = 4096;
+    o.swarm.announce_interval_s = 1;
+    o.swarm.record_ttl_s = 3;
+    o.swarm.rebalance_interval_s = 1;
+    o.drain_timeout_s = 5;
+    o.log = log.sink();
+    return o;
+  };
+  Log log_x, log_y, log_z;
+  auto x = NodeRuntime::start(swarm_options("x", Span{0, 2}, log_x));
+  ASSERT_TRUE(x.ok()) << x.error().message;
+  auto y = NodeRuntime::start(swarm_options("y", Span{2, 4}, log_y));
+  ASSERT_TRUE(y.ok()) << y.error().message;
+  auto z = NodeRuntime::start(swarm_options("z", std::nullopt, log_z));
+  ASSERT_TRUE(z.ok()) << z.error().message;
+  const Span chose = (*z)->blocks();
+  ASSERT_EQ(chose.end - chose.begin, 2u) << log_z.all();
+  ASSERT_TRUE(chose.begin == 0 || chose.begin == 2) << log_z.all();
+  const Span other = chose.begin == 0 ? Span{2, 4} : Span{0, 2};
+  // The other half's only server stops: its record is no longer refreshed and expires after 3 s.
+  (chose.begin == 0 ? y : x)->reset();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while ((*z)->blocks().begin != other.begin && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ((*z)->blocks().begin, other.begin) << log_z.all();
+  EXPECT_EQ((*z)->blocks().end, other.end);
+  EXPECT_TRUE(log_z.has("moved from blocks " + std::to_string(chose.begin) + ":" + std::to_string(chose.end) +
+                        " to " + std::to_string(other.begin) + ":" + std::to_string(other.end)))
+      << log_z.all();
+  const net::NodeDescription info = info_of(**z);
+  EXPECT_EQ(info.block_begin, other.begin);
+  EXPECT_EQ(info.block_end, other.end);
+}
+
+}  // namespace
+}  // namespace omni::swarm
