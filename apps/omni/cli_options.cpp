@@ -40,7 +40,7 @@ bool parse_number(const std::string& text, double& value) {
 
 std::string shown(double v) {
   char text[32];
-  std::snprintf(text, sizeof text, "%g", v);
+  std::snprintf(text, sizeof text, v == std::floor(v) && std::fabs(v) < 1e15 ? "%.0f" : "%g", v);
   return text;
 }
 

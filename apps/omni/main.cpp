@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
     const std::string where = command.empty() ? "omni" : "omni " + command;
     std::fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", where.c_str(), e.what(), where.c_str());
     return omni::cli::kExitUsage;
+  } catch (const std::exception& e) {  // a bug below the command layer; still a message, not an abort
+    std::fprintf(stderr, "omni: internal error: %s\n", e.what());
+    return omni::cli::kExitRuntimeError;
   }
   return exit_code;
 }
