@@ -145,6 +145,9 @@ else
 fi
 # A prompt that fills the context leaves nothing to generate: a runtime error, not a silent no-op.
 expect 1 "no room" "${run[@]}" -n -1 -c 2
+# A length or context past the model's training context is refused, not allocated.
+expect 1 "training context" "${run[@]}" -n 2000000000
+expect 1 "training context" "${run[@]}" -c 4000000000 -n 1
 
 # The model source group: perplexity of a model CID in a store equals that of the file it came from.
 rows=$((rows + 1))

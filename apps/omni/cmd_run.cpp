@@ -134,6 +134,13 @@ int run(const RunOptions& o) {
     return fail(Error{ErrorCode::InvalidArgument, "the prompt's " + std::to_string(tokens->size()) +
                                                       " tokens leave no room in the context of " +
                                                       std::to_string(n_ctx) + " (give a larger -c)"});
+  // Beyond its training context a model's output is not meaningful, and the KV cache would grow
+  // with whatever -n or -c asked for.
+  if (cfg.n_ctx_train && n_ctx > cfg.n_ctx_train)
+    return fail(Error{ErrorCode::InvalidArgument,
+                      "a context of " + std::to_string(n_ctx) + " tokens (-c, or the prompt's " +
+                          std::to_string(tokens->size()) + " tokens and -n) is more than the model's training context of " +
+                          std::to_string(cfg.n_ctx_train)});
   const int limit = until_full ? static_cast<int>(n_ctx - tokens->size()) : o.n_predict;
   const int threads = threads_to_use(o.threads);
   kernels::ThreadPool pool(threads);
