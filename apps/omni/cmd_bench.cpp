@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <thread>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
@@ -26,7 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
-  std::string model_path;
+  ModelSource model;
   int n_prompt = 512;
   int n_gen = 128;
   int threads = 0;
@@ -34,10 +34,7 @@ struct BenchOptions {
   bool json = false;
 };
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "omni bench: %s\n", message.c_str());
-  return 1;
-}
+int fail(const Error& e) { return cli::fail("bench", e); }
 
 struct TestResult {
   std::string name;
@@ -78,11 +75,10 @@ Result<double> run_once(const model::Model& m, const std::vector<int32_t>& token
 }
 
 int run(const BenchOptions& o) {
-  if (o.n_prompt < 0 || o.n_gen < 0 || o.reps < 1) return fail("-p and -n must be >= 0 and --reps >= 1");
-  auto model = model::Model::load(o.model_path);
-  if (!model) return fail(model.error().message);
+  auto model = model::Model::load(o.model.model);
+  if (!model) return fail(model.error());
   const model::ModelConfig& cfg = (*model)->config();
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = threads_to_use(o.threads);
   kernels::ThreadPool pool(threads);
 
   std::mt19937 rng(1234);
@@ -113,17 +109,17 @@ int run(const BenchOptions& o) {
     return {};
   };
   if (o.n_prompt > 0)
-    if (auto r = bench("pp" + std::to_string(o.n_prompt), o.n_prompt, true); !r) return fail(r.error().message);
+    if (auto r = bench("pp" + std::to_string(o.n_prompt), o.n_prompt, true); !r) return fail(r.error());
   if (o.n_gen > 0)
-    if (auto r = bench("tg" + std::to_string(o.n_gen), o.n_gen, false); !r) return fail(r.error().message);
+    if (auto r = bench("tg" + std::to_string(o.n_gen), o.n_gen, false); !r) return fail(r.error());
 
   std::error_code ec;
-  const auto file_bytes = std::filesystem::file_size(o.model_path, ec);
+  const auto file_bytes = std::filesystem::file_size(o.model.model, ec);
   const double size_mib = ec ? 0.0 : static_cast<double>(file_bytes) / 1048576.0;
   const double rss = peak_rss_mib();
   if (o.json) {
     nlohmann::json j;
-    j["model"] = o.model_path;
+    j["model"] = o.model.model;
     j["architecture"] = cfg.arch_name;
     j["size_mib"] = size_mib;
     j["threads"] = threads;
@@ -141,7 +137,7 @@ int run(const BenchOptions& o) {
   } else {
     std::printf("| model | size MiB | threads | simd | test | t/s (median) | min .. max | peak RSS MiB |\n");
     std::printf("|---|---:|---:|---|---|---:|---|---:|\n");
-    const std::string name = std::filesystem::path(o.model_path).filename().string();
+    const std::string name = std::filesystem::path(o.model.model).filename().string();
     for (const auto& r : results)
       std::printf("| %s | %.2f | %d | %s | %s | %.2f | %.2f .. %.2f | %.0f |\n", name.c_str(), size_mib, threads,
                   kernels::simd_level(), r.name.c_str(), r.median, r.min, r.max, rss);
@@ -154,11 +150,15 @@ int run(const BenchOptions& o) {
 void register_bench(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "Measure prompt (pp) and generation (tg) throughput, like llama-bench");
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required();
-  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the pp test (0 = skip)")->capture_default_str();
-  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for the tg test (0 = skip)")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
-  cmd->add_option("-r,--reps", o->reps, "Timed repetitions after one warm-up")->capture_default_str();
+  add_model_source(cmd, o->model, /*with_store=*/false);
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the pp test (0 = skip)")
+      ->capture_default_str()
+      ->check(count_in(0, INT32_MAX));
+  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for the tg test (0 = skip)")
+      ->capture_default_str()
+      ->check(count_in(0, INT32_MAX));
+  add_threads(cmd, o->threads);
+  cmd->add_option("-r,--reps", o->reps, "Timed repetitions after one warm-up")->capture_default_str()->check(count_in(1, INT32_MAX));
   cmd->add_flag("--json", o->json, "Print the results as JSON");
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/parse.h"
+#include "cli_options.h"
 #include "commands.h"
 #include "gateway/gateway_server.h"
 #include "gateway/local_engine_backend.h"
@@ -17,7 +19,7 @@ namespace {
 
 struct GatewayCliOptions {
   std::string listen = "127.0.0.1:8080";
-  std::string model_path;
+  ModelSource model;
   std::string model_name;
   int threads = 0;
   uint32_t ctx = 0;
@@ -30,27 +32,7 @@ struct GatewayCliOptions {
   std::string chat_template;
 };
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "omni gateway: %s\n", message.c_str());
-  return 1;
-}
-
-// "HOST:PORT" or "[V6]:PORT".
-Result<std::pair<std::string, int>> parse_listen(const std::string& text) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return Error{"--listen wants HOST:PORT, not '" + text + "'"};
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  int port = -1;
-  try {
-    size_t used = 0;
-    port = std::stoi(text.substr(colon + 1), &used);
-    if (used != text.size() - colon - 1) port = -1;
-  } catch (const std::exception&) {
-  }
-  if (port < 0 || port > 65535) return Error{"--listen: '" + text.substr(colon + 1) + "' is not a port (0-65535)"};
-  return std::make_pair(host, port);
-}
+int fail(const Error& e) { return cli::fail("gateway", e); }
 
 // The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
 std::string find_web_dir(const std::string& given) {
@@ -63,8 +45,8 @@ std::string find_web_dir(const std::string& given) {
 }
 
 int run_gateway(const GatewayCliOptions& o) {
-  auto listen = parse_listen(o.listen);
-  if (!listen) return fail(listen.error().message);
+  auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
+  if (!listen) return fail(listen.error().with_context("--listen"));
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -76,27 +58,27 @@ int run_gateway(const GatewayCliOptions& o) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
 
   gateway::LocalBackendOptions backend_options;
-  backend_options.model_path = o.model_path;
+  backend_options.model_path = o.model.model;
   backend_options.model_id = o.model_name;
   backend_options.threads = o.threads;
   backend_options.n_ctx = o.ctx;
   backend_options.address = o.listen;
   auto backend = gateway::LocalEngineBackend::load(backend_options);
-  if (!backend) return fail(backend.error().message);
+  if (!backend) return fail(backend.error());
   const std::string model_id = (*backend)->description().id;
 
   gateway::GatewayOptions options;
-  options.host = listen->first;
-  options.port = listen->second;
+  options.host = listen->host;
+  options.port = listen->port;
   options.max_body_bytes = o.max_body;
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue};
   auto server = gateway::GatewayServer::create(std::move(*backend), options);
-  if (!server) return fail(server.error().message);
+  if (!server) return fail(server.error());
   auto port = (*server)->bind();
-  if (!port) return fail(port.error().message);
+  if (!port) return fail(port.error());
 
   std::thread signal_thread([&stop_signals, s = server->get()] {
     int signal_number = 0;
@@ -104,7 +86,7 @@ int run_gateway(const GatewayCliOptions& o) {
     if (signal_number == SIGINT || signal_number == SIGTERM) s->stop();
   });
   std::fprintf(stderr, "omni gateway: serving %s on http://%s:%d (web UI: %s; %zu sessions, queue %zu)\n",
-               model_id.c_str(), listen->first.c_str(), *port,
+               model_id.c_str(), listen->host.c_str(), *port,
                options.web_dir.empty() ? "not built" : options.web_dir.c_str(), o.max_sessions, o.max_queue);
   std::fprintf(stderr, "omni gateway: listening on port %d\n", *port);
   std::fflush(stderr);
@@ -113,7 +95,7 @@ int run_gateway(const GatewayCliOptions& o) {
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   server->reset();
-  if (!served) return fail(served.error().message);
+  if (!served) return fail(served.error());
   std::fprintf(stderr, "omni gateway: stopped\n");
   return 0;
 }
@@ -123,18 +105,27 @@ int run_gateway(const GatewayCliOptions& o) {
 void register_gateway(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<GatewayCliOptions>();
   auto* cmd = app.add_subcommand("gateway", "Serve a model over an OpenAI-compatible HTTP API with a web UI");
-  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  add_host_port(cmd, "--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  add_model_source(cmd, o->model, /*with_store=*/false);
   cmd->add_option("--model-name", o->model_name, "The model's name in the API (default: the file name)");
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
-  cmd->add_option("-c,--ctx-size", o->ctx, "Context per session (default: min(training context, 4096))");
-  cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")->capture_default_str();
-  cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a session; more get 503")->capture_default_str();
+  add_threads(cmd, o->threads);
+  cmd->add_option("-c,--ctx-size", o->ctx, "Context per session (default: min(training context, 4096))")
+      ->check(count_in(0, UINT32_MAX));
+  cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")
+      ->capture_default_str()
+      ->check(count_in(1));
+  cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a session; more get 503")
+      ->capture_default_str()
+      ->check(count_in(0));
   cmd->add_option("--rate-requests", o->rate_requests, "Requests per minute per client IP (0: no limit)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0));
   cmd->add_option("--rate-tokens", o->rate_tokens, "Generated tokens per minute per client IP (0: no limit)")
-      ->capture_default_str();
-  cmd->add_option("--max-body", o->max_body, "Largest request body in bytes (413 beyond)")->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0));
+  cmd->add_option("--max-body", o->max_body, "Largest request body in bytes (413 beyond)")
+      ->capture_default_str()
+      ->check(count_in(1, INT64_MAX));
   cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");

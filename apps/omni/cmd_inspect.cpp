@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "gguf/reader.h"
 
@@ -125,13 +126,13 @@ void register_inspect(CLI::App& app, int& exit_code) {
   auto no_tensors = std::make_shared<bool>(false);
   cmd->add_option("file", *path, "GGUF file")->required();
   cmd->add_flag("--json", *as_json, "Print JSON (arrays in full unless --max-items is given)");
-  cmd->add_option("--max-items", *max_items, "Show at most this many items of each array (text default 8)");
+  cmd->add_option("--max-items", *max_items, "Show at most this many items of each array (text default 8)")
+      ->check(count_in(0));
   cmd->add_flag("--no-tensors", *no_tensors, "Omit the tensor table");
   cmd->callback([=, &exit_code] {
     auto file = gguf::File::open(*path);
     if (!file) {
-      std::fprintf(stderr, "omni inspect: %s\n", file.error().message.c_str());
-      exit_code = 1;
+      exit_code = fail("inspect", file.error());
       return;
     }
     if (*as_json)

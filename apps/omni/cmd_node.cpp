@@ -30,6 +30,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "base/parse.h"
+#include "cli_options.h"
 #include "commands.h"
 #include "progress_bar.h"
 #include "swarm/membership.h"
@@ -42,19 +44,15 @@ struct NodeCommandOptions {
   swarm::NodeRuntimeOptions runtime;
   std::string blocks;
   std::string listen = "0.0.0.0:7000";
+  // Seconds as the command line takes them (decimal); the runtime counts whole seconds.
+  double fetch_timeout_s = 60;
+  double drain_timeout_s = 30;
+  double idle_timeout_s = 300;
 };
 
 int node_fail(const std::string& message) {
   std::fprintf(stderr, "omni node: %s\n", message.c_str());
   return 1;
-}
-
-Result<swarm::Span> parse_blocks(const std::string& text) {
-  unsigned a = 0, b = 0;
-  char tail = 0;
-  if (std::sscanf(text.c_str(), "%u:%u%c", &a, &b, &tail) != 2 || a >= b)
-    return Error{ErrorCode::InvalidArgument, "--blocks '" + text + "' is not A:B with A < B (blocks A to B-1)"};
-  return swarm::Span{a, b};
 }
 
 // SIGINT and SIGTERM stop a serving node cleanly (NodeRuntime::stop); before it serves, or at a
@@ -102,10 +100,13 @@ int run_node(NodeCommandOptions o, bool listen_given) {
   if (r.swarm.bootstrap_only) return swarm::run_bootstrap_node(o.listen, r.swarm);
   if (listen_given) r.listen = o.listen;
   if (!o.blocks.empty()) {
-    auto blocks = parse_blocks(o.blocks);
+    auto blocks = parse_block_range(o.blocks);  // checked at parse time already
     if (!blocks) return node_fail(blocks.error().message);
-    r.blocks = *blocks;
+    r.blocks = swarm::Span{blocks->begin, blocks->end};
   }
+  r.fetch_timeout_s = whole_seconds(o.fetch_timeout_s);
+  r.drain_timeout_s = whole_seconds(o.drain_timeout_s);
+  r.node.idle_timeout_s = whole_seconds(o.idle_timeout_s);
   r.log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); };
   auto bar = std::make_shared<ProgressBar>();
   r.fetch_progress = [bar](const store::FetchProgress& p, bool done) { bar->update(p, done); };
@@ -137,42 +138,61 @@ void register_node(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
   cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, or a model CID (fetched with --peers into --store)");
   cmd->add_option("--store", o->runtime.store_dir, "Blob store of the node (default <data-dir>/store)");
-  cmd->add_option("--peers", o->runtime.peers, "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");
+  add_peer_list(cmd, "--peers", o->runtime.peers,
+                "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");
   cmd->add_flag("--share", o->runtime.share, "With a model file: shard it into the store and serve the shards");
-  cmd->add_option("--fetch-timeout", o->runtime.fetch_timeout_s, "Seconds before a silent peer is dropped while fetching")
+  add_timeout(cmd, "--fetch-timeout", o->fetch_timeout_s, "Seconds before a silent peer is dropped while fetching")
       ->capture_default_str();
-  cmd->add_option("--blocks", o->blocks, "Blocks to serve, A:B (A to B-1); in a swarm, chosen when not given");
-  cmd->add_option("--bootstrap", o->runtime.swarm.bootstrap, "Join the swarm through these DHT nodes, HOST:PORT (repeatable)")
-      ->delimiter(',');
+  cmd->add_option("--blocks", o->blocks, "Blocks to serve, A:B (A to B-1); in a swarm, chosen when not given")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            auto range = parse_block_range(text);
+            return range ? "" : range.error().message;
+          },
+          "A:B"));
+  add_host_port_list(cmd, "--bootstrap", o->runtime.swarm.bootstrap, "Join the swarm through these DHT nodes, HOST:PORT (repeatable)");
   cmd->add_flag("--bootstrap-only", o->runtime.swarm.bootstrap_only, "Run only a DHT node (UDP, on --listen) for others to join through");
-  cmd->add_option("--dht-port", o->runtime.swarm.dht_port, "UDP port of this node's DHT node (default: any)");
+  cmd->add_option("--dht-port", o->runtime.swarm.dht_port, "UDP port of this node's DHT node (default: any)")->check(count_in(0, 65535));
   cmd->add_flag("--lan", o->runtime.swarm.lan, "Find swarm peers on the LAN by multicast (OpenDHT peer discovery)");
-  cmd->add_option("--max-blocks", o->runtime.swarm.max_blocks, "In a swarm without --blocks: take at most this many blocks");
-  cmd->add_option("--max-memory-mib", o->runtime.swarm.max_memory_mib, "In a swarm without --blocks: memory for weights + KV (default: MemAvailable)");
+  cmd->add_option("--max-blocks", o->runtime.swarm.max_blocks, "In a swarm without --blocks: take at most this many blocks")
+      ->check(count_in(0, UINT32_MAX));
+  cmd->add_option("--max-memory-mib", o->runtime.swarm.max_memory_mib, "In a swarm without --blocks: memory for weights + KV (default: MemAvailable)")
+      ->check(count_in(0));
   cmd->add_option("--announce-host", o->runtime.swarm.announce_host, "Host clients reach this node at (default: the --listen host)");
-  cmd->add_option("--announce-interval", o->runtime.swarm.announce_interval_s, "Seconds between record refreshes")->capture_default_str();
-  cmd->add_option("--record-ttl", o->runtime.swarm.record_ttl_s, "Seconds a record lives without refresh")->capture_default_str();
+  cmd->add_option("--announce-interval", o->runtime.swarm.announce_interval_s, "Seconds between record refreshes")
+      ->check(count_in(1, 86400))
+      ->capture_default_str();
+  cmd->add_option("--record-ttl", o->runtime.swarm.record_ttl_s, "Seconds a record lives without refresh")
+      ->check(count_in(1, 86400))
+      ->capture_default_str();
   cmd->add_option("--rebalance-interval", o->runtime.swarm.rebalance_interval_s,
                   "In a swarm without --blocks: seconds between checks whether moving would help the swarm (0: never)")
+      ->check(count_in(0, 86400))
       ->capture_default_str();
   cmd->add_option("--rebalance-factor", o->runtime.swarm.rebalance_factor,
                   "Move only when the swarm's weakest block gains more than this factor")
+      ->check(number_in(1, 1000))
       ->capture_default_str();
-  cmd->add_option("--drain-timeout", o->runtime.drain_timeout_s,
-                  "Seconds a move waits for open sessions to end before it is given up (checked again later), "
-                  "and a stop before it ends them")
+  add_timeout(cmd, "--drain-timeout", o->drain_timeout_s,
+              "Seconds a move waits for open sessions to end before it is given up (checked again later), "
+              "and a stop before it ends them",
+              /*zero_means_off=*/true)
       ->capture_default_str();
-  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  add_host_port(cmd, "--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   cmd->add_option("--relay", o->runtime.relay,
                   "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "
                   "listen only on loopback for it");
-  cmd->add_option("--data-dir", o->runtime.data_dir, "Directory of the node's identity key (default ~/.omni)");
-  cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")->capture_default_str();
-  cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")->capture_default_str();
-  cmd->add_option("--max-length", o->runtime.node.max_length, "Positions per session (default: training context)");
-  cmd->add_option("--idle-timeout", o->runtime.node.idle_timeout_s, "Free sessions idle this many seconds")
+  add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key (default ~/.omni)");
+  cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")
+      ->check(count_in(1, 1000000))
       ->capture_default_str();
-  cmd->add_option("-t,--threads", o->runtime.node.threads, "Compute threads (default: all cores)");
+  cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")
+      ->check(count_in(1))
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->runtime.node.max_length, "Positions per session (default: training context)")
+      ->check(count_in(0, UINT32_MAX));
+  add_timeout(cmd, "--idle-timeout", o->idle_timeout_s, "Free sessions idle this many seconds")->capture_default_str();
+  add_threads(cmd, o->runtime.node.threads);
   cmd->add_option("--allow-peers", o->runtime.allow_peers, "File of client peer ids (one a line) allowed to connect");
   cmd->callback([o, cmd, &exit_code] { exit_code = run_node(*o, cmd->count("--listen") > 0); });
 }

@@ -2,8 +2,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "model/perplexity.h"
 #include "model/tokenizer.h"
@@ -12,38 +12,35 @@ namespace omni::cli {
 
 void register_perplexity(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string model, file;
+    ModelSource model;
+    std::string file;
     uint32_t ctx = 512;
     uint32_t chunks = 0;
     int threads = 0;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text file");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+  add_model_source(cmd, o->model, /*with_store=*/true);
   cmd->add_option("-f,--file", o->file, "Text file")->required();
-  cmd->add_option("-c,--ctx-size", o->ctx, "Tokens per chunk")->capture_default_str();
-  cmd->add_option("--chunks", o->chunks, "Number of chunks (default: as many as fit)");
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
+  cmd->add_option("-c,--ctx-size", o->ctx, "Tokens per chunk")->capture_default_str()->check(count_in(2, UINT32_MAX));
+  cmd->add_option("--chunks", o->chunks, "Number of chunks (default: as many as fit)")->check(count_in(0, UINT32_MAX));
+  add_threads(cmd, o->threads);
   cmd->callback([o, &exit_code] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "omni perplexity: %s\n", m.c_str());
-      exit_code = 1;
-    };
+    auto fail = [&](const Error& e) { exit_code = cli::fail("perplexity", e); };
     std::ifstream in(o->file, std::ios::binary);
-    if (!in) return fail(o->file + ": cannot open");
+    if (!in) return fail(Error{ErrorCode::NotFound, o->file + ": cannot open"});
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    auto model = model::Model::load(o->model);
-    if (!model) return fail(model.error().message);
+    auto model = load_model(o->model);
+    if (!model) return fail(model.error());
     auto tok = model::Tokenizer::from_metadata((*model)->file().metadata());
-    if (!tok) return fail(tok.error().message);
+    if (!tok) return fail(tok.error());
     auto tokens = tok->encode(text, /*add_special=*/true, /*parse_special=*/false);
     std::optional<int32_t> bos;
     if (tok->add_bos()) bos = tok->bos();
-    const int threads = o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    kernels::ThreadPool pool(threads);
+    kernels::ThreadPool pool(threads_to_use(o->threads));
     const auto t0 = std::chrono::steady_clock::now();
     auto r = model::perplexity(**model, tokens, o->ctx, o->chunks, bos, pool);
-    if (!r) return fail(r.error().message);
+    if (!r) return fail(r.error());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%zu tokens, %u chunks of %u, %llu scored, %.2f s\n", tokens.size(), r->chunks, o->ctx,
                 static_cast<unsigned long long>(r->scored_tokens), s);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "model/quantize_model.h"
 
@@ -16,20 +17,13 @@ void register_quantize(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("quantize", "Convert a model's weight matrices to another format");
   cmd->add_option("input", o->input, "F32/F16/BF16 GGUF model")->required();
   cmd->add_option("output", o->output, "Output GGUF file")->required();
-  cmd->add_option("type", o->type, "Mix: " + model::mix_names_text())->required();
+  cmd->add_option("type", o->type, "Mix: " + model::mix_names_text())->required()->check(mix_name("quantize to"));
   cmd->callback([o, &exit_code] {
-    auto mix = model::mix_from_name(o->type);
-    if (!mix) {
-      std::fprintf(stderr, "omni quantize: unknown type '%s' (known: %s)\n", o->type.c_str(),
-                   model::mix_names_text().c_str());
-      exit_code = 1;
-      return;
-    }
+    const auto mix = model::mix_from_name(o->type);  // checked while parsing
     const auto t0 = std::chrono::steady_clock::now();
     auto r = model::quantize_model(o->input, o->output, *mix);
     if (!r) {
-      std::fprintf(stderr, "omni quantize: %s\n", r.error().message.c_str());
-      exit_code = 1;
+      exit_code = fail("quantize", r.error());
       return;
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <kj/async-io.h>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "net/identity.h"
 #include "net/relay_server.h"
@@ -19,21 +20,25 @@ struct RelayCommandOptions {
   net::RelayOptions relay;
   std::string listen = "0.0.0.0:7100";
   std::string data_dir;
+  // Seconds as given; the relay counts whole seconds.
+  double idle_timeout_s = net::RelayOptions{}.idle_timeout_s;
+  double keepalive_s = net::RelayOptions{}.keepalive_s;
+  double dial_timeout_s = net::RelayOptions{}.dial_timeout_s;
 };
 
 int run_relay(RelayCommandOptions o) {
-  auto fail = [](const std::string& message) {
-    std::fprintf(stderr, "omni relay: %s\n", message.c_str());
-    return 1;
-  };
-  auto identity = net::Identity::load_or_create(o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir);
-  if (!identity) return fail(identity.error().message);
+  auto fail = [](const Error& e) { return cli::fail("relay", e); };
+  o.relay.idle_timeout_s = whole_seconds(o.idle_timeout_s);
+  o.relay.keepalive_s = whole_seconds(o.keepalive_s);
+  o.relay.dial_timeout_s = whole_seconds(o.dial_timeout_s);
+  auto identity = net::Identity::load_or_create(data_dir_or_default(o.data_dir));
+  if (!identity) return fail(identity.error());
   o.relay.log = [](const std::string& line) {
     std::fprintf(stderr, "omni relay: %s\n", line.c_str());
     std::fflush(stderr);
   };
   auto server = net::RelayServer::create(o.relay, std::move(*identity));
-  if (!server) return fail(server.error().message);
+  if (!server) return fail(server.error());
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
   // Every relayed connection holds two descriptors: take all the process may have.
   if (struct rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
@@ -48,7 +53,7 @@ int run_relay(RelayCommandOptions o) {
         std::fflush(stdout);
       },
       kj::NEVER_DONE);
-  if (!served) return fail(served.error().message);
+  if (!served) return fail(served.error());
   return 0;
 }
 
@@ -57,18 +62,21 @@ int run_relay(RelayCommandOptions o) {
 void register_relay(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<RelayCommandOptions>();
   auto* cmd = app.add_subcommand("relay", "Relay connections to nodes that cannot accept them (behind NAT)");
-  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
-  cmd->add_option("--announce", o->relay.public_address,
-                  "HOST:PORT at which clients reach this relay, told to nodes (default: the address each node dialed)");
-  cmd->add_option("--data-dir", o->data_dir, "Directory of the relay's identity key (default ~/.omni)");
-  cmd->add_option("--max-nodes", o->relay.max_nodes, "Nodes registered at once")->capture_default_str();
+  add_host_port(cmd, "--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+  add_host_port(cmd, "--announce", o->relay.public_address,
+                "HOST:PORT at which clients reach this relay, told to nodes (default: the address each node dialed)");
+  add_data_dir(cmd, o->data_dir, "Directory of the relay's identity key");
+  cmd->add_option("--max-nodes", o->relay.max_nodes, "Nodes registered at once")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
   cmd->add_option("--max-per-node", o->relay.max_per_node, "Relayed connections open to one node at once")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  add_timeout(cmd, "--idle-timeout", o->idle_timeout_s, "Close a relayed connection idle this many seconds")
       ->capture_default_str();
-  cmd->add_option("--idle-timeout", o->relay.idle_timeout_s, "Close a relayed connection idle this many seconds")
+  add_timeout(cmd, "--keepalive", o->keepalive_s, "Seconds between a node's pings (3 missed: dropped)")
       ->capture_default_str();
-  cmd->add_option("--keepalive", o->relay.keepalive_s, "Seconds between a node's pings (3 missed: dropped)")
-      ->capture_default_str();
-  cmd->add_option("--dial-timeout", o->relay.dial_timeout_s, "Seconds a node has to dial back for a client")
+  add_timeout(cmd, "--dial-timeout", o->dial_timeout_s, "Seconds a node has to dial back for a client")
       ->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run_relay(*o); });
 }

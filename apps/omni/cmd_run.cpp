@@ -3,15 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <thread>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "model/chat_template.h"
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
 #include "store/sharded_model.h"
-#include "net/identity.h"
 #include "net/pipeline.h"
 #include "swarm/swarm_client.h"
 
@@ -21,11 +20,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct RunOptions {
-  std::string model_path;
-  std::string store_dir;  // --store: model_path is a model CID in this store (src/store)
+  ModelSource model;
   std::string prompt;
   std::string system;
-  int n_predict = 128;
+  int n_predict = 128;  // -1: until end of generation or a full context, as llama.cpp
   int threads = 0;
   uint32_t ctx = 0;
   bool chat = false;
@@ -41,17 +39,12 @@ struct RunOptions {
   std::string route = "ring";
   std::string hop_addresses;  // --hop-addresses: where the nodes reach each other, by peer id
   std::string data_dir;
-  uint32_t call_timeout_s = 60;
+  double call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
   bool lan = false;  // find the swarm's DHT nodes on the LAN by multicast (with or without --bootstrap)
   double stall_timeout_s = 3;  // --stall-timeout: a silent node of the chain is dropped after this
 };
-
-int fail(const std::string& message) {
-  std::fprintf(stderr, "omni run: %s\n", message.c_str());
-  return 1;
-}
 
 // Builds the prompt's tokens: raw text (BOS as the vocabulary asks, special-token texts left as
 // text), or a chat conversation rendered by the model's template (special tokens parsed).
@@ -83,7 +76,6 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
 Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const model::Model& m, uint32_t n_ctx,
                                                      kernels::ThreadPool& pool) {
   if (!o.bootstrap.empty() || o.lan) {
-    if (!o.peers.empty()) return Error{"give --peers or --bootstrap/--lan, not both"};
     swarm::SwarmClientOptions so;
     auto encoding = net::parse_hidden_encoding(o.hidden_format);
     if (!encoding) return encoding.error();
@@ -91,9 +83,8 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
     auto topology = net::parse_topology(o.route);
     if (!topology) return topology.error();
     so.topology = *topology;
-    so.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
-    so.call_timeout_s = o.call_timeout_s;
-    if (!(o.stall_timeout_s >= 0 && o.stall_timeout_s <= 3600)) return Error{"--stall-timeout must be 0..3600 s"};
+    so.data_dir = data_dir_or_default(o.data_dir);
+    so.call_timeout_s = whole_seconds(o.call_timeout_s);
     so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
     so.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
     return swarm::make_swarm_pipeline(m, o.bootstrap, o.lan, so, n_ctx, pool);
@@ -105,7 +96,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
   remote.peers = std::move(*peers);
   if (!o.hop_addresses.empty()) {
     auto hops = net::parse_peer_list(o.hop_addresses);
-    if (!hops) return Error{"--hop-addresses: " + hops.error().message};
+    if (!hops) return hops.error().with_context("--hop-addresses");
     remote.hop_addresses = std::move(*hops);
   }
   auto encoding = net::parse_hidden_encoding(o.hidden_format);
@@ -114,40 +105,48 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
   auto topology = net::parse_topology(o.route);
   if (!topology) return topology.error();
   remote.topology = *topology;
-  remote.data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
-  remote.call_timeout_s = o.call_timeout_s;
+  remote.data_dir = data_dir_or_default(o.data_dir);
+  remote.call_timeout_s = whole_seconds(o.call_timeout_s);
   remote.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
   return net::make_remote_pipeline(m, remote, n_ctx, pool);
 }
 
 int run(const RunOptions& o) {
-  auto model = [&]() -> Result<std::unique_ptr<model::Model>> {
-    if (o.store_dir.empty()) return model::Model::load(o.model_path);
-    auto cid = store::Cid::parse(o.model_path);
-    if (!cid) return cid.error();
-    auto st = store::BlobStore::open(o.store_dir);
-    if (!st) return st.error();
-    return store::load_model(**st, *cid);
-  }();
-  if (!model) return fail(model.error().message);
+  auto fail = [](const Error& e) { return cli::fail("run", e); };
+  auto model = load_model(o.model);
+  if (!model) return fail(model.error());
   auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
-  if (!tokenizer) return fail(tokenizer.error().message);
+  if (!tokenizer) return fail(tokenizer.error());
   auto sampler = model::Sampler::create(o.sampling);
-  if (!sampler) return fail(sampler.error().message);
+  if (!sampler) return fail(sampler.error());
 
   std::vector<std::string> stops = o.stops;
   auto tokens = prompt_tokens(o, **model, *tokenizer, stops);
-  if (!tokens) return fail(tokens.error().message);
-  if (tokens->empty()) return fail("the prompt is empty");
+  if (!tokens) return fail(tokens.error());
+  if (tokens->empty()) return fail(Error{ErrorCode::InvalidArgument, "the prompt is empty"});
 
   const model::ModelConfig& cfg = (*model)->config();
   uint32_t n_ctx = o.ctx ? o.ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);
-  if (tokens->size() + static_cast<size_t>(std::max(o.n_predict, 0)) > n_ctx)
-    n_ctx = static_cast<uint32_t>(tokens->size() + std::max(o.n_predict, 0));
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // A fixed length gets the context it needs; -n -1 generates until the context is full.
+  const bool until_full = o.n_predict < 0;
+  if (!until_full && tokens->size() + static_cast<size_t>(o.n_predict) > n_ctx)
+    n_ctx = static_cast<uint32_t>(tokens->size() + o.n_predict);
+  if (until_full && tokens->size() >= n_ctx)
+    return fail(Error{ErrorCode::InvalidArgument, "the prompt's " + std::to_string(tokens->size()) +
+                                                      " tokens leave no room in the context of " +
+                                                      std::to_string(n_ctx) + " (give a larger -c)"});
+  // Beyond its training context a model's output is not meaningful, and the KV cache would grow
+  // with whatever -n or -c asked for.
+  if (cfg.n_ctx_train && n_ctx > cfg.n_ctx_train)
+    return fail(Error{ErrorCode::InvalidArgument,
+                      "a context of " + std::to_string(n_ctx) + " tokens (-c, or the prompt's " +
+                          std::to_string(tokens->size()) + " tokens and -n) is more than the model's training context of " +
+                          std::to_string(cfg.n_ctx_train)});
+  const int limit = until_full ? static_cast<int>(n_ctx - tokens->size()) : o.n_predict;
+  const int threads = threads_to_use(o.threads);
   kernels::ThreadPool pool(threads);
   auto session = make_pipeline(o, **model, n_ctx, pool);
-  if (!session) return fail(session.error().message);
+  if (!session) return fail(session.error());
 
   std::vector<float> logits;
   const auto t0 = Clock::now();
@@ -155,7 +154,7 @@ int run(const RunOptions& o) {
   const size_t batch_size = std::min(kBatch, (*session)->max_batch());
   for (size_t i = 0; i < tokens->size(); i += batch_size) {
     std::span<const int32_t> batch(tokens->data() + i, std::min(batch_size, tokens->size() - i));
-    if (auto r = (*session)->forward(batch, logits); !r) return fail(r.error().message);
+    if (auto r = (*session)->forward(batch, logits); !r) return fail(r.error());
   }
   for (int32_t t : *tokens) sampler->accept(t);
   const auto t1 = Clock::now();
@@ -163,8 +162,8 @@ int run(const RunOptions& o) {
   model::Detokenizer detok(*tokenizer);
   model::StopDetector stop(stops);
   int generated = 0;
-  std::string finish = "length";
-  for (; generated < o.n_predict; ++generated) {
+  std::string finish = until_full ? "context" : "length";
+  for (; generated < limit; ++generated) {
     const int32_t id = sampler->sample(logits);
     if (o.json) {
       nlohmann::json line;
@@ -194,7 +193,7 @@ int run(const RunOptions& o) {
     sampler->accept(id);
     if (!o.json) {
       auto piece = detok.feed(id);
-      if (!piece) return fail(piece.error().message);
+      if (!piece) return fail(piece.error());
       std::string shown = stop.feed(*piece);
       std::fwrite(shown.data(), 1, shown.size(), stdout);
       std::fflush(stdout);
@@ -204,12 +203,12 @@ int run(const RunOptions& o) {
         break;
       }
     }
-    if (generated + 1 == o.n_predict) {
+    if (generated + 1 == limit) {
       ++generated;
       break;
     }
     const int32_t next[1] = {id};
-    if (auto r = (*session)->forward(next, logits); !r) return fail(r.error().message);
+    if (auto r = (*session)->forward(next, logits); !r) return fail(r.error());
   }
   if (!o.json) {
     std::string rest = stop.stopped() ? "" : stop.feed(detok.flush()) + stop.flush();
@@ -232,46 +231,58 @@ int run(const RunOptions& o) {
 void register_run(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand("run", "Generate text with a local model");
-  cmd->add_option("-m,--model", o->model_path, "GGUF model file (a model CID with --store)")->required();
-  cmd->add_option("--store", o->store_dir, "Load the model CID from the shards in this store");
+  add_model_source(cmd, o->model, /*with_store=*/true);
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
-  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores)");
-  cmd->add_option("-c,--ctx-size", o->ctx, "Context length (default: min(training context, 4096))");
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)")->capture_default_str();
-  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0 = off)")->capture_default_str();
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1 = off)")->capture_default_str();
-  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the penalties look back")->capture_default_str();
+  cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of generation or a full context)")
+      ->capture_default_str()
+      ->check(count_in(-1, INT32_MAX));
+  add_threads(cmd, o->threads);
+  cmd->add_option("-c,--ctx-size", o->ctx, "Context length (default: min(training context, 4096))")
+      ->check(count_in(0, UINT32_MAX));
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature; 0 = greedy")->capture_default_str()->check(number_in(0));
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)")->capture_default_str()->check(count_in(0, INT32_MAX));
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1 = off)")->capture_default_str()->check(number_in(0, 1));
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0 = off)")->capture_default_str()->check(number_in(0, 1));
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1 = off)")
+      ->capture_default_str()
+      ->check(number_above(0));
+  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the penalties look back (-1: all)")
+      ->capture_default_str()
+      ->check(count_in(-1, INT32_MAX));
   cmd->add_option("--frequency-penalty", o->sampling.frequency_penalty, "OpenAI frequency penalty");
   cmd->add_option("--presence-penalty", o->sampling.presence_penalty, "OpenAI presence penalty");
-  cmd->add_option("--seed", o->sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--seed", o->sampling.seed, "Random seed")->capture_default_str()->check(count_in(0));
   cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template");
   cmd->add_option("--chat-template", o->chat_template, "Chat template by name (chatml, llama2, llama3, ...)");
   cmd->add_option("--system", o->system, "System message (with --chat)");
   cmd->add_option("--stop", o->stops, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-generation tokens");
-  cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: how many top log-probs per token");
-  cmd->add_flag("--json", o->json, "One JSON object per generated token: id, logprob, top");
-  cmd->add_option("--peers", o->peers, "Run the blocks on these nodes: [ID@]HOST:PORT,... (see omni node)");
+  auto* json = cmd->add_flag("--json", o->json, "One JSON object per generated token: id, logprob, top");
+  cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: how many top log-probs per token")
+      ->check(count_in(0, INT32_MAX))
+      ->needs(json);
+  auto* peers = add_peer_list(cmd, "--peers", o->peers, "Run the blocks on these nodes: [ID@]HOST:PORT,... (see omni node)");
   cmd->add_option("--hidden-format", o->hidden_format, "With --peers: hidden states as f16, f32 or q8")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(hidden_format_name());
   cmd->add_option("--route", o->route,
                   "With --peers: ring (nodes forward, the last answers the client), chain (the answer retraces "
                   "the chain) or direct (client calls each)")
+      ->capture_default_str()
+      ->check(route_name());
+  add_peer_list(cmd, "--hop-addresses", o->hop_addresses,
+                "With --peers: ID@HOST:PORT,... where the nodes reach each other (default: the --peers addresses)");
+  add_data_dir(cmd, o->data_dir, "With --peers or --bootstrap: directory of this client's identity key");
+  add_timeout(cmd, "--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call (whole seconds, rounded up)")
       ->capture_default_str();
-  cmd->add_option("--hop-addresses", o->hop_addresses,
-                  "With --peers: ID@HOST:PORT,... where the nodes reach each other (default: the --peers addresses)");
-  cmd->add_option("--data-dir", o->data_dir, "With --peers: directory of this client's identity key (~/.omni)");
-  cmd->add_option("--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call")
-      ->capture_default_str();
-  cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");
-  cmd->add_option("--bootstrap", o->bootstrap, "Run the blocks on the swarm found through these DHT nodes, HOST:PORT")
-      ->delimiter(',');
-  cmd->add_option("--stall-timeout", o->stall_timeout_s,
-                  "With --bootstrap: seconds a node of the chain may answer no heartbeat while a call waits "
-                  "before it is routed around (0: only --timeout)")
+  auto* lan = cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");
+  auto* bootstrap = add_host_port_list(cmd, "--bootstrap", o->bootstrap,
+                                       "Run the blocks on the swarm found through these DHT nodes, HOST:PORT");
+  peers->excludes(lan)->excludes(bootstrap);
+  add_timeout(cmd, "--stall-timeout", o->stall_timeout_s,
+              "With --bootstrap: seconds a node of the chain may answer no heartbeat while a call waits "
+              "before it is routed around (0: only --timeout)",
+              /*zero_means_off=*/true)
       ->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }

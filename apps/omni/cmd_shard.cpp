@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "store/shard.h"
 
@@ -19,27 +20,21 @@ struct ShardOptions {
   uint64_t limit_mib = 0;
 };
 
-int fail(const std::string& message) {
-  std::fprintf(stderr, "omni shard: %s\n", message.c_str());
-  return 1;
-}
-
 int run(const ShardOptions& o) {
+  auto fail = [](const Error& e) { return cli::fail("shard", e); };
   auto st = store::BlobStore::open(o.store_dir, {.limit_bytes = o.limit_mib << 20});
-  if (!st) return fail(st.error().message);
+  if (!st) return fail(st.error());
   if (!o.verify.empty()) {
     auto cid = store::Cid::parse(o.verify);
-    if (!cid) return fail(cid.error().message);
+    if (!cid) return fail(cid.error());
     size_t n = 0;
     auto r = store::verify_model(**st, *cid, [&](const store::ShardEntry&) { ++n; });
-    if (!r) return fail(r.error().message);
+    if (!r) return fail(r.error());
     std::printf("%s: %zu shards verified\n", o.verify.c_str(), n);
     return 0;
   }
-  if (o.model_path.empty()) return fail("give a MODEL.gguf to shard, or --verify CID");
-  if (o.chunk_kib < 4 || o.chunk_kib > 64 * 1024) return fail("--chunk-kib must be within [4, 65536]");
   auto rep = store::shard_model(o.model_path, **st, o.chunk_kib * 1024);
-  if (!rep) return fail(rep.error().message);
+  if (!rep) return fail(rep.error());
   uint64_t total = 0;
   for (const auto& s : rep->manifest.shards) {
     total += s.size;
@@ -61,9 +56,17 @@ void register_shard(CLI::App& app, int& exit_code) {
   cmd->add_option("model", o->model_path, "GGUF model file");
   cmd->add_option("--verify", o->verify, "Re-hash the shards of model CID instead");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();
-  cmd->add_option("--chunk-kib", o->chunk_kib, "Chunk size in KiB (hashed and transferred unit)")->capture_default_str();
-  cmd->add_option("--limit-mib", o->limit_mib, "Store size limit in MiB (0 = none)");
-  cmd->callback([o, &exit_code] { exit_code = run(*o); });
+  cmd->add_option("--chunk-kib", o->chunk_kib, "Chunk size in KiB (hashed and transferred unit)")
+      ->capture_default_str()
+      ->check(count_in(4, 64 * 1024));
+  // MiB to bytes must fit in 64 bits.
+  cmd->add_option("--limit-mib", o->limit_mib, "Store size limit in MiB (0 = none)")->check(count_in(0, INT64_MAX >> 20));
+  cmd->callback([o, &exit_code] {
+    if (o->model_path.empty() && o->verify.empty()) throw CLI::ValidationError("give a MODEL.gguf to shard, or --verify CID");
+    if (!o->model_path.empty() && !o->verify.empty())
+      throw CLI::ValidationError("give a MODEL.gguf to shard or --verify CID, not both");
+    exit_code = run(*o);
+  });
 }
 
 }  // namespace omni::cli

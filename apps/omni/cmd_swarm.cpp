@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli_options.h"
 #include "commands.h"
 #include "swarm/assignment.h"
 #include "swarm/dht_directory.h"
@@ -25,21 +26,11 @@ int swarm_status(const SwarmOptions& o) {
   swarm::DhtOptions dht;
   dht.bootstrap = o.bootstrap;
   dht.lan = o.lan;
-  if (o.bootstrap.empty() && !o.lan) {
-    std::fprintf(stderr, "omni swarm: give --bootstrap HOST:PORT or --lan\n");
-    return 1;
-  }
   auto directory = swarm::DhtDirectory::start(dht);
-  if (!directory) {
-    std::fprintf(stderr, "omni swarm: %s\n", directory.error().message.c_str());
-    return 1;
-  }
+  if (!directory) return fail("swarm status", directory.error());
   std::this_thread::sleep_for(std::chrono::milliseconds(o.wait_ms));
   auto found = swarm::lookup(**directory, "");
-  if (!found) {
-    std::fprintf(stderr, "omni swarm: %s\n", found.error().message.c_str());
-    return 1;
-  }
+  if (!found) return fail("swarm status", found.error());
   std::map<std::string, std::vector<swarm::NodeRecord>> by_model;
   for (const auto& r : found->records) by_model[r.model_id].push_back(r);
 
@@ -94,11 +85,16 @@ void register_swarm(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("swarm", "Inspect the swarm");
   cmd->require_subcommand(1);
   auto* status = cmd->add_subcommand("status", "Nodes, models, block coverage and throughput");
-  status->add_option("--bootstrap", o->bootstrap, "DHT nodes to join through, HOST:PORT")->delimiter(',');
+  add_host_port_list(status, "--bootstrap", o->bootstrap, "DHT nodes to join through, HOST:PORT");
   status->add_flag("--lan", o->lan, "Find DHT nodes on the LAN by multicast (OpenDHT peer discovery)");
   status->add_flag("--json", o->json, "One JSON object");
-  status->add_option("--wait-ms", o->wait_ms, "Milliseconds to let the DHT settle before reading")->capture_default_str();
-  status->callback([o, &exit_code] { exit_code = swarm_status(*o); });
+  status->add_option("--wait-ms", o->wait_ms, "Milliseconds to let the DHT settle before reading")
+      ->capture_default_str()
+      ->check(count_in(0, UINT32_MAX));
+  status->callback([o, &exit_code] {
+    if (o->bootstrap.empty() && !o->lan) throw CLI::ValidationError("give --bootstrap HOST:PORT or --lan");
+    exit_code = swarm_status(*o);
+  });
 }
 
 }  // namespace omni::cli

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "cli_options.h"
 #include "commands.h"
-#include "gguf/types.h"
 #include "model/shapes.h"
 #include "model/synth.h"
 
@@ -22,7 +22,7 @@ struct SynthArgs {
   std::string vocab;
   uint32_t layers = 0;
   bool sparse = false;
-  unsigned threads = 0;
+  int threads = 0;
   bool list = false;
   std::string out;
 };
@@ -50,33 +50,17 @@ int run(const SynthArgs& a) {
     list_shapes();
     return 0;
   }
-  if (a.shape.empty() || a.out.empty()) {
-    std::fprintf(stderr, "omni synth: --shape and an output file are required (or --list-shapes)\n");
-    return 1;
-  }
-  const auto mix = model::mix_from_name(a.type);
-  if (!mix) {
-    if (gguf::tensor_type_from_name(a.type))
-      std::fprintf(stderr, "omni synth: cannot synthesize tensor type %s (supported: %s)\n", a.type.c_str(),
-                   model::mix_names_text().c_str());
-    else
-      std::fprintf(stderr, "omni synth: unknown tensor type '%s'\n", a.type.c_str());
-    return 1;
-  }
   model::SynthOptions o;
   o.shape = a.shape;
-  o.mix = *mix;
+  o.mix = *model::mix_from_name(a.type);  // checked while parsing
   o.seed = a.seed;
   o.vocab_path = a.vocab;
   o.n_layers = a.layers;
   o.sparse = a.sparse;
-  o.threads = a.threads;
+  o.threads = static_cast<unsigned>(a.threads);
   o.out_path = a.out;
   auto r = model::synthesize(o);
-  if (!r) {
-    std::fprintf(stderr, "omni synth: %s\n", r.error().message.c_str());
-    return 1;
-  }
+  if (!r) return fail("synth", r.error());
   std::printf("%s: %s, %s, %u layer%s, %" PRIu64 " params, %" PRIu64 " tensors, vocab %u (%s), %" PRIu64
               " bytes%s, %.2f s on %u thread%s\n",
               r->path.c_str(), r->shape.c_str(), model::mix_name(r->mix).c_str(), r->n_layer,
@@ -94,15 +78,21 @@ void register_synth(CLI::App& app, int& exit_code) {
   cmd->add_option("--shape", args->shape, "Model shape (see --list-shapes)");
   cmd->add_option("--type", args->type, "Type mix of the 2-D weights, per tensor as llama-quantize chooses: f32 f16 bf16 q8_0 q4_0 q4_1 "
                   "q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k")
-      ->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
+      ->capture_default_str()
+      ->check(mix_name("synthesize"));
+  cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str()->check(count_in(0));
   cmd->add_option("--vocab", args->vocab, "GGUF whose tokenizer.* keys to copy (sets the vocabulary size)");
-  cmd->add_option("--layers", args->layers, "Override the number of blocks (0: the shape's)");
-  cmd->add_option("--threads", args->threads, "Worker threads (0: all cores)");
+  cmd->add_option("--layers", args->layers, "Override the number of blocks (0: the shape's)")
+      ->check(count_in(0, UINT32_MAX));
+  add_threads(cmd, args->threads);
   cmd->add_flag("--sparse", args->sparse, "Write headers only; tensor data are holes (reads as zeros)");
   cmd->add_flag("--list-shapes", args->list, "List the known shapes and exit");
   cmd->add_option("out", args->out, "Output GGUF file");
-  cmd->callback([args, &exit_code] { exit_code = run(*args); });
+  cmd->callback([args, &exit_code] {
+    if (!args->list && (args->shape.empty() || args->out.empty()))
+      throw CLI::ValidationError("--shape and an output file are required (or --list-shapes)");
+    exit_code = run(*args);
+  });
 }
 
 }  // namespace omni::cli

@@ -45,34 +45,6 @@ DirectionParams resolve_direction(const DirectionFlags& own, const DirectionFlag
 
 }  // namespace
 
-Result<Endpoint> parse_endpoint(const std::string& text) {
-  Endpoint e;
-  std::string port_text;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return Error{"expected [IPv6]:PORT, got '" + text + "'"};
-    }
-    e.host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos) return Error{"expected HOST:PORT, got '" + text + "'"};
-    e.host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if (e.host.find(':') != std::string::npos) return Error{"an IPv6 address needs brackets: [ADDR]:PORT, got '" + text + "'"};
-  }
-  if (e.host.empty()) return Error{"missing host in '" + text + "'"};
-  std::uint32_t port = 0;
-  const char* end = port_text.data() + port_text.size();
-  const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
-  if (port_text.empty() || ec != std::errc{} || ptr != end || port > 65535) {
-    return Error{"bad port '" + port_text + "' in '" + text + "'"};
-  }
-  e.port = static_cast<std::uint16_t>(port);
-  return e;
-}
-
 std::string usage() {
   return "usage: omni-linkemu --listen HOST:PORT --target HOST:PORT [options]\n"
          "\n"
@@ -137,8 +109,8 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
     if (flag == "--listen" || flag == "--target") {
       auto text = value();
       if (!text) return text.error();
-      auto e = parse_endpoint(*text);
-      if (!e) return Error{flag + ": " + e.error().message};
+      auto e = parse_host_port(*text);
+      if (!e) return e.error().with_context(flag);
       (flag == "--listen" ? inv.config.listen : inv.config.target) = *e;
       (flag == "--listen" ? have_listen : have_target) = true;
     } else if (flag == "--delay-ms") {

@@ -9,9 +9,6 @@
 
 namespace omni::linkemu {
 
-// "HOST:PORT" or "[IPv6]:PORT"; HOST may be a name. Port 0 is allowed (pick a free port).
-Result<Endpoint> parse_endpoint(const std::string& text);
-
 // What the command line asked for: run a proxy with `config`, or print `usage()` and exit 0.
 struct Invocation {
   bool help = false;

@@ -40,11 +40,6 @@ Nanos monotonic_now() {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-std::string endpoint_text(const Endpoint& e) {
-  const bool v6 = e.host.find(':') != std::string::npos;
-  return (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
-}
-
 std::string sockaddr_text(const sockaddr_storage& addr, socklen_t len) {
   char host[NI_MAXHOST];
   char port[NI_MAXSERV];
@@ -65,7 +60,7 @@ Result<std::vector<sockaddr_storage>> resolve(const Endpoint& e, bool passive, s
   addrinfo* found = nullptr;
   const std::string port = std::to_string(e.port);
   const int rc = getaddrinfo(e.host.empty() ? nullptr : e.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) return Error{"cannot resolve " + endpoint_text(e) + ": " + gai_strerror(rc)};
+  if (rc != 0) return Error{"cannot resolve " + e.to_string() + ": " + gai_strerror(rc)};
   std::vector<sockaddr_storage> out;
   for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
     sockaddr_storage s{};
@@ -74,7 +69,7 @@ Result<std::vector<sockaddr_storage>> resolve(const Endpoint& e, bool passive, s
     lens.push_back(a->ai_addrlen);
   }
   freeaddrinfo(found);
-  if (out.empty()) return Error{"cannot resolve " + endpoint_text(e) + ": no address"};
+  if (out.empty()) return Error{"cannot resolve " + e.to_string() + ": no address"};
   return out;
 }
 
@@ -361,7 +356,7 @@ struct Proxy::Impl {
     if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), target_lens.front()) == 0) {
       c.connected = true;
     } else if (errno != EINPROGRESS) {
-      abort_connection(c, "cannot connect to " + endpoint_text(config.target) + ": " + errno_text(errno));
+      abort_connection(c, "cannot connect to " + config.target.to_string() + ": " + errno_text(errno));
       return false;
     }
     return true;
@@ -374,7 +369,7 @@ struct Proxy::Impl {
       socklen_t len = sizeof err;
       getsockopt(c.target.fd, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err != 0) {
-        abort_connection(c, "cannot connect to " + endpoint_text(config.target) + ": " + errno_text(err));
+        abort_connection(c, "cannot connect to " + config.target.to_string() + ": " + errno_text(err));
         return;
       }
       if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
@@ -472,7 +467,7 @@ Result<std::unique_ptr<Proxy>> Proxy::start(const ProxyConfig& config) {
     }
     impl->listen_fd = fd;
   }
-  if (impl->listen_fd < 0) return Error{"cannot listen on " + endpoint_text(config.listen) + ": " + last_error};
+  if (impl->listen_fd < 0) return Error{"cannot listen on " + config.listen.to_string() + ": " + last_error};
 
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;

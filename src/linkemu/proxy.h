@@ -18,15 +18,13 @@
 #include <memory>
 #include <string>
 
+#include "base/parse.h"
 #include "base/result.h"
 #include "linkemu/link_shaper.h"
 
 namespace omni::linkemu {
 
-struct Endpoint {
-  std::string host;
-  std::uint16_t port = 0;
-};
+using Endpoint = HostPort;  // base/parse.h
 
 struct ProxyConfig {
   Endpoint listen;

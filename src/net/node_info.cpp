@@ -2,17 +2,15 @@
 
 #include <openssl/sha.h>
 
-#include <cstdio>
+#include <algorithm>
+
+#include "base/parse.h"
 
 namespace omni::net {
 
 std::string ModelIdentity::to_string() const {
-  std::string hex;
-  for (size_t i = 0; i < std::min<size_t>(header_sha256.size(), 6); ++i) {
-    char b[3];
-    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(header_sha256[i]));
-    hex += b;
-  }
+  const std::string hex = hex_encode(
+      {reinterpret_cast<const uint8_t*>(header_sha256.data()), std::min<size_t>(header_sha256.size(), 6)});
   return (name.empty() ? "?" : name) + " (" + architecture + ", " + std::to_string(n_layer) + " blocks, d " +
          std::to_string(n_embd) + ", vocab " + std::to_string(n_vocab) + ", " + std::to_string(file_size) +
          " bytes, header sha256 " + hex + "...)";

@@ -1,15 +1,11 @@
 #include "net/peer_address.h"
 
-#include <charconv>
-
+#include "base/parse.h"
 #include "net/peer_id.h"
 
 namespace omni::net {
 
-std::string PeerAddress::dial_host_port() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string PeerAddress::dial_host_port() const { return HostPort{host, port}.to_string(); }
 
 std::string PeerAddress::host_port() const {
   return relayed ? std::string(kRelayPrefix) + dial_host_port() : dial_host_port();
@@ -19,27 +15,14 @@ std::string PeerAddress::to_string() const { return peer_id.empty() ? host_port(
 
 Result<PeerAddress> parse_listen_address(std::string_view text) {
   PeerAddress a;
-  const std::string_view whole = text;
   if (text.substr(0, kRelayPrefix.size()) == kRelayPrefix) {
     a.relayed = true;
     text = text.substr(kRelayPrefix.size());
   }
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon + 1 == text.size())
-    return Error{"address '" + std::string(whole) + "' has no port (write HOST:PORT)"};
-  std::string_view host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty()) return Error{"address '" + std::string(whole) + "' has no host"};
-  // Only a bracketed IPv6 host may hold ':' (so "relay:" cannot hide in a host, nor be repeated).
-  if (host.find(':') != std::string_view::npos && text.front() != '[')
-    return Error{"address '" + std::string(whole) + "' has ':' in its host (write IPv6 hosts in brackets: [::1]:7000)"};
-  std::string_view port = text.substr(colon + 1);
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (ec != std::errc() || end != port.data() + port.size() || value > 65535)
-    return Error{"address '" + std::string(whole) + "' has an invalid port '" + std::string(port) + "'"};
-  a.host = std::string(host);
-  a.port = static_cast<uint16_t>(value);
+  auto location = parse_host_port(text);
+  if (!location) return location.error().with_context("address");
+  a.host = std::move(location->host);
+  a.port = location->port;
   return a;
 }
 

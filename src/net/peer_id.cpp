@@ -4,31 +4,15 @@
 
 #include <array>
 
-namespace omni::net {
+#include "base/parse.h"
 
-std::string base32_lower(std::span<const uint8_t> bytes) {
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::string out;
-  out.reserve((bytes.size() * 8 + 4) / 5);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out.push_back(kAlphabet[(buffer >> (bits - 5)) & 31]);
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (5 - bits)) & 31]);
-  return out;
-}
+namespace omni::net {
 
 std::string peer_id_from_public_key(std::span<const uint8_t, 32> public_key) {
   // Multihash framing (code 0x12 = sha2-256, length 0x20) so the id format can name other hashes later.
   std::array<uint8_t, 34> multihash{0x12, 0x20};
   SHA256(public_key.data(), public_key.size(), multihash.data() + 2);
-  return base32_lower(multihash);
+  return base32_encode(multihash);
 }
 
 bool is_peer_id(std::string_view text) {

@@ -18,7 +18,4 @@ std::string peer_id_from_public_key(std::span<const uint8_t, 32> public_key);
 // True when `text` has the shape of a peer id (length and alphabet); says nothing about a key.
 bool is_peer_id(std::string_view text);
 
-// RFC 4648 base32, lower case, without padding (exposed for tests).
-std::string base32_lower(std::span<const uint8_t> bytes);
-
 }  // namespace omni::net

@@ -2,6 +2,9 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+
+#include "base/parse.h"
 #include "net/errors.h"
 #include "net/peer_id.h"
 
@@ -114,27 +117,14 @@ RelayToken random_relay_token() {
   return t;
 }
 
-std::string relay_token_hex(const RelayToken& token) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : token) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
+std::string relay_token_hex(const RelayToken& token) { return hex_encode(token); }
 
 Result<RelayToken> parse_relay_token(std::string_view hex) {
   if (hex.size() != 32) return Error{"relay token " + shown(hex) + " is not 32 hex digits"};
+  auto bytes = hex_decode(hex);
+  if (!bytes) return Error{"relay token " + shown(hex) + " is not 32 lower-case hex digits"};
   RelayToken t{};
-  for (size_t i = 0; i < 32; ++i) {
-    const char c = hex[i];
-    int v;
-    if (c >= '0' && c <= '9') v = c - '0';
-    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    else return Error{"relay token " + shown(hex) + " is not 32 lower-case hex digits"};
-    t[i / 2] = static_cast<uint8_t>(t[i / 2] << 4 | v);
-  }
+  std::copy(bytes->begin(), bytes->end(), t.begin());
   return t;
 }
 

@@ -1,5 +1,7 @@
 #include "store/cid.h"
 
+#include "base/parse.h"
+
 namespace omni::store {
 namespace {
 
@@ -26,23 +28,6 @@ bool get_varint(std::span<const uint8_t>& in, uint64_t& v) {
 
 }  // namespace
 
-std::string base32_lower(std::span<const uint8_t> bytes) {
-  static const char* alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(buffer >> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(buffer << (5 - bits)) & 31];
-  return out;
-}
-
 Cid Cid::of(std::span<const uint8_t> bytes) { return from_digest(sha256(bytes)); }
 
 std::vector<uint8_t> Cid::to_binary() const {
@@ -55,7 +40,7 @@ std::vector<uint8_t> Cid::to_binary() const {
   return out;
 }
 
-std::string Cid::to_string() const { return "b" + base32_lower(to_binary()); }
+std::string Cid::to_string() const { return "b" + base32_encode(to_binary()); }
 
 Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
   uint64_t version = 0, codec = 0, hash_fn = 0, hash_len = 0;
@@ -73,25 +58,9 @@ Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
 Result<Cid> Cid::parse(std::string_view text) {
   if (text.empty() || text[0] != 'b')
     return Error{"CID '" + std::string(text) + "': expected multibase base32 (a 'b' prefix)"};
-  std::vector<uint8_t> bytes;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char ch : text.substr(1)) {
-    int v;
-    if (ch >= 'a' && ch <= 'z') v = ch - 'a';
-    else if (ch >= '2' && ch <= '7') v = ch - '2' + 26;
-    else return Error{"CID '" + std::string(text) + "': character '" + std::string(1, ch) + "' is not base32"};
-    buffer = (buffer << 5) | static_cast<uint32_t>(v);
-    bits += 5;
-    if (bits >= 8) {
-      bytes.push_back(static_cast<uint8_t>(buffer >> (bits - 8)));
-      bits -= 8;
-    }
-    buffer &= (1u << bits) - 1;
-  }
-  // Leftover bits must be zero padding (fewer than 5), else the text is not a canonical encoding.
-  if (bits >= 5 || buffer != 0) return Error{"CID '" + std::string(text) + "': bad base32 padding"};
-  auto c = from_binary(bytes);
+  auto bytes = base32_decode(text.substr(1));
+  if (!bytes) return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': " + bytes.error().message};
+  auto c = from_binary(*bytes);
   if (!c) return Error{"'" + std::string(text) + "': " + c.error().message};
   return c;
 }

@@ -39,7 +39,4 @@ struct Cid {
   auto operator<=>(const Cid&) const = default;
 };
 
-// Base32 (RFC 4648, lower case, no padding) as multibase 'b' uses it.
-std::string base32_lower(std::span<const uint8_t> bytes);
-
 }  // namespace omni::store

@@ -244,15 +244,4 @@ Digest sha256(std::span<const uint8_t> bytes) {
   return h.finish();
 }
 
-std::string to_hex(std::span<const uint8_t> bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  s.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    s += digits[b >> 4];
-    s += digits[b & 15];
-  }
-  return s;
-}
-
 }  // namespace omni::store

@@ -45,6 +45,5 @@ class Sha256 {
 };
 
 Digest sha256(std::span<const uint8_t> bytes);
-std::string to_hex(std::span<const uint8_t> bytes);
 
 }  // namespace omni::store

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <future>
 
+#include "base/parse.h"
+
 namespace omni::swarm {
 namespace {
 
@@ -36,17 +38,6 @@ struct DhtDirectory::Impl {
   uint64_t seq = 0;
 };
 
-Result<std::pair<std::string, std::string>> split_host_port(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    return Error{"'" + text + "' is not HOST:PORT"};
-  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
-  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoul(port) > 65535)
-    return Error{"'" + text + "': bad port"};
-  return std::make_pair(host, port);
-}
-
 DhtDirectory::DhtDirectory(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 DhtDirectory::~DhtDirectory() {
@@ -60,9 +51,9 @@ DhtDirectory::~DhtDirectory() {
 Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& options) {
   std::vector<std::pair<std::string, std::string>> boots;
   for (const auto& b : options.bootstrap) {
-    auto hp = split_host_port(b);
-    if (!hp) return Error{"--bootstrap " + hp.error().message};
-    boots.push_back(*hp);
+    auto hp = parse_host_port(b);
+    if (!hp) return hp.error().with_context("--bootstrap");
+    boots.emplace_back(hp->host, std::to_string(hp->port));
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;

@@ -56,7 +56,4 @@ class DhtDirectory final : public Directory {
   std::unique_ptr<Impl> impl_;
 };
 
-// "HOST:PORT" split in two, for bootstrap addresses (IPv6 in brackets).
-Result<std::pair<std::string, std::string>> split_host_port(const std::string& text);
-
 }  // namespace omni::swarm

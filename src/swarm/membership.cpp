@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "base/parse.h"
 #include "net/node_info.h"
 #include "proto/node.capnp.h"
 #include "swarm/assignment.h"
@@ -67,12 +68,13 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   r.protocol_version = proto::PROTOCOL_VERSION;
 
   if (!blocks.empty()) {
-    unsigned a = 0, b = 0;
-    char tail = 0;
-    if (std::sscanf(blocks.c_str(), "%u:%u%c", &a, &b, &tail) != 2 || a >= b || b > cfg.n_layer)
-      return Error{"--blocks '" + blocks + "' is not A:B with A < B <= " + std::to_string(cfg.n_layer)};
-    r.block_begin = a;
-    r.block_end = b;
+    auto range = parse_block_range(blocks);
+    if (!range) return range.error().with_context("--blocks");
+    if (range->end > cfg.n_layer)
+      return Error{ErrorCode::InvalidArgument,
+                   "--blocks '" + blocks + "' ends past the model's " + std::to_string(cfg.n_layer) + " blocks"};
+    r.block_begin = range->begin;
+    r.block_end = range->end;
     return m;
   }
   m->chose_blocks_ = true;
@@ -105,13 +107,15 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
 }
 
 std::string Membership::reachable_address(const std::string& listen_address) const {
-  auto colon = listen_address.rfind(':');
-  std::string host = listen_address.substr(0, colon);
-  if (!options_.announce_host.empty())
-    host = options_.announce_host;
-  else if (host == "0.0.0.0" || host == "[::]")
-    host = "127.0.0.1";  // listening everywhere: say where a local client finds us (see --announce-host)
-  return host + listen_address.substr(colon);
+  auto where = parse_host_port(listen_address);
+  if (!where) return listen_address;  // not HOST:PORT (the listener accepted it): announce it as it is
+  std::string_view host = options_.announce_host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (!host.empty())
+    where->host = std::string(host);
+  else if (where->host == "0.0.0.0" || where->host == "::")
+    where->host = "127.0.0.1";  // listening everywhere: say where a local client finds us (see --announce-host)
+  return where->to_string();
 }
 
 Result<void> Membership::announce(const std::string& listen_address, uint32_t max_sessions) {
@@ -205,7 +209,7 @@ void Membership::rebalance_loop() {
 }
 
 int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
-  auto hp = split_host_port(listen);
+  auto hp = parse_host_port(listen);
   if (!hp) {
     std::fprintf(stderr, "omni node: --listen %s\n", hp.error().message.c_str());
     return 1;
@@ -213,7 +217,7 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
   DhtOptions dht;
   // OpenDHT binds every address (IPv4 and IPv6) on the port; the host only shows in the message.
 
-  dht.port = static_cast<uint16_t>(std::stoul(hp->second));
+  dht.port = hp->port;
   dht.bootstrap = options.bootstrap;
   dht.lan = options.lan;
   dht.record_ttl_s = options.record_ttl_s;
@@ -222,7 +226,7 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
     std::fprintf(stderr, "omni node: %s\n", directory.error().message.c_str());
     return 1;
   }
-  std::printf("omni node: bootstrap DHT node listening on udp %s:%u\n", hp->first.c_str(), (*directory)->bound_port());
+  std::printf("omni node: bootstrap DHT node listening on udp %s:%u\n", hp->host.c_str(), (*directory)->bound_port());
   std::fflush(stdout);
   for (;;) pause();  // the DHT runs on its own threads until the process is killed
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/parse.h"
 #include "net/peer_address.h"
 #include "net/peer_id.h"
 
@@ -99,13 +100,7 @@ bool supersedes(const NodeRecord& a, const NodeRecord& b) {
 }
 
 std::string model_key(const std::string& header_sha256_raw) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : header_sha256_raw) {
-    out += hex[c >> 4];
-    out += hex[c & 15];
-  }
-  return out;
+  return hex_encode({reinterpret_cast<const uint8_t*>(header_sha256_raw.data()), header_sha256_raw.size()});
 }
 
 Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Identity& identity) {

@@ -6,19 +6,24 @@ namespace omni::linkemu {
 namespace {
 
 TEST(Options, EndpointForms) {
-  auto v4 = parse_endpoint("127.0.0.1:8080");
+  auto with_listen = [](const std::string& listen) {
+    return parse_args({"--listen", listen, "--target", "127.0.0.1:9"});
+  };
+  auto v4 = with_listen("127.0.0.1:8080");
   ASSERT_TRUE(v4) << v4.error().message;
-  EXPECT_EQ(v4->host, "127.0.0.1");
-  EXPECT_EQ(v4->port, 8080);
-  auto v6 = parse_endpoint("[::1]:0");
+  EXPECT_EQ(v4->config.listen.host, "127.0.0.1");
+  EXPECT_EQ(v4->config.listen.port, 8080);
+  auto v6 = with_listen("[::1]:0");
   ASSERT_TRUE(v6) << v6.error().message;
-  EXPECT_EQ(v6->host, "::1");
-  EXPECT_EQ(v6->port, 0);
-  auto name = parse_endpoint("localhost:1");
+  EXPECT_EQ(v6->config.listen.host, "::1");
+  EXPECT_EQ(v6->config.listen.port, 0);
+  auto name = with_listen("localhost:1");
   ASSERT_TRUE(name);
-  EXPECT_EQ(name->host, "localhost");
+  EXPECT_EQ(name->config.listen.host, "localhost");
   for (const char* bad : {"127.0.0.1", ":80", "host:", "host:65536", "host:-1", "host:8x", "::1:80", "[::1]80", "[::1"}) {
-    EXPECT_FALSE(parse_endpoint(bad)) << bad;
+    auto r = with_listen(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message.find("--listen"), std::string::npos) << r.error().message;
   }
 }
 

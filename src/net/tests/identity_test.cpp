@@ -60,18 +60,6 @@ TEST(Identity, IdIsBase32OfSha256Multihash) {
   EXPECT_NE(id->peer_id(), other->peer_id());
 }
 
-TEST(Identity, Base32KnownVectors) {
-  // RFC 4648 section 10, lower-cased and unpadded.
-  auto b32 = [](std::string s) { return base32_lower(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size())); };
-  EXPECT_EQ(b32(""), "");
-  EXPECT_EQ(b32("f"), "my");
-  EXPECT_EQ(b32("fo"), "mzxq");
-  EXPECT_EQ(b32("foo"), "mzxw6");
-  EXPECT_EQ(b32("foob"), "mzxw6yq");
-  EXPECT_EQ(b32("fooba"), "mzxw6ytb");
-  EXPECT_EQ(b32("foobar"), "mzxw6ytboi");
-}
-
 TEST(Identity, LoosePermissionsRefused) {
   const std::string dir = temp_dir();
   ASSERT_TRUE(Identity::load_or_create(dir).ok());

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include "base/parse.h"
 #include "store/cid.h"
 #include "store/manifest.h"
 
@@ -42,7 +43,7 @@ TEST(Cid, MatchesPythonForVariousInputs) {
     inputs.push_back(s);
   }
   for (const auto& in : inputs) {
-    std::string hex = to_hex(bytes_of(in));
+    std::string hex = hex_encode(bytes_of(in));
     std::string expected = python_cid(hex);
     if (expected.empty()) GTEST_SKIP() << "python3 not available";
     Cid c = Cid::of(bytes_of(in));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/parse.h"
 #include "store/hash.h"
 
 namespace omni::store {
@@ -31,9 +32,9 @@ std::span<const uint8_t> text(const std::string& s) { return {reinterpret_cast<c
 
 TEST(Sha256, KnownAnswers) {
   // FIPS 180-2 examples.
-  EXPECT_EQ(to_hex(sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(to_hex(sha256(text("abc"))), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(to_hex(sha256(text("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))),
+  EXPECT_EQ(hex_encode(sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(hex_encode(sha256(text("abc"))), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(hex_encode(sha256(text("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   std::cout << "SHA-NI in use: " << (Sha256::uses_sha_ni() ? "yes" : "no") << "\n";
 }
