@@ -52,6 +52,7 @@ event() {
   printf '%4d.%d s  %s\n' $((NOW / 1000)) $((NOW % 1000 / 100)) "$*" >>"$tmp/chaos.log"
 }
 
+: >"$tmp/boot.log"  # the background node opens it later: sed must find it (set -e)
 "$omni" node --bootstrap-only --listen 127.0.0.1:0 >"$tmp/boot.log" 2>&1 &
 boot_pid=$!
 boot=
