@@ -11,6 +11,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 # start_bootstrap: starts a bootstrap-only DHT node on a free UDP port of 127.0.0.1, waits up to
 # 5 s for its listening line, and sets BOOT_ADDR to its "host:port".
 start_bootstrap() {
+  : >"$tmp/boot.log"  # before the background node opens it: sed must find it (set -e)
   "$omni" node --bootstrap-only --listen 127.0.0.1:0 >"$tmp/boot.log" 2>&1 &
   node_pids+=($!)
   BOOT_ADDR=
