@@ -39,11 +39,11 @@ struct DhtDirectory::Impl {
 Result<std::pair<std::string, std::string>> split_host_port(const std::string& text) {
   auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    return Error{"'" + text + "' is not HOST:PORT"};
+    return Error{ErrorCode::InvalidArgument, "'" + text + "' is not HOST:PORT"};
   std::string host = text.substr(0, colon), port = text.substr(colon + 1);
   if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoul(port) > 65535)
-    return Error{"'" + text + "': bad port"};
+    return Error{ErrorCode::InvalidArgument, "'" + text + "': bad port"};
   return std::make_pair(host, port);
 }
 
@@ -61,7 +61,7 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
   std::vector<std::pair<std::string, std::string>> boots;
   for (const auto& b : options.bootstrap) {
     auto hp = split_host_port(b);
-    if (!hp) return Error{"--bootstrap " + hp.error().message};
+    if (!hp) return Error{ErrorCode::InvalidArgument, "--bootstrap " + hp.error().message};
     boots.push_back(*hp);
   }
   auto impl = std::make_unique<Impl>();
@@ -77,7 +77,7 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
         if (a.getFamily() == AF_INET && !config.bind4) config.bind4 = a;
         if (a.getFamily() == AF_INET6 && !config.bind6) config.bind6 = a;
       }
-      if (!config.bind4 && !config.bind6) return Error{"cannot resolve DHT address '" + options.bind_host + "'"};
+      if (!config.bind4 && !config.bind6) return Error{ErrorCode::InvalidArgument, "cannot resolve DHT address '" + options.bind_host + "'"};
       impl->runner.run(config.bind4 ? config.bind4.getPort() : config.bind6.getPort(), config);
     } else {
       impl->runner.run(options.port, config);
@@ -98,7 +98,7 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
         }));
     for (auto& [host, port] : boots) impl->runner.bootstrap(host, port);
   } catch (const std::exception& e) {
-    return Error{std::string("starting the DHT node: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("starting the DHT node: ") + e.what()};
   }
   return std::unique_ptr<DhtDirectory>(new DhtDirectory(std::move(impl)));
 }
@@ -132,12 +132,12 @@ Result<void> DhtDirectory::announce(const std::string& model_id, const std::stri
       impl_->runner.put(key_of(k), value, [promise](bool ok) { promise->set_value(ok); });
     }
     for (auto& f : done) {
-      if (f.wait_for(timeout) != std::future_status::ready) return Error{"DHT put timed out"};
-      if (!f.get()) return Error{"DHT put failed (no DHT node reachable? check --bootstrap)"};
+      if (f.wait_for(timeout) != std::future_status::ready) return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
+      if (!f.get()) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable? check --bootstrap)"};
     }
     return {};
   } catch (const std::exception& e) {
-    return Error{std::string("DHT put: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("DHT put: ") + e.what()};
   }
 }
 
@@ -161,7 +161,7 @@ Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch(const std::string&
     std::lock_guard lock(*mutex);
     return *values;
   } catch (const std::exception& e) {
-    return Error{std::string("DHT get: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("DHT get: ") + e.what()};
   }
 }
 
