@@ -496,7 +496,7 @@ Result<void> PartialBlob::write_chunk(uint64_t index, std::span<const uint8_t> b
   auto r = offer_chunk(index, bytes);
   if (!r) return r.error();
   if (!*r)
-    return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " (" + std::to_string(bytes.size()) +
+    return Error{ErrorCode::Corruption, cid_.to_string() + ": chunk " + std::to_string(index) + " (" + std::to_string(bytes.size()) +
                  " bytes) does not match its hash"};
   return {};
 }

@@ -76,6 +76,7 @@ TEST(RelayPreamble, RefusesBadLines) {
   for (const auto& c : cases) {
     auto r = parse_relay_request(c.line);
     ASSERT_FALSE(r.ok()) << c.line;
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
     EXPECT_NE(r.error().message.find(c.says), std::string::npos) << c.line << " -> " << r.error().message;
   }
 }
