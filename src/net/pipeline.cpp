@@ -253,7 +253,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         return Error{ErrorCode::InvalidArgument, "node " + c->address().host_port() + " serves " + info.model.to_string() +
                      ", but the local model file is " + local.to_string()};
       if (info.max_length < n_ctx)
-        return Error{ErrorCode::InvalidArgument, "node " + c->address().host_port() + " allows sessions of at most " +
+        return Error{ErrorCode::ResourceExhausted, "node " + c->address().host_port() + " allows sessions of at most " +
                      std::to_string(info.max_length) + " positions; this run needs " + std::to_string(n_ctx)};
       connections_.push_back(kj::mv(c));
     }
