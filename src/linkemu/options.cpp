@@ -13,7 +13,7 @@ Result<double> parse_nonnegative(const std::string& flag, const std::string& tex
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc{} || ptr != end || !std::isfinite(value) || value < 0) {
-    return Error{flag + ": expected a non-negative number, got '" + text + "'"};
+    return Error{ErrorCode::InvalidArgument, flag + ": expected a non-negative number, got '" + text + "'"};
   }
   return value;
 }
@@ -23,7 +23,7 @@ Result<std::uint64_t> parse_unsigned(const std::string& flag, const std::string&
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc{} || ptr != end || text.empty()) {
-    return Error{flag + ": expected a non-negative integer, got '" + text + "'"};
+    return Error{ErrorCode::InvalidArgument, flag + ": expected a non-negative integer, got '" + text + "'"};
   }
   return value;
 }
@@ -51,23 +51,23 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return Error{"expected [IPv6]:PORT, got '" + text + "'"};
+      return Error{ErrorCode::InvalidArgument, "expected [IPv6]:PORT, got '" + text + "'"};
     }
     e.host = text.substr(1, close - 1);
     port_text = text.substr(close + 2);
   } else {
     const auto colon = text.rfind(':');
-    if (colon == std::string::npos) return Error{"expected HOST:PORT, got '" + text + "'"};
+    if (colon == std::string::npos) return Error{ErrorCode::InvalidArgument, "expected HOST:PORT, got '" + text + "'"};
     e.host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
-    if (e.host.find(':') != std::string::npos) return Error{"an IPv6 address needs brackets: [ADDR]:PORT, got '" + text + "'"};
+    if (e.host.find(':') != std::string::npos) return Error{ErrorCode::InvalidArgument, "an IPv6 address needs brackets: [ADDR]:PORT, got '" + text + "'"};
   }
-  if (e.host.empty()) return Error{"missing host in '" + text + "'"};
+  if (e.host.empty()) return Error{ErrorCode::InvalidArgument, "missing host in '" + text + "'"};
   std::uint32_t port = 0;
   const char* end = port_text.data() + port_text.size();
   const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
   if (port_text.empty() || ec != std::errc{} || ptr != end || port > 65535) {
-    return Error{"bad port '" + port_text + "' in '" + text + "'"};
+    return Error{ErrorCode::InvalidArgument, "bad port '" + port_text + "' in '" + text + "'"};
   }
   e.port = static_cast<std::uint16_t>(port);
   return e;
@@ -121,7 +121,7 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
     }
     auto value = [&]() -> Result<std::string> {
       if (inline_value) return *inline_value;
-      if (i + 1 >= args.size()) return Error{flag + " needs a value"};
+      if (i + 1 >= args.size()) return Error{ErrorCode::InvalidArgument, flag + " needs a value"};
       return args[++i];
     };
     auto number_into = [&](std::optional<double>& slot) -> Result<void> {
@@ -138,7 +138,7 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
       auto text = value();
       if (!text) return text.error();
       auto e = parse_endpoint(*text);
-      if (!e) return Error{flag + ": " + e.error().message};
+      if (!e) return e.error().with_context(flag);
       (flag == "--listen" ? inv.config.listen : inv.config.target) = *e;
       (flag == "--listen" ? have_listen : have_target) = true;
     } else if (flag == "--delay-ms") {
@@ -167,17 +167,17 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
       if (flag == "--seed") {
         inv.config.seed = *v;
       } else {
-        if (*v == 0) return Error{"--queue-bytes must be at least 1"};
+        if (*v == 0) return Error{ErrorCode::InvalidArgument, "--queue-bytes must be at least 1"};
         inv.config.queue_limit_bytes = static_cast<std::size_t>(*v);
       }
     } else {
-      return Error{"unknown option '" + args[i] + "' (see --help)"};
+      return Error{ErrorCode::InvalidArgument, "unknown option '" + args[i] + "' (see --help)"};
     }
     if (!r) return r.error();
   }
-  if (!have_listen) return Error{"--listen HOST:PORT is required"};
-  if (!have_target) return Error{"--target HOST:PORT is required"};
-  if (inv.config.target.port == 0) return Error{"--target: port 0 is not a valid destination"};
+  if (!have_listen) return Error{ErrorCode::InvalidArgument, "--listen HOST:PORT is required"};
+  if (!have_target) return Error{ErrorCode::InvalidArgument, "--target HOST:PORT is required"};
+  if (inv.config.target.port == 0) return Error{ErrorCode::InvalidArgument, "--target: port 0 is not a valid destination"};
   inv.config.up = resolve_direction(up, common);
   inv.config.down = resolve_direction(down, common);
   return inv;
