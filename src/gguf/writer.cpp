@@ -140,8 +140,8 @@ class CountingSink : public TensorSink {
   CountingSink(Output& out, const TensorInfo& tensor) : out_(out), tensor_(tensor) {}
   Result<void> write(std::span<const uint8_t> bytes) override {
     if (bytes.size() > tensor_.n_bytes - written_)
-      return Error{ErrorCode::Internal, "tensor '" + tensor_.name + "': source wrote more than its " + std::to_string(tensor_.n_bytes) +
-                   " bytes"};
+      return Error{ErrorCode::Internal, "tensor '" + tensor_.name + "': source wrote more than its " +
+                                            std::to_string(tensor_.n_bytes) + " bytes"};
     written_ += bytes.size();
     return out_.write(bytes.data(), bytes.size());
   }
@@ -179,8 +179,8 @@ Result<void> write_body(Output& out, const std::vector<uint8_t>& header, const s
     if (auto r = source(i, sink); !r) return r;
     if (sink.written() != t.n_bytes) {
       if (!sparse || sink.written() != 0)
-        return Error{ErrorCode::Internal, "tensor '" + t.name + "': source wrote " + std::to_string(sink.written()) + " of its " +
-                     std::to_string(t.n_bytes) + " bytes"};
+        return Error{ErrorCode::Internal, "tensor '" + t.name + "': source wrote " + std::to_string(sink.written()) +
+                                              " of its " + std::to_string(t.n_bytes) + " bytes"};
     }
     if (auto r = out.pad_to(align_up(data_start + t.offset + t.n_bytes, alignment)); !r) return r;
   }
@@ -199,7 +199,9 @@ Result<uint64_t> Writer::alignment() const {
 }
 
 Result<size_t> Writer::add_tensor(TensorSpec spec) {
-  auto fail = [&](const std::string& what) { return Error{ErrorCode::InvalidArgument, "tensor '" + spec.name + "': " + what}; };
+  auto fail = [&](const std::string& what) {
+    return Error{ErrorCode::InvalidArgument, "tensor '" + spec.name + "': " + what};
+  };
   if (spec.name.empty()) return Error{ErrorCode::InvalidArgument, "tensor with an empty name"};
   if (spec.name.size() > kMaxTensorNameBytes) return fail("name is longer than 63 bytes");
   for (const TensorInfo& t : tensors_)

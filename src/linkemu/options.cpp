@@ -60,7 +60,8 @@ Result<Endpoint> parse_endpoint(const std::string& text) {
     if (colon == std::string::npos) return Error{ErrorCode::InvalidArgument, "expected HOST:PORT, got '" + text + "'"};
     e.host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
-    if (e.host.find(':') != std::string::npos) return Error{ErrorCode::InvalidArgument, "an IPv6 address needs brackets: [ADDR]:PORT, got '" + text + "'"};
+    if (e.host.find(':') != std::string::npos)
+      return Error{ErrorCode::InvalidArgument, "an IPv6 address needs brackets: [ADDR]:PORT, got '" + text + "'"};
   }
   if (e.host.empty()) return Error{ErrorCode::InvalidArgument, "missing host in '" + text + "'"};
   std::uint32_t port = 0;
@@ -177,7 +178,8 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
   }
   if (!have_listen) return Error{ErrorCode::InvalidArgument, "--listen HOST:PORT is required"};
   if (!have_target) return Error{ErrorCode::InvalidArgument, "--target HOST:PORT is required"};
-  if (inv.config.target.port == 0) return Error{ErrorCode::InvalidArgument, "--target: port 0 is not a valid destination"};
+  if (inv.config.target.port == 0)
+    return Error{ErrorCode::InvalidArgument, "--target: port 0 is not a valid destination"};
   inv.config.up = resolve_direction(up, common);
   inv.config.down = resolve_direction(down, common);
   return inv;

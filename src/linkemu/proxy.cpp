@@ -486,7 +486,8 @@ Result<std::unique_ptr<Proxy>> Proxy::start(const ProxyConfig& config) {
   impl->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   impl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   impl->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (impl->epoll_fd < 0 || impl->timer_fd < 0 || impl->stop_fd < 0) return errno_error(errno, "cannot create epoll/timerfd/eventfd");
+  if (impl->epoll_fd < 0 || impl->timer_fd < 0 || impl->stop_fd < 0)
+    return errno_error(errno, "cannot create epoll/timerfd/eventfd");
   for (auto [fd, tag] : {std::pair{impl->listen_fd, kListenTag}, {impl->timer_fd, kTimerTag}, {impl->stop_fd, kStopTag}}) {
     if (auto r = impl->add_fd(fd, tag, EPOLLIN); !r) return r.error();
   }

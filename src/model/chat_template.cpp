@@ -243,7 +243,8 @@ Result<std::string> mistral_v1(Messages ms, std::string_view bos, std::string_vi
   if (has_system) ms = ms.subspan(1);
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0))
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
     if (ms[i].role == "user") {
       const std::string prefix = i == 0 && has_system ? system + "\n\n" : "";
       out += " [INST] " + prefix + ms[i].content + " [/INST]";
@@ -266,7 +267,8 @@ Result<std::string> mistral_v3(Messages ms, std::string_view bos, std::string_vi
   const std::string system = has_system ? ms[0].content : "";
   if (has_system) ms = ms.subspan(1);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0))
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
   }
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
@@ -354,8 +356,8 @@ Result<ChatTemplate> ChatTemplate::detect(std::string_view src, std::string_view
   }
   auto has = [&](std::string_view marker) { return src.find(marker) != std::string_view::npos; };
   auto unrecognized = [&] {
-    return Error{ErrorCode::InvalidArgument, "unrecognized chat template " + quote_start(src) + "; choose a format by name (" +
-                 known_names() + ")"};
+    return Error{ErrorCode::InvalidArgument, "unrecognized chat template " + quote_start(src) +
+                                                 "; choose a format by name (" + known_names() + ")"};
   };
 
   Format format;

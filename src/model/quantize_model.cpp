@@ -34,7 +34,8 @@ bool is_float_source(TensorType t) { return t == TensorType::F32 || t == TensorT
 Result<QuantizeReport> quantize_model(const std::string& input, const std::string& output, TensorType target) {
   const auto mix = mix_of(target);
   if (!mix)
-    return Error{ErrorCode::InvalidArgument, "cannot quantize to " + gguf::tensor_type_name(target) + " (supported: " + mix_names_text() + ")"};
+    return Error{ErrorCode::InvalidArgument,
+                 "cannot quantize to " + gguf::tensor_type_name(target) + " (supported: " + mix_names_text() + ")"};
   return quantize_model(input, output, *mix);
 }
 
@@ -54,8 +55,9 @@ Result<QuantizeReport> quantize_model(const std::string& input, const std::strin
   for (const gguf::TensorInfo& t : in->tensors()) {
     if (!is_matrix(t)) continue;
     if (!is_float_source(t.type))
-      return Error{ErrorCode::InvalidArgument, input + ": tensor '" + t.name + "' is already " + gguf::tensor_type_name(t.type) +
-                   "; quantize from an F32, F16 or BF16 model"};
+      return Error{ErrorCode::InvalidArgument, input + ": tensor '" + t.name + "' is already " +
+                                                   gguf::tensor_type_name(t.type) +
+                                                   "; quantize from an F32, F16 or BF16 model"};
     matrices.push_back({t.name, t.shape[0]});
   }
   const std::vector<MixChoice> choices = mix_tensor_types(mix, model, matrices);

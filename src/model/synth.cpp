@@ -256,7 +256,8 @@ Result<uint32_t> copy_vocab(gguf::Metadata& md, const std::string& path) {
   const gguf::Array* arr = tokens ? tokens->as_array() : nullptr;
   if (!arr || arr->elem_type != gguf::ValueType::STRING || arr->size() == 0)
     return Error{ErrorCode::InvalidArgument, "vocabulary '" + path + "' has no tokenizer.ggml.tokens string array"};
-  if (arr->size() > UINT32_MAX) return Error{ErrorCode::InvalidArgument, "vocabulary '" + path + "' has too many tokens"};
+  if (arr->size() > UINT32_MAX)
+    return Error{ErrorCode::InvalidArgument, "vocabulary '" + path + "' has too many tokens"};
   for (const auto& e : file->metadata().entries())
     if (e.key.rfind("tokenizer.", 0) == 0) md.set(e.key, e.value);
   return static_cast<uint32_t>(arr->size());
@@ -301,8 +302,8 @@ Result<void> add_spm_vocab(gguf::Metadata& md, uint32_t n_vocab) {
   for (char c : std::string(".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`")) singles.emplace_back(1, c);
   const size_t fixed = 3 + 256 + singles.size();
   if (n_vocab < fixed + 1)
-    return Error{ErrorCode::InvalidArgument, "a generated SPM vocabulary needs at least " + std::to_string(fixed + 1) + " tokens, not " +
-                 std::to_string(n_vocab)};
+    return Error{ErrorCode::InvalidArgument, "a generated SPM vocabulary needs at least " + std::to_string(fixed + 1) +
+                                                 " tokens, not " + std::to_string(n_vocab)};
   const size_t n_merged = n_vocab - fixed;
 
   std::vector<std::string> tokens;
@@ -365,12 +366,15 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   try {
     const Shape* shape = find_shape(o.shape);
-    if (!shape) return Error{ErrorCode::InvalidArgument, "unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
+    if (!shape)
+      return Error{ErrorCode::InvalidArgument, "unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
     if (!synth_mix_allowed(o.mix))
-      return Error{ErrorCode::InvalidArgument, "cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};
+      return Error{ErrorCode::InvalidArgument,
+                   "cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};
     if (o.out_path.empty()) return Error{ErrorCode::InvalidArgument, "no output path given"};
     const uint32_t n_layer = o.n_layers ? o.n_layers : shape->n_layer;
-    if (n_layer > 1000) return Error{ErrorCode::InvalidArgument, "layer count " + std::to_string(n_layer) + " is over 1000"};
+    if (n_layer > 1000)
+      return Error{ErrorCode::InvalidArgument, "layer count " + std::to_string(n_layer) + " is over 1000"};
 
     SynthReport report;
     report.path = o.out_path;

@@ -36,9 +36,11 @@ Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::s
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
                              -1, 0);
   X509_set_issuer_name(cert.get(), name);
-  if (X509_set_pubkey(cert.get(), key) != 1) return openssl_error(ErrorCode::Internal, "cannot set the certificate key");
+  if (X509_set_pubkey(cert.get(), key) != 1)
+    return openssl_error(ErrorCode::Internal, "cannot set the certificate key");
   // Ed25519 signs the message itself: no separate digest.
-  if (X509_sign(cert.get(), key, nullptr) <= 0) return openssl_error(ErrorCode::Internal, "cannot sign the certificate");
+  if (X509_sign(cert.get(), key, nullptr) <= 0)
+    return openssl_error(ErrorCode::Internal, "cannot sign the certificate");
   int len = i2d_X509(cert.get(), nullptr);
   if (len <= 0) return openssl_error(ErrorCode::Internal, "cannot encode the certificate");
   std::vector<uint8_t> der(static_cast<size_t>(len));
@@ -51,7 +53,8 @@ Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::s
 
 Result<std::array<uint8_t, 32>> ed25519_key_of_certificate(const void* x509) {
   EVP_PKEY* key = X509_get0_pubkey(static_cast<const X509*>(x509));
-  if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519) return Error{ErrorCode::PermissionDenied, "the peer's certificate key is not Ed25519"};
+  if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519)
+    return Error{ErrorCode::PermissionDenied, "the peer's certificate key is not Ed25519"};
   std::array<uint8_t, 32> raw{};
   size_t len = raw.size();
   if (EVP_PKEY_get_raw_public_key(key, raw.data(), &len) != 1 || len != raw.size())
@@ -120,8 +123,9 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
   if (st.st_mode & 077) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Error{ErrorCode::PermissionDenied, path + " has permissions " + mode + ", which let other users read or change this identity key; " +
-                 "refusing to use it (fix with: chmod 600 " + path + ")"};
+    return Error{ErrorCode::PermissionDenied, path + " has permissions " + mode +
+                                                  ", which let other users read or change this identity key; " +
+                                                  "refusing to use it (fix with: chmod 600 " + path + ")"};
   }
   FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return errno_error(errno, "cannot read " + path);

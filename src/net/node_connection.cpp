@@ -79,8 +79,9 @@ kj::Promise<kj::Own<NodeConnection>> NodeConnection::connect(kj::AsyncIoProvider
               connection->node_ = response.getNode();
               connection->info_ = read_node_info(response.getInfo());
               if (connection->info_.peer_id != connection->peer_id_)
-                throw_rpc_error(ErrorCode::PermissionDenied, "the node at " + connection->address_.host_port() + " says its id is " +
-                                connection->info_.peer_id + " but proved " + connection->peer_id_);
+                throw_rpc_error(ErrorCode::PermissionDenied, "the node at " + connection->address_.host_port() +
+                                                                 " says its id is " + connection->info_.peer_id +
+                                                                 " but proved " + connection->peer_id_);
               return kj::mv(connection);
             });
           });

@@ -71,7 +71,8 @@ class NodeConnection {
 template <class T>
 kj::Promise<T> with_timeout(kj::Timer& timer, kj::Duration timeout, const std::string& what, kj::Promise<T> promise) {
   return promise.exclusiveJoin(timer.afterDelay(timeout).then([what, timeout]() -> kj::Promise<T> {
-    throw_rpc_error(ErrorCode::DeadlineExceeded, what + " timed out after " + std::to_string(timeout / kj::SECONDS) + " s");
+    throw_rpc_error(ErrorCode::DeadlineExceeded,
+                    what + " timed out after " + std::to_string(timeout / kj::SECONDS) + " s");
   }));
 }
 

@@ -152,9 +152,10 @@ class SessionImpl final : public proto::Session::Server {
     // big gets this answer instead of a closed connection.
     const uint64_t bytes = context.getParams().totalSize().wordCount * sizeof(capnp::word);
     if (bytes > state_->options.max_message_bytes)
-      throw_rpc_error(ErrorCode::InvalidArgument, "the forward request takes " + std::to_string(bytes) + " bytes, more than this node's limit of " +
-                      std::to_string(state_->options.max_message_bytes) +
-                      " bytes (NodeInfo.maxMessageBytes); send fewer rows per call");
+      throw_rpc_error(ErrorCode::InvalidArgument, "the forward request takes " + std::to_string(bytes) +
+                                                      " bytes, more than this node's limit of " +
+                                                      std::to_string(state_->options.max_message_bytes) +
+                                                      " bytes (NodeInfo.maxMessageBytes); send fewer rows per call");
     const auto& cfg = state_->model->config();
     SessionLimits limits{request_.block_begin, cfg.n_embd, cfg.n_vocab, state_->options.max_batch_tokens};
     auto request = validate_forward(context.getParams().getInput(), limits);
@@ -183,8 +184,8 @@ class SessionImpl final : public proto::Session::Server {
     touch();
     const uint32_t n = context.getParams().getN();
     if (n > n_past_)
-      throw_rpc_error(ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) + " positions: the session holds " +
-                      std::to_string(n_past_));
+      throw_rpc_error(ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) +
+                                                      " positions: the session holds " + std::to_string(n_past_));
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto job = state_->worker->run<JobResult>([slot = slot_, n]() {
@@ -240,9 +241,10 @@ class SessionImpl final : public proto::Session::Server {
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
       const uint64_t limit = next_connection_->info().max_message_bytes;
       if (bytes > limit)
-        throw_rpc_error(ErrorCode::InvalidArgument, "the " + std::to_string(r.rows) + " rows for the next hop " + where + " take " +
-                        std::to_string(bytes) + " bytes, more than the " + std::to_string(limit) +
-                        " it reads per message; send fewer rows per call");
+        throw_rpc_error(ErrorCode::InvalidArgument, "the " + std::to_string(r.rows) + " rows for the next hop " +
+                                                        where + " take " + std::to_string(bytes) +
+                                                        " bytes, more than the " + std::to_string(limit) +
+                                                        " it reads per message; send fewer rows per call");
       auto sent = with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
                                "forward on the next hop " + where, next.send());
       // In a ring nothing waits for this reply but errors: the next call may start now.
@@ -298,14 +300,15 @@ class SessionImpl final : public proto::Session::Server {
     if (req.start_position >= 0) {
       const auto start = static_cast<uint64_t>(req.start_position);
       if (start > session.n_past()) {
-        r.error = Error{ErrorCode::InvalidArgument, "startPosition " + std::to_string(start) + " is past the " +
-                                                        std::to_string(session.n_past()) + " positions this session holds"};
+        r.error =
+            Error{ErrorCode::InvalidArgument, "startPosition " + std::to_string(start) + " is past the " +
+                                                  std::to_string(session.n_past()) + " positions this session holds"};
         return r;
       }
       if (start + req.n_tokens > session.n_ctx()) {
-        r.error = Error{ErrorCode::InvalidArgument, "positions " + std::to_string(start) + " + " +
-                                                        std::to_string(req.n_tokens) + " exceed the session's maxLength " +
-                                                        std::to_string(session.n_ctx())};
+        r.error = Error{ErrorCode::InvalidArgument,
+                        "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
+                            " exceed the session's maxLength " + std::to_string(session.n_ctx())};
         return r;
       }
       if (auto rb = session.rollback(session.n_past() - static_cast<uint32_t>(start)); !rb) {
@@ -350,7 +353,8 @@ class SessionImpl final : public proto::Session::Server {
   void check_usable() const {
     if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
     if (busy_call_ != 0)
-      throw_rpc_error(ErrorCode::InvalidArgument, "a call is already running on this session; wait for its reply before the next one");
+      throw_rpc_error(ErrorCode::InvalidArgument,
+                      "a call is already running on this session; wait for its reply before the next one");
   }
   void touch() { last_used_ = SteadyClock::now(); }
 
@@ -392,7 +396,8 @@ class NodeImpl final : public proto::Node::Server {
     auto params = context.getParams();
     auto token = validate_ring_token(params.getToken());
     if (!token) throw_rpc_error(token.error());
-    if (state_->sinks.count(*token)) throw_rpc_error(ErrorCode::AlreadyExists, "an output sink is already attached under this ring token");
+    if (state_->sinks.count(*token))
+      throw_rpc_error(ErrorCode::AlreadyExists, "an output sink is already attached under this ring token");
     if (state_->sinks.size() >= state_->options.max_sessions)
       throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->sinks.size()) +
                                                            " output sinks wait for their sessions; try later");
@@ -409,7 +414,8 @@ class NodeImpl final : public proto::Node::Server {
     // The last node of a ring delivers to the sink the client attached here under the token.
     const bool ring_end = !request->ring_token.empty() && request->downstream.empty();
     if (ring_end && !state_->sinks.count(request->ring_token))
-      throw_rpc_error(ErrorCode::NotFound, "no output sink is attached to this node under the session's ring token (the client attaches "
+      throw_rpc_error(ErrorCode::NotFound,
+                      "no output sink is attached to this node under the session's ring token (the client attaches "
                       "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
     if (state_->active_sessions >= o.max_sessions)
@@ -446,7 +452,8 @@ class NodeImpl final : public proto::Node::Server {
                                    state_->options.connect_timeout_s * kj::SECONDS)
         .then([this, hop, rest, encoding, max_length, token = request->ring_token](kj::Own<NodeConnection> connection) {
           if (!(connection->info().model == state_->description.model))
-            throw_rpc_error(ErrorCode::InvalidArgument, "it serves a different model: " + connection->info().model.to_string());
+            throw_rpc_error(ErrorCode::InvalidArgument,
+                            "it serves a different model: " + connection->info().model.to_string());
           auto open = connection->node().openSessionRequest();
           auto p = open.initParams();
           p.setBlockBegin(hop.block_begin);
@@ -499,7 +506,8 @@ class GateImpl final : public proto::Gate::Server {
 
   kj::Promise<void> openBlobs(OpenBlobsContext context) override {
     check(context.getParams().getHello());
-    if (!state_->options.blob_service) throw_rpc_error(ErrorCode::InvalidArgument, "this node does not serve blobs (no \"blobs\" feature)");
+    if (!state_->options.blob_service)
+      throw_rpc_error(ErrorCode::InvalidArgument, "this node does not serve blobs (no \"blobs\" feature)");
     context.getResults().setBlobs(state_->options.blob_service());
     return kj::READY_NOW;
   }
@@ -516,12 +524,13 @@ class GateImpl final : public proto::Gate::Server {
       if (std::find(supported.begin(), supported.end(), feature.cStr()) == supported.end()) {
         std::string list;
         for (const auto& f : supported) list += (list.empty() ? "" : ", ") + f;
-        throw_rpc_error(ErrorCode::InvalidArgument, "this node does not support the feature '" + std::string(feature.cStr()) +
-                        "' (it supports " + list + ")");
+        throw_rpc_error(ErrorCode::InvalidArgument, "this node does not support the feature '" +
+                                                        std::string(feature.cStr()) + "' (it supports " + list + ")");
       }
     }
     if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
-      throw_rpc_error(ErrorCode::PermissionDenied, "access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
+      throw_rpc_error(ErrorCode::PermissionDenied,
+                      "access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
   }
 
   std::shared_ptr<State> state_;
@@ -592,7 +601,8 @@ Result<std::set<std::string>> read_allow_list(const std::string& path) {
     if (first == std::string::npos || line[first] == '#') continue;
     const auto last = line.find_last_not_of(" \t\r");
     std::string id = line.substr(first, last - first + 1);
-    if (!is_peer_id(id)) return Error{ErrorCode::InvalidArgument, path + ":" + std::to_string(n) + ": '" + id + "' is not a peer id"};
+    if (!is_peer_id(id))
+      return Error{ErrorCode::InvalidArgument, path + ":" + std::to_string(n) + ": '" + id + "' is not a peer id"};
     ids.insert(std::move(id));
   }
   return ids;
@@ -609,15 +619,17 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
     state->model = std::move(*model);
     const uint32_t n_layer = state->model->config().n_layer;
     if (options.block_begin >= options.block_end || options.block_end > n_layer)
-      return Error{ErrorCode::InvalidArgument, "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
-                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+      return Error{ErrorCode::InvalidArgument,
+                   "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                       " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
   } else {
     auto probe = model::Model::load(options.model_path, model::LoadRange{0, 0, false, false});
     if (!probe) return probe.error();
     const uint32_t n_layer = (*probe)->config().n_layer;
     if (options.block_begin >= options.block_end || options.block_end > n_layer)
-      return Error{ErrorCode::InvalidArgument, "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
-                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+      return Error{ErrorCode::InvalidArgument,
+                   "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                       " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
     probe->reset();
     auto model = model::Model::load(
         options.model_path, model::LoadRange{options.block_begin, options.block_end, options.block_begin == 0, false});

@@ -32,12 +32,14 @@ Result<PeerAddress> parse_listen_address(std::string_view text) {
   if (host.empty()) return Error{ErrorCode::InvalidArgument, "address '" + std::string(whole) + "' has no host"};
   // Only a bracketed IPv6 host may hold ':' (so "relay:" cannot hide in a host, nor be repeated).
   if (host.find(':') != std::string_view::npos && text.front() != '[')
-    return Error{ErrorCode::InvalidArgument, "address '" + std::string(whole) + "' has ':' in its host (write IPv6 hosts in brackets: [::1]:7000)"};
+    return Error{ErrorCode::InvalidArgument,
+                 "address '" + std::string(whole) + "' has ':' in its host (write IPv6 hosts in brackets: [::1]:7000)"};
   std::string_view port = text.substr(colon + 1);
   unsigned value = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc() || end != port.data() + port.size() || value > 65535)
-    return Error{ErrorCode::InvalidArgument, "address '" + std::string(whole) + "' has an invalid port '" + std::string(port) + "'"};
+    return Error{ErrorCode::InvalidArgument,
+                 "address '" + std::string(whole) + "' has an invalid port '" + std::string(port) + "'"};
   a.host = std::string(host);
   a.port = static_cast<uint16_t>(value);
   return a;
@@ -49,12 +51,14 @@ Result<PeerAddress> parse_peer_address(std::string_view text) {
   if (const auto at = text.find('@'); at != std::string_view::npos) {
     id = std::string(text.substr(0, at));
     if (!is_peer_id(id))
-      return Error{ErrorCode::InvalidArgument, "'" + id + "' in '" + std::string(whole) + "' is not a peer id (55 base32 characters starting with 'ci')"};
+      return Error{ErrorCode::InvalidArgument, "'" + id + "' in '" + std::string(whole) +
+                                                   "' is not a peer id (55 base32 characters starting with 'ci')"};
     text = text.substr(at + 1);
   }
   auto a = parse_listen_address(text);
   if (!a) return a.error();
-  if (a->port == 0) return Error{ErrorCode::InvalidArgument, "address '" + std::string(text) + "' needs a non-zero port"};
+  if (a->port == 0)
+    return Error{ErrorCode::InvalidArgument, "address '" + std::string(text) + "' needs a non-zero port"};
   if (a->relayed && id.empty())
     return Error{ErrorCode::InvalidArgument, "relayed address '" + std::string(whole) +
                  "' needs the node's peer id (write ID@relay:HOST:PORT): the relay finds the node by it"};

@@ -120,10 +120,12 @@ class SinkImpl final : public proto::OutputSink::Server {
       problem = Error{ErrorCode::InvalidArgument, std::string("hidden states in ") + hidden_encoding_name(*encoding) +
                                                       ", the session uses " + hidden_encoding_name(encoding_)};
     else if (output.getHopComputeMicros().size() > kMaxHops)
-      problem = Error{ErrorCode::InvalidArgument, "hopComputeMicros lists more than " + std::to_string(kMaxHops) + " hops"};
+      problem =
+          Error{ErrorCode::InvalidArgument, "hopComputeMicros lists more than " + std::to_string(kMaxHops) + " hops"};
     if (problem) {
       // The client cannot use this ring's output: Corruption, so that it is not retried as it is.
-      inbox_->fail(rpc_exception(Error{ErrorCode::Corruption, where_ + " delivered a bad output: " + problem->message}));
+      inbox_->fail(
+          rpc_exception(Error{ErrorCode::Corruption, where_ + " delivered a bad output: " + problem->message}));
       throw_rpc_error(*problem);
     }
     Delivery d;
@@ -156,7 +158,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   Result<void> open(uint32_t n_ctx) {
     for (const auto& a : options_.hop_addresses)
       if (a.peer_id.empty())
-        return Error{ErrorCode::InvalidArgument, "the hop address " + a.host_port() + " names no peer id (write it ID@HOST:PORT)"};
+        return Error{ErrorCode::InvalidArgument,
+                     "the hop address " + a.host_port() + " names no peer id (write it ID@HOST:PORT)"};
     auto identity = options_.data_dir.empty() ? Identity::generate() : Identity::load_or_create(options_.data_dir);
     if (!identity) return identity.error();
     auto tls = TlsContext::create(*identity);
@@ -174,8 +177,9 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     if (tokens.empty() || tokens.size() > max_batch_)
-      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) + " tokens; this pipeline takes 1.." +
-                   std::to_string(max_batch_) + " per call (" + batch_limit_ + ")"};
+      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) +
+                                                   " tokens; this pipeline takes 1.." + std::to_string(max_batch_) +
+                                                   " per call (" + batch_limit_ + ")"};
     std::vector<uint8_t> last_hidden;
     std::vector<uint64_t> hop_micros;
     Result<void> result;
@@ -184,7 +188,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
                                              : run_hops(tokens, last_hidden, hop_micros);
     })) {
       Error error = to_error(*e);
-      if (options_.route != Route::Direct && error.is(ErrorCode::DeadlineExceeded)) error.message += unresponsive_nodes();
+      if (options_.route != Route::Direct && error.is(ErrorCode::DeadlineExceeded))
+        error.message += unresponsive_nodes();
       return error;
     }
     if (!result) return result;
@@ -250,8 +255,9 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         log("node " + c->address().host_port() + " is " + c->peer_id() + " (trust on first use; pin it as " +
             c->peer_id() + "@" + c->address().host_port() + ")");
       if (!(info.model == local))
-        return Error{ErrorCode::InvalidArgument, "node " + c->address().host_port() + " serves " + info.model.to_string() +
-                     ", but the local model file is " + local.to_string()};
+        return Error{ErrorCode::InvalidArgument, "node " + c->address().host_port() + " serves " +
+                                                     info.model.to_string() + ", but the local model file is " +
+                                                     local.to_string()};
       if (info.max_length < n_ctx)
         return Error{ErrorCode::ResourceExhausted, "node " + c->address().host_port() + " allows sessions of at most " +
                      std::to_string(info.max_length) + " positions; this run needs " + std::to_string(n_ctx)};
@@ -270,8 +276,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         for (auto& c : connections_)
           served += " " + c->address().host_port() + " [" + std::to_string(c->info().block_begin) + ", " +
                     std::to_string(c->info().block_end) + ")";
-        return Error{ErrorCode::Unavailable, "no node serves block " + std::to_string(at) + " of " + std::to_string(n_layer) +
-                     " (the nodes serve:" + served + ")"};
+        return Error{ErrorCode::Unavailable, "no node serves block " + std::to_string(at) + " of " +
+                                                 std::to_string(n_layer) + " (the nodes serve:" + served + ")"};
       }
       hops_.push_back({best, at, best->info().block_end});
       log("blocks [" + std::to_string(at) + ", " + std::to_string(best->info().block_end) + ") on " +
@@ -328,9 +334,10 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       const uint64_t per_row = (i == 0 && options_.route != Route::Direct) ? sizeof(int32_t) : row_bytes;
       const uint64_t rows = limit > kRequestOverhead ? (limit - kRequestOverhead) / per_row : 0;
       if (rows == 0)
-        return Error{ErrorCode::InvalidArgument, "node " + where + " reads messages of at most " + std::to_string(limit) +
-                     " bytes, too few for one row (" + std::to_string(per_row) + " bytes and " +
-                     std::to_string(kRequestOverhead) + " of overhead)"};
+        return Error{ErrorCode::InvalidArgument, "node " + where + " reads messages of at most " +
+                                                     std::to_string(limit) + " bytes, too few for one row (" +
+                                                     std::to_string(per_row) + " bytes and " +
+                                                     std::to_string(kRequestOverhead) + " of overhead)"};
       if (rows < max_batch_) {
         max_batch_ = static_cast<size_t>(rows);
         batch_limit_ = "node " + where + " reads messages of at most " + std::to_string(limit) + " bytes";
@@ -453,11 +460,13 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       auto hidden = response.getOutput().getHidden();
       const uint32_t rows = last ? 1 : static_cast<uint32_t>(tokens.size());
       auto encoding = validate_hidden(hidden, model_.config().n_embd, rows);
-      if (!encoding) return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
+      if (!encoding)
+        return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
       if (*encoding != options_.encoding || hidden.getNTokens() != rows)
-        return Error{ErrorCode::Corruption, where + " replied with " + std::to_string(hidden.getNTokens()) + " rows in " +
-                     hidden_encoding_name(*encoding) + ", expected " + std::to_string(rows) + " in " +
-                     hidden_encoding_name(options_.encoding)};
+        return Error{ErrorCode::Corruption, where + " replied with " + std::to_string(hidden.getNTokens()) +
+                                                " rows in " + hidden_encoding_name(*encoding) + ", expected " +
+                                                std::to_string(rows) + " in " +
+                                                hidden_encoding_name(options_.encoding)};
       auto data = hidden.getData();
       bytes_received_ += data.size();
       carried.assign(data.begin(), data.end());

@@ -70,12 +70,14 @@ class DialerImpl final : public proto::RelayDialer::Server {
     auto data = context.getParams().getToken();
     RelayToken token{};
     if (data.size() != token.size())
-      throw_rpc_error(ErrorCode::InvalidArgument, "a relay token has " + std::to_string(token.size()) + " bytes, not " + std::to_string(data.size()));
+      throw_rpc_error(ErrorCode::InvalidArgument, "a relay token has " + std::to_string(token.size()) + " bytes, not " +
+                                                      std::to_string(data.size()));
     std::copy(data.begin(), data.end(), token.begin());
     auto& s = *state_;
     if (s.active >= s.options.max_connections)
-      throw_rpc_error(ErrorCode::ResourceExhausted, "the node serves its maximum of " +
-                                                        std::to_string(s.options.max_connections) + " relayed connections");
+      throw_rpc_error(
+          ErrorCode::ResourceExhausted,
+          "the node serves its maximum of " + std::to_string(s.options.max_connections) + " relayed connections");
     auto slot = kj::heap<ActiveSlot>(state_);
     auto state = state_;
     const std::string line = format_relay_request({RelayRequest::Kind::Accept, {}, token});

@@ -35,7 +35,8 @@ struct LineReader {
       if (byte == '\n') return kj::mv(line);
       line += byte;
       if (line.size() >= kMaxRelayLine)
-        throw_rpc_error(ErrorCode::InvalidArgument, "relay line " + shown(line) + " is longer than " + std::to_string(kMaxRelayLine) + " bytes");
+        throw_rpc_error(ErrorCode::InvalidArgument,
+                        "relay line " + shown(line) + " is longer than " + std::to_string(kMaxRelayLine) + " bytes");
       return next();
     });
   }
@@ -54,16 +55,20 @@ std::string format_relay_request(const RelayRequest& request) {
 }
 
 Result<RelayRequest> parse_relay_request(std::string_view line) {
-  if (line.size() >= kMaxRelayLine) return Error{ErrorCode::InvalidArgument, "relay line is longer than " + std::to_string(kMaxRelayLine) + " bytes"};
+  if (line.size() >= kMaxRelayLine)
+    return Error{ErrorCode::InvalidArgument, "relay line is longer than " + std::to_string(kMaxRelayLine) + " bytes"};
   const auto space = line.find(' ');
   const std::string_view magic = line.substr(0, space);
   if (magic != kRelayMagic) {
     if (magic.substr(0, 11) == kRelayMagic.substr(0, 11))
-      return Error{ErrorCode::InvalidArgument, "relay protocol " + shown(magic) + " is not supported (this relay speaks " +
-                   std::string(kRelayMagic) + ")"};
-    return Error{ErrorCode::InvalidArgument, "not a relay request: " + shown(line) + " (expected " + std::string(kRelayMagic) + " ...)"};
+      return Error{
+          ErrorCode::InvalidArgument,
+          "relay protocol " + shown(magic) + " is not supported (this relay speaks " + std::string(kRelayMagic) + ")"};
+    return Error{ErrorCode::InvalidArgument,
+                 "not a relay request: " + shown(line) + " (expected " + std::string(kRelayMagic) + " ...)"};
   }
-  if (!printable(line)) return Error{ErrorCode::InvalidArgument, "relay line " + shown(line) + " has non-printable bytes"};
+  if (!printable(line))
+    return Error{ErrorCode::InvalidArgument, "relay line " + shown(line) + " has non-printable bytes"};
   std::string_view rest = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
   const auto space2 = rest.find(' ');
   const std::string_view verb = rest.substr(0, space2);
@@ -72,12 +77,14 @@ Result<RelayRequest> parse_relay_request(std::string_view line) {
   if (verb == "CONNECT") {
     r.kind = RelayRequest::Kind::Connect;
     if (!is_peer_id(std::string(arg)))
-      return Error{ErrorCode::InvalidArgument, "relay CONNECT needs a peer id (55 base32 characters starting with 'ci'), got " + shown(arg)};
+      return Error{ErrorCode::InvalidArgument,
+                   "relay CONNECT needs a peer id (55 base32 characters starting with 'ci'), got " + shown(arg)};
     r.peer_id = std::string(arg);
     return r;
   }
   if (verb == "REGISTER") {
-    if (space2 != std::string_view::npos) return Error{ErrorCode::InvalidArgument, "relay REGISTER takes no argument, got " + shown(arg)};
+    if (space2 != std::string_view::npos)
+      return Error{ErrorCode::InvalidArgument, "relay REGISTER takes no argument, got " + shown(arg)};
     r.kind = RelayRequest::Kind::Register;
     return r;
   }
@@ -88,7 +95,8 @@ Result<RelayRequest> parse_relay_request(std::string_view line) {
     r.token = *token;
     return r;
   }
-  return Error{ErrorCode::InvalidArgument, "unknown relay request " + shown(verb) + " (expected CONNECT, REGISTER or ACCEPT)"};
+  return Error{ErrorCode::InvalidArgument,
+               "unknown relay request " + shown(verb) + " (expected CONNECT, REGISTER or ACCEPT)"};
 }
 
 std::string format_relay_ok() { return "OK\n"; }
@@ -104,13 +112,16 @@ std::string format_relay_error(std::string_view why) {
 
 Result<void> parse_relay_reply(std::string_view line) {
   if (line == "OK") return {};
-  if (line.substr(0, 4) == "ERR ") return Error{ErrorCode::Unavailable, "the relay says: " + std::string(line.substr(4))};
-  return Error{ErrorCode::Corruption, "the relay replied " + shown(line) + ", which is not OK or ERR (is this a relay?)"};
+  if (line.substr(0, 4) == "ERR ")
+    return Error{ErrorCode::Unavailable, "the relay says: " + std::string(line.substr(4))};
+  return Error{ErrorCode::Corruption,
+               "the relay replied " + shown(line) + ", which is not OK or ERR (is this a relay?)"};
 }
 
 RelayToken random_relay_token() {
   RelayToken t;
-  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1) throw_rpc_error(openssl_error(ErrorCode::Internal, "no random bytes for a relay token"));
+  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1)
+    throw_rpc_error(openssl_error(ErrorCode::Internal, "no random bytes for a relay token"));
   return t;
 }
 

@@ -202,7 +202,8 @@ class RelayGateImpl final : public proto::RelayGate::Server {
     auto it = s.nodes.find(c.peer_id);
     if (it == s.nodes.end() && s.nodes.size() >= s.options.max_nodes)
       throw_rpc_error(ErrorCode::ResourceExhausted, "this relay serves its maximum of " +
-                                                        std::to_string(s.options.max_nodes) + " nodes; try another relay or later");
+                                                        std::to_string(s.options.max_nodes) +
+                                                        " nodes; try another relay or later");
     if (it != s.nodes.end()) {
       s.log("node " + c.peer_id + " registered again from " + c.from + "; closing its earlier control connection");
       if (it->second->drop->isWaiting()) it->second->drop->fulfill();
@@ -416,14 +417,16 @@ kj::Promise<void> sweep_loop(std::shared_ptr<State> state) {
 
 Result<std::unique_ptr<RelayServer>> RelayServer::create(const RelayOptions& options, Identity identity) {
   if (options.max_nodes == 0 || options.max_per_node == 0 || options.max_unidentified == 0)
-    return Error{ErrorCode::InvalidArgument, "relay limits (nodes, connections per node, unidentified connections) must be at least 1"};
+    return Error{ErrorCode::InvalidArgument,
+                 "relay limits (nodes, connections per node, unidentified connections) must be at least 1"};
   if (options.keepalive_s == 0 || options.handshake_timeout_s == 0 || options.dial_timeout_s == 0 ||
       options.idle_timeout_s == 0)
     return Error{ErrorCode::InvalidArgument, "relay timeouts must be at least 1 second"};
   if (!options.public_address.empty()) {
     auto a = parse_peer_address(options.public_address);
     if (!a || !a->peer_id.empty() || a->relayed)
-      return Error{ErrorCode::InvalidArgument, "the relay's public address '" + options.public_address + "' is not HOST:PORT"};
+      return Error{ErrorCode::InvalidArgument,
+                   "the relay's public address '" + options.public_address + "' is not HOST:PORT"};
   }
   auto state = std::make_shared<State>();
   state->options = options;
@@ -453,7 +456,8 @@ Result<void> RelayServer::serve(kj::AsyncIoContext& io, const std::string& liste
                                 const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {
   auto address = parse_listen_address(listen);
   if (!address) return address.error();
-  if (address->relayed) return Error{ErrorCode::InvalidArgument, "a relay cannot listen on a relayed address '" + listen + "'"};
+  if (address->relayed)
+    return Error{ErrorCode::InvalidArgument, "a relay cannot listen on a relayed address '" + listen + "'"};
   state_->io = io.provider.get();
   Result<void> result;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {

@@ -288,7 +288,8 @@ kj::Promise<TlsPeer> TlsContext::handshake(kj::Own<kj::AsyncIoStream> inner, boo
     if (!key) throw_rpc_error(key.error());
     std::string id = peer_id_from_public_key(*key);
     if (!expected.empty() && id != expected)
-      throw_rpc_error(ErrorCode::PermissionDenied, "peer id mismatch: expected " + expected + " but the peer presented " + id);
+      throw_rpc_error(ErrorCode::PermissionDenied,
+                      "peer id mismatch: expected " + expected + " but the peer presented " + id);
     return TlsPeer{kj::mv(stream), kj::mv(id)};
   });
 }

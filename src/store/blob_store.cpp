@@ -163,7 +163,8 @@ bool BlobStore::has(const Cid& cid) const { return ::access(blob_path(cid).c_str
 
 Result<uint64_t> BlobStore::size(const Cid& cid) const {
   struct stat st;
-  if (::stat(blob_path(cid).c_str(), &st) != 0) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
+  if (::stat(blob_path(cid).c_str(), &st) != 0)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
   return static_cast<uint64_t>(st.st_size);
 }
 
@@ -177,7 +178,8 @@ std::vector<Cid> BlobStore::list() const {
 Result<MappedFile> BlobStore::map(const Cid& cid) {
   std::string path = blob_path(cid);
   auto m = MappedFile::open(path);
-  if (!m) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store (" + m.error().message + ")"};
+  if (!m)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store (" + m.error().message + ")"};
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // records the use for LRU eviction
   return m;
 }
@@ -185,7 +187,8 @@ Result<MappedFile> BlobStore::map(const Cid& cid) {
 Result<BlobStore::Imported> BlobStore::hash_blob(const Cid& cid, uint32_t chunk_size) const {
   Imported out;
   std::string path = blob_path(cid);
-  if (::access(path.c_str(), F_OK) != 0) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
+  if (::access(path.c_str(), F_OK) != 0)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
   auto digest = hash_file(path, chunk_size, &out.chunk_hashes, &out.size);
   if (!digest) return digest.error();
   out.cid = Cid::from_digest(*digest);
@@ -215,8 +218,8 @@ Result<std::vector<uint8_t>> BlobStore::read_all(const Cid& cid, uint64_t max_by
   auto sz = size(cid);
   if (!sz) return sz.error();
   if (*sz > max_bytes)
-    return Error{ErrorCode::InvalidArgument, "blob " + cid.to_string() + " has " + std::to_string(*sz) + " bytes, more than " +
-                 std::to_string(max_bytes)};
+    return Error{ErrorCode::InvalidArgument, "blob " + cid.to_string() + " has " + std::to_string(*sz) +
+                                                 " bytes, more than " + std::to_string(max_bytes)};
   return read(cid, 0, static_cast<uint32_t>(*sz));
 }
 
@@ -306,9 +309,10 @@ Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
   uint64_t freeable = 0;
   for (const auto& c : candidates) freeable += c.size;
   if (used_ + bytes > options_.limit_bytes + freeable)
-    return Error{ErrorCode::ResourceExhausted, "store " + dir_ + " is full: " + std::to_string(bytes) + " more bytes needed, " +
-                 std::to_string(used_) + " of " + std::to_string(options_.limit_bytes) +
-                 " bytes used and only " + std::to_string(freeable) + " evictable (the rest is pinned)"};
+    return Error{ErrorCode::ResourceExhausted, "store " + dir_ + " is full: " + std::to_string(bytes) +
+                                                   " more bytes needed, " + std::to_string(used_) + " of " +
+                                                   std::to_string(options_.limit_bytes) + " bytes used and only " +
+                                                   std::to_string(freeable) + " evictable (the rest is pinned)"};
   for (const auto& c : candidates) {
     if (used_ + bytes <= options_.limit_bytes) break;
     if (::unlink(blob_path(c.cid).c_str()) == 0) used_ -= std::min(used_, c.size);
@@ -496,19 +500,21 @@ Result<void> PartialBlob::write_chunk(uint64_t index, std::span<const uint8_t> b
   auto r = offer_chunk(index, bytes);
   if (!r) return r.error();
   if (!*r)
-    return Error{ErrorCode::Corruption, cid_.to_string() + ": chunk " + std::to_string(index) + " (" + std::to_string(bytes.size()) +
-                 " bytes) does not match its hash"};
+    return Error{ErrorCode::Corruption, cid_.to_string() + ": chunk " + std::to_string(index) + " (" +
+                                            std::to_string(bytes.size()) + " bytes) does not match its hash"};
   return {};
 }
 
 Result<bool> PartialBlob::offer_chunk(uint64_t index, std::span<const uint8_t> bytes) {
-  if (index >= hashes_.size()) return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
+  if (index >= hashes_.size())
+    return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
   if (bytes.size() != chunk_bytes(index)) return false;
   return offer_chunk(index, ChunkBuffer::copy_of(bytes));
 }
 
 Result<bool> PartialBlob::offer_chunk(uint64_t index, ChunkBuffer bytes) {
-  if (index >= hashes_.size()) return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
+  if (index >= hashes_.size())
+    return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
   if (bytes.size() != chunk_bytes(index)) return false;
   std::unique_lock lock(mu_);
   if (have_[index]) return true;
@@ -645,7 +651,9 @@ Result<void> PartialBlob::finish() {
   if (finished_) return {};
   drained_.wait(lock, [&] { return !draining_; });
   const uint64_t present = static_cast<uint64_t>(std::count(have_.begin(), have_.end(), uint8_t{1}));
-  if (present != n_chunks()) return Error{ErrorCode::NotFound, cid_.to_string() + ": " + std::to_string(n_chunks() - present) + " chunks missing"};
+  if (present != n_chunks())
+    return Error{ErrorCode::NotFound,
+                 cid_.to_string() + ": " + std::to_string(n_chunks() - present) + " chunks missing"};
   const bool streamed = streaming_ && hashed_ == n_chunks();
   lock.unlock();
   // No flush(): the sidecar no longer matters once the blob is complete, and the fsync below makes
@@ -664,7 +672,8 @@ Result<void> PartialBlob::finish() {
     ::unlink(data_path_.c_str());
     store_->release(size_);
     finished_ = true;
-    return Error{ErrorCode::Corruption, cid_.to_string() + ": assembled bytes do not match the CID (the manifest's chunk table is wrong)"};
+    return Error{ErrorCode::Corruption,
+                 cid_.to_string() + ": assembled bytes do not match the CID (the manifest's chunk table is wrong)"};
   }
   ::fchmod(data_fd_, 0444);
   if (::fsync(data_fd_) != 0) return Error{sys_error(data_path_ + ": fsync failed")};

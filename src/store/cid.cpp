@@ -61,9 +61,12 @@ Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
   uint64_t version = 0, codec = 0, hash_fn = 0, hash_len = 0;
   if (!get_varint(in, version) || version != 1) return Error{ErrorCode::InvalidArgument, "CID: not a CIDv1"};
   if (!get_varint(in, codec)) return Error{ErrorCode::InvalidArgument, "CID: truncated codec"};
-  if (!get_varint(in, hash_fn) || hash_fn != kMultihashSha256) return Error{ErrorCode::InvalidArgument, "CID: hash function is not sha2-256"};
-  if (!get_varint(in, hash_len) || hash_len != 32) return Error{ErrorCode::InvalidArgument, "CID: sha2-256 digest length is not 32"};
-  if (in.size() != 32) return Error{ErrorCode::InvalidArgument, "CID: digest has " + std::to_string(in.size()) + " bytes, expected 32"};
+  if (!get_varint(in, hash_fn) || hash_fn != kMultihashSha256)
+    return Error{ErrorCode::InvalidArgument, "CID: hash function is not sha2-256"};
+  if (!get_varint(in, hash_len) || hash_len != 32)
+    return Error{ErrorCode::InvalidArgument, "CID: sha2-256 digest length is not 32"};
+  if (in.size() != 32)
+    return Error{ErrorCode::InvalidArgument, "CID: digest has " + std::to_string(in.size()) + " bytes, expected 32"};
   Cid c;
   c.codec = codec;
   std::copy(in.begin(), in.end(), c.digest.begin());
@@ -72,7 +75,8 @@ Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
 
 Result<Cid> Cid::parse(std::string_view text) {
   if (text.empty() || text[0] != 'b')
-    return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': expected multibase base32 (a 'b' prefix)"};
+    return Error{ErrorCode::InvalidArgument,
+                 "CID '" + std::string(text) + "': expected multibase base32 (a 'b' prefix)"};
   std::vector<uint8_t> bytes;
   uint32_t buffer = 0;
   int bits = 0;
@@ -80,7 +84,9 @@ Result<Cid> Cid::parse(std::string_view text) {
     int v;
     if (ch >= 'a' && ch <= 'z') v = ch - 'a';
     else if (ch >= '2' && ch <= '7') v = ch - '2' + 26;
-    else return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': character '" + std::string(1, ch) + "' is not base32"};
+    else
+      return Error{ErrorCode::InvalidArgument,
+                   "CID '" + std::string(text) + "': character '" + std::string(1, ch) + "' is not base32"};
     buffer = (buffer << 5) | static_cast<uint32_t>(v);
     bits += 5;
     if (bits >= 8) {
@@ -90,7 +96,8 @@ Result<Cid> Cid::parse(std::string_view text) {
     buffer &= (1u << bits) - 1;
   }
   // Leftover bits must be zero padding (fewer than 5), else the text is not a canonical encoding.
-  if (bits >= 5 || buffer != 0) return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': bad base32 padding"};
+  if (bits >= 5 || buffer != 0)
+    return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': bad base32 padding"};
   auto c = from_binary(bytes);
   if (!c) return c.error().with_context("'" + std::string(text) + "'");
   return c;

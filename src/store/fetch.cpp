@@ -408,8 +408,9 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
     if (outstanding.empty() && chunks_left() > 0) {
       std::string why;
       for (const auto& d : stats_.dropped) why += "\n  " + d;
-      failure = Error{ErrorCode::Unavailable, current_label() + ": no peer left to fetch " + std::to_string(chunks_left()) + " chunks from" +
-                      (why.empty() ? std::string(" (no peers given)") : ":" + why)};
+      failure = Error{ErrorCode::Unavailable, current_label() + ": no peer left to fetch " +
+                                                  std::to_string(chunks_left()) + " chunks from" +
+                                                  (why.empty() ? std::string(" (no peers given)") : ":" + why)};
       break;
     }
     {
@@ -492,7 +493,8 @@ Result<std::vector<uint8_t>> Fetcher::fetch_small(const Cid& cid, uint64_t max_b
   }
   std::string why;
   for (const auto& d : stats_.dropped) why += "\n  " + d;
-  return Error{ErrorCode::Unavailable, "no peer supplied " + cid.to_string() + (why.empty() ? std::string(" (no peers given)") : ":" + why)};
+  return Error{ErrorCode::Unavailable,
+               "no peer supplied " + cid.to_string() + (why.empty() ? std::string(" (no peers given)") : ":" + why)};
 }
 
 Result<Manifest> Fetcher::fetch_model(const Cid& model, const model::LoadRange& range) {

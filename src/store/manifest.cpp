@@ -78,7 +78,8 @@ namespace {
 
 Result<Manifest> decode_unchecked(std::span<const uint8_t> bytes) {
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
-    return Error{ErrorCode::Corruption, "manifest: " + std::to_string(bytes.size()) + " bytes is not a whole number of words"};
+    return Error{ErrorCode::Corruption,
+                 "manifest: " + std::to_string(bytes.size()) + " bytes is not a whole number of words"};
   // Copy into word-aligned storage: the input span has no alignment guarantee.
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
   std::memcpy(words.begin(), bytes.data(), bytes.size());
@@ -89,13 +90,16 @@ Result<Manifest> decode_unchecked(std::span<const uint8_t> bytes) {
   capnp::SegmentArrayMessageReader reader(kj::arrayPtr(&segment, 1), options);
   if (!reader.isCanonical()) return Error{ErrorCode::Corruption, "manifest: not canonically encoded"};
   auto m = reader.getRoot<proto::Manifest>();
-  if (m.getMagic() != kj::StringPtr(kManifestMagic)) return Error{ErrorCode::Corruption, "manifest: wrong magic (not an OmniNode manifest)"};
+  if (m.getMagic() != kj::StringPtr(kManifestMagic))
+    return Error{ErrorCode::Corruption, "manifest: wrong magic (not an OmniNode manifest)"};
   Manifest out;
   out.version = m.getVersion();
-  if (out.version != 1) return Error{ErrorCode::InvalidArgument, "manifest: unsupported version " + std::to_string(out.version)};
+  if (out.version != 1)
+    return Error{ErrorCode::InvalidArgument, "manifest: unsupported version " + std::to_string(out.version)};
   out.chunk_size = m.getChunkSize();
   if (out.chunk_size < 4096 || out.chunk_size > (64u << 20))
-    return Error{ErrorCode::Corruption, "manifest: chunk size " + std::to_string(out.chunk_size) + " is outside [4 KiB, 64 MiB]"};
+    return Error{ErrorCode::Corruption,
+                 "manifest: chunk size " + std::to_string(out.chunk_size) + " is outside [4 KiB, 64 MiB]"};
   auto info = m.getModel();
   out.model.architecture = info.getArchitecture().cStr();
   out.model.name = info.getName().cStr();
@@ -107,7 +111,8 @@ Result<Manifest> decode_unchecked(std::span<const uint8_t> bytes) {
   out.model.file_type = info.getFileType().cStr();
   out.model.tied_embeddings = info.getTiedEmbeddings();
   auto header = info.getSourceHeaderSha256();
-  if (header.size() != 0 && header.size() != 32) return Error{ErrorCode::Corruption, "manifest: sourceHeaderSha256 is not 32 bytes"};
+  if (header.size() != 0 && header.size() != 32)
+    return Error{ErrorCode::Corruption, "manifest: sourceHeaderSha256 is not 32 bytes"};
   out.model.source_header_sha256.assign(header.begin(), header.end());
   std::set<uint32_t> blocks;
   int n_embeddings = 0, n_head = 0;
@@ -126,22 +131,24 @@ Result<Manifest> decode_unchecked(std::span<const uint8_t> bytes) {
     e.n_tensors = s.getNTensors();
     auto hashes = s.getChunkHashes();
     if (hashes.size() != chunk_count(e.size, out.chunk_size) * 32)
-      return Error{ErrorCode::Corruption, "manifest: shard " + e.label() + " lists " + std::to_string(hashes.size() / 32) +
-                   " chunk hashes for " + std::to_string(chunk_count(e.size, out.chunk_size)) + " chunks"};
+      return Error{ErrorCode::Corruption, "manifest: shard " + e.label() + " lists " +
+                                              std::to_string(hashes.size() / 32) + " chunk hashes for " +
+                                              std::to_string(chunk_count(e.size, out.chunk_size)) + " chunks"};
     e.chunk_hashes.resize(hashes.size() / 32);
     for (size_t c = 0; c < e.chunk_hashes.size(); ++c) std::memcpy(e.chunk_hashes[c].data(), hashes.begin() + c * 32, 32);
     if (e.role == ShardRole::Embeddings) ++n_embeddings;
     if (e.role == ShardRole::Head) ++n_head;
     if (e.role == ShardRole::Block) {
       if (e.block >= out.model.n_layer || !blocks.insert(e.block).second)
-        return Error{ErrorCode::Corruption, "manifest: block shard " + std::to_string(e.block) + " is duplicated or beyond n_layer " +
-                     std::to_string(out.model.n_layer)};
+        return Error{ErrorCode::Corruption, "manifest: block shard " + std::to_string(e.block) +
+                                                " is duplicated or beyond n_layer " +
+                                                std::to_string(out.model.n_layer)};
     }
     out.shards.push_back(std::move(e));
   }
   if (n_embeddings != 1 || n_head != 1 || blocks.size() != out.model.n_layer)
-    return Error{ErrorCode::Corruption, "manifest: expected one embeddings shard, one head shard and " + std::to_string(out.model.n_layer) +
-                 " block shards"};
+    return Error{ErrorCode::Corruption, "manifest: expected one embeddings shard, one head shard and " +
+                                            std::to_string(out.model.n_layer) + " block shards"};
   return out;
 }
 

@@ -73,8 +73,9 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     const std::string& name = file.tensors()[t].name;
     int64_t blk = block_of(name);
     if (blk >= static_cast<int64_t>(info.n_layer))
-      return Error{ErrorCode::Corruption, gguf_path + ": tensor '" + name + "' belongs to block " + std::to_string(blk) + " but the model has " +
-                   std::to_string(info.n_layer) + " blocks"};
+      return Error{ErrorCode::Corruption, gguf_path + ": tensor '" + name + "' belongs to block " +
+                                              std::to_string(blk) + " but the model has " +
+                                              std::to_string(info.n_layer) + " blocks"};
     if (blk >= 0) plans[1 + static_cast<size_t>(blk)].tensors.push_back(t);
     else if (name == "output_norm.weight" || name == "output.weight" || name.starts_with("output_norm.") || name.starts_with("output."))
       plans.back().tensors.push_back(t);
@@ -129,7 +130,8 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
 Result<Manifest> load_manifest(BlobStore& store, const Cid& model) {
   auto bytes = store.read_all(model, kMaxManifestBytes);
   if (!bytes) return bytes.error();
-  if (Cid::of(*bytes) != model) return Error{ErrorCode::Corruption, "manifest " + model.to_string() + ": stored bytes do not match the CID"};
+  if (Cid::of(*bytes) != model)
+    return Error{ErrorCode::Corruption, "manifest " + model.to_string() + ": stored bytes do not match the CID"};
   auto m = Manifest::decode(*bytes);
   if (!m) return m.error().with_context(model.to_string());
   return m;
@@ -149,7 +151,8 @@ Result<void> verify_model(BlobStore& store, const Cid& model, const std::functio
     if (!problem.empty()) problems += "\n  " + s.label() + " (" + s.cid.to_string() + "): " + problem;
     if (progress) progress(s);
   }
-  if (!problems.empty()) return Error{ErrorCode::Corruption, "model " + model.to_string() + " failed verification:" + problems};
+  if (!problems.empty())
+    return Error{ErrorCode::Corruption, "model " + model.to_string() + " failed verification:" + problems};
   return {};
 }
 
@@ -170,7 +173,8 @@ Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& mo
   auto manifest = load_manifest(store, model);
   if (!manifest) return manifest.error();
   std::vector<const ShardEntry*> needed = shards_for_range(*manifest, range);
-  if (needed.empty()) return Error{ErrorCode::InvalidArgument, "model " + model.to_string() + ": the range needs no shards"};
+  if (needed.empty())
+    return Error{ErrorCode::InvalidArgument, "model " + model.to_string() + ": the range needs no shards"};
   std::vector<gguf::File> files;
   for (const ShardEntry* s : needed) {
     auto f = gguf::File::open(store.blob_path(s->cid));

@@ -77,7 +77,8 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
         if (a.getFamily() == AF_INET && !config.bind4) config.bind4 = a;
         if (a.getFamily() == AF_INET6 && !config.bind6) config.bind6 = a;
       }
-      if (!config.bind4 && !config.bind6) return Error{ErrorCode::InvalidArgument, "cannot resolve DHT address '" + options.bind_host + "'"};
+      if (!config.bind4 && !config.bind6)
+        return Error{ErrorCode::InvalidArgument, "cannot resolve DHT address '" + options.bind_host + "'"};
       impl->runner.run(config.bind4 ? config.bind4.getPort() : config.bind6.getPort(), config);
     } else {
       impl->runner.run(options.port, config);
@@ -132,7 +133,8 @@ Result<void> DhtDirectory::announce(const std::string& model_id, const std::stri
       impl_->runner.put(key_of(k), value, [promise](bool ok) { promise->set_value(ok); });
     }
     for (auto& f : done) {
-      if (f.wait_for(timeout) != std::future_status::ready) return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
+      if (f.wait_for(timeout) != std::future_status::ready)
+        return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
       if (!f.get()) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable? check --bootstrap)"};
     }
     return {};

@@ -70,7 +70,8 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
     unsigned a = 0, b = 0;
     char tail = 0;
     if (std::sscanf(blocks.c_str(), "%u:%u%c", &a, &b, &tail) != 2 || a >= b || b > cfg.n_layer)
-      return Error{ErrorCode::InvalidArgument, "--blocks '" + blocks + "' is not A:B with A < B <= " + std::to_string(cfg.n_layer)};
+      return Error{ErrorCode::InvalidArgument,
+                   "--blocks '" + blocks + "' is not A:B with A < B <= " + std::to_string(cfg.n_layer)};
     r.block_begin = a;
     r.block_end = b;
     return m;

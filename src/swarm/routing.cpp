@@ -39,7 +39,8 @@ Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t 
       bool served = false;
       for (const auto& c : candidates) served = served || (c.block_begin <= b && b < c.block_end);
       if (!served)
-        return Error{ErrorCode::Unavailable, "no node in the swarm serves block " + std::to_string(b) + " of " + std::to_string(n_layer)};
+        return Error{ErrorCode::Unavailable,
+                     "no node in the swarm serves block " + std::to_string(b) + " of " + std::to_string(n_layer)};
     }
     return Error{ErrorCode::Unavailable, "no route covers the model's blocks"};
   }

@@ -134,7 +134,8 @@ class WatchedPipeline final : public net::Pipeline {
     auto r = inner_->forward(tokens, logits);
     watch_->end_call();
     if (!r)
-      if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
+      if (auto stalled = watch_->stalled())
+        return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
     return r;
   }
   size_t max_batch() const override { return inner_->max_batch(); }
@@ -194,7 +195,8 @@ class Opener {
 
   Result<std::unique_ptr<net::Pipeline>> open_from_records() {
     if (records_.empty())
-      return Error{ErrorCode::Unavailable, "no node in the swarm serves " + local_.name + " (model id " + model_id_ + ")"};
+      return Error{ErrorCode::Unavailable,
+                   "no node in the swarm serves " + local_.name + " (model id " + model_id_ + ")"};
     struct Node {
       const NodeRecord* record;
       net::PeerAddress address;

@@ -13,7 +13,8 @@ TEST(SystemError, CodesSayWhatACallerCanDo) {
   EXPECT_EQ(error_code_from_errno(ENOENT), ErrorCode::NotFound);
   EXPECT_EQ(error_code_from_errno(EACCES), ErrorCode::PermissionDenied);
   EXPECT_EQ(error_code_from_errno(EPERM), ErrorCode::PermissionDenied);
-  for (int e : {ENOSPC, EDQUOT, EMFILE, ENOMEM, EFBIG}) EXPECT_EQ(error_code_from_errno(e), ErrorCode::ResourceExhausted) << e;
+  for (int e : {ENOSPC, EDQUOT, EMFILE, ENOMEM, EFBIG})
+    EXPECT_EQ(error_code_from_errno(e), ErrorCode::ResourceExhausted) << e;
   EXPECT_EQ(error_code_from_errno(ETIMEDOUT), ErrorCode::DeadlineExceeded);
   for (int e : {ECONNREFUSED, ECONNRESET, EPIPE, EHOSTUNREACH, ENETUNREACH})
     EXPECT_EQ(error_code_from_errno(e), ErrorCode::Unavailable) << e;

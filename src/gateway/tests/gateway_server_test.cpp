@@ -24,7 +24,9 @@ class FailingBackend final : public EngineBackend {
   const ModelDescription& description() const override { return inner_->description(); }
   const model::Tokenizer& tokenizer() const override { return inner_->tokenizer(); }
   size_t max_batch() const override { return inner_->max_batch(); }
-  Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override { return inner_->open_sequence(n_ctx); }
+  Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override {
+    return inner_->open_sequence(n_ctx);
+  }
   void run_steps(std::span<EngineStep> steps) override {
     for (auto& s : steps) s.result = failure_;
   }

@@ -27,7 +27,8 @@ class TestSink final : public proto::OutputSink::Server {
   TestSink(std::shared_ptr<std::vector<Seen>> seen, uint64_t refuse) : seen_(std::move(seen)), refuse_(refuse) {}
   kj::Promise<void> deliver(DeliverContext context) override {
     auto p = context.getParams();
-    if (p.getCallId() == refuse_) throw_rpc_error(ErrorCode::InvalidArgument, "this client awaits no output for call " + std::to_string(refuse_));
+    if (p.getCallId() == refuse_)
+      throw_rpc_error(ErrorCode::InvalidArgument, "this client awaits no output for call " + std::to_string(refuse_));
     auto h = p.getOutput().getHidden();
     seen_->push_back({p.getCallId(), h.getNTokens(), {h.getData().begin(), h.getData().end()},
                       p.getOutput().getHopComputeMicros().size()});
@@ -118,8 +119,9 @@ TEST(Ring, SinkDeliversWhatTheChainWouldReturn) {
   // The sink refuses a delivery: the first node's reply carries the error back.
   auto refused = c.failure_of([&] { forward(c, ring, {43}, 9); });
   EXPECT_EQ(refused.code, ErrorCode::InvalidArgument) << refused.message;
-  EXPECT_EQ(refused.message, "next hop " + b.address().host_port() +
-                                 ": delivering the output to the client's sink: this client awaits no output for call 9");
+  EXPECT_EQ(refused.message,
+            "next hop " + b.address().host_port() +
+                ": delivering the output to the client's sink: this client awaits no output for call 9");
   // Bad input at the first node is answered by it, as in any mode.
   auto bad = c.failure_of([&] { forward(c, ring, {-1}, 10); });
   EXPECT_EQ(bad.code, ErrorCode::InvalidArgument) << bad.message;
