@@ -59,7 +59,7 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   } else if (const auto* src = md.find("tokenizer.chat_template"); src && src->as_string()) {
     tmpl = model::ChatTemplate::detect(*src->as_string(), text_of(tok.bos()), text_of(tok.eos()));
   } else {
-    return Error{"the model has no tokenizer.chat_template; name one with --chat-template"};
+    return Error{ErrorCode::InvalidArgument, "the model has no tokenizer.chat_template; name one with --chat-template"};
   }
   if (!tmpl) return tmpl.error();
   std::vector<model::ChatMessage> messages;

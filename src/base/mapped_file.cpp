@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/system_error.h"
+
 namespace omni {
 namespace {
 
@@ -40,16 +42,16 @@ void* map_huge_aligned(int fd, size_t size) {
 
 Result<MappedFile> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{path + ": cannot open: " + std::strerror(errno)};
+  if (fd < 0) return errno_error(errno, path + ": cannot open");
   struct stat st{};
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
-    return Error{path + ": cannot stat: " + std::strerror(err)};
+    return errno_error(err, path + ": cannot stat");
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Error{path + ": not a regular file"};
+    return Error{ErrorCode::InvalidArgument, path + ": not a regular file"};
   }
   MappedFile file;
   file.path_ = path;
@@ -60,7 +62,7 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
     if (p == MAP_FAILED) {
       int err = errno;
       ::close(fd);
-      return Error{path + ": cannot map: " + std::strerror(err)};
+      return errno_error(err, path + ": cannot map");
     }
     file.data_ = static_cast<const uint8_t*>(p);
   }

@@ -37,4 +37,46 @@ ApiError server_error(std::string message) {
   return ApiError{500, std::move(message), "server_error", std::nullopt, std::nullopt, 0};
 }
 
+int http_status(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::InvalidArgument: return 400;
+    case ErrorCode::PermissionDenied: return 403;
+    case ErrorCode::NotFound: return 404;
+    case ErrorCode::AlreadyExists: return 409;
+    case ErrorCode::Cancelled: return 499;
+    case ErrorCode::ResourceExhausted: return 503;
+    case ErrorCode::Unavailable: return 503;
+    case ErrorCode::DeadlineExceeded: return 504;
+    case ErrorCode::Internal:
+    case ErrorCode::Corruption: return 500;
+  }
+  return 500;
+}
+
+bool message_reaches_client(ErrorCode code) {
+  return code == ErrorCode::InvalidArgument || code == ErrorCode::NotFound || code == ErrorCode::AlreadyExists ||
+         code == ErrorCode::PermissionDenied;
+}
+
+ApiError api_error(const Error& error) {
+  const int status = http_status(error.code);
+  if (message_reaches_client(error.code))
+    return ApiError{status, error.message, "invalid_request_error", std::nullopt, std::nullopt, 0};
+  switch (error.code) {
+    case ErrorCode::ResourceExhausted:
+      return overloaded("the model's nodes are at capacity; retry shortly", 1);
+    case ErrorCode::Unavailable:
+      return ApiError{status, "the model is unavailable right now (its nodes cannot be reached); retry shortly",
+                      "server_error", std::nullopt, std::string("unavailable"), 1};
+    case ErrorCode::DeadlineExceeded:
+      return ApiError{status, "the model's nodes did not answer in time", "server_error", std::nullopt,
+                      std::string("timeout"), 0};
+    case ErrorCode::Cancelled:
+      return ApiError{status, "the request was cancelled", "invalid_request_error", std::nullopt,
+                      std::string("cancelled"), 0};
+    default:
+      return server_error("internal error");
+  }
+}
+
 }  // namespace omni::gateway

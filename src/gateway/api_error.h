@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/result.h"
+
 namespace omni::gateway {
 
 struct ApiError {
@@ -28,5 +30,21 @@ ApiError payload_too_large(size_t limit_bytes);
 ApiError rate_limited(std::string message, int retry_after_s);
 ApiError overloaded(std::string message, int retry_after_s);
 ApiError server_error(std::string message);
+
+// The HTTP status of a failure with `code`, the one place that decides it: InvalidArgument 400,
+// PermissionDenied 403, NotFound 404, AlreadyExists 409, Cancelled 499 (the client went away),
+// Internal and Corruption 500, ResourceExhausted and Unavailable 503 (the backend is full or cannot
+// reach its nodes: retry shortly; the client's own rate limits are rate_limited()'s 429),
+// DeadlineExceeded 504.
+int http_status(ErrorCode code);
+
+// A request that failed with `error`, as its client sees it: http_status(error.code), and the
+// error's message only for the codes that speak about the request itself (InvalidArgument,
+// NotFound, AlreadyExists, PermissionDenied). Other messages describe this server's insides (node
+// addresses, file paths, exception text) and are replaced by a fixed sentence: whoever calls this
+// for such a code logs `error` in full.
+ApiError api_error(const Error& error);
+// Whether api_error() passes the message of an error with `code` on to the client.
+bool message_reaches_client(ErrorCode code);
 
 }  // namespace omni::gateway

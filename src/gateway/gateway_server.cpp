@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -93,6 +94,20 @@ struct GatewayServer::Impl {
   void respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who,
                          bool include_usage);
   void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who);
+
+  void log(const std::string& line) const {
+    if (options.log) options.log(line);
+    else std::fprintf(stderr, "omni gateway: %s\n", line.c_str());
+  }
+  // What the client gets for `error` (api_error()); what it does not get is logged here.
+  ApiError failure(const Error& error) const {
+    if (!message_reaches_client(error.code)) log(std::string(to_string(error.code)) + ": " + error.message);
+    return api_error(error);
+  }
+  ApiError generation_failure(const JobUpdate& u) const {
+    if (u.error) return failure(u.error->with_context("generation failed"));
+    return api_error(Error{ErrorCode::Cancelled, "the generation was cancelled"});
+  }
 };
 
 void GatewayServer::Impl::setup_routes() {
@@ -125,7 +140,7 @@ void GatewayServer::Impl::setup_routes() {
                                   std::nullopt, 0});
     return httplib::Server::HandlerResponse::Handled;
   }));
-  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  http.set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -133,7 +148,8 @@ void GatewayServer::Impl::setup_routes() {
       what = e.what();
     } catch (...) {
     }
-    send_error(res, server_error("internal error: " + what));
+    log("internal error on " + req.method + " " + req.path + ": " + what);
+    send_error(res, server_error("internal error"));
   });
 
   const std::string& model_id = backend->description().id;
@@ -193,9 +209,11 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     params = std::move(parsed->params);
     if (model_name == backend->description().id) {
       auto built = prompts.chat(parsed->messages);
-      if (!built) return send_error(res, bad_request("the conversation does not fit the model's chat template: " +
-                                                         built.error().message,
-                                                     "messages"));
+      if (!built) {
+        ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
+        e.param = "messages";
+        return send_error(res, e);
+      }
       prompt = std::move(*built);
     }
   } else {
@@ -223,7 +241,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
                                        "max_tokens", "context_length_exceeded"));
   if (!params.seed_given) params.sampling.seed = std::random_device{}() * 0x100000001ull + std::random_device{}();
   if (auto check = model::Sampler::create(params.sampling); !check)
-    return send_error(res, bad_request(check.error().message));
+    return send_error(res, failure(check.error()));
 
   // Admission: the client's rate limits, then a place in the queue.
   const std::string client = req.remote_addr;
@@ -272,7 +290,7 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
         if (ok && u.finished) {
           metrics.observe_request_duration(seconds_since(job->arrived()));
           if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
-            ok = write(sse_event(dump(server_error("generation failed: " + u.error.value_or(u.finish_reason)).to_json())));
+            ok = write(sse_event(dump(generation_failure(u).to_json())));
           } else {
             ok = write(sse_event(dump(stream_chunk(who, "", *first, u.finish_reason))));
             if (ok && include_usage) ok = write(sse_event(dump(usage_chunk(who, {u.prompt_tokens, u.completion_tokens}))));
@@ -302,7 +320,7 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
   };
   if (u.finished) {
     if (u.finish_reason == "error" || u.finish_reason == "cancelled")
-      return send_error(res, server_error("generation failed: " + u.error.value_or(u.finish_reason)));
+      return send_error(res, generation_failure(u));
     res.set_content(body_of(text, u), "application/json");
     return;
   }
@@ -311,13 +329,13 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
   auto collected = std::make_shared<std::string>(std::move(text));
   res.set_chunked_content_provider(
       "application/json",
-      [job, collected, body_of](size_t, httplib::DataSink& sink) {
+      [this, job, collected, body_of](size_t, httplib::DataSink& sink) {
         JobUpdate next = job->wait(kStreamPoll);
         *collected += next.text;
         bool ok = true;
         if (next.finished) {
           std::string body = (next.finish_reason == "error" || next.finish_reason == "cancelled")
-                                 ? dump(server_error("generation failed: " + next.error.value_or(next.finish_reason)).to_json())
+                                 ? dump(generation_failure(next).to_json())
                                  : body_of(*collected, next);
           ok = sink.write(body.data(), body.size());
           if (ok) sink.done();
@@ -338,10 +356,10 @@ GatewayServer::~GatewayServer() {
 
 Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<EngineBackend> backend,
                                                              const GatewayOptions& options) {
-  if (options.scheduler.max_sessions == 0) return Error{"max sessions must be at least 1"};
+  if (options.scheduler.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "max sessions must be at least 1"};
   auto prompts = PromptBuilder::create(backend->tokenizer(), backend->description().chat_template_source,
                                        options.chat_template);
-  if (!prompts) return Error{"chat template: " + prompts.error().message};
+  if (!prompts) return prompts.error().with_context("chat template");
   return std::unique_ptr<GatewayServer>(
       new GatewayServer(std::make_unique<Impl>(std::move(backend), options, std::move(*prompts))));
 }
@@ -350,9 +368,9 @@ Result<int> GatewayServer::bind() {
   int port = impl_->options.port;
   if (port == 0) {
     port = impl_->http.bind_to_any_port(impl_->options.host);
-    if (port < 0) return Error{"cannot listen on " + impl_->options.host + " (any port)"};
+    if (port < 0) return Error{ErrorCode::Unavailable, "cannot listen on " + impl_->options.host + " (any port)"};
   } else if (!impl_->http.bind_to_port(impl_->options.host, port)) {
-    return Error{"cannot listen on " + impl_->options.host + ":" + std::to_string(port) +
+    return Error{ErrorCode::Unavailable, "cannot listen on " + impl_->options.host + ":" + std::to_string(port) +
                  " (in use, or not an address of this machine)"};
   }
   impl_->bound = true;
@@ -360,8 +378,8 @@ Result<int> GatewayServer::bind() {
 }
 
 Result<void> GatewayServer::serve() {
-  if (!impl_->bound) return Error{"serve() before bind()"};
-  if (!impl_->http.listen_after_bind()) return Error{"the HTTP server stopped with an error"};
+  if (!impl_->bound) return Error{ErrorCode::Internal, "serve() before bind()"};
+  if (!impl_->http.listen_after_bind()) return Error{ErrorCode::Internal, "the HTTP server stopped with an error"};
   return {};
 }
 

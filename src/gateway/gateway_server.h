@@ -14,6 +14,7 @@
 // the scheduler frees its session at the next round.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,9 @@ struct GatewayOptions {
   SchedulerOptions scheduler;
   int read_timeout_s = 10;               // a client slower than this per read is dropped
   int write_timeout_s = 30;
+  // Where the detail of failures that clients only see as a generic message goes (internal errors,
+  // unreachable nodes); unset: standard error.
+  std::function<void(const std::string&)> log;
 };
 
 class GatewayServer {

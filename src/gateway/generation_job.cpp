@@ -35,7 +35,7 @@ void GenerationJob::append(std::string_view text, size_t tokens) {
   changed_.notify_all();
 }
 
-void GenerationJob::finish(std::string reason, std::optional<std::string> error) {
+void GenerationJob::finish(std::string reason, std::optional<Error> error) {
   {
     std::lock_guard lock(mutex_);
     if (finished_) return;

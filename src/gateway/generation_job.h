@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
 
@@ -32,7 +33,7 @@ struct JobUpdate {
   std::string text;
   bool finished = false;
   std::string finish_reason;          // when finished: "stop", "length", "cancelled" or "error"
-  std::optional<std::string> error;   // when finish_reason is "error": why
+  std::optional<Error> error;         // when finish_reason is "error": why (its code picks the HTTP status)
   size_t prompt_tokens = 0;
   size_t completion_tokens = 0;       // tokens generated so far
 };
@@ -54,7 +55,7 @@ class GenerationJob {
 
   // Scheduler side.
   void append(std::string_view text, size_t tokens);
-  void finish(std::string reason, std::optional<std::string> error = std::nullopt);
+  void finish(std::string reason, std::optional<Error> error = std::nullopt);
   bool finished() const;
 
  private:
@@ -67,7 +68,7 @@ class GenerationJob {
   bool finished_ = false;
   bool cancelled_ = false;
   std::string finish_reason_;
-  std::optional<std::string> error_;
+  std::optional<Error> error_;
 };
 
 }  // namespace omni::gateway

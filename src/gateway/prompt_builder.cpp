@@ -8,7 +8,7 @@ Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, c
     return id ? tokenizer.token_to_piece(*id, /*render_special=*/true) : std::string();
   };
   const std::string bos = text_of(tokenizer.bos()), eos = text_of(tokenizer.eos());
-  Result<model::ChatTemplate> tmpl = Error{"no chat template"};
+  Result<model::ChatTemplate> tmpl = Error{ErrorCode::NotFound, "no chat template"};
   if (!template_name.empty()) {
     tmpl = model::ChatTemplate::by_name(template_name, bos, eos);
   } else if (!model_template_source.empty()) {

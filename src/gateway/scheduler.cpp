@@ -35,7 +35,7 @@ void Scheduler::shutdown() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mutex_);
-  for (auto& job : queue_) job->finish("error", "the gateway is shutting down");
+  for (auto& job : queue_) job->finish("error", Error{ErrorCode::Unavailable, "the gateway is shutting down"});
   queue_.clear();
   queue_depth_ = 0;
 }
@@ -70,7 +70,7 @@ bool Scheduler::generate_token(Active& a) {
   a.sampler.accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
-    job.finish("error", piece.error().message);
+    job.finish("error", piece.error());
     return true;
   }
   ++a.generated;
@@ -108,13 +108,13 @@ void Scheduler::loop() {
       }
       auto sampler = model::Sampler::create(job->spec().sampling);
       if (!sampler) {
-        job->finish("error", sampler.error().message);
+        job->finish("error", sampler.error());
         continue;
       }
       const uint32_t n_ctx = static_cast<uint32_t>(job->spec().prompt.size() + job->spec().max_tokens);
       auto sequence = backend_.open_sequence(n_ctx);
       if (!sequence) {
-        job->finish("error", "could not open a session: " + sequence.error().message);
+        job->finish("error", sequence.error().with_context("could not open a session"));
         continue;
       }
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
@@ -152,7 +152,7 @@ void Scheduler::loop() {
     for (size_t i = 0; i < active.size(); ++i) {
       Active& a = *active[i];
       if (!steps[i].result) {
-        a.job->finish("error", steps[i].result.error().message);
+        a.job->finish("error", steps[i].result.error());
         a.finished = true;
         continue;
       }
@@ -169,7 +169,7 @@ void Scheduler::loop() {
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->finished; });
     active_count_ = active.size();
   }
-  for (auto& a : active) a->job->finish("error", "the gateway is shutting down");
+  for (auto& a : active) a->job->finish("error", Error{ErrorCode::Unavailable, "the gateway is shutting down"});
   active_count_ = 0;
 }
 

@@ -274,9 +274,9 @@ Result<File> File::parse(std::span<const uint8_t> bytes, std::string name) {
   try {
     Parser(bytes, file).run();
   } catch (const ParseError& e) {
-    return Error{file.name_ + ": " + e.what()};
+    return Error{ErrorCode::Corruption, file.name_ + ": " + e.what()};
   } catch (const std::bad_alloc&) {
-    return Error{file.name_ + ": out of memory while reading metadata"};
+    return Error{ErrorCode::ResourceExhausted, file.name_ + ": out of memory while reading metadata"};
   }
   return file;
 }

@@ -247,9 +247,11 @@ const Value* Metadata::find(std::string_view key) const {
 }
 
 namespace {
-Error missing(std::string_view key) { return Error{"metadata key '" + std::string(key) + "' is missing"}; }
+Error missing(std::string_view key) {
+  return Error{ErrorCode::NotFound, "metadata key '" + std::string(key) + "' is missing"};
+}
 Error wrong_type(std::string_view key, const Value& v, std::string_view wanted) {
-  return Error{"metadata key '" + std::string(key) + "' has type " +
+  return Error{ErrorCode::Corruption, "metadata key '" + std::string(key) + "' has type " +
                std::string(value_type_name(v.type())) + ", expected " + std::string(wanted)};
 }
 }  // namespace

@@ -9,6 +9,8 @@
 #include <limits>
 #include <unordered_set>
 
+#include "base/system_error.h"
+
 namespace omni::gguf {
 namespace {
 
@@ -121,9 +123,7 @@ class FdOutput {
   }
 
   Error system_error(const char* what) const {
-    int err = errno;
-    std::string reason = err == ENOSPC ? "no space left on the device" : std::strerror(err);
-    return Error{path_ + ": cannot " + what + ": " + reason};
+    return errno_error(errno, path_ + ": cannot " + what);
   }
 
   int fd_;
@@ -140,8 +140,8 @@ class CountingSink : public TensorSink {
   CountingSink(Output& out, const TensorInfo& tensor) : out_(out), tensor_(tensor) {}
   Result<void> write(std::span<const uint8_t> bytes) override {
     if (bytes.size() > tensor_.n_bytes - written_)
-      return Error{"tensor '" + tensor_.name + "': source wrote more than its " + std::to_string(tensor_.n_bytes) +
-                   " bytes"};
+      return Error{ErrorCode::Internal, "tensor '" + tensor_.name + "': source wrote more than its " +
+                                            std::to_string(tensor_.n_bytes) + " bytes"};
     written_ += bytes.size();
     return out_.write(bytes.data(), bytes.size());
   }
@@ -179,8 +179,8 @@ Result<void> write_body(Output& out, const std::vector<uint8_t>& header, const s
     if (auto r = source(i, sink); !r) return r;
     if (sink.written() != t.n_bytes) {
       if (!sparse || sink.written() != 0)
-        return Error{"tensor '" + t.name + "': source wrote " + std::to_string(sink.written()) + " of its " +
-                     std::to_string(t.n_bytes) + " bytes"};
+        return Error{ErrorCode::Internal, "tensor '" + t.name + "': source wrote " + std::to_string(sink.written()) +
+                                              " of its " + std::to_string(t.n_bytes) + " bytes"};
     }
     if (auto r = out.pad_to(align_up(data_start + t.offset + t.n_bytes, alignment)); !r) return r;
   }
@@ -194,13 +194,15 @@ Result<uint64_t> Writer::alignment() const {
   if (!v) return kDefaultAlignment;
   auto a = v->as_uint();
   if (v->type() != ValueType::UINT32 || !a || *a == 0 || (*a & (*a - 1)) != 0)
-    return Error{"general.alignment must be a u32 power of two, got " + v->to_display()};
+    return Error{ErrorCode::InvalidArgument, "general.alignment must be a u32 power of two, got " + v->to_display()};
   return *a;
 }
 
 Result<size_t> Writer::add_tensor(TensorSpec spec) {
-  auto fail = [&](const std::string& what) { return Error{"tensor '" + spec.name + "': " + what}; };
-  if (spec.name.empty()) return Error{"tensor with an empty name"};
+  auto fail = [&](const std::string& what) {
+    return Error{ErrorCode::InvalidArgument, "tensor '" + spec.name + "': " + what};
+  };
+  if (spec.name.empty()) return Error{ErrorCode::InvalidArgument, "tensor with an empty name"};
   if (spec.name.size() > kMaxTensorNameBytes) return fail("name is longer than 63 bytes");
   for (const TensorInfo& t : tensors_)
     if (t.name == spec.name) return fail("duplicate tensor name");
@@ -268,13 +270,13 @@ Result<void> Writer::write_file(const std::string& path, const TensorSource& sou
   assign_offsets(tensors_, *alignment());
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error{tmp + ": cannot create: " + std::strerror(errno)};
+  if (fd < 0) return errno_error(errno, tmp + ": cannot create");
   FdOutput out(fd, tmp, sparse);
   Result<void> r = write_body(out, *head, tensors_, *alignment(), source, sparse);
   if (r) r = out.finish();
   ::close(fd);
   if (r && ::rename(tmp.c_str(), path.c_str()) != 0)
-    r = Error{path + ": cannot rename the finished file into place: " + std::strerror(errno)};
+    r = errno_error(errno, path + ": cannot rename the finished file into place");
   if (!r) ::unlink(tmp.c_str());
   return r;
 }

@@ -13,7 +13,7 @@ Result<double> parse_nonnegative(const std::string& flag, const std::string& tex
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc{} || ptr != end || !std::isfinite(value) || value < 0) {
-    return Error{flag + ": expected a non-negative number, got '" + text + "'"};
+    return Error{ErrorCode::InvalidArgument, flag + ": expected a non-negative number, got '" + text + "'"};
   }
   return value;
 }
@@ -23,7 +23,7 @@ Result<std::uint64_t> parse_unsigned(const std::string& flag, const std::string&
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc{} || ptr != end || text.empty()) {
-    return Error{flag + ": expected a non-negative integer, got '" + text + "'"};
+    return Error{ErrorCode::InvalidArgument, flag + ": expected a non-negative integer, got '" + text + "'"};
   }
   return value;
 }
@@ -93,7 +93,7 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
     }
     auto value = [&]() -> Result<std::string> {
       if (inline_value) return *inline_value;
-      if (i + 1 >= args.size()) return Error{flag + " needs a value"};
+      if (i + 1 >= args.size()) return Error{ErrorCode::InvalidArgument, flag + " needs a value"};
       return args[++i];
     };
     auto number_into = [&](std::optional<double>& slot) -> Result<void> {
@@ -139,17 +139,18 @@ Result<Invocation> parse_args(const std::vector<std::string>& args) {
       if (flag == "--seed") {
         inv.config.seed = *v;
       } else {
-        if (*v == 0) return Error{"--queue-bytes must be at least 1"};
+        if (*v == 0) return Error{ErrorCode::InvalidArgument, "--queue-bytes must be at least 1"};
         inv.config.queue_limit_bytes = static_cast<std::size_t>(*v);
       }
     } else {
-      return Error{"unknown option '" + args[i] + "' (see --help)"};
+      return Error{ErrorCode::InvalidArgument, "unknown option '" + args[i] + "' (see --help)"};
     }
     if (!r) return r.error();
   }
-  if (!have_listen) return Error{"--listen HOST:PORT is required"};
-  if (!have_target) return Error{"--target HOST:PORT is required"};
-  if (inv.config.target.port == 0) return Error{"--target: port 0 is not a valid destination"};
+  if (!have_listen) return Error{ErrorCode::InvalidArgument, "--listen HOST:PORT is required"};
+  if (!have_target) return Error{ErrorCode::InvalidArgument, "--target HOST:PORT is required"};
+  if (inv.config.target.port == 0)
+    return Error{ErrorCode::InvalidArgument, "--target: port 0 is not a valid destination"};
   inv.config.up = resolve_direction(up, common);
   inv.config.down = resolve_direction(down, common);
   return inv;

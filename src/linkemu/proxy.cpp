@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/system_error.h"
+
 namespace omni::linkemu {
 
 namespace {
@@ -60,7 +62,7 @@ Result<std::vector<sockaddr_storage>> resolve(const Endpoint& e, bool passive, s
   addrinfo* found = nullptr;
   const std::string port = std::to_string(e.port);
   const int rc = getaddrinfo(e.host.empty() ? nullptr : e.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) return Error{"cannot resolve " + e.to_string() + ": " + gai_strerror(rc)};
+  if (rc != 0) return Error{ErrorCode::Unavailable, "cannot resolve " + e.to_string() + ": " + gai_strerror(rc)};
   std::vector<sockaddr_storage> out;
   for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
     sockaddr_storage s{};
@@ -69,7 +71,7 @@ Result<std::vector<sockaddr_storage>> resolve(const Endpoint& e, bool passive, s
     lens.push_back(a->ai_addrlen);
   }
   freeaddrinfo(found);
-  if (out.empty()) return Error{"cannot resolve " + e.to_string() + ": no address"};
+  if (out.empty()) return Error{ErrorCode::NotFound, "cannot resolve " + e.to_string() + ": no address"};
   return out;
 }
 
@@ -189,7 +191,7 @@ struct Proxy::Impl {
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = tag;
-    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return Error{"epoll_ctl: " + errno_text(errno)};
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return errno_error(errno, "epoll_ctl");
     return {};
   }
 
@@ -427,7 +429,7 @@ struct Proxy::Impl {
       spec.it_value.tv_nsec = static_cast<long>(at % 1'000'000'000);
     }
     if (timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
-      return Error{"timerfd_settime: " + errno_text(errno)};
+      return errno_error(errno, "timerfd_settime");
     }
     armed_for = when;
     return {};
@@ -444,30 +446,30 @@ Result<std::unique_ptr<Proxy>> Proxy::start(const ProxyConfig& config) {
   impl->down_limit = config.queue_limit_bytes ? config.queue_limit_bytes : LinkShaper::default_queue_limit(config.down);
 
   auto target = resolve(config.target, false, impl->target_lens);
-  if (!target) return Error{"target: " + target.error().message};
+  if (!target) return target.error().with_context("target");
   impl->target_addrs = std::move(*target);
 
   std::vector<socklen_t> listen_lens;
   auto listen_addrs = resolve(config.listen, true, listen_lens);
-  if (!listen_addrs) return Error{"listen: " + listen_addrs.error().message};
-  std::string last_error;
+  if (!listen_addrs) return listen_addrs.error().with_context("listen");
+  Error last_error{ErrorCode::NotFound, "no address"};
   for (std::size_t i = 0; i < listen_addrs->size() && impl->listen_fd < 0; ++i) {
     const sockaddr_storage& addr = (*listen_addrs)[i];
     const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      last_error = errno_text(errno);
+      last_error = errno_error(errno, "socket");
       continue;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), listen_lens[i]) != 0 || listen(fd, SOMAXCONN) != 0) {
-      last_error = errno_text(errno);
+      last_error = errno_error(errno, "bind");
       close(fd);
       continue;
     }
     impl->listen_fd = fd;
   }
-  if (impl->listen_fd < 0) return Error{"cannot listen on " + config.listen.to_string() + ": " + last_error};
+  if (impl->listen_fd < 0) return last_error.with_context("cannot listen on " + config.listen.to_string());
 
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;
@@ -479,7 +481,8 @@ Result<std::unique_ptr<Proxy>> Proxy::start(const ProxyConfig& config) {
   impl->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   impl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   impl->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (impl->epoll_fd < 0 || impl->timer_fd < 0 || impl->stop_fd < 0) return Error{"cannot create epoll/timerfd/eventfd: " + errno_text(errno)};
+  if (impl->epoll_fd < 0 || impl->timer_fd < 0 || impl->stop_fd < 0)
+    return errno_error(errno, "cannot create epoll/timerfd/eventfd");
   for (auto [fd, tag] : {std::pair{impl->listen_fd, kListenTag}, {impl->timer_fd, kTimerTag}, {impl->stop_fd, kStopTag}}) {
     if (auto r = impl->add_fd(fd, tag, EPOLLIN); !r) return r.error();
   }
@@ -505,7 +508,7 @@ Result<void> Proxy::run() {
     const int n = epoll_wait(s.epoll_fd, events, 64, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Error{"epoll_wait: " + errno_text(errno)};
+      return errno_error(errno, "epoll_wait");
     }
     for (int i = 0; i < n; ++i) {
       const std::uint64_t tag = events[i].data.u64;

@@ -173,7 +173,7 @@ Result<std::string> llama2(Messages ms, std::string_view bos, std::string_view e
   if (has_system) ms = ms.subspan(1);
   std::string out;
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{std::string(kAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
     const std::string content = i == 0 && has_system
                                     ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + ms[i].content
                                     : ms[i].content;
@@ -223,13 +223,13 @@ Result<std::string> mistral(Messages ms, std::string_view bos, std::string_view 
                             bool eos_space) {
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{std::string(kAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
     if (ms[i].role == "user") {
       out += "[INST] " + ms[i].content + " [/INST]";
     } else if (ms[i].role == "assistant") {
       out += ms[i].content + std::string(eos) + (eos_space ? " " : "");
     } else {
-      return Error{"Only user and assistant roles are supported!"};
+      return Error{ErrorCode::InvalidArgument, "Only user and assistant roles are supported!"};
     }
   }
   return out;
@@ -243,14 +243,15 @@ Result<std::string> mistral_v1(Messages ms, std::string_view bos, std::string_vi
   if (has_system) ms = ms.subspan(1);
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{std::string(kMistralAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0))
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
     if (ms[i].role == "user") {
       const std::string prefix = i == 0 && has_system ? system + "\n\n" : "";
       out += " [INST] " + prefix + ms[i].content + " [/INST]";
     } else if (ms[i].role == "assistant") {
       out += " " + ms[i].content + std::string(eos);
     } else {
-      return Error{std::string(kMistralRoles)};
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralRoles)};
     }
   }
   return out;
@@ -266,7 +267,8 @@ Result<std::string> mistral_v3(Messages ms, std::string_view bos, std::string_vi
   const std::string system = has_system ? ms[0].content : "";
   if (has_system) ms = ms.subspan(1);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{std::string(kMistralAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0))
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
   }
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
@@ -277,7 +279,7 @@ Result<std::string> mistral_v3(Messages ms, std::string_view bos, std::string_vi
       out += tekken ? ms[i].content : " " + std::string(strip(ms[i].content));
       out += eos;
     } else {
-      return Error{std::string(kMistralRoles)};
+      return Error{ErrorCode::InvalidArgument, std::string(kMistralRoles)};
     }
   }
   return out;
@@ -319,13 +321,13 @@ std::string phi3_legacy(Messages ms, std::string_view bos) {
 Result<std::string> gemma(Messages ms, bool gen, std::string_view bos, bool gemma3) {
   std::string first_prefix;
   if (ms[0].role == "system") {
-    if (!gemma3) return Error{"System role not supported"};
+    if (!gemma3) return Error{ErrorCode::InvalidArgument, "System role not supported"};
     first_prefix = ms[0].content + "\n\n";
     ms = ms.subspan(1);
   }
   std::string out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
-    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{std::string(kAlternate)};
+    if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
     const std::string role = ms[i].role == "assistant" ? "model" : ms[i].role;
     out += "<start_of_turn>" + role + "\n" + (i == 0 ? first_prefix : "") +
            std::string(strip(ms[i].content)) + "<end_of_turn>\n";
@@ -350,12 +352,12 @@ std::string zephyr(Messages ms, bool gen, std::string_view bos, std::string_view
 Result<ChatTemplate> ChatTemplate::detect(std::string_view src, std::string_view bos_token,
                                           std::string_view eos_token) {
   if (src.empty()) {
-    return Error{"the chat template is empty; choose a format by name (" + known_names() + ")"};
+    return Error{ErrorCode::NotFound, "the chat template is empty; choose a format by name (" + known_names() + ")"};
   }
   auto has = [&](std::string_view marker) { return src.find(marker) != std::string_view::npos; };
   auto unrecognized = [&] {
-    return Error{"unrecognized chat template " + quote_start(src) + "; choose a format by name (" +
-                 known_names() + ")"};
+    return Error{ErrorCode::InvalidArgument, "unrecognized chat template " + quote_start(src) +
+                                                 "; choose a format by name (" + known_names() + ")"};
   };
 
   Format format;
@@ -415,7 +417,7 @@ Result<ChatTemplate> ChatTemplate::by_name(std::string_view name, std::string_vi
                                            std::string_view eos_token) {
   const auto it = std::find(std::begin(kNames), std::end(kNames), name);
   if (it == std::end(kNames)) {
-    return Error{"unknown chat template name \"" + std::string(name) +
+    return Error{ErrorCode::InvalidArgument, "unknown chat template name \"" + std::string(name) +
                  "\" (known: " + known_names() + ")"};
   }
   const auto format = static_cast<Format>(it - std::begin(kNames));
@@ -459,7 +461,7 @@ std::vector<std::string> ChatTemplate::stop_strings() const {
 
 Result<std::string> ChatTemplate::apply(std::span<const ChatMessage> ms, bool gen) const {
   auto fail = [&](const std::string& what) {
-    return Error{"chat template " + std::string(name()) + ": " + what};
+    return Error{ErrorCode::InvalidArgument, "chat template " + std::string(name()) + ": " + what};
   };
   if (ms.empty()) return fail("no messages");
   for (const ChatMessage& m : ms) {
@@ -496,7 +498,7 @@ Result<std::string> ChatTemplate::apply(std::span<const ChatMessage> ms, bool ge
       case Format::Zephyr:
         return zephyr(ms, gen, bos_, eos_);
     }
-    return Error{"unknown format"};  // not reached: the switch covers every Format
+    return Error{ErrorCode::Internal, "unknown format"};  // not reached: the switch covers every Format
   }();
   if (!out.ok()) return fail(out.error().message);
   return out;

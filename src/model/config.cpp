@@ -37,7 +37,7 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
   if (!info) {
     std::string list;
     for (const auto& a : kArchitectures) list += std::string(list.empty() ? "" : ", ") + a.name;
-    return Error{"unsupported architecture '" + *arch_name + "' (supported: " + list + ")"};
+    return Error{ErrorCode::InvalidArgument, "unsupported architecture '" + *arch_name + "' (supported: " + list + ")"};
   }
 
   ModelConfig c;
@@ -48,7 +48,9 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
   auto need_u32 = [&](const std::string& key, uint32_t& out) -> Result<void> {
     auto v = md.get_uint(p + key);
     if (!v) return v.error();
-    if (*v == 0 || *v > (1u << 30)) return Error{"metadata key '" + p + key + "' has an implausible value " + std::to_string(*v)};
+    if (*v == 0 || *v > (1u << 30))
+      return Error{ErrorCode::Corruption,
+                   "metadata key '" + p + key + "' has an implausible value " + std::to_string(*v)};
     out = static_cast<uint32_t>(*v);
     return {};
   };
@@ -66,19 +68,20 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
   uint32_t value_length = c.head_dim;
   if (auto r = opt_u32("attention.value_length", value_length); !r) return r.error();
   if (value_length != c.head_dim)
-    return Error{"attention.value_length " + std::to_string(value_length) + " differs from key_length " +
-                 std::to_string(c.head_dim) + ": not supported"};
+    return Error{ErrorCode::InvalidArgument, "attention.value_length " + std::to_string(value_length) +
+                                                 " differs from key_length " + std::to_string(c.head_dim) +
+                                                 ": not supported"};
   c.rope_dims = c.head_dim;
   if (auto r = opt_u32("rope.dimension_count", c.rope_dims); !r) return r.error();
   c.n_ctx_train = 4096;
   if (auto r = opt_u32("context_length", c.n_ctx_train); !r) return r.error();
 
   if (c.n_head % c.n_head_kv != 0)
-    return Error{"attention.head_count " + std::to_string(c.n_head) + " is not a multiple of head_count_kv " +
-                 std::to_string(c.n_head_kv)};
+    return Error{ErrorCode::Corruption, "attention.head_count " + std::to_string(c.n_head) +
+                                            " is not a multiple of head_count_kv " + std::to_string(c.n_head_kv)};
   if (c.rope_dims > c.head_dim || c.rope_dims % 2 != 0)
-    return Error{"rope.dimension_count " + std::to_string(c.rope_dims) + " does not fit a head of " +
-                 std::to_string(c.head_dim)};
+    return Error{ErrorCode::Corruption, "rope.dimension_count " + std::to_string(c.rope_dims) +
+                                            " does not fit a head of " + std::to_string(c.head_dim)};
 
   if (md.contains(p + "attention.layer_norm_rms_epsilon")) {
     auto eps = md.get_float(p + "attention.layer_norm_rms_epsilon");
@@ -96,10 +99,12 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
     if (*type == "linear") {
       auto factor = md.get_float(p + "rope.scaling.factor");
       if (!factor) return factor.error();
-      if (*factor <= 0) return Error{"rope.scaling.factor must be positive"};
+      if (*factor <= 0) return Error{ErrorCode::Corruption, "rope.scaling.factor must be positive"};
       c.rope_freq_scale = static_cast<float>(1.0 / *factor);
     } else if (*type != "none") {
-      return Error{"rope scaling type '" + *type + "' is not supported (supported: none, linear, llama3 via rope_freqs)"};
+      return Error{
+          ErrorCode::InvalidArgument,
+          "rope scaling type '" + *type + "' is not supported (supported: none, linear, llama3 via rope_freqs)"};
     }
   }
   c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
@@ -113,7 +118,8 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
       auto v = md.get_float(p + key);
       if (!v) return v.error();
       if (!(*v > 0) || !std::isfinite(*v))
-        return Error{"metadata key '" + p + key + "' must be a positive number, not " + std::to_string(*v)};
+        return Error{ErrorCode::Corruption,
+                     "metadata key '" + p + key + "' must be a positive number, not " + std::to_string(*v)};
       out = static_cast<float>(*v);
       return {};
     };
@@ -123,13 +129,15 @@ Result<ModelConfig> ModelConfig::from_metadata(const gguf::Metadata& md) {
     // Even layers slide, odd layers attend globally, unless the file says otherwise.
     c.swa_period = 2;
     if (const gguf::Value* v = md.find(p + "attention.sliding_window_pattern"); v && v->as_array())
-      return Error{"metadata key '" + p + "attention.sliding_window_pattern' is a per-layer array: not supported"};
+      return Error{ErrorCode::InvalidArgument,
+                   "metadata key '" + p + "attention.sliding_window_pattern' is a per-layer array: not supported"};
     if (md.contains(p + "attention.sliding_window_pattern")) {
       auto period = md.get_uint(p + "attention.sliding_window_pattern");
       if (!period) return period.error();
       if (*period > c.n_layer)
-        return Error{"metadata key '" + p + "attention.sliding_window_pattern' has an implausible value " +
-                     std::to_string(*period)};
+        return Error{ErrorCode::Corruption, "metadata key '" + p +
+                                                "attention.sliding_window_pattern' has an implausible value " +
+                                                std::to_string(*period)};
       c.swa_period = static_cast<uint32_t>(*period);  // 0: every layer slides
     }
     c.post_norms = true;

@@ -12,15 +12,16 @@ KvCache::KvCache(uint32_t n_blocks, uint32_t n_ctx, uint32_t kv_dim)
 
 Result<void> KvCache::extend(uint32_t n) {
   if (n > n_ctx_ - size_)
-    return Error{"context is full: " + std::to_string(size_) + " + " + std::to_string(n) + " positions exceed " +
-                 std::to_string(n_ctx_)};
+    return Error{ErrorCode::ResourceExhausted, "context is full: " + std::to_string(size_) + " + " + std::to_string(n) +
+                                                   " positions exceed " + std::to_string(n_ctx_)};
   size_ += n;
   return {};
 }
 
 Result<void> KvCache::rollback(uint32_t n) {
   if (n > size_)
-    return Error{"cannot roll back " + std::to_string(n) + " positions: only " + std::to_string(size_) + " are filled"};
+    return Error{ErrorCode::InvalidArgument,
+                 "cannot roll back " + std::to_string(n) + " positions: only " + std::to_string(size_) + " are filled"};
   size_ -= n;
   return {};
 }

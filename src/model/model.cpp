@@ -45,14 +45,14 @@ Result<std::unique_ptr<Model>> Model::from_file(gguf::File file, const LoadRange
 }
 
 Result<std::unique_ptr<Model>> Model::from_files(std::vector<gguf::File> files, const LoadRange& range) {
-  if (files.empty()) return Error{"no model files given"};
+  if (files.empty()) return Error{ErrorCode::InvalidArgument, "no model files given"};
   std::unique_ptr<Model> m(new Model());
   m->file_ = std::move(files.front());
   for (size_t i = 1; i < files.size(); ++i) m->more_files_.push_back(std::move(files[i]));
   std::vector<const gguf::File*> all{&m->file_};
   for (const gguf::File& f : m->more_files_) all.push_back(&f);
   auto config = ModelConfig::from_metadata(m->file_.metadata());
-  if (!config) return Error{m->file_.name() + ": " + config.error().message};
+  if (!config) return config.error().with_context(m->file_.name());
   m->config_ = *config;
   const gguf::TensorInfo* embd = nullptr;
   for (const gguf::File* f : all)
@@ -75,10 +75,11 @@ Result<std::unique_ptr<Session>> Session::create(const Model& model, uint32_t bl
                                                  uint32_t n_ctx) {
   const LoadRange& loaded = model.range();
   if (block_begin > block_end || block_begin < loaded.block_begin || block_end > loaded.block_end)
-    return Error{"blocks [" + std::to_string(block_begin) + ", " + std::to_string(block_end) +
-                 ") are not within the loaded blocks [" + std::to_string(loaded.block_begin) + ", " +
-                 std::to_string(loaded.block_end) + ")"};
-  if (n_ctx == 0) return Error{"context length must be positive"};
+    return Error{ErrorCode::InvalidArgument, "blocks [" + std::to_string(block_begin) + ", " +
+                                                 std::to_string(block_end) + ") are not within the loaded blocks [" +
+                                                 std::to_string(loaded.block_begin) + ", " +
+                                                 std::to_string(loaded.block_end) + ")"};
+  if (n_ctx == 0) return Error{ErrorCode::InvalidArgument, "context length must be positive"};
   return std::unique_ptr<Session>(new Session(model, block_begin, block_end, n_ctx));
 }
 
@@ -116,27 +117,30 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
   const bool embed = block_begin_ == 0;
   uint32_t n;
   if (embed) {
-    if (!hidden.empty() || tokens.empty()) return Error{"a session starting at block 0 takes tokens"};
+    if (!hidden.empty() || tokens.empty())
+      return Error{ErrorCode::InvalidArgument, "a session starting at block 0 takes tokens"};
     n = static_cast<uint32_t>(tokens.size());
   } else {
     if (!tokens.empty() || hidden.empty() || hidden.size() % c.n_embd != 0)
-      return Error{"a session starting at block " + std::to_string(block_begin_) +
+      return Error{ErrorCode::InvalidArgument, "a session starting at block " + std::to_string(block_begin_) +
                    " takes hidden states of n_tokens x " + std::to_string(c.n_embd) + " values"};
     n = static_cast<uint32_t>(hidden.size() / c.n_embd);
   }
   const bool wants_logits = output == Output::LastLogits || output == Output::AllLogits;
   if (wants_logits && (block_end_ != c.n_layer || !model_.range().head))
-    return Error{"logits need the range to end at the last block with the output head loaded"};
+    return Error{ErrorCode::InvalidArgument,
+                 "logits need the range to end at the last block with the output head loaded"};
   if (n > cache_.n_ctx() - cache_.size())
-    return Error{"context is full: " + std::to_string(cache_.size()) + " + " + std::to_string(n) +
-                 " positions exceed " + std::to_string(cache_.n_ctx())};
+    return Error{ErrorCode::ResourceExhausted, "context is full: " + std::to_string(cache_.size()) + " + " +
+                                                   std::to_string(n) + " positions exceed " +
+                                                   std::to_string(cache_.n_ctx())};
 
   ensure_scratch(n);
   if (embed) {
     for (uint32_t t = 0; t < n; ++t) {
       if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= c.n_vocab)
-        return Error{"token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
-                     std::to_string(c.n_vocab)};
+        return Error{ErrorCode::InvalidArgument, "token id " + std::to_string(tokens[t]) +
+                                                     " is outside the vocabulary of " + std::to_string(c.n_vocab)};
       float* row = x_.data() + size_t{t} * c.n_embd;
       kernels::dequantize_row_of(w.token_embd, tokens[t], row);
       if (c.scale_embeddings) {

@@ -8,11 +8,11 @@ namespace omni::model {
 
 Result<PerplexityResult> perplexity(const Model& model, std::span<const int32_t> tokens, uint32_t n_ctx,
                                     uint32_t n_chunks, std::optional<int32_t> bos, kernels::ThreadPool& pool) {
-  if (n_ctx < 4) return Error{"perplexity needs a context of at least 4 tokens"};
+  if (n_ctx < 4) return Error{ErrorCode::InvalidArgument, "perplexity needs a context of at least 4 tokens"};
   if (n_chunks == 0) n_chunks = static_cast<uint32_t>(tokens.size() / n_ctx);
   if (n_chunks == 0 || uint64_t{n_chunks} * n_ctx > tokens.size())
-    return Error{"the text has " + std::to_string(tokens.size()) + " tokens, fewer than " + std::to_string(n_chunks) +
-                 " chunks of " + std::to_string(n_ctx)};
+    return Error{ErrorCode::InvalidArgument, "the text has " + std::to_string(tokens.size()) + " tokens, fewer than " +
+                                                 std::to_string(n_chunks) + " chunks of " + std::to_string(n_ctx)};
   auto session = Session::create(model, 0, model.config().n_layer, n_ctx);
   if (!session) return session.error();
   const uint32_t n_vocab = model.config().n_vocab;

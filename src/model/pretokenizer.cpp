@@ -181,7 +181,9 @@ Result<std::string> expand_whitespace_escapes(std::string_view pattern) {
       if (escaped == 's') {
         out += in_class ? std::string(kWhitespaceSet) : "[" + std::string(kWhitespaceSet) + "]";
       } else if (escaped == 'S') {
-        if (in_class) return Error{"pre-tokenizer pattern uses \\S inside a class: " + std::string(pattern)};
+        if (in_class)
+          return Error{ErrorCode::InvalidArgument,
+                       "pre-tokenizer pattern uses \\S inside a class: " + std::string(pattern)};
         out += "[^" + std::string(kWhitespaceSet) + "]";
       } else {
         out += c;
@@ -208,7 +210,8 @@ Result<PreTokenizerSpec> pretokenizer_spec(std::string_view name) {
     if (entry.name == name) return spec_of(entry.family);
   std::string known;
   for (const NamedFamily& entry : kNames) known += (known.empty() ? "" : ", ") + std::string(entry.name);
-  return Error{"unknown pre-tokenizer '" + std::string(name) + "' (tokenizer.ggml.pre); known: " + known};
+  return Error{ErrorCode::InvalidArgument,
+               "unknown pre-tokenizer '" + std::string(name) + "' (tokenizer.ggml.pre); known: " + known};
 }
 
 Result<PreTokenizer> PreTokenizer::create(const std::vector<std::string>& patterns) {
@@ -226,7 +229,7 @@ Result<PreTokenizer> PreTokenizer::create(const std::vector<std::string>& patter
     if (code == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error_code, message, sizeof message);
-      return Error{"pre-tokenizer pattern '" + source + "' does not compile: " +
+      return Error{ErrorCode::InvalidArgument, "pre-tokenizer pattern '" + source + "' does not compile: " +
                    reinterpret_cast<const char*>(message) + " (at offset " +
                    std::to_string(error_offset) + ")"};
     }

@@ -34,7 +34,8 @@ bool is_float_source(TensorType t) { return t == TensorType::F32 || t == TensorT
 Result<QuantizeReport> quantize_model(const std::string& input, const std::string& output, TensorType target) {
   const auto mix = mix_of(target);
   if (!mix)
-    return Error{"cannot quantize to " + gguf::tensor_type_name(target) + " (supported: " + mix_names_text() + ")"};
+    return Error{ErrorCode::InvalidArgument,
+                 "cannot quantize to " + gguf::tensor_type_name(target) + " (supported: " + mix_names_text() + ")"};
   return quantize_model(input, output, *mix);
 }
 
@@ -54,8 +55,9 @@ Result<QuantizeReport> quantize_model(const std::string& input, const std::strin
   for (const gguf::TensorInfo& t : in->tensors()) {
     if (!is_matrix(t)) continue;
     if (!is_float_source(t.type))
-      return Error{input + ": tensor '" + t.name + "' is already " + gguf::tensor_type_name(t.type) +
-                   "; quantize from an F32, F16 or BF16 model"};
+      return Error{ErrorCode::InvalidArgument, input + ": tensor '" + t.name + "' is already " +
+                                                   gguf::tensor_type_name(t.type) +
+                                                   "; quantize from an F32, F16 or BF16 model"};
     matrices.push_back({t.name, t.shape[0]});
   }
   const std::vector<MixChoice> choices = mix_tensor_types(mix, model, matrices);
@@ -76,7 +78,7 @@ Result<QuantizeReport> quantize_model(const std::string& input, const std::strin
       ++(c.fallback ? report.fallbacks : report.converted);
     }
     auto added = writer.add_tensor({t.name, out, t.shape});
-    if (!added) return Error{output + ": " + added.error().message};
+    if (!added) return added.error().with_context(output);
     out_types.push_back(out);
     report.input_bytes += t.n_bytes;
     report.output_bytes += writer.tensors().back().n_bytes;

@@ -34,7 +34,7 @@ double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11)
 
 Result<Sampler> Sampler::create(const SamplingParams& p) {
   auto bad = [](const char* what) {
-    return Error{std::string("sampling parameter ") + what + " is out of range"};
+    return Error{ErrorCode::InvalidArgument, std::string("sampling parameter ") + what + " is out of range"};
   };
   if (std::isnan(p.temperature)) return bad("temperature");
   if (!(p.top_p >= 0.0f && p.top_p <= 1.0f)) return bad("top_p (must be in [0, 1])");

@@ -12,6 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/system_error.h"
 #include "gguf/reader.h"
 #include "gguf/writer.h"
 #include "kernels/quantize.h"
@@ -250,12 +251,13 @@ std::string known_shapes_text() {
 // Copies the tokenizer.* keys of a vocabulary GGUF; returns its token count.
 Result<uint32_t> copy_vocab(gguf::Metadata& md, const std::string& path) {
   auto file = gguf::File::open(path);
-  if (!file) return Error{"vocabulary: " + file.error().message};
+  if (!file) return file.error().with_context("vocabulary");
   const Value* tokens = file->metadata().find("tokenizer.ggml.tokens");
   const gguf::Array* arr = tokens ? tokens->as_array() : nullptr;
   if (!arr || arr->elem_type != gguf::ValueType::STRING || arr->size() == 0)
-    return Error{"vocabulary '" + path + "' has no tokenizer.ggml.tokens string array"};
-  if (arr->size() > UINT32_MAX) return Error{"vocabulary '" + path + "' has too many tokens"};
+    return Error{ErrorCode::InvalidArgument, "vocabulary '" + path + "' has no tokenizer.ggml.tokens string array"};
+  if (arr->size() > UINT32_MAX)
+    return Error{ErrorCode::InvalidArgument, "vocabulary '" + path + "' has too many tokens"};
   for (const auto& e : file->metadata().entries())
     if (e.key.rfind("tokenizer.", 0) == 0) md.set(e.key, e.value);
   return static_cast<uint32_t>(arr->size());
@@ -300,8 +302,8 @@ Result<void> add_spm_vocab(gguf::Metadata& md, uint32_t n_vocab) {
   for (char c : std::string(".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`")) singles.emplace_back(1, c);
   const size_t fixed = 3 + 256 + singles.size();
   if (n_vocab < fixed + 1)
-    return Error{"a generated SPM vocabulary needs at least " + std::to_string(fixed + 1) + " tokens, not " +
-                 std::to_string(n_vocab)};
+    return Error{ErrorCode::InvalidArgument, "a generated SPM vocabulary needs at least " + std::to_string(fixed + 1) +
+                                                 " tokens, not " + std::to_string(n_vocab)};
   const size_t n_merged = n_vocab - fixed;
 
   std::vector<std::string> tokens;
@@ -364,12 +366,15 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   try {
     const Shape* shape = find_shape(o.shape);
-    if (!shape) return Error{"unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
+    if (!shape)
+      return Error{ErrorCode::InvalidArgument, "unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
     if (!synth_mix_allowed(o.mix))
-      return Error{"cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};
-    if (o.out_path.empty()) return Error{"no output path given"};
+      return Error{ErrorCode::InvalidArgument,
+                   "cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};
+    if (o.out_path.empty()) return Error{ErrorCode::InvalidArgument, "no output path given"};
     const uint32_t n_layer = o.n_layers ? o.n_layers : shape->n_layer;
-    if (n_layer > 1000) return Error{"layer count " + std::to_string(n_layer) + " is over 1000"};
+    if (n_layer > 1000)
+      return Error{ErrorCode::InvalidArgument, "layer count " + std::to_string(n_layer) + " is over 1000"};
 
     SynthReport report;
     report.path = o.out_path;
@@ -436,11 +441,11 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
 
     std::error_code ec;
     report.file_bytes = std::filesystem::file_size(o.out_path, ec);
-    if (ec) return Error{"cannot read the size of '" + o.out_path + "': " + ec.message()};
+    if (ec) return errno_error(ec.value(), "cannot read the size of '" + o.out_path + "'");
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
   } catch (const std::exception& e) {
-    return Error{"synthesizing '" + o.out_path + "' failed: " + e.what()};
+    return Error{ErrorCode::Internal, "synthesizing '" + o.out_path + "' failed: " + e.what()};
   }
 }
 

@@ -90,7 +90,9 @@ Result<std::optional<TokenId>> read_token_id(const gguf::Metadata& metadata, std
   const gguf::Value* value = metadata.find(key);
   if (value == nullptr) return std::optional<TokenId>();
   std::optional<uint64_t> id = value->as_uint();
-  if (!id) return Error{"metadata key '" + std::string(key) + "' is not a token id: " + value->to_display()};
+  if (!id)
+    return Error{ErrorCode::Corruption,
+                 "metadata key '" + std::string(key) + "' is not a token id: " + value->to_display()};
   if (*id >= n_vocab) return std::optional<TokenId>();
   return std::optional<TokenId>(static_cast<TokenId>(*id));
 }
@@ -185,9 +187,9 @@ Result<Vocab> read_vocab(const gguf::Metadata& metadata) {
   Result<const gguf::Array*> tokens = metadata.get_array("tokenizer.ggml.tokens");
   if (!tokens) return tokens.error();
   if ((*tokens)->elem_type != gguf::ValueType::STRING)
-    return Error{"tokenizer.ggml.tokens is not an array of strings"};
+    return Error{ErrorCode::Corruption, "tokenizer.ggml.tokens is not an array of strings"};
   const std::vector<std::string>& texts = (*tokens)->strings;
-  if (texts.empty()) return Error{"tokenizer.ggml.tokens is empty"};
+  if (texts.empty()) return Error{ErrorCode::Corruption, "tokenizer.ggml.tokens is empty"};
   const size_t n = texts.size();
 
   Vocab vocab;
@@ -198,7 +200,8 @@ Result<Vocab> read_vocab(const gguf::Metadata& metadata) {
     if (!array) return array.error();
     std::optional<std::vector<float>> scores = (*array)->to_floats();
     if (!scores || scores->size() != n)
-      return Error{"tokenizer.ggml.scores must hold " + std::to_string(n) + " numbers, one per token"};
+      return Error{ErrorCode::Corruption,
+                   "tokenizer.ggml.scores must hold " + std::to_string(n) + " numbers, one per token"};
     vocab.score = std::move(*scores);
   }
   if (metadata.contains("tokenizer.ggml.token_type")) {
@@ -206,7 +209,8 @@ Result<Vocab> read_vocab(const gguf::Metadata& metadata) {
     if (!array) return array.error();
     std::optional<std::vector<int64_t>> types = (*array)->to_ints();
     if (!types || types->size() != n)
-      return Error{"tokenizer.ggml.token_type must hold " + std::to_string(n) + " integers, one per token"};
+      return Error{ErrorCode::Corruption,
+                   "tokenizer.ggml.token_type must hold " + std::to_string(n) + " integers, one per token"};
     for (size_t i = 0; i < n; ++i) vocab.attr[i] = attr_of_token_type((*types)[i]);
   }
 
@@ -217,8 +221,8 @@ Result<Vocab> read_vocab(const gguf::Metadata& metadata) {
     std::string text = texts[i].empty() ? "[EMPTY_" + std::to_string(i) + "]" : texts[i];
     auto [it, inserted] = vocab.id_of_text.try_emplace(text, static_cast<TokenId>(i));
     if (!inserted)
-      return Error{"tokenizer.ggml.tokens has '" + text + "' twice (ids " + std::to_string(it->second) +
-                   " and " + std::to_string(i) + ")"};
+      return Error{ErrorCode::Corruption, "tokenizer.ggml.tokens has '" + text + "' twice (ids " +
+                                              std::to_string(it->second) + " and " + std::to_string(i) + ")"};
     vocab.text.push_back(std::move(text));
   }
   return vocab;
@@ -230,7 +234,8 @@ Result<Tokenizer> Tokenizer::from_metadata(const gguf::Metadata& metadata) {
   Result<std::string> model = metadata.get_string("tokenizer.ggml.model");
   if (!model) return model.error();
   if (*model != "llama" && *model != "gpt2")
-    return Error{"unknown tokenizer model '" + *model + "' (tokenizer.ggml.model); supported: llama, gpt2"};
+    return Error{ErrorCode::InvalidArgument,
+                 "unknown tokenizer model '" + *model + "' (tokenizer.ggml.model); supported: llama, gpt2"};
 
   Result<Vocab> vocab = read_vocab(metadata);
   if (!vocab) return vocab.error();
@@ -293,8 +298,8 @@ Result<void> Tokenizer::Impl::read_special_tokens(const gguf::Metadata& metadata
   add_bos = add_bos_key->value_or(defaults.add_bos);
   add_eos = add_eos_key->value_or(false);
   add_space_prefix = add_space_key->value_or(defaults.add_space_prefix);
-  if (add_bos && !bos) return Error{"the vocabulary asks for a BOS token but has none"};
-  if (add_eos && !eos) return Error{"the vocabulary asks for an EOS token but has none"};
+  if (add_bos && !bos) return Error{ErrorCode::Corruption, "the vocabulary asks for a BOS token but has none"};
+  if (add_eos && !eos) return Error{ErrorCode::Corruption, "the vocabulary asks for an EOS token but has none"};
 
   for (const Role& role : roles()) {
     std::optional<TokenId> id;
@@ -435,8 +440,9 @@ Result<std::string> Tokenizer::decode(std::span<const TokenId> ids, bool render_
   std::string out;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!impl_->vocab.contains(ids[i]))
-      return Error{"token id " + std::to_string(ids[i]) + " (at position " + std::to_string(i) +
-                   ") is outside the vocabulary of " + std::to_string(n_vocab()) + " tokens"};
+      return Error{ErrorCode::InvalidArgument, "token id " + std::to_string(ids[i]) + " (at position " +
+                                                   std::to_string(i) + ") is outside the vocabulary of " +
+                                                   std::to_string(n_vocab()) + " tokens"};
     std::string piece = token_to_piece(ids[i], render_special);
     // llama.cpp strips the prefix space from the first piece, whatever token that is.
     if (i == 0 && impl_->add_space_prefix && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
@@ -461,7 +467,7 @@ bool Tokenizer::is_control(TokenId id) const {
 
 Result<std::string> Detokenizer::feed(TokenId id) {
   if (id < 0 || static_cast<size_t>(id) >= tokenizer_.n_vocab())
-    return Error{"token id " + std::to_string(id) + " is outside the vocabulary of " +
+    return Error{ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary of " +
                  std::to_string(tokenizer_.n_vocab()) + " tokens"};
   pending_ += tokenizer_.token_to_piece(id, render_special_);
   std::string out;

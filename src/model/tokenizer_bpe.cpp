@@ -38,7 +38,7 @@ struct CandidateOrder {
 
 Result<BpeEncoder> BpeEncoder::create(const gguf::Array& merges, const PreTokenizerSpec& spec) {
   if (merges.elem_type != gguf::ValueType::STRING)
-    return Error{"tokenizer.ggml.merges is not an array of strings"};
+    return Error{ErrorCode::Corruption, "tokenizer.ggml.merges is not an array of strings"};
   Result<PreTokenizer> pre = PreTokenizer::create(spec.patterns);
   if (!pre) return pre.error();
   BpeEncoder encoder(std::move(*pre), spec.ignore_merges);

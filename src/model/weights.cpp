@@ -27,13 +27,14 @@ class Binder {
   Result<kernels::WeightView> matrix(const std::string& name, uint64_t cols, uint64_t rows) {
     const gguf::TensorInfo* t = find(name);
     const gguf::File& file_ = found_.get();
-    if (!t) return Error{file_.name() + ": tensor '" + name + "' is missing"};
+    if (!t) return Error{ErrorCode::NotFound, file_.name() + ": tensor '" + name + "' is missing"};
     if (t->shape.size() != 2 || t->shape[0] != cols || t->shape[1] != rows)
-      return Error{file_.name() + ": tensor '" + name + "' has shape " + shape_text(t->shape) + ", expected [" +
-                   std::to_string(cols) + ", " + std::to_string(rows) + "]"};
+      return Error{ErrorCode::Corruption, file_.name() + ": tensor '" + name + "' has shape " + shape_text(t->shape) +
+                                              ", expected [" + std::to_string(cols) + ", " + std::to_string(rows) +
+                                              "]"};
     if (!kernels::matmul_supports(t->type))
-      return Error{file_.name() + ": tensor '" + name + "' has type " + gguf::tensor_type_name(t->type) +
-                   ", which the engine does not support"};
+      return Error{ErrorCode::Corruption, file_.name() + ": tensor '" + name + "' has type " +
+                                              gguf::tensor_type_name(t->type) + ", which the engine does not support"};
     return kernels::WeightView{t->type, static_cast<int64_t>(cols), static_cast<int64_t>(rows),
                                file_.tensor_data(*t).data()};
   }
@@ -41,17 +42,19 @@ class Binder {
   Result<VectorParam> vector(const std::string& name, uint64_t n) {
     const gguf::TensorInfo* t = find(name);
     const gguf::File& file_ = found_.get();
-    if (!t) return Error{file_.name() + ": tensor '" + name + "' is missing"};
+    if (!t) return Error{ErrorCode::NotFound, file_.name() + ": tensor '" + name + "' is missing"};
     if (t->n_elements != n)
-      return Error{file_.name() + ": tensor '" + name + "' has " + std::to_string(t->n_elements) +
-                   " elements, expected " + std::to_string(n)};
+      return Error{ErrorCode::Corruption, file_.name() + ": tensor '" + name + "' has " +
+                                              std::to_string(t->n_elements) + " elements, expected " +
+                                              std::to_string(n)};
     VectorParam v;
     if (t->type == gguf::TensorType::F32) {
       v.data = reinterpret_cast<const float*>(file_.tensor_data(*t).data());
       return v;
     }
     if (!kernels::matmul_supports(t->type) || n % gguf::tensor_type_traits(t->type)->block_size != 0)
-      return Error{file_.name() + ": tensor '" + name + "' has unsupported type " + gguf::tensor_type_name(t->type)};
+      return Error{ErrorCode::InvalidArgument,
+                   file_.name() + ": tensor '" + name + "' has unsupported type " + gguf::tensor_type_name(t->type)};
     v.owned.resize(n);
     kernels::dequantize_row_of({t->type, static_cast<int64_t>(n), 1, file_.tensor_data(*t).data()}, 0, v.owned.data());
     v.data = v.owned.data();
@@ -92,12 +95,12 @@ Result<ModelWeights> ModelWeights::bind(const gguf::File& file, const ModelConfi
 
 Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files, const ModelConfig& c,
                                         const LoadRange& range) {
-  if (files.empty()) return Error{"no model files to bind tensors from"};
+  if (files.empty()) return Error{ErrorCode::InvalidArgument, "no model files to bind tensors from"};
   const gguf::File& file = *files.front();
   Binder b(files);
   ModelWeights w;
   const uint32_t end = std::min(range.block_end, c.n_layer);
-  if (range.block_begin > end) return Error{"block range starts after it ends"};
+  if (range.block_begin > end) return Error{ErrorCode::InvalidArgument, "block range starts after it ends"};
   if (range.embeddings || range.head) OMNI_TRY_ASSIGN(w.token_embd, b.matrix("token_embd.weight", c.n_embd, c.n_vocab));
   if (range.head) {
     OMNI_TRY_ASSIGN(w.output_norm, b.vector("output_norm.weight", c.n_embd));
@@ -125,7 +128,8 @@ Result<ModelWeights> ModelWeights::bind(std::span<const gguf::File* const> files
     OMNI_TRY_ASSIGN(l.bk, b.optional_vector(p + "attn_k.bias", c.kv_dim()));
     OMNI_TRY_ASSIGN(l.bv, b.optional_vector(p + "attn_v.bias", c.kv_dim()));
     if (c.arch == Architecture::Qwen2 && !(l.bq && l.bk && l.bv))
-      return Error{file.name() + ": qwen2 block " + std::to_string(i) + " lacks its q/k/v biases"};
+      return Error{ErrorCode::Corruption,
+                   file.name() + ": qwen2 block " + std::to_string(i) + " lacks its q/k/v biases"};
     if (c.arch == Architecture::Qwen3) {
       OMNI_TRY_ASSIGN(l.q_norm, b.vector(p + "attn_q_norm.weight", c.head_dim));
       OMNI_TRY_ASSIGN(l.k_norm, b.vector(p + "attn_k_norm.weight", c.head_dim));

@@ -69,7 +69,7 @@ Result<std::shared_ptr<store::ChunkSource>> connect_blob_peer(const PeerAddress&
     return with_timeout(io.provider->getTimer(), timeout_s * kj::SECONDS, "connecting to " + where,
                         kj::mv(connecting))
         .catch_([where](kj::Exception&& e) -> kj::Own<store::PeerLink> {
-          throw_rpc_error(e.getType(), "cannot fetch blobs from " + where + ": " + describe(e));
+          rethrow_with_context(e, "cannot fetch blobs from " + where);
         });
   };
   auto source = store::connect_peer(address.to_string(), connector);

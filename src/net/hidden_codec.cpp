@@ -20,7 +20,8 @@ Result<HiddenEncoding> parse_hidden_encoding(std::string_view name) {
   if (name == "f16") return HiddenEncoding::F16;
   if (name == "f32") return HiddenEncoding::F32;
   if (name == "q8") return HiddenEncoding::Q8;
-  return Error{"unknown hidden-state format '" + std::string(name) + "' (choose f16, f32 or q8)"};
+  return Error{ErrorCode::InvalidArgument,
+               "unknown hidden-state format '" + std::string(name) + "' (choose f16, f32 or q8)"};
 }
 
 const char* hidden_encoding_name(HiddenEncoding encoding) {
@@ -47,10 +48,11 @@ uint64_t encoded_hidden_bytes(HiddenEncoding encoding, uint64_t n_tokens, uint64
 Result<void> encode_hidden(std::span<const float> values, uint32_t n_embd, HiddenEncoding encoding,
                            std::vector<uint8_t>& out) {
   if (n_embd == 0 || values.size() % n_embd != 0)
-    return Error{"hidden states of " + std::to_string(values.size()) + " values are not rows of " +
-                 std::to_string(n_embd)};
+    return Error{ErrorCode::InvalidArgument, "hidden states of " + std::to_string(values.size()) +
+                                                 " values are not rows of " + std::to_string(n_embd)};
   for (size_t i = 0; i < values.size(); ++i)
-    if (!std::isfinite(values[i])) return Error{"hidden state value " + std::to_string(i) + " is not finite"};
+    if (!std::isfinite(values[i]))
+      return Error{ErrorCode::InvalidArgument, "hidden state value " + std::to_string(i) + " is not finite"};
   const size_t n_tokens = values.size() / n_embd;
   out.resize(encoded_hidden_bytes(encoding, n_tokens, n_embd));
   switch (encoding) {
@@ -86,9 +88,10 @@ Result<void> decode_hidden(std::span<const uint8_t> bytes, uint32_t n_tokens, ui
                            std::vector<float>& out) {
   const uint64_t expected = encoded_hidden_bytes(encoding, n_tokens, n_embd);
   if (bytes.size() != expected)
-    return Error{"hidden states of " + std::to_string(n_tokens) + " x " + std::to_string(n_embd) + " in " +
-                 hidden_encoding_name(encoding) + " take " + std::to_string(expected) + " bytes, got " +
-                 std::to_string(bytes.size())};
+    return Error{ErrorCode::Corruption, "hidden states of " + std::to_string(n_tokens) + " x " +
+                                            std::to_string(n_embd) + " in " + hidden_encoding_name(encoding) +
+                                            " take " + std::to_string(expected) + " bytes, got " +
+                                            std::to_string(bytes.size())};
   const size_t n = size_t{n_tokens} * n_embd;
   out.resize(n);
   switch (encoding) {
@@ -108,13 +111,14 @@ Result<void> decode_hidden(std::span<const uint8_t> bytes, uint32_t n_tokens, ui
         float scale;
         std::memcpy(&scale, src, 4);
         if (!std::isfinite(scale) || scale < 0)
-          return Error{"q8 row " + std::to_string(t) + " has an invalid scale"};
+          return Error{ErrorCode::Corruption, "q8 row " + std::to_string(t) + " has an invalid scale"};
         for (uint32_t i = 0; i < n_embd; ++i) out[t * n_embd + i] = static_cast<int8_t>(src[4 + i]) * scale;
       }
       break;
   }
   for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(out[i])) return Error{"hidden state value " + std::to_string(i) + " is not finite"};
+    if (!std::isfinite(out[i]))
+      return Error{ErrorCode::Corruption, "hidden state value " + std::to_string(i) + " is not finite"};
   return {};
 }
 

@@ -13,19 +13,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/system_error.h"
+#include "net/errors.h"
 #include "net/peer_id.h"
 
 namespace omni::net {
 namespace {
-
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf;
-}
 
 std::shared_ptr<void> own_key(EVP_PKEY* key) {
   return std::shared_ptr<void>(key, [](void* p) { EVP_PKEY_free(static_cast<EVP_PKEY*>(p)); });
@@ -33,7 +26,7 @@ std::shared_ptr<void> own_key(EVP_PKEY* key) {
 
 Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::string& common_name) {
   std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
-  if (!cert) return Error{"cannot allocate a certificate: " + openssl_error()};
+  if (!cert) return openssl_error(ErrorCode::ResourceExhausted, "cannot allocate a certificate");
   X509_set_version(cert.get(), 2);
   ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
   // Validity is not what authenticates a peer (its key is), so the window is simply wide.
@@ -43,11 +36,13 @@ Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::s
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()), -1,
                              -1, 0);
   X509_set_issuer_name(cert.get(), name);
-  if (X509_set_pubkey(cert.get(), key) != 1) return Error{"cannot set the certificate key: " + openssl_error()};
+  if (X509_set_pubkey(cert.get(), key) != 1)
+    return openssl_error(ErrorCode::Internal, "cannot set the certificate key");
   // Ed25519 signs the message itself: no separate digest.
-  if (X509_sign(cert.get(), key, nullptr) <= 0) return Error{"cannot sign the certificate: " + openssl_error()};
+  if (X509_sign(cert.get(), key, nullptr) <= 0)
+    return openssl_error(ErrorCode::Internal, "cannot sign the certificate");
   int len = i2d_X509(cert.get(), nullptr);
-  if (len <= 0) return Error{"cannot encode the certificate: " + openssl_error()};
+  if (len <= 0) return openssl_error(ErrorCode::Internal, "cannot encode the certificate");
   std::vector<uint8_t> der(static_cast<size_t>(len));
   unsigned char* p = der.data();
   i2d_X509(cert.get(), &p);
@@ -58,21 +53,22 @@ Result<std::vector<uint8_t>> self_signed_certificate(EVP_PKEY* key, const std::s
 
 Result<std::array<uint8_t, 32>> ed25519_key_of_certificate(const void* x509) {
   EVP_PKEY* key = X509_get0_pubkey(static_cast<const X509*>(x509));
-  if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519) return Error{"the peer's certificate key is not Ed25519"};
+  if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519)
+    return Error{ErrorCode::PermissionDenied, "the peer's certificate key is not Ed25519"};
   std::array<uint8_t, 32> raw{};
   size_t len = raw.size();
   if (EVP_PKEY_get_raw_public_key(key, raw.data(), &len) != 1 || len != raw.size())
-    return Error{"cannot read the peer's Ed25519 public key"};
+    return Error{ErrorCode::PermissionDenied, "cannot read the peer's Ed25519 public key"};
   return raw;
 }
 
 Result<Identity> Identity::from_key(std::shared_ptr<void> key) {
   Identity id;
   auto* pkey = static_cast<EVP_PKEY*>(key.get());
-  if (EVP_PKEY_id(pkey) != EVP_PKEY_ED25519) return Error{"the key is not an Ed25519 key"};
+  if (EVP_PKEY_id(pkey) != EVP_PKEY_ED25519) return Error{ErrorCode::InvalidArgument, "the key is not an Ed25519 key"};
   size_t len = id.public_key_.size();
   if (EVP_PKEY_get_raw_public_key(pkey, id.public_key_.data(), &len) != 1 || len != 32)
-    return Error{"cannot read the Ed25519 public key: " + openssl_error()};
+    return openssl_error(ErrorCode::InvalidArgument, "cannot read the Ed25519 public key");
   id.peer_id_ = peer_id_from_public_key(id.public_key_);
   auto cert = self_signed_certificate(pkey, id.peer_id_);
   if (!cert) return cert.error();
@@ -83,7 +79,7 @@ Result<Identity> Identity::from_key(std::shared_ptr<void> key) {
 
 Result<Identity> Identity::generate() {
   EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-  if (!key) return Error{"cannot generate an Ed25519 key: " + openssl_error()};
+  if (!key) return openssl_error(ErrorCode::Internal, "cannot generate an Ed25519 key");
   return from_key(own_key(key));
 }
 
@@ -96,21 +92,22 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
   const std::string path = dir + "/identity.pem";
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno != ENOENT) return Error{path + ": " + std::strerror(errno)};
+    if (errno != ENOENT) return errno_error(errno, path);
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-      return Error{"cannot create the data directory " + dir + ": " + std::strerror(errno)};
+      return errno_error(errno, "cannot create the data directory " + dir);
     auto fresh = generate();
     if (!fresh) return fresh.error();
     // O_EXCL: two processes starting at once must not both write a key; the loser reads the winner's.
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
       if (errno == EEXIST) return load_or_create(dir);
-      return Error{"cannot create " + path + ": " + std::strerror(errno)};
+      return errno_error(errno, "cannot create " + path);
     }
     FILE* f = ::fdopen(fd, "w");
     if (!f) {
+      const int err = errno;
       ::close(fd);
-      return Error{"cannot write " + path + ": " + std::strerror(errno)};
+      return errno_error(err, "cannot write " + path);
     }
     const bool written = PEM_write_PrivateKey(f, static_cast<EVP_PKEY*>(fresh->evp_pkey()), nullptr, nullptr, 0,
                                               nullptr, nullptr) == 1;
@@ -118,24 +115,25 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
     std::fclose(f);
     if (!written || !synced) {
       ::unlink(path.c_str());
-      return Error{"cannot write " + path + ": " + openssl_error()};
+      return openssl_error(ErrorCode::Internal, "cannot write " + path);
     }
     return fresh;
   }
-  if (!S_ISREG(st.st_mode)) return Error{path + " is not a regular file"};
+  if (!S_ISREG(st.st_mode)) return Error{ErrorCode::InvalidArgument, path + " is not a regular file"};
   if (st.st_mode & 077) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Error{path + " has permissions " + mode + ", which let other users read or change this identity key; " +
-                 "refusing to use it (fix with: chmod 600 " + path + ")"};
+    return Error{ErrorCode::PermissionDenied, path + " has permissions " + mode +
+                                                  ", which let other users read or change this identity key; " +
+                                                  "refusing to use it (fix with: chmod 600 " + path + ")"};
   }
   FILE* f = std::fopen(path.c_str(), "r");
-  if (!f) return Error{"cannot read " + path + ": " + std::strerror(errno)};
+  if (!f) return errno_error(errno, "cannot read " + path);
   EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
   std::fclose(f);
-  if (!key) return Error{path + " is not a PEM private key: " + openssl_error()};
+  if (!key) return openssl_error(ErrorCode::Corruption, path + " is not a PEM private key");
   auto id = from_key(own_key(key));
-  if (!id) return Error{path + ": " + id.error().message};
+  if (!id) return id.error().with_context(path);
   return id;
 }
 

@@ -40,7 +40,7 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io
         .attach(kj::mv(text))
         .then([&s] { return read_relay_line(s); })
         .then([stream = kj::mv(stream)](std::string reply) mutable {
-          if (auto ok = parse_relay_reply(reply); !ok) throw_rpc_error(ok.error().message);
+          if (auto ok = parse_relay_reply(reply); !ok) throw_rpc_error(ok.error());
           return kj::mv(stream);
         });
   });
@@ -79,14 +79,15 @@ kj::Promise<kj::Own<NodeConnection>> NodeConnection::connect(kj::AsyncIoProvider
               connection->node_ = response.getNode();
               connection->info_ = read_node_info(response.getInfo());
               if (connection->info_.peer_id != connection->peer_id_)
-                throw_rpc_error("the node at " + connection->address_.host_port() + " says its id is " +
-                                connection->info_.peer_id + " but proved " + connection->peer_id_);
+                throw_rpc_error(ErrorCode::PermissionDenied, "the node at " + connection->address_.host_port() +
+                                                                 " says its id is " + connection->info_.peer_id +
+                                                                 " but proved " + connection->peer_id_);
               return kj::mv(connection);
             });
           });
   return with_timeout(timer, timeout, "connecting to " + where, kj::mv(connecting))
       .catch_([where](kj::Exception&& e) -> kj::Own<NodeConnection> {
-        throw_rpc_error(e.getType(), "node " + where + ": " + describe(e));
+        rethrow_with_context(e, "node " + where);
       });
 }
 

@@ -3,8 +3,8 @@
 // (Gate.hello). Used by `omni run` and by nodes forwarding to the next hop of a chain.
 //
 // Lives on the kj event loop that created it; dropping it closes the connection (and so frees
-// every session opened through it on the node). All failures are kj exceptions whose descriptions
-// are sentences (peer id mismatch, version refused, unreachable address, timeout).
+// every session opened through it on the node). All failures are kj exceptions carrying an Error
+// (net/errors.h): peer id mismatch, version refused, unreachable address, timeout.
 #pragma once
 
 #include <capnp/rpc-twoparty.h>
@@ -26,7 +26,7 @@ inline constexpr uint64_t kDefaultMaxMessageBytes = 64ull << 20;
 
 capnp::ReaderOptions reader_options(uint64_t max_message_bytes);
 
-// `promise`, or a DISCONNECTED exception "<what> timed out after N s" if it takes longer than `timeout`.
+// `promise`, or a DeadlineExceeded error "<what> timed out after N s" if it takes longer than `timeout`.
 template <class T>
 kj::Promise<T> with_timeout(kj::Timer& timer, kj::Duration timeout, const std::string& what, kj::Promise<T> promise);
 
@@ -35,8 +35,8 @@ kj::Promise<T> with_timeout(kj::Timer& timer, kj::Duration timeout, const std::s
 kj::Promise<kj::Own<kj::AsyncIoStream>> connect_tcp(kj::AsyncIoProvider& io, const std::string& host_port);
 
 // The byte stream to `address`'s node, ready for TLS: TCP to the node, or for a relayed address
-// TCP to the relay, the CONNECT line and the relay's OK (relay_preamble.h). A relay's refusal is a
-// FAILED exception "the relay says: ...".
+// TCP to the relay, the CONNECT line and the relay's OK (relay_preamble.h). A relay's refusal is an
+// Unavailable error "the relay says: ...".
 kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address);
 
 class NodeConnection {
@@ -71,7 +71,7 @@ class NodeConnection {
 template <class T>
 kj::Promise<T> with_timeout(kj::Timer& timer, kj::Duration timeout, const std::string& what, kj::Promise<T> promise) {
   return promise.exclusiveJoin(timer.afterDelay(timeout).then([what, timeout]() -> kj::Promise<T> {
-    throw_rpc_error(kj::Exception::Type::DISCONNECTED,
+    throw_rpc_error(ErrorCode::DeadlineExceeded,
                     what + " timed out after " + std::to_string(timeout / kj::SECONDS) + " s");
   }));
 }

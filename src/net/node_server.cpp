@@ -9,6 +9,7 @@
 #include <fstream>
 #include <kj/debug.h>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "kernels/thread_pool.h"
@@ -81,7 +82,7 @@ struct EngineSlot {
 struct ForwardJobResult;
 using JobResult = std::shared_ptr<ForwardJobResult>;
 struct ForwardJobResult {
-  std::string error;
+  std::optional<Error> error;
   std::vector<uint8_t> bytes;
   uint32_t rows = 0;
   uint32_t n_past = 0;
@@ -129,7 +130,7 @@ class SessionImpl final : public proto::Session::Server {
     if (!slot_) return;
     // Calls in flight (computing, or waiting for the next hop or the sink) end here, while the
     // connections they use still exist; their callers get this reason.
-    canceler_.cancel("session " + why);
+    canceler_.cancel(rpc_exception(Error{ErrorCode::Unavailable, "session " + why}));
     slot_.reset();
     released_because_ = why;
     state_->active_sessions--;
@@ -151,13 +152,14 @@ class SessionImpl final : public proto::Session::Server {
     // big gets this answer instead of a closed connection.
     const uint64_t bytes = context.getParams().totalSize().wordCount * sizeof(capnp::word);
     if (bytes > state_->options.max_message_bytes)
-      throw_rpc_error("the forward request takes " + std::to_string(bytes) + " bytes, more than this node's limit of " +
-                      std::to_string(state_->options.max_message_bytes) +
-                      " bytes (NodeInfo.maxMessageBytes); send fewer rows per call");
+      throw_rpc_error(ErrorCode::InvalidArgument, "the forward request takes " + std::to_string(bytes) +
+                                                      " bytes, more than this node's limit of " +
+                                                      std::to_string(state_->options.max_message_bytes) +
+                                                      " bytes (NodeInfo.maxMessageBytes); send fewer rows per call");
     const auto& cfg = state_->model->config();
     SessionLimits limits{request_.block_begin, cfg.n_embd, cfg.n_vocab, state_->options.max_batch_tokens};
     auto request = validate_forward(context.getParams().getInput(), limits);
-    if (!request) throw_rpc_error(request.error().message);
+    if (!request) throw_rpc_error(request.error());
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
     ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
@@ -182,20 +184,20 @@ class SessionImpl final : public proto::Session::Server {
     touch();
     const uint32_t n = context.getParams().getN();
     if (n > n_past_)
-      throw_rpc_error("cannot roll back " + std::to_string(n) + " positions: the session holds " +
-                      std::to_string(n_past_));
+      throw_rpc_error(ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) +
+                                                      " positions: the session holds " + std::to_string(n_past_));
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto job = state_->worker->run<JobResult>([slot = slot_, n]() {
       auto r = std::make_shared<ForwardJobResult>();
-      if (auto rb = slot->session->rollback(n); !rb) r->error = rb.error().message;
+      if (auto rb = slot->session->rollback(n); !rb) r->error = rb.error();
       r->n_past = slot->session->n_past();
       return r;
     });
     return canceler_.wrap(job
         .then([this, context, n](JobResult result) mutable -> kj::Promise<void> {
           const ForwardJobResult& r = *result;
-          if (!r.error.empty()) throw_rpc_error(r.error);
+          if (r.error) throw_rpc_error(*r.error);
           n_past_ = r.n_past;
           context.getResults().setNPast(r.n_past);
           if (!next_connection_) return kj::READY_NOW;
@@ -221,8 +223,8 @@ class SessionImpl final : public proto::Session::Server {
   // to the next hop or, at the end of a ring, to the client's sink.
   kj::Promise<void> after_compute(ForwardContext context, const ForwardCall& call, JobResult result, uint64_t me) {
     const ForwardJobResult& r = *result;
-    if (!r.error.empty()) throw_rpc_error(r.error);
-    if (!slot_) throw_rpc_error("session " + released_because_);
+    if (r.error) throw_rpc_error(*r.error);
+    if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
     n_past_ = r.n_past;
     std::vector<uint64_t> hops = call.upstream_micros;
     hops.push_back(r.micros);
@@ -239,9 +241,10 @@ class SessionImpl final : public proto::Session::Server {
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
       const uint64_t limit = next_connection_->info().max_message_bytes;
       if (bytes > limit)
-        throw_rpc_error("the " + std::to_string(r.rows) + " rows for the next hop " + where + " take " +
-                        std::to_string(bytes) + " bytes, more than the " + std::to_string(limit) +
-                        " it reads per message; send fewer rows per call");
+        throw_rpc_error(ErrorCode::InvalidArgument, "the " + std::to_string(r.rows) + " rows for the next hop " +
+                                                        where + " take " + std::to_string(bytes) +
+                                                        " bytes, more than the " + std::to_string(limit) +
+                                                        " it reads per message; send fewer rows per call");
       auto sent = with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
                                "forward on the next hop " + where, next.send());
       // In a ring nothing waits for this reply but errors: the next call may start now.
@@ -254,7 +257,7 @@ class SessionImpl final : public proto::Session::Server {
             out.setComputeMicros(result->micros);
             out.setHopComputeMicros(response.getOutput().getHopComputeMicros());
           },
-          [where](kj::Exception&& e) { throw_rpc_error(e.getType(), "next hop " + where + ": " + describe(e)); });
+          [where](kj::Exception&& e) { rethrow_with_context(e, "next hop " + where); });
     }
     if (!ring) {
       auto out = context.getResults().initOutput();
@@ -282,9 +285,7 @@ class SessionImpl final : public proto::Session::Server {
           ack.setComputeMicros(result->micros);
           set_micros(ack.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
         },
-        [](kj::Exception&& e) {
-          throw_rpc_error(e.getType(), "delivering the output to the client's sink: " + describe(e));
-        });
+        [](kj::Exception&& e) { rethrow_with_context(e, "delivering the output to the client's sink"); });
   }
 
   // Call `me` no longer holds the session (a later call may hold it already).
@@ -299,24 +300,26 @@ class SessionImpl final : public proto::Session::Server {
     if (req.start_position >= 0) {
       const auto start = static_cast<uint64_t>(req.start_position);
       if (start > session.n_past()) {
-        r.error = "startPosition " + std::to_string(start) + " is past the " + std::to_string(session.n_past()) +
-                  " positions this session holds";
+        r.error =
+            Error{ErrorCode::InvalidArgument, "startPosition " + std::to_string(start) + " is past the " +
+                                                  std::to_string(session.n_past()) + " positions this session holds"};
         return r;
       }
       if (start + req.n_tokens > session.n_ctx()) {
-        r.error = "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
-                  " exceed the session's maxLength " + std::to_string(session.n_ctx());
+        r.error = Error{ErrorCode::InvalidArgument,
+                        "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
+                            " exceed the session's maxLength " + std::to_string(session.n_ctx())};
         return r;
       }
       if (auto rb = session.rollback(session.n_past() - static_cast<uint32_t>(start)); !rb) {
-        r.error = rb.error().message;
+        r.error = rb.error();
         return r;
       }
     }
     std::vector<float> hidden_in;
     if (!req.hidden.empty()) {
       if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d) {
-        r.error = d.error().message;
+        r.error = d.error();
         return r;
       }
     }
@@ -325,12 +328,12 @@ class SessionImpl final : public proto::Session::Server {
     // model's last block computes it exactly as a local run does (see model::Output).
     const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
     if (auto f = session.forward(req.tokens, hidden_in, output, out, pool); !f) {
-      r.error = f.error().message;
+      r.error = f.error();
       return r;
     }
     const size_t skip = out.size() - size_t{keep_rows} * n_embd;
     if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, r.bytes); !e) {
-      r.error = "the blocks produced unusable hidden states: " + e.error().message;
+      r.error = e.error().with_context("the blocks produced unusable hidden states");
       return r;
     }
     r.rows = keep_rows;
@@ -348,9 +351,10 @@ class SessionImpl final : public proto::Session::Server {
   }
 
   void check_usable() const {
-    if (!slot_) throw_rpc_error("session " + released_because_);
+    if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
     if (busy_call_ != 0)
-      throw_rpc_error("a call is already running on this session; wait for its reply before the next one");
+      throw_rpc_error(ErrorCode::InvalidArgument,
+                      "a call is already running on this session; wait for its reply before the next one");
   }
   void touch() { last_used_ = SteadyClock::now(); }
 
@@ -391,10 +395,11 @@ class NodeImpl final : public proto::Node::Server {
   kj::Promise<void> attachSink(AttachSinkContext context) override {
     auto params = context.getParams();
     auto token = validate_ring_token(params.getToken());
-    if (!token) throw_rpc_error(token.error().message);
-    if (state_->sinks.count(*token)) throw_rpc_error("an output sink is already attached under this ring token");
+    if (!token) throw_rpc_error(token.error());
+    if (state_->sinks.count(*token))
+      throw_rpc_error(ErrorCode::AlreadyExists, "an output sink is already attached under this ring token");
     if (state_->sinks.size() >= state_->options.max_sessions)
-      throw_rpc_error(kj::Exception::Type::OVERLOADED, "node is full: " + std::to_string(state_->sinks.size()) +
+      throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->sinks.size()) +
                                                            " output sinks wait for their sessions; try later");
     state_->sinks.emplace(*token, PendingSink{params.getSink(), this});
     attached_.push_back(std::move(*token));
@@ -405,25 +410,26 @@ class NodeImpl final : public proto::Node::Server {
     const auto& d = state_->description;
     NodeLimits limits{d.block_begin, d.block_end, d.model.n_layer, d.max_length};
     auto request = validate_open(context.getParams().getParams(), limits);
-    if (!request) throw_rpc_error(request.error().message);
+    if (!request) throw_rpc_error(request.error());
     // The last node of a ring delivers to the sink the client attached here under the token.
     const bool ring_end = !request->ring_token.empty() && request->downstream.empty();
     if (ring_end && !state_->sinks.count(request->ring_token))
-      throw_rpc_error("no output sink is attached to this node under the session's ring token (the client attaches "
+      throw_rpc_error(ErrorCode::NotFound,
+                      "no output sink is attached to this node under the session's ring token (the client attaches "
                       "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
     if (state_->active_sessions >= o.max_sessions)
-      throw_rpc_error(kj::Exception::Type::OVERLOADED, "node is full: " + std::to_string(state_->active_sessions) +
+      throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->active_sessions) +
                                                            " of " + std::to_string(o.max_sessions) +
                                                            " sessions are open; try another node or later");
     const uint64_t need = state_->kv_bytes(request->block_begin, request->block_end, request->max_length);
     if (state_->kv_reserved + need > o.max_kv_bytes)
-      throw_rpc_error(kj::Exception::Type::OVERLOADED,
+      throw_rpc_error(ErrorCode::ResourceExhausted,
                       "node is full: the session needs " + mib(need) + " of KV cache and " +
                           mib(o.max_kv_bytes - state_->kv_reserved) + " of " + mib(o.max_kv_bytes) +
                           " are free; ask for a shorter maxLength, another node, or later");
     auto engine = model::Session::create(*state_->model, request->block_begin, request->block_end, request->max_length);
-    if (!engine) throw_rpc_error(engine.error().message);
+    if (!engine) throw_rpc_error(engine.error());
     auto session = kj::heap<SessionImpl>(state_, *request, std::move(*engine), need);
     if (ring_end) {
       auto it = state_->sinks.find(request->ring_token);
@@ -446,7 +452,8 @@ class NodeImpl final : public proto::Node::Server {
                                    state_->options.connect_timeout_s * kj::SECONDS)
         .then([this, hop, rest, encoding, max_length, token = request->ring_token](kj::Own<NodeConnection> connection) {
           if (!(connection->info().model == state_->description.model))
-            throw_rpc_error("it serves a different model: " + connection->info().model.to_string());
+            throw_rpc_error(ErrorCode::InvalidArgument,
+                            "it serves a different model: " + connection->info().model.to_string());
           auto open = connection->node().openSessionRequest();
           auto p = open.initParams();
           p.setBlockBegin(hop.block_begin);
@@ -474,7 +481,7 @@ class NodeImpl final : public proto::Node::Server {
               context.getResults().setSession(kj::mv(session));
             },
             [where](kj::Exception&& e) {
-              throw_rpc_error(e.getType(), "cannot open the next hop " + where + ": " + describe(e));
+              rethrow_with_context(e, "cannot open the next hop " + where);
             });
   }
 
@@ -499,7 +506,8 @@ class GateImpl final : public proto::Gate::Server {
 
   kj::Promise<void> openBlobs(OpenBlobsContext context) override {
     check(context.getParams().getHello());
-    if (!state_->options.blob_service) throw_rpc_error("this node does not serve blobs (no \"blobs\" feature)");
+    if (!state_->options.blob_service)
+      throw_rpc_error(ErrorCode::InvalidArgument, "this node does not serve blobs (no \"blobs\" feature)");
     context.getResults().setBlobs(state_->options.blob_service());
     return kj::READY_NOW;
   }
@@ -508,7 +516,7 @@ class GateImpl final : public proto::Gate::Server {
   // Version, features (this node's, "blobs" included when it serves them) and --allow-peers.
   void check(proto::Hello::Reader hello) {
     if (hello.getProtocolVersion() != proto::PROTOCOL_VERSION)
-      throw_rpc_error("protocol version mismatch: the caller speaks version " +
+      throw_rpc_error(ErrorCode::InvalidArgument, "protocol version mismatch: the caller speaks version " +
                       std::to_string(hello.getProtocolVersion()) + ", this node speaks version " +
                       std::to_string(proto::PROTOCOL_VERSION));
     const auto& supported = state_->description.features;
@@ -516,12 +524,13 @@ class GateImpl final : public proto::Gate::Server {
       if (std::find(supported.begin(), supported.end(), feature.cStr()) == supported.end()) {
         std::string list;
         for (const auto& f : supported) list += (list.empty() ? "" : ", ") + f;
-        throw_rpc_error("this node does not support the feature '" + std::string(feature.cStr()) +
-                        "' (it supports " + list + ")");
+        throw_rpc_error(ErrorCode::InvalidArgument, "this node does not support the feature '" +
+                                                        std::string(feature.cStr()) + "' (it supports " + list + ")");
       }
     }
     if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
-      throw_rpc_error("access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
+      throw_rpc_error(ErrorCode::PermissionDenied,
+                      "access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
   }
 
   std::shared_ptr<State> state_;
@@ -545,7 +554,7 @@ struct Connection {
 class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
  public:
   void taskFailed(kj::Exception&& e) override {
-    std::fprintf(stderr, "omni node: connection ended: %s\n", describe(e).c_str());
+    std::fprintf(stderr, "omni node: connection ended: %s\n", to_error(e).message.c_str());
   }
 };
 
@@ -584,7 +593,7 @@ kj::Promise<void> expiry_loop(std::shared_ptr<State> state) {
 
 Result<std::set<std::string>> read_allow_list(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return Error{"cannot read the allow list " + path};
+  if (!in) return Error{ErrorCode::NotFound, "cannot read the allow list " + path};
   std::set<std::string> ids;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -592,7 +601,8 @@ Result<std::set<std::string>> read_allow_list(const std::string& path) {
     if (first == std::string::npos || line[first] == '#') continue;
     const auto last = line.find_last_not_of(" \t\r");
     std::string id = line.substr(first, last - first + 1);
-    if (!is_peer_id(id)) return Error{path + ":" + std::to_string(n) + ": '" + id + "' is not a peer id"};
+    if (!is_peer_id(id))
+      return Error{ErrorCode::InvalidArgument, path + ":" + std::to_string(n) + ": '" + id + "' is not a peer id"};
     ids.insert(std::move(id));
   }
   return ids;
@@ -601,23 +611,25 @@ Result<std::set<std::string>> read_allow_list(const std::string& path) {
 Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& options, Identity identity) {
   auto state = std::make_shared<State>();
   state->options = options;
-  if (options.max_sessions == 0) return Error{"--max-sessions must be at least 1"};
-  if (options.idle_timeout_s == 0) return Error{"--idle-timeout must be at least 1 second"};
+  if (options.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "--max-sessions must be at least 1"};
+  if (options.idle_timeout_s == 0) return Error{ErrorCode::InvalidArgument, "--idle-timeout must be at least 1 second"};
   if (options.load_model) {
     auto model = options.load_model();
     if (!model) return model.error();
     state->model = std::move(*model);
     const uint32_t n_layer = state->model->config().n_layer;
     if (options.block_begin >= options.block_end || options.block_end > n_layer)
-      return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
-                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+      return Error{ErrorCode::InvalidArgument,
+                   "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                       " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
   } else {
     auto probe = model::Model::load(options.model_path, model::LoadRange{0, 0, false, false});
     if (!probe) return probe.error();
     const uint32_t n_layer = (*probe)->config().n_layer;
     if (options.block_begin >= options.block_end || options.block_end > n_layer)
-      return Error{"blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
-                   " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
+      return Error{ErrorCode::InvalidArgument,
+                   "blocks " + std::to_string(options.block_begin) + ":" + std::to_string(options.block_end) +
+                       " are not a non-empty range within the model's " + std::to_string(n_layer) + " blocks"};
     probe->reset();
     auto model = model::Model::load(
         options.model_path, model::LoadRange{options.block_begin, options.block_end, options.block_begin == 0, false});
@@ -682,7 +694,7 @@ Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen
       s->release("closed: the node stopped");
     state_->sinks.clear();
   })) {
-    result = Error{"node on " + listen + ": " + describe(*e)};
+    result = to_error(*e).with_context("node on " + listen);
   }
   return result;
 }

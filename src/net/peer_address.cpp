@@ -32,14 +32,16 @@ Result<PeerAddress> parse_peer_address(std::string_view text) {
   if (const auto at = text.find('@'); at != std::string_view::npos) {
     id = std::string(text.substr(0, at));
     if (!is_peer_id(id))
-      return Error{"'" + id + "' in '" + std::string(whole) + "' is not a peer id (55 base32 characters starting with 'ci')"};
+      return Error{ErrorCode::InvalidArgument, "'" + id + "' in '" + std::string(whole) +
+                                                   "' is not a peer id (55 base32 characters starting with 'ci')"};
     text = text.substr(at + 1);
   }
   auto a = parse_listen_address(text);
   if (!a) return a.error();
-  if (a->port == 0) return Error{"address '" + std::string(text) + "' needs a non-zero port"};
+  if (a->port == 0)
+    return Error{ErrorCode::InvalidArgument, "address '" + std::string(text) + "' needs a non-zero port"};
   if (a->relayed && id.empty())
-    return Error{"relayed address '" + std::string(whole) +
+    return Error{ErrorCode::InvalidArgument, "relayed address '" + std::string(whole) +
                  "' needs the node's peer id (write ID@relay:HOST:PORT): the relay finds the node by it"};
   a->peer_id = std::move(id);
   return a;
@@ -58,7 +60,7 @@ Result<std::vector<PeerAddress>> parse_peer_list(std::string_view text) {
     if (comma == std::string_view::npos) break;
     text = text.substr(comma + 1);
   }
-  if (out.empty()) return Error{"no peer addresses given"};
+  if (out.empty()) return Error{ErrorCode::InvalidArgument, "no peer addresses given"};
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "net/errors.h"
 #include "net/identity.h"
@@ -50,10 +51,6 @@ constexpr uint64_t kRequestOverhead = 4096;
 constexpr size_t kRingTokenBytes = 32;
 // After a ring or chain call timed out, how long each node gets to answer a probe.
 constexpr uint32_t kProbeSeconds = 2;
-
-kj::Exception rpc_exception(kj::Exception::Type type, const std::string& message) {
-  return kj::Exception(type, __FILE__, __LINE__, kj::heapString(message.c_str()));
-}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -111,22 +108,25 @@ class SinkImpl final : public proto::OutputSink::Server {
     auto params = context.getParams();
     const uint64_t call = params.getCallId();
     if (inbox_->awaited == 0 || call != inbox_->awaited)
-      throw_rpc_error("this client awaits no output for call " + std::to_string(call) +
+      throw_rpc_error(ErrorCode::InvalidArgument, "this client awaits no output for call " + std::to_string(call) +
                       (inbox_->awaited ? " (it awaits call " + std::to_string(inbox_->awaited) + ")" : ""));
     auto output = params.getOutput();
     auto hidden = output.getHidden();
-    std::string problem;
+    std::optional<Error> problem;
     auto encoding = validate_hidden(hidden, n_embd_, 1);
     if (!encoding)
-      problem = encoding.error().message;
+      problem = encoding.error();
     else if (*encoding != encoding_)
-      problem = std::string("hidden states in ") + hidden_encoding_name(*encoding) + ", the session uses " +
-                hidden_encoding_name(encoding_);
+      problem = Error{ErrorCode::InvalidArgument, std::string("hidden states in ") + hidden_encoding_name(*encoding) +
+                                                      ", the session uses " + hidden_encoding_name(encoding_)};
     else if (output.getHopComputeMicros().size() > kMaxHops)
-      problem = "hopComputeMicros lists more than " + std::to_string(kMaxHops) + " hops";
-    if (!problem.empty()) {
-      inbox_->fail(rpc_exception(kj::Exception::Type::FAILED, where_ + " delivered a bad output: " + problem));
-      throw_rpc_error(problem);
+      problem =
+          Error{ErrorCode::InvalidArgument, "hopComputeMicros lists more than " + std::to_string(kMaxHops) + " hops"};
+    if (problem) {
+      // The client cannot use this ring's output: Corruption, so that it is not retried as it is.
+      inbox_->fail(
+          rpc_exception(Error{ErrorCode::Corruption, where_ + " delivered a bad output: " + problem->message}));
+      throw_rpc_error(*problem);
     }
     Delivery d;
     auto data = hidden.getData();
@@ -158,7 +158,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   Result<void> open(uint32_t n_ctx) {
     for (const auto& a : options_.hop_addresses)
       if (a.peer_id.empty())
-        return Error{"the hop address " + a.host_port() + " names no peer id (write it ID@HOST:PORT)"};
+        return Error{ErrorCode::InvalidArgument,
+                     "the hop address " + a.host_port() + " names no peer id (write it ID@HOST:PORT)"};
     auto identity = options_.data_dir.empty() ? Identity::generate() : Identity::load_or_create(options_.data_dir);
     if (!identity) return identity.error();
     auto tls = TlsContext::create(*identity);
@@ -169,15 +170,16 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     head_ = std::move(*head);
     Result<void> result;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { result = open_sessions(n_ctx); })) {
-      return Error{describe(*e)};
+      return to_error(*e);
     }
     return result;
   }
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     if (tokens.empty() || tokens.size() > max_batch_)
-      return Error{"a call of " + std::to_string(tokens.size()) + " tokens; this pipeline takes 1.." +
-                   std::to_string(max_batch_) + " per call (" + batch_limit_ + ")"};
+      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) +
+                                                   " tokens; this pipeline takes 1.." + std::to_string(max_batch_) +
+                                                   " per call (" + batch_limit_ + ")"};
     std::vector<uint8_t> last_hidden;
     std::vector<uint64_t> hop_micros;
     Result<void> result;
@@ -185,15 +187,15 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       result = options_.topology == Topology::Ring ? run_ring(tokens, last_hidden, hop_micros)
                                              : run_hops(tokens, last_hidden, hop_micros);
     })) {
-      std::string message = describe(*e);
-      if (options_.topology != Topology::Direct && message.find("timed out") != std::string::npos)
-        message += unresponsive_nodes();
-      return Error{message};
+      Error error = to_error(*e);
+      if (options_.topology != Topology::Direct && error.is(ErrorCode::DeadlineExceeded))
+        error.message += unresponsive_nodes();
+      return error;
     }
     if (!result) return result;
     std::vector<float> hidden;
     if (auto d = decode_hidden(last_hidden, 1, model_.config().n_embd, options_.encoding, hidden); !d)
-      return Error{"the last node's reply: " + d.error().message};
+      return d.error().with_context("the last node's reply");
     ++calls_;
     const auto t0 = SteadyClock::now();
     auto head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
@@ -253,10 +255,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         log("node " + c->address().host_port() + " is " + c->peer_id() + " (trust on first use; pin it as " +
             c->peer_id() + "@" + c->address().host_port() + ")");
       if (!(info.model == local))
-        return Error{"node " + c->address().host_port() + " serves " + info.model.to_string() +
-                     ", but the local model file is " + local.to_string()};
+        return Error{ErrorCode::InvalidArgument, "node " + c->address().host_port() + " serves " +
+                                                     info.model.to_string() + ", but the local model file is " +
+                                                     local.to_string()};
       if (info.max_length < n_ctx)
-        return Error{"node " + c->address().host_port() + " allows sessions of at most " +
+        return Error{ErrorCode::ResourceExhausted, "node " + c->address().host_port() + " allows sessions of at most " +
                      std::to_string(info.max_length) + " positions; this run needs " + std::to_string(n_ctx)};
       connections_.push_back(kj::mv(c));
     }
@@ -273,8 +276,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         for (auto& c : connections_)
           served += " " + c->address().host_port() + " [" + std::to_string(c->info().block_begin) + ", " +
                     std::to_string(c->info().block_end) + ")";
-        return Error{"no node serves block " + std::to_string(at) + " of " + std::to_string(n_layer) +
-                     " (the nodes serve:" + served + ")"};
+        return Error{ErrorCode::Unavailable, "no node serves block " + std::to_string(at) + " of " +
+                                                 std::to_string(n_layer) + " (the nodes serve:" + served + ")"};
       }
       hops_.push_back({best, at, best->info().block_end});
       log("blocks [" + std::to_string(at) + ", " + std::to_string(best->info().block_end) + ") on " +
@@ -288,7 +291,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     if (options_.topology == Topology::Ring) {
       std::string token(kRingTokenBytes, '\0');
       if (RAND_bytes(reinterpret_cast<unsigned char*>(token.data()), static_cast<int>(token.size())) != 1)
-        return Error{"cannot draw random bytes for the ring token (OpenSSL RAND_bytes failed)"};
+        return openssl_error(ErrorCode::Internal, "cannot draw random bytes for the ring token");
       // The sink goes to the last node over this client's own connection to it; the token, which
       // travels down the chain, lets that node bind it to the session the first node opens there.
       NodeConnection& last = *hops_.back().connection;
@@ -300,7 +303,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS, "attaching the output sink",
                    attach.send())
           .catch_([where](kj::Exception&& e) -> capnp::Response<proto::Node::AttachSinkResults> {
-            throw_rpc_error(e.getType(), where + ": " + describe(e));
+            rethrow_with_context(e, where);
           })
           .wait(io_.waitScope);
       sessions_.push_back(open_session(0, n_ctx, /*with_downstream=*/true, token));
@@ -331,16 +334,17 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       const uint64_t per_row = (i == 0 && options_.topology != Topology::Direct) ? sizeof(int32_t) : row_bytes;
       const uint64_t rows = limit > kRequestOverhead ? (limit - kRequestOverhead) / per_row : 0;
       if (rows == 0)
-        return Error{"node " + where + " reads messages of at most " + std::to_string(limit) +
-                     " bytes, too few for one row (" + std::to_string(per_row) + " bytes and " +
-                     std::to_string(kRequestOverhead) + " of overhead)"};
+        return Error{ErrorCode::InvalidArgument, "node " + where + " reads messages of at most " +
+                                                     std::to_string(limit) + " bytes, too few for one row (" +
+                                                     std::to_string(per_row) + " bytes and " +
+                                                     std::to_string(kRequestOverhead) + " of overhead)"};
       if (rows < max_batch_) {
         max_batch_ = static_cast<size_t>(rows);
         batch_limit_ = "node " + where + " reads messages of at most " + std::to_string(limit) + " bytes";
         log("at most " + std::to_string(max_batch_) + " tokens per call: " + batch_limit_);
       }
     }
-    if (max_batch_ == 0) return Error{"a node accepts no tokens per call"};
+    if (max_batch_ == 0) return Error{ErrorCode::InvalidArgument, "a node accepts no tokens per call"};
     return {};
   }
 
@@ -376,7 +380,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     auto response = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
                                  "opening a session on " + where, request.send())
                         .catch_([where](kj::Exception&& e) -> capnp::Response<proto::Node::OpenSessionResults> {
-                          throw_rpc_error(e.getType(), "node " + where + ": " + describe(e));
+                          rethrow_with_context(e, "node " + where);
                         })
                         .wait(io_.waitScope);
     return response.getSession();
@@ -402,12 +406,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     acks_->add(request.send().then(
         [inbox = inbox_, call, where = ring_name_](capnp::Response<proto::Session::ForwardResults>) {
           if (inbox->awaited == call)
-            inbox->fail(rpc_exception(kj::Exception::Type::FAILED,
-                                      where + " acknowledged call " + std::to_string(call) +
-                                          " but its last node delivered no output"));
+            inbox->fail(rpc_exception(Error{ErrorCode::Internal, where + " acknowledged call " + std::to_string(call) +
+                                                                     " but its last node delivered no output"}));
         },
         [inbox = inbox_, where = ring_name_](kj::Exception&& e) {
-          inbox->fail(rpc_exception(e.getType(), where + ": " + describe(e)));
+          inbox->fail(rpc_exception(to_error(e).with_context(where)));
         }));
     auto delivery = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
                                  "forward on " + ring_name_, kj::mv(paf.promise))
@@ -451,17 +454,19 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       auto response = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
                                    "forward on " + where, request.send())
                           .catch_([where](kj::Exception&& e) -> capnp::Response<proto::Session::ForwardResults> {
-                            throw_rpc_error(e.getType(), where + ": " + describe(e));
+                            rethrow_with_context(e, where);
                           })
                           .wait(io_.waitScope);
       auto hidden = response.getOutput().getHidden();
       const uint32_t rows = last ? 1 : static_cast<uint32_t>(tokens.size());
       auto encoding = validate_hidden(hidden, model_.config().n_embd, rows);
-      if (!encoding) return Error{where + " replied with bad hidden states: " + encoding.error().message};
+      if (!encoding)
+        return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
       if (*encoding != options_.encoding || hidden.getNTokens() != rows)
-        return Error{where + " replied with " + std::to_string(hidden.getNTokens()) + " rows in " +
-                     hidden_encoding_name(*encoding) + ", expected " + std::to_string(rows) + " in " +
-                     hidden_encoding_name(options_.encoding)};
+        return Error{ErrorCode::Corruption, where + " replied with " + std::to_string(hidden.getNTokens()) +
+                                                " rows in " + hidden_encoding_name(*encoding) + ", expected " +
+                                                std::to_string(rows) + " in " +
+                                                hidden_encoding_name(options_.encoding)};
       auto data = hidden.getData();
       bytes_received_ += data.size();
       carried.assign(data.begin(), data.end());
@@ -520,7 +525,7 @@ Result<Topology> parse_topology(std::string_view name) {
   if (name == "ring") return Topology::Ring;
   if (name == "chain") return Topology::Chain;
   if (name == "direct") return Topology::Direct;
-  return Error{"unknown route '" + std::string(name) + "' (choose ring, chain or direct)"};
+  return Error{ErrorCode::InvalidArgument, "unknown route '" + std::string(name) + "' (choose ring, chain or direct)"};
 }
 
 const char* topology_name(Topology topology) {

@@ -33,7 +33,7 @@ struct RelayClient::State final : public kj::TaskSet::ErrorHandler {
   void log(const std::string& line) const {
     if (options.log) options.log(line);
   }
-  void taskFailed(kj::Exception&& e) override { log("relayed connection ended: " + describe(e)); }
+  void taskFailed(kj::Exception&& e) override { log("relayed connection ended: " + to_error(e).message); }
 };
 
 namespace {
@@ -70,13 +70,14 @@ class DialerImpl final : public proto::RelayDialer::Server {
     auto data = context.getParams().getToken();
     RelayToken token{};
     if (data.size() != token.size())
-      throw_rpc_error("a relay token has " + std::to_string(token.size()) + " bytes, not " + std::to_string(data.size()));
+      throw_rpc_error(ErrorCode::InvalidArgument, "a relay token has " + std::to_string(token.size()) + " bytes, not " +
+                                                      std::to_string(data.size()));
     std::copy(data.begin(), data.end(), token.begin());
     auto& s = *state_;
     if (s.active >= s.options.max_connections)
-      throw_rpc_error(kj::Exception::Type::OVERLOADED, "the node serves its maximum of " +
-                                                           std::to_string(s.options.max_connections) +
-                                                           " relayed connections");
+      throw_rpc_error(
+          ErrorCode::ResourceExhausted,
+          "the node serves its maximum of " + std::to_string(s.options.max_connections) + " relayed connections");
     auto slot = kj::heap<ActiveSlot>(state_);
     auto state = state_;
     const std::string line = format_relay_request({RelayRequest::Kind::Accept, {}, token});
@@ -170,7 +171,7 @@ kj::Promise<void> registration(std::shared_ptr<State> state) {
           state->options.on_registered(state->tls->identity().peer_id() + "@relay:" + public_address);
         Control& c = *control;
         auto closed = c.network.onDisconnect().then([]() -> kj::Promise<void> {
-          throw_rpc_error(kj::Exception::Type::DISCONNECTED, "the relay closed the control connection");
+          throw_rpc_error(ErrorCode::Unavailable, "the relay closed the control connection");
         });
         return closed.exclusiveJoin(keepalive(state, c)).attach(kj::mv(control));
       });
@@ -187,7 +188,7 @@ kj::Promise<void> stay_registered(std::shared_ptr<State> state, double backoff_s
         const double wait_s = base * jitter(state->rng);
         char line[64];
         std::snprintf(line, sizeof line, "; reconnecting in %.1f s", wait_s);
-        state->log("relay " + state->options.relay.dial_host_port() + ": " + describe(e) + line);
+        state->log("relay " + state->options.relay.dial_host_port() + ": " + to_error(e).message + line);
         const auto wait = static_cast<int64_t>(wait_s * 1000) * kj::MILLISECONDS;
         return state->io.getTimer().afterDelay(wait).then([state, base] {
           return stay_registered(state, std::min(base * 2, kMaxBackoffS));

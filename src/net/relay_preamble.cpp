@@ -32,13 +32,14 @@ struct LineReader {
   kj::Promise<std::string> next() {
     return in.tryRead(&byte, 1, 1).then([this](size_t n) -> kj::Promise<std::string> {
       if (n == 0)
-        throw_rpc_error(kj::Exception::Type::DISCONNECTED,
+        throw_rpc_error(ErrorCode::Unavailable,
                         line.empty() ? "the connection closed before its relay line"
                                      : "the connection closed in the middle of its relay line " + shown(line));
       if (byte == '\n') return kj::mv(line);
       line += byte;
       if (line.size() >= kMaxRelayLine)
-        throw_rpc_error("relay line " + shown(line) + " is longer than " + std::to_string(kMaxRelayLine) + " bytes");
+        throw_rpc_error(ErrorCode::InvalidArgument,
+                        "relay line " + shown(line) + " is longer than " + std::to_string(kMaxRelayLine) + " bytes");
       return next();
     });
   }
@@ -57,16 +58,20 @@ std::string format_relay_request(const RelayRequest& request) {
 }
 
 Result<RelayRequest> parse_relay_request(std::string_view line) {
-  if (line.size() >= kMaxRelayLine) return Error{"relay line is longer than " + std::to_string(kMaxRelayLine) + " bytes"};
+  if (line.size() >= kMaxRelayLine)
+    return Error{ErrorCode::InvalidArgument, "relay line is longer than " + std::to_string(kMaxRelayLine) + " bytes"};
   const auto space = line.find(' ');
   const std::string_view magic = line.substr(0, space);
   if (magic != kRelayMagic) {
     if (magic.substr(0, 11) == kRelayMagic.substr(0, 11))
-      return Error{"relay protocol " + shown(magic) + " is not supported (this relay speaks " +
-                   std::string(kRelayMagic) + ")"};
-    return Error{"not a relay request: " + shown(line) + " (expected " + std::string(kRelayMagic) + " ...)"};
+      return Error{
+          ErrorCode::InvalidArgument,
+          "relay protocol " + shown(magic) + " is not supported (this relay speaks " + std::string(kRelayMagic) + ")"};
+    return Error{ErrorCode::InvalidArgument,
+                 "not a relay request: " + shown(line) + " (expected " + std::string(kRelayMagic) + " ...)"};
   }
-  if (!printable(line)) return Error{"relay line " + shown(line) + " has non-printable bytes"};
+  if (!printable(line))
+    return Error{ErrorCode::InvalidArgument, "relay line " + shown(line) + " has non-printable bytes"};
   std::string_view rest = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
   const auto space2 = rest.find(' ');
   const std::string_view verb = rest.substr(0, space2);
@@ -75,12 +80,14 @@ Result<RelayRequest> parse_relay_request(std::string_view line) {
   if (verb == "CONNECT") {
     r.kind = RelayRequest::Kind::Connect;
     if (!is_peer_id(std::string(arg)))
-      return Error{"relay CONNECT needs a peer id (55 base32 characters starting with 'ci'), got " + shown(arg)};
+      return Error{ErrorCode::InvalidArgument,
+                   "relay CONNECT needs a peer id (55 base32 characters starting with 'ci'), got " + shown(arg)};
     r.peer_id = std::string(arg);
     return r;
   }
   if (verb == "REGISTER") {
-    if (space2 != std::string_view::npos) return Error{"relay REGISTER takes no argument, got " + shown(arg)};
+    if (space2 != std::string_view::npos)
+      return Error{ErrorCode::InvalidArgument, "relay REGISTER takes no argument, got " + shown(arg)};
     r.kind = RelayRequest::Kind::Register;
     return r;
   }
@@ -91,7 +98,8 @@ Result<RelayRequest> parse_relay_request(std::string_view line) {
     r.token = *token;
     return r;
   }
-  return Error{"unknown relay request " + shown(verb) + " (expected CONNECT, REGISTER or ACCEPT)"};
+  return Error{ErrorCode::InvalidArgument,
+               "unknown relay request " + shown(verb) + " (expected CONNECT, REGISTER or ACCEPT)"};
 }
 
 std::string format_relay_ok() { return "OK\n"; }
@@ -107,22 +115,25 @@ std::string format_relay_error(std::string_view why) {
 
 Result<void> parse_relay_reply(std::string_view line) {
   if (line == "OK") return {};
-  if (line.substr(0, 4) == "ERR ") return Error{"the relay says: " + std::string(line.substr(4))};
-  return Error{"the relay replied " + shown(line) + ", which is not OK or ERR (is this a relay?)"};
+  if (line.substr(0, 4) == "ERR ")
+    return Error{ErrorCode::Unavailable, "the relay says: " + std::string(line.substr(4))};
+  return Error{ErrorCode::Corruption,
+               "the relay replied " + shown(line) + ", which is not OK or ERR (is this a relay?)"};
 }
 
 RelayToken random_relay_token() {
   RelayToken t;
-  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1) throw_rpc_error("no random bytes for a relay token");
+  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1)
+    throw_rpc_error(openssl_error(ErrorCode::Internal, "no random bytes for a relay token"));
   return t;
 }
 
 std::string relay_token_hex(const RelayToken& token) { return hex_encode(token); }
 
 Result<RelayToken> parse_relay_token(std::string_view hex) {
-  if (hex.size() != 32) return Error{"relay token " + shown(hex) + " is not 32 hex digits"};
+  if (hex.size() != 32) return Error{ErrorCode::InvalidArgument, "relay token " + shown(hex) + " is not 32 hex digits"};
   auto bytes = hex_decode(hex);
-  if (!bytes) return Error{"relay token " + shown(hex) + " is not 32 lower-case hex digits"};
+  if (!bytes) return Error{ErrorCode::InvalidArgument, "relay token " + shown(hex) + " is not 32 lower-case hex digits"};
   RelayToken t{};
   std::copy(bytes->begin(), bytes->end(), t.begin());
   return t;

@@ -157,7 +157,7 @@ class RegistrationImpl final : public proto::RelayRegistration::Server {
   kj::Promise<void> ping(PingContext context) override {
     auto it = state_->nodes.find(node_->peer_id);
     if (it == state_->nodes.end() || it->second != node_)
-      throw_rpc_error(kj::Exception::Type::DISCONNECTED, "this registration was replaced or dropped by the relay");
+      throw_rpc_error(ErrorCode::Unavailable, "this registration was replaced or dropped by the relay");
     node_->last_seen = state_->timer().now();
     auto r = context.getResults();
     r.setActiveConnections(node_->active);
@@ -195,15 +195,15 @@ class RelayGateImpl final : public proto::RelayGate::Server {
     auto& s = *c.state;
     auto params = context.getParams();
     if (params.getProtocolVersion() != proto::RELAY_PROTOCOL_VERSION)
-      throw_rpc_error("relay protocol version mismatch: the node speaks version " +
+      throw_rpc_error(ErrorCode::InvalidArgument, "relay protocol version mismatch: the node speaks version " +
                       std::to_string(params.getProtocolVersion()) + ", this relay speaks version " +
                       std::to_string(proto::RELAY_PROTOCOL_VERSION));
-    if (c.generation != 0) throw_rpc_error("this control connection has already registered");
+    if (c.generation != 0) throw_rpc_error(ErrorCode::AlreadyExists, "this control connection has already registered");
     auto it = s.nodes.find(c.peer_id);
     if (it == s.nodes.end() && s.nodes.size() >= s.options.max_nodes)
-      throw_rpc_error(kj::Exception::Type::OVERLOADED, "this relay serves its maximum of " +
-                                                           std::to_string(s.options.max_nodes) +
-                                                           " nodes; try another relay or later");
+      throw_rpc_error(ErrorCode::ResourceExhausted, "this relay serves its maximum of " +
+                                                        std::to_string(s.options.max_nodes) +
+                                                        " nodes; try another relay or later");
     if (it != s.nodes.end()) {
       s.log("node " + c.peer_id + " registered again from " + c.from + "; closing its earlier control connection");
       if (it->second->drop->isWaiting()) it->second->drop->fulfill();
@@ -291,7 +291,7 @@ kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncI
   kj::Promise<kj::Own<kj::AsyncIoStream>> refused =
       request.send().then([](auto) -> kj::Promise<kj::Own<kj::AsyncIoStream>> { return kj::NEVER_DONE; },
                           [peer_id](kj::Exception&& e) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
-                            throw_rpc_error("node " + peer_id + " did not take the connection: " + describe(e));
+                            rethrow_with_context(e, "node " + peer_id + " did not take the connection");
                           });
   const uint32_t wait_s = state->options.dial_timeout_s;
   auto data = with_timeout(state->timer(), wait_s * kj::SECONDS,
@@ -324,10 +324,10 @@ kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncI
                        });
                  },
                  [state, box, from](kj::Exception&& e) -> kj::Promise<void> {
-                   return refuse(state, kj::mv(*box), from, describe(e));
+                   return refuse(state, kj::mv(*box), from, to_error(e).message);
                  })
       .attach(kj::mv(client_box))
-      .catch_([state, from](kj::Exception&& e) { state->log("client " + from + ": " + describe(e)); });
+      .catch_([state, from](kj::Exception&& e) { state->log("client " + from + ": " + to_error(e).message); });
 }
 
 kj::Promise<void> serve_accept(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> dialed, std::string from,
@@ -361,13 +361,13 @@ kj::Promise<void> serve_connection(std::shared_ptr<State> state, kj::Own<kj::Asy
         }
         return kj::READY_NOW;
       },
-      [state, from](kj::Exception&& e) { state->log("connection from " + from + " dropped: " + describe(e)); });
+      [state, from](kj::Exception&& e) { state->log("connection from " + from + " dropped: " + to_error(e).message); });
 }
 
 class TaskErrors final : public kj::TaskSet::ErrorHandler {
  public:
   explicit TaskErrors(std::shared_ptr<State> state) : state_(std::move(state)) {}
-  void taskFailed(kj::Exception&& e) override { state_->log("connection ended: " + describe(e)); }
+  void taskFailed(kj::Exception&& e) override { state_->log("connection ended: " + to_error(e).message); }
 
  private:
   std::shared_ptr<State> state_;
@@ -392,7 +392,7 @@ kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiv
       // accept() fails on exhausted resources (EMFILE, ENOBUFS): the relay keeps serving the
       // connections it has and tries again shortly, rather than exiting.
       [state, &listener, &tasks](kj::Exception&& e) {
-        state->log("accepting a connection failed: " + describe(e) + "; retrying in 1 s");
+        state->log("accepting a connection failed: " + to_error(e).message + "; retrying in 1 s");
         return state->timer().afterDelay(1 * kj::SECONDS).then([state, &listener, &tasks] {
           return accept_loop(state, listener, tasks);
         });
@@ -417,14 +417,16 @@ kj::Promise<void> sweep_loop(std::shared_ptr<State> state) {
 
 Result<std::unique_ptr<RelayServer>> RelayServer::create(const RelayOptions& options, Identity identity) {
   if (options.max_nodes == 0 || options.max_per_node == 0 || options.max_unidentified == 0)
-    return Error{"relay limits (nodes, connections per node, unidentified connections) must be at least 1"};
+    return Error{ErrorCode::InvalidArgument,
+                 "relay limits (nodes, connections per node, unidentified connections) must be at least 1"};
   if (options.keepalive_s == 0 || options.handshake_timeout_s == 0 || options.dial_timeout_s == 0 ||
       options.idle_timeout_s == 0)
-    return Error{"relay timeouts must be at least 1 second"};
+    return Error{ErrorCode::InvalidArgument, "relay timeouts must be at least 1 second"};
   if (!options.public_address.empty()) {
     auto a = parse_peer_address(options.public_address);
     if (!a || !a->peer_id.empty() || a->relayed)
-      return Error{"the relay's public address '" + options.public_address + "' is not HOST:PORT"};
+      return Error{ErrorCode::InvalidArgument,
+                   "the relay's public address '" + options.public_address + "' is not HOST:PORT"};
   }
   auto state = std::make_shared<State>();
   state->options = options;
@@ -454,7 +456,8 @@ Result<void> RelayServer::serve(kj::AsyncIoContext& io, const std::string& liste
                                 const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {
   auto address = parse_listen_address(listen);
   if (!address) return address.error();
-  if (address->relayed) return Error{"a relay cannot listen on a relayed address '" + listen + "'"};
+  if (address->relayed)
+    return Error{ErrorCode::InvalidArgument, "a relay cannot listen on a relayed address '" + listen + "'"};
   state_->io = io.provider.get();
   Result<void> result;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
@@ -467,7 +470,7 @@ Result<void> RelayServer::serve(kj::AsyncIoContext& io, const std::string& liste
     kj::TaskSet tasks(errors);
     accept_loop(state_, *listener, tasks).exclusiveJoin(sweep_loop(state_)).exclusiveJoin(kj::mv(stop)).wait(io.waitScope);
   })) {
-    result = Error{"relay on " + listen + ": " + describe(*e)};
+    result = to_error(*e).with_context("relay on " + listen);
   }
   return result;
 }

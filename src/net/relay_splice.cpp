@@ -62,7 +62,7 @@ struct Splice {
   }
 
   void fail(const kj::Exception& e) {
-    if (failed->isWaiting()) failed->fulfill(describe(e));
+    if (failed->isWaiting()) failed->fulfill(to_error(e).message);
   }
 };
 

@@ -15,17 +15,6 @@
 namespace omni::net {
 namespace {
 
-std::string ssl_error_text() {
-  std::string text;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!text.empty()) text += "; ";
-    text += buf;
-  }
-  return text.empty() ? "TLS error" : text;
-}
-
 // Identity is checked after the handshake (see tls.h); here every chain is accepted.
 int accept_any_certificate(int, X509_STORE_CTX*) { return 1; }
 
@@ -75,13 +64,14 @@ class TlsStream final : public kj::AsyncIoStream {
     int err = SSL_get_error(ssl_, r);
     if (err == SSL_ERROR_WANT_READ) {
       return flush().then([this] { return fill(); }).then([this](bool eof) -> kj::Promise<void> {
-        if (eof) throw_rpc_error(kj::Exception::Type::DISCONNECTED, "the peer closed the connection during the TLS handshake");
+        if (eof) throw_rpc_error(ErrorCode::Unavailable, "the peer closed the connection during the TLS handshake");
         return handshake();
       });
     }
     // Send the alert (if any) so the peer learns why, then fail.
-    std::string why = ssl_error_text();
-    return flush().then([why]() -> kj::Promise<void> { throw_rpc_error("TLS handshake failed: " + why); });
+    // Not a TLS peer, or one we share no protocol version or cipher with: try another.
+    Error why = openssl_error(ErrorCode::Unavailable, "TLS handshake failed");
+    return flush().then([why]() -> kj::Promise<void> { throw_rpc_error(why); });
   }
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
@@ -151,7 +141,7 @@ class TlsStream final : public kj::AsyncIoStream {
       int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX / 2));
       ERR_clear_error();
       int r = SSL_write(ssl_, p, chunk);
-      if (r <= 0) throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS write failed: " + ssl_error_text());
+      if (r <= 0) throw_rpc_error(openssl_error(ErrorCode::Unavailable, "TLS write failed"));
       p += r;
       size -= static_cast<size_t>(r);
     }
@@ -169,7 +159,7 @@ class TlsStream final : public kj::AsyncIoStream {
       }
       int err = SSL_get_error(ssl_, r);
       if (err == SSL_ERROR_ZERO_RETURN) return done;  // close_notify: clean end of stream
-      if (err != SSL_ERROR_WANT_READ) throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS read failed: " + ssl_error_text());
+      if (err != SSL_ERROR_WANT_READ) throw_rpc_error(openssl_error(ErrorCode::Unavailable, "TLS read failed"));
       if (eof_) return done;  // the connection ended without close_notify: callers see a short read
       return flush().then([this] { return fill(); }).then([this, buffer, min_bytes, max_bytes, done](bool) {
         return read_loop(buffer, min_bytes, max_bytes, done);
@@ -191,7 +181,7 @@ class TlsStream final : public kj::AsyncIoStream {
       in_begin_ = 0;
     }
     if (in_end_ == read_buffer_.size())  // OpenSSL wants more but took nothing: it cannot progress
-      throw_rpc_error(kj::Exception::Type::DISCONNECTED, "TLS read stalled with a full buffer");
+      throw_rpc_error(ErrorCode::Unavailable, "TLS read stalled with a full buffer");
     return inner_->tryRead(read_buffer_.begin() + in_end_, 1, read_buffer_.size() - in_end_).then([this](size_t n) {
       if (n == 0) {
         eof_ = true;
@@ -257,7 +247,7 @@ long bio_ctrl(BIO*, int cmd, long, void*) {
 Result<std::shared_ptr<TlsContext>> TlsContext::create(const Identity& identity) {
   std::shared_ptr<TlsContext> context(new TlsContext(identity));
   SSL_CTX* ctx = SSL_CTX_new(TLS_method());
-  if (!ctx) return Error{"cannot create a TLS context: " + ssl_error_text()};
+  if (!ctx) return openssl_error(ErrorCode::Internal, "cannot create a TLS context");
   context->ctx_ = ctx;
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
@@ -266,7 +256,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const Identity& identity)
   if (SSL_CTX_use_certificate_ASN1(ctx, static_cast<int>(der.size()), der.data()) != 1 ||
       SSL_CTX_use_PrivateKey(ctx, static_cast<EVP_PKEY*>(identity.evp_pkey())) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1)
-    return Error{"cannot load the identity into TLS: " + ssl_error_text()};
+    return openssl_error(ErrorCode::Internal, "cannot load the identity into TLS");
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any_certificate);
   return context;
 }
@@ -283,7 +273,7 @@ kj::Promise<TlsPeer> TlsContext::accept(kj::Own<kj::AsyncIoStream> inner) {
 
 kj::Promise<TlsPeer> TlsContext::handshake(kj::Own<kj::AsyncIoStream> inner, bool client, std::string expected) {
   SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ctx_));
-  if (ssl == nullptr) throw_rpc_error("cannot create a TLS connection: " + ssl_error_text());
+  if (ssl == nullptr) throw_rpc_error(openssl_error(ErrorCode::ResourceExhausted, "cannot create a TLS connection"));
   if (client) {
     SSL_set_connect_state(ssl);
   } else {
@@ -293,12 +283,13 @@ kj::Promise<TlsPeer> TlsContext::handshake(kj::Own<kj::AsyncIoStream> inner, boo
   auto promise = stream->handshake();
   return promise.then([stream = kj::mv(stream), expected = kj::mv(expected)]() mutable -> TlsPeer {
     X509* cert = SSL_get0_peer_certificate(stream->ssl());
-    if (cert == nullptr) throw_rpc_error("the peer presented no certificate");
+    if (cert == nullptr) throw_rpc_error(ErrorCode::PermissionDenied, "the peer presented no certificate");
     auto key = ed25519_key_of_certificate(cert);
-    if (!key) throw_rpc_error(key.error().message);
+    if (!key) throw_rpc_error(key.error());
     std::string id = peer_id_from_public_key(*key);
     if (!expected.empty() && id != expected)
-      throw_rpc_error("peer id mismatch: expected " + expected + " but the peer presented " + id);
+      throw_rpc_error(ErrorCode::PermissionDenied,
+                      "peer id mismatch: expected " + expected + " but the peer presented " + id);
     return TlsPeer{kj::mv(stream), kj::mv(id)};
   });
 }

@@ -1,5 +1,6 @@
 #include "store/blob_store.h"
 
+#include "base/system_error.h"
 #include "store/manifest.h"
 
 #include <dirent.h>
@@ -20,11 +21,11 @@ namespace {
 constexpr uint64_t kBitsMagic = 0x3173746962696d6fULL;  // "omnibits1" (8 bytes, little-endian)
 constexpr size_t kBitsHeader = 24;                      // magic, size, chunk_size (u64 each)
 
-std::string sys_error(const std::string& what) {
-  int e = errno;
-  std::string msg = what + ": " + std::strerror(e);
-  if (e == ENOSPC || e == EDQUOT) msg += " (the disk is full)";
-  return msg;
+Error sys_error(const std::string& what) {
+  const int e = errno;
+  Error error = errno_error(e, what);
+  if (e == ENOSPC || e == EDQUOT) error.message += " (the disk is full)";
+  return error;
 }
 
 Result<void> fsync_path(const std::string& path, bool directory) {
@@ -134,7 +135,7 @@ Result<std::unique_ptr<BlobStore>> BlobStore::open(const std::string& dir, Store
   s->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (s->lock_fd_ < 0) return Error{sys_error(lock + ": cannot open")};
   if (::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    return Error{dir + ": the store is in use by another process"};
+    return Error{ErrorCode::Unavailable, dir + ": the store is in use by another process"};
   // Anything in tmp/ is an unfinished write from a process that died: never visible, now garbage.
   for (const auto& n : list_dir(dir + "/tmp")) ::unlink((dir + "/tmp/" + n).c_str());
   for (const auto& n : list_dir(dir + "/blobs")) {
@@ -162,7 +163,8 @@ bool BlobStore::has(const Cid& cid) const { return ::access(blob_path(cid).c_str
 
 Result<uint64_t> BlobStore::size(const Cid& cid) const {
   struct stat st;
-  if (::stat(blob_path(cid).c_str(), &st) != 0) return Error{"blob " + cid.to_string() + " is not in the store"};
+  if (::stat(blob_path(cid).c_str(), &st) != 0)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
   return static_cast<uint64_t>(st.st_size);
 }
 
@@ -176,7 +178,8 @@ std::vector<Cid> BlobStore::list() const {
 Result<MappedFile> BlobStore::map(const Cid& cid) {
   std::string path = blob_path(cid);
   auto m = MappedFile::open(path);
-  if (!m) return Error{"blob " + cid.to_string() + " is not in the store (" + m.error().message + ")"};
+  if (!m)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store (" + m.error().message + ")"};
   ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // records the use for LRU eviction
   return m;
 }
@@ -184,7 +187,8 @@ Result<MappedFile> BlobStore::map(const Cid& cid) {
 Result<BlobStore::Imported> BlobStore::hash_blob(const Cid& cid, uint32_t chunk_size) const {
   Imported out;
   std::string path = blob_path(cid);
-  if (::access(path.c_str(), F_OK) != 0) return Error{"blob " + cid.to_string() + " is not in the store"};
+  if (::access(path.c_str(), F_OK) != 0)
+    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
   auto digest = hash_file(path, chunk_size, &out.chunk_hashes, &out.size);
   if (!digest) return digest.error();
   out.cid = Cid::from_digest(*digest);
@@ -201,7 +205,7 @@ Result<void> BlobStore::touch(const Cid& cid) {
 Result<std::vector<uint8_t>> BlobStore::read(const Cid& cid, uint64_t offset, uint32_t length) {
   std::string path = blob_path(cid);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{"blob " + cid.to_string() + " is not in the store"};
+  if (fd < 0) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
   std::vector<uint8_t> out(length);
   auto n = pread_all(fd, out, offset, path);
   ::close(fd);
@@ -214,8 +218,8 @@ Result<std::vector<uint8_t>> BlobStore::read_all(const Cid& cid, uint64_t max_by
   auto sz = size(cid);
   if (!sz) return sz.error();
   if (*sz > max_bytes)
-    return Error{"blob " + cid.to_string() + " has " + std::to_string(*sz) + " bytes, more than " +
-                 std::to_string(max_bytes)};
+    return Error{ErrorCode::InvalidArgument, "blob " + cid.to_string() + " has " + std::to_string(*sz) +
+                                                 " bytes, more than " + std::to_string(max_bytes)};
   return read(cid, 0, static_cast<uint32_t>(*sz));
 }
 
@@ -305,9 +309,10 @@ Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
   uint64_t freeable = 0;
   for (const auto& c : candidates) freeable += c.size;
   if (used_ + bytes > options_.limit_bytes + freeable)
-    return Error{"store " + dir_ + " is full: " + std::to_string(bytes) + " more bytes needed, " +
-                 std::to_string(used_) + " of " + std::to_string(options_.limit_bytes) +
-                 " bytes used and only " + std::to_string(freeable) + " evictable (the rest is pinned)"};
+    return Error{ErrorCode::ResourceExhausted, "store " + dir_ + " is full: " + std::to_string(bytes) +
+                                                   " more bytes needed, " + std::to_string(used_) + " of " +
+                                                   std::to_string(options_.limit_bytes) + " bytes used and only " +
+                                                   std::to_string(freeable) + " evictable (the rest is pinned)"};
   for (const auto& c : candidates) {
     if (used_ + bytes <= options_.limit_bytes) break;
     if (::unlink(blob_path(c.cid).c_str()) == 0) used_ -= std::min(used_, c.size);
@@ -381,7 +386,7 @@ uint64_t BlobStore::used_bytes() const {
 Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uint64_t size, uint32_t chunk_size,
                                                              std::vector<Digest> chunk_hashes) {
   if (chunk_size == 0 || chunk_hashes.size() != chunk_count(size, chunk_size))
-    return Error{"partial blob " + cid.to_string() + ": chunk table does not match its size"};
+    return Error{ErrorCode::Corruption, "partial blob " + cid.to_string() + ": chunk table does not match its size"};
   std::unique_ptr<PartialBlob> p(new PartialBlob());
   p->store_ = this;
   p->cid_ = cid;
@@ -495,19 +500,21 @@ Result<void> PartialBlob::write_chunk(uint64_t index, std::span<const uint8_t> b
   auto r = offer_chunk(index, bytes);
   if (!r) return r.error();
   if (!*r)
-    return Error{cid_.to_string() + ": chunk " + std::to_string(index) + " (" + std::to_string(bytes.size()) +
-                 " bytes) does not match its hash"};
+    return Error{ErrorCode::Corruption, cid_.to_string() + ": chunk " + std::to_string(index) + " (" +
+                                            std::to_string(bytes.size()) + " bytes) does not match its hash"};
   return {};
 }
 
 Result<bool> PartialBlob::offer_chunk(uint64_t index, std::span<const uint8_t> bytes) {
-  if (index >= hashes_.size()) return Error{cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
+  if (index >= hashes_.size())
+    return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
   if (bytes.size() != chunk_bytes(index)) return false;
   return offer_chunk(index, ChunkBuffer::copy_of(bytes));
 }
 
 Result<bool> PartialBlob::offer_chunk(uint64_t index, ChunkBuffer bytes) {
-  if (index >= hashes_.size()) return Error{cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
+  if (index >= hashes_.size())
+    return Error{ErrorCode::InvalidArgument, cid_.to_string() + ": chunk " + std::to_string(index) + " out of range"};
   if (bytes.size() != chunk_bytes(index)) return false;
   std::unique_lock lock(mu_);
   if (have_[index]) return true;
@@ -644,13 +651,15 @@ Result<void> PartialBlob::finish() {
   if (finished_) return {};
   drained_.wait(lock, [&] { return !draining_; });
   const uint64_t present = static_cast<uint64_t>(std::count(have_.begin(), have_.end(), uint8_t{1}));
-  if (present != n_chunks()) return Error{cid_.to_string() + ": " + std::to_string(n_chunks() - present) + " chunks missing"};
+  if (present != n_chunks())
+    return Error{ErrorCode::NotFound,
+                 cid_.to_string() + ": " + std::to_string(n_chunks() - present) + " chunks missing"};
   const bool streamed = streaming_ && hashed_ == n_chunks();
   lock.unlock();
   // No flush(): the sidecar no longer matters once the blob is complete, and the fsync below makes
   // the data durable before the rename (a crash before it only costs re-fetching unrecorded chunks).
   // Every chunk matched the manifest; the whole-file hash checks the manifest's table against the CID.
-  Result<Digest> digest = Error{""};
+  Result<Digest> digest = Error{ErrorCode::Internal, ""};
   if (streamed) {
     digest = whole_.finish();
   } else {
@@ -663,7 +672,8 @@ Result<void> PartialBlob::finish() {
     ::unlink(data_path_.c_str());
     store_->release(size_);
     finished_ = true;
-    return Error{cid_.to_string() + ": assembled bytes do not match the CID (the manifest's chunk table is wrong)"};
+    return Error{ErrorCode::Corruption,
+                 cid_.to_string() + ": assembled bytes do not match the CID (the manifest's chunk table is wrong)"};
   }
   ::fchmod(data_fd_, 0444);
   if (::fsync(data_fd_) != 0) return Error{sys_error(data_path_ + ": fsync failed")};

@@ -44,11 +44,14 @@ std::string Cid::to_string() const { return "b" + base32_encode(to_binary()); }
 
 Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
   uint64_t version = 0, codec = 0, hash_fn = 0, hash_len = 0;
-  if (!get_varint(in, version) || version != 1) return Error{"CID: not a CIDv1"};
-  if (!get_varint(in, codec)) return Error{"CID: truncated codec"};
-  if (!get_varint(in, hash_fn) || hash_fn != kMultihashSha256) return Error{"CID: hash function is not sha2-256"};
-  if (!get_varint(in, hash_len) || hash_len != 32) return Error{"CID: sha2-256 digest length is not 32"};
-  if (in.size() != 32) return Error{"CID: digest has " + std::to_string(in.size()) + " bytes, expected 32"};
+  if (!get_varint(in, version) || version != 1) return Error{ErrorCode::InvalidArgument, "CID: not a CIDv1"};
+  if (!get_varint(in, codec)) return Error{ErrorCode::InvalidArgument, "CID: truncated codec"};
+  if (!get_varint(in, hash_fn) || hash_fn != kMultihashSha256)
+    return Error{ErrorCode::InvalidArgument, "CID: hash function is not sha2-256"};
+  if (!get_varint(in, hash_len) || hash_len != 32)
+    return Error{ErrorCode::InvalidArgument, "CID: sha2-256 digest length is not 32"};
+  if (in.size() != 32)
+    return Error{ErrorCode::InvalidArgument, "CID: digest has " + std::to_string(in.size()) + " bytes, expected 32"};
   Cid c;
   c.codec = codec;
   std::copy(in.begin(), in.end(), c.digest.begin());
@@ -57,11 +60,11 @@ Result<Cid> Cid::from_binary(std::span<const uint8_t> in) {
 
 Result<Cid> Cid::parse(std::string_view text) {
   if (text.empty() || text[0] != 'b')
-    return Error{"CID '" + std::string(text) + "': expected multibase base32 (a 'b' prefix)"};
+    return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': expected multibase base32 (a 'b' prefix)"};
   auto bytes = base32_decode(text.substr(1));
   if (!bytes) return Error{ErrorCode::InvalidArgument, "CID '" + std::string(text) + "': " + bytes.error().message};
   auto c = from_binary(*bytes);
-  if (!c) return Error{"'" + std::string(text) + "': " + c.error().message};
+  if (!c) return c.error().with_context("'" + std::string(text) + "'");
   return c;
 }
 

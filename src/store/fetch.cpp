@@ -218,7 +218,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
     Job& job = jobs[j];
     auto partial = store_.open_partial(job.cid, job.size, job.chunk_size, job.hashes);
     if (!partial) {
-      failure = Error{job.label + ": " + partial.error().message};
+      failure = partial.error().with_context(job.label);
       return false;
     }
     job.blob = std::move(*partial);
@@ -337,7 +337,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
       --peers_[req.peer]->inflight;
       job.verifying[c] = 0;
       if (!v->ok) {  // local I/O: the disk, not the peer
-        if (!failure) failure = Error{job.label + ": " + v->ok.error().message};
+        if (!failure) failure = v->ok.error().with_context(job.label);
         return;
       }
       if (!*v->ok) {
@@ -362,11 +362,11 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
       Job& job = jobs[s->job];
       if (!s->finished) {
         job.flush_queued = false;
-        if (!s->result && !failure) failure = Error{job.label + ": " + s->result.error().message};
+        if (!s->result && !failure) failure = s->result.error().with_context(job.label);
         return;
       }
       if (!s->result) {
-        if (!failure) failure = Error{job.label + ": " + s->result.error().message};
+        if (!failure) failure = s->result.error().with_context(job.label);
         return;
       }
       job.state = Job::State::kDone;
@@ -378,7 +378,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
   std::deque<Shared::Event> batch;
   while (jobs_left > 0 && !failure) {
     if (options_.cancelled && options_.cancelled()) {
-      failure = Error{current_label() + ": fetch cancelled (" +
+      failure = Error{ErrorCode::Cancelled, current_label() + ": fetch cancelled (" +
                       std::to_string(chunks_left()) + " chunks left; verified chunks are kept)"};
       break;
     }
@@ -408,8 +408,9 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
     if (outstanding.empty() && chunks_left() > 0) {
       std::string why;
       for (const auto& d : stats_.dropped) why += "\n  " + d;
-      failure = Error{current_label() + ": no peer left to fetch " + std::to_string(chunks_left()) + " chunks from" +
-                      (why.empty() ? std::string(" (no peers given)") : ":" + why)};
+      failure = Error{ErrorCode::Unavailable, current_label() + ": no peer left to fetch " +
+                                                  std::to_string(chunks_left()) + " chunks from" +
+                                                  (why.empty() ? std::string(" (no peers given)") : ":" + why)};
       break;
     }
     {
@@ -492,14 +493,15 @@ Result<std::vector<uint8_t>> Fetcher::fetch_small(const Cid& cid, uint64_t max_b
   }
   std::string why;
   for (const auto& d : stats_.dropped) why += "\n  " + d;
-  return Error{"no peer supplied " + cid.to_string() + (why.empty() ? std::string(" (no peers given)") : ":" + why)};
+  return Error{ErrorCode::Unavailable,
+               "no peer supplied " + cid.to_string() + (why.empty() ? std::string(" (no peers given)") : ":" + why)};
 }
 
 Result<Manifest> Fetcher::fetch_model(const Cid& model, const ShardRange& range) {
   if (!store_.has(model)) {
     auto bytes = fetch_small(model, kMaxManifestBytes);
     if (!bytes) return bytes.error();
-    if (auto m = Manifest::decode(*bytes); !m) return Error{model.to_string() + ": " + m.error().message};
+    if (auto m = Manifest::decode(*bytes); !m) return m.error().with_context(model.to_string());
     auto put = store_.put(*bytes);
     if (!put) return put.error();
   }

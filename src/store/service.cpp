@@ -15,6 +15,13 @@ namespace {
 
 std::string describe(const kj::Exception& e) { return e.getDescription().cStr(); }
 
+// A failed connection to a peer, or a failed read on it. Whatever the peer's reason (src/store sits
+// below src/net, which decodes codes carried over RPC), for the fetch engine it means the same: this
+// peer cannot supply the bytes now, and the others may.
+Error peer_error(const std::string& peer, const kj::Exception& e) {
+  return Error{ErrorCode::Unavailable, peer + ": " + describe(e)};
+}
+
 Cid parse_cid(capnp::Data::Reader bytes) {
   auto c = Cid::from_binary({bytes.begin(), bytes.size()});
   KJ_REQUIRE(c.ok(), "malformed CID");
@@ -94,7 +101,7 @@ struct Pending {
   Pending(const Pending&) = delete;
   Pending& operator=(const Pending&) = delete;
   ~Pending() {
-    if (done) done(Error{peer + ": connection closed"});
+    if (done) done(Error{ErrorCode::Unavailable, peer + ": connection closed"});
   }
   void fire(Result<ChunkBuffer> r) {
     auto d = std::move(done);
@@ -189,7 +196,7 @@ class RemotePeer final : public ChunkSource {
     std::string error = ready.get();
     if (!error.empty()) {
       thread_.join();
-      return Error{error};
+      return Error{ErrorCode::Unavailable, error};
     }
     return {};
   }
@@ -237,9 +244,9 @@ class RemotePeer final : public ChunkSource {
             auto data = response.getData();
             pending->fire(ChunkBuffer::copy_of({data.begin(), data.size()}));
           },
-          [pending = r.pending, this](kj::Exception&& e) { pending->fire(Error{name_ + ": " + describe(e)}); }));
+          [pending = r.pending, this](kj::Exception&& e) { pending->fire(peer_error(name_, e)); }));
     })) {
-      r.pending->fire(Error{name_ + ": " + describe(*e)});
+      r.pending->fire(peer_error(name_, *e));
     }
   }
 

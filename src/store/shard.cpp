@@ -33,7 +33,7 @@ int64_t block_of(const std::string& name) {
 Result<uint32_t> meta_u32(const gguf::Metadata& md, const std::string& key) {
   auto v = md.get_uint(key);
   if (!v) return v.error();
-  if (*v > UINT32_MAX) return Error{key + " is too large"};
+  if (*v > UINT32_MAX) return Error{ErrorCode::Corruption, key + " is too large"};
   return static_cast<uint32_t>(*v);
 }
 
@@ -49,12 +49,12 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   manifest.chunk_size = chunk_size;
   ModelInfo& info = manifest.model;
   auto arch = md.get_string("general.architecture");
-  if (!arch) return Error{gguf_path + ": " + arch.error().message};
+  if (!arch) return arch.error().with_context(gguf_path);
   info.architecture = *arch;
   if (auto name = md.get_string("general.name")) info.name = *name;
   if (auto ft = md.get_uint("general.file_type")) info.file_type = std::to_string(*ft);
   auto n_layer = meta_u32(md, info.architecture + ".block_count");
-  if (!n_layer) return Error{gguf_path + ": " + n_layer.error().message};
+  if (!n_layer) return n_layer.error().with_context(gguf_path);
   info.n_layer = *n_layer;
   if (auto n_embd = meta_u32(md, info.architecture + ".embedding_length")) info.n_embd = *n_embd;
   info.n_tensors = static_cast<uint32_t>(file.tensors().size());
@@ -76,8 +76,9 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     const std::string& name = file.tensors()[t].name;
     int64_t blk = block_of(name);
     if (blk >= static_cast<int64_t>(info.n_layer))
-      return Error{gguf_path + ": tensor '" + name + "' belongs to block " + std::to_string(blk) + " but the model has " +
-                   std::to_string(info.n_layer) + " blocks"};
+      return Error{ErrorCode::Corruption, gguf_path + ": tensor '" + name + "' belongs to block " +
+                                              std::to_string(blk) + " but the model has " +
+                                              std::to_string(info.n_layer) + " blocks"};
     if (blk >= 0) plans[1 + static_cast<size_t>(blk)].tensors.push_back(t);
     else if (name == "output_norm.weight" || name == "output.weight" || name.starts_with("output_norm.") || name.starts_with("output."))
       plans.back().tensors.push_back(t);
@@ -86,7 +87,7 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   }
   for (const Plan& p : plans)
     if (p.tensors.empty() && p.role == ShardRole::Block)
-      return Error{gguf_path + ": block " + std::to_string(p.block) + " has no tensors"};
+      return Error{ErrorCode::Corruption, gguf_path + ": block " + std::to_string(p.block) + " has no tensors"};
 
   ShardReport report;
   for (const Plan& p : plans) {
@@ -96,7 +97,7 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     for (size_t t : p.tensors) {
       const gguf::TensorInfo& ti = file.tensors()[t];
       auto idx = w.add_tensor({ti.name, ti.type, ti.shape});
-      if (!idx) return Error{gguf_path + ": " + idx.error().message};
+      if (!idx) return idx.error().with_context(gguf_path);
     }
     auto source = [&](size_t index, gguf::TensorSink& sink) -> Result<void> {
       return sink.write(file.tensor_data(file.tensors()[p.tensors[index]]));
@@ -108,10 +109,10 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     std::string tmp = store.temp_path("shard.gguf");
     if (auto r = w.write_file(tmp, source); !r) {
       ::unlink(tmp.c_str());
-      return Error{"writing the " + entry.label() + " shard: " + r.error().message};
+      return r.error().with_context("writing the " + entry.label() + " shard");
     }
     auto imported = store.import_file(tmp, chunk_size);
-    if (!imported) return Error{"storing the " + entry.label() + " shard: " + imported.error().message};
+    if (!imported) return imported.error().with_context("storing the " + entry.label() + " shard");
     entry.cid = imported->cid;
     entry.size = imported->size;
     entry.chunk_hashes = std::move(imported->chunk_hashes);
@@ -122,7 +123,7 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   }
   std::vector<uint8_t> bytes = manifest.encode();
   auto cid = store.put(bytes);
-  if (!cid) return Error{"storing the manifest: " + cid.error().message};
+  if (!cid) return cid.error().with_context("storing the manifest");
   if (auto r = store.pin(*cid); !r) return r.error();
   report.model = *cid;
   report.manifest = std::move(manifest);
@@ -132,9 +133,10 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
 Result<Manifest> load_manifest(BlobStore& store, const Cid& model) {
   auto bytes = store.read_all(model, kMaxManifestBytes);
   if (!bytes) return bytes.error();
-  if (Cid::of(*bytes) != model) return Error{"manifest " + model.to_string() + ": stored bytes do not match the CID"};
+  if (Cid::of(*bytes) != model)
+    return Error{ErrorCode::Corruption, "manifest " + model.to_string() + ": stored bytes do not match the CID"};
   auto m = Manifest::decode(*bytes);
-  if (!m) return Error{model.to_string() + ": " + m.error().message};
+  if (!m) return m.error().with_context(model.to_string());
   return m;
 }
 
@@ -152,7 +154,8 @@ Result<void> verify_model(BlobStore& store, const Cid& model, const std::functio
     if (!problem.empty()) problems += "\n  " + s.label() + " (" + s.cid.to_string() + "): " + problem;
     if (progress) progress(s);
   }
-  if (!problems.empty()) return Error{"model " + model.to_string() + " failed verification:" + problems};
+  if (!problems.empty())
+    return Error{ErrorCode::Corruption, "model " + model.to_string() + " failed verification:" + problems};
   return {};
 }
 

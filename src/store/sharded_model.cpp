@@ -15,11 +15,11 @@ Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& mo
   auto manifest = load_manifest(store, model);
   if (!manifest) return manifest.error();
   std::vector<const ShardEntry*> needed = shards_for_range(*manifest, shard_range(range));
-  if (needed.empty()) return Error{"model " + model.to_string() + ": the range needs no shards"};
+  if (needed.empty()) return Error{ErrorCode::InvalidArgument, "model " + model.to_string() + ": the range needs no shards"};
   std::vector<gguf::File> files;
   for (const ShardEntry* s : needed) {
     auto f = gguf::File::open(store.blob_path(s->cid));
-    if (!f) return Error{"model " + model.to_string() + ", " + s->label() + " shard: " + f.error().message};
+    if (!f) return f.error().with_context("model " + model.to_string() + ", " + s->label() + " shard");
     // Records the use for the store's LRU eviction.
     (void)store.touch(s->cid);
     files.push_back(std::move(*f));

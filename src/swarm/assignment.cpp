@@ -47,7 +47,7 @@ Span choose_span(const Coverage& coverage, uint32_t length, double span_tps) {
 
 Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_bytes, uint64_t memory_bytes) {
   const auto n = static_cast<uint32_t>(footprint.block_bytes.size());
-  if (n == 0) return Error{"the model has no blocks"};
+  if (n == 0) return Error{ErrorCode::InvalidArgument, "the model has no blocks"};
   uint32_t fit = 0;
   for (uint32_t k = 1; k <= n; ++k) {
     uint64_t window = 0, heaviest = 0;
@@ -61,7 +61,7 @@ Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_by
   }
   if (fit == 0) {
     const uint64_t one = *std::max_element(footprint.block_bytes.begin(), footprint.block_bytes.end());
-    return Error{"not enough memory to serve even one block: it needs " +
+    return Error{ErrorCode::ResourceExhausted, "not enough memory to serve even one block: it needs " +
                  std::to_string((one + footprint.embedding_bytes) >> 20) + " MiB of weights + " +
                  std::to_string(kv_bytes >> 20) + " MiB of KV budget, but only " +
                  std::to_string(memory_bytes >> 20) + " MiB are available (--max-memory-mib, --max-kv-mib)"};

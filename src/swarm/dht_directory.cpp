@@ -68,7 +68,8 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
         if (a.getFamily() == AF_INET && !config.bind4) config.bind4 = a;
         if (a.getFamily() == AF_INET6 && !config.bind6) config.bind6 = a;
       }
-      if (!config.bind4 && !config.bind6) return Error{"cannot resolve DHT address '" + options.bind_host + "'"};
+      if (!config.bind4 && !config.bind6)
+        return Error{ErrorCode::InvalidArgument, "cannot resolve DHT address '" + options.bind_host + "'"};
       impl->runner.run(config.bind4 ? config.bind4.getPort() : config.bind6.getPort(), config);
     } else {
       impl->runner.run(options.port, config);
@@ -89,7 +90,7 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
         }));
     for (auto& [host, port] : boots) impl->runner.bootstrap(host, port);
   } catch (const std::exception& e) {
-    return Error{std::string("starting the DHT node: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("starting the DHT node: ") + e.what()};
   }
   return std::unique_ptr<DhtDirectory>(new DhtDirectory(std::move(impl)));
 }
@@ -123,12 +124,13 @@ Result<void> DhtDirectory::announce(const std::string& model_id, const std::stri
       impl_->runner.put(key_of(k), value, [promise](bool ok) { promise->set_value(ok); });
     }
     for (auto& f : done) {
-      if (f.wait_for(timeout) != std::future_status::ready) return Error{"DHT put timed out"};
-      if (!f.get()) return Error{"DHT put failed (no DHT node reachable? check --bootstrap)"};
+      if (f.wait_for(timeout) != std::future_status::ready)
+        return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
+      if (!f.get()) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable? check --bootstrap)"};
     }
     return {};
   } catch (const std::exception& e) {
-    return Error{std::string("DHT put: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("DHT put: ") + e.what()};
   }
 }
 
@@ -152,7 +154,7 @@ Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch(const std::string&
     std::lock_guard lock(*mutex);
     return *values;
   } catch (const std::exception& e) {
-    return Error{std::string("DHT get: ") + e.what()};
+    return Error{ErrorCode::Internal, std::string("DHT get: ") + e.what()};
   }
 }
 

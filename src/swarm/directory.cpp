@@ -19,7 +19,8 @@ Result<Lookup> lookup(Directory& directory, const std::string& model_id, int64_t
   std::map<std::string, NodeRecord> newest;
   for (const auto& v : *values) {
     auto r = verify_record(v, now_ms);
-    if (r && !model_id.empty() && r->model_id != model_id) r = Error{"record of " + r->peer_id + " is for another model"};
+    if (r && !model_id.empty() && r->model_id != model_id)
+      r = Error{ErrorCode::InvalidArgument, "record of " + r->peer_id + " is for another model"};
     if (!r) {
       ++out.rejected;
       if (out.reasons.size() < 8) out.reasons.push_back(r.error().message);

@@ -13,11 +13,15 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 }  // namespace
 
+bool is_retryable(ErrorCode code) {
+  return code == ErrorCode::Unavailable || code == ErrorCode::DeadlineExceeded || code == ErrorCode::ResourceExhausted;
+}
+
 Result<std::unique_ptr<FailoverPipeline>> FailoverPipeline::create(Opener open, FailoverOptions options) {
   options.max_attempts = std::max(options.max_attempts, 1u);
   std::unique_ptr<FailoverPipeline> p(new FailoverPipeline(std::move(open), std::move(options)));
   const uint32_t max = p->options_.max_attempts;
-  std::string reason;
+  Error last;
   for (uint32_t attempt = 1; attempt <= max; ++attempt) {
     if (attempt > 1) p->backoff(attempt - 1);
     auto inner = p->open_();
@@ -26,12 +30,13 @@ Result<std::unique_ptr<FailoverPipeline>> FailoverPipeline::create(Opener open, 
       p->max_batch_ = p->inner_->max_batch();
       return p;
     }
-    reason = inner.error().message;
+    last = inner.error();
+    if (!is_retryable(last.code)) return last.with_context("opening a pipeline");
     if (attempt < max)
       p->log("opening a pipeline failed (attempt " + std::to_string(attempt) + " of " + std::to_string(max) +
-             "): " + reason);
+             "): " + last.message);
   }
-  return Error{"giving up after " + std::to_string(max) + " attempts to open a pipeline; last: " + reason};
+  return last.with_context("giving up after " + std::to_string(max) + " attempts to open a pipeline; last");
 }
 
 size_t FailoverPipeline::max_batch() const { return max_batch_; }
@@ -45,7 +50,10 @@ void FailoverPipeline::backoff(uint32_t failures) const {
 
 Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vector<float>& logits) {
   const auto started = Clock::now();
-  auto result = inner_ ? inner_->forward(tokens, logits) : Result<void>(Error{"no pipeline"});
+  // After giving up, the next call starts over with opening a pipeline.
+  auto result = inner_ ? inner_->forward(tokens, logits)
+                       : Result<void>(Error{ErrorCode::Unavailable, "no pipeline (the last failover gave up)"});
+  if (!result && !is_retryable(result.error().code)) return result;
   if (!result) {
     const auto failed_at = Clock::now();
     FailoverEvent event;
@@ -55,24 +63,28 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
     std::snprintf(line, sizeof line, "call failed after %.2f s (", event.detect_s);
     log(line + event.reason + "); re-routing and replaying " + std::to_string(history_.size()) + " calls");
     const uint32_t max = options_.max_attempts;
-    std::string reason;
+    Error reason;
     uint32_t attempt = 1;
     for (;; ++attempt) {
       if (attempt > 1) backoff(attempt - 1);
       if (auto r = open_and_replay(event.replay_s); !r) {
-        reason = r.error().message;
+        reason = r.error();
       } else if (result = inner_->forward(tokens, logits); !result) {
-        reason = "the retried call: " + result.error().message;
+        reason = result.error().with_context("the retried call");
       } else {
         break;
       }
-      log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason);
+      log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason.message);
+      if (!is_retryable(reason.code)) {
+        inner_.reset();
+        return reason.with_context("failover attempt " + std::to_string(attempt));
+      }
       if (attempt >= max) {
         inner_.reset();
         char b[96];
-        std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last: ", attempt,
+        std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last", attempt,
                       seconds_since(failed_at));
-        return Error{b + reason};
+        return reason.with_context(b);
       }
     }
     event.attempts = attempt;
@@ -102,7 +114,7 @@ Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
     const size_t limit = std::max<size_t>((*inner)->max_batch(), 1);
     for (size_t i = 0; i < call.size(); i += limit) {
       std::span<const int32_t> piece(call.data() + i, std::min(limit, call.size() - i));
-      if (auto r = (*inner)->forward(piece, scratch); !r) return Error{"replay: " + r.error().message};
+      if (auto r = (*inner)->forward(piece, scratch); !r) return r.error().with_context("replay");
     }
   }
   replay_s = seconds_since(started);

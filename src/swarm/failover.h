@@ -6,11 +6,16 @@
 // Replaying the same batches makes the new caches bit-identical to the lost ones (batch shape
 // changes rounding), so greedy output after a failover equals the output without one.
 //
-// Attempts: opening, replaying and retrying form one attempt; any failure in it (a node dying
-// while the chain is re-opened or replayed, a route through a dead node) starts the next one after
-// a backoff (doubling from backoff_ms up to max_backoff_ms), at most max_attempts per failed call
-// and for the first opening. Then the call fails with the attempts' history, ending with the last
-// reason (e.g. "no node serves block 3").
+// What is retried: only failures that another chain, or the same one a moment later, may not have
+// (is_retryable(): Unavailable, DeadlineExceeded, a node's ResourceExhausted). Any other code (an
+// invalid request such as a batch over max_batch(), corrupt data, a bug) fails the call at once
+// with its own code, before any backoff, and leaves the inner pipeline in place.
+//
+// Attempts: opening, replaying and retrying form one attempt; a retryable failure in it (a node
+// dying while the chain is re-opened or replayed, a route through a dead node) starts the next one
+// after a backoff (doubling from backoff_ms up to max_backoff_ms), at most max_attempts per failed
+// call and for the first opening. Then the call fails with the attempts' history, ending with the
+// last reason (e.g. "no node serves block 3"), and that reason's code.
 //
 // Single thread, like any Pipeline.
 #pragma once
@@ -26,6 +31,9 @@
 #include "net/pipeline.h"
 
 namespace omni::swarm {
+
+// Whether a failure with `code` may succeed on another chain or later.
+bool is_retryable(ErrorCode code);
 
 struct FailoverOptions {
   uint32_t max_attempts = 8;

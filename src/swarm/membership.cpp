@@ -44,7 +44,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   if (!identity) return identity.error();
   m->identity_ = std::make_unique<net::Identity>(std::move(*identity));
   auto model = model::Model::load(model_path);
-  if (!model) return Error{"joining the swarm needs the model as a GGUF file: " + model.error().message};
+  if (!model) return model.error().with_context("joining the swarm needs the model as a GGUF file");
   const auto& cfg = (*model)->config();
 
   DhtOptions dht;
@@ -57,7 +57,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   m->directory_ = std::move(*directory);
 
   auto tps = measure_block_tps(**model, threads);
-  if (!tps) return Error{"measuring throughput: " + tps.error().message};
+  if (!tps) return tps.error().with_context("measuring throughput");
   const net::ModelIdentity identity_of_model = net::identify_model(**model);
   NodeRecord& r = m->record_;
   r.peer_id = m->identity_->peer_id();
@@ -88,7 +88,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   std::vector<NodeRecord> others;
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto found = lookup(*m->directory_, r.model_id);
-    if (!found) return Error{"reading the swarm's coverage: " + found.error().message};
+    if (!found) return found.error().with_context("reading the swarm's coverage");
     others.clear();
     for (auto& o : found->records)
       if (o.peer_id != r.peer_id) others.push_back(o);  // our own record from an earlier run is stale

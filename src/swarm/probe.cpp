@@ -46,7 +46,7 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
                     })
                     .attach(kj::mv(c));
               })
-              .catch_([&result](kj::Exception&& e) { result.error = net::describe(e); })
+              .catch_([&result](kj::Exception&& e) { result.error = net::to_error(e).message; })
               .then([&check] { check(); });
       // Eagerly: a kj continuation otherwise runs only when the joined promise is read, i.e. after
       // the slowest probe, which would time every answer by the slowest and defeat `enough`.
@@ -63,7 +63,7 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
       }
   })) {
     for (auto& r : results)
-      if (!r.ok && r.error.empty()) r.error = net::describe(*e);
+      if (!r.ok && r.error.empty()) r.error = net::to_error(*e).message;
   }
   return results;
 }

@@ -75,7 +75,7 @@ Result<NodeRecord> from_json(std::string_view text) {
     r.seq = j.at("seq").get<uint64_t>();
     return r;
   } catch (const std::exception& e) {
-    return Error{std::string("malformed record payload: ") + e.what()};
+    return Error{ErrorCode::Corruption, std::string("malformed record payload: ") + e.what()};
   }
 }
 
@@ -105,7 +105,8 @@ std::string model_key(const std::string& header_sha256_raw) {
 
 Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Identity& identity) {
   if (record.peer_id != identity.peer_id())
-    return Error{"the record names peer " + record.peer_id + " but is signed by " + identity.peer_id()};
+    return Error{ErrorCode::InvalidArgument,
+                 "the record names peer " + record.peer_id + " but is signed by " + identity.peer_id()};
   const std::string payload = to_json(record);
   const auto message = signed_message({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()});
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
@@ -114,7 +115,7 @@ Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Id
   auto* key = static_cast<EVP_PKEY*>(identity.evp_pkey());
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key) != 1 ||
       EVP_DigestSign(ctx.get(), signature, &sig_len, message.data(), message.size()) != 1 || sig_len != 64)
-    return Error{"signing the node record failed (OpenSSL)"};
+    return Error{ErrorCode::Internal, "signing the node record failed (OpenSSL)"};
   std::vector<uint8_t> out(kMagic, kMagic + sizeof kMagic);
   const auto n = static_cast<uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
@@ -122,18 +123,21 @@ Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Id
   out.insert(out.end(), identity.public_key().begin(), identity.public_key().end());
   out.insert(out.end(), signature, signature + 64);
   if (out.size() > kMaxRecordBytes)
-    return Error{"the node record takes " + std::to_string(out.size()) + " bytes, more than the " +
-                 std::to_string(kMaxRecordBytes) + " allowed (too many addresses?)"};
+    return Error{ErrorCode::InvalidArgument, "the node record takes " + std::to_string(out.size()) +
+                                                 " bytes, more than the " + std::to_string(kMaxRecordBytes) +
+                                                 " allowed (too many addresses?)"};
   return out;
 }
 
 Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms) {
   constexpr size_t kFixed = sizeof kMagic + 4 + 32 + 64;
-  if (bytes.size() > kMaxRecordBytes) return Error{"record too large (" + std::to_string(bytes.size()) + " bytes)"};
+  if (bytes.size() > kMaxRecordBytes)
+    return Error{ErrorCode::Corruption, "record too large (" + std::to_string(bytes.size()) + " bytes)"};
   if (bytes.size() < kFixed || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    return Error{"not an omni node record"};
+    return Error{ErrorCode::Corruption, "not an omni node record"};
   const uint32_t n = read_u32(bytes.data() + sizeof kMagic);
-  if (bytes.size() != kFixed + n) return Error{"record length does not match its payload length"};
+  if (bytes.size() != kFixed + n)
+    return Error{ErrorCode::Corruption, "record length does not match its payload length"};
   auto payload = bytes.subspan(sizeof kMagic + 4, n);
   std::span<const uint8_t, 32> public_key(bytes.data() + sizeof kMagic + 4 + n, 32);
   const uint8_t* signature = public_key.data() + 32;
@@ -141,32 +145,35 @@ Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms)
   std::unique_ptr<EVP_PKEY, PkeyFree> key(
       EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, public_key.data(), public_key.size()));
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!key || !ctx) return Error{"the record's public key is not a valid Ed25519 key"};
+  if (!key || !ctx) return Error{ErrorCode::Corruption, "the record's public key is not a valid Ed25519 key"};
   const auto message = signed_message(payload);
   if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
       EVP_DigestVerify(ctx.get(), signature, 64, message.data(), message.size()) != 1)
-    return Error{"bad record signature"};
+    return Error{ErrorCode::PermissionDenied, "bad record signature"};
 
   auto record = from_json({reinterpret_cast<const char*>(payload.data()), payload.size()});
   if (!record) return record.error();
   const std::string key_id = net::peer_id_from_public_key(public_key);
   if (record->peer_id != key_id)
-    return Error{"record for peer " + record->peer_id + " is signed by the key of " + key_id};
+    return Error{ErrorCode::PermissionDenied,
+                 "record for peer " + record->peer_id + " is signed by the key of " + key_id};
   const NodeRecord& r = *record;
   if (r.n_layer == 0 || r.block_begin >= r.block_end || r.block_end > r.n_layer)
-    return Error{"record of " + r.peer_id + ": blocks [" + std::to_string(r.block_begin) + ", " +
+    return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": blocks [" + std::to_string(r.block_begin) + ", " +
                  std::to_string(r.block_end) + ") are not a range within " + std::to_string(r.n_layer) + " blocks"};
   if (!std::isfinite(r.block_tps) || r.block_tps < 0 || r.block_tps > 1e9)
-    return Error{"record of " + r.peer_id + ": throughput is not a sane number"};
-  if (r.model_id.size() != 64) return Error{"record of " + r.peer_id + ": malformed model id"};
-  if (r.addresses.empty() || r.addresses.size() > 16) return Error{"record of " + r.peer_id + ": 1 to 16 addresses"};
+    return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": throughput is not a sane number"};
+  if (r.model_id.size() != 64) return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": malformed model id"};
+  if (r.addresses.empty() || r.addresses.size() > 16)
+    return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": 1 to 16 addresses"};
   for (const auto& a : r.addresses)
     if (a.find('@') != std::string::npos || !net::parse_peer_address(r.peer_id + "@" + a))
-      return Error{"record of " + r.peer_id + ": bad address '" + a + "'"};
+      return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": bad address '" + a + "'"};
   if (r.expires_ms <= r.issued_ms || r.expires_ms - r.issued_ms > kMaxRecordTtlMs)
-    return Error{"record of " + r.peer_id + ": validity is not within (0, 1 h]"};
-  if (r.expires_ms <= now_ms) return Error{"record of " + r.peer_id + " has expired"};
-  if (r.issued_ms > now_ms + kMaxFutureMs) return Error{"record of " + r.peer_id + " is issued in the future"};
+    return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": validity is not within (0, 1 h]"};
+  if (r.expires_ms <= now_ms) return Error{ErrorCode::InvalidArgument, "record of " + r.peer_id + " has expired"};
+  if (r.issued_ms > now_ms + kMaxFutureMs)
+    return Error{ErrorCode::InvalidArgument, "record of " + r.peer_id + " is issued in the future"};
   return record;
 }
 

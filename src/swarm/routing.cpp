@@ -39,9 +39,10 @@ Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t 
       bool served = false;
       for (const auto& c : candidates) served = served || (c.block_begin <= b && b < c.block_end);
       if (!served)
-        return Error{"no node in the swarm serves block " + std::to_string(b) + " of " + std::to_string(n_layer)};
+        return Error{ErrorCode::Unavailable,
+                     "no node in the swarm serves block " + std::to_string(b) + " of " + std::to_string(n_layer)};
     }
-    return Error{"no route covers the model's blocks"};
+    return Error{ErrorCode::Unavailable, "no route covers the model's blocks"};
   }
   Route route;
   for (uint32_t at = n_layer; at > 0; at = via[at].block_begin) route.hops.insert(route.hops.begin(), via[at]);

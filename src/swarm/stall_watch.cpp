@@ -73,7 +73,7 @@ Result<std::vector<Endpoint>> resolve(const net::PeerAddress& address) {
   addrinfo* list = nullptr;
   const std::string port = std::to_string(address.port);
   if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &list); rc != 0)
-    return Error{"cannot resolve " + address.host_port() + ": " + gai_strerror(rc)};
+    return Error{ErrorCode::Unavailable, "cannot resolve " + address.host_port() + ": " + gai_strerror(rc)};
   std::vector<Endpoint> out;
   for (auto* a = list; a; a = a->ai_next)
     if (auto e = endpoint_of(a->ai_addr)) out.push_back(*e);

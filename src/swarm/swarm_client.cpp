@@ -129,12 +129,13 @@ class WatchedPipeline final : public net::Pipeline {
   WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch)
       : inner_(std::move(inner)), watch_(std::move(watch)) {}
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    if (auto stalled = watch_->stalled()) return Error{*stalled};
+    if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled};
     watch_->begin_call();
     auto r = inner_->forward(tokens, logits);
     watch_->end_call();
     if (!r)
-      if (auto stalled = watch_->stalled()) return Error{*stalled + " (" + r.error().message + ")"};
+      if (auto stalled = watch_->stalled())
+        return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
     return r;
   }
   size_t max_batch() const override { return inner_->max_batch(); }
@@ -194,7 +195,8 @@ class Opener {
 
   Result<std::unique_ptr<net::Pipeline>> open_from_records() {
     if (records_.empty())
-      return Error{"no node in the swarm serves " + local_.name + " (model id " + model_id_ + ")"};
+      return Error{ErrorCode::Unavailable,
+                   "no node in the swarm serves " + local_.name + " (model id " + model_id_ + ")"};
     struct Node {
       const NodeRecord* record;
       net::PeerAddress address;
@@ -266,7 +268,7 @@ class Opener {
       for (const auto& n : nodes)
         seen += " [" + std::to_string(n.record->block_begin) + "," + std::to_string(n.record->block_end) + ")@" +
                 n.address.host_port();
-      return Error{route.error().message + " (" + std::to_string(candidates.size()) +
+      return Error{route.error().code, route.error().message + " (" + std::to_string(candidates.size()) +
                    " of the nodes answered; the directory lists" + seen + ")"};
     }
     net::RemoteOptions remote;
@@ -302,7 +304,7 @@ class Opener {
     (*watch)->begin_call();
     auto pipeline = net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
     (*watch)->end_call();
-    if (auto stalled = (*watch)->stalled()) return Error{"opening the chain: " + *stalled};
+    if (auto stalled = (*watch)->stalled()) return Error{ErrorCode::DeadlineExceeded, "opening the chain: " + *stalled};
     if (!pipeline) return pipeline.error();
     return std::unique_ptr<net::Pipeline>(new WatchedPipeline(std::move(*pipeline), std::move(*watch)));
   }

@@ -131,6 +131,7 @@ TEST(Writer, RejectsBadTensorsAndShortSources) {
     return sink.write(b);
   });
   ASSERT_FALSE(short_source);
+  EXPECT_EQ(short_source.error().code, ErrorCode::Internal) << short_source.error().message;
   EXPECT_NE(short_source.error().message.find("wrote 8 of its 16 bytes"), std::string::npos);
   auto long_source = w.write_memory([](size_t, TensorSink& sink) {
     uint8_t b[20] = {};
@@ -188,6 +189,7 @@ TEST(Writer, FullDiskGivesClearErrorAndNoPartialFile) {
   setrlimit(RLIMIT_FSIZE, &old);
   std::signal(SIGXFSZ, old_handler);
   ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::ResourceExhausted) << r.error().message;
   EXPECT_NE(r.error().message.find("cannot write"), std::string::npos) << r.error().message;
   EXPECT_FALSE(fs::exists(path));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 0);

@@ -63,6 +63,7 @@ TEST(Options, ErrorsNameTheProblem) {
   auto expect_error = [](std::vector<std::string> args, const std::string& needle) {
     auto r = parse_args(args);
     ASSERT_FALSE(r) << "accepted: " << needle;
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
     EXPECT_NE(r.error().message.find(needle), std::string::npos) << r.error().message;
   };
   expect_error({"--target", "127.0.0.1:1"}, "--listen");

@@ -291,6 +291,7 @@ TEST(ArchConfig, Gemma2MissingOrBadKeysAreNamed) {
       continue;
     }
     ASSERT_FALSE(c) << key;
+    EXPECT_EQ(c.error().code, ErrorCode::NotFound) << c.error().message;
     EXPECT_NE(c.error().message.find(std::string("'") + key + "' is missing"), std::string::npos)
         << c.error().message;
   }
@@ -298,18 +299,21 @@ TEST(ArchConfig, Gemma2MissingOrBadKeysAreNamed) {
   md.set("gemma2.attn_logit_softcapping", gguf::Value::f32(0.0f));
   auto zero = ModelConfig::from_metadata(md);
   ASSERT_FALSE(zero);
+  EXPECT_EQ(zero.error().code, ErrorCode::Corruption) << zero.error().message;
   EXPECT_NE(zero.error().message.find("'gemma2.attn_logit_softcapping' must be a positive number"), std::string::npos)
       << zero.error().message;
   md = gemma2_metadata();
   md.set("gemma2.attention.sliding_window", gguf::Value::u32(0));
   auto no_window = ModelConfig::from_metadata(md);
   ASSERT_FALSE(no_window);
+  EXPECT_EQ(no_window.error().code, ErrorCode::Corruption) << no_window.error().message;
   EXPECT_NE(no_window.error().message.find("gemma2.attention.sliding_window"), std::string::npos);
   md = gemma2_metadata();
   md.set("gemma2.attention.sliding_window_pattern",
          gguf::Value::array(gguf::Array::of(gguf::ValueType::BOOL, std::vector<uint8_t>(26, 1))));
   auto arr = ModelConfig::from_metadata(md);
   ASSERT_FALSE(arr);
+  EXPECT_EQ(arr.error().code, ErrorCode::InvalidArgument) << arr.error().message;
   EXPECT_NE(arr.error().message.find("per-layer array: not supported"), std::string::npos) << arr.error().message;
 
   const auto archs = supported_architectures();
@@ -335,6 +339,7 @@ TEST(ArchConfig, Gemma2MissingPostNormIsNamed) {
   c->n_vocab = 4096;
   auto w = ModelWeights::bind(*file, *c, LoadRange{});
   ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code, ErrorCode::NotFound) << w.error().message;
   EXPECT_NE(w.error().message.find("tensor 'blk.0.post_attention_norm.weight' is missing"), std::string::npos)
       << w.error().message;
 }

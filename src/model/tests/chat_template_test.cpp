@@ -567,6 +567,7 @@ std::string error_of(const ChatTemplate& t, const std::vector<ChatMessage>& mess
   auto out = t.apply(messages, true);
   EXPECT_FALSE(out.ok()) << "rendered: " << (out.ok() ? *out : "");
   if (out.ok()) return "";
+  EXPECT_EQ(out.error().code, ErrorCode::InvalidArgument) << out.error().message;  // the conversation is at fault
   const std::string prefix = "chat template " + std::string(t.name()) + ": ";
   EXPECT_EQ(out.error().message.rfind(prefix, 0), 0u) << out.error().message;
   return out.error().message.substr(prefix.size());
@@ -871,6 +872,7 @@ TEST(ChatTemplate, ByNameRendersTheReferenceTemplates) {
   }
   auto unknown = ChatTemplate::by_name("vicuna", "", "");
   ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ErrorCode::InvalidArgument);
   EXPECT_NE(unknown.error().message.find("\"vicuna\""), std::string::npos);
   EXPECT_NE(unknown.error().message.find("mistral-v3-tekken"), std::string::npos);
 }
@@ -884,6 +886,7 @@ TEST(ChatTemplate, UnrecognizedTemplateIsAnErrorThatQuotesIt) {
       "message['content'] + '</s>\\n' -}}{%- endif -%}{%- endif -%}{%- endfor -%}";
   auto t = ChatTemplate::detect(vicuna, "<s>", "</s>");
   ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, ErrorCode::InvalidArgument);
   EXPECT_NE(
       t.error().message.find("unrecognized chat template \"" + vicuna.substr(0, 80) + "...\""),
       std::string::npos)
@@ -891,6 +894,7 @@ TEST(ChatTemplate, UnrecognizedTemplateIsAnErrorThatQuotesIt) {
 
   auto empty = ChatTemplate::detect("", "<s>", "</s>");
   ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code, ErrorCode::NotFound);
   EXPECT_NE(empty.error().message.find("chatml"), std::string::npos);
 }
 

@@ -98,7 +98,7 @@ TEST_P(Engine, BadInputIsAnError) {
   std::vector<int32_t> too_long(65, 1);
   auto full = s->forward(too_long, {}, Output::LastLogits, out, pool);
   ASSERT_FALSE(full);
-  EXPECT_NE(full.error().message.find("context is full"), std::string::npos);
+  EXPECT_EQ(full.error().code, ErrorCode::ResourceExhausted) << full.error().message;
   auto mid = session(1, n);
   EXPECT_FALSE(mid->forward(prompt, {}, Output::Hidden, out, pool));             // needs hidden states
   EXPECT_FALSE(mid->forward({}, std::vector<float>(7), Output::Hidden, out, pool));  // not n x n_embd
@@ -122,6 +122,7 @@ TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
   // The GPT-2 vocabulary file declares architecture "gpt2", which the engine does not run.
   auto gpt2 = Model::load(kShared + "/vocab/ggml-vocab-gpt-2.gguf");
   ASSERT_FALSE(gpt2);
+  EXPECT_EQ(gpt2.error().code, ErrorCode::InvalidArgument) << gpt2.error().message;
   EXPECT_NE(gpt2.error().message.find("unsupported architecture 'gpt2'"), std::string::npos) << gpt2.error().message;
 
   // A llama header with every hyper-parameter but no tensors names the first tensor it lacks.
@@ -135,6 +136,7 @@ TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
   ASSERT_TRUE(w.write_file(path, [](size_t, gguf::TensorSink&) -> Result<void> { return {}; }));
   auto empty = Model::load(path);
   ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, ErrorCode::NotFound) << empty.error().message;
   EXPECT_NE(empty.error().message.find("tensor 'token_embd.weight' is missing"), std::string::npos)
       << empty.error().message;
 
@@ -143,6 +145,7 @@ TEST(EngineErrors, UnsupportedArchitectureAndMissingTensors) {
   ASSERT_TRUE(w.write_file(path, [](size_t, gguf::TensorSink&) -> Result<void> { return {}; }));
   auto no_blocks = Model::load(path);
   ASSERT_FALSE(no_blocks);
+  EXPECT_EQ(no_blocks.error().code, ErrorCode::NotFound) << no_blocks.error().message;
   EXPECT_NE(no_blocks.error().message.find("'llama.block_count' is missing"), std::string::npos)
       << no_blocks.error().message;
   std::remove(path.c_str());

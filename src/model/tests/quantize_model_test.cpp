@@ -217,15 +217,18 @@ TEST(QuantizeModel, ClearErrors) {
   const std::string out = temp_path("never.gguf");
   auto requant = quantize_model(kShared + "/models/synth-llama-q8_0.gguf", out, TensorType::Q4_0);
   ASSERT_FALSE(requant);
+  EXPECT_EQ(requant.error().code, ErrorCode::InvalidArgument) << requant.error().message;
   EXPECT_NE(requant.error().message.find("is already q8_0"), std::string::npos) << requant.error().message;
   auto k = quantize_model(kShared + "/models/synth-llama-f16.gguf", out, TensorType::Q4_K);
   ASSERT_FALSE(k);  // a type, not a mix: q4_k_s or q4_k_m?
+  EXPECT_EQ(k.error().code, ErrorCode::InvalidArgument) << k.error().message;
   EXPECT_NE(k.error().message.find("cannot quantize to q4_k"), std::string::npos);
   auto iq = quantize_model(kShared + "/models/synth-llama-f16.gguf", out, TensorType::IQ4_NL);
   ASSERT_FALSE(iq);
   EXPECT_NE(iq.error().message.find("q4_k_m"), std::string::npos) << iq.error().message;
   auto missing = quantize_model("/nonexistent.gguf", out, TensorType::Q8_0);
   ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::NotFound) << missing.error().message;
   EXPECT_NE(missing.error().message.find("/nonexistent.gguf: cannot open"), std::string::npos);
 }
 

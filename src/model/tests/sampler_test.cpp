@@ -279,6 +279,7 @@ TEST(Sampler, RejectsBadParams) {
   auto expect_error = [](SamplingParams p, const std::string& name) {
     auto s = Sampler::create(p);
     ASSERT_FALSE(s.ok()) << name;
+    EXPECT_EQ(s.error().code, ErrorCode::InvalidArgument) << name;
     EXPECT_NE(s.error().message.find(name), std::string::npos) << s.error().message;
   };
   SamplingParams p;

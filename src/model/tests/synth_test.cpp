@@ -723,18 +723,21 @@ TEST(SynthErrors, AreReportedNotThrown) {
   bad.shape = "llama-9";
   auto r = synthesize(bad);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
   EXPECT_NE(r.error().message.find("llama-9"), std::string::npos);
 
   bad = o;
   bad.mix = static_cast<Mix>(19);  // LLAMA_FTYPE_MOSTLY_IQ2_XXS: no quantizer for it
   r = synthesize(bad);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
   EXPECT_NE(r.error().message.find("ftype 19"), std::string::npos) << r.error().message;
 
   bad = o;
   bad.vocab_path = temp().file("missing-vocab.gguf");
   r = synthesize(bad);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::NotFound) << r.error().message;
   EXPECT_NE(r.error().message.find("missing-vocab.gguf"), std::string::npos);
 
   // A GGUF without tokenizer.ggml.tokens is not a vocabulary.
@@ -746,6 +749,7 @@ TEST(SynthErrors, AreReportedNotThrown) {
   bad.vocab_path = temp().file("no-tokens.gguf");
   r = synthesize(bad);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
   EXPECT_NE(r.error().message.find("tokenizer.ggml.tokens"), std::string::npos);
 
   bad = o;

@@ -484,6 +484,7 @@ gguf::Metadata tiny_metadata(const std::string& model) {
 TEST(TokenizerErrorsTest, UnknownModelIsNamed) {
   Result<Tokenizer> tokenizer = Tokenizer::from_metadata(tiny_metadata("bert-ish"));
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::InvalidArgument) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("'bert-ish'"), std::string::npos) << tokenizer.error().message;
 }
 
@@ -492,6 +493,7 @@ TEST(TokenizerErrorsTest, UnknownPreTokenizerIsNamed) {
   metadata.set("tokenizer.ggml.pre", gguf::Value::string("no-such-pre"));
   Result<Tokenizer> tokenizer = Tokenizer::from_metadata(metadata);
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::InvalidArgument) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("'no-such-pre'"), std::string::npos) << tokenizer.error().message;
 }
 
@@ -500,18 +502,21 @@ TEST(TokenizerErrorsTest, MissingOrMalformedArrays) {
   no_tokens.erase("tokenizer.ggml.tokens");
   Result<Tokenizer> tokenizer = Tokenizer::from_metadata(no_tokens);
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::NotFound) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("tokenizer.ggml.tokens"), std::string::npos) << tokenizer.error().message;
 
   gguf::Metadata no_model = tiny_metadata("llama");
   no_model.erase("tokenizer.ggml.model");
   tokenizer = Tokenizer::from_metadata(no_model);
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::NotFound) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("tokenizer.ggml.model"), std::string::npos) << tokenizer.error().message;
 
   gguf::Metadata no_merges = tiny_metadata("gpt2");
   no_merges.erase("tokenizer.ggml.merges");
   tokenizer = Tokenizer::from_metadata(no_merges);
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::NotFound) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("tokenizer.ggml.merges"), std::string::npos) << tokenizer.error().message;
 
   gguf::Metadata short_scores = tiny_metadata("llama");
@@ -519,6 +524,7 @@ TEST(TokenizerErrorsTest, MissingOrMalformedArrays) {
                    gguf::Value::array(gguf::Array::of(gguf::ValueType::FLOAT32, std::vector<float>{0, 0})));
   tokenizer = Tokenizer::from_metadata(short_scores);
   ASSERT_FALSE(tokenizer.ok());
+  EXPECT_EQ(tokenizer.error().code, ErrorCode::Corruption) << tokenizer.error().message;
   EXPECT_NE(tokenizer.error().message.find("tokenizer.ggml.scores"), std::string::npos) << tokenizer.error().message;
 
   gguf::Metadata numbers_as_tokens = tiny_metadata("llama");
@@ -536,6 +542,7 @@ TEST(TokenizerErrorsTest, OutOfRangeIdsInDecode) {
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.error().message;
   Result<std::string> decoded = tokenizer->decode(std::vector<TokenId>{3, 6});
   ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.error().code, ErrorCode::InvalidArgument) << decoded.error().message;
   EXPECT_NE(decoded.error().message.find("token id 6"), std::string::npos) << decoded.error().message;
   EXPECT_FALSE(tokenizer->decode(std::vector<TokenId>{-1}).ok());
   EXPECT_EQ(tokenizer->token_to_piece(-1), "");

@@ -68,6 +68,7 @@ TEST(HiddenCodec, RejectsBadInput) {
   std::vector<uint8_t> bytes(100);
   auto r = decode_hidden(bytes, 1, 64, HiddenEncoding::F16, out);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Corruption) << r.error().message;
   EXPECT_NE(r.error().message.find("take 128 bytes, got 100"), std::string::npos) << r.error().message;
   std::vector<float> nan{1.0f, std::nanf("")};
   EXPECT_FALSE(encode_hidden(nan, 2, HiddenEncoding::F16, bytes).ok());

@@ -33,6 +33,7 @@ TEST(PeerAddress, RelayedNeedsIdAndRoundTrips) {
 
   auto no_id = parse_peer_address("relay:10.0.0.1:7100");
   ASSERT_FALSE(no_id.ok());
+  EXPECT_EQ(no_id.error().code, ErrorCode::InvalidArgument) << no_id.error().message;
   EXPECT_NE(no_id.error().message.find("needs the node's peer id"), std::string::npos) << no_id.error().message;
 }
 
@@ -58,6 +59,7 @@ TEST(PeerAddress, RefusesMalformedRelayForms) {
   // Unbracketed IPv6 is ambiguous with "relay:" and ports: refused with the fix in the message.
   auto v6 = parse_peer_address("::1:7000");
   ASSERT_FALSE(v6.ok());
+  EXPECT_EQ(v6.error().code, ErrorCode::InvalidArgument) << v6.error().message;
   EXPECT_NE(v6.error().message.find("brackets"), std::string::npos) << v6.error().message;
 }
 

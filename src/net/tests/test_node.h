@@ -73,12 +73,17 @@ struct Client {
   kj::Own<NodeConnection> connect(const PeerAddress& a) {
     return NodeConnection::connect(*io.provider, *tls, a, {}, 5 * kj::SECONDS).wait(io.waitScope);
   }
-  // The error text of a call that must fail, or "" if it succeeded.
+  // The error of a call that must fail, as the client decodes it; an empty Internal one if it succeeded.
+  template <class F>
+  Error failure_of(F&& f) {
+    Error out{ErrorCode::Internal, ""};
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { f(); })) { out = to_error(*e); }
+    return out;
+  }
+  // Its text only.
   template <class F>
   std::string error_of(F&& f) {
-    std::string out;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { f(); })) { out = describe(*e); }
-    return out;
+    return failure_of(std::forward<F>(f)).message;
   }
 };
 

@@ -66,7 +66,7 @@ TEST(BlobStore, SecondProcessIsLockedOut) {
   // flock is per open file description, so a second open in this process is refused too.
   auto b = BlobStore::open(d.path());
   ASSERT_FALSE(b);
-  EXPECT_NE(b.error().message.find("in use"), std::string::npos);
+  EXPECT_EQ(b.error().code, ErrorCode::Unavailable) << b.error().message;
 }
 
 TEST(BlobStore, LeftoversOfACrashAreRemovedAndNeverVisible) {
@@ -124,7 +124,7 @@ TEST(BlobStore, PartialBlobResumesWithVerifiedChunksOnly) {
     bad[7] ^= 1;
     auto r = (*p)->write_chunk(5, bad);
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().message.find("does not match"), std::string::npos);
+    EXPECT_EQ(r.error().code, ErrorCode::Corruption) << r.error().message;
     ASSERT_TRUE((*p)->flush());
     ASSERT_TRUE((*p)->write_chunk(4, chunk_of(4)));  // recorded by the destructor's flush
     EXPECT_FALSE((*s)->has(cid));
@@ -256,7 +256,7 @@ TEST(BlobStore, LimitEvictsLeastRecentlyUsedUnpinnedBlobs) {
   auto big = random_bytes(1000, 30);
   auto r = (*s)->put(big);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("full"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().code, ErrorCode::ResourceExhausted) << r.error().message;
   EXPECT_FALSE((*s)->has(Cid::of(big)));
   EXPECT_EQ(count_files(d / "tmp"), 0u);
   auto p = (*s)->open_partial(Cid::of(big), big.size(), 4096, chunk_hashes(big, 4096));
@@ -280,10 +280,10 @@ TEST(BlobStore, FullDiskIsAClearErrorWithNothingVisible) {
     auto big = random_bytes(3 << 20, 40);
     auto r = (*s)->put(big);
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().message.find("disk is full"), std::string::npos) << r.error().message;
+    EXPECT_EQ(r.error().code, ErrorCode::ResourceExhausted) << r.error().message;
     auto p = (*s)->open_partial(Cid::of(big), big.size(), 1 << 20, chunk_hashes(big, 1 << 20));
     ASSERT_FALSE(p);
-    EXPECT_NE(p.error().message.find("disk is full"), std::string::npos) << p.error().message;
+    EXPECT_EQ(p.error().code, ErrorCode::ResourceExhausted) << p.error().message;
     EXPECT_TRUE((*s)->list().empty());
     EXPECT_EQ(count_files(mnt + "/store/tmp"), 0u);
     EXPECT_EQ(count_files(mnt + "/store/partial"), 0u);

@@ -1,7 +1,8 @@
 // FailoverPipeline with fake pipelines: failures anywhere (mid-generation, in the prompt, during a
 // replay, several in one session, when opening) must give exactly the logits of a session without
 // one, the replay must repeat the original calls batch by batch, and a hopeless swarm must end in
-// a clear error after the bounded attempts, with backoff between them.
+// a clear error after the bounded attempts, with backoff between them. Only retryable codes are
+// retried: an invalid call (a batch over max_batch()) or corrupt data fails at once.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -21,6 +22,8 @@ struct Shared {
   std::set<int> refused_opens;   // open attempts (1-based) that fail, as a route to a dead node does
   int refuse_from = 0;           // > 0: every open attempt from this one on fails
   std::map<int, int> fail_after; // pipeline (1-based, of those opened) -> calls it serves before failing
+  ErrorCode failure = ErrorCode::Unavailable;  // what those failures are
+  ErrorCode refusal = ErrorCode::Unavailable;  // what refused opens are
   std::vector<std::vector<std::vector<int32_t>>> calls;  // per pipeline
 };
 
@@ -28,8 +31,10 @@ class FakePipeline final : public net::Pipeline {
  public:
   FakePipeline(Shared& s, int index) : s_(s), index_(index) {}
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (tokens.empty() || tokens.size() > max_batch())
+      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) + " tokens"};
     if (auto it = s_.fail_after.find(index_); it != s_.fail_after.end() && calls_ >= it->second)
-      return Error{"node 127.0.0.1:" + std::to_string(index_) + " lost"};
+      return Error{s_.failure, "node 127.0.0.1:" + std::to_string(index_) + " lost"};
     ++calls_;
     s_.calls[index_ - 1].emplace_back(tokens.begin(), tokens.end());
     for (int32_t t : tokens) state_ = state_ * 1000003u + static_cast<uint32_t>(t) + 1;
@@ -52,7 +57,7 @@ FailoverPipeline::Opener opener(Shared& s) {
   return [&s]() -> Result<std::unique_ptr<net::Pipeline>> {
     const int attempt = ++s.open_attempts;
     if (s.refused_opens.count(attempt) || (s.refuse_from > 0 && attempt >= s.refuse_from))
-      return Error{"no node in the swarm serves block 2 of 4"};
+      return Error{s.refusal, "no node in the swarm serves block 2 of 4"};
     s.calls.emplace_back();
     return std::unique_ptr<net::Pipeline>(new FakePipeline(s, static_cast<int>(s.calls.size())));
   };
@@ -160,8 +165,7 @@ TEST(Failover, RetriesUnreachableRoutesThenGivesUp) {
   EXPECT_TRUE((*q)->forward(t, logits).ok());
   auto r = (*q)->forward(t, logits);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("giving up after 3 failover attempts"), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find("no node in the swarm serves block 2"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().code, ErrorCode::Unavailable) << r.error().message;  // the last reason's code
   EXPECT_EQ(hopeless.open_attempts, 4);  // the first opening and 3 attempts, no more
 }
 
@@ -176,7 +180,8 @@ TEST(Failover, TheFirstOpeningIsRetriedToo) {
   never.refuse_from = 1;
   auto q = FailoverPipeline::create(opener(never), quick(2));
   ASSERT_FALSE(q.ok());
-  EXPECT_NE(q.error().message.find("giving up after 2 attempts to open"), std::string::npos) << q.error().message;
+  EXPECT_EQ(q.error().code, ErrorCode::Unavailable) << q.error().message;
+  EXPECT_EQ(never.open_attempts, 2);
 }
 
 TEST(Failover, BacksOffBetweenAttempts) {
@@ -194,6 +199,84 @@ TEST(Failover, BacksOffBetweenAttempts) {
   ASSERT_FALSE(p.ok());
   EXPECT_GE(ms, 20 + 40 + 50);  // doubling, capped
   EXPECT_EQ(lines.size(), 3u);  // each failed attempt but the last is logged; the last is the error
+}
+
+// The issue this guards against: an oversized batch was retried 8 times over 7 s.
+TEST(Failover, AnInvalidCallFailsAtOnceWithItsCode) {
+  Shared s;
+  FailoverOptions o;  // the defaults: 8 attempts, backoff from 100 ms
+  auto p = FailoverPipeline::create(opener(s), o);
+  ASSERT_TRUE(p.ok());
+  std::vector<float> logits;
+  const std::vector<int32_t> oversized((*p)->max_batch() + 1, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = (*p)->forward(oversized, logits);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(s.open_attempts, 1);      // no re-opening
+  EXPECT_EQ((*p)->failovers(), 0u);
+  EXPECT_LT(ms, 50);                  // no backoff sleep (the first would be 100 ms)
+  // The pipeline is still usable, and the refused call is not part of the session.
+  EXPECT_EQ(generate(**p, kPrompt, 10), no_fault_output(10));
+  EXPECT_EQ(s.calls.size(), 1u);
+}
+
+TEST(Failover, RetryableCodesAreRetriedOthersAreNot) {
+  for (ErrorCode code : {ErrorCode::Unavailable, ErrorCode::DeadlineExceeded, ErrorCode::ResourceExhausted})
+    EXPECT_TRUE(is_retryable(code)) << to_string(code);
+  for (ErrorCode code : {ErrorCode::Internal, ErrorCode::InvalidArgument, ErrorCode::NotFound, ErrorCode::AlreadyExists,
+                         ErrorCode::PermissionDenied, ErrorCode::Corruption, ErrorCode::Cancelled})
+    EXPECT_FALSE(is_retryable(code)) << to_string(code);
+
+  // A node that runs out of time or sessions: failed over, as a lost one.
+  for (ErrorCode code : {ErrorCode::DeadlineExceeded, ErrorCode::ResourceExhausted}) {
+    Shared s;
+    s.fail_after[1] = 3;
+    s.failure = code;
+    auto p = FailoverPipeline::create(opener(s), quick(3));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(generate(**p, kPrompt, 10), no_fault_output(10)) << to_string(code);
+    EXPECT_EQ((*p)->failovers(), 1u) << to_string(code);
+  }
+
+  // Corrupt data from the chain: the call fails with it, nothing is re-opened.
+  Shared corrupt;
+  corrupt.fail_after[1] = 2;
+  corrupt.failure = ErrorCode::Corruption;
+  auto p = FailoverPipeline::create(opener(corrupt), quick(3));
+  ASSERT_TRUE(p.ok());
+  std::vector<float> logits;
+  const int32_t t[1] = {1};
+  EXPECT_TRUE((*p)->forward(t, logits).ok());
+  EXPECT_TRUE((*p)->forward(t, logits).ok());
+  auto r = (*p)->forward(t, logits);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Corruption);
+  EXPECT_EQ(corrupt.open_attempts, 1);
+
+  // A failover that meets a non-retryable failure (the new route refused as invalid) stops there.
+  Shared refused;
+  refused.fail_after[1] = 2;
+  refused.refuse_from = 2;
+  refused.refusal = ErrorCode::PermissionDenied;
+  auto q = FailoverPipeline::create(opener(refused), quick(5));
+  ASSERT_TRUE(q.ok());
+  EXPECT_TRUE((*q)->forward(t, logits).ok());
+  EXPECT_TRUE((*q)->forward(t, logits).ok());
+  auto f = (*q)->forward(t, logits);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.error().code, ErrorCode::PermissionDenied);
+  EXPECT_EQ(refused.open_attempts, 2);  // the first opening and one attempt, not five
+
+  // The first opening likewise.
+  Shared invalid;
+  invalid.refuse_from = 1;
+  invalid.refusal = ErrorCode::InvalidArgument;
+  auto o = FailoverPipeline::create(opener(invalid), quick(5));
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(invalid.open_attempts, 1);
 }
 
 }  // namespace

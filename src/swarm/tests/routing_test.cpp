@@ -70,6 +70,7 @@ TEST(Routing, GapIsNamed) {
   std::vector<Candidate> cs{{"a", "h:1", 0, 2, 10, 0, 0}, {"b", "h:2", 3, 4, 10, 0, 0}};
   auto r = shortest_route(cs, 4);
   ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Unavailable) << r.error().message;
   EXPECT_NE(r.error().message.find("block 2"), std::string::npos) << r.error().message;
 }
 
