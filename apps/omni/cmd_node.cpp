@@ -151,6 +151,8 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-memory-mib", o->runtime.swarm.max_memory_mib, "In a swarm without --blocks: memory for weights + KV (default: MemAvailable)");
   cmd->add_option("--announce-host", o->runtime.swarm.announce_host, "Host clients reach this node at (default: the --listen host)");
   cmd->add_option("--announce-interval", o->runtime.swarm.announce_interval_s, "Seconds between record refreshes")->capture_default_str();
+  cmd->add_option("--join-jitter-ms", o->runtime.swarm.join_jitter_ms,
+                  "In a swarm without --blocks: wait up to this long (random) before choosing")->capture_default_str();
   cmd->add_option("--record-ttl", o->runtime.swarm.record_ttl_s, "Seconds a record lives without refresh")->capture_default_str();
   cmd->add_option("--rebalance-interval", o->runtime.swarm.rebalance_interval_s,
                   "In a swarm without --blocks: seconds between checks whether moving would help the swarm (0: never)")

@@ -173,8 +173,8 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   prepared->server = std::move(*created);
   if (node.model_identity) rt->model_identity_ = *node.model_identity;
   rt->blocks_ = *o.blocks;
-  rt->rebalances_ = prepared->membership && prepared->membership->chose_blocks() &&
-                    o.swarm.rebalance_interval_s > 0 && !from_store;
+  // A node that chose its blocks settles its join and may rebalance: both move its blocks.
+  rt->rebalances_ = prepared->membership && prepared->membership->chose_blocks() && !from_store;
   rt->prepared_ = std::move(prepared);
 
   rt->thread_ = std::thread([self = rt.get()] { self->serve_loop(); });
