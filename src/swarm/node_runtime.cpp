@@ -65,6 +65,10 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
+  // One node per identity: a second node on this data directory stops here (AlreadyExists).
+  auto locked = net::IdentityLock::acquire(data_dir);
+  if (!locked) return locked.error();
+  rt->identity_lock_.emplace(std::move(*locked));
 
   // In a swarm, the node joins the DHT first, and picks its blocks there when none are given.
   if (o.swarm.joins()) {
