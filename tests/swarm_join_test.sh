@@ -9,7 +9,7 @@
 set -euo pipefail
 omni=$1 shared=$2 iterations=${3:-10}
 model=$shared/models/synth-llama-q8_0.gguf
-tmp=$(mktemp -d)
+tmp=$(mktemp -d /tmp/omni-swarm-join-XXXXXX)
 source "$(dirname "$0")/pipeline_lib.sh"
 trap 'cleanup_nodes; [ -n "${KEEP_LOGS:-}" ] || rm -rf "$tmp"' EXIT
 

@@ -205,21 +205,15 @@ void Membership::settle(std::map<std::string, NodeRecord>& seen) {
   std::mt19937_64 rng(std::random_device{}());
   const double interval_ms = options_.settle_interval_ms;
   std::uniform_real_distribution<double> period(0.75 * interval_ms, 1.25 * interval_ms);
-  uint32_t rounds = 0, quiet = 0;
-  // A round while a move is under way does not count, but the waiting is bounded too.
-  for (uint32_t waits = 0; rounds < options_.settle_rounds && quiet < 2 && waits < 4 * options_.settle_rounds;
-       ++waits) {
+  // Every round, not only until a quiet one: a node that started in the same second may announce
+  // late, and a move under way is carried out between rounds.
+  for (uint32_t round = 0; round < options_.settle_rounds; ++round) {
     if (!sleep_ms(static_cast<uint32_t>(period(rng)))) return;
     if (pending_move()) continue;
-    ++rounds;
     NodeRecord self;
     const std::vector<NodeRecord> others = answering_others(seen, self);
     const Span to = settle_span(others, self);
-    if (to.begin == self.block_begin && to.end == self.block_end) {
-      ++quiet;
-      continue;
-    }
-    quiet = 0;
+    if (to.begin == self.block_begin && to.end == self.block_end) continue;
     char line[200];
     std::snprintf(line, sizeof line,
                   "joining: nodes that keep their blocks (join priority) serve all of %u:%u, and blocks "

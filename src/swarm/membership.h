@@ -79,7 +79,7 @@ class Membership {
   // the same time may have chosen the same blocks; every settle_interval_ms it re-reads the records,
   // keeps those whose nodes answer a probe, and applies settle_span() (assignment.h: a deterministic
   // tie-break by join priority), offering a move as pending_move() when this node should fill a gap
-  // instead; it stops after two rounds without a move, or settle_rounds.
+  // instead, for settle_rounds rounds (about 8 s by default).
   // Then rebalancing (options.rebalance_interval_s > 0): it reads the model's records every interval (jittered by +-25 %, so nodes do not check in
   // step), keeping each peer's newest record until it expires (a DHT read often misses some), and
   // applies consider_move() (assignment.h) with this node's current record and the records of the

@@ -81,7 +81,9 @@ std::vector<NodeRecord> RecordProber::answering(const std::vector<NodeRecord>& r
   for (size_t i = 0; i < records.size(); ++i) {
     const NodeRecord& r = records[i];
     if (r.addresses.empty()) continue;
-    keys[i] = r.peer_id + "@" + r.addresses.front();
+    // Per record issued: a node found down while it moved (its listener restarts) is probed again
+    // once its next record shows.
+    keys[i] = r.peer_id + "@" + r.addresses.front() + "#" + std::to_string(r.seq);
     if (verdicts_.count(keys[i])) continue;
     auto address = net::parse_peer_address(r.peer_id + "@" + r.addresses.front());
     if (!address) {

@@ -43,14 +43,15 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
 // counts only when its node answered a probe at the record's first address with the same model
 // identity, and it counts for the blocks the node answered with (the answer wins over the record:
 // a node that just moved serves other blocks than its last record says). A record for a dead
-// address or a node serving another model is left out, and that is remembered for failed_ttl so it
-// is not probed again on every read; an answer is reused for ok_ttl.
+// address or a node serving another model is left out, and that is remembered for failed_ttl (for
+// that record: a newer record of the node is probed afresh) so it is not probed again on every read. A node that answered is probed again at the next read (ok_ttl
+// 0): the blocks it serves change when it moves, before its new record shows.
 // One thread at a time (it probes on the calling thread: see probe_nodes()).
 class RecordProber {
  public:
   struct Options {
     uint32_t timeout_ms = 2000;
-    std::chrono::milliseconds ok_ttl{2000};
+    std::chrono::milliseconds ok_ttl{0};
     std::chrono::milliseconds failed_ttl{30000};
   };
   RecordProber(net::Identity identity, net::ModelIdentity model, Options options);
@@ -68,7 +69,7 @@ class RecordProber {
   net::Identity identity_;
   net::ModelIdentity model_;
   Options options_;
-  std::map<std::string, Verdict> verdicts_;  // by "peer@address"
+  std::map<std::string, Verdict> verdicts_;  // by "peer@address#seq"
 };
 
 }  // namespace omni::swarm
