@@ -46,6 +46,7 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
 // address or a node serving another model is left out, and that is remembered for failed_ttl (for
 // that record: a newer record of the node is probed afresh) so it is not probed again on every read. A node that answered is probed again at the next read (ok_ttl
 // 0): the blocks it serves change when it moves, before its new record shows.
+// A node whose --allow-peers list refuses this prober's peer id does not answer, so it is not counted.
 // One thread at a time (it probes on the calling thread: see probe_nodes()).
 class RecordProber {
  public:
