@@ -65,7 +65,11 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
-  // One node per identity: a second node on this data directory stops here (AlreadyExists).
+  // The key first (a bad one is reported as such), then one node per identity: a second node on
+  // this data directory stops here (AlreadyExists).
+  auto identity = net::Identity::load_or_create(data_dir);
+  if (!identity) return identity.error();
+  rt->identity_ = std::move(*identity);
   auto locked = net::IdentityLock::acquire(data_dir);
   if (!locked) return locked.error();
   rt->identity_lock_.emplace(std::move(*locked));
@@ -90,10 +94,6 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     if (!allowed) return allowed.error();
     node.allow_peers = std::move(*allowed);
   }
-  auto identity = net::Identity::load_or_create(data_dir);
-  if (!identity) return identity.error();
-  rt->identity_ = std::move(*identity);
-
   // A model CID (and no file of that name) is served from the store; a file as it is.
   struct stat st;
   auto cid = store::Cid::parse(o.model);
