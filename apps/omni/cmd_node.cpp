@@ -162,6 +162,10 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--announce-interval", o->runtime.swarm.announce_interval_s, "Seconds between record refreshes")
       ->check(count_in(1, 86400))
       ->capture_default_str();
+  cmd->add_option("--join-jitter-ms", o->runtime.swarm.join_jitter_ms,
+                  "In a swarm without --blocks: wait up to this long (random) before choosing")
+      ->check(count_in(0, 600000))
+      ->capture_default_str();
   cmd->add_option("--record-ttl", o->runtime.swarm.record_ttl_s, "Seconds a record lives without refresh")
       ->check(count_in(1, 86400))
       ->capture_default_str();

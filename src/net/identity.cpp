@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,6 +136,50 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
   auto id = from_key(own_key(key));
   if (!id) return id.error().with_context(path);
   return id;
+}
+
+Result<IdentityLock> IdentityLock::acquire(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Error{errno == EACCES ? ErrorCode::PermissionDenied : ErrorCode::Internal,
+                 "cannot create the data directory " + dir + ": " + std::strerror(errno)};
+  const std::string path = dir + "/identity.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Error{errno == EACCES ? ErrorCode::PermissionDenied : ErrorCode::Internal,
+                 "cannot open " + path + ": " + std::strerror(errno)};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    char holder[32] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (error != EWOULDBLOCK)
+      return Error{ErrorCode::Internal, "cannot lock " + path + ": " + std::strerror(error)};
+    std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return Error{ErrorCode::AlreadyExists,
+                 "the identity in " + dir + " is in use by another omni node" + (pid.empty() ? "" : " (pid " + pid + ")") +
+                     "; nodes on one machine need their own identity: give each its own --data-dir"};
+  }
+  // The pid only serves the message another process shows (the lock is the flock): a failed write
+  // just leaves it out.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+  return IdentityLock(fd);
+}
+
+IdentityLock::IdentityLock(IdentityLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+
+IdentityLock& IdentityLock::operator=(IdentityLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+IdentityLock::~IdentityLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
 }
 
 }  // namespace omni::net

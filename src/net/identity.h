@@ -45,6 +45,27 @@ class Identity {
   std::vector<uint8_t> certificate_der_;
 };
 
+// Exclusive use of a data directory's identity by one process (one node), so that two nodes never
+// share a peer id by accident: an advisory lock (flock) on `<dir>/identity.lock`, which records
+// the holder's pid, held until this object goes (or the process ends, however it ends). Two
+// acquirers in one process conflict too. Clients need no lock: they may share a key with a node.
+class IdentityLock {
+ public:
+  // Creates `dir` (mode 0700) when missing. Errors: AlreadyExists when another process (or another
+  // lock in this one) holds it (the message names the directory, the holder's pid and --data-dir);
+  // PermissionDenied or Internal when the lock file cannot be opened.
+  static Result<IdentityLock> acquire(const std::string& dir);
+  IdentityLock(IdentityLock&& other) noexcept;
+  IdentityLock& operator=(IdentityLock&& other) noexcept;
+  IdentityLock(const IdentityLock&) = delete;
+  IdentityLock& operator=(const IdentityLock&) = delete;
+  ~IdentityLock();
+
+ private:
+  explicit IdentityLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 // The raw Ed25519 public key of a DER certificate, or an Error when it is not one (tests, TLS).
 Result<std::array<uint8_t, 32>> ed25519_key_of_certificate(const void* x509);
 

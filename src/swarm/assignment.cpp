@@ -125,4 +125,62 @@ Move consider_move(const std::vector<NodeRecord>& others, const NodeRecord& self
   return m;
 }
 
+uint64_t join_priority(const std::string& peer_id, const std::string& model_id) {
+  // FNV-1a 64: stable across processes and builds (std::hash is not promised to be).
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](const std::string& s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(peer_id);
+  mix(std::string(1, '\0'));
+  mix(model_id);
+  return h;
+}
+
+Span settle_span(const std::vector<NodeRecord>& others, const NodeRecord& self) {
+  const Span stay{self.block_begin, self.block_end};
+  const uint32_t n = self.n_layer;
+  if (n == 0 || self.block_begin >= self.block_end || self.block_end > n) return stay;
+  std::vector<const NodeRecord*> nodes{&self};
+  for (const auto& r : others)
+    if (r.peer_id != self.peer_id && r.n_layer == n && r.block_begin < r.block_end && r.block_end <= n)
+      nodes.push_back(&r);
+  auto key = [](const NodeRecord* r) { return std::make_pair(join_priority(r->peer_id, r->model_id), r->peer_id); };
+  std::sort(nodes.begin(), nodes.end(), [&](const NodeRecord* a, const NodeRecord* b) { return key(a) < key(b); });
+
+  Coverage kept{std::vector<double>(n, 0.0), std::vector<uint32_t>(n, 0)};
+  auto add = [&kept](uint32_t begin, uint32_t end, double span_tps) {
+    for (uint32_t i = begin; i < end; ++i) {
+      kept.throughput[i] += span_tps;
+      kept.replicas[i] += 1;
+    }
+  };
+  auto serves_a_gap = [&kept](uint32_t begin, uint32_t end) {
+    for (uint32_t i = begin; i < end; ++i)
+      if (kept.replicas[i] == 0) return true;
+    return false;
+  };
+  std::vector<const NodeRecord*> redundant;
+  for (const NodeRecord* r : nodes) {
+    if (serves_a_gap(r->block_begin, r->block_end))
+      add(r->block_begin, r->block_end, r->span_tps());
+    else
+      redundant.push_back(r);
+  }
+  for (const NodeRecord* r : redundant) {
+    const uint32_t length = r->block_end - r->block_begin;
+    Span to{r->block_begin, r->block_end};
+    if (serves_a_gap(0, n)) {
+      const Span candidate = choose_span(kept, length, r->span_tps());
+      if (serves_a_gap(candidate.begin, candidate.end)) to = candidate;
+    }
+    if (r == &self) return to;
+    add(to.begin, to.end, r->span_tps());
+  }
+  return stay;
+}
+
 }  // namespace omni::swarm

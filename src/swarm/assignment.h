@@ -66,4 +66,17 @@ struct Move {
 };
 Move consider_move(const std::vector<NodeRecord>& others, const NodeRecord& self, double factor);
 
+// Settling after a join (nodes that joined at about the same time often chose the same range from
+// the same picture). Every node orders the nodes it sees by join_priority (lower first, ties by peer
+// id) and replays the choice in that order, so nodes with the same picture reach the same answer:
+//   - a node is kept where it is when one of its blocks is not yet served by the nodes kept before it;
+//   - the others (every block they serve is already served by a node of lower priority) are
+//     redundant; while blocks are unserved, each redundant node in turn takes choose_span() over the
+//     coverage so far, when that range serves a block nobody serves yet, and stays otherwise.
+// Returns where `self` (its current record) belongs given the others' records (those of another
+// n_layer or with an invalid range are ignored); self's range when it stays. Only blocks nobody
+// serves make a node move here; throughput balance is consider_move()'s business.
+uint64_t join_priority(const std::string& peer_id, const std::string& model_id);
+Span settle_span(const std::vector<NodeRecord>& others, const NodeRecord& self);
+
 }  // namespace omni::swarm

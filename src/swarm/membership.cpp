@@ -66,6 +66,9 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   r.n_layer = cfg.n_layer;
   r.block_tps = *tps;
   r.protocol_version = proto::PROTOCOL_VERSION;
+  RecordProber::Options vetting;
+  vetting.timeout_ms = options.probe_timeout_ms;
+  m->prober_ = std::make_unique<RecordProber>(*m->identity_, identity_of_model, vetting);
 
   if (!blocks.empty()) {
     auto range = parse_block_range(blocks);
@@ -84,17 +87,28 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   if (!fit) return fit.error();
   uint32_t length = *fit;
   if (options.max_blocks) length = std::min(length, options.max_blocks);
+  // Nodes started together would all read the same picture: a random wait spreads their reads (the
+  // settling after the announce resolves what collides anyway).
+  if (options.join_jitter_ms > 0) {
+    std::mt19937_64 rng(std::random_device{}());
+    std::uniform_int_distribution<uint32_t> wait(0, options.join_jitter_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait(rng)));
+  }
   // The swarm as the directory shows it now (give a fresh DHT node a moment to find its peers).
-  std::vector<NodeRecord> others;
+  std::vector<NodeRecord> listed;
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto found = lookup(*m->directory_, r.model_id);
     if (!found) return found.error().with_context("reading the swarm's coverage");
-    others.clear();
+    listed.clear();
     for (auto& o : found->records)
-      if (o.peer_id != r.peer_id) others.push_back(o);  // our own record from an earlier run is stale
-    if (!others.empty() || options.bootstrap.empty()) break;
+      if (o.peer_id != r.peer_id) listed.push_back(o);  // our own record from an earlier run is stale
+    if (!listed.empty() || options.bootstrap.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  std::vector<std::string> left_out;
+  const std::vector<NodeRecord> others = m->prober_->answering(listed, &left_out);
+  if (m->log_)
+    for (const auto& why : left_out) m->log_("joining: " + why);
   const Span span = choose_span(coverage_of(others, cfg.n_layer), length, *tps / length);
   r.block_begin = span.begin;
   r.block_end = span.end;
@@ -142,7 +156,7 @@ Result<void> Membership::announce_addresses(std::vector<std::string> addresses, 
 }
 
 void Membership::start_rebalancing() {
-  if (!chose_blocks_ || options_.rebalance_interval_s == 0 || rebalancer_.joinable()) return;
+  if (!chose_blocks_ || rebalancer_.joinable()) return;
   rebalancer_ = std::thread([this] { rebalance_loop(); });
 }
 
@@ -171,27 +185,58 @@ bool Membership::sleep_ms(uint32_t ms) {
   return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
 }
 
-Move Membership::check_move(std::map<std::string, NodeRecord>& seen) {
-  NodeRecord self;
+std::vector<NodeRecord> Membership::answering_others(std::map<std::string, NodeRecord>& seen, NodeRecord& self) {
   {
     std::lock_guard lock(mutex_);
     self = record_;
   }
   auto found = lookup(*directory_, self.model_id);
-  if (!found && log_) log_("rebalancing: reading the swarm's coverage failed: " + found.error().message);
+  if (!found && log_) log_("reading the swarm's coverage failed: " + found.error().message);
   keep_newest(seen, found ? std::move(found->records) : std::vector<NodeRecord>{});
   std::vector<NodeRecord> others;
   for (const auto& [peer, r] : seen)
     if (peer != self.peer_id) others.push_back(r);
+  return prober_->answering(others);
+}
+
+Move Membership::check_move(std::map<std::string, NodeRecord>& seen) {
+  NodeRecord self;
+  const std::vector<NodeRecord> others = answering_others(seen, self);
   return consider_move(others, self, options_.rebalance_factor);
 }
 
+void Membership::settle(std::map<std::string, NodeRecord>& seen) {
+  std::mt19937_64 rng(std::random_device{}());
+  const double interval_ms = options_.settle_interval_ms;
+  std::uniform_real_distribution<double> period(0.75 * interval_ms, 1.25 * interval_ms);
+  // Every round, not only until a quiet one: a node that started in the same second may announce
+  // late, and a move under way is carried out between rounds.
+  for (uint32_t round = 0; round < options_.settle_rounds; ++round) {
+    if (!sleep_ms(static_cast<uint32_t>(period(rng)))) return;
+    if (pending_move()) continue;
+    NodeRecord self;
+    const std::vector<NodeRecord> others = answering_others(seen, self);
+    const Span to = settle_span(others, self);
+    if (to.begin == self.block_begin && to.end == self.block_end) continue;
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "joining: nodes that keep their blocks (join priority) serve all of %u:%u, and blocks "
+                  "nobody serves remain: moving to %u:%u",
+                  self.block_begin, self.block_end, to.begin, to.end);
+    if (log_) log_(line);
+    std::lock_guard lock(mutex_);
+    pending_ = to;
+  }
+}
+
 void Membership::rebalance_loop() {
+  std::map<std::string, NodeRecord> seen;
+  settle(seen);
+  if (options_.rebalance_interval_s == 0) return;
   std::mt19937_64 rng(std::random_device{}());
   const double interval_ms = options_.rebalance_interval_s * 1000.0;
   std::uniform_real_distribution<double> period(0.75 * interval_ms, 1.25 * interval_ms);
   std::uniform_real_distribution<double> confirm(0.1 * interval_ms, 0.6 * interval_ms);
-  std::map<std::string, NodeRecord> seen;
   while (sleep_ms(static_cast<uint32_t>(period(rng)))) {
     if (pending_move()) continue;  // the node is still carrying out the last decision
     Move first = check_move(seen);

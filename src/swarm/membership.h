@@ -22,6 +22,7 @@
 #include "swarm/assignment.h"
 #include "swarm/dht_directory.h"
 #include "swarm/node_profile.h"
+#include "swarm/probe.h"
 
 namespace omni::swarm {
 
@@ -37,15 +38,23 @@ struct JoinOptions {
   uint32_t rebalance_interval_s = 60;  // a node that chose its blocks re-checks them this often (+-25 %); 0: never
   double rebalance_factor = 1.25;      // move when the weakest block gains more than this factor (assignment.h)
   std::string announce_host;           // host clients reach; default: the listen host (127.0.0.1 for 0.0.0.0)
+  // Joining without --blocks (see start_rebalancing): a random wait of up to join_jitter_ms before
+  // the directory is read, then up to settle_rounds re-reads, settle_interval_ms apart (+-25 %).
+  uint32_t join_jitter_ms = 1500;
+  uint32_t settle_interval_ms = 700;
+  uint32_t settle_rounds = 12;
+  uint32_t probe_timeout_ms = 2000;    // for the probes that vet other nodes' records
 
   bool joins() const { return !bootstrap.empty() || lan; }
 };
 
 class Membership {
  public:
-  // Joins the DHT and settles the blocks: `blocks` "A:B" as given, or chosen when empty. The model
-  // must be a GGUF file (a model CID needs --blocks, and is not supported with --bootstrap yet).
-  // `log` gets progress lines. Errors: DHT start, model load, memory refusal, directory lookup.
+  // Joins the DHT and settles the blocks: `blocks` "A:B" as given, or chosen when empty (after a
+  // random wait of up to join_jitter_ms, over the coverage of the nodes that answer a probe: see
+  // RecordProber). The model must be a GGUF file (a model CID needs --blocks, and is not supported
+  // with --bootstrap yet). `log` gets progress lines. Errors: DHT start, model load, memory
+  // refusal, directory lookup.
   static Result<std::unique_ptr<Membership>> join(const JoinOptions& options, const std::string& model_path,
                                                   const std::string& blocks, uint64_t kv_bytes, int threads,
                                                   const std::string& data_dir,
@@ -66,10 +75,15 @@ class Membership {
   // listen host (127.0.0.1 for a wildcard host).
   std::string reachable_address(const std::string& listen_address) const;
 
-  // Rebalancing (options.rebalance_interval_s > 0, and only when chose_blocks()): a thread of its
-  // own reads the model's records every interval (jittered by +-25 %, so nodes do not check in
+  // Only when chose_blocks(): a thread of its own first settles the join. Nodes that joined at about
+  // the same time may have chosen the same blocks; every settle_interval_ms it re-reads the records,
+  // keeps those whose nodes answer a probe, and applies settle_span() (assignment.h: a deterministic
+  // tie-break by join priority), offering a move as pending_move() when this node should fill a gap
+  // instead, for settle_rounds rounds (about 8 s by default).
+  // Then rebalancing (options.rebalance_interval_s > 0): it reads the model's records every interval (jittered by +-25 %, so nodes do not check in
   // step), keeping each peer's newest record until it expires (a DHT read often misses some), and
-  // applies consider_move() (assignment.h) with this node's current record. A decision to move is
+  // applies consider_move() (assignment.h) with this node's current record and the records of the
+  // nodes that answer a probe. A decision to move is
   // checked again after a random 10-60 % of the interval (another node may have moved meanwhile:
   // its new record then shows), and only then offered as pending_move(). The node carries it out
   // when it has no session open (or gives up with cancel_move()), then calls moved().
@@ -83,6 +97,9 @@ class Membership {
  private:
   Membership() = default;
   void rebalance_loop();
+  void settle(std::map<std::string, NodeRecord>& seen);
+  // This node's record, and the other nodes' newest records that answer a probe (read anew).
+  std::vector<NodeRecord> answering_others(std::map<std::string, NodeRecord>& seen, NodeRecord& self);
   Move check_move(std::map<std::string, NodeRecord>& seen);
   // Sleeps up to `ms` unless the membership ends; false when it ends.
   bool sleep_ms(uint32_t ms);
@@ -90,6 +107,7 @@ class Membership {
   JoinOptions options_;
   std::unique_ptr<DhtDirectory> directory_;
   std::unique_ptr<net::Identity> identity_;
+  std::unique_ptr<RecordProber> prober_;  // only the joining thread, then the rebalancing thread
   mutable std::mutex mutex_;  // record_, pending_, stopping_ (the rebalancing thread reads them)
   NodeRecord record_;
   bool chose_blocks_ = false;

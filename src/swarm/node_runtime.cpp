@@ -65,6 +65,14 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
+  // The key first (a bad one is reported as such), then one node per identity: a second node on
+  // this data directory stops here (AlreadyExists).
+  auto identity = net::Identity::load_or_create(data_dir);
+  if (!identity) return identity.error();
+  rt->identity_ = std::move(*identity);
+  auto locked = net::IdentityLock::acquire(data_dir);
+  if (!locked) return locked.error();
+  rt->identity_lock_.emplace(std::move(*locked));
 
   // In a swarm, the node joins the DHT first, and picks its blocks there when none are given.
   if (o.swarm.joins()) {
@@ -86,10 +94,6 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     if (!allowed) return allowed.error();
     node.allow_peers = std::move(*allowed);
   }
-  auto identity = net::Identity::load_or_create(data_dir);
-  if (!identity) return identity.error();
-  rt->identity_ = std::move(*identity);
-
   // A model CID (and no file of that name) is served from the store; a file as it is.
   struct stat st;
   auto cid = store::Cid::parse(o.model);
@@ -173,8 +177,8 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   prepared->server = std::move(*created);
   if (node.model_identity) rt->model_identity_ = *node.model_identity;
   rt->blocks_ = *o.blocks;
-  rt->rebalances_ = prepared->membership && prepared->membership->chose_blocks() &&
-                    o.swarm.rebalance_interval_s > 0 && !from_store;
+  // A node that chose its blocks settles its join and may rebalance: both move its blocks.
+  rt->rebalances_ = prepared->membership && prepared->membership->chose_blocks() && !from_store;
   rt->prepared_ = std::move(prepared);
 
   rt->thread_ = std::thread([self = rt.get()] { self->serve_loop(); });

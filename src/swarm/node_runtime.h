@@ -53,7 +53,8 @@ struct NodeRuntimeOptions {
   std::optional<std::string> listen;  // "HOST:PORT" (port 0: any); default 0.0.0.0:7000, with a relay
                                       // 127.0.0.1:0 (only the relay's connections, handed over locally)
   std::string relay;              // [ID@]HOST:PORT of a relay to be reachable through
-  std::string data_dir;           // the identity key's directory; default net::Identity::default_dir()
+  std::string data_dir;           // the identity key's directory; default net::Identity::default_dir();
+                                  // locked while the node runs (net::IdentityLock)
   std::string allow_peers;        // file of the client peer ids allowed to connect; empty: all
   uint64_t max_kv_mib = 2048;     // KV cache budget over all sessions
   uint32_t drain_timeout_s = 30;  // how long a move, or stop(), waits for open sessions to end
@@ -75,7 +76,8 @@ class NodeRuntime {
   // Prepares the node and returns once it listens. Errors: no model, a bad --blocks, --listen or
   // --relay, blocks beyond the model's (InvalidArgument); a model file or CID that cannot be
   // found, or a CID whose shards are missing with no --peers to fetch them from (NotFound);
-  // unreachable peers (Unavailable); joining the swarm, loading the model, binding the address.
+  // unreachable peers (Unavailable); another node using the data directory (AlreadyExists); joining
+  // the swarm, loading the model, binding the address.
   static Result<std::unique_ptr<NodeRuntime>> start(NodeRuntimeOptions options);
   // stop(), then wait().
   ~NodeRuntime();
@@ -106,6 +108,7 @@ class NodeRuntime {
   Result<void> serve();
   void log(const std::string& line) const;
 
+  std::optional<net::IdentityLock> identity_lock_;  // first: released after everything else stopped
   NodeRuntimeOptions options_;
   net::Identity identity_;
   std::string listen_;

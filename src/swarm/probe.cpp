@@ -68,4 +68,68 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
   return results;
 }
 
+RecordProber::RecordProber(net::Identity identity, net::ModelIdentity model, Options options)
+    : identity_(std::move(identity)), model_(std::move(model)), options_(options) {}
+
+std::vector<NodeRecord> RecordProber::answering(const std::vector<NodeRecord>& records,
+                                                 std::vector<std::string>* why) {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(verdicts_, [now](const auto& entry) { return entry.second.until <= now; });
+  std::vector<std::string> keys(records.size());
+  std::vector<size_t> unknown;
+  std::vector<net::PeerAddress> addresses;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const NodeRecord& r = records[i];
+    if (r.addresses.empty()) continue;
+    // Per record issued: a node found down while it moved (its listener restarts) is probed again
+    // once its next record shows.
+    keys[i] = r.peer_id + "@" + r.addresses.front() + "#" + std::to_string(r.seq);
+    if (verdicts_.count(keys[i])) continue;
+    auto address = net::parse_peer_address(r.peer_id + "@" + r.addresses.front());
+    if (!address) {
+      Verdict& v = verdicts_[keys[i]];
+      v.error = "bad address: " + address.error().message;
+      v.until = now + options_.failed_ttl;
+      continue;
+    }
+    unknown.push_back(i);
+    addresses.push_back(*address);
+  }
+  const auto probes = probe_nodes(addresses, identity_, options_.timeout_ms);
+  const auto probed_at = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < unknown.size(); ++k) {
+    const ProbeResult& p = probes[k];
+    Verdict v;
+    if (!p.ok)
+      v.error = "no answer: " + p.error;
+    else if (!(p.info.model == model_))
+      v.error = "serves another model";
+    else if (p.info.block_begin >= p.info.block_end || p.info.block_end > model_.n_layer)
+      v.error = "answers with no valid block range";
+    else {
+      v.ok = true;
+      v.block_begin = p.info.block_begin;
+      v.block_end = p.info.block_end;
+    }
+    v.until = probed_at + (v.ok ? options_.ok_ttl : options_.failed_ttl);
+    verdicts_[keys[unknown[k]]] = std::move(v);
+  }
+  std::vector<NodeRecord> out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const NodeRecord& r = records[i];
+    if (keys[i].empty()) {
+      if (why) why->push_back("node " + r.peer_id + " lists no address");
+      continue;
+    }
+    const Verdict& v = verdicts_[keys[i]];
+    if (v.ok) {
+      out.push_back(r);
+      out.back().block_begin = v.block_begin;
+      out.back().block_end = v.block_end;
+    } else if (why)
+      why->push_back("node " + r.peer_id + " at " + r.addresses.front() + " is not counted: " + v.error);
+  }
+  return out;
+}
+
 }  // namespace omni::swarm

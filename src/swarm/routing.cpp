@@ -1,5 +1,6 @@
 #include "swarm/routing.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace omni::swarm {
@@ -8,6 +9,16 @@ double hop_cost(const Candidate& c, uint32_t blocks) {
   // A node that reports no throughput is not excluded (it may be the only one), just avoided.
   const double tps = c.block_tps > 0 ? c.block_tps : 1e-3;
   return c.rtt_s + blocks / tps * (1.0 + c.active_sessions);
+}
+
+void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor) {
+  if (factor <= 0 || candidates.empty()) return;
+  std::vector<double> claims;
+  for (const auto& c : candidates) claims.push_back(c.block_tps);
+  const auto median = claims.begin() + static_cast<std::ptrdiff_t>((claims.size() - 1) / 2);
+  std::nth_element(claims.begin(), median, claims.end());
+  if (*median <= 0) return;
+  for (auto& c : candidates) c.block_tps = std::min(c.block_tps, factor * *median);
 }
 
 Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter,

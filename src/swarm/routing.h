@@ -50,6 +50,13 @@ struct Route {
 // sessions already open on it.
 double hop_cost(const Candidate& candidate, uint32_t blocks);
 
+// A throughput claim is the node's own word (its record): a prior, not a measurement. Claims above
+// `factor` times the candidates' median claim (the lower median, so one liar among two does not set
+// it) count as that, so a record claiming 10^8 tokens/s does not draw every route: such a node
+// still gets sessions like a node `factor` times faster, and the load term spreads the rest.
+// factor <= 0: no cap.
+void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor);
+
 // The cheapest route over [0, n_layer). Error: some block has no candidate (names the first).
 Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter = 0,
                              std::mt19937_64* rng = nullptr);

@@ -262,6 +262,7 @@ class Opener {
         log("routing through nodes that failed lately: the others do not cover the model");
       }
     }
+    cap_claimed_throughput(candidates, options_.claim_cap);
     auto route = shortest_route(candidates, n_layer_, options_.jitter, &rng_);
     if (!route) {
       std::string seen;

@@ -3,6 +3,9 @@
 // src/net's remote pipeline, watched for stalls (stall_watch.h) and wrapped in a FailoverPipeline
 // that re-routes and replays when a node of the chain dies or stalls.
 //
+// Only nodes that answered the probe are routed through (a record for a dead address draws no
+// route), and records' throughput claims are capped (cap_claimed_throughput).
+//
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
 // once when they no longer give a cover), all probed at once (routing starts as soon as the nodes
 // that answered cover the model, plus a short grace), the route over those that answered, leaving
@@ -33,6 +36,7 @@ struct SwarmClientOptions {
   uint32_t call_timeout_s = 60;
   uint32_t probe_timeout_ms = 3000;
   double jitter = 0.25;          // route cost noise that spreads sessions over replicas
+  double claim_cap = 4.0;        // throughput claims count up to this times the median (routing.h)
   uint32_t max_attempts = 10;      // re-routes per failed call (and for the first opening)
   uint32_t backoff_ms = 100;       // before the second attempt, doubling up to max_backoff_ms
   uint32_t max_backoff_ms = 1000;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -107,6 +109,38 @@ TEST(PeerAddress, Parses) {
   auto list = parse_peer_list("a:1,b:2");
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->size(), 2u);
+}
+
+// One holder at a time, across processes (a forked child) and within one; released when the lock
+// goes; another directory is independent.
+TEST(IdentityLock, OneHolderPerDirectory) {
+  const std::string dir = temp_dir() + "/node";  // created by the lock
+  {
+    auto first = IdentityLock::acquire(dir);
+    ASSERT_TRUE(first.ok()) << first.error().message;
+    auto second = IdentityLock::acquire(dir);
+    ASSERT_FALSE(second.ok());
+    EXPECT_TRUE(second.error().is(ErrorCode::AlreadyExists));
+    EXPECT_NE(second.error().message.find(dir), std::string::npos) << second.error().message;
+    EXPECT_NE(second.error().message.find("--data-dir"), std::string::npos) << second.error().message;
+    EXPECT_NE(second.error().message.find("pid " + std::to_string(::getpid())), std::string::npos)
+        << second.error().message;
+    const pid_t child = ::fork();
+    if (child == 0) {
+      auto other = IdentityLock::acquire(dir);
+      ::_exit(!other.ok() && other.error().is(ErrorCode::AlreadyExists) ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "another process got the lock";
+    auto elsewhere = IdentityLock::acquire(dir + "-2");
+    EXPECT_TRUE(elsewhere.ok()) << elsewhere.error().message;
+    IdentityLock moved = std::move(*first);  // still held
+    EXPECT_FALSE(IdentityLock::acquire(dir).ok());
+  }
+  auto again = IdentityLock::acquire(dir);
+  EXPECT_TRUE(again.ok()) << again.error().message;
+  std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // protocol and compute, as a chain, the logits a local run computes; a node started from a model
 // CID fetches its shards from another runtime that shares the file; stop() lets an open session
 // finish first; a node that chose its blocks in a swarm moves when the swarm loses a block's only
-// server; bad options give errors with the right code.
+// server; a joining node does not believe a fake record for a dead address; one node per data
+// directory; bad options give errors with the right code.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -18,9 +19,11 @@
 #include "net/identity.h"
 #include "net/node_info.h"
 #include "net/pipeline.h"
+#include "proto/node.capnp.h"
 #include "swarm/dht_directory.h"
 #include "swarm/node_runtime.h"
 #include "swarm/probe.h"
+#include "swarm/record.h"
 
 namespace omni::swarm {
 namespace {
@@ -290,6 +293,86 @@ TEST_F(NodeRuntimeTest, BadOptionsAreErrorsWithTheirCode) {
   auto malformed = no_peers;
   malformed.peers = "no port";
   EXPECT_EQ(code_of(malformed), ErrorCode::InvalidArgument);
+}
+
+// Two nodes on one data directory would share a peer id: the second is refused, naming --data-dir;
+// another directory is fine, and the directory is free again once the first node stops.
+TEST_F(NodeRuntimeTest, OneNodePerDataDirectory) {
+  const std::string dir = tmp_.path + "/shared";
+  auto first = NodeRuntime::start(options(kModel, {0, 2}, dir));
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto second = NodeRuntime::start(options(kModel, {2, 4}, dir));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ErrorCode::AlreadyExists) << second.error().message;
+  EXPECT_NE(second.error().message.find("--data-dir"), std::string::npos) << second.error().message;
+  auto other = NodeRuntime::start(options(kModel, {2, 4}, tmp_.path + "/other"));
+  ASSERT_TRUE(other.ok()) << other.error().message;
+  EXPECT_NE((*other)->peer_id(), (*first)->peer_id());
+  first->reset();
+  auto again = NodeRuntime::start(options(kModel, {2, 4}, dir));
+  EXPECT_TRUE(again.ok()) << again.error().message;
+}
+
+// A fake record, validly signed by its own key, for a dead address claims block 3; X serves 0:3.
+// Z (one block, no jitter) must not believe the record: it probes, finds nobody there, and takes
+// block 3 (believing the record, every block would look served and Z would take block 0).
+TEST_F(NodeRuntimeTest, AJoiningNodeTakesTheBlockAFakeRecordClaims) {
+  DhtOptions boot_options;
+  boot_options.bind_host = "127.0.0.1";
+  auto boot = DhtDirectory::start(boot_options);
+  ASSERT_TRUE(boot.ok()) << boot.error().message;
+  const std::string bootstrap = "127.0.0.1:" + std::to_string((*boot)->bound_port());
+  Log log_x, log_z;
+  auto swarm_options = [&](const std::string& name, std::optional<Span> blocks, Log& log) {
+    auto o = options(kModel, {0, 1}, tmp_.path + "/" + name);
+    o.blocks = blocks;
+    o.swarm.bootstrap = {bootstrap};
+    o.swarm.max_blocks = 1;
+    o.swarm.max_memory_mib = 4096;
+    o.swarm.join_jitter_ms = 0;
+    o.swarm.rebalance_interval_s = 0;
+    o.log = log.sink();
+    return o;
+  };
+  auto x = NodeRuntime::start(swarm_options("x", Span{0, 3}, log_x));
+  ASSERT_TRUE(x.ok()) << x.error().message;
+
+  auto liar = net::Identity::generate();
+  ASSERT_TRUE(liar.ok());
+  const net::ModelIdentity id = net::identify_model(*model_);
+  NodeRecord fake;
+  fake.peer_id = liar->peer_id();
+  fake.addresses = {"127.0.0.1:1"};
+  fake.model_id = model_key(id.header_sha256);
+  fake.model_name = id.name;
+  fake.n_layer = model_->config().n_layer;
+  fake.block_begin = 3;
+  fake.block_end = 4;
+  fake.block_tps = 1e6;
+  fake.max_sessions = fake.free_sessions = 8;
+  fake.protocol_version = proto::PROTOCOL_VERSION;
+  fake.issued_ms = unix_now_ms();
+  fake.expires_ms = fake.issued_ms + 60000;
+  fake.seq = next_seq(0, fake.issued_ms);
+  auto bytes = sign_record(fake, *liar);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().message;
+  ASSERT_TRUE((*boot)->announce(fake.model_id, fake.peer_id, *bytes).ok());
+  // Z's read must see X and the fake, or the test would pass by luck.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  size_t listed = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto found = lookup(**boot, fake.model_id);
+    listed = found.ok() ? found->records.size() : 0;
+    if (listed == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(listed, 2u) << "X's record and the fake should be in the directory";
+
+  auto z = NodeRuntime::start(swarm_options("z", std::nullopt, log_z));
+  ASSERT_TRUE(z.ok()) << z.error().message;
+  EXPECT_EQ((*z)->blocks().begin, 3u) << log_z.all();
+  EXPECT_EQ((*z)->blocks().end, 4u);
+  EXPECT_TRUE(log_z.has("127.0.0.1:1 is not counted")) << log_z.all();
 }
 
 // A swarm on loopback: X serves 0:2 and Y 2:4 as told; Z chooses 2 blocks, doubling one half.

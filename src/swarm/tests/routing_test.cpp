@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <string>
 #include <functional>
 #include <limits>
 #include <random>
@@ -141,6 +142,39 @@ TEST(Routing, AClearlyFasterReplicaTakesMostSessions) {
   std::printf("1 ms vs 80 ms round trip: %d / %d of 10 sessions\n", split[0], split[1]);
   EXPECT_GE(split[0], 3);  // the far one costs 0.120 s/token idle; near reaches that at 2 sessions
   EXPECT_GT(split[0], split[1]);
+}
+
+// Sessions routed one after another, each adding to the load of the nodes it uses.
+std::vector<size_t> sessions_per_node(std::vector<Candidate> cs, uint32_t n, int sessions) {
+  std::vector<size_t> count(cs.size(), 0);
+  for (int i = 0; i < sessions; ++i) {
+    auto route = shortest_route(cs, n);
+    EXPECT_TRUE(route.ok());
+    if (!route.ok()) break;
+    for (const auto& hop : route->hops) {
+      ++count[hop.candidate];
+      ++cs[hop.candidate].active_sessions;
+    }
+  }
+  return count;
+}
+
+TEST(Routing, AbsurdThroughputClaimDoesNotDrawEveryRoute) {
+  std::vector<Candidate> cs;
+  for (int i = 0; i < 3; ++i) cs.push_back({"honest" + std::to_string(i), "h", 0, 4, 1000, 0.001, 0});
+  cs.push_back({"liar", "l", 0, 4, 1e8, 0.001, 0});
+  // Uncapped, the liar's cost stays near its round trip however many sessions it holds.
+  EXPECT_EQ(sessions_per_node(cs, 4, 20)[3], 20u);
+  cap_claimed_throughput(cs, 4.0);
+  EXPECT_DOUBLE_EQ(cs[3].block_tps, 4000.0);  // 4 x the median claim (1000)
+  EXPECT_DOUBLE_EQ(cs[0].block_tps, 1000.0);  // honest claims below the cap are kept
+  const auto count = sessions_per_node(cs, 4, 20);
+  EXPECT_LT(count[3], 20u);
+  for (int i = 0; i < 3; ++i) EXPECT_GE(count[i], 1u);
+  // Two candidates, one lying: the lower median is the honest claim.
+  std::vector<Candidate> two{cs[0], {"liar", "l", 0, 4, 1e8, 0.001, 0}};
+  cap_claimed_throughput(two, 4.0);
+  EXPECT_DOUBLE_EQ(two[1].block_tps, 4000.0);
 }
 
 }  // namespace
