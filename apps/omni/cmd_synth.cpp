@@ -1,6 +1,6 @@
 // omni synth: writes a synthetic GGUF model of a real model's shape (see model/synth.h).
 //
-//   omni synth --shape tinyllama-1.1b --type q8_0|q4_k_m|... --seed 1 [--vocab FILE] [--layers N] [--sparse] OUT.gguf
+//   omni synth --shape tinyllama-1.1b|custom:arch=...,layers=... --type q8_0|q4_k_m|... --seed 1 [--vocab FILE] [--layers N] [--sparse] OUT.gguf
 //   omni synth --list-shapes
 #include <cinttypes>
 #include <cstdio>
@@ -75,7 +75,7 @@ int run(const SynthArgs& a) {
 void register_synth(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<SynthArgs>();
   CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic GGUF model of a real model's shape");
-  cmd->add_option("--shape", args->shape, "Model shape (see --list-shapes)");
+  cmd->add_option("--shape", args->shape, "Model shape (see --list-shapes), or custom:arch=A,layers=N,embd=N,heads=N,ff=N,vocab=N[,...] (model/shapes.h)");
   cmd->add_option("--type", args->type, "Type mix of the 2-D weights, per tensor as llama-quantize chooses: f32 f16 bf16 q8_0 q4_0 q4_1 "
                   "q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k")
       ->capture_default_str()

@@ -1,7 +1,9 @@
 #include "model/shapes.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <numeric>
 #include <utility>
@@ -135,6 +137,128 @@ const Shape* find_shape(std::string_view name) {
   for (const Shape& s : shapes())
     if (s.name == name) return &s;
   return nullptr;
+}
+
+namespace {
+
+Error bad_spec(std::string_view spec, const std::string& why) {
+  return Error{ErrorCode::InvalidArgument, "shape spec '" + std::string(spec) + "': " + why};
+}
+
+}  // namespace
+
+Result<Shape> custom_shape(std::string_view spec) {
+  constexpr std::string_view kPrefix = "custom:";
+  if (spec.substr(0, kPrefix.size()) != kPrefix) return bad_spec(spec, "does not start with 'custom:'");
+  std::map<std::string, std::string, std::less<>> kv;
+  for (std::string_view rest = spec.substr(kPrefix.size()); !rest.empty();) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0) return bad_spec(spec, "'" + std::string(item) + "' is not key=value");
+    if (!kv.emplace(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1))).second)
+      return bad_spec(spec, "key '" + std::string(item.substr(0, eq)) + "' given twice");
+  }
+  static const char* const kKeys[] = {"arch",  "layers", "embd", "heads",    "kv_heads", "head_dim",
+                                      "ff",    "vocab",  "tied", "embd_std", "window",   "ctx", "rope_base"};
+  for (const auto& [key, value] : kv)
+    if (std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* k) { return key == k; }) == std::end(kKeys))
+      return bad_spec(spec, "unknown key '" + key + "'");
+
+  // An integer key in [lo, hi]; `fallback` when absent (0: required).
+  auto integer = [&](const char* key, uint32_t lo, uint32_t hi, uint32_t fallback) -> Result<uint32_t> {
+    auto it = kv.find(key);
+    if (it == kv.end()) {
+      if (fallback) return fallback;
+      return bad_spec(spec, std::string("'") + key + "' is required");
+    }
+    uint32_t v = 0;
+    const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    if (ec != std::errc{} || end != it->second.data() + it->second.size() || v < lo || v > hi)
+      return bad_spec(spec, std::string("'") + key + "' must be an integer in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "], not '" + it->second + "'");
+    return v;
+  };
+  auto real = [&](const char* key, float lo, float hi, float fallback) -> Result<float> {
+    auto it = kv.find(key);
+    if (it == kv.end()) return fallback;
+    float v = 0;
+    const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    if (ec != std::errc{} || end != it->second.data() + it->second.size() || !(v >= lo && v <= hi))
+      return bad_spec(spec, std::string("'") + key + "' must be a number in [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + "], not '" + it->second + "'");
+    return v;
+  };
+
+  const auto arch_it = kv.find("arch");
+  if (arch_it == kv.end()) return bad_spec(spec, "'arch' is required");
+  const std::string arch = arch_it->second;
+  const Shape* tiny = nullptr;  // the architecture's table shape the custom one takes its traits from
+  if (arch == "llama") tiny = find_shape("tinyllama-1.1b");
+  else if (arch == "qwen2") tiny = find_shape("qwen2.5-0.5b");
+  else if (arch == "qwen3") tiny = find_shape("qwen3-tiny");
+  else if (arch == "gemma") tiny = find_shape("gemma-tiny");
+  else if (arch == "gemma2") tiny = find_shape("gemma2-tiny");
+  else return bad_spec(spec, "architecture '" + arch + "' cannot be synthesized (llama, qwen2, qwen3, gemma, gemma2)");
+
+  auto layers = integer("layers", 1, 1000, 0);
+  auto embd = integer("embd", 32, 65536, 0);
+  auto heads = integer("heads", 1, 1024, 0);
+  auto ff = integer("ff", 32, 262144, 0);
+  auto vocab = integer("vocab", 260, 1u << 20, 0);
+  if (!layers) return layers.error();
+  if (!embd) return embd.error();
+  if (!heads) return heads.error();
+  if (!ff) return ff.error();
+  if (!vocab) return vocab.error();
+  auto kv_heads = integer("kv_heads", 1, *heads, *heads);
+  auto head_dim = integer("head_dim", 2, 1024, std::max(*embd / *heads, 1u));
+  auto tied = integer("tied", 0, 1, 2);
+  auto window = integer("window", 1, 1u << 20, 32);
+  auto ctx = integer("ctx", 16, 1u << 24, 4096);
+  if (!kv_heads) return kv_heads.error();
+  if (!head_dim) return head_dim.error();
+  if (!tied) return tied.error();
+  if (!window) return window.error();
+  if (!ctx) return ctx.error();
+  if (*heads % *kv_heads != 0)
+    return bad_spec(spec, "heads (" + std::to_string(*heads) + ") must be a multiple of kv_heads (" +
+                              std::to_string(*kv_heads) + ")");
+  if (*head_dim % 2 != 0) return bad_spec(spec, "head_dim must be even (RoPE rotates pairs)");
+  const bool gemma = arch == "gemma" || arch == "gemma2";
+  const bool is_tied = *tied == 1 || (*tied == 2 && gemma);
+  if (gemma && !is_tied) return bad_spec(spec, arch + " always ties its embeddings (tied=0 is not a " + arch + ")");
+
+  // Tied heads read logits through token_embd: keep its spread graded as the tiny shapes do.
+  const float default_std = arch == "gemma2" ? 0.05f : arch == "gemma" ? 0.06f : is_tied ? 0.1f : 0.3f;
+  auto embd_std = real("embd_std", 1e-4f, 10.0f, default_std);
+  auto rope_base = real("rope_base", 1.0f, 1e9f, tiny->rope_freq_base);
+  if (!embd_std) return embd_std.error();
+  if (!rope_base) return rope_base.error();
+
+  Shape s = make(std::string(spec), arch, "Custom " + arch + " (test shape)", "custom-" + arch, "test", *layers, *embd,
+                 *heads, *kv_heads, *ff, *vocab, *ctx, *rope_base, tiny->rms_eps);
+  s.head_dim = *head_dim;
+  s.head_dim_in_config = gemma || arch == "qwen3" || *head_dim != *embd / *heads || *embd % *heads != 0;
+  s.tied_embeddings = is_tied;
+  s.qkv_bias = tiny->qkv_bias;
+  s.qk_norm = tiny->qk_norm;
+  s.post_norms = tiny->post_norms;
+  s.attn_softcap = tiny->attn_softcap;
+  s.final_softcap = tiny->final_softcap;
+  s.sliding_window = arch == "gemma2" ? *window : 0;
+  s.synth_embd_std = *embd_std;
+  return s;
+}
+
+Result<Shape> resolve_shape(std::string_view name_or_spec) {
+  if (const Shape* s = find_shape(name_or_spec)) return *s;
+  if (name_or_spec.substr(0, 7) == "custom:") return custom_shape(name_or_spec);
+  std::string known;
+  for (const Shape& sh : shapes()) known += (known.empty() ? "" : ", ") + sh.name;
+  return Error{ErrorCode::NotFound, "unknown shape '" + std::string(name_or_spec) + "' (known: " + known +
+                                        ", or a custom:arch=...,layers=... spec)"};
 }
 
 uint64_t TensorLayout::n_elements() const {

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "gguf/value.h"
 
 namespace omni::model {
@@ -72,6 +73,20 @@ struct Shape {
 const std::vector<Shape>& shapes();
 // The shape called `name`, or nullptr.
 const Shape* find_shape(std::string_view name);
+
+// A test shape given by a spec rather than a table entry, for differential tests over many random
+// shapes (scripts/parity/differential.py):
+//   "custom:arch=qwen2,layers=3,embd=256,heads=4,kv_heads=1,head_dim=128,ff=512,vocab=4096,tied=1"
+// with optional embd_std, window (gemma2's sliding window, default 32), ctx (default 4096) and
+// rope_base. Required: arch (llama, qwen2, qwen3, gemma, gemma2), layers, embd, heads, ff, vocab;
+// kv_heads defaults to heads, head_dim to embd / heads, tied to 0 (gemma and gemma2 are always
+// tied). The architecture fixes the rest as in its tiny shape: qwen2's q/k/v biases, qwen3's q/k
+// norms, gemma2's post-norms and soft-caps 50 / 30. The Shape's name is the spec itself, so a
+// report or a GGUF's description says how to make the model again. Errors (InvalidArgument) name
+// the bad key or value.
+Result<Shape> custom_shape(std::string_view spec);
+// The table's shape called `name`, or custom_shape(name) for a "custom:" spec; NotFound otherwise.
+Result<Shape> resolve_shape(std::string_view name_or_spec);
 
 enum class TensorRole {
   TokenEmbedding,  // token_embd.weight

@@ -242,12 +242,6 @@ Result<void> write_tensor(const RowFiller& f, gguf::TensorSink& sink, unsigned t
 // Every mix's types must be writable by quantize_row (the K ones included).
 bool synth_mix_allowed(Mix mix) { return mix_from_name(mix_name(mix)) == mix; }
 
-std::string known_shapes_text() {
-  std::string s;
-  for (const Shape& sh : shapes()) s += (s.empty() ? "" : ", ") + sh.name;
-  return s;
-}
-
 // Copies the tokenizer.* keys of a vocabulary GGUF; returns its token count.
 Result<uint32_t> copy_vocab(gguf::Metadata& md, const std::string& path) {
   auto file = gguf::File::open(path);
@@ -365,9 +359,9 @@ Result<void> add_spm_vocab(gguf::Metadata& md, uint32_t n_vocab) {
 Result<SynthReport> synthesize(const SynthOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   try {
-    const Shape* shape = find_shape(o.shape);
-    if (!shape)
-      return Error{ErrorCode::InvalidArgument, "unknown shape '" + o.shape + "' (known: " + known_shapes_text() + ")"};
+    auto resolved = resolve_shape(o.shape);
+    if (!resolved) return resolved.error();
+    const Shape* shape = &*resolved;
     if (!synth_mix_allowed(o.mix))
       return Error{ErrorCode::InvalidArgument,
                    "cannot synthesize " + mix_name(o.mix) + " (supported: " + mix_names_text() + ")"};

@@ -30,7 +30,7 @@
 namespace omni::model {
 
 struct SynthOptions {
-  std::string shape;                               // a name from shapes()
+  std::string shape;  // a name from shapes() or a custom shape spec (resolve_shape)
   // The 2-D weights' types: a llama.cpp mix (f32 ... q8_0, q2_k, q3_k_s ... q6_k), each matrix getting
   // the type llama-quantize would give it (mix_tensor_types: output.weight Q6_K, some attn_v and
   // ffn_down with more bits in the _M mixes, fallbacks for rows that do not fit).
