@@ -723,7 +723,7 @@ TEST(SynthErrors, AreReportedNotThrown) {
   bad.shape = "llama-9";
   auto r = synthesize(bad);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
+  EXPECT_EQ(r.error().code, ErrorCode::NotFound) << r.error().message;  // no shape has that name
   EXPECT_NE(r.error().message.find("llama-9"), std::string::npos);
 
   bad = o;
