@@ -49,16 +49,32 @@ float reduce_8_lanes(const float* a) {
   return (u[0] + u[2]) + (u[1] + u[3]);
 }
 
+// Functions cloned per CPU (target_clones) are picked by an ifunc resolver while the program loads,
+// before ThreadSanitizer is initialized: instrumented, the resolver crashes. Under TSan only the
+// default clone is built (results are the same bit for bit).
+#if defined(__SANITIZE_THREAD__)  // GCC
+#define OMNI_THREAD_SANITIZER
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)  // Clang
+#define OMNI_THREAD_SANITIZER
+#endif
+#endif
+#ifdef OMNI_THREAD_SANITIZER
+#define OMNI_FMA_CLONES
+#else
+#define OMNI_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#endif
+
 // The dots run inside attention for every (token, head, position): cloned for FMA hardware, where
 // std::fma is one instruction instead of a library call. The result is the same bit for bit.
-__attribute__((target_clones("fma", "default"))) float dot_f16_batched(const float* a, const float* b, int64_t n) {
+OMNI_FMA_CLONES float dot_f16_batched(const float* a, const float* b, int64_t n) {
   float lanes[16] = {};
   for (int64_t l = 0; l < n; l += 16)
     for (int i = 0; i < 16; ++i) lanes[i] = std::fma(a[l + i], b[l + i], lanes[i]);
   return reduce_16_lanes(lanes);
 }
 
-__attribute__((target_clones("fma", "default"))) float dot_f16_single(const float* a, const float* b, int64_t n) {
+OMNI_FMA_CLONES float dot_f16_single(const float* a, const float* b, int64_t n) {
   const int64_t steps_end = n & ~int64_t{63};
   float acc[4][16] = {};
   for (int64_t i = 0; i < steps_end; i += 64)
@@ -87,7 +103,7 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
 
 namespace {
 
-__attribute__((target_clones("fma", "default"))) void softmax_scalar(float* x, int64_t n) {
+OMNI_FMA_CLONES void softmax_scalar(float* x, int64_t n) {
   float max = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
   // Chunks of 16 use the approximate exp and are summed as one vector; the tail uses libm's.
@@ -107,7 +123,7 @@ __attribute__((target_clones("fma", "default"))) void softmax_scalar(float* x, i
 
 // silu(x) = x / (1 + exp(-x)): chunks of 16 with the approximate exp (as ggml's vectorized silu),
 // the tail with libm's.
-__attribute__((target_clones("fma", "default"))) void silu_mul_scalar(float* gate, const float* up, int64_t n) {
+OMNI_FMA_CLONES void silu_mul_scalar(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
     for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + exp_approx_inline(-gate[i + l]));

@@ -35,22 +35,27 @@ struct ThreadPool::State {
   std::unique_ptr<std::atomic<bool>[]> claimed;
   bool stop = false;
   int64_t n = 0;
-  int n_chunks = 0;
+  // Atomic because a worker may still be scanning for free chunks when the next region sets it;
+  // the count it then sees may be either region's, which is harmless: chunks past a region's count
+  // stay claimed. Once it claims a chunk, the claim's acquire makes the current count visible.
+  std::atomic<int> n_chunks{0};
   const std::function<void(int, int64_t, int64_t)>* fn = nullptr;
 
   void run_chunk_if_free(int thread, int chunk) {
     if (claimed[chunk].exchange(true, std::memory_order_acq_rel)) return;
-    const int64_t begin = n * chunk / n_chunks, end = n * (chunk + 1) / n_chunks;
+    const int chunks = n_chunks.load(std::memory_order_relaxed);
+    const int64_t begin = n * chunk / chunks, end = n * (chunk + 1) / chunks;
     if (begin < end) (*fn)(thread, begin, end);
     pending.fetch_sub(1, std::memory_order_acq_rel);
   }
 
   void run_share(int thread) {
-    const int own_begin = n_chunks * thread / n_threads, own_end = n_chunks * (thread + 1) / n_threads;
+    const int chunks = n_chunks.load(std::memory_order_relaxed);
+    const int own_begin = chunks * thread / n_threads, own_end = chunks * (thread + 1) / n_threads;
     for (int c = own_begin; c < own_end; ++c) run_chunk_if_free(thread, c);
     for (int k = 1; k < n_threads; ++k) {  // then the others' unstarted chunks, nearest owner first
       const int other = (thread + k) % n_threads;
-      for (int c = n_chunks * other / n_threads; c < n_chunks * (other + 1) / n_threads; ++c)
+      for (int c = chunks * other / n_threads; c < chunks * (other + 1) / n_threads; ++c)
         run_chunk_if_free(thread, c);
     }
   }
@@ -105,13 +110,14 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int, int64_t, 
   }
   s.n = n;
   s.fn = &fn;
-  s.n_chunks = static_cast<int>(std::min<int64_t>(n, int64_t{s.n_threads} * kChunksPerThread));
+  const int chunks = static_cast<int>(std::min<int64_t>(n, int64_t{s.n_threads} * kChunksPerThread));
+  s.n_chunks.store(chunks, std::memory_order_relaxed);
   // The count first: once a chunk is open, a worker still scanning the previous region may take
   // and finish it at once, and its decrement must not be overwritten.
-  s.pending.store(s.n_chunks, std::memory_order_release);
+  s.pending.store(chunks, std::memory_order_release);
   // Release: a worker that claims a chunk (even one still finishing the previous region) sees this
   // region's n, fn and count.
-  for (int c = 0; c < s.n_chunks; ++c) s.claimed[c].store(false, std::memory_order_release);
+  for (int c = 0; c < chunks; ++c) s.claimed[c].store(false, std::memory_order_release);
   {
     // Publishing under the lock pairs with the sleeping workers' predicate check.
     std::lock_guard lock(s.mutex);

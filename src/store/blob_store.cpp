@@ -3,16 +3,10 @@
 #include "base/system_error.h"
 #include "store/manifest.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 namespace omni::store {
@@ -20,90 +14,18 @@ namespace {
 
 constexpr uint64_t kBitsMagic = 0x3173746962696d6fULL;  // "omnibits1" (8 bytes, little-endian)
 constexpr size_t kBitsHeader = 24;                      // magic, size, chunk_size (u64 each)
+constexpr uint64_t kMaxPinsBytes = 64ull << 20;         // a million pins
 
-Error sys_error(const std::string& what) {
-  const int e = errno;
-  Error error = errno_error(e, what);
-  if (e == ENOSPC || e == EDQUOT) error.message += " (the disk is full)";
-  return error;
-}
-
-Result<void> fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return Error{sys_error(path + ": cannot open for fsync")};
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Error{sys_error(path + ": fsync failed")};
-  return {};
-}
-
-Result<void> make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error{sys_error(path + ": cannot create")};
-  return {};
-}
-
-std::vector<std::string> list_dir(const std::string& path) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return names;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  return names;
-}
-
-uint64_t file_size(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
-
-// Writes all of `bytes` at `offset`, retrying short writes.
-Result<void> pwrite_all(int fd, std::span<const uint8_t> bytes, uint64_t offset, const std::string& name) {
-  while (!bytes.empty()) {
-    ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error{sys_error(name + ": write failed")};
-    }
-    bytes = bytes.subspan(static_cast<size_t>(n));
-    offset += static_cast<uint64_t>(n);
-  }
-  return {};
-}
-
-Result<size_t> pread_all(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& name) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error{sys_error(name + ": read failed")};
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
-
-// Hashes a whole file, and each chunk of it when chunk_size > 0.
-Result<Digest> hash_file(const std::string& path, uint32_t chunk_size, std::vector<Digest>* chunks, uint64_t* size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{sys_error(path + ": cannot open")};
+// Hashes a whole file, and each chunk of it when `chunks` is set.
+Result<Digest> hash_file(File& file, uint32_t chunk_size, std::vector<Digest>* chunks, uint64_t* size) {
   Sha256 whole, chunk;
   std::vector<uint8_t> buf(1 << 20);
   uint64_t total = 0, in_chunk = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Error e{sys_error(path + ": read failed")};
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    std::span<const uint8_t> data(buf.data(), static_cast<size_t>(n));
+    auto n = file.read_at(total, buf);
+    if (!n) return n.error();
+    if (*n == 0) break;
+    std::span<const uint8_t> data(buf.data(), *n);
     whole.update(data);
     total += data.size();
     while (chunks && !data.empty()) {
@@ -117,10 +39,19 @@ Result<Digest> hash_file(const std::string& path, uint32_t chunk_size, std::vect
       }
     }
   }
-  ::close(fd);
   if (chunks && in_chunk > 0) chunks->push_back(chunk.finish());
   if (size) *size = total;
   return whole.finish();
+}
+
+std::vector<std::string> list_or_empty(Env& env, const std::string& dir) {
+  auto names = env.list_dir(dir);
+  return names ? std::move(*names) : std::vector<std::string>{};
+}
+
+uint64_t size_or_zero(Env& env, const std::string& path) {
+  auto info = env.stat(path);
+  return info ? info->size : 0;
 }
 
 }  // namespace
@@ -129,48 +60,64 @@ Result<std::unique_ptr<BlobStore>> BlobStore::open(const std::string& dir, Store
   std::unique_ptr<BlobStore> s(new BlobStore());
   s->dir_ = dir;
   s->options_ = options;
+  s->env_ = options.env ? options.env : &Env::Default();
+  Env& env = *s->env_;
   for (const char* sub : {"", "/blobs", "/partial", "/tmp"})
-    if (auto r = make_dir(dir + sub); !r) return r.error();
-  std::string lock = dir + "/lock";
-  s->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (s->lock_fd_ < 0) return Error{sys_error(lock + ": cannot open")};
-  if (::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    return Error{ErrorCode::Unavailable, dir + ": the store is in use by another process"};
+    if (auto r = env.make_dir(dir + sub); !r) return r.error();
+  auto lock = env.lock(dir + "/lock");
+  if (!lock) {
+    if (lock.error().is(ErrorCode::Unavailable))
+      return Error{ErrorCode::Unavailable, dir + ": the store is in use by another process"};
+    return lock.error();
+  }
+  s->lock_ = std::move(*lock);
   // Anything in tmp/ is an unfinished write from a process that died: never visible, now garbage.
-  for (const auto& n : list_dir(dir + "/tmp")) ::unlink((dir + "/tmp/" + n).c_str());
-  for (const auto& n : list_dir(dir + "/blobs")) {
+  auto leftovers = env.list_dir(dir + "/tmp");
+  if (!leftovers) return leftovers.error();
+  for (const auto& n : *leftovers) (void)env.remove(dir + "/tmp/" + n);
+  for (const auto& n : list_or_empty(env, dir + "/blobs")) {
     if (!Cid::parse(n)) {
       // Not ours (a stray file): ignore it rather than guess.
       continue;
     }
-    s->used_ += file_size(dir + "/blobs/" + n);
+    s->used_ += size_or_zero(env, dir + "/blobs/" + n);
   }
-  for (const auto& n : list_dir(dir + "/partial"))
-    if (n.ends_with(".data")) s->used_ += file_size(dir + "/partial/" + n);
-  std::ifstream pins(dir + "/pins");
-  for (std::string line; std::getline(pins, line);)
-    if (auto c = Cid::parse(line)) s->pins_.insert(*c);
+  for (const auto& n : list_or_empty(env, dir + "/partial"))
+    if (n.ends_with(".data")) s->used_ += size_or_zero(env, dir + "/partial/" + n);
+  auto pins = read_file(env, dir + "/pins", kMaxPinsBytes);
+  if (!pins && !pins.error().is(ErrorCode::NotFound)) return pins.error();
+  if (pins) {
+    std::istringstream text(std::string(pins->begin(), pins->end()));
+    for (std::string line; std::getline(text, line);)
+      if (auto c = Cid::parse(line)) s->pins_.insert(*c);
+  }
   return s;
 }
 
-BlobStore::~BlobStore() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);
+BlobStore::~BlobStore() = default;
+
+namespace {
+// A blob that cannot be opened: NotFound when it is absent, else the I/O error (permissions, EIO)
+// with the blob named, so a caller never takes a failing disk for a missing blob.
+Error missing_blob(const Cid& cid, const Error& cause) {
+  if (cause.is(ErrorCode::NotFound)) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
+  return cause.with_context("blob " + cid.to_string());
 }
+}  // namespace
 
 std::string BlobStore::blob_path(const Cid& cid) const { return dir_ + "/blobs/" + cid.to_string(); }
 
-bool BlobStore::has(const Cid& cid) const { return ::access(blob_path(cid).c_str(), F_OK) == 0; }
+bool BlobStore::has(const Cid& cid) const { return env_->stat(blob_path(cid)).ok(); }
 
 Result<uint64_t> BlobStore::size(const Cid& cid) const {
-  struct stat st;
-  if (::stat(blob_path(cid).c_str(), &st) != 0)
-    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
-  return static_cast<uint64_t>(st.st_size);
+  auto info = env_->stat(blob_path(cid));
+  if (!info) return missing_blob(cid, info.error());
+  return info->size;
 }
 
 std::vector<Cid> BlobStore::list() const {
   std::vector<Cid> out;
-  for (const auto& n : list_dir(dir_ + "/blobs"))
+  for (const auto& n : list_or_empty(*env_, dir_ + "/blobs"))
     if (auto c = Cid::parse(n)) out.push_back(*c);
   return out;
 }
@@ -178,18 +125,17 @@ std::vector<Cid> BlobStore::list() const {
 Result<MappedFile> BlobStore::map(const Cid& cid) {
   std::string path = blob_path(cid);
   auto m = MappedFile::open(path);
-  if (!m)
-    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store (" + m.error().message + ")"};
-  ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // records the use for LRU eviction
+  if (!m) return missing_blob(cid, m.error());
+  (void)env_->touch(path);  // records the use for LRU eviction
   return m;
 }
 
 Result<BlobStore::Imported> BlobStore::hash_blob(const Cid& cid, uint32_t chunk_size) const {
   Imported out;
   std::string path = blob_path(cid);
-  if (::access(path.c_str(), F_OK) != 0)
-    return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
-  auto digest = hash_file(path, chunk_size, &out.chunk_hashes, &out.size);
+  auto file = env_->open(path, Env::Open::kRead);
+  if (!file) return missing_blob(cid, file.error());
+  auto digest = hash_file(**file, chunk_size, &out.chunk_hashes, &out.size);
   if (!digest) return digest.error();
   out.cid = Cid::from_digest(*digest);
   out.existed = true;
@@ -197,18 +143,15 @@ Result<BlobStore::Imported> BlobStore::hash_blob(const Cid& cid, uint32_t chunk_
 }
 
 Result<void> BlobStore::touch(const Cid& cid) {
-  if (::utimensat(AT_FDCWD, blob_path(cid).c_str(), nullptr, 0) != 0)
-    return Error{sys_error(blob_path(cid) + ": cannot record use")};
-  return {};
+  return env_->touch(blob_path(cid));
 }
 
 Result<std::vector<uint8_t>> BlobStore::read(const Cid& cid, uint64_t offset, uint32_t length) {
   std::string path = blob_path(cid);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error{ErrorCode::NotFound, "blob " + cid.to_string() + " is not in the store"};
+  auto file = env_->open(path, Env::Open::kRead);
+  if (!file) return missing_blob(cid, file.error());
   std::vector<uint8_t> out(length);
-  auto n = pread_all(fd, out, offset, path);
-  ::close(fd);
+  auto n = (*file)->read_at(offset, out);
   if (!n) return n.error();
   out.resize(*n);
   return out;
@@ -232,13 +175,14 @@ Result<Cid> BlobStore::put(std::span<const uint8_t> bytes) {
   Cid cid = Cid::of(bytes);
   if (has(cid)) return cid;
   std::string tmp = temp_path("put");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-  if (fd < 0) return Error{sys_error(tmp + ": cannot create")};
-  auto w = pwrite_all(fd, bytes, 0, tmp);
-  if (w && ::fsync(fd) != 0) w = Error{sys_error(tmp + ": fsync failed")};
-  ::close(fd);
+  auto file = env_->open(tmp, Env::Open::kCreateNew);
+  if (!file) return file.error();
+  auto w = (*file)->write_at(0, bytes);
+  if (w) w = (*file)->make_read_only();
+  if (w) w = (*file)->sync();
+  file->reset();
   if (!w) {
-    ::unlink(tmp.c_str());
+    (void)env_->remove(tmp);
     return w.error();
   }
   if (auto r = commit_file(tmp, cid, bytes.size(), false); !r) return r.error();
@@ -247,21 +191,30 @@ Result<Cid> BlobStore::put(std::span<const uint8_t> bytes) {
 
 Result<BlobStore::Imported> BlobStore::import_file(const std::string& path, uint32_t chunk_size) {
   Imported out;
-  auto digest = hash_file(path, chunk_size, &out.chunk_hashes, &out.size);
+  auto file = env_->open(path, Env::Open::kRead);
+  if (!file) {
+    (void)env_->remove(path);
+    return file.error();
+  }
+  auto digest = hash_file(**file, chunk_size, &out.chunk_hashes, &out.size);
   if (!digest) {
-    ::unlink(path.c_str());
+    file->reset();
+    (void)env_->remove(path);
     return digest.error();
   }
   out.cid = Cid::from_digest(*digest);
   if (has(out.cid)) {  // identical content is stored once
-    ::unlink(path.c_str());
+    file->reset();
+    (void)env_->remove(path);
     out.existed = true;
     return out;
   }
-  ::chmod(path.c_str(), 0444);
-  if (auto r = fsync_path(path, false); !r) {
-    ::unlink(path.c_str());
-    return r.error();
+  auto synced = (*file)->make_read_only();
+  if (synced) synced = (*file)->sync();
+  file->reset();
+  if (!synced) {
+    (void)env_->remove(path);
+    return synced.error();
   }
   if (auto r = commit_file(path, out.cid, out.size, false); !r) return r.error();
   return out;
@@ -272,40 +225,36 @@ Result<void> BlobStore::commit_file(const std::string& path, const Cid& cid, uin
   std::unique_lock lock(mu_);
   if (!reserved) {
     if (auto r = make_room_locked(size, &cid); !r) {
-      ::unlink(path.c_str());
+      (void)env_->remove(path);
       return r.error();
     }
     used_ += size;
   }
-  std::string final_path = blob_path(cid);
-  if (::rename(path.c_str(), final_path.c_str()) != 0) {
-    Error e{sys_error(final_path + ": cannot rename into place")};
-    ::unlink(path.c_str());
+  if (auto r = env_->rename(path, blob_path(cid)); !r) {
+    (void)env_->remove(path);
     used_ -= size;
-    return e;
+    return r.error();
   }
   lock.unlock();
-  return fsync_path(dir_ + "/blobs", true);
+  return env_->sync_dir(dir_ + "/blobs");
 }
 
 Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
   if (options_.limit_bytes == 0 || used_ + bytes <= options_.limit_bytes) return {};
   struct Candidate {
     Cid cid;
-    timespec used;
+    std::chrono::system_clock::time_point used;
     uint64_t size;
   };
   std::vector<Candidate> candidates;
-  for (const auto& n : list_dir(dir_ + "/blobs")) {
+  for (const auto& n : list_or_empty(*env_, dir_ + "/blobs")) {
     auto c = Cid::parse(n);
     if (!c || pins_.count(*c) || (keep && *c == *keep)) continue;
-    struct stat st;
-    if (::stat((dir_ + "/blobs/" + n).c_str(), &st) != 0) continue;
-    candidates.push_back({*c, st.st_mtim, static_cast<uint64_t>(st.st_size)});
+    auto info = env_->stat(dir_ + "/blobs/" + n);
+    if (!info) continue;
+    candidates.push_back({*c, info->modified, info->size});
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return a.used.tv_sec != b.used.tv_sec ? a.used.tv_sec < b.used.tv_sec : a.used.tv_nsec < b.used.tv_nsec;
-  });
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.used < b.used; });
   uint64_t freeable = 0;
   for (const auto& c : candidates) freeable += c.size;
   if (used_ + bytes > options_.limit_bytes + freeable)
@@ -315,7 +264,7 @@ Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
                                                    std::to_string(freeable) + " evictable (the rest is pinned)"};
   for (const auto& c : candidates) {
     if (used_ + bytes <= options_.limit_bytes) break;
-    if (::unlink(blob_path(c.cid).c_str()) == 0) used_ -= std::min(used_, c.size);
+    if (env_->remove(blob_path(c.cid))) used_ -= std::min(used_, c.size);
   }
   return {};
 }
@@ -330,17 +279,17 @@ Result<void> BlobStore::save_pins_locked() {
   for (const auto& c : pins_) text << c.to_string() << "\n";
   std::string data = text.str();
   std::string tmp = dir_ + "/tmp/pins." + std::to_string(::getpid()) + "." + std::to_string(++temp_counter_);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error{sys_error(tmp + ": cannot create")};
-  auto w = pwrite_all(fd, {reinterpret_cast<const uint8_t*>(data.data()), data.size()}, 0, tmp);
-  if (w && ::fsync(fd) != 0) w = Error{sys_error(tmp + ": fsync failed")};
-  ::close(fd);
-  if (w && ::rename(tmp.c_str(), (dir_ + "/pins").c_str()) != 0) w = Error{sys_error(dir_ + "/pins: cannot replace")};
+  auto file = env_->open(tmp, Env::Open::kCreateNew);
+  if (!file) return file.error();
+  auto w = (*file)->write_at(0, {reinterpret_cast<const uint8_t*>(data.data()), data.size()});
+  if (w) w = (*file)->sync();
+  file->reset();
+  if (w) w = env_->rename(tmp, dir_ + "/pins");
   if (!w) {
-    ::unlink(tmp.c_str());
+    (void)env_->remove(tmp);
     return w;
   }
-  return fsync_path(dir_, true);
+  return env_->sync_dir(dir_);
 }
 
 Result<void> BlobStore::pin(const Cid& cid) {
@@ -371,7 +320,7 @@ bool BlobStore::pinned(const Cid& cid) const {
 Result<void> BlobStore::remove(const Cid& cid) {
   auto sz = size(cid);
   if (!sz) return sz.error();
-  if (::unlink(blob_path(cid).c_str()) != 0) return Error{sys_error(blob_path(cid) + ": cannot remove")};
+  if (auto r = env_->remove(blob_path(cid)); !r) return r;
   release(*sz);
   return {};
 }
@@ -403,15 +352,15 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
   uint64_t existing = 0;
   bool resume = false;
   {
-    int fd = ::open(p->bits_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
+    if (auto bits_file = env_->open(p->bits_path_, Env::Open::kRead)) {
       std::vector<uint8_t> bits(kBitsHeader + p->hashes_.size());
-      auto n = pread_all(fd, bits, 0, p->bits_path_);
-      ::close(fd);
+      auto n = (*bits_file)->read_at(0, bits);
+      bits_file->reset();
       uint64_t hdr[3];
       if (n && *n >= kBitsHeader) {
         std::memcpy(hdr, bits.data(), sizeof hdr);
-        if (hdr[0] == kBitsMagic && hdr[1] == size && hdr[2] == chunk_size && file_size(p->data_path_) == size) {
+        if (hdr[0] == kBitsMagic && hdr[1] == size && hdr[2] == chunk_size &&
+            size_or_zero(*env_, p->data_path_) == size) {
           resume = true;
           for (size_t i = 0; i + kBitsHeader < *n; ++i) p->have_[i] = bits[kBitsHeader + i] == 1;
           // Chunks from an earlier run are not in this run's streaming hash: finish() re-reads.
@@ -419,11 +368,11 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
         }
       }
     }
-    if (::access(p->data_path_.c_str(), F_OK) == 0) existing = file_size(p->data_path_);
+    if (auto info = env_->stat(p->data_path_)) existing = info->size;
   }
   if (!resume) {
-    ::unlink(p->bits_path_.c_str());
-    if (::unlink(p->data_path_.c_str()) == 0) release(existing);
+    (void)env_->remove(p->bits_path_);
+    if (env_->remove(p->data_path_)) release(existing);
     existing = 0;
   }
   {
@@ -433,47 +382,41 @@ Result<std::unique_ptr<PartialBlob>> BlobStore::open_partial(const Cid& cid, uin
       used_ += size;
     }
   }
-  p->data_fd_ = ::open(p->data_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (p->data_fd_ < 0) {
-    Error e{sys_error(p->data_path_ + ": cannot open")};
+  auto data = env_->open(p->data_path_, Env::Open::kReadWrite);
+  if (!data) {
     if (!resume) release(size);
-    return e;
+    return data.error();
   }
+  p->data_ = std::move(*data);
   if (!resume && size > 0) {
     // Reserve the disk space now: a full disk is reported before anything is fetched.
-    int rc = ::fallocate(p->data_fd_, 0, 0, static_cast<off_t>(size));
-    if (rc != 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) rc = ::ftruncate(p->data_fd_, static_cast<off_t>(size));
-    if (rc != 0) {
-      Error e{sys_error(p->data_path_ + ": cannot reserve " + std::to_string(size) + " bytes")};
-      ::close(p->data_fd_);
-      p->data_fd_ = -1;
-      ::unlink(p->data_path_.c_str());
+    if (auto r = p->data_->allocate(size); !r) {
+      p->data_.reset();
+      (void)env_->remove(p->data_path_);
       release(size);
-      return e;
+      return r.error();
     }
   }
-  p->bits_fd_ = ::open(p->bits_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (p->bits_fd_ < 0) return Error{sys_error(p->bits_path_ + ": cannot open")};
+  auto bits = env_->open(p->bits_path_, Env::Open::kReadWrite);
+  if (!bits) return bits.error();
+  p->bits_ = std::move(*bits);
   if (!resume) {
     // No fsync here: a sidecar (or data file) lost in a crash only means starting this blob over,
     // and the first flush() makes both durable before the sidecar claims any chunk.
     uint64_t hdr[3] = {kBitsMagic, size, chunk_size};
     std::vector<uint8_t> init(kBitsHeader + p->hashes_.size(), 0);
     std::memcpy(init.data(), hdr, sizeof hdr);
-    if (auto r = pwrite_all(p->bits_fd_, init, 0, p->bits_path_); !r) return r.error();
+    if (auto r = p->bits_->write_at(0, init); !r) return r.error();
   }
   // Direct I/O needs page-aligned offsets, so whole chunks qualify only when the chunk size is a
   // multiple of a page; file systems without O_DIRECT (tmpfs) refuse the open.
   if (chunk_size % ChunkBuffer::kAlignment == 0)
-    p->direct_fd_ = ::open(p->data_path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (auto direct = env_->open(p->data_path_, Env::Open::kDirectWrite)) p->direct_ = std::move(*direct);
   return p;
 }
 
 PartialBlob::~PartialBlob() {
-  if (!finished_ && data_fd_ >= 0) (void)flush();
-  if (direct_fd_ >= 0) ::close(direct_fd_);
-  if (data_fd_ >= 0) ::close(data_fd_);
-  if (bits_fd_ >= 0) ::close(bits_fd_);
+  if (!finished_ && data_) (void)flush();
 }
 
 uint64_t PartialBlob::chunk_bytes(uint64_t index) const {
@@ -566,15 +509,15 @@ bool PartialBlob::worth_waiting(uint64_t index) const {
 
 Result<void> PartialBlob::write_at(uint64_t index, const ChunkBuffer& bytes) {
   const uint64_t offset = index * chunk_size_;
-  if (direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed) && bytes.size() % ChunkBuffer::kAlignment == 0) {
+  if (direct_ && direct_ok_.load(std::memory_order_relaxed) && bytes.size() % ChunkBuffer::kAlignment == 0) {
     // ChunkBuffers are page-aligned and so is the offset (open_partial checked the chunk size).
-    ssize_t n = ::pwrite(direct_fd_, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-    if (n == static_cast<ssize_t>(bytes.size())) return {};
-    // EINVAL: the file system takes O_DIRECT opens but not these writes, so stop trying. Anything
-    // else (a short write, an I/O error) is retried through the page cache, which reports it.
-    if (n < 0 && errno == EINVAL) direct_ok_.store(false, std::memory_order_relaxed);
+    auto r = direct_->write_at(offset, bytes.bytes());
+    if (r) return {};
+    // InvalidArgument: the file system takes O_DIRECT opens but not these writes, so stop trying.
+    // Anything else (an I/O error) is retried through the page cache, which reports it.
+    if (r.error().is(ErrorCode::InvalidArgument)) direct_ok_.store(false, std::memory_order_relaxed);
   }
-  return pwrite_all(data_fd_, bytes.bytes(), offset, data_path_);
+  return data_->write_at(offset, bytes.bytes());
 }
 
 void PartialBlob::stream(uint64_t index, ChunkBuffer bytes, std::unique_lock<std::mutex>& lock) {
@@ -626,24 +569,22 @@ Result<void> PartialBlob::flush() {
   if (batch.empty()) return {};
   // Data first, then the sidecar bytes that vouch for it: a set byte always means durable data.
   // Only chunks whose writes completed before this fdatasync began are claimed.
-  if (::fdatasync(data_fd_) != 0) {
-    Error e{sys_error(data_path_ + ": fsync failed")};
+  if (auto r = data_->sync_data(); !r) {
     std::lock_guard lock(mu_);
     unsynced_.insert(unsynced_.end(), batch.begin(), batch.end());
-    return e;
+    return r;
   }
   std::sort(batch.begin(), batch.end());
   const std::vector<uint8_t> ones(batch.size(), 1);
   for (size_t i = 0; i < batch.size();) {
     size_t j = i + 1;
     while (j < batch.size() && batch[j] == batch[j - 1] + 1) ++j;
-    if (auto r = pwrite_all(bits_fd_, {ones.data(), j - i}, kBitsHeader + batch[i], bits_path_); !r) return r;
+    if (auto r = bits_->write_at(kBitsHeader + batch[i], {ones.data(), j - i}); !r) return r;
     i = j;
   }
   // A lost sidecar byte only costs a re-fetch of that chunk, so this sync is not needed for safety;
   // it keeps resumption from losing much work after a power cut.
-  if (::fdatasync(bits_fd_) != 0) return Error{sys_error(bits_path_ + ": fsync failed")};
-  return {};
+  return bits_->sync_data();
 }
 
 Result<void> PartialBlob::finish() {
@@ -663,27 +604,26 @@ Result<void> PartialBlob::finish() {
   if (streamed) {
     digest = whole_.finish();
   } else {
-    digest = hash_file(data_path_, 0, nullptr, nullptr);
+    digest = hash_file(*data_, 0, nullptr, nullptr);
     if (!digest) return digest.error();
   }
+  Env& env = *store_->env_;
   if (*digest != cid_.digest) {
     // The chunk table (from a manifest) disagrees with the CID: nothing here can be trusted.
-    ::unlink(bits_path_.c_str());
-    ::unlink(data_path_.c_str());
+    (void)env.remove(bits_path_);
+    (void)env.remove(data_path_);
     store_->release(size_);
     finished_ = true;
     return Error{ErrorCode::Corruption,
                  cid_.to_string() + ": assembled bytes do not match the CID (the manifest's chunk table is wrong)"};
   }
-  ::fchmod(data_fd_, 0444);
-  if (::fsync(data_fd_) != 0) return Error{sys_error(data_path_ + ": fsync failed")};
-  if (direct_fd_ >= 0) ::close(direct_fd_);
-  direct_fd_ = -1;
-  ::close(data_fd_);
-  data_fd_ = -1;
+  if (auto r = data_->make_read_only(); !r) return r;
+  if (auto r = data_->sync(); !r) return r;
+  direct_.reset();
+  data_.reset();
   finished_ = true;
   if (auto r = store_->commit_file(data_path_, cid_, size_, true); !r) return r;
-  ::unlink(bits_path_.c_str());
+  (void)env.remove(bits_path_);
   return {};
 }
 

@@ -15,7 +15,8 @@
 // unpinned blobs least recently used first (the blob file's mtime records its last use). When the
 // limit or the disk is full, the operation fails with an Error that says so and leaves nothing
 // partial visible. One process opens a store at a time; a BlobStore is safe to use from several
-// threads.
+// threads. Every file operation goes through StoreOptions::env (the real file system by default),
+// through which blob_store_crash_test fails or crashes each operation of a fetch in turn.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "base/mapped_file.h"
 #include "base/result.h"
 #include "store/chunk_buffer.h"
@@ -39,6 +41,7 @@ namespace omni::store {
 
 struct StoreOptions {
   uint64_t limit_bytes = 0;  // 0 = no limit beyond the disk's
+  Env* env = nullptr;        // every file operation goes through it; null = Env::Default()
 };
 
 class PartialBlob;
@@ -50,6 +53,7 @@ class BlobStore {
   ~BlobStore();
 
   const std::string& dir() const { return dir_; }
+  Env& env() const { return *env_; }
   bool has(const Cid& cid) const;
   std::string blob_path(const Cid& cid) const;
   Result<uint64_t> size(const Cid& cid) const;
@@ -109,7 +113,8 @@ class BlobStore {
 
   std::string dir_;
   StoreOptions options_;
-  int lock_fd_ = -1;
+  Env* env_ = nullptr;
+  std::unique_ptr<File> lock_;
   mutable std::mutex mu_;
   std::set<Cid> pins_;
   uint64_t used_ = 0;
@@ -170,8 +175,8 @@ class PartialBlob {
   uint32_t chunk_size_ = 0;
   std::vector<Digest> hashes_;
   std::string data_path_, bits_path_;
-  int data_fd_ = -1, bits_fd_ = -1;
-  int direct_fd_ = -1;  // the data file opened with O_DIRECT, or -1 where that is not possible
+  std::unique_ptr<File> data_, bits_;
+  std::unique_ptr<File> direct_;  // the data file opened for direct I/O, or null where not possible
   std::atomic<bool> direct_ok_{true};  // false once the file system refused a direct write
   bool finished_ = false;              // finish() ran (only finish() and the destructor touch it)
   std::mutex flush_mu_;                // one flush at a time, so sidecar updates stay in order

@@ -16,7 +16,7 @@
 namespace omni::store {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = Env::Clock;
 
 // A fixed set of threads running posted tasks in order of posting (move-only tasks: they carry
 // chunk buffers).
@@ -208,7 +208,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
     Job& job = jobs[j];
     job.flush_queued = true;
     job.unflushed = 0;
-    job.last_flush = Clock::now();
+    job.last_flush = store_.env().now();
     syncer.post([shared, j, blob = job.blob.get()] { shared->push(Shared::Synced{j, false, blob->flush()}); });
   };
   // Opens the next blob: its partial (reserving room and disk space) and the chunks it still needs.
@@ -237,7 +237,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
         ++job.remaining;
       }
     }
-    job.last_flush = Clock::now();
+    job.last_flush = store_.env().now();
     job.state = Job::State::kOpen;
     ++open_jobs;
     if (job.remaining == 0) finish_job(j);
@@ -280,7 +280,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
   auto issue = [&](size_t p, size_t j, uint64_t c) {
     Job& job = jobs[j];
     const uint64_t id = ++shared->next_request;
-    outstanding[id] = {p, j, c, Clock::now()};
+    outstanding[id] = {p, j, c, store_.env().now()};
     ++job.requesters[c];
     ++peers_[p]->inflight;
     ++stats_.requests;
@@ -420,7 +420,7 @@ Result<void> Fetcher::run(std::vector<Job> jobs) {
     }
     for (auto& e : batch) handle(e);
     batch.clear();
-    const auto now = Clock::now();
+    const auto now = store_.env().now();
     for (size_t j = 0; j < next_job; ++j) {
       Job& job = jobs[j];
       if (job.state == Job::State::kOpen && job.unflushed > 0 && !job.flush_queued && now - job.last_flush > flush_interval)

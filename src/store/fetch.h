@@ -19,6 +19,7 @@
 // next shard's chunks are requested while the previous one's last chunks arrive and it completes.
 // A chunk holds its peer's window slot until it is verified, which bounds the memory in use to
 // window x peers chunks (plus those waiting for the whole-file hash, see PartialBlob).
+// All file operations go through the store's Env, and so does the clock (timeouts, flush intervals).
 #pragma once
 
 #include <chrono>

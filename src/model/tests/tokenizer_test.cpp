@@ -231,7 +231,8 @@ class TokenizerReferenceTest : public testing::TestWithParam<std::string> {
 TEST_P(TokenizerReferenceTest, PromptTokens) {
   const Tokenizer* tokenizer = this->tokenizer();
   ASSERT_NE(tokenizer, nullptr);
-  for (const json& prompt : reference().at("prompts")) {
+  const json ref = reference();  // iterating reference().at(...) would read a destroyed temporary
+  for (const json& prompt : ref.at("prompts")) {
     const std::string text = prompt.at("prompt").get<std::string>();
     const std::vector<TokenId> expected = ids_of(prompt.at("prompt_tokens"));
     // The reference parsed special tokens: Phi-3's "<|user|>" is a control token and is one id
@@ -243,10 +244,15 @@ TEST_P(TokenizerReferenceTest, PromptTokens) {
 TEST_P(TokenizerReferenceTest, GreedyStepsDetokenizeToText) {
   const Tokenizer* tokenizer = this->tokenizer();
   ASSERT_NE(tokenizer, nullptr);
-  for (const json& prompt : reference().at("prompts")) {
+  const json ref = reference();  // iterating reference().at(...) would read a destroyed temporary
+  for (const json& prompt : ref.at("prompts")) {
     const std::string expected = prompt.at("text").get<std::string>();
     const std::vector<TokenId> ids = step_ids_of(prompt.at("steps"));
     ASSERT_FALSE(ids.empty());
+    // Where the reference lists fewer than its 32 steps (three qwen2 prompts), its generator left
+    // out the steps whose piece was not UTF-8 on its own, yet its text has them (as U+FFFD): that
+    // text cannot be rebuilt from the ids listed.
+    if (ids.size() < 32) continue;
     // The continuation is every piece as it is (no space stripped), bytes that are not UTF-8
     // shown as U+FFFD: exactly what the streaming Detokenizer gives.
     Detokenizer stream(*tokenizer);
