@@ -56,7 +56,9 @@ class HeadCappedStream final : public httplib::Stream {
   bool has_buffered() const { return pos_ < end_; }
 
   bool is_readable() const override { return has_buffered() || wait_for(sock_, POLLIN, read_timeout_); }
-  bool is_writable() const override { return wait_for(sock_, POLLOUT, write_timeout_); }
+  // Also false once the client has closed its side, as httplib's own stream does: a stream's
+  // next write then fails, which is how a disconnected client's generation gets cancelled.
+  bool is_writable() const override { return wait_for(sock_, POLLOUT, write_timeout_) && peer_open(); }
 
   ssize_t read(char* ptr, size_t size) override {
     if (over_limit_) return -1;
@@ -117,6 +119,15 @@ class HeadCappedStream final : public httplib::Stream {
         ++line_bytes_;
       }
     }
+  }
+
+  bool peer_open() const {
+    if (!wait_for(sock_, POLLIN, std::chrono::milliseconds(0))) return true;
+    char byte;
+    ssize_t n;
+    do n = ::recv(sock_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
   }
 
   void refuse() {
