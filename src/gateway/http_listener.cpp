@@ -189,7 +189,8 @@ void drain_before_close(socket_t sock) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   char discard[4096];
   size_t left = 1 << 20;
-  while (left > 0 && std::chrono::steady_clock::now() < deadline && wait_for(sock, POLLIN, std::chrono::milliseconds(100))) {
+  while (left > 0 && std::chrono::steady_clock::now() < deadline &&
+         wait_for(sock, POLLIN, std::chrono::milliseconds(100))) {
     const ssize_t n = ::recv(sock, discard, std::min(sizeof discard, left), 0);
     if (n <= 0) break;
     left -= static_cast<size_t>(n);
@@ -215,8 +216,10 @@ Result<int> HttpListener::bind_listener(const std::string& host, int port) {
   const std::string where = host + ":" + (port == 0 ? std::string("any port") : std::to_string(port));
   if (bound < 0) {
     if (port != 0 && address_in_use(host, port))
-      return Error{ErrorCode::AlreadyExists, "cannot listen on " + where + ": the address is in use (another gateway?)"};
-    return Error{ErrorCode::Unavailable, "cannot listen on " + where + " (not an address of this machine?)"};
+      return Error{ErrorCode::AlreadyExists,
+                   "cannot listen on " + where + ": the address is in use (another gateway?)"};
+    return Error{ErrorCode::Unavailable,
+                 "cannot listen on " + where + " (not an address of this machine, or a port this user may not bind)"};
   }
   // httplib listened with a backlog of 5; listening again on a listening socket only changes it.
   if (listening_ == INVALID_SOCKET || ::listen(listening_, SOMAXCONN) != 0)
