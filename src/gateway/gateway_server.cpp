@@ -5,10 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
 #include "gateway/api_error.h"
+#include "gateway/http_listener.h"
 #include "gateway/metrics.h"
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
@@ -49,6 +51,19 @@ void send_error(httplib::Response& res, const ApiError& e) {
   send_json(res, e.status, e.to_json());
 }
 
+// The methods a known path answers ("GET, HEAD"), for a 405's Allow header; empty for a path that
+// is no route, which stays a 404.
+std::string allowed_methods(const std::string& path) {
+  static const char* kPostRoutes[] = {"/v1/chat/completions", "/v1/completions"};
+  static const char* kGetRoutes[] = {"/v1/models", "/v1/swarm", "/health", "/metrics", "/"};
+  for (const char* r : kPostRoutes)
+    if (path == r) return "POST";
+  for (const char* r : kGetRoutes)
+    if (path == r) return "GET, HEAD";
+  if (path.rfind("/v1/models/", 0) == 0 && path.size() > std::strlen("/v1/models/")) return "GET, HEAD";
+  return "";
+}
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
@@ -61,12 +76,12 @@ struct GatewayServer::Impl {
   ThroughputHistory throughput;
   RateLimiter limiter;
   std::unique_ptr<Scheduler> scheduler;
-  httplib::Server http;
+  HttpListener http;
   int64_t started_unix = 0;
   bool bound = false;
 
   Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, PromptBuilder p)
-      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits) {
+      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits) {
     SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
@@ -134,7 +149,13 @@ void GatewayServer::Impl::setup_routes() {
   http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // a route's own error
     if (res.status == 413) send_error(res, payload_too_large(options.max_body_bytes));
-    else if (res.status == 404) send_error(res, not_found("unknown route: " + req.method + " " + req.path, "unknown_route"));
+    else if (res.status == 404 && !allowed_methods(req.path).empty()) {
+      res.set_header("Allow", allowed_methods(req.path));
+      send_error(res, ApiError{405, req.method + " is not allowed on " + req.path + " (allowed: " +
+                                        allowed_methods(req.path) + ")",
+                               "invalid_request_error", std::nullopt, "method_not_allowed", 0});
+    } else if (res.status == 404)
+      send_error(res, not_found("unknown route: " + req.method + " " + req.path, "unknown_route"));
     else send_error(res, ApiError{res.status, "the request could not be served (HTTP " + std::to_string(res.status) + ")",
                                   res.status >= 500 ? "server_error" : "invalid_request_error", std::nullopt,
                                   std::nullopt, 0});
@@ -365,16 +386,10 @@ Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<Eng
 }
 
 Result<int> GatewayServer::bind() {
-  int port = impl_->options.port;
-  if (port == 0) {
-    port = impl_->http.bind_to_any_port(impl_->options.host);
-    if (port < 0) return Error{ErrorCode::Unavailable, "cannot listen on " + impl_->options.host + " (any port)"};
-  } else if (!impl_->http.bind_to_port(impl_->options.host, port)) {
-    return Error{ErrorCode::Unavailable, "cannot listen on " + impl_->options.host + ":" + std::to_string(port) +
-                 " (in use, or not an address of this machine)"};
-  }
+  auto port = impl_->http.bind_listener(impl_->options.host, impl_->options.port);
+  if (!port) return port.error();
   impl_->bound = true;
-  return port;
+  return *port;
 }
 
 Result<void> GatewayServer::serve() {

@@ -8,8 +8,9 @@
 //   GET  /…                              the web UI from web_dir (web/dist), when there is one
 //
 // Errors use OpenAI's error object with its status codes: 400 malformed JSON or fields, 404
-// unknown model or route, 413 a body over max_body_bytes, 429 rate limited, 503 queue full (both
-// with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
+// unknown model or route, 405 a route's path with another method (with Allow), 413 a body over
+// max_body_bytes, 431 a request head over head_limits (the connection is closed), 429 rate
+// limited, 503 queue full (both with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
 // long non-streamed request, which is kept alive with JSON whitespace) cancels its generation;
 // the scheduler frees its session at the next round.
 #pragma once
@@ -20,6 +21,7 @@
 
 #include "base/result.h"
 #include "gateway/engine_backend.h"
+#include "gateway/head_limits.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/scheduler.h"
 
@@ -35,6 +37,7 @@ struct GatewayOptions {
   SchedulerOptions scheduler;
   int read_timeout_s = 10;               // a client slower than this per read is dropped
   int write_timeout_s = 30;
+  HeadLimits head_limits;                // a request head over these is refused with 431
   // Where the detail of failures that clients only see as a generic message goes (internal errors,
   // unreachable nodes); unset: standard error.
   std::function<void(const std::string&)> log;
@@ -47,6 +50,7 @@ class GatewayServer {
   ~GatewayServer();
 
   // Binds the listening socket; returns the port (the chosen one when options.port is 0).
+  // AlreadyExists when the address is in use: a second gateway never shares a port.
   Result<int> bind();
   // Serves until stop(); Error if the server could not run.
   Result<void> serve();

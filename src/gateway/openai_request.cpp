@@ -35,11 +35,24 @@ ApiResult<json> parse_object(std::string_view body) {
                            " levels",
                        std::nullopt, "invalid_json");
   json parsed;
+  // The key last read, so that a number the parser rejects (1e400 overflows a double) is reported
+  // against the field that holds it.
+  std::string last_key;
+  const json::parser_callback_t track_keys = [&last_key](int, json::parse_event_t event, json& value) {
+    if (event == json::parse_event_t::key && value.is_string()) last_key = value.get<std::string>();
+    return true;
+  };
   try {
-    parsed = json::parse(body);
+    parsed = json::parse(body, track_keys);
   } catch (const json::parse_error& e) {
     // nlohmann's message names the byte offset and what was expected there.
     return bad_request(std::string("the request body is not valid JSON: ") + e.what(), std::nullopt, "invalid_json");
+  } catch (const json::out_of_range& e) {
+    // A number beyond a double's range: valid JSON, but no value the API could accept.
+    if (last_key.empty()) return bad_request(std::string("the request body holds a number out of range: ") + e.what());
+    return bad_request("'" + last_key + "' holds a number out of range: " + e.what(), last_key);
+  } catch (const json::exception& e) {
+    return bad_request(std::string("the request body could not be parsed: ") + e.what(), std::nullopt, "invalid_json");
   }
   if (!parsed.is_object()) return bad_request("the request body must be a JSON object, not " + type_name(parsed));
   return parsed;

@@ -1,14 +1,23 @@
 // The gateway over HTTP (127.0.0.1, a free port) with a backend whose steps fail with a chosen
 // Error: the status follows the code, and an internal error's text stays in the server's log.
+// And the listener's defences: one server per port, a real backlog, capped request heads, 405.
 #include "gateway/gateway_server.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "gateway/head_limits.h"
 #include "gateway/local_engine_backend.h"
 
 namespace omni::gateway {
@@ -127,6 +136,159 @@ TEST(GatewayServer, StatusFollowsTheCode) {
     ASSERT_TRUE(r) << to_string(c.code);
     EXPECT_EQ(r->status, c.status) << to_string(c.code);
     EXPECT_EQ(r->body.find(text) != std::string::npos, c.text_shown) << to_string(c.code) << ": " << r->body;
+  }
+}
+
+// A gateway on 127.0.0.1:port (0: any), bound but not serving.
+std::unique_ptr<GatewayServer> unserved_gateway(int port, Result<int>& bound) {
+  LocalBackendOptions o;
+  o.model_path = kModel;
+  o.model_id = "test-model";
+  o.threads = 1;
+  auto local = LocalEngineBackend::load(o);
+  if (!local) {
+    ADD_FAILURE() << local.error().message;
+    return nullptr;
+  }
+  GatewayOptions g;
+  g.host = "127.0.0.1";
+  g.port = port;
+  auto s = GatewayServer::create(std::move(*local), g);
+  if (!s) {
+    ADD_FAILURE() << s.error().message;
+    return nullptr;
+  }
+  bound = (*s)->bind();
+  return std::move(*s);
+}
+
+int connect_nonblocking(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  (void)::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  return fd;
+}
+
+// Sends `request` on a fresh connection and returns all the server sends back until it closes
+// (or 5 s pass). Send errors are ignored: a server may close on a flood before taking all of it.
+std::string raw_exchange(int port, const std::string& request) {
+  const int fd = connect_nonblocking(port);
+  pollfd p{fd, POLLOUT, 0};
+  if (::poll(&p, 1, 2000) != 1) {
+    ::close(fd);
+    return "<no connection>";
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return reply;
+}
+
+std::string request_with_headers(size_t count, size_t value_bytes) {
+  std::string r = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  for (size_t i = 2; i < count; ++i) r += "X-Filler-" + std::to_string(i) + ": " + std::string(value_bytes, 'v') + "\r\n";
+  return r + "\r\n";
+}
+
+TEST(GatewayListener, ASecondGatewayOnThePortIsRefused) {
+  Result<int> first_port = 0;
+  auto first = unserved_gateway(0, first_port);
+  ASSERT_TRUE(first && first_port) << (first_port ? "" : first_port.error().message);
+  Result<int> second_port = 0;
+  auto second = unserved_gateway(*first_port, second_port);
+  ASSERT_TRUE(second);
+  ASSERT_FALSE(second_port) << "a second server bound 127.0.0.1:" << *first_port << " (SO_REUSEPORT)";
+  EXPECT_TRUE(second_port.error().is(ErrorCode::AlreadyExists)) << second_port.error().message;
+  EXPECT_NE(second_port.error().message.find("127.0.0.1:" + std::to_string(*first_port)), std::string::npos)
+      << second_port.error().message;
+}
+
+// Nothing accepts (bound, not serving), so every connection that completes its handshake waits in
+// the accept queue: with httplib's backlog of 5 only about 6 do, the rest hang in SYN_SENT.
+TEST(GatewayListener, TheBacklogHoldsABurstOfConnects) {
+  Result<int> port = 0;
+  auto server = unserved_gateway(0, port);
+  ASSERT_TRUE(server && port);
+  constexpr int kBurst = 64;
+  std::vector<pollfd> fds;
+  for (int i = 0; i < kBurst; ++i) fds.push_back(pollfd{connect_nonblocking(*port), POLLOUT, 0});
+  int connected = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (connected < kBurst && std::chrono::steady_clock::now() < deadline) {
+    (void)::poll(fds.data(), fds.size(), 50);
+    connected = 0;
+    for (auto& p : fds) {
+      int err = -1;
+      socklen_t len = sizeof err;
+      if ((p.revents & POLLOUT) && ::getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) ++connected;
+    }
+  }
+  for (auto& p : fds) ::close(p.fd);
+  EXPECT_EQ(connected, kBurst);
+}
+
+TEST(GatewayListener, RequestHeadsOverTheCapAre431) {
+  Served s(Error{ErrorCode::Internal, "unused"});
+  ASSERT_TRUE(s.server);
+  const HeadLimits limits;  // the defaults the server runs with
+  EXPECT_EQ(raw_exchange(s.port, request_with_headers(limits.max_header_lines, 4)).rfind("HTTP/1.1 200", 0), 0u);
+  // One header line too many; one header too long; a flood of a million bytes of headers.
+  for (const std::string& request : {request_with_headers(limits.max_header_lines + 1, 4),
+                                     request_with_headers(3, limits.max_head_bytes),
+                                     request_with_headers(100000, 10)}) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::string reply = raw_exchange(s.port, request);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 431", 0), 0u) << reply.substr(0, 200);
+    EXPECT_NE(reply.find("request_header_fields_too_large"), std::string::npos) << reply.substr(0, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
+  }
+  // The server still serves.
+  httplib::Client client("127.0.0.1", s.port);
+  auto ok = client.Get("/health");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST(GatewayListener, AKnownPathWithTheWrongMethodIs405WithAllow) {
+  Served s(Error{ErrorCode::Internal, "unused"});
+  ASSERT_TRUE(s.server);
+  httplib::Client client("127.0.0.1", s.port);
+  struct Case {
+    std::string method, path, allow;
+  };
+  for (const Case& c : {Case{"GET", "/v1/chat/completions", "POST"}, Case{"GET", "/v1/completions", "POST"},
+                        Case{"POST", "/v1/models", "GET, HEAD"}, Case{"DELETE", "/v1/models/test-model", "GET, HEAD"},
+                        Case{"POST", "/health", "GET, HEAD"}, Case{"PUT", "/metrics", "GET, HEAD"},
+                        Case{"POST", "/v1/swarm", "GET, HEAD"}}) {
+    httplib::Result r = c.method == "GET"      ? client.Get(c.path)
+                        : c.method == "POST"   ? client.Post(c.path, "{}", "application/json")
+                        : c.method == "PUT"    ? client.Put(c.path, "{}", "application/json")
+                                               : client.Delete(c.path);
+    ASSERT_TRUE(r) << c.method << " " << c.path;
+    EXPECT_EQ(r->status, 405) << c.method << " " << c.path;
+    EXPECT_EQ(r->get_header_value("Allow"), c.allow) << c.method << " " << c.path;
+    EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["code"], "method_not_allowed") << r->body;
+  }
+  // Paths that are no route stay 404, whatever the method.
+  for (const std::string path : {"/v1/nothing", "/v1/models/", "/nothing"}) {
+    auto r = client.Post(path, "{}", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404) << path;
   }
 }
 

@@ -119,6 +119,20 @@ TEST(ChatRequest, WrongTypesNameTheField) {
                "stream_options.include_usage");
 }
 
+// A number beyond a double's range makes nlohmann throw out_of_range, not parse_error: it must
+// still be a 400 naming the field, like any other out-of-range value.
+TEST(ChatRequest, OverflowingNumbersAreA400NamingTheField) {
+  const std::string messages = R"("model": "m", "messages": [{"role": "user", "content": "hi"}])";
+  for (const std::string field : {"max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "top_k",
+                                  "frequency_penalty", "presence_penalty", "min_p", "repeat_penalty"}) {
+    for (const std::string number : {"1e400", "-1e400", "1e308", "-1e308", "123456789012345678901234567890"}) {
+      SCOPED_TRACE(field + ": " + number);
+      expect_error(parse_chat_request("{" + messages + ", \"" + field + "\": " + number + "}"), field);
+      expect_error(parse_completion_request(R"({"model": "m", "prompt": "hi", ")" + field + "\": " + number + "}"), field);
+    }
+  }
+}
+
 TEST(ChatRequest, WholeFloatsAreIntegersAndNullsAreAbsent) {
   auto r = parse_chat_request(
       R"({"model": "m", "messages": [{"role": "developer", "content": "s"}, {"role": "user", "content": "x"}],
