@@ -122,9 +122,6 @@ ActLayout act_layout(ActFormat format, int64_t cols) {
     case ActFormat::kBF16:
       l.stride = round_up(4 * n, 64);
       break;
-    case ActFormat::kBF16Raw:
-      l.stride = round_up(2 * n, 64);
-      break;
     case ActFormat::kQ8_0:
     case ActFormat::kQ8_0U:
     case ActFormat::kQ8_1:
@@ -165,11 +162,6 @@ void quantize_activation_ref(const float* x, const ActLayout& layout, uint8_t* d
       for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
       break;
     }
-    case ActFormat::kBF16Raw: {
-      auto* out = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(x[i]);
-      break;
-    }
     case ActFormat::kQ8_0:
     case ActFormat::kQ8_0U:
     case ActFormat::kQ8_1:
@@ -192,11 +184,6 @@ void dequantize_activation(const uint8_t* src, const ActLayout& layout, float* o
     case ActFormat::kBF16:
       std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
       break;
-    case ActFormat::kBF16Raw: {
-      const auto* in = reinterpret_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(in[i]);
-      break;
-    }
     case ActFormat::kQ8_0:
     case ActFormat::kQ8_1:
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(src[i])) * d[i / 32];

@@ -18,7 +18,6 @@ enum class ActFormat : uint8_t {
   kF32,      // float values as given (F32 weights)
   kF16,      // float values rounded through fp16 (F16 weights)
   kBF16,     // float values rounded through bf16 (BF16 weights)
-  kBF16Raw,  // the bf16 bits themselves (BF16 weights, AVX512-BF16 kernels)
   kQ8_0,     // int8 per element, float block scale d (an fp16 value) per 32
   kQ8_0U,    // kQ8_0 with 128 added to every value, stored as uint8: the unsigned operand of vpdpbusd
   kQ8_1,     // kQ8_0 plus, per block, s = fp16(d * sum of the block's values), as a float

@@ -14,12 +14,11 @@ set_source_files_properties(activation_quant.cpp dot_scalar.cpp PROPERTIES COMPI
 # SIMD kernels: each file is compiled for its instruction set and only called after matmul.cpp's
 # CPU check, so the rest of the program stays baseline x86-64.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-  target_sources(omni_kernels PRIVATE dot_avx2.cpp dot_avx512.cpp dot_avx512bf16.cpp)
+  target_sources(omni_kernels PRIVATE dot_avx2.cpp dot_avx512.cpp)
   set(omni_avx2_flags -mavx2 -mfma -mf16c)
   set(omni_avx512_flags ${omni_avx2_flags} -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni)
   set_source_files_properties(dot_avx2.cpp PROPERTIES COMPILE_OPTIONS "${omni_avx2_flags}")
   set_source_files_properties(dot_avx512.cpp PROPERTIES COMPILE_OPTIONS "${omni_avx512_flags}")
-  set_source_files_properties(dot_avx512bf16.cpp PROPERTIES COMPILE_OPTIONS "${omni_avx512_flags};-mavx512bf16")
 endif()
 
 if(OMNI_BUILD_TESTS)

@@ -70,10 +70,6 @@ void quantize_floats(const float* x, const ActLayout& l, uint8_t* dst) {
       case ActFormat::kBF16:
         _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst) + i, m, _mm512_castsi512_ps(bf16_bits(v)));
         break;
-      case ActFormat::kBF16Raw:
-        _mm256_mask_storeu_epi16(reinterpret_cast<uint16_t*>(dst) + i, m,
-                                 _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_bits(v), 16)));
-        break;
       default:
         _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst) + i, m, v);
         break;
@@ -528,8 +524,6 @@ const KernelTable& avx512_kernels() {
   kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Single>),
   kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Single>),
     kernel(ActFormat::kQ8_0, quantize_q8, q4_0_chain_tile)};
-    if (__builtin_cpu_supports("avx512bf16"))
-      t.types[static_cast<int>(WType::BF16)] = kernel(ActFormat::kBF16Raw, quantize_floats, avx512bf16_bf16_tile());
     return t;
   }();
   return table;

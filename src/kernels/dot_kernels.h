@@ -55,8 +55,5 @@ const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();    // needs AVX2, FMA, F16C
 const KernelTable& avx512_kernels();  // needs AVX-512 F, BW, VL, DQ, VNNI (and uses BF16 when present)
 
-// Tile for BF16 weights against kBF16Raw activations with AVX512-BF16 (vdpbf16ps), from
-// dot_avx512bf16.cpp; avx512_kernels() uses it when the CPU has that extension.
-TileFn avx512bf16_bf16_tile();
 
 }  // namespace omni::kernels

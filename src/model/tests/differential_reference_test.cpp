@@ -318,11 +318,6 @@ TEST_P(SimdIndependence, EveryLevelGivesTheScalarBits) {
   for (const char* level : {"avx2", "avx512"}) {
     ForcedLevel forced(level);
     if (std::strcmp(kernels::simd_level(), level) != 0) continue;  // this CPU lacks it
-    // BF16 weights on CPUs with AVX-512 BF16 use its dot instruction, which rounds differently
-    // (docs/design.md, "Numerical parity"): that one case is not bit-identical by design.
-    if (ref["synth"]["type"] == "bf16" && std::strcmp(level, "avx512") == 0 &&
-        __builtin_cpu_supports("avx512bf16"))
-      continue;
     const std::vector<float> got = run_levels_input(**model, prompt, pool);
     ASSERT_EQ(got.size(), scalar.size());
     size_t differing = 0;
