@@ -68,6 +68,7 @@ echo "swarm run: $(grep -m1 'route:' "$tmp/swarm.err" | sed 's/^omni run: //'); 
 # from the client and the generation is long enough to be caught in the middle).
 long=(-p "$prompt" -n 400 --ignore-eos --temp 0 --json -t 1)
 "$omni" run -m "$model" "${long[@]}" >"$tmp/local-long.json" 2>/dev/null || fail "local long run"
+: >"$tmp/swarm-long.err"; : >"$tmp/swarm-long.json"  # read below before the run may have opened them
 "$omni" run -m "$model" "${long[@]}" --bootstrap "$boot" --hidden-format f32 --route direct --timeout 10 \
   --data-dir "$tmp/client" >"$tmp/swarm-long.json" 2>"$tmp/swarm-long.err" &
 run_pid=$!
