@@ -8,6 +8,7 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 packages=(
   build-essential cmake ninja-build pkg-config git
+  ccache                              # rebuilds of the same sources (CI on a developer's machine) hit a cache
   clang libclang-rt-14-dev            # second compiler; libFuzzer and sanitizers
   libgtest-dev libgmock-dev           # tests
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libpcre2-dev
@@ -36,6 +37,12 @@ fi
 # versions are installed with npm install --no-save (the lock file is left untouched).
 (cd web && { npm ci --no-audit --no-fund || npm install --no-save --no-audit --no-fund; } && npm run build)
 
+# ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits the cache.
+launcher=""
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+  launcher="-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
+fi
 # shellcheck disable=SC2086
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${OMNI_CMAKE_ARGS:-}
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $launcher ${OMNI_CMAKE_ARGS:-}
 cmake --build build
