@@ -131,9 +131,21 @@ class NodeRuntimeTest : public ::testing::Test {
     ASSERT_TRUE(m.ok()) << m.error().message;
     model_ = std::move(*m);
   }
+  // A bootstrap DHT node on loopback for a test swarm; returns its "127.0.0.1:PORT".
+  std::string start_bootstrap() {
+    DhtOptions boot_options;
+    boot_options.bind_host = "127.0.0.1";
+    auto boot = DhtDirectory::start(boot_options);
+    EXPECT_TRUE(boot.ok()) << boot.error().message;
+    if (!boot.ok()) return "";
+    bootstrap_ = std::move(*boot);
+    return "127.0.0.1:" + std::to_string(bootstrap_->bound_port());
+  }
+
   TempDir tmp_;
   std::unique_ptr<model::Model> model_;
   kernels::ThreadPool pool_{1};
+  std::unique_ptr<DhtDirectory> bootstrap_;
 };
 
 TEST_F(NodeRuntimeTest, FileNodesAnswerInfoAndComputeAsALocalRun) {
@@ -317,11 +329,8 @@ TEST_F(NodeRuntimeTest, OneNodePerDataDirectory) {
 // Z (one block, no jitter) must not believe the record: it probes, finds nobody there, and takes
 // block 3 (believing the record, every block would look served and Z would take block 0).
 TEST_F(NodeRuntimeTest, AJoiningNodeTakesTheBlockAFakeRecordClaims) {
-  DhtOptions boot_options;
-  boot_options.bind_host = "127.0.0.1";
-  auto boot = DhtDirectory::start(boot_options);
-  ASSERT_TRUE(boot.ok()) << boot.error().message;
-  const std::string bootstrap = "127.0.0.1:" + std::to_string((*boot)->bound_port());
+  const std::string bootstrap = start_bootstrap();
+  ASSERT_FALSE(bootstrap.empty());
   Log log_x, log_z;
   auto swarm_options = [&](const std::string& name, std::optional<Span> blocks, Log& log) {
     auto o = options(kModel, {0, 1}, tmp_.path + "/" + name);
@@ -356,12 +365,12 @@ TEST_F(NodeRuntimeTest, AJoiningNodeTakesTheBlockAFakeRecordClaims) {
   fake.seq = next_seq(0, fake.issued_ms);
   auto bytes = sign_record(fake, *liar);
   ASSERT_TRUE(bytes.ok()) << bytes.error().message;
-  ASSERT_TRUE((*boot)->announce(fake.model_id, fake.peer_id, *bytes).ok());
+  ASSERT_TRUE(bootstrap_->announce(fake.model_id, fake.peer_id, *bytes).ok());
   // Z's read must see X and the fake, or the test would pass by luck.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   size_t listed = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto found = lookup(**boot, fake.model_id);
+    auto found = lookup(*bootstrap_, fake.model_id);
     listed = found.ok() ? found->records.size() : 0;
     if (listed == 2) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -379,11 +388,8 @@ TEST_F(NodeRuntimeTest, AJoiningNodeTakesTheBlockAFakeRecordClaims) {
 // The node serving the other half stops; once its record expires, Z sees those blocks served by
 // nobody and moves there, serving them on the same address.
 TEST_F(NodeRuntimeTest, ASwarmNodeMovesToBlocksNobodyServes) {
-  DhtOptions boot_options;
-  boot_options.bind_host = "127.0.0.1";
-  auto boot = DhtDirectory::start(boot_options);
-  ASSERT_TRUE(boot.ok()) << boot.error().message;
-  const std::string bootstrap = "127.0.0.1:" + std::to_string((*boot)->bound_port());
+  const std::string bootstrap = start_bootstrap();
+  ASSERT_FALSE(bootstrap.empty());
   auto swarm_options = [&](const std::string& name, std::optional<Span> blocks, Log& log) {
     auto o = options(kModel, {0, 1}, tmp_.path + "/" + name);
     o.blocks = blocks;
