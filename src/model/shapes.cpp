@@ -162,9 +162,11 @@ Result<Shape> custom_shape(std::string_view spec) {
   }
   static const char* const kKeys[] = {"arch",  "layers", "embd", "heads",    "kv_heads", "head_dim",
                                       "ff",    "vocab",  "tied", "embd_std", "window",   "ctx", "rope_base"};
-  for (const auto& [key, value] : kv)
+  for (const auto& entry : kv) {
+    const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture one
     if (std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* k) { return key == k; }) == std::end(kKeys))
       return bad_spec(spec, "unknown key '" + key + "'");
+  }
 
   // An integer key in [lo, hi]; `fallback` when absent (0: required).
   auto integer = [&](const char* key, uint32_t lo, uint32_t hi, uint32_t fallback) -> Result<uint32_t> {
