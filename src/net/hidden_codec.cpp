@@ -62,6 +62,11 @@ Result<void> encode_hidden(std::span<const float> values, uint32_t n_embd, Hidde
     case HiddenEncoding::F16:
       for (size_t i = 0; i < values.size(); ++i) {
         const uint16_t h = kernels::fp32_to_fp16(values[i]);
+        // A finite value past F16's range (65504) would go on as infinity and poison every later block.
+        if ((h & 0x7fff) == 0x7c00)
+          return Error{ErrorCode::InvalidArgument, "hidden state value " + std::to_string(i) + " (" +
+                                                       std::to_string(values[i]) +
+                                                       ") is beyond f16's range; use the f32 hidden-state format"};
         std::memcpy(out.data() + 2 * i, &h, 2);
       }
       break;

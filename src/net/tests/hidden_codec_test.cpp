@@ -63,6 +63,25 @@ TEST(HiddenCodec, ZeroRowQ8) {
   for (float x : v) EXPECT_EQ(x, 0.0f);
 }
 
+// Values past F16's largest finite value (65504) become infinity in F16: refused when encoding, as
+// decoding refuses an infinity on the wire. 65519 still rounds down to 65504.
+TEST(HiddenCodec, F16OverflowIsRefusedNotSentAsInfinity) {
+  std::vector<uint8_t> bytes;
+  std::vector<float> edge{65504.0f, -65519.0f};
+  ASSERT_TRUE(encode_hidden(edge, 2, HiddenEncoding::F16, bytes).ok());
+  std::vector<float> out;
+  ASSERT_TRUE(decode_hidden(bytes, 1, 2, HiddenEncoding::F16, out).ok());
+  EXPECT_EQ(out, (std::vector<float>{65504.0f, -65504.0f}));
+  for (float big : {65520.0f, -1e6f, 3e38f}) {
+    std::vector<float> row{1.0f, big};
+    auto r = encode_hidden(row, 2, HiddenEncoding::F16, bytes);
+    ASSERT_FALSE(r.ok()) << big;
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+    std::vector<float> wide = row;
+    EXPECT_TRUE(round_trip_hidden(wide, 2, HiddenEncoding::F32).ok()) << "f32 carries " << big;
+  }
+}
+
 TEST(HiddenCodec, RejectsBadInput) {
   std::vector<float> out;
   std::vector<uint8_t> bytes(100);
