@@ -46,6 +46,20 @@ class FailingBackend final : public EngineBackend {
   Error failure_;
 };
 
+// The test model's local backend (one thread); a test failure and null when it cannot load.
+std::unique_ptr<LocalEngineBackend> load_backend() {
+  LocalBackendOptions o;
+  o.model_path = kModel;
+  o.model_id = "test-model";
+  o.threads = 1;
+  auto local = LocalEngineBackend::load(o);
+  if (!local) {
+    ADD_FAILURE() << local.error().message;
+    return nullptr;
+  }
+  return std::move(*local);
+}
+
 struct Served {
   std::unique_ptr<GatewayServer> server;
   std::thread thread;
@@ -54,15 +68,8 @@ struct Served {
   std::vector<std::string> log;
 
   explicit Served(Error failure) {
-    LocalBackendOptions o;
-    o.model_path = kModel;
-    o.model_id = "test-model";
-    o.threads = 1;
-    auto local = LocalEngineBackend::load(o);
-    if (!local) {
-      ADD_FAILURE() << local.error().message;
-      return;
-    }
+    auto local = load_backend();
+    if (!local) return;
     GatewayOptions g;
     g.host = "127.0.0.1";
     g.port = 0;
@@ -70,7 +77,7 @@ struct Served {
       std::lock_guard lock(mu);
       log.push_back(line);
     };
-    auto s = GatewayServer::create(std::make_unique<FailingBackend>(std::move(*local), std::move(failure)), g);
+    auto s = GatewayServer::create(std::make_unique<FailingBackend>(std::move(local), std::move(failure)), g);
     if (!s) {
       ADD_FAILURE() << s.error().message;
       return;
@@ -141,19 +148,12 @@ TEST(GatewayServer, StatusFollowsTheCode) {
 
 // A gateway on 127.0.0.1:port (0: any), bound but not serving.
 std::unique_ptr<GatewayServer> unserved_gateway(int port, Result<int>& bound) {
-  LocalBackendOptions o;
-  o.model_path = kModel;
-  o.model_id = "test-model";
-  o.threads = 1;
-  auto local = LocalEngineBackend::load(o);
-  if (!local) {
-    ADD_FAILURE() << local.error().message;
-    return nullptr;
-  }
+  auto local = load_backend();
+  if (!local) return nullptr;
   GatewayOptions g;
   g.host = "127.0.0.1";
   g.port = port;
-  auto s = GatewayServer::create(std::move(*local), g);
+  auto s = GatewayServer::create(std::move(local), g);
   if (!s) {
     ADD_FAILURE() << s.error().message;
     return nullptr;

@@ -34,21 +34,13 @@ namespace {
 
 using nlohmann::json;
 using namespace test_support;
-const std::string kShared = OMNI_SHARED_DIR;
 
 std::string reference_dir() {
   if (const char* env = std::getenv("OMNI_ARCH_REFERENCE_DIR"); env && *env) return env;
   return OMNI_ARCH_REFERENCE_DIR;
 }
 
-std::vector<std::string> reference_files() {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(reference_dir(), ec))
-    if (e.path().extension() == ".json") out.push_back(e.path().stem().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> reference_files() { return reference_names(reference_dir()); }
 
 // The models this program made, removed when it exits.
 struct MadeModels : std::map<std::string, std::string> {
@@ -62,23 +54,16 @@ std::string synthesize_for(const json& spec) {
   static MadeModels made;
   const std::string key = spec.dump();
   if (auto it = made.find(key); it != made.end()) return it->second;
-  SynthOptions o;
-  o.shape = spec["shape"].get<std::string>();
-  auto mix = mix_from_name(spec["type"].get<std::string>());
-  EXPECT_TRUE(mix.has_value()) << spec["type"];
-  if (!mix) return {};
-  o.mix = *mix;
-  o.seed = spec["seed"].get<uint64_t>();
-  o.n_layers = spec.value("layers", 0u);
-  if (const std::string vocab = spec.value("vocab", std::string()); !vocab.empty()) o.vocab_path = kShared + "/" + vocab;
-  o.threads = 2;
   // ctest runs each test as its own process, several at once: the name must be this process's own.
-  o.out_path = ::testing::TempDir() + "/arch-ref-" + std::to_string(::getpid()) + "-" + std::to_string(made.size()) +
-               ".gguf";
-  auto r = synthesize(o);
+  const std::string out_path =
+      ::testing::TempDir() + "/arch-ref-" + std::to_string(::getpid()) + "-" + std::to_string(made.size()) + ".gguf";
+  const auto o = synth_options(spec, out_path);
+  EXPECT_TRUE(o.has_value()) << spec["type"];
+  if (!o) return {};
+  auto r = synthesize(*o);
   EXPECT_TRUE(r) << r.error().message;
   if (!r) return {};
-  return made[key] = o.out_path;
+  return made[key] = out_path;
 }
 
 

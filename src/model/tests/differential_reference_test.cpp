@@ -63,14 +63,7 @@ std::string reference_dir() {
 // Measure mode (scripts/parity/differential.py): report the deviations, do not require exactness.
 bool measuring() { return std::getenv("OMNI_DIFFERENTIAL_MEASURE") != nullptr; }
 
-std::vector<std::string> reference_files() {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(reference_dir(), ec))
-    if (e.path().extension() == ".json") out.push_back(e.path().stem().string());
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> reference_files() { return reference_names(reference_dir()); }
 
 // A directory of this process's own, removed with everything in it.
 class TempDir {
@@ -92,19 +85,10 @@ class TempDir {
 };
 
 Result<std::unique_ptr<Model>> synthesize_and_load(const json& spec, const TempDir& dir) {
-  SynthOptions o;
-  o.shape = spec["shape"].get<std::string>();
-  const auto mix = mix_from_name(spec["type"].get<std::string>());
-  if (!mix) return Error{ErrorCode::InvalidArgument, "unknown type " + spec["type"].dump()};
-  o.mix = *mix;
-  o.seed = spec["seed"].get<uint64_t>();
-  o.n_layers = spec.value("layers", 0u);
-  if (const std::string vocab = spec.value("vocab", std::string()); !vocab.empty())
-    o.vocab_path = std::string(OMNI_SHARED_DIR) + "/" + vocab;
-  o.threads = 2;
-  o.out_path = dir.path() + "/model.gguf";
-  if (auto r = synthesize(o); !r) return r.error();
-  return Model::load(o.out_path);
+  const auto o = synth_options(spec, dir.path() + "/model.gguf");
+  if (!o) return Error{ErrorCode::InvalidArgument, "unknown type " + spec["type"].dump()};
+  if (auto r = synthesize(*o); !r) return r.error();
+  return Model::load(o->out_path);
 }
 
 class Differential : public ::testing::TestWithParam<std::string> {};
@@ -132,7 +116,7 @@ TEST_P(Differential, AgreesWithLlamaCppWithinItsOwnSpread) {
     std::vector<int32_t> input = tokens;
     int step_index = 0;
     for (const json& step : prompt["steps"]) {
-      if (step["top"][0][1].get<double>() - step["top"][1][1].get<double>() <= margin) break;
+      if (!step_counts(step, margin)) break;
       ASSERT_TRUE((*session)->forward(input, {}, Output::LastLogits, logits, pool));
       const std::vector<double> lp = log_softmax(logits);
       for (const json& pair : step["top"]) {
