@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -27,6 +28,15 @@ enum class ErrorCode : uint8_t {
   Corruption,         // data failed a check (hash mismatch, malformed file or message)
   Cancelled,          // the operation was stopped on purpose (client disconnected, shutdown)
 };
+
+// Every code, for tables over all of them (the wire's tag decoding, tests).
+inline constexpr ErrorCode kAllErrorCodes[] = {
+    ErrorCode::Internal,          ErrorCode::InvalidArgument,  ErrorCode::NotFound,   ErrorCode::AlreadyExists,
+    ErrorCode::Unavailable,       ErrorCode::DeadlineExceeded, ErrorCode::ResourceExhausted,
+    ErrorCode::PermissionDenied,  ErrorCode::Corruption,       ErrorCode::Cancelled,
+};
+static_assert(sizeof(kAllErrorCodes) / sizeof(kAllErrorCodes[0]) == static_cast<size_t>(ErrorCode::Cancelled) + 1,
+              "kAllErrorCodes lists every ErrorCode");
 
 // The code's name ("InvalidArgument", ...), for logs and JSON.
 constexpr const char* to_string(ErrorCode code) {

@@ -2,18 +2,10 @@
 
 #include <openssl/err.h>
 
-#include <array>
 #include <string_view>
 
 namespace omni::net {
 namespace {
-
-constexpr std::array kAllCodes = {
-    ErrorCode::Internal,         ErrorCode::InvalidArgument,  ErrorCode::NotFound,
-    ErrorCode::AlreadyExists,    ErrorCode::Unavailable,      ErrorCode::DeadlineExceeded,
-    ErrorCode::ResourceExhausted, ErrorCode::PermissionDenied, ErrorCode::Corruption,
-    ErrorCode::Cancelled,
-};
 
 // Removes a leading "[Code] " tag from `text` and returns its code, if it names one.
 bool take_code_tag(std::string& text, ErrorCode& code) {
@@ -21,7 +13,7 @@ bool take_code_tag(std::string& text, ErrorCode& code) {
   const size_t close = text.find("] ");
   if (close == std::string::npos) return false;
   const std::string_view name(text.data() + 1, close - 1);
-  for (ErrorCode c : kAllCodes) {
+  for (ErrorCode c : kAllErrorCodes) {
     if (name == to_string(c)) {
       code = c;
       text.erase(0, close + 2);

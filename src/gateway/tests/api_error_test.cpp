@@ -6,11 +6,6 @@
 namespace omni::gateway {
 namespace {
 
-constexpr ErrorCode kAllCodes[] = {ErrorCode::Internal,         ErrorCode::InvalidArgument, ErrorCode::NotFound,
-                                   ErrorCode::AlreadyExists,    ErrorCode::Unavailable,     ErrorCode::DeadlineExceeded,
-                                   ErrorCode::ResourceExhausted, ErrorCode::PermissionDenied, ErrorCode::Corruption,
-                                   ErrorCode::Cancelled};
-
 TEST(ApiErrorStatus, EachCodeHasItsStatus) {
   EXPECT_EQ(http_status(ErrorCode::InvalidArgument), 400);
   EXPECT_EQ(http_status(ErrorCode::PermissionDenied), 403);
@@ -22,12 +17,12 @@ TEST(ApiErrorStatus, EachCodeHasItsStatus) {
   EXPECT_EQ(http_status(ErrorCode::ResourceExhausted), 503);
   EXPECT_EQ(http_status(ErrorCode::Unavailable), 503);
   EXPECT_EQ(http_status(ErrorCode::DeadlineExceeded), 504);
-  for (ErrorCode code : kAllCodes) EXPECT_EQ(api_error(Error{code, "x"}).status, http_status(code)) << to_string(code);
+  for (ErrorCode code : kAllErrorCodes) EXPECT_EQ(api_error(Error{code, "x"}).status, http_status(code)) << to_string(code);
 }
 
 TEST(ApiErrorStatus, OnlyErrorsAboutTheRequestShowTheirText) {
   const std::string secret = "/home/op/.omni/identity.pem: std::bad_alloc at 10.1.2.3:7000";
-  for (ErrorCode code : kAllCodes) {
+  for (ErrorCode code : kAllErrorCodes) {
     const ApiError e = api_error(Error{code, secret});
     const std::string body = e.to_json().dump();
     const bool shown = body.find(secret) != std::string::npos;
