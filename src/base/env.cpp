@@ -7,32 +7,18 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+
+#include "base/system_error.h"
 
 namespace omni {
-
-Error posix_error(int err, const std::string& what) {
-  std::string msg = what + ": " + std::strerror(err);
-  ErrorCode code = ErrorCode::Internal;
-  switch (err) {
-    case ENOENT: code = ErrorCode::NotFound; break;
-    case EEXIST: code = ErrorCode::AlreadyExists; break;
-    case ENOSPC:
-    case EDQUOT:
-      code = ErrorCode::ResourceExhausted;
-      msg += " (the disk is full)";
-      break;
-    case EACCES:
-    case EPERM:
-    case EROFS: code = ErrorCode::PermissionDenied; break;
-    case EINVAL: code = ErrorCode::InvalidArgument; break;
-    case EWOULDBLOCK: code = ErrorCode::Unavailable; break;
-    default: break;
-  }
-  return Error{code, std::move(msg)};
-}
-
 namespace {
+
+// A failed system call: errno_error's code and message, and on a full disk a sentence saying so.
+Error posix_error(int err, const std::string& what) {
+  Error e = errno_error(err, what);
+  if (err == ENOSPC || err == EDQUOT) e.message += " (the disk is full)";
+  return e;
+}
 
 class PosixFile final : public File {
  public:
@@ -170,7 +156,10 @@ class PosixEnv final : public Env {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return posix_error(errno, path + ": cannot open");
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      Error e = posix_error(errno, path + ": cannot lock");
+      const int err = errno;
+      Error e = posix_error(err, path + ": cannot lock");
+      // Held by another process: it may be free later (not a resource this process ran out of).
+      if (err == EWOULDBLOCK) e.code = ErrorCode::Unavailable;
       ::close(fd);
       return e;
     }

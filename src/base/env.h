@@ -4,9 +4,9 @@
 // whole process. Every method of an Env, and of a File it opened, is safe to call from several
 // threads at once.
 //
-// Errors carry the system's reason: ENOENT is NotFound, EEXIST AlreadyExists, ENOSPC/EDQUOT
-// ResourceExhausted ("the disk is full"), EACCES/EPERM/EROFS PermissionDenied, EINVAL
-// InvalidArgument (e.g. a direct write a file system refuses), anything else (EIO) Internal.
+// Errors carry the system's reason, coded as base/system_error.h says (ENOENT NotFound, ENOSPC
+// ResourceExhausted with "the disk is full", EINVAL InvalidArgument for a direct write a file system
+// refuses, ...); a lock held by another process is Unavailable.
 #pragma once
 
 #include <chrono>
@@ -79,8 +79,5 @@ class Env {
 
 // Reads a whole file of at most `max_bytes` (ResourceExhausted if it is larger).
 Result<std::vector<uint8_t>> read_file(Env& env, const std::string& path, uint64_t max_bytes);
-
-// The Error for a failed system call: `what` and strerror(err), coded by `err` as above.
-Error posix_error(int err, const std::string& what);
 
 }  // namespace omni

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/system_error.h"
 #include "gateway/api_error.h"
 
 namespace omni::gateway {
@@ -222,8 +223,9 @@ Result<int> HttpListener::bind_listener(const std::string& host, int port) {
                  "cannot listen on " + where + " (not an address of this machine, or a port this user may not bind)"};
   }
   // httplib listened with a backlog of 5; listening again on a listening socket only changes it.
-  if (listening_ == INVALID_SOCKET || ::listen(listening_, SOMAXCONN) != 0)
-    return Error{ErrorCode::Internal, "cannot set the listen backlog on " + where + ": " + std::strerror(errno)};
+  if (listening_ == INVALID_SOCKET)
+    return Error{ErrorCode::Internal, "cannot set the listen backlog on " + where + ": no listening socket was seen"};
+  if (::listen(listening_, SOMAXCONN) != 0) return errno_error(errno, "cannot set the listen backlog on " + where);
   return bound;
 }
 

@@ -140,20 +140,16 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
 
 Result<IdentityLock> IdentityLock::acquire(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return Error{errno == EACCES ? ErrorCode::PermissionDenied : ErrorCode::Internal,
-                 "cannot create the data directory " + dir + ": " + std::strerror(errno)};
+    return errno_error(errno, "cannot create the data directory " + dir);
   const std::string path = dir + "/identity.lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Error{errno == EACCES ? ErrorCode::PermissionDenied : ErrorCode::Internal,
-                 "cannot open " + path + ": " + std::strerror(errno)};
+  if (fd < 0) return errno_error(errno, "cannot open " + path);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
     char holder[32] = {};
     const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
     ::close(fd);
-    if (error != EWOULDBLOCK)
-      return Error{ErrorCode::Internal, "cannot lock " + path + ": " + std::strerror(error)};
+    if (error != EWOULDBLOCK) return errno_error(error, "cannot lock " + path);
     std::string pid = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
     return Error{ErrorCode::AlreadyExists,
