@@ -50,11 +50,6 @@ struct NodeCommandOptions {
   double idle_timeout_s = 300;
 };
 
-int node_fail(const std::string& message) {
-  std::fprintf(stderr, "omni node: %s\n", message.c_str());
-  return 1;
-}
-
 // SIGINT and SIGTERM stop a serving node cleanly (NodeRuntime::stop); before it serves, or at a
 // second signal, they end the process at once. The signals are blocked in every thread and taken
 // by one waiting thread, which may call stop() (a signal handler may not).
@@ -101,7 +96,7 @@ int run_node(NodeCommandOptions o, bool listen_given) {
   if (listen_given) r.listen = o.listen;
   if (!o.blocks.empty()) {
     auto blocks = parse_block_range(o.blocks);  // checked at parse time already
-    if (!blocks) return node_fail(blocks.error().message);
+    if (!blocks) return fail("node", blocks.error());
     r.blocks = swarm::Span{blocks->begin, blocks->end};
   }
   r.fetch_timeout_s = whole_seconds(o.fetch_timeout_s);
@@ -123,11 +118,11 @@ int run_node(NodeCommandOptions o, bool listen_given) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
   StopOnSignal signals;
   auto node = swarm::NodeRuntime::start(std::move(r));
-  if (!node) return node_fail(node.error().message);
+  if (!node) return fail("node", node.error());
   signals.serving(node->get());
   auto served = (*node)->wait();
   signals.finish();
-  if (!served) return node_fail(served.error().message);
+  if (!served) return fail("node", served.error());
   return 0;
 }
 
@@ -144,12 +139,7 @@ void register_node(CLI::App& app, int& exit_code) {
   add_timeout(cmd, "--fetch-timeout", o->fetch_timeout_s, "Seconds before a silent peer is dropped while fetching")
       ->capture_default_str();
   cmd->add_option("--blocks", o->blocks, "Blocks to serve, A:B (A to B-1); in a swarm, chosen when not given")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            auto range = parse_block_range(text);
-            return range ? "" : range.error().message;
-          },
-          "A:B"));
+      ->check(block_range());
   add_host_port_list(cmd, "--bootstrap", o->runtime.swarm.bootstrap, "Join the swarm through these DHT nodes, HOST:PORT (repeatable)");
   cmd->add_flag("--bootstrap-only", o->runtime.swarm.bootstrap_only, "Run only a DHT node (UDP, on --listen) for others to join through");
   cmd->add_option("--dht-port", o->runtime.swarm.dht_port, "UDP port of this node's DHT node (default: any)")->check(count_in(0, 65535));

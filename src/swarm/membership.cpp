@@ -35,14 +35,12 @@ uint32_t Membership::block_end() const {
 
 Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options, const std::string& model_path,
                                                      const std::string& blocks, uint64_t kv_bytes, int threads,
-                                                     const std::string& data_dir,
+                                                     const net::Identity& identity,
                                                      std::function<void(const std::string&)> log) {
   std::unique_ptr<Membership> m(new Membership());
   m->options_ = options;
   m->log_ = std::move(log);
-  auto identity = net::Identity::load_or_create(data_dir);
-  if (!identity) return identity.error();
-  m->identity_ = std::make_unique<net::Identity>(std::move(*identity));
+  m->identity_ = std::make_unique<net::Identity>(identity);
   auto model = model::Model::load(model_path);
   if (!model) return model.error().with_context("joining the swarm needs the model as a GGUF file");
   const auto& cfg = (*model)->config();
@@ -130,10 +128,6 @@ std::string Membership::reachable_address(const std::string& listen_address) con
   else if (where->host == "0.0.0.0" || where->host == "::")
     where->host = "127.0.0.1";  // listening everywhere: say where a local client finds us (see --announce-host)
   return where->to_string();
-}
-
-Result<void> Membership::announce(const std::string& listen_address, uint32_t max_sessions) {
-  return announce_addresses({reachable_address(listen_address)}, max_sessions);
 }
 
 Result<void> Membership::announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions) {
@@ -261,7 +255,6 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
   }
   DhtOptions dht;
   // OpenDHT binds every address (IPv4 and IPv6) on the port; the host only shows in the message.
-
   dht.port = hp->port;
   dht.bootstrap = options.bootstrap;
   dht.lan = options.lan;

@@ -54,10 +54,10 @@ class Membership {
   // random wait of up to join_jitter_ms, over the coverage of the nodes that answer a probe: see
   // RecordProber). The model must be a GGUF file (a model CID needs --blocks, and is not supported
   // with --bootstrap yet). `log` gets progress lines. Errors: DHT start, model load, memory
-  // refusal, directory lookup.
+  // refusal, directory lookup. `identity` is the node's own (its records are signed with it).
   static Result<std::unique_ptr<Membership>> join(const JoinOptions& options, const std::string& model_path,
                                                   const std::string& blocks, uint64_t kv_bytes, int threads,
-                                                  const std::string& data_dir,
+                                                  const net::Identity& identity,
                                                   std::function<void(const std::string&)> log);
   ~Membership();
 
@@ -65,11 +65,10 @@ class Membership {
   uint32_t block_end() const;
   // Whether join() chose the blocks (no --blocks): only then may the node move.
   bool chose_blocks() const { return chose_blocks_; }
-  // Publishes the record with the node's bound "host:port" and starts refreshing it.
-  Result<void> announce(const std::string& listen_address, uint32_t max_sessions);
-  // The same with these addresses, first preferred ("host:port", or "relay:host:port" for a node
-  // reached through a relay). Called again (a relay's address changed), the new record replaces
-  // the old one at once (a higher sequence number). Blocks for the first DHT put.
+  // Publishes the record with these addresses, first preferred ("host:port", or "relay:host:port"
+  // for a node reached through a relay), and starts refreshing it. Called again (a relay's address
+  // changed), the new record replaces the old one at once (a higher sequence number). Blocks for
+  // the first DHT put.
   Result<void> announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions);
   // Where clients reach a node bound to `listen_address`: --announce-host's host if given, else the
   // listen host (127.0.0.1 for a wildcard host).

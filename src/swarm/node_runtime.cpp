@@ -77,7 +77,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   // In a swarm, the node joins the DHT first, and picks its blocks there when none are given.
   if (o.swarm.joins()) {
     auto joined = Membership::join(o.swarm, o.model, o.blocks ? span_text(*o.blocks) : "", kv_bytes, o.node.threads,
-                                   data_dir, log);
+                                   rt->identity_, log);
     if (!joined) return joined.error();
     prepared->membership = std::move(*joined);
     o.blocks = Span{prepared->membership->block_begin(), prepared->membership->block_end()};
@@ -96,9 +96,10 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   }
   // A model CID (and no file of that name) is served from the store; a file as it is.
   struct stat st;
+  const bool is_file = ::stat(o.model.c_str(), &st) == 0;
   auto cid = store::Cid::parse(o.model);
-  const bool from_store = cid.ok() && ::stat(o.model.c_str(), &st) != 0;
-  if (!from_store && ::stat(o.model.c_str(), &st) != 0)
+  const bool from_store = !is_file && cid.ok();
+  if (!is_file && !from_store)
     return Error{ErrorCode::NotFound, "model " + o.model + " is neither a file nor a model CID"};
   if (from_store || o.share) {
     auto opened = store::BlobStore::open(o.store_dir.empty() ? data_dir + "/store" : o.store_dir);
