@@ -119,6 +119,9 @@ expect 2 "--fetch-timeout" node -m "$model" --fetch-timeout -1
 expect 2 "--max-sessions" node -m "$model" --max-sessions 0
 expect 2 "--rebalance-factor" node -m "$model" --rebalance-factor 0.5
 expect 1 "nonexistent.gguf" node -m "$tmp/nonexistent.gguf" --listen 127.0.0.1:0 --blocks 0:1
+expect 2 "--blocks" fetch bexample --peers 127.0.0.1:1 --store "$tmp/s" --blocks 4:3
+expect 2 "--blocks" fetch bexample --peers 127.0.0.1:1 --store "$tmp/s" --blocks 1-3
+expect 2 "--peers" fetch bexample --peers "@:1" --store "$tmp/s"
 # Nothing was written by the refused commands.
 [ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/out.gguf" ] && [ ! -e "$tmp/s" ] || {
   echo "FAIL: a refused command left files: $(ls "$tmp")"

@@ -168,6 +168,10 @@ CLI::Validator number_above(double min) {
       "");
 }
 
+CLI::Validator block_range(bool allow_empty) {
+  return from_parser([allow_empty](const std::string& text) { return parse_block_range(text, allow_empty); }, "A:B");
+}
+
 CLI::Validator route_name() {
   return from_parser([](const std::string& text) { return net::parse_topology(text); }, "ring|chain|direct");
 }

@@ -75,6 +75,7 @@ inline constexpr long long kNoMax = INT64_MAX;
 CLI::Validator count_in(long long min, long long max = kNoMax);
 CLI::Validator number_in(double min, double max = HUGE_VAL);    // a finite number in [min, max]
 CLI::Validator number_above(double min);                        // a finite number > min
+CLI::Validator block_range(bool allow_empty = false);            // base::parse_block_range: A:B
 CLI::Validator route_name();                                    // net::parse_topology: ring, chain, direct
 CLI::Validator hidden_format_name();                            // net::parse_hidden_encoding: f16, f32, q8
 // model::mix_from_name (q8_0, q4_k_m, ...); a tensor type that is no mix: "cannot <verb> tensor type".

@@ -5,9 +5,10 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
-#include <sstream>
 #include <string>
 
+#include "base/parse.h"
+#include "cli_options.h"
 #include "commands.h"
 #include "net/peer_fetch.h"
 #include "progress_bar.h"
@@ -28,28 +29,20 @@ struct FetchCliOptions {
   std::string data_dir;
 };
 
-int fail(const char* cmd, const std::string& message) {
-  std::fprintf(stderr, "omni %s: %s\n", cmd, message.c_str());
-  return 1;
-}
-
 int run_fetch(const FetchCliOptions& o) {
   auto cid = store::Cid::parse(o.cid);
-  if (!cid) return fail("fetch", cid.error().message);
+  if (!cid) return fail("fetch", cid.error());
   store::ShardRange range;
   if (!o.blocks.empty()) {
-    unsigned a = 0, b = 0;
-    char colon = 0;
-    std::istringstream in(o.blocks);
-    if (!(in >> a >> colon >> b) || colon != ':' || a > b || !in.eof())
-      return fail("fetch", "--blocks takes A:B (blocks [A, B)), got '" + o.blocks + "'");
-    range.block_begin = a;
-    range.block_end = b;
+    auto blocks = parse_block_range(o.blocks, /*allow_empty=*/true);  // checked at parse time already
+    if (!blocks) return fail("fetch", blocks.error());
+    range.block_begin = blocks->begin;
+    range.block_end = blocks->end;
   }
   range.embeddings = !o.no_embeddings;
   range.head = !o.no_head;
   auto st = store::BlobStore::open(o.store_dir, {.limit_bytes = o.limit_mib << 20});
-  if (!st) return fail("fetch", st.error().message);
+  if (!st) return fail("fetch", st.error());
   // A peer that vanishes mid-write must be an error on that connection, not the end of the fetch.
   std::signal(SIGPIPE, SIG_IGN);
   ProgressBar bar;
@@ -61,7 +54,7 @@ int run_fetch(const FetchCliOptions& o) {
        .timeout_s = o.timeout_s,
        .log = [](const std::string& line) { std::fprintf(stderr, "omni fetch: %s\n", line.c_str()); },
        .progress = [&bar](const store::FetchProgress& p, bool done) { bar.update(p, done); }});
-  if (!m) return fail("fetch", m.error().message);
+  if (!m) return fail("fetch", m.error());
   std::printf("%s\n", o.cid.c_str());
   return 0;
 }
@@ -72,12 +65,13 @@ void register_fetch(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<FetchCliOptions>();
   auto* cmd = app.add_subcommand("fetch", "Fetch a sharded model from peers into a store");
   cmd->add_option("cid", o->cid, "Model CID (the manifest's)")->required();
-  cmd->add_option("--peers", o->peers,
-                  "Comma-separated [ID@]HOST:PORT (or ID@relay:HOST:PORT) of nodes serving blobs (omni node)")
+  add_peer_list(cmd, "--peers", o->peers,
+                "Comma-separated [ID@]HOST:PORT (or ID@relay:HOST:PORT) of nodes serving blobs (omni node)")
       ->required();
   cmd->add_option("--data-dir", o->data_dir, "Directory of this side's identity key (default: a throwaway key)");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();
-  cmd->add_option("--blocks", o->blocks, "Only blocks [A, B): A:B");
+  cmd->add_option("--blocks", o->blocks, "Only blocks [A, B): A:B (A:A: none, only the other shards)")
+      ->check(block_range(/*allow_empty=*/true));
   cmd->add_flag("--no-embeddings", o->no_embeddings, "Skip the embeddings shard");
   cmd->add_flag("--no-head", o->no_head, "Skip the head shard");
   cmd->add_option("--window", o->window, "Requests in flight per peer")->capture_default_str();

@@ -94,13 +94,15 @@ Result<HostPort> parse_host_port(std::string_view text) {
 
 std::string BlockRange::to_string() const { return std::to_string(begin) + ":" + std::to_string(end); }
 
-Result<BlockRange> parse_block_range(std::string_view text) {
+Result<BlockRange> parse_block_range(std::string_view text, bool allow_empty) {
   const auto colon = text.find(':');
   uint64_t begin = 0, end = 0;
   if (colon == std::string_view::npos || !parse_decimal(text.substr(0, colon), UINT32_MAX, begin) ||
       !parse_decimal(text.substr(colon + 1), UINT32_MAX, end))
     return invalid(text, "is not a block range A:B (blocks A to B-1)");
-  if (begin >= end) return invalid(text, "is an empty block range: A:B needs A < B (blocks A to B-1)");
+  if (begin > end && allow_empty) return invalid(text, "is a reversed block range: A:B needs A <= B");
+  if (begin >= end && !allow_empty)
+    return invalid(text, "is an empty block range: A:B needs A < B (blocks A to B-1)");
   return BlockRange{static_cast<uint32_t>(begin), static_cast<uint32_t>(end)};
 }
 

@@ -31,7 +31,8 @@ struct HostPort {
 Result<HostPort> parse_host_port(std::string_view text);
 
 // A half-open range of transformer blocks [begin, end), written "A:B" with A < B: "0:11" is blocks
-// 0 to 10. The upper bound of a model (B <= its block count) is the caller's to check.
+// 0 to 10 (with allow_empty, A == B too: no block, for callers that want only a model's other
+// parts). The upper bound of a model (B <= its block count) is the caller's to check.
 struct BlockRange {
   uint32_t begin = 0;
   uint32_t end = 0;
@@ -39,7 +40,7 @@ struct BlockRange {
   std::string to_string() const;  // "A:B"
   bool operator==(const BlockRange&) const = default;
 };
-Result<BlockRange> parse_block_range(std::string_view text);
+Result<BlockRange> parse_block_range(std::string_view text, bool allow_empty = false);
 
 // Hex, lower case, two digits per byte. The reader accepts only that form, so every byte string
 // has exactly one spelling (ids and tokens are compared as text).

@@ -163,5 +163,17 @@ TEST(BlockRange, RefusesEmptyReversedAndMalformedRanges) {
   }
 }
 
+TEST(BlockRange, AnEmptyRangeWhereTheCallerAllowsIt) {
+  auto empty = parse_block_range("3:3", /*allow_empty=*/true);
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_EQ(*empty, (BlockRange{3, 3}));
+  EXPECT_FALSE(parse_block_range("3:3").ok());
+  for (const char* bad : {"4:3", "3", "a:3"}) {
+    auto r = parse_block_range(bad, /*allow_empty=*/true);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_TRUE(r.error().is(ErrorCode::InvalidArgument));
+  }
+}
+
 }  // namespace
 }  // namespace omni
