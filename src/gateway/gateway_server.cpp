@@ -149,13 +149,15 @@ void GatewayServer::Impl::setup_routes() {
   http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // a route's own error
     if (res.status == 413) send_error(res, payload_too_large(options.max_body_bytes));
-    else if (res.status == 404 && !allowed_methods(req.path).empty()) {
-      res.set_header("Allow", allowed_methods(req.path));
-      send_error(res, ApiError{405, req.method + " is not allowed on " + req.path + " (allowed: " +
-                                        allowed_methods(req.path) + ")",
-                               "invalid_request_error", std::nullopt, "method_not_allowed", 0});
-    } else if (res.status == 404)
-      send_error(res, not_found("unknown route: " + req.method + " " + req.path, "unknown_route"));
+    else if (res.status == 404) {
+      if (const std::string allowed = allowed_methods(req.path); !allowed.empty()) {
+        res.set_header("Allow", allowed);
+        send_error(res, ApiError{405, req.method + " is not allowed on " + req.path + " (allowed: " + allowed + ")",
+                                 "invalid_request_error", std::nullopt, "method_not_allowed", 0});
+      } else {
+        send_error(res, not_found("unknown route: " + req.method + " " + req.path, "unknown_route"));
+      }
+    }
     else send_error(res, ApiError{res.status, "the request could not be served (HTTP " + std::to_string(res.status) + ")",
                                   res.status >= 500 ? "server_error" : "invalid_request_error", std::nullopt,
                                   std::nullopt, 0});
