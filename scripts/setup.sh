@@ -8,6 +8,7 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 packages=(
   build-essential cmake ninja-build pkg-config git
+  python3 curl                        # hostile-client tests (tests/security) speak raw HTTP and sockets
   ccache                              # rebuilds of the same sources (CI on a developer's machine) hit a cache
   clang libclang-rt-14-dev            # second compiler; libFuzzer and sanitizers
   libgtest-dev libgmock-dev           # tests
