@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# fuzz.sh FUZZER SEED_TOOL SHARED_DIR SECONDS WORK_DIR
-# Builds a seed corpus from the shared GGUF files, runs the libFuzzer target for a bounded time and
-# prints its execution count. Exits non-zero if the fuzzer found a crash.
+# fuzz.sh FUZZER SEEDS SHARED_DIR SECONDS WORK_DIR
+# Builds a seed corpus (SEEDS: a directory of seed files, or a tool that writes seeds from the
+# shared GGUF files), runs the libFuzzer target for a bounded time and prints its execution count.
+# Exits non-zero if the fuzzer found a crash.
 set -euo pipefail
-fuzzer=$1 seed_tool=$2 shared=$3 seconds=$4 work=$5
+fuzzer=$1 seeds=$2 shared=$3 seconds=$4 work=$5
 rm -rf "$work"
-mkdir -p "$work/corpus" "$work/artifacts"
-"$seed_tool" "$work/seeds" "$shared"/models/*.gguf "$shared"/vocab/*.gguf
+mkdir -p "$work/corpus" "$work/artifacts" "$work/seeds"
+if [ -d "$seeds" ]; then
+  cp "$seeds"/* "$work/seeds/"
+else
+  "$seeds" "$work/seeds" "$shared"/models/*.gguf "$shared"/vocab/*.gguf
+fi
 set +e
 "$fuzzer" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
   -artifact_prefix="$work/artifacts/" "$work/corpus" "$work/seeds" >"$work/fuzz.log" 2>&1
