@@ -28,6 +28,10 @@ struct GatewayCliOptions {
   double rate_requests = 0;
   double rate_tokens = 0;
   size_t max_body = 4 << 20;
+  size_t max_connections = gateway::ConnectionLimits{}.max_connections;
+  size_t max_connections_per_ip = gateway::ConnectionLimits{}.max_connections_per_ip;
+  double head_timeout_s = gateway::ConnectionLimits{}.head_timeout.count() / 1000.0;
+  double body_timeout_s = gateway::ConnectionLimits{}.body_timeout.count() / 1000.0;
   std::string web_dir;
   std::string chat_template;
 };
@@ -71,6 +75,10 @@ int run_gateway(const GatewayCliOptions& o) {
   options.host = listen->host;
   options.port = listen->port;
   options.max_body_bytes = o.max_body;
+  options.connection_limits.max_connections = o.max_connections;
+  options.connection_limits.max_connections_per_ip = o.max_connections_per_ip;
+  options.connection_limits.head_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.head_timeout_s * 1000));
+  options.connection_limits.body_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.body_timeout_s * 1000));
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
@@ -126,6 +134,19 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-body", o->max_body, "Largest request body in bytes (413 beyond)")
       ->capture_default_str()
       ->check(count_in(1, INT64_MAX));
+  cmd->add_option("--max-connections", o->max_connections, "Open connections at once; more get 503")
+      ->capture_default_str()
+      ->check(count_in(1, 1000000));
+  cmd->add_option("--max-connections-per-ip", o->max_connections_per_ip,
+                  "Open connections at once from one client IP; more get 503")
+      ->capture_default_str()
+      ->check(count_in(1, 1000000));
+  cmd->add_option("--head-timeout", o->head_timeout_s, "Seconds a client has to send a request's head (408 beyond)")
+      ->capture_default_str()
+      ->check(number_in(0.1, 3600));
+  cmd->add_option("--body-timeout", o->body_timeout_s, "Seconds a client has to send a request's body (408 beyond)")
+      ->capture_default_str()
+      ->check(number_in(0.1, 3600));
   cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");

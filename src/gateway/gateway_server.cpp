@@ -81,7 +81,7 @@ struct GatewayServer::Impl {
   bool bound = false;
 
   Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, PromptBuilder p)
-      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits) {
+      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits, o.connection_limits) {
     SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
@@ -126,12 +126,11 @@ struct GatewayServer::Impl {
 };
 
 void GatewayServer::Impl::setup_routes() {
-  // One thread per connection being served (httplib's model): generations waiting for tokens hold
-  // one each, so the pool covers every session and queue place plus room for the light routes.
+  // One thread per request being answered: generations waiting for tokens hold one each, so the
+  // pool covers every session and queue place plus room for the light routes.
   const size_t threads = std::max<size_t>(16, options.scheduler.max_sessions + options.scheduler.max_queue + 16);
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_worker_threads(threads);
   http.set_payload_max_length(options.max_body_bytes);
-  http.set_read_timeout(options.read_timeout_s, 0);
   http.set_write_timeout(options.write_timeout_s, 0);
 
   // httplib 0.11 gzips any text/* or JSON response for a client that accepts gzip, and does so

@@ -9,8 +9,10 @@
 //
 // Errors use OpenAI's error object with its status codes: 400 malformed JSON or fields, 404
 // unknown model or route, 405 a route's path with another method (with Allow), 413 a body over
-// max_body_bytes, 431 a request head over head_limits (the connection is closed), 429 rate
-// limited, 503 queue full (both with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
+// max_body_bytes (chunked ones too, as soon as the decoded size passes it), 431 a request head over
+// head_limits, 400/501/505 ambiguous or unsupported framing (RFC 9112), 408 a request slower than
+// connection_limits' deadlines, 503 a connection over its caps (those close the connection), 429
+// rate limited, 503 queue full (both with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
 // long non-streamed request, which is kept alive with JSON whitespace) cancels its generation;
 // the scheduler frees its session at the next round.
 #pragma once
@@ -20,6 +22,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "gateway/connection_limits.h"
 #include "gateway/engine_backend.h"
 #include "gateway/head_limits.h"
 #include "gateway/rate_limiter.h"
@@ -35,9 +38,9 @@ struct GatewayOptions {
   std::string chat_template;             // a template by name instead of the model's
   RateLimits rate_limits;
   SchedulerOptions scheduler;
-  int read_timeout_s = 10;               // a client slower than this per read is dropped
   int write_timeout_s = 30;
   HeadLimits head_limits;                // a request head over these is refused with 431
+  ConnectionLimits connection_limits;    // connection caps (503) and request deadlines (408)
   // Where the detail of failures that clients only see as a generic message goes (internal errors,
   // unreachable nodes); unset: standard error.
   std::function<void(const std::string&)> log;
