@@ -5,7 +5,7 @@
 set -euo pipefail
 OMNI="$1"; SHARED="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-source "$HERE/gateway_lib.sh"
+source "$HERE/../gateway_lib.sh"
 MODEL="$SHARED/models/synth-llama-q8_0.gguf"
 WORK="$(mktemp -d)"; trap 'stop_gateway; rm -rf "$WORK"' EXIT
 

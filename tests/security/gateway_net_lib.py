@@ -1,0 +1,211 @@
+"""Shared by the gateway's hostile-client tests (python3, stdlib only): starting `omni gateway` on a
+free loopback port, raw requests over sockets, one HTTP/1.1 response read off a socket, and the
+gateway's peak memory (VmHWM)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def ok(message):
+    print("ok   " + message)
+    sys.stdout.flush()
+
+
+class Gateway:
+    """`omni gateway` on 127.0.0.1:0 with the small test model; stopped (SIGTERM) on exit."""
+
+    def __init__(self, omni, shared, *args):
+        model = os.path.join(shared, "models", "synth-llama-q8_0.gguf")
+        if not os.path.exists(model):
+            print("SKIP: " + model + " is missing")
+            sys.exit(77)
+        self.log = tempfile.NamedTemporaryFile(prefix="omni-gateway.", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([omni, "gateway", "--model", model, "--listen", "127.0.0.1:0",
+                                      "--threads", "1", *args], stdout=subprocess.DEVNULL, stderr=self.log)
+        self.port = None
+        deadline = time.time() + 20
+        while time.time() < deadline and self.port is None:
+            if self.proc.poll() is not None:
+                fail("the gateway exited: " + self.log_text())
+            m = re.search(r"listening on port (\d+)", self.log_text())
+            if m:
+                self.port = int(m.group(1))
+            else:
+                time.sleep(0.05)
+        if self.port is None:
+            self.stop()
+            fail("the gateway did not start in 20 s: " + self.log_text())
+
+    def log_text(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def vmhwm_mb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def threads(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                fail("the gateway did not stop within 10 s of SIGTERM")
+        os.unlink(self.log.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def connect(port, source="127.0.0.1", timeout=10.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Reader:
+    """Reads HTTP/1.1 responses off a socket, one at a time (Content-Length, chunked, or to close)."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def _more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the connection closed")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._more()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self):
+        status_line = self._line()
+        while status_line.startswith(b"HTTP/1.1 100"):  # interim: skip it and its blank line
+            self._line()
+            status_line = self._line()
+        status = int(status_line.split(b" ")[1])
+        headers = {}
+        while True:
+            line = self._line()
+            if not line:
+                break
+            name, value = line.split(b":", 1)
+            headers[name.decode().lower()] = value.strip().decode()
+        if "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._take(size)
+                self._take(2)
+        else:
+            try:
+                while True:
+                    self._more()
+            except (EOFError, OSError):
+                pass
+            body, self.buf = self.buf, b""
+        return Response(status, headers, body)
+
+    def closed(self, timeout=5.0):
+        """Whether the server closes the connection (EOF or reset) within `timeout`, with nothing more sent."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def exchange(port, raw, source="127.0.0.1", timeout=10.0):
+    """Sends raw bytes on a new connection and reads one response."""
+    s = connect(port, source, timeout)
+    try:
+        s.sendall(raw)
+        return Reader(s).response()
+    finally:
+        s.close()
+
+
+def get(port, path, source="127.0.0.1", timeout=10.0):
+    return exchange(port, ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path).encode(),
+                    source, timeout)
+
+
+def model_id(port):
+    return get(port, "/v1/models").json()["data"][0]["id"]
+
+
+def completion_request(model, max_tokens=2, connection="close"):
+    body = json.dumps({"model": model, "prompt": "hello", "max_tokens": max_tokens}).encode()
+    return (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Connection: " + connection.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
+            b"\r\n\r\n" + body)
+
+
+def timed(fn, *args, **kwargs):
+    started = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result, time.monotonic() - started
+
+
+def can_bind(address):
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((address, 0))
+        s.close()
+        return True
+    except OSError:
+        return False
