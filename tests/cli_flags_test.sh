@@ -100,6 +100,10 @@ expect 2 "--listen" gateway -m "$model" --listen "[::1]"
 expect 2 "--max-sessions" gateway -m "$model" --max-sessions 0
 expect 2 "--rate-requests" gateway -m "$model" --rate-requests -1
 expect 2 "--threads" gateway -m "$model" -t 2000
+expect 2 "--max-connections" gateway -m "$model" --max-connections 0
+expect 2 "--max-connections-per-ip" gateway -m "$model" --max-connections-per-ip 0
+expect 2 "--head-timeout" gateway -m "$model" --head-timeout 0
+expect 2 "--body-timeout" gateway -m "$model" --body-timeout nan
 expect 2 "--bootstrap" swarm status
 expect 2 "--lan" swarm status --wait-ms 5
 expect 2 "--bootstrap" swarm status --bootstrap "::1:7000"

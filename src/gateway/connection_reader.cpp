@@ -183,7 +183,7 @@ void ConnectionReader::adopt(int fd) {
     // Whatever the client sent already is read first: closing with it unread would reset the
     // connection, and a reset can destroy the 503 before the client reads it.
     char discard[16384];
-    while (::recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0) {
+    for (int i = 0; i < 4 && ::recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0; ++i) {
     }
     send_now(fd, error_response(503, "too many connections from this address or in all; retry shortly"));
     ::shutdown(fd, SHUT_WR);

@@ -134,11 +134,11 @@ class HttpListener::Serving final : public httplib::TaskQueue {
  public:
   explicit Serving(HttpListener& listener) : listener_(listener), workers_(listener.worker_threads_) {
     listener_.serving_ = this;
-    listener_.reader_->start();
+    if (listener_.reader_) listener_.reader_->start();
   }
   void enqueue(std::function<void()> fn) override { fn(); }  // process_and_close_socket(sock)
   void shutdown() override {
-    listener_.reader_->stop();
+    if (listener_.reader_) listener_.reader_->stop();
     workers_.shutdown();
     listener_.serving_ = nullptr;
   }
@@ -194,6 +194,10 @@ Result<int> HttpListener::bind_listener(const std::string& host, int port) {
 }
 
 bool HttpListener::process_and_close_socket(socket_t sock) {
+  if (!reader_) {  // listen() without bind_listener(): nothing to serve with
+    ::close(sock);
+    return false;
+  }
   reader_->adopt(sock);
   return true;
 }

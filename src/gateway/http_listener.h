@@ -38,7 +38,8 @@ class HttpListener final : public httplib::Server {
 
   // Binds and listens on host:port (0: any free port); returns the port. AlreadyExists when the
   // address is in use (another gateway, say); Unavailable when it cannot be bound otherwise or the
-  // connection reader cannot be created. Call after set_payload_max_length().
+  // connection reader cannot be created. Call after set_payload_max_length(), then serve with
+  // listen_after_bind() (httplib's listen() would bypass it, and closes every connection).
   Result<int> bind_listener(const std::string& host, int port);
 
  private:
