@@ -5,7 +5,7 @@ A client streams a 200 MB chunked body at /v1/completions. The gateway must answ
 the decoded size passes --max-body (4 MiB by default), long before the client is through, without
 holding the body: its peak memory (VmHWM) stays within a bound over its baseline. A declared
 Content-Length over the limit is 413 before any body byte; a chunked body under it is served, and
-other clients are served during the flood.
+other clients are served during the flood. A body that trickles in is 408 at --body-timeout.
 """
 import json
 import os
@@ -23,7 +23,9 @@ MAX_BODY = 4 << 20
 GROWTH_BOUND_MB = 64      # over the baseline; the body alone would be 200 MB
 ABSOLUTE_BOUND_MB = 300
 
-with Gateway(OMNI, SHARED) as gw:
+BODY_TIMEOUT_S = 2.0
+
+with Gateway(OMNI, SHARED, "--body-timeout", str(BODY_TIMEOUT_S)) as gw:
     model = model_id(gw.port)
     # A chunked request under the limit is decoded and served like any other.
     body = json.dumps({"model": model, "prompt": "hello", "max_tokens": 2}).encode()
@@ -87,3 +89,18 @@ with Gateway(OMNI, SHARED) as gw:
              % (baseline, peak, GROWTH_BOUND_MB, ABSOLUTE_BOUND_MB))
     ok("200 MB chunked: 413 after %.2f s with %d MB sent, the client cut off (%s), VmHWM %.0f -> %.0f MB"
        % (took, sent_at_answer >> 20, type(send_error[0]).__name__, baseline, peak))
+
+    # A body that does not arrive in time, plain or chunked: 408, then closed.
+    for framing, start in (("Content-Length", b"Content-Length: 100\r\n\r\n{"),
+                           ("chunked", b"Transfer-Encoding: chunked\r\n\r\n64\r\n{")):
+        s = connect(gw.port, timeout=BODY_TIMEOUT_S + 10)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + start)
+        try:
+            r, took = timed(Reader(s).response)
+        except (OSError, EOFError) as e:
+            fail("a %s body that never arrives got no 408: %r" % (framing, e))
+        s.close()
+        if r.status != 408 or not BODY_TIMEOUT_S - 0.5 < took < BODY_TIMEOUT_S + 4:
+            fail("a %s body that never arrives got %d after %.2f s (--body-timeout %.0f)"
+                 % (framing, r.status, took, BODY_TIMEOUT_S))
+    ok("bodies that do not arrive within --body-timeout get 408")

@@ -7,6 +7,8 @@
 2. With --max-connections-per-ip 16 and --head-timeout 3: 20 slow connections from 127.0.0.1, of
    which the 4 over the cap get 503 at once; another address (127.0.0.2) is served meanwhile; the
    slow ones get 408 at their deadline and are closed, after which 127.0.0.1 is served again.
+3. With --max-connections 8: 8 slow connections, and a ninth from another address gets 503 at
+   once; closing one gives its place back.
 """
 import os
 import socket
@@ -137,3 +139,28 @@ with Gateway(OMNI, SHARED, "--max-connections-per-ip", str(CAP), "--head-timeout
     if r.status != 200:
         fail("/health from 127.0.0.1 got %d after its slow connections were closed" % r.status)
     ok("slow heads get 408 after %.2f s (--head-timeout %.0f) and free their places" % (waited, HEAD_TIMEOUT_S))
+
+# --- 3: the cap on all connections -------------------------------------------------------------
+TOTAL = 8
+with Gateway(OMNI, SHARED, "--max-connections", str(TOTAL)) as gw:
+    socks = open_slow(gw.port, TOTAL)
+    s = connect(gw.port, source="127.0.0.2")
+    try:
+        r, took = timed(Reader(s).response)
+    except (OSError, EOFError) as e:
+        fail("a connection over --max-connections got no 503: %r" % (e,))
+    s.close()
+    if r.status != 503 or took > 2.0:
+        fail("a connection over --max-connections %d got %d in %.2f s" % (TOTAL, r.status, took))
+    socks.pop().close()
+    deadline = time.monotonic() + 5
+    while True:  # the freed place is given back once the gateway sees the close
+        r = get(gw.port, "/health", source="127.0.0.2")
+        if r.status == 200:
+            break
+        if time.monotonic() > deadline:
+            fail("a place freed under --max-connections was not given back within 5 s")
+        time.sleep(0.1)
+    for s in socks:
+        s.close()
+    ok("over --max-connections %d: 503 at once, from any address; a closed connection frees its place" % TOTAL)
