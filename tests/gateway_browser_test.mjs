@@ -143,6 +143,24 @@ try {
   {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
+    // What is stored is checked on load: garbage is dropped, a valid conversation beside it kept.
+    await page.goto(`${url}/#/chat`);
+    for (const garbage of ["not json", "[1,2]", JSON.stringify({ conversations: [1, { id: 5 }, { id: "x", turns: "y" }] })]) {
+      await page.evaluate(([key, value]) => localStorage.setItem(key, value), [conversationsKey, garbage]);
+      await page.reload();
+      await page.getByText("Ask the swarm").waitFor();
+      assert.equal(await page.getByTestId("conversations").locator("li.active").count(), 0);
+    }
+    await page.evaluate(([key, value]) => localStorage.setItem(key, value), [conversationsKey, JSON.stringify({
+      activeId: "ok", conversations: [{ id: 7 }, { id: "ok", title: "kept", turns: [{ id: "u", role: "user", content: "hi" },
+        { id: "a", role: "assistant", state: "streaming", content: "partial" }, { role: "bogus" }] }],
+    })]);
+    await page.reload();
+    await page.getByText("partial").waitFor();
+    assert.match(await page.getByTestId("failure").innerText(), /interrupted/, "an answer streaming at unload is not failed");
+    await page.evaluate((key) => localStorage.removeItem(key), conversationsKey);
+    await page.reload();
+    ok("stored garbage is dropped on load; an answer left streaming is failed");
     await openChat(page);
     await setMaxTokens(page, 8);
     await send(page, "first conversation");

@@ -66,7 +66,12 @@ async function errorOf(response: Response): Promise<ApiError> {
 function headers(apiKey: string, json = false): HeadersInit {
   const h: Record<string, string> = {};
   if (json) h["Content-Type"] = "application/json";
-  if (apiKey.trim() !== "") h.Authorization = `Bearer ${apiKey.trim()}`;
+  const key = apiKey.trim();
+  if (key !== "") {
+    // fetch refuses other header bytes with a TypeError that would read as "cannot reach".
+    if (!/^[\x21-\x7e]+$/.test(key)) throw new ApiError("the API key may only hold printable ASCII characters", 0);
+    h.Authorization = `Bearer ${key}`;
+  }
   return h;
 }
 
