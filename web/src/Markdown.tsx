@@ -4,16 +4,27 @@
 // and DOMPurify sanitizes the result in case any of that ever fails. Code blocks are highlighted
 // and get a copy button.
 import DOMPurify from "dompurify";
-import hljs from "highlight.js/lib/common";
+import type { HLJSApi } from "highlight.js";
 import MarkdownIt, { type MarkdownIt as MarkdownRenderer } from "markdown-it";
-import { MouseEvent, useMemo } from "react";
+import { MouseEvent, useEffect, useMemo, useState } from "react";
+
+// highlight.js is a third of the UI's code: it loads on the first code block, which is shown plain
+// until then.
+let hljs: HLJSApi | null = null;
+let hljsLoading: Promise<void> | null = null;
+function loadHighlighter(): Promise<void> {
+  hljsLoading ??= import("highlight.js/lib/common").then((m) => {
+    hljs = m.default;
+  });
+  return hljsLoading;
+}
 
 const markdown: MarkdownRenderer = new MarkdownIt({
   html: false,
   linkify: true,
   breaks: true,
   highlight(code, language) {
-    if (language && hljs.getLanguage(language)) {
+    if (hljs && language && hljs.getLanguage(language)) {
       try {
         return hljs.highlight(code, { language, ignoreIllegals: true }).value;
       } catch {
@@ -71,8 +82,24 @@ export async function copyText(text: string): Promise<boolean> {
   return ok;
 }
 
+const hasCode = (source: string) => /^\s*(```|~~~)/m.test(source);
+
 export function Markdown(props: { source: string; testId?: string }) {
-  const html = useMemo(() => renderMarkdown(props.source), [props.source]);
+  const [highlighter, setHighlighter] = useState(hljs);
+  const wantsHighlighter = highlighter === null && hasCode(props.source);
+  useEffect(() => {
+    if (!wantsHighlighter) return;
+    let live = true;
+    loadHighlighter().then(
+      () => live && setHighlighter(hljs),
+      () => {}, // offline or blocked: the code stays plain
+    );
+    return () => {
+      live = false;
+    };
+  }, [wantsHighlighter]);
+  // highlighter: rendered again once highlight.js has loaded.
+  const html = useMemo(() => renderMarkdown(props.source), [props.source, highlighter]);
 
   async function onClick(e: MouseEvent<HTMLDivElement>) {
     const button = (e.target as HTMLElement).closest("button.copy-code");
