@@ -417,6 +417,7 @@ try {
   if (restarted) {
     restarted.kill("SIGTERM");
     await new Promise((resolve) => (restarted.exitCode !== null ? resolve() : restarted.on("exit", resolve)));
+    writeFileSync(process.env.RESTARTED_PID_FILE, ""); // stopped: nothing for the script to stop
   }
 }
 console.log("all checks passed");
