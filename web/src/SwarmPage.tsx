@@ -3,6 +3,7 @@
 import { useEffect, useState } from "react";
 import { SwarmView, fetchSwarm } from "./api";
 import { CoverageBar } from "./CoverageBar";
+import { loadSettings } from "./localStore";
 import { ThroughputChart } from "./ThroughputChart";
 
 const pollMs = 2000;
@@ -13,10 +14,11 @@ export function SwarmPage() {
 
   useEffect(() => {
     const controller = new AbortController();
+    const apiKey = loadSettings().apiKey;
     let timer = 0;
     const poll = async () => {
       try {
-        setView(await fetchSwarm(controller.signal));
+        setView(await fetchSwarm(apiKey, controller.signal));
         setError("");
       } catch (e) {
         if (!controller.signal.aborted) setError((e as Error).message);
@@ -82,17 +84,19 @@ export function SwarmPage() {
             <tbody>
               {view?.nodes.map((n) => (
                 <tr key={n.peer_id + n.address}>
-                  <td>
-                    <span className="dot" aria-hidden="true" />
-                    <code>{n.peer_id.length > 16 ? `${n.peer_id.slice(0, 8)}…${n.peer_id.slice(-6)}` : n.peer_id}</code>
+                  <td data-label="Peer">
+                    <span>
+                      <span className="dot" aria-hidden="true" />
+                      <code>{n.peer_id.length > 16 ? `${n.peer_id.slice(0, 8)}…${n.peer_id.slice(-6)}` : n.peer_id}</code>
+                    </span>
                   </td>
-                  <td>{n.address || "—"}</td>
-                  <td>{n.model}</td>
-                  <td>
+                  <td data-label="Address">{n.address || "—"}</td>
+                  <td data-label="Model">{n.model}</td>
+                  <td data-label="Blocks">
                     {n.blocks[0]}–{n.blocks[1] - 1}
                   </td>
-                  <td className="num">{n.throughput_tps.toFixed(1)} tok/s</td>
-                  <td className="num">{n.sessions}</td>
+                  <td className="num" data-label="Throughput">{n.throughput_tps.toFixed(1)} tok/s</td>
+                  <td className="num" data-label="Sessions">{n.sessions}</td>
                 </tr>
               ))}
             </tbody>

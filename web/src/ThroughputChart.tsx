@@ -1,12 +1,14 @@
 // Tokens per second over time as an SVG area chart, drawn by hand: the viewBox is fixed and the
-// SVG scales to its container's width.
+// SVG scales to its container's width. On a phone the viewBox is narrower (so the labels stay
+// legible once scaled down) with fewer time labels.
+import { useEffect, useState } from "react";
+
 interface Point {
   t: number;
   tps: number;
 }
 
-const width = 1000;
-const height = 240;
+const phone = "(max-width: 600px)";
 const pad = { left: 44, right: 12, top: 12, bottom: 26 };
 
 // A "nice" axis maximum: 1, 2 or 5 times a power of ten, at least `value`.
@@ -24,7 +26,21 @@ function clock(unixSeconds: number, spanSeconds: number): string {
   });
 }
 
+function useMediaQuery(query: string): boolean {
+  const [matches, setMatches] = useState(() => window.matchMedia(query).matches);
+  useEffect(() => {
+    const list = window.matchMedia(query);
+    const onChange = () => setMatches(list.matches);
+    list.addEventListener("change", onChange);
+    return () => list.removeEventListener("change", onChange);
+  }, [query]);
+  return matches;
+}
+
 export function ThroughputChart({ points }: { points: Point[] }) {
+  const narrow = useMediaQuery(phone);
+  const width = narrow ? 420 : 1000;
+  const height = narrow ? 200 : 240;
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
   const max = niceCeiling(Math.max(0, ...points.map((p) => p.tps)));
@@ -37,7 +53,8 @@ export function ThroughputChart({ points }: { points: Point[] }) {
     ? `${line}L${x(t1).toFixed(1)},${y(0)}L${x(t0).toFixed(1)},${y(0)}Z`
     : "";
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => f * max);
-  const timeTicks = points.length > 1 ? [0, 0.25, 0.5, 0.75, 1].map((f) => t0 + f * (t1 - t0)) : [];
+  const fractions = narrow ? [0, 0.5, 1] : [0, 0.25, 0.5, 0.75, 1];
+  const timeTicks = points.length > 1 ? fractions.map((f) => t0 + f * (t1 - t0)) : [];
 
   return (
     <svg className="chart" viewBox={`0 0 ${width} ${height}`} role="img" aria-label="Throughput over time">
@@ -56,7 +73,7 @@ export function ThroughputChart({ points }: { points: Point[] }) {
         </g>
       ))}
       {timeTicks.map((t, i) => (
-        <text key={i} x={x(t)} y={height - 6} textAnchor={i === 0 ? "start" : i === 4 ? "end" : "middle"}
+        <text key={i} x={x(t)} y={height - 6} textAnchor={i === 0 ? "start" : i === fractions.length - 1 ? "end" : "middle"}
           className="axis">
           {clock(t, t1 - t0)}
         </text>

@@ -1,4 +1,5 @@
 // The gateway's API as the UI uses it: the model list, streamed chat completions, the swarm view.
+// Every call takes the API key from the settings (empty: none) and sends it as a bearer token.
 import { readServerSentEvents } from "./sse";
 
 export interface ChatMessage {
@@ -35,10 +36,14 @@ export interface SwarmView {
   updated_at: number;
 }
 
+// An error the gateway answered (status, and OpenAI's error.code and error.param when it gave them),
+// or status 0 when it could not be reached.
 export class ApiError extends Error {
   constructor(
     message: string,
     readonly status: number,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
   ) {
     super(message);
   }
@@ -46,22 +51,49 @@ export class ApiError extends Error {
 
 async function errorOf(response: Response): Promise<ApiError> {
   try {
-    const body = await response.json();
-    return new ApiError(body?.error?.message ?? response.statusText, response.status);
+    const error = (await response.json())?.error;
+    return new ApiError(
+      error?.message ?? `${response.status} ${response.statusText}`,
+      response.status,
+      typeof error?.code === "string" ? error.code : null,
+      typeof error?.param === "string" ? error.param : null,
+    );
   } catch {
     return new ApiError(`${response.status} ${response.statusText}`, response.status);
   }
 }
 
-export async function listModels(): Promise<string[]> {
-  const response = await fetch("/v1/models");
+function headers(apiKey: string, json = false): HeadersInit {
+  const h: Record<string, string> = {};
+  if (json) h["Content-Type"] = "application/json";
+  const key = apiKey.trim();
+  if (key !== "") {
+    // fetch refuses other header bytes with a TypeError that would read as "cannot reach".
+    if (!/^[\x21-\x7e]+$/.test(key)) throw new ApiError("the API key may only hold printable ASCII characters", 0);
+    h.Authorization = `Bearer ${key}`;
+  }
+  return h;
+}
+
+// fetch, with "cannot connect" turned into an ApiError (a TypeError says nothing useful).
+async function call(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    if (init.signal?.aborted) throw e;
+    throw new ApiError(`cannot reach the gateway (${(e as Error).message})`, 0);
+  }
+}
+
+export async function listModels(apiKey: string): Promise<string[]> {
+  const response = await call("/v1/models", { headers: headers(apiKey) });
   if (!response.ok) throw await errorOf(response);
   const body = await response.json();
   return (body.data as { id: string }[]).map((m) => m.id);
 }
 
-export async function fetchSwarm(signal?: AbortSignal): Promise<SwarmView> {
-  const response = await fetch("/v1/swarm", { signal });
+export async function fetchSwarm(apiKey: string, signal?: AbortSignal): Promise<SwarmView> {
+  const response = await call("/v1/swarm", { headers: headers(apiKey), signal });
   if (!response.ok) throw await errorOf(response);
   return response.json();
 }
@@ -72,8 +104,10 @@ export interface StreamResult {
 }
 
 // Streams a chat completion, calling onText with each piece. Aborting `signal` closes the
-// connection, which makes the gateway cancel the generation.
+// connection, which makes the gateway cancel the generation. A stream that ends without its
+// "[DONE]" (the gateway went away mid-answer) is an error, not a short answer.
 export async function streamChat(
+  apiKey: string,
   model: string,
   messages: ChatMessage[],
   settings: SamplingSettings,
@@ -90,22 +124,32 @@ export async function streamChat(
     max_tokens: settings.maxTokens,
   };
   if (settings.seed.trim() !== "") request.seed = Number(settings.seed);
-  const response = await fetch("/v1/chat/completions", {
+  const response = await call("/v1/chat/completions", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: headers(apiKey, true),
     body: JSON.stringify(request),
     signal,
   });
   if (!response.ok || !response.body) throw await errorOf(response);
   const result: StreamResult = { finishReason: null, completionTokens: null };
-  for await (const data of readServerSentEvents(response.body)) {
-    if (data === "[DONE]") break;
-    const chunk = JSON.parse(data);
-    if (chunk.error) throw new ApiError(chunk.error.message, 500);
-    const choice = chunk.choices?.[0];
-    if (choice?.delta?.content) onText(choice.delta.content);
-    if (choice?.finish_reason) result.finishReason = choice.finish_reason;
-    if (chunk.usage) result.completionTokens = chunk.usage.completion_tokens;
+  let done = false;
+  try {
+    for await (const data of readServerSentEvents(response.body)) {
+      if (data === "[DONE]") {
+        done = true;
+        break;
+      }
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new ApiError(chunk.error.message, 500, chunk.error.code ?? null);
+      const choice = chunk.choices?.[0];
+      if (choice?.delta?.content) onText(choice.delta.content);
+      if (choice?.finish_reason) result.finishReason = choice.finish_reason;
+      if (chunk.usage) result.completionTokens = chunk.usage.completion_tokens;
+    }
+  } catch (e) {
+    if (e instanceof ApiError || signal.aborted) throw e;
+    throw new ApiError(`the answer was cut off (${(e as Error).message})`, 0);
   }
+  if (!done) throw new ApiError("the answer was cut off: the gateway closed the stream", 0);
   return result;
 }
