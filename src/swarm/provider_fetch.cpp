@@ -1,7 +1,10 @@
 #include "swarm/provider_fetch.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -12,8 +15,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// "ID@ADDRESS,..." of the providers, their first (preferred) address each.
-std::string peer_list(const std::vector<const ProviderRecord*>& providers) {
+// At most this many providers per fetch, drawn at random: enough to spread the load and survive a
+// few that fail, while records for dead addresses (anyone can publish some) cost boundedly many
+// connection attempts.
+constexpr size_t kMaxProvidersPerFetch = 8;
+
+// "ID@ADDRESS,..." of up to kMaxProvidersPerFetch of the providers, their first (preferred) address each.
+std::string peer_list(std::vector<const ProviderRecord*> providers) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::shuffle(providers.begin(), providers.end(), rng);
+  if (providers.size() > kMaxProvidersPerFetch) providers.resize(kMaxProvidersPerFetch);
   std::string out;
   for (const ProviderRecord* p : providers) out += (out.empty() ? "" : ",") + p->peer_id + "@" + p->addresses.front();
   return out;

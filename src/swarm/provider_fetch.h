@@ -1,9 +1,9 @@
 // Fetching a sharded model's blobs from the nodes that announce them in the swarm's directory
 // (provider records, provider_record.h), for a client or a node that knows only the model's CID.
 //
-// The manifest comes from any provider; each shard then from the providers that say they hold it,
-// all of them at once (net/peer_fetch.h over the node transport, peer ids pinned from the records),
-// so a client that needs two shards talks only to nodes that have them. Everything fetched is
+// The manifest comes from any provider; each shard then from the providers that say they hold it
+// (up to 8 of them, drawn at random, at once: net/peer_fetch.h over the node transport, peer ids
+// pinned from the records), so a client that needs two shards talks only to nodes that have them. Everything fetched is
 // verified against the manifest, and the manifest against the CID.
 #pragma once
 
