@@ -5,7 +5,8 @@
 # the DHT. Then `omni run -m CID --bootstrap` from an empty data directory fetches exactly the
 # shards the client computes itself (manifest, embeddings, head: the set `omni fetch --blocks 0:0`
 # gives) and prints the same greedy output as `omni run` on the local file (F32 hidden states:
-# byte-identical). A CID nobody provides fails with a clear error, in bounded time.
+# byte-identical); so does `omni run -m CID --peers ...`. A CID nobody provides fails with a clear
+# error, in bounded time.
 set -euo pipefail
 omni=$1 shared=$2
 model=$shared/models/synth-llama-q8_0.gguf
@@ -22,7 +23,9 @@ swarm=(--bootstrap "$boot" --announce-interval 5 --record-ttl 15 --max-kv-mib 64
 start_node a "$cid" 0:2 --store "$tmp/store.a" "${swarm[@]}"
 addr_a=$NODE_ADDR
 start_node b "$cid" 2:3 --store "$tmp/store.b" "${swarm[@]}"
+addr_b=$NODE_ADDR
 start_node c "$cid" 3:4 --store "$tmp/store.c" "${swarm[@]}"
+addr_c=$NODE_ADDR
 # b and c fetched only their block's shard and the manifest, from the providers in the DHT.
 for n in b c; do
   count=$(ls "$tmp/store.$n/blobs" | wc -l)
@@ -55,6 +58,14 @@ echo "CID run: $(grep -m1 'route:' "$tmp/cid.err" | sed 's/^omni run: //'); 3 bl
   >"$tmp/cid2.json" 2>"$tmp/cid2.err" || fail "second CID run: $(cat "$tmp/cid2.err")"
 cmp -s "$tmp/local.json" "$tmp/cid2.json" || fail "the second CID run differs from the local run"
 if grep -q "fetching" "$tmp/cid2.err"; then fail "the second CID run fetched again: $(cat "$tmp/cid2.err")"; fi
+
+# With --peers instead of the DHT: the shards come from those peers (b and c lack them and are
+# dropped from the fetch; a serves them), the blocks run on them.
+"$omni" run -m "$cid" "${args[@]}" --peers "$addr_a,$addr_b,$addr_c" --hidden-format f32 --data-dir "$tmp/client3" \
+  >"$tmp/peers.json" 2>"$tmp/peers.err" || fail "CID run with --peers: $(cat "$tmp/peers.err")"
+cmp -s "$tmp/local.json" "$tmp/peers.json" ||
+  fail "the CID run with --peers differs from the local run: $(compare_runs "$tmp/local.json" "$tmp/peers.json")"
+[ "$(ls "$tmp/client3/store/blobs")" = "$(ls "$tmp/expected/blobs")" ] || fail "the --peers client fetched other blobs"
 
 # A CID no node provides: a clear error within the lookup wait (15 s), not a hang.
 unknown=$(python3 -c 'import base64, hashlib
