@@ -67,6 +67,12 @@ cmp -s "$tmp/local.json" "$tmp/peers.json" ||
   fail "the CID run with --peers differs from the local run: $(compare_runs "$tmp/local.json" "$tmp/peers.json")"
 [ "$(ls "$tmp/client3/store/blobs")" = "$(ls "$tmp/expected/blobs")" ] || fail "the --peers client fetched other blobs"
 
+# A CID with neither a store nor other nodes to fetch from: told so.
+if "$omni" run -m "$cid" -p hi -n 1 --data-dir "$tmp/client4" >/dev/null 2>"$tmp/alone.err"; then
+  fail "a CID run with nothing to fetch from succeeded"
+fi
+grep -q "is a CID: give --store" "$tmp/alone.err" || fail "CID alone: $(cat "$tmp/alone.err")"
+
 # A CID no node provides: a clear error within the lookup wait (15 s), not a hang.
 unknown=$(python3 -c 'import base64, hashlib
 d = bytes([1, 0x55, 0x12, 0x20]) + hashlib.sha256(b"no such model").digest()

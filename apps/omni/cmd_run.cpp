@@ -148,6 +148,11 @@ Result<RunModel> load_client_shards(const RunOptions& o, const store::Cid& cid) 
 Result<RunModel> load_run_model(const RunOptions& o) {
   struct stat st;
   const bool is_file = ::stat(o.model.model.c_str(), &st) == 0;
+  if (!is_file && o.model.store_dir.empty() && !blocks_elsewhere(o) && store::Cid::parse(o.model.model))
+    return Error{ErrorCode::InvalidArgument, "model " + o.model.model +
+                                                 " is a CID: give --store with its shards, or run the blocks on "
+                                                 "other nodes (--bootstrap, --lan or --peers) to fetch what this "
+                                                 "client needs"};
   if (!is_file && blocks_elsewhere(o))
     if (auto cid = store::Cid::parse(o.model.model)) return load_client_shards(o, *cid);
   auto loaded = load_model(o.model);

@@ -1,8 +1,9 @@
 // A node's membership in the swarm (`omni node --bootstrap ...`): joins the DHT, picks its blocks
 // when none are given (memory planner + assignment.h), measures its throughput, and once the node
-// listens keeps its signed record in the directory (Announcer). A node that picked its blocks may
-// also re-check the swarm's coverage now and then and decide to move (start_rebalancing); the node
-// itself carries a move out (it reloads its blocks) and reports it with moved().
+// listens keeps its signed record in the directory (Announcer), and its provider record when it
+// serves a model's shards (provide()). A node that picked its blocks may also re-check the swarm's
+// coverage now and then and decide to move (start_rebalancing); the node itself carries a move out
+// (it reloads its blocks) and reports it with moved().
 //
 // Also `omni node --bootstrap-only`: a DHT node that only helps others find each other.
 #pragma once
