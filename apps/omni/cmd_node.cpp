@@ -5,11 +5,12 @@
 // (src/swarm/node_runtime.h).
 //
 // The model is a GGUF file or a model CID (src/store). With a CID the node fetches the manifest and
-// exactly the shards its blocks need from --peers into its store (--store, default
-// <data-dir>/store), verified chunk by chunk, then serves them mapped from the store. A node with a
-// store serves its blobs to fetching peers over the same TLS transport (feature "blobs"); a node
-// started from a file has a store only with --share, which shards the file into it first (a hash
-// pass and a copy of the file on disk, so it is not the default).
+// exactly the shards its blocks need from --peers (or, in a swarm with --blocks, from the nodes that
+// announce them in the DHT) into its store (--store, default <data-dir>/store), verified chunk by
+// chunk, then serves them mapped from the store. A node with a store serves its blobs to fetching
+// peers over the same TLS transport (feature "blobs"), and in a swarm announces which shards it
+// holds (provider records); a node started from a file has a store only with --share, which shards
+// the file into it first (a hash pass and a copy of the file on disk, so it is not the default).
 //
 // With --relay HOST:PORT a node behind NAT is served through a relay (`omni relay`): it keeps a
 // control connection to it, prints "omni node: peer <id> reachable as <id>@relay:HOST:PORT" at
@@ -131,7 +132,7 @@ int run_node(NodeCommandOptions o, bool listen_given) {
 void register_node(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<NodeCommandOptions>();
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
-  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, or a model CID (fetched with --peers into --store)");
+  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, or a model CID (fetched with --peers, or in a swarm from its providers, into --store)");
   cmd->add_option("--store", o->runtime.store_dir, "Blob store of the node (default <data-dir>/store)");
   add_peer_list(cmd, "--peers", o->runtime.peers,
                 "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");

@@ -1,7 +1,16 @@
 // omni run: generates text from a prompt with a local model, streaming it to stdout; with --json,
 // one JSON object per generated token (id, logprob, top log-probs) for comparisons.
+//
+// With the blocks on other nodes (--peers, --bootstrap, --lan), --model may be a model CID: the
+// client then holds only what it computes itself (the embeddings shard, with the tokenizer and
+// metadata, and the head shard), fetched into its store from --peers or from the nodes that
+// provide them in the swarm, and maps none of the blocks' weights.
+#include <sys/stat.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli_options.h"
@@ -10,8 +19,12 @@
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
-#include "store/sharded_model.h"
+#include "net/peer_fetch.h"
 #include "net/pipeline.h"
+#include "store/blob_store.h"
+#include "store/sharded_model.h"
+#include "swarm/dht_directory.h"
+#include "swarm/provider_fetch.h"
 #include "swarm/swarm_client.h"
 
 namespace omni::cli {
@@ -72,9 +85,87 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   return tok.encode(*text, /*add_special=*/!tmpl->renders_bos(), /*parse_special=*/true);
 }
 
+void log_line(const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); }
+
+// The model this process computes with, and what it needs for the blocks that run elsewhere.
+struct RunModel {
+  std::unique_ptr<model::Model> model;
+  std::optional<net::ModelIdentity> identity;    // from a model CID: its source file's
+  std::unique_ptr<swarm::DhtDirectory> directory;  // --bootstrap/--lan: the DHT node, started once
+};
+
+bool blocks_elsewhere(const RunOptions& o) { return !o.peers.empty() || !o.bootstrap.empty() || o.lan; }
+
+// A model CID with the blocks elsewhere: the embeddings and head shards, fetched into the store
+// (--store, default <data dir>/store) unless it has them, loaded without any block.
+Result<RunModel> load_client_shards(const RunOptions& o, const store::Cid& cid) {
+  RunModel out;
+  const std::string data_dir = data_dir_or_default(o.data_dir);
+  const std::string store_dir = o.model.store_dir.empty() ? data_dir + "/store" : o.model.store_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(store_dir, ec);
+  if (ec) return Error{ErrorCode::Internal, "cannot create the store directory " + store_dir + ": " + ec.message()};
+  auto st = store::BlobStore::open(store_dir);
+  if (!st) return st.error();
+  store::BlobStore& blobs = **st;
+  const store::ShardRange shards{.block_begin = 0, .block_end = 0, .embeddings = true, .head = true};
+  if (!o.bootstrap.empty() || o.lan) {
+    swarm::DhtOptions dht;
+    dht.bootstrap = o.bootstrap;
+    dht.lan = o.lan;
+    auto started = swarm::DhtDirectory::start(dht);
+    if (!started) return started.error();
+    out.directory = std::move(*started);
+  }
+  bool complete = false;
+  if (auto have = store::load_manifest(blobs, cid)) {
+    complete = true;
+    for (const auto* s : store::shards_for_range(*have, shards)) complete = complete && blobs.has(s->cid);
+  }
+  if (!complete) {
+    // A peer that vanishes mid-write must be an error on that connection, not the end of the run.
+    std::signal(SIGPIPE, SIG_IGN);
+    swarm::ProviderFetchOptions fetching;
+    fetching.fetch.peers = o.peers;
+    fetching.fetch.data_dir = data_dir;
+    fetching.fetch.log = log_line;
+    auto fetched = out.directory ? swarm::fetch_from_providers(blobs, *out.directory, cid, shards, fetching)
+                                 : net::fetch_from_peers(blobs, cid, shards, fetching.fetch);
+    if (!fetched) return fetched.error();
+  }
+  auto manifest = store::load_manifest(blobs, cid);
+  if (!manifest) return manifest.error();
+  // The head's session runs blocks [n_layer, n_layer): the loaded range must contain that.
+  const uint32_t n_layer = manifest->model.n_layer;
+  auto loaded =
+      store::load_model(blobs, cid, {.block_begin = n_layer, .block_end = n_layer, .embeddings = true, .head = true});
+  if (!loaded) return loaded.error();
+  out.identity = net::identify_sharded_model(**loaded, *manifest);
+  out.model = std::move(*loaded);
+  return out;
+}
+
+Result<RunModel> load_run_model(const RunOptions& o) {
+  struct stat st;
+  const bool is_file = ::stat(o.model.model.c_str(), &st) == 0;
+  if (!is_file && o.model.store_dir.empty() && !blocks_elsewhere(o) && store::Cid::parse(o.model.model))
+    return Error{ErrorCode::InvalidArgument, "model " + o.model.model +
+                                                 " is a CID: give --store with its shards, or run the blocks on "
+                                                 "other nodes (--bootstrap, --lan or --peers) to fetch what this "
+                                                 "client needs"};
+  if (!is_file && blocks_elsewhere(o))
+    if (auto cid = store::Cid::parse(o.model.model)) return load_client_shards(o, *cid);
+  auto loaded = load_model(o.model);
+  if (!loaded) return loaded.error();
+  RunModel out;
+  out.model = std::move(*loaded);
+  return out;
+}
+
 // The blocks run here (no --peers) or on the nodes listed in --peers.
-Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const model::Model& m, uint32_t n_ctx,
+Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunModel& rm, uint32_t n_ctx,
                                                      kernels::ThreadPool& pool) {
+  const model::Model& m = *rm.model;
   if (!o.bootstrap.empty() || o.lan) {
     swarm::SwarmClientOptions so;
     auto encoding = net::parse_hidden_encoding(o.hidden_format);
@@ -86,7 +177,9 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
     so.data_dir = data_dir_or_default(o.data_dir);
     so.call_timeout_s = whole_seconds(o.call_timeout_s);
     so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
-    so.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
+    so.log = log_line;
+    so.model_identity = rm.identity;
+    if (rm.directory) return swarm::make_swarm_pipeline(m, std::move(rm.directory), so, n_ctx, pool);
     return swarm::make_swarm_pipeline(m, o.bootstrap, o.lan, so, n_ctx, pool);
   }
   if (o.peers.empty()) return net::make_local_pipeline(m, n_ctx, pool);
@@ -107,25 +200,27 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, const 
   remote.topology = *topology;
   remote.data_dir = data_dir_or_default(o.data_dir);
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
-  remote.log = [](const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); };
+  remote.log = log_line;
+  remote.model_identity = rm.identity;
   return net::make_remote_pipeline(m, remote, n_ctx, pool);
 }
 
 int run(const RunOptions& o) {
   auto fail = [](const Error& e) { return cli::fail("run", e); };
-  auto model = load_model(o.model);
-  if (!model) return fail(model.error());
-  auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
+  auto loaded = load_run_model(o);
+  if (!loaded) return fail(loaded.error());
+  const model::Model& model = *loaded->model;
+  auto tokenizer = model::Tokenizer::from_metadata(model.file().metadata());
   if (!tokenizer) return fail(tokenizer.error());
   auto sampler = model::Sampler::create(o.sampling);
   if (!sampler) return fail(sampler.error());
 
   std::vector<std::string> stops = o.stops;
-  auto tokens = prompt_tokens(o, **model, *tokenizer, stops);
+  auto tokens = prompt_tokens(o, model, *tokenizer, stops);
   if (!tokens) return fail(tokens.error());
   if (tokens->empty()) return fail(Error{ErrorCode::InvalidArgument, "the prompt is empty"});
 
-  const model::ModelConfig& cfg = (*model)->config();
+  const model::ModelConfig& cfg = model.config();
   uint32_t n_ctx = o.ctx ? o.ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);
   // A fixed length gets the context it needs; -n -1 generates until the context is full.
   const bool until_full = o.n_predict < 0;
@@ -145,7 +240,7 @@ int run(const RunOptions& o) {
   const int limit = until_full ? static_cast<int>(n_ctx - tokens->size()) : o.n_predict;
   const int threads = threads_to_use(o.threads);
   kernels::ThreadPool pool(threads);
-  auto session = make_pipeline(o, **model, n_ctx, pool);
+  auto session = make_pipeline(o, *loaded, n_ctx, pool);
   if (!session) return fail(session.error());
 
   std::vector<float> logits;
@@ -232,6 +327,10 @@ void register_run(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand("run", "Generate text with a local model");
   add_model_source(cmd, o->model, /*with_store=*/true);
+  cmd->get_option("--model")->description(
+      "GGUF model file, or a model CID: with --store, loaded from that store; with --peers, --bootstrap or --lan, "
+      "only the embeddings and head shards, fetched from the nodes that provide them into --store (default "
+      "<data dir>/store)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of generation or a full context)")
       ->capture_default_str()
@@ -272,7 +371,8 @@ void register_run(CLI::App& app, int& exit_code) {
       ->check(route_name());
   add_peer_list(cmd, "--hop-addresses", o->hop_addresses,
                 "With --peers: ID@HOST:PORT,... where the nodes reach each other (default: the --peers addresses)");
-  add_data_dir(cmd, o->data_dir, "With --peers or --bootstrap: directory of this client's identity key");
+  add_data_dir(cmd, o->data_dir,
+               "With --peers or --bootstrap: directory of this client's identity key (and of its store for a model CID)");
   add_timeout(cmd, "--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call (whole seconds, rounded up)")
       ->capture_default_str();
   auto* lan = cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");

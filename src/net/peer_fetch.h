@@ -8,6 +8,8 @@
 #include <string>
 
 #include "base/result.h"
+#include "model/model.h"
+#include "net/node_info.h"
 #include "store/blob_store.h"
 #include "store/fetch.h"
 #include "store/manifest.h"
@@ -36,5 +38,10 @@ struct PeerFetchOptions {
 // peer with its reason), a full store or disk.
 Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::Cid& model,
                                          const store::ShardRange& range, const PeerFetchOptions& options);
+
+// The identity (node_info.h) of a model loaded from the shards of `manifest`: its source file's,
+// as a node or client using that file announces it (size and header hash from the manifest; the
+// vocabulary size too, which a range without the embeddings shard cannot see).
+ModelIdentity identify_sharded_model(const model::Model& model, const store::Manifest& manifest);
 
 }  // namespace omni::net

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@
 #include "kernels/thread_pool.h"
 #include "model/model.h"
 #include "net/hidden_codec.h"
+#include "net/node_info.h"
 #include "net/peer_address.h"
 
 namespace omni::net {
@@ -68,6 +70,9 @@ struct RemoteOptions {
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
   std::function<void(const std::string&)> log;  // progress lines (which node serves what)
+  // The model the nodes must serve; default identify_model(model). A model loaded from a model
+  // CID's shards names its source file here (the manifest has its size and header hash).
+  std::optional<ModelIdentity> model_identity;
 };
 
 // Connects to the peers, checks they serve the same model as `model` (the local file gives the

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <future>
+#include <mutex>
 
 #include "base/parse.h"
 
@@ -16,6 +17,10 @@ constexpr dht::ValueType::Id kRecordType = 0x4f4d;
 
 dht::InfoHash key_of(const std::string& model_id) {
   return dht::InfoHash::get(model_id.empty() ? std::string("omni/v1/nodes") : "omni/v1/model/" + model_id);
+}
+
+dht::InfoHash provider_key_of(const std::string& model_cid) {
+  return dht::InfoHash::get("omni/v1/providers/" + model_cid);
 }
 
 dht::Value::Id value_id_of(const std::string& peer_id) {
@@ -35,8 +40,49 @@ bool acceptable(const std::shared_ptr<dht::Value>& v) {
 struct DhtDirectory::Impl {
   dht::DhtRunner runner;
   DhtOptions options;
+  std::mutex seq_mutex;
   uint64_t seq = 0;
+
+  // Puts `bytes` under each of `keys` as a fresh value and waits for every put (timeout_ms each).
+  Result<void> put(const std::vector<dht::InfoHash>& keys, const std::string& peer_id,
+                   const std::vector<uint8_t>& bytes, bool record_type);
+  // Whatever a get of `key` found within timeout_ms.
+  Result<std::vector<std::vector<uint8_t>>> get(const dht::InfoHash& key);
 };
+
+Result<void> DhtDirectory::Impl::put(const std::vector<dht::InfoHash>& keys, const std::string& peer_id,
+                                     const std::vector<uint8_t>& bytes, bool record_type) {
+  try {
+    const auto timeout = std::chrono::milliseconds(options.timeout_ms);
+    std::vector<std::future<bool>> done;
+    for (const auto& key : keys) {
+      auto value = std::make_shared<dht::Value>(bytes);
+      uint64_t n = 0;
+      {
+        std::lock_guard lock(seq_mutex);  // a node's record and provider announcers run on two threads
+        n = ++seq;
+      }
+      // A fresh id per refresh: OpenDHT's edit path (same id, new data) proved unreliable (puts
+      // timing out), so old values simply expire after the type's TTL and readers keep the newest
+      // record of each peer. With a refresh every interval_s, a key holds about
+      // nodes x ttl / interval values.
+      value->id = value_id_of(peer_id + "/" + std::to_string(unix_now_ms()) + "/" + std::to_string(n));
+      if (record_type) value->type = kRecordType;
+      value->seq = static_cast<uint16_t>(n);
+      auto promise = std::make_shared<std::promise<bool>>();
+      done.push_back(promise->get_future());
+      runner.put(key, value, [promise](bool ok) { promise->set_value(ok); });
+    }
+    for (auto& f : done) {
+      if (f.wait_for(timeout) != std::future_status::ready)
+        return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
+      if (!f.get()) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable? check --bootstrap)"};
+    }
+    return {};
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::Internal, std::string("DHT put: ") + e.what()};
+  }
+}
 
 DhtDirectory::DhtDirectory(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -107,40 +153,30 @@ size_t DhtDirectory::good_nodes() const {
 
 Result<void> DhtDirectory::announce(const std::string& model_id, const std::string& peer_id,
                                     std::vector<uint8_t> signed_record) {
-  try {
-    const auto timeout = std::chrono::milliseconds(impl_->options.timeout_ms);
-    std::vector<std::future<bool>> done;
-    for (const std::string& k : {model_id, std::string()}) {
-      auto value = std::make_shared<dht::Value>(signed_record);
-      // A fresh id per refresh: OpenDHT's edit path (same id, new data) proved unreliable (puts
-      // timing out), so old values simply expire after the type's TTL and lookup() keeps the newest
-      // record of each peer. With a refresh every interval_s, a key holds about
-      // nodes x ttl / interval values.
-      value->id = value_id_of(peer_id + "/" + std::to_string(unix_now_ms()) + "/" + std::to_string(impl_->seq));
-      if (impl_->options.custom_type) value->type = kRecordType;
-      value->seq = static_cast<uint16_t>(++impl_->seq);
-      auto promise = std::make_shared<std::promise<bool>>();
-      done.push_back(promise->get_future());
-      impl_->runner.put(key_of(k), value, [promise](bool ok) { promise->set_value(ok); });
-    }
-    for (auto& f : done) {
-      if (f.wait_for(timeout) != std::future_status::ready)
-        return Error{ErrorCode::DeadlineExceeded, "DHT put timed out"};
-      if (!f.get()) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable? check --bootstrap)"};
-    }
-    return {};
-  } catch (const std::exception& e) {
-    return Error{ErrorCode::Internal, std::string("DHT put: ") + e.what()};
-  }
+  return impl_->put({key_of(model_id), key_of(std::string())}, peer_id, signed_record, impl_->options.custom_type);
+}
+
+Result<void> DhtDirectory::provide(const std::string& model_cid, const std::string& peer_id,
+                                   std::vector<uint8_t> signed_record) {
+  // Provider records always use the default value type: the custom type's policies accept node records only.
+  return impl_->put({provider_key_of(model_cid)}, peer_id, signed_record, false);
 }
 
 Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch(const std::string& model_id) {
+  return impl_->get(key_of(model_id));
+}
+
+Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch_providers(const std::string& model_cid) {
+  return impl_->get(provider_key_of(model_cid));
+}
+
+Result<std::vector<std::vector<uint8_t>>> DhtDirectory::Impl::get(const dht::InfoHash& key) {
   try {
     auto promise = std::make_shared<std::promise<void>>();
     auto values = std::make_shared<std::vector<std::vector<uint8_t>>>();
     auto mutex = std::make_shared<std::mutex>();
-    impl_->runner.get(
-        key_of(model_id),
+    runner.get(
+        key,
         [values, mutex](const std::vector<std::shared_ptr<dht::Value>>& vs) {
           std::lock_guard lock(*mutex);
           for (auto& v : vs)
@@ -150,7 +186,7 @@ Result<std::vector<std::vector<uint8_t>>> DhtDirectory::fetch(const std::string&
         [promise](bool) { promise->set_value(); });
     // A search that has not converged by the deadline still gives what it found: records are
     // verified one by one, and a partial view only makes a joining node or a route less informed.
-    promise->get_future().wait_for(std::chrono::milliseconds(impl_->options.timeout_ms));
+    promise->get_future().wait_for(std::chrono::milliseconds(options.timeout_ms));
     std::lock_guard lock(*mutex);
     return *values;
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 // DhtDirectory: the Directory on OpenDHT (a Kademlia DHT over UDP). Records live under the key
 // sha1("omni/v1/model/<model id>") and, for `omni swarm status`, under sha1("omni/v1/nodes"); each
 // refresh is a new value (OpenDHT's replace-by-id path timed out in tests), the old ones expire.
+// Provider records (provider_record.h) live under sha1("omni/v1/providers/<model CID>").
 //
 // Stored values use a value type registered by every omni process (so every DHT node applies the
 // same rules): it expires after `record_ttl_s` unless refreshed, and a DHT node stores or replaces a
@@ -48,6 +49,9 @@ class DhtDirectory final : public Directory {
   Result<void> announce(const std::string& model_id, const std::string& peer_id,
                         std::vector<uint8_t> signed_record) override;
   Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) override;
+  Result<void> provide(const std::string& model_cid, const std::string& peer_id,
+                       std::vector<uint8_t> signed_record) override;
+  Result<std::vector<std::vector<uint8_t>>> fetch_providers(const std::string& model_cid) override;
 
   struct Impl;
 

@@ -53,6 +53,21 @@ Result<std::vector<std::vector<uint8_t>>> MemoryDirectory::fetch(const std::stri
   return out;
 }
 
+Result<void> MemoryDirectory::provide(const std::string& model_cid, const std::string& peer_id,
+                                      std::vector<uint8_t> signed_record) {
+  std::lock_guard lock(mutex_);
+  providers_[model_cid][peer_id] = std::move(signed_record);
+  return {};
+}
+
+Result<std::vector<std::vector<uint8_t>>> MemoryDirectory::fetch_providers(const std::string& model_cid) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::vector<uint8_t>> out;
+  if (auto it = providers_.find(model_cid); it != providers_.end())
+    for (auto& [peer, bytes] : it->second) out.push_back(bytes);
+  return out;
+}
+
 void MemoryDirectory::inject(const std::string& model_id, const std::string& slot, std::vector<uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   values_[model_id][slot] = std::move(bytes);

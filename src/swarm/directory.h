@@ -29,6 +29,12 @@ class Directory {
                                 std::vector<uint8_t> signed_record) = 0;
   // The raw values stored under `model_id`, or under the swarm-wide list when it is empty.
   virtual Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) = 0;
+  // Publishes a provider record (provider_record.h) under the model CID `model_cid` only,
+  // replacing the same peer's previous one. Errors: the directory cannot be reached.
+  virtual Result<void> provide(const std::string& model_cid, const std::string& peer_id,
+                               std::vector<uint8_t> signed_record) = 0;
+  // The raw values stored under the provider key of `model_cid`.
+  virtual Result<std::vector<std::vector<uint8_t>>> fetch_providers(const std::string& model_cid) = 0;
 };
 
 struct Lookup {
@@ -52,12 +58,16 @@ class MemoryDirectory final : public Directory {
   Result<void> announce(const std::string& model_id, const std::string& peer_id,
                         std::vector<uint8_t> signed_record) override;
   Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) override;
+  Result<void> provide(const std::string& model_cid, const std::string& peer_id,
+                       std::vector<uint8_t> signed_record) override;
+  Result<std::vector<std::vector<uint8_t>>> fetch_providers(const std::string& model_cid) override;
   // Tests: stores raw bytes as if some peer had put them (a forgery, a replay).
   void inject(const std::string& model_id, const std::string& slot, std::vector<uint8_t> bytes);
 
  private:
   std::mutex mutex_;
-  std::map<std::string, std::map<std::string, std::vector<uint8_t>>> values_;  // key -> slot -> bytes
+  std::map<std::string, std::map<std::string, std::vector<uint8_t>>> values_;     // key -> slot -> bytes
+  std::map<std::string, std::map<std::string, std::vector<uint8_t>>> providers_;  // model CID -> peer -> bytes
 };
 
 }  // namespace omni::swarm

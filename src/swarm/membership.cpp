@@ -20,7 +20,8 @@ Membership::~Membership() {
   }
   wake_.notify_all();
   if (rebalancer_.joinable()) rebalancer_.join();
-  announcer_.reset();  // stop refreshing before the directory goes
+  provider_announcer_.reset();  // stop refreshing before the directory goes
+  announcer_.reset();
 }
 
 uint32_t Membership::block_begin() const {
@@ -33,7 +34,31 @@ uint32_t Membership::block_end() const {
   return record_.block_end;
 }
 
+Result<std::unique_ptr<DhtDirectory>> Membership::start_directory(const JoinOptions& options) {
+  DhtOptions dht;
+  dht.port = options.dht_port;
+  dht.bootstrap = options.bootstrap;
+  dht.lan = options.lan;
+  dht.record_ttl_s = options.record_ttl_s;
+  return DhtDirectory::start(dht);
+}
+
 Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options, const std::string& model_path,
+                                                     const std::string& blocks, uint64_t kv_bytes, int threads,
+                                                     const net::Identity& identity,
+                                                     std::function<void(const std::string&)> log) {
+  auto model = model::Model::load(model_path);
+  if (!model) return model.error().with_context("joining the swarm needs the model as a GGUF file");
+  auto directory = start_directory(options);
+  if (!directory) return directory.error();
+  return join(options, std::move(*directory), **model, net::identify_model(**model), blocks, kv_bytes, threads,
+              identity, std::move(log));
+}
+
+Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
+                                                     std::unique_ptr<DhtDirectory> directory,
+                                                     const model::Model& model,
+                                                     const net::ModelIdentity& identity_of_model,
                                                      const std::string& blocks, uint64_t kv_bytes, int threads,
                                                      const net::Identity& identity,
                                                      std::function<void(const std::string&)> log) {
@@ -41,22 +66,16 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   m->options_ = options;
   m->log_ = std::move(log);
   m->identity_ = std::make_unique<net::Identity>(identity);
-  auto model = model::Model::load(model_path);
-  if (!model) return model.error().with_context("joining the swarm needs the model as a GGUF file");
-  const auto& cfg = (*model)->config();
+  m->directory_ = std::move(directory);
+  const auto& cfg = model.config();
+  const model::LoadRange& held = model.range();
+  const bool whole = held.block_begin == 0 && held.block_end >= cfg.n_layer;
+  if (!whole && blocks.empty())
+    return Error{ErrorCode::InvalidArgument,
+                 "a node that holds only some of the model's blocks (started from a model CID) needs --blocks"};
 
-  DhtOptions dht;
-  dht.port = options.dht_port;
-  dht.bootstrap = options.bootstrap;
-  dht.lan = options.lan;
-  dht.record_ttl_s = options.record_ttl_s;
-  auto directory = DhtDirectory::start(dht);
-  if (!directory) return directory.error();
-  m->directory_ = std::move(*directory);
-
-  auto tps = measure_block_tps(**model, threads);
+  auto tps = measure_block_tps(model, threads);
   if (!tps) return tps.error().with_context("measuring throughput");
-  const net::ModelIdentity identity_of_model = net::identify_model(**model);
   NodeRecord& r = m->record_;
   r.peer_id = m->identity_->peer_id();
   r.model_id = model_key(identity_of_model.header_sha256);
@@ -81,7 +100,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   m->chose_blocks_ = true;
   // Memory planner: how many blocks fit next to the KV budget.
   const uint64_t memory = options.max_memory_mib ? options.max_memory_mib << 20 : available_memory_bytes();
-  auto fit = blocks_that_fit(footprint_of(**model), kv_bytes, memory);
+  auto fit = blocks_that_fit(footprint_of(model), kv_bytes, memory);
   if (!fit) return fit.error();
   uint32_t length = *fit;
   if (options.max_blocks) length = std::min(length, options.max_blocks);
@@ -143,10 +162,29 @@ Result<void> Membership::announce_addresses(std::vector<std::string> addresses, 
     record_.max_sessions = record_.free_sessions = max_sessions;
     record = record_;
   }
+  const std::vector<std::string> addresses_now = record.addresses;
   announcer_.reset();
   announcer_ = std::make_unique<Announcer>(*directory_, *identity_, std::move(record), options_.announce_interval_s,
                                            options_.record_ttl_s, log_);
-  return announcer_->start();
+  auto announced = announcer_->start();
+  if (provided_) {
+    ProviderRecord provider = *provided_;
+    provider.addresses = addresses_now;
+    provider_announcer_.reset();
+    provider_announcer_ = std::make_unique<Announcer>(*directory_, *identity_, std::move(provider),
+                                                      options_.announce_interval_s, options_.record_ttl_s, log_);
+    if (auto p = provider_announcer_->start(); !p && announced)
+      return p.error().with_context("announcing the shards this node provides");
+  }
+  return announced;
+}
+
+void Membership::provide(const std::string& model_cid, std::vector<bool> shards) {
+  ProviderRecord r;
+  r.peer_id = identity_->peer_id();
+  r.model_cid = model_cid;
+  r.shards = std::move(shards);
+  provided_ = std::move(r);
 }
 
 void Membership::start_rebalancing() {

@@ -1,8 +1,9 @@
 // A node's membership in the swarm (`omni node --bootstrap ...`): joins the DHT, picks its blocks
 // when none are given (memory planner + assignment.h), measures its throughput, and once the node
-// listens keeps its signed record in the directory (Announcer). A node that picked its blocks may
-// also re-check the swarm's coverage now and then and decide to move (start_rebalancing); the node
-// itself carries a move out (it reloads its blocks) and reports it with moved().
+// listens keeps its signed record in the directory (Announcer), and its provider record when it
+// serves a model's shards (provide()). A node that picked its blocks may also re-check the swarm's
+// coverage now and then and decide to move (start_rebalancing); the node itself carries a move out
+// (it reloads its blocks) and reports it with moved().
 //
 // Also `omni node --bootstrap-only`: a DHT node that only helps others find each other.
 #pragma once
@@ -23,6 +24,7 @@
 #include "swarm/dht_directory.h"
 #include "swarm/node_profile.h"
 #include "swarm/probe.h"
+#include "swarm/provider_record.h"
 
 namespace omni::swarm {
 
@@ -52,13 +54,23 @@ class Membership {
  public:
   // Joins the DHT and settles the blocks: `blocks` "A:B" as given, or chosen when empty (after a
   // random wait of up to join_jitter_ms, over the coverage of the nodes that answer a probe: see
-  // RecordProber). The model must be a GGUF file (a model CID needs --blocks, and is not supported
-  // with --bootstrap yet). `log` gets progress lines. Errors: DHT start, model load, memory
-  // refusal, directory lookup. `identity` is the node's own (its records are signed with it).
+  // RecordProber). `log` gets progress lines. Errors: DHT start, model load, memory refusal,
+  // directory lookup. `identity` is the node's own (its records are signed with it).
   static Result<std::unique_ptr<Membership>> join(const JoinOptions& options, const std::string& model_path,
                                                   const std::string& blocks, uint64_t kv_bytes, int threads,
                                                   const net::Identity& identity,
                                                   std::function<void(const std::string&)> log);
+  // The same through a DHT node started already (start_directory) with a model loaded already,
+  // announced as `model_identity`. A model that holds only some blocks (from a model CID's shards)
+  // needs `blocks`, within what it holds: choosing blocks needs the whole model's footprint.
+  static Result<std::unique_ptr<Membership>> join(const JoinOptions& options, std::unique_ptr<DhtDirectory> directory,
+                                                  const model::Model& model, const net::ModelIdentity& model_identity,
+                                                  const std::string& blocks, uint64_t kv_bytes, int threads,
+                                                  const net::Identity& identity,
+                                                  std::function<void(const std::string&)> log);
+  // The DHT node join() uses, started on its own: a node started from a model CID finds the
+  // providers of its shards through it before it can load the model.
+  static Result<std::unique_ptr<DhtDirectory>> start_directory(const JoinOptions& options);
   ~Membership();
 
   uint32_t block_begin() const;
@@ -70,6 +82,10 @@ class Membership {
   // changed), the new record replaces the old one at once (a higher sequence number). Blocks for
   // the first DHT put.
   Result<void> announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions);
+  // Also announce, with the same addresses and refreshed like the node record, that this node
+  // serves blobs of model `model_cid`: the manifest and the shards marked in `shards`
+  // (provider_record.h). Takes effect from the next announce_addresses().
+  void provide(const std::string& model_cid, std::vector<bool> shards);
   // Where clients reach a node bound to `listen_address`: --announce-host's host if given, else the
   // listen host (127.0.0.1 for a wildcard host).
   std::string reachable_address(const std::string& listen_address) const;
@@ -112,6 +128,8 @@ class Membership {
   bool chose_blocks_ = false;
   std::function<void(const std::string&)> log_;
   std::unique_ptr<Announcer> announcer_;
+  std::optional<ProviderRecord> provided_;
+  std::unique_ptr<Announcer> provider_announcer_;
   std::optional<Span> pending_;
   bool stopping_ = false;
   std::condition_variable wake_;

@@ -28,18 +28,28 @@ ModelFootprint footprint_of(const model::Model& model) {
 }
 
 Result<double> measure_block_tps(const model::Model& model, int threads, uint32_t budget_ms) {
-  auto session = model::Session::create(model, 0, 1, 256);
+  const model::ModelConfig& cfg = model.config();
+  if (cfg.n_layer == 0) return Error{ErrorCode::InvalidArgument, "the model has no blocks"};
+  // The first block the model holds (a node started from a model CID holds only its range).
+  const uint32_t block = std::min(model.range().block_begin, cfg.n_layer - 1);
+  auto session = model::Session::create(model, block, block + 1, 256);
   if (!session) return session.error();
   kernels::ThreadPool pool(std::max(threads, 1));
   std::vector<float> out;
-  const int32_t token[1] = {1 % static_cast<int32_t>(model.config().n_vocab)};
+  // Past block 0, or without the embeddings (whose shape gives n_vocab), the block takes a hidden
+  // state: any row will do.
+  const bool from_tokens = block == 0 && model.range().embeddings && cfg.n_vocab > 0;
+  const int32_t token[1] = {from_tokens ? 1 % static_cast<int32_t>(cfg.n_vocab) : 0};
+  std::vector<float> hidden(from_tokens ? 0 : cfg.n_embd);
+  for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = 0.1f * static_cast<float>((i % 7) + 1);
+  const std::span<const int32_t> tokens = from_tokens ? std::span<const int32_t>(token) : std::span<const int32_t>();
   // One warm-up call (page faults of the weights), then timed ones.
-  if (auto r = (*session)->forward(token, {}, model::Output::Hidden, out, pool); !r) return r.error();
+  if (auto r = (*session)->forward(tokens, hidden, model::Output::Hidden, out, pool); !r) return r.error();
   const auto t0 = std::chrono::steady_clock::now();
   const auto budget = std::chrono::milliseconds(budget_ms);
   uint32_t n = 0;
   while ((*session)->n_past() < 250 && (n < 4 || std::chrono::steady_clock::now() - t0 < budget)) {
-    if (auto r = (*session)->forward(token, {}, model::Output::Hidden, out, pool); !r) return r.error();
+    if (auto r = (*session)->forward(tokens, hidden, model::Output::Hidden, out, pool); !r) return r.error();
     ++n;
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -60,14 +70,37 @@ uint64_t available_memory_bytes() {
   return 0;
 }
 
-Announcer::Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s,
-                     uint32_t ttl_s, std::function<void(const std::string&)> log)
-    : directory_(directory),
-      identity_(std::move(identity)),
-      record_(std::move(record)),
+Announcer::Announcer(Publish publish, uint64_t seq, uint32_t interval_s, uint32_t ttl_s,
+                     std::function<void(const std::string&)> log)
+    : publish_(std::move(publish)),
+      seq_(seq),
       interval_s_(std::max(interval_s, 1u)),
       ttl_s_(std::max(ttl_s, interval_s_ + 1)),
       log_(std::move(log)) {}
+
+Announcer::Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s,
+                     uint32_t ttl_s, std::function<void(const std::string&)> log)
+    : Announcer(
+          [&directory, identity = std::move(identity), record](int64_t issued, int64_t expires,
+                                                                uint64_t seq) mutable -> Result<void> {
+            record.issued_ms = issued, record.expires_ms = expires, record.seq = seq;
+            auto bytes = sign_record(record, identity);
+            if (!bytes) return bytes.error();
+            return directory.announce(record.model_id, record.peer_id, std::move(*bytes));
+          },
+          record.seq, interval_s, ttl_s, std::move(log)) {}
+
+Announcer::Announcer(Directory& directory, net::Identity identity, ProviderRecord record, uint32_t interval_s,
+                     uint32_t ttl_s, std::function<void(const std::string&)> log)
+    : Announcer(
+          [&directory, identity = std::move(identity), record](int64_t issued, int64_t expires,
+                                                                uint64_t seq) mutable -> Result<void> {
+            record.issued_ms = issued, record.expires_ms = expires, record.seq = seq;
+            auto bytes = sign_provider_record(record, identity);
+            if (!bytes) return bytes.error();
+            return directory.provide(record.model_cid, record.peer_id, std::move(*bytes));
+          },
+          record.seq, interval_s, ttl_s, std::move(log)) {}
 
 Announcer::~Announcer() {
   {
@@ -79,12 +112,9 @@ Announcer::~Announcer() {
 }
 
 Result<void> Announcer::announce_once() {
-  record_.issued_ms = unix_now_ms();
-  record_.expires_ms = record_.issued_ms + int64_t{ttl_s_} * 1000;
-  record_.seq = next_seq(record_.seq, record_.issued_ms);
-  auto bytes = sign_record(record_, identity_);
-  if (!bytes) return bytes.error();
-  return directory_.announce(record_.model_id, record_.peer_id, std::move(*bytes));
+  const int64_t issued = unix_now_ms();
+  seq_ = next_seq(seq_, issued);
+  return publish_(issued, issued + int64_t{ttl_s_} * 1000, seq_);
 }
 
 Result<void> Announcer::start() {

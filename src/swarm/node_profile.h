@@ -15,6 +15,7 @@
 #include "net/identity.h"
 #include "swarm/assignment.h"
 #include "swarm/directory.h"
+#include "swarm/provider_record.h"
 
 namespace omni::swarm {
 
@@ -28,13 +29,21 @@ Result<double> measure_block_tps(const model::Model& model, int threads, uint32_
 // MemAvailable from /proc/meminfo, or 0 when unknown.
 uint64_t available_memory_bytes();
 
-// Publishes `record` now and then every `interval_s` from a thread of its own, each time with a
-// fresh validity of `ttl_s` and a higher seq. Stops (and joins) on destruction. (The record's free
-// session count is what the node had at start; clients read the live count when they probe.)
+// Publishes a signed record now and then every `interval_s` from a thread of its own, each time with
+// a fresh validity of `ttl_s` and a higher seq: a node record (the record's free session count is
+// what the node had at start; clients read the live count when they probe), or a provider record
+// (provider_record.h). Stops (and joins) on destruction.
 class Announcer {
  public:
+  // Signs and puts one announcement with these validity bounds and sequence number.
+  using Publish = std::function<Result<void>(int64_t issued_ms, int64_t expires_ms, uint64_t seq)>;
+  // `seq`: the last sequence number used (the next is above it and the clock, see next_seq).
+  Announcer(Publish publish, uint64_t seq, uint32_t interval_s, uint32_t ttl_s,
+            std::function<void(const std::string&)> log);
   Announcer(Directory& directory, net::Identity identity, NodeRecord record, uint32_t interval_s, uint32_t ttl_s,
             std::function<void(const std::string&)> log);
+  Announcer(Directory& directory, net::Identity identity, ProviderRecord record, uint32_t interval_s,
+            uint32_t ttl_s, std::function<void(const std::string&)> log);
   ~Announcer();
   // The first announcement, synchronously, then starts the refresh thread. A failed first
   // announcement (no DHT peer reachable yet, e.g. the first node of a LAN swarm) is returned for the
@@ -47,9 +56,8 @@ class Announcer {
   Result<void> announce_once();
   void loop(uint32_t failures);  // failures: consecutive failed announcements so far
 
-  Directory& directory_;
-  net::Identity identity_;
-  NodeRecord record_;
+  Publish publish_;
+  uint64_t seq_;
   uint32_t interval_s_, ttl_s_;
   std::function<void(const std::string&)> log_;
   std::mutex mutex_;

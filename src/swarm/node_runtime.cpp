@@ -17,6 +17,8 @@
 #include "store/shard.h"
 #include "store/sharded_model.h"
 #include "swarm/move_drain.h"
+#include "swarm/provider_fetch.h"
+#include "swarm/provider_record.h"
 
 namespace omni::swarm {
 
@@ -74,8 +76,24 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   if (!locked) return locked.error();
   rt->identity_lock_.emplace(std::move(*locked));
 
-  // In a swarm, the node joins the DHT first, and picks its blocks there when none are given.
-  if (o.swarm.joins()) {
+  // A model CID (and no file of that name) is served from the store; a file as it is.
+  struct stat st;
+  const bool is_file = ::stat(o.model.c_str(), &st) == 0;
+  auto cid = store::Cid::parse(o.model);
+  const bool from_store = !is_file && cid.ok();
+  if (!is_file && !from_store)
+    return Error{ErrorCode::NotFound, "model " + o.model + " is neither a file nor a model CID"};
+
+  // In a swarm, the node joins the DHT first, and picks its blocks there when none are given. From a
+  // model CID it joins once its shards are in (found through the DHT's provider records).
+  std::unique_ptr<DhtDirectory> directory;
+  if (o.swarm.joins() && from_store) {
+    if (!o.blocks)
+      return Error{ErrorCode::InvalidArgument, "a node started from a model CID needs --blocks to join a swarm"};
+    auto started = Membership::start_directory(o.swarm);
+    if (!started) return started.error();
+    directory = std::move(*started);
+  } else if (o.swarm.joins()) {
     auto joined = Membership::join(o.swarm, o.model, o.blocks ? span_text(*o.blocks) : "", kv_bytes, o.node.threads,
                                    rt->identity_, log);
     if (!joined) return joined.error();
@@ -94,13 +112,6 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     if (!allowed) return allowed.error();
     node.allow_peers = std::move(*allowed);
   }
-  // A model CID (and no file of that name) is served from the store; a file as it is.
-  struct stat st;
-  const bool is_file = ::stat(o.model.c_str(), &st) == 0;
-  auto cid = store::Cid::parse(o.model);
-  const bool from_store = !is_file && cid.ok();
-  if (!is_file && !from_store)
-    return Error{ErrorCode::NotFound, "model " + o.model + " is neither a file nor a model CID"};
   if (from_store || o.share) {
     auto opened = store::BlobStore::open(o.store_dir.empty() ? data_dir + "/store" : o.store_dir);
     if (!opened) return opened.error();
@@ -119,15 +130,21 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     if (complete) {
       manifest = std::move(*have);
     } else {
-      if (o.peers.empty())
+      if (o.peers.empty() && !directory)
         return Error{ErrorCode::NotFound, "the store lacks shards of model " + o.model + " for blocks " +
                                               span_text(*o.blocks) + "; give --peers to fetch them"};
-      auto fetched = net::fetch_from_peers(blobs, *cid, store::shard_range(range),
-                                           {.peers = o.peers,
-                                            .data_dir = data_dir,
-                                            .timeout_s = o.fetch_timeout_s,
-                                            .log = log,
-                                            .progress = o.fetch_progress});
+      const net::PeerFetchOptions fetching{.peers = o.peers,
+                                           .data_dir = data_dir,
+                                           .timeout_s = o.fetch_timeout_s,
+                                           .log = log,
+                                           .progress = o.fetch_progress};
+      // --peers when given; else the nodes that announce the model's shards in the swarm.
+      auto fetched = !o.peers.empty()
+                         ? net::fetch_from_peers(blobs, *cid, store::shard_range(range), fetching)
+                         : fetch_from_providers(blobs, *directory, *cid, store::shard_range(range),
+                                                ProviderFetchOptions{.fetch = fetching,
+                                                                     .self_peer_id = rt->identity_.peer_id(),
+                                                                     .lookup_wait_ms = o.fetch_timeout_s * 1000});
       if (!fetched) return fetched.error();
       manifest = std::move(*fetched);
       if (manifest.model.n_layer < node.block_end) return blocks_beyond(*o.blocks, manifest.model.n_layer, o.model);
@@ -135,15 +152,16 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     auto loaded = store::load_model(blobs, *cid, range);
     if (!loaded) return loaded.error();
     // Announce the source file's identity, so this node chains with nodes and clients using the file.
-    net::ModelIdentity id = net::identify_model(**loaded);
-    if (manifest.model.source_header_sha256.size() == 32) {
-      id.file_size = manifest.model.source_size;
-      id.header_sha256.assign(manifest.model.source_header_sha256.begin(), manifest.model.source_header_sha256.end());
-    }
-    // A range without the embeddings shard does not see token_embd's shape; the manifest has it.
-    if (manifest.model.n_vocab != 0) id.n_vocab = manifest.model.n_vocab;
+    const net::ModelIdentity id = net::identify_sharded_model(**loaded, manifest);
     node.model_identity = id;
     rt->model_cid_ = *cid;
+    if (directory) {
+      auto joined = Membership::join(o.swarm, std::move(directory), **loaded, id, span_text(*o.blocks), kv_bytes,
+                                     o.node.threads, rt->identity_, log);
+      if (!joined) return joined.error();
+      prepared->membership = std::move(*joined);
+    }
+    if (prepared->membership) prepared->membership->provide(cid->to_string(), shards_held(manifest, blobs));
     auto holder = std::make_shared<std::unique_ptr<model::Model>>(std::move(*loaded));
     node.load_model = [holder]() -> Result<std::unique_ptr<model::Model>> {
       if (!*holder) return Error{ErrorCode::Internal, "the model was already handed over"};
@@ -162,6 +180,8 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
       if (!report) return report.error();
       rt->model_cid_ = report->model;
       rt->log("sharing model " + report->model.to_string() + " (" + o.model + ")");
+      if (prepared->membership)
+        prepared->membership->provide(report->model.to_string(), shards_held(report->manifest, *prepared->blobs));
     }
   }
   if (prepared->blobs) {

@@ -43,7 +43,9 @@ struct NodeEndpoint {
 
 struct NodeRuntimeOptions {
   // A GGUF file, or a model CID (and no file of that name): the node then serves the shards its
-  // blocks need from its store, fetching those it lacks from `peers`.
+  // blocks need from its store, fetching those it lacks from `peers`, or in a swarm (needs
+  // `blocks`) from the nodes that announce them (provider_fetch.h). A node with a store announces
+  // in the swarm which of the model's shards it serves (provider_record.h).
   std::string model;
   std::string store_dir;          // default <data_dir>/store
   std::string peers;              // [ID@]HOST:PORT or ID@relay:HOST:PORT,... to fetch a CID's shards from
@@ -75,7 +77,8 @@ class NodeRuntime {
  public:
   // Prepares the node and returns once it listens. Errors: no model, a bad --blocks, --listen or
   // --relay, blocks beyond the model's (InvalidArgument); a model file or CID that cannot be
-  // found, or a CID whose shards are missing with no --peers to fetch them from (NotFound);
+  // found, or a CID whose shards are missing with no --peers or swarm to fetch them from, or that
+  // no node of the swarm provides (NotFound);
   // unreachable peers (Unavailable); another node using the data directory (AlreadyExists); joining
   // the swarm, loading the model, binding the address.
   static Result<std::unique_ptr<NodeRuntime>> start(NodeRuntimeOptions options);

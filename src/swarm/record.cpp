@@ -1,39 +1,20 @@
 #include "swarm/record.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "base/parse.h"
 #include "net/peer_address.h"
-#include "net/peer_id.h"
+#include "swarm/signed_envelope.h"
 
 namespace omni::swarm {
 namespace {
 
-constexpr char kMagic[8] = {'O', 'M', 'N', 'I', 'R', 'E', 'C', '1'};
-constexpr char kDomain[] = "omni-swarm-record-v1";  // signed with its terminating NUL
+constexpr EnvelopeKind kNodeRecord{"OMNIREC1", "omni-swarm-record-v1", kMaxRecordBytes, "node record"};
 // A record issued this far ahead of the reader's clock is refused (clock skew allowance).
 constexpr int64_t kMaxFutureMs = 5 * 60 * 1000;
-
-std::vector<uint8_t> signed_message(std::span<const uint8_t> payload) {
-  std::vector<uint8_t> m(sizeof kDomain + payload.size());
-  std::memcpy(m.data(), kDomain, sizeof kDomain);
-  if (!payload.empty()) std::memcpy(m.data() + sizeof kDomain, payload.data(), payload.size());
-  return m;
-}
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
 
 std::string to_json(const NodeRecord& r) {
   nlohmann::json j;
@@ -79,11 +60,6 @@ Result<NodeRecord> from_json(std::string_view text) {
   }
 }
 
-uint32_t read_u32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
-         static_cast<uint32_t>(p[3]) << 24;
-}
-
 }  // namespace
 
 int64_t unix_now_ms() {
@@ -107,53 +83,15 @@ Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Id
   if (record.peer_id != identity.peer_id())
     return Error{ErrorCode::InvalidArgument,
                  "the record names peer " + record.peer_id + " but is signed by " + identity.peer_id()};
-  const std::string payload = to_json(record);
-  const auto message = signed_message({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()});
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  uint8_t signature[64];
-  size_t sig_len = sizeof signature;
-  auto* key = static_cast<EVP_PKEY*>(identity.evp_pkey());
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key) != 1 ||
-      EVP_DigestSign(ctx.get(), signature, &sig_len, message.data(), message.size()) != 1 || sig_len != 64)
-    return Error{ErrorCode::Internal, "signing the node record failed (OpenSSL)"};
-  std::vector<uint8_t> out(kMagic, kMagic + sizeof kMagic);
-  const auto n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
-  out.insert(out.end(), payload.begin(), payload.end());
-  out.insert(out.end(), identity.public_key().begin(), identity.public_key().end());
-  out.insert(out.end(), signature, signature + 64);
-  if (out.size() > kMaxRecordBytes)
-    return Error{ErrorCode::InvalidArgument, "the node record takes " + std::to_string(out.size()) +
-                                                 " bytes, more than the " + std::to_string(kMaxRecordBytes) +
-                                                 " allowed (too many addresses?)"};
-  return out;
+  return seal_envelope(kNodeRecord, to_json(record), identity);
 }
 
 Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms) {
-  constexpr size_t kFixed = sizeof kMagic + 4 + 32 + 64;
-  if (bytes.size() > kMaxRecordBytes)
-    return Error{ErrorCode::Corruption, "record too large (" + std::to_string(bytes.size()) + " bytes)"};
-  if (bytes.size() < kFixed || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    return Error{ErrorCode::Corruption, "not an omni node record"};
-  const uint32_t n = read_u32(bytes.data() + sizeof kMagic);
-  if (bytes.size() != kFixed + n)
-    return Error{ErrorCode::Corruption, "record length does not match its payload length"};
-  auto payload = bytes.subspan(sizeof kMagic + 4, n);
-  std::span<const uint8_t, 32> public_key(bytes.data() + sizeof kMagic + 4 + n, 32);
-  const uint8_t* signature = public_key.data() + 32;
-
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(
-      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, public_key.data(), public_key.size()));
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!key || !ctx) return Error{ErrorCode::Corruption, "the record's public key is not a valid Ed25519 key"};
-  const auto message = signed_message(payload);
-  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
-      EVP_DigestVerify(ctx.get(), signature, 64, message.data(), message.size()) != 1)
-    return Error{ErrorCode::PermissionDenied, "bad record signature"};
-
-  auto record = from_json({reinterpret_cast<const char*>(payload.data()), payload.size()});
+  auto opened = open_envelope(kNodeRecord, bytes);
+  if (!opened) return opened.error();
+  auto record = from_json(opened->payload);
   if (!record) return record.error();
-  const std::string key_id = net::peer_id_from_public_key(public_key);
+  const std::string& key_id = opened->signer_peer_id;
   if (record->peer_id != key_id)
     return Error{ErrorCode::PermissionDenied,
                  "record for peer " + record->peer_id + " is signed by the key of " + key_id};

@@ -156,7 +156,7 @@ class Opener {
         n_ctx_(n_ctx),
         pool_(pool),
         identity_(std::move(identity)),
-        local_(net::identify_model(model)),
+        local_(options.model_identity ? *options.model_identity : net::identify_model(model)),
         model_id_(model_key(local_.header_sha256)),
         n_layer_(model.config().n_layer),
         rng_(std::random_device{}()),
@@ -290,6 +290,7 @@ class Opener {
     remote.data_dir = options_.data_dir;
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;
+    remote.model_identity = local_;
     if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.
@@ -376,9 +377,16 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
   dht.lan = lan;
   auto directory = DhtDirectory::start(dht);
   if (!directory) return directory.error();
-  auto inner = make_swarm_pipeline(model, **directory, options, n_ctx, pool);
+  return make_swarm_pipeline(model, std::move(*directory), options, n_ctx, pool);
+}
+
+Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& model,
+                                                           std::unique_ptr<DhtDirectory> directory,
+                                                           const SwarmClientOptions& options, uint32_t n_ctx,
+                                                           kernels::ThreadPool& pool) {
+  auto inner = make_swarm_pipeline(model, *directory, options, n_ctx, pool);
   if (!inner) return inner.error();
-  return std::unique_ptr<net::Pipeline>(new DirectoryOwningPipeline(std::move(*directory), std::move(*inner)));
+  return std::unique_ptr<net::Pipeline>(new DirectoryOwningPipeline(std::move(directory), std::move(*inner)));
 }
 
 }  // namespace omni::swarm

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ struct SwarmClientOptions {
   uint32_t quarantine_s = 10;      // how long a node that failed stays out of routes
   uint32_t records_refresh_ms = 3000;  // the directory is read again this often, in the background
   uint32_t probe_grace_ms = 150;   // after the answers cover the model, wait this long for more
+  // The model to find in the directory and to match nodes against; default net::identify_model of
+  // the model given (see net::RemoteOptions::model_identity).
+  std::optional<net::ModelIdentity> model_identity;
   std::function<void(const std::string&)> log;
 };
 
@@ -63,6 +67,12 @@ namespace omni::swarm {
 // the pipeline owns it. `omni run --bootstrap` calls this.
 Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& model,
                                                            const std::vector<std::string>& bootstrap, bool lan,
+                                                           const SwarmClientOptions& options, uint32_t n_ctx,
+                                                           kernels::ThreadPool& pool);
+// The same on a DHT node started already (e.g. one that found the model's providers first); the
+// pipeline owns it.
+Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& model,
+                                                           std::unique_ptr<DhtDirectory> directory,
                                                            const SwarmClientOptions& options, uint32_t n_ctx,
                                                            kernels::ThreadPool& pool);
 

@@ -27,10 +27,20 @@ class KeepAllDirectory final : public Directory {
     std::lock_guard lock(mutex_);
     return values_[model_id];
   }
+  Result<void> provide(const std::string& model_cid, const std::string&, std::vector<uint8_t> signed_record) override {
+    std::lock_guard lock(mutex_);
+    providers_[model_cid].push_back(std::move(signed_record));
+    return {};
+  }
+  Result<std::vector<std::vector<uint8_t>>> fetch_providers(const std::string& model_cid) override {
+    std::lock_guard lock(mutex_);
+    return providers_[model_cid];
+  }
 
  private:
   std::mutex mutex_;
   std::map<std::string, std::vector<std::vector<uint8_t>>> values_;
+  std::map<std::string, std::vector<std::vector<uint8_t>>> providers_;
 };
 
 NodeRecord record_of(const net::Identity& id, const std::string& address, uint32_t begin, uint32_t end) {
@@ -129,6 +139,15 @@ class UnreachableUntilDirectory final : public Directory {
   }
   Result<std::vector<std::vector<uint8_t>>> fetch(const std::string& model_id) override {
     return inner_.fetch(model_id);
+  }
+  Result<void> provide(const std::string& model_cid, const std::string& peer_id,
+                       std::vector<uint8_t> signed_record) override {
+    ++attempts;
+    if (!reachable) return Error{ErrorCode::Unavailable, "DHT put failed (no DHT node reachable)"};
+    return inner_.provide(model_cid, peer_id, std::move(signed_record));
+  }
+  Result<std::vector<std::vector<uint8_t>>> fetch_providers(const std::string& model_cid) override {
+    return inner_.fetch_providers(model_cid);
   }
 
  private:

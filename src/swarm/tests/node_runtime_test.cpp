@@ -20,9 +20,13 @@
 #include "net/node_info.h"
 #include "net/pipeline.h"
 #include "proto/node.capnp.h"
+#include "store/blob_store.h"
+#include "store/shard.h"
 #include "swarm/dht_directory.h"
 #include "swarm/node_runtime.h"
 #include "swarm/probe.h"
+#include "swarm/provider_fetch.h"
+#include "swarm/provider_record.h"
 #include "swarm/record.h"
 
 namespace omni::swarm {
@@ -232,6 +236,84 @@ TEST_F(NodeRuntimeTest, CidNodeFetchesItsShardsFromASharingRuntime) {
   auto c = NodeRuntime::start(ob);
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_FALSE(log_c.has("fetched ")) << log_c.all();
+}
+
+// fetch_from_providers takes each shard from the providers whose records say they hold it: a record
+// for a dead address costs a skipped peer, a shard nobody holds is NotFound (bounded wait), and a
+// model nobody provides too.
+TEST_F(NodeRuntimeTest, FetchFromProvidersTakesEachShardFromItsHolders) {
+  auto oa = options(kModel, {0, 2}, tmp_.path + "/a");
+  oa.share = true;
+  oa.store_dir = tmp_.path + "/store-a";
+  auto a = NodeRuntime::start(oa);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  const store::Cid cid = *(*a)->model_cid();
+  auto key_a = net::Identity::load_or_create(tmp_.path + "/a");
+  auto key_dead = net::Identity::generate();
+  ASSERT_TRUE(key_a.ok() && key_dead.ok());
+  // The same manifest as node a's (its store is locked by the node): the file sharded again.
+  auto scratch = store::BlobStore::open(tmp_.path + "/store-m");
+  ASSERT_TRUE(scratch.ok());
+  auto sharded = store::shard_model(kModel, **scratch);
+  ASSERT_TRUE(sharded.ok());
+  ASSERT_EQ(sharded->model, cid);
+  const store::Manifest* manifest = &sharded->manifest;
+  const size_t n = manifest->shards.size();
+  size_t head = n;
+  for (size_t i = 0; i < n; ++i)
+    if (manifest->shards[i].role == store::ShardRole::Head) head = i;
+  ASSERT_LT(head, n);
+
+  MemoryDirectory dir;
+  const int64_t now = unix_now_ms();
+  auto publish = [&](const net::Identity& key, const std::string& address, std::vector<bool> shards) {
+    ProviderRecord r;
+    r.peer_id = key.peer_id();
+    r.addresses = {address};
+    r.model_cid = cid.to_string();
+    r.shards = std::move(shards);
+    r.issued_ms = now, r.expires_ms = now + 60000, r.seq = 1;
+    auto bytes = sign_provider_record(r, key);
+    ASSERT_TRUE(bytes.ok());
+    ASSERT_TRUE(dir.provide(r.model_cid, r.peer_id, std::move(*bytes)).ok());
+  };
+  std::vector<bool> all_but_head(n, true);
+  all_but_head[head] = false;
+  publish(*key_a, (*a)->address(), all_but_head);
+  std::vector<bool> block1(n, false);
+  block1[manifest->block(1) - manifest->shards.data()] = true;
+  publish(*key_dead, "127.0.0.1:1", block1);
+
+  Log log;
+  ProviderFetchOptions po;
+  po.fetch.log = log.sink();
+  po.lookup_wait_ms = 600;
+  auto st = store::BlobStore::open(tmp_.path + "/store-c");
+  ASSERT_TRUE(st.ok());
+  auto fetched = fetch_from_providers(**st, dir, cid, {.block_begin = 0, .block_end = 2, .embeddings = false, .head = false}, po);
+  ASSERT_TRUE(fetched.ok()) << fetched.error().message << "\n" << log.all();
+  EXPECT_EQ(fetched->cid(), cid);
+  EXPECT_TRUE((*st)->has(cid));
+  EXPECT_TRUE((*st)->has(manifest->block(0)->cid));
+  EXPECT_TRUE((*st)->has(manifest->block(1)->cid));
+  EXPECT_EQ((*st)->list().size(), 3u);  // manifest, blocks 0 and 1: nothing else
+  const std::string of = " of model " + cid.to_string();
+  EXPECT_TRUE(log.has("fetching block 0" + of + " from 1 provider(s)")) << log.all();  // a alone
+  EXPECT_TRUE(log.has("fetching block 1" + of + " from 2 provider(s)")) << log.all();  // a and the dead one
+  EXPECT_TRUE(log.has("skipping peer")) << log.all();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto no_head = fetch_from_providers(**st, dir, cid, {.block_begin = 0, .block_end = 0, .embeddings = false, .head = true}, po);
+  ASSERT_FALSE(no_head.ok());
+  EXPECT_TRUE(no_head.error().is(ErrorCode::NotFound)) << no_head.error().message;
+  EXPECT_NE(no_head.error().message.find("head"), std::string::npos) << no_head.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+
+  const std::string other = "nothing";
+  auto nobody = fetch_from_providers(**st, dir, store::Cid::of({reinterpret_cast<const uint8_t*>(other.data()), other.size()}),
+                                     {}, po);
+  ASSERT_FALSE(nobody.ok());
+  EXPECT_TRUE(nobody.error().is(ErrorCode::NotFound)) << nobody.error().message;
 }
 
 TEST_F(NodeRuntimeTest, StopLetsAnOpenSessionFinish) {
