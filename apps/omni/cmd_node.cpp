@@ -181,6 +181,17 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")
       ->check(count_in(1, 1000000))
       ->capture_default_str();
+  cmd->add_option("--max-sessions-per-client", o->runtime.node.max_sessions_per_client,
+                  "Sessions one client (peer id, and separately source address) may hold (default: half of "
+                  "--max-sessions, rounded up)")
+      ->check(count_in(1, 1000000));
+  cmd->add_option("--max-sinks-per-client", o->runtime.node.max_sinks_per_client,
+                  "Ring output sinks one client may have waiting for their session (default: "
+                  "--max-sessions-per-client)")
+      ->check(count_in(1, 1000000));
+  cmd->add_option("--max-queued-tokens-per-client", o->runtime.node.max_queued_tokens_per_client,
+                  "Tokens of one client's calls that may wait for compute (default: 4 x the batch size, 2048)")
+      ->check(count_in(1));
   cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")
       ->check(count_in(1))
       ->capture_default_str();

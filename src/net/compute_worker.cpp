@@ -2,7 +2,7 @@
 
 namespace omni::net {
 
-ComputeWorker::ComputeWorker() : thread_([this] { loop(); }) {}
+ComputeWorker::ComputeWorker(uint64_t quantum) : jobs_(quantum), thread_([this] { loop(); }) {}
 
 ComputeWorker::~ComputeWorker() {
   {
@@ -18,10 +18,20 @@ size_t ComputeWorker::queued() const {
   return jobs_.size();
 }
 
-void ComputeWorker::push(kj::Function<void()> job) {
+uint64_t ComputeWorker::queued_cost() const {
+  std::lock_guard lock(mutex_);
+  return jobs_.queued_cost();
+}
+
+uint64_t ComputeWorker::queued_cost(const std::string& client) const {
+  std::lock_guard lock(mutex_);
+  return jobs_.queued_cost(client);
+}
+
+void ComputeWorker::push(const std::string& client, uint64_t cost, kj::Function<void()> job) {
   {
     std::lock_guard lock(mutex_);
-    jobs_.push_back(kj::mv(job));
+    jobs_.push(client, cost, kj::mv(job));
   }
   wake_.notify_one();
 }
@@ -29,15 +39,14 @@ void ComputeWorker::push(kj::Function<void()> job) {
 void ComputeWorker::loop() {
   for (;;) {
     std::unique_lock lock(mutex_);
-    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    wake_.wait(lock, [this] { return stopping_ || jobs_.size() > 0; });
     if (stopping_) {
       jobs_.clear();  // their fulfillers are destroyed unfulfilled: the promises break
       return;
     }
-    auto job = kj::mv(jobs_.front());
-    jobs_.pop_front();
+    auto job = jobs_.pop();
     lock.unlock();
-    job();
+    (*job)();
   }
 }
 

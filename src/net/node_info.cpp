@@ -55,6 +55,9 @@ NodeDescription read_node_info(proto::NodeInfo::Reader info) {
   d.kv_bytes_per_position = info.getKvBytesPerPosition();
   d.kv_bytes_free = info.getKvBytesFree();
   d.max_message_bytes = info.getMaxMessageBytes();
+  d.queued_calls = info.getQueuedCalls();
+  d.queued_tokens = info.getQueuedTokens();
+  d.max_sessions_per_client = info.getMaxSessionsPerClient();
   return d;
 }
 
@@ -81,6 +84,9 @@ void write_node_info(const NodeDescription& d, proto::NodeInfo::Builder info) {
   info.setKvBytesPerPosition(d.kv_bytes_per_position);
   info.setKvBytesFree(d.kv_bytes_free);
   info.setMaxMessageBytes(d.max_message_bytes);
+  info.setQueuedCalls(d.queued_calls);
+  info.setQueuedTokens(d.queued_tokens);
+  info.setMaxSessionsPerClient(d.max_sessions_per_client);
 }
 
 }  // namespace omni::net

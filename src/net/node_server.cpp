@@ -14,6 +14,7 @@
 
 #include "kernels/thread_pool.h"
 #include "model/model.h"
+#include "net/client_quota.h"
 #include "net/compute_worker.h"
 #include "net/errors.h"
 #include "net/hidden_codec.h"
@@ -34,6 +35,13 @@ class SessionImpl;
 struct PendingSink {
   proto::OutputSink::Client sink;
   const void* owner;
+  ClientQuota::Lease lease;  // the client's count of waiting sinks
+};
+
+// Who a connection's calls are from, for the quotas and the compute scheduler.
+struct ClientIdentity {
+  ClientKey key;
+  std::string scheduling;  // the fair queue's key: the address, or the peer id without one
 };
 
 struct NodeServer::State {
@@ -45,6 +53,8 @@ struct NodeServer::State {
   NodeDescription description;  // the constant parts; current() adds the counters
   uint32_t active_sessions = 0;
   uint64_t kv_reserved = 0;
+  ClientQuota session_quota{"sessions", "--max-sessions-per-client", 0};
+  ClientQuota sink_quota{"waiting output sinks", "--max-sinks-per-client", 0};
   std::set<SessionImpl*> sessions;
   std::map<std::string, PendingSink> sinks;  // by ring token
   kj::AsyncIoProvider* io = nullptr;
@@ -58,6 +68,8 @@ struct NodeServer::State {
     NodeDescription d = description;
     d.active_sessions = active_sessions;
     d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
+    d.queued_calls = static_cast<uint32_t>(worker->queued());
+    d.queued_tokens = worker->queued_cost();
     return d;
   }
 };
@@ -106,8 +118,12 @@ void set_micros(capnp::List<uint64_t>::Builder list, const std::vector<uint64_t>
 class SessionImpl final : public proto::Session::Server {
  public:
   SessionImpl(std::shared_ptr<State> state, const OpenRequest& request, std::unique_ptr<model::Session> engine,
-              uint64_t reservation)
-      : state_(std::move(state)), request_(request), reservation_(reservation) {
+              uint64_t reservation, ClientQuota::Lease lease, std::string scheduling)
+      : state_(std::move(state)),
+        request_(request),
+        reservation_(reservation),
+        lease_(std::move(lease)),
+        scheduling_(std::move(scheduling)) {
     slot_ = std::make_shared<EngineSlot>();
     slot_->session = std::move(engine);
     state_->active_sessions++;
@@ -136,6 +152,7 @@ class SessionImpl final : public proto::Session::Server {
     state_->active_sessions--;
     state_->kv_reserved -= reservation_;
     state_->sessions.erase(this);
+    lease_ = ClientQuota::Lease();
     sink_ = nullptr;
     next_session_ = nullptr;
     next_connection_ = nullptr;
@@ -147,7 +164,6 @@ class SessionImpl final : public proto::Session::Server {
 
   kj::Promise<void> forward(ForwardContext context) override {
     check_usable();
-    touch();
     // The transport reads messages up to twice the limit (see Connection), so that one a little too
     // big gets this answer instead of a closed connection.
     const uint64_t bytes = context.getParams().totalSize().wordCount * sizeof(capnp::word);
@@ -160,13 +176,16 @@ class SessionImpl final : public proto::Session::Server {
     SessionLimits limits{request_.block_begin, cfg.n_embd, cfg.n_vocab, state_->options.max_batch_tokens};
     auto request = validate_forward(context.getParams().getInput(), limits);
     if (!request) throw_rpc_error(request.error());
+    const uint64_t cost = request->n_tokens;
+    check_queue_quota(cost);
+    touch();  // only accepted work keeps a session alive: a refused call is no use of it
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
     ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto job = state_->worker->run<JobResult>(
-        [slot = slot_, req = kj::mv(*request), keep_rows, encoding = request_.encoding, pool = state_->pool.get(),
+        scheduling_, cost, [slot = slot_, req = kj::mv(*request), keep_rows, encoding = request_.encoding, pool = state_->pool.get(),
          n_embd = cfg.n_embd]() mutable {
           return std::make_shared<ForwardJobResult>(run_forward(*slot->session, req, keep_rows, encoding, *pool, n_embd));
         });
@@ -181,14 +200,15 @@ class SessionImpl final : public proto::Session::Server {
 
   kj::Promise<void> rollback(RollbackContext context) override {
     check_usable();
-    touch();
     const uint32_t n = context.getParams().getN();
     if (n > n_past_)
       throw_rpc_error(ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) +
                                                       " positions: the session holds " + std::to_string(n_past_));
+    check_queue_quota(1);
+    touch();
     const uint64_t me = ++calls_;
     busy_call_ = me;
-    auto job = state_->worker->run<JobResult>([slot = slot_, n]() {
+    auto job = state_->worker->run<JobResult>(scheduling_, 1, [slot = slot_, n]() {
       auto r = std::make_shared<ForwardJobResult>();
       if (auto rb = slot->session->rollback(n); !rb) r->error = rb.error();
       r->n_past = slot->session->n_past();
@@ -357,10 +377,22 @@ class SessionImpl final : public proto::Session::Server {
                       "a call is already running on this session; wait for its reply before the next one");
   }
   void touch() { last_used_ = SteadyClock::now(); }
+  // Refuses a call whose cost would take this client's queued work past its limit.
+  void check_queue_quota(uint64_t cost) const {
+    const uint64_t limit = state_->options.max_queued_tokens_per_client;
+    const uint64_t queued = state_->worker->queued_cost(scheduling_);
+    if (queued + cost > limit)
+      throw_rpc_error(ErrorCode::ResourceExhausted,
+                      "too much work queued for one client: " + scheduling_ + " has " + std::to_string(queued) +
+                          " tokens waiting for compute and this call adds " + std::to_string(cost) + ", over the " +
+                          std::to_string(limit) + " this node allows per client (--max-queued-tokens-per-client)");
+  }
 
   std::shared_ptr<State> state_;
   OpenRequest request_;
   uint64_t reservation_;
+  ClientQuota::Lease lease_;  // the client's count of sessions, given back at release
+  std::string scheduling_;    // the client's key in the compute scheduler
   std::shared_ptr<EngineSlot> slot_;
   uint32_t n_past_ = 0;
   uint64_t calls_ = 0;      // numbers this session's calls
@@ -378,8 +410,8 @@ namespace {
 
 class NodeImpl final : public proto::Node::Server {
  public:
-  NodeImpl(std::shared_ptr<State> state, std::string client_id)
-      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+  NodeImpl(std::shared_ptr<State> state, ClientIdentity client)
+      : state_(std::move(state)), client_(std::move(client)) {}
   ~NodeImpl() {
     for (const auto& token : attached_) {
       auto it = state_->sinks.find(token);
@@ -401,7 +433,9 @@ class NodeImpl final : public proto::Node::Server {
     if (state_->sinks.size() >= state_->options.max_sessions)
       throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->sinks.size()) +
                                                            " output sinks wait for their sessions; try later");
-    state_->sinks.emplace(*token, PendingSink{params.getSink(), this});
+    auto lease = state_->sink_quota.acquire(client_.key);
+    if (!lease) throw_rpc_error(lease.error());
+    state_->sinks.emplace(*token, PendingSink{params.getSink(), this, std::move(*lease)});
     attached_.push_back(std::move(*token));
     return kj::READY_NOW;
   }
@@ -428,9 +462,12 @@ class NodeImpl final : public proto::Node::Server {
                       "node is full: the session needs " + mib(need) + " of KV cache and " +
                           mib(o.max_kv_bytes - state_->kv_reserved) + " of " + mib(o.max_kv_bytes) +
                           " are free; ask for a shorter maxLength, another node, or later");
+    auto lease = state_->session_quota.acquire(client_.key);
+    if (!lease) throw_rpc_error(lease.error());
     auto engine = model::Session::create(*state_->model, request->block_begin, request->block_end, request->max_length);
     if (!engine) throw_rpc_error(engine.error());
-    auto session = kj::heap<SessionImpl>(state_, *request, std::move(*engine), need);
+    auto session = kj::heap<SessionImpl>(state_, *request, std::move(*engine), need, std::move(*lease),
+                                         client_.scheduling);
     if (ring_end) {
       auto it = state_->sinks.find(request->ring_token);
       session->attach_sink(kj::mv(it->second.sink));
@@ -487,19 +524,19 @@ class NodeImpl final : public proto::Node::Server {
 
  private:
   std::shared_ptr<State> state_;
-  std::string client_id_;
+  ClientIdentity client_;
   std::vector<std::string> attached_;  // tokens of the sinks attached through this connection
 };
 
 class GateImpl final : public proto::Gate::Server {
  public:
-  GateImpl(std::shared_ptr<State> state, std::string client_id)
-      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+  GateImpl(std::shared_ptr<State> state, ClientIdentity client)
+      : state_(std::move(state)), client_(std::move(client)) {}
 
   kj::Promise<void> hello(HelloContext context) override {
     check(context.getParams().getHello());
     auto results = context.getResults();
-    results.setNode(kj::heap<NodeImpl>(state_, client_id_));
+    results.setNode(kj::heap<NodeImpl>(state_, client_));
     write_node_info(state_->current(), results.initInfo());
     return kj::READY_NOW;
   }
@@ -528,13 +565,13 @@ class GateImpl final : public proto::Gate::Server {
                                                         std::string(feature.cStr()) + "' (it supports " + list + ")");
       }
     }
-    if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
+    if (state_->options.allow_peers && !state_->options.allow_peers->count(client_.key.peer_id))
       throw_rpc_error(ErrorCode::PermissionDenied,
-                      "access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
+                      "access denied: peer " + client_.key.peer_id + " is not on this node's --allow-peers list");
   }
 
   std::shared_ptr<State> state_;
-  std::string client_id_;
+  ClientIdentity client_;
 };
 
 // One accepted connection: its TLS stream and RPC system, alive until the peer goes away. The
@@ -564,10 +601,22 @@ kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiv
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
       (void)e;
     }
+    std::string address;
+    if (state->options.limit_by_address) {
+      sockaddr_storage source{};
+      kj::uint length = sizeof source;
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions(
+                         [&] { tcp->getpeername(reinterpret_cast<sockaddr*>(&source), &length); })) {
+        (void)e;  // not a socket with an address: counted by peer id only
+        length = 0;
+      }
+      if (length > 0) address = address_key(reinterpret_cast<const sockaddr*>(&source), length);
+    }
     auto handshake = with_timeout(state->io->getTimer(), 10 * kj::SECONDS, "TLS handshake",
                                   state->tls->accept(kj::mv(tcp)));
-    tasks.add(handshake.then([state](TlsPeer peer) {
-      auto connection = kj::heap<Connection>(kj::mv(peer.stream), kj::heap<GateImpl>(state, peer.peer_id),
+    tasks.add(handshake.then([state, address = kj::mv(address)](TlsPeer peer) {
+      ClientIdentity client{{peer.peer_id, address}, address.empty() ? "peer " + peer.peer_id : address};
+      auto connection = kj::heap<Connection>(kj::mv(peer.stream), kj::heap<GateImpl>(state, kj::mv(client)),
                                              state->options.max_message_bytes);
       auto done = connection->network.onDisconnect();
       return done.attach(kj::mv(connection));
@@ -613,6 +662,18 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   state->options = options;
   if (options.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "--max-sessions must be at least 1"};
   if (options.idle_timeout_s == 0) return Error{ErrorCode::InvalidArgument, "--idle-timeout must be at least 1 second"};
+  if (options.max_batch_tokens == 0) return Error{ErrorCode::InvalidArgument, "max batch tokens must be at least 1"};
+  auto& o = state->options;
+  if (o.max_sessions_per_client == 0) o.max_sessions_per_client = (o.max_sessions + 1) / 2;
+  if (o.max_sinks_per_client == 0) o.max_sinks_per_client = o.max_sessions_per_client;
+  if (o.max_queued_tokens_per_client == 0) o.max_queued_tokens_per_client = 4ull * o.max_batch_tokens;
+  if (o.max_queued_tokens_per_client < o.max_batch_tokens)
+    return Error{ErrorCode::InvalidArgument, "--max-queued-tokens-per-client (" +
+                                                 std::to_string(o.max_queued_tokens_per_client) +
+                                                 ") must be at least the batch size (" +
+                                                 std::to_string(o.max_batch_tokens) + ")"};
+  state->session_quota = ClientQuota("sessions", "--max-sessions-per-client", o.max_sessions_per_client);
+  state->sink_quota = ClientQuota("waiting output sinks", "--max-sinks-per-client", o.max_sinks_per_client);
   if (options.load_model) {
     auto model = options.load_model();
     if (!model) return model.error();
@@ -660,7 +721,8 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.max_batch_tokens = options.max_batch_tokens;
   d.kv_bytes_per_position = state->kv_bytes(options.block_begin, options.block_end, 1);
   d.max_message_bytes = options.max_message_bytes;
-  state->worker = std::make_unique<ComputeWorker>();
+  d.max_sessions_per_client = state->options.max_sessions_per_client;
+  state->worker = std::make_unique<ComputeWorker>(options.max_batch_tokens);
   return std::unique_ptr<NodeServer>(new NodeServer(std::move(state)));
 }
 

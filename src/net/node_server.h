@@ -8,10 +8,17 @@
 // long prompt computes, and the pool is never used by two passes at once.
 //
 // Limits and refusals (each an RPC error naming the limit): max sessions and the KV budget
-// (`overloaded`), request size up to twice max_message_bytes, batch size, session length, token
+// (`overloaded`); per client (peer id, and source address) sessions, waiting ring sinks and queued
+// tokens (`overloaded`, naming the client key and the flag); request size up to twice max_message_bytes, batch size, session length, token
 // ids, hidden-state shape/encoding/finiteness, positions (`failed`; the connection and session stay
 // usable); a message over twice the limit, or bytes that are not the protocol, close that
-// connection only. Sessions idle longer than the idle timeout are freed.
+// connection only. Sessions idle longer than the idle timeout are freed; only accepted work (a call
+// that passed validation) counts as use, so refused calls do not keep a session alive.
+//
+// Fairness: compute is shared between clients (by source address, or peer id without one) by
+// deficit round robin with cost = tokens (compute_worker.h), so one client's flood delays another's
+// call by at most one pass of maxBatchTokens. NodeInfo reports the load: queued calls and tokens,
+// active sessions, and the per-client session limit.
 //
 // Chains and rings: a session opened with downstream hops connects to the next node itself and
 // forwards every output there; at the end of a ring (OpenParams.ringToken) the output goes to the
@@ -45,6 +52,14 @@ struct NodeOptions {
   uint32_t max_batch_tokens = 512;
   uint64_t max_message_bytes = 64ull << 20;  // largest forward request processed (NodeInfo.maxMessageBytes)
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
+  // Per client (its peer id, and separately its source address; client_quota.h). 0: the default,
+  // half of max_sessions (rounded up) for sessions and sinks, 4 x max_batch_tokens for queued tokens.
+  uint32_t max_sessions_per_client = 0;
+  uint32_t max_sinks_per_client = 0;       // ring sinks waiting for their session
+  uint64_t max_queued_tokens_per_client = 0;  // tokens of forward calls waiting for compute
+  // False: clients are counted by peer id only (a node reached only through its relay sees every
+  // relayed client come from the relay's hand-over on loopback).
+  bool limit_by_address = true;
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
   uint32_t call_timeout_s = 120;           // for a forward on the next hop
 

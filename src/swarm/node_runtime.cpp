@@ -107,6 +107,9 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   node.block_begin = o.blocks->begin;
   node.block_end = o.blocks->end;
   node.max_kv_bytes = kv_bytes;
+  // Reached only through its relay, every client arrives from the relay's hand-over on loopback:
+  // one address for all, so the per-client limits count peer ids alone.
+  if (!o.relay.empty() && !o.listen) node.limit_by_address = false;
   if (!o.allow_peers.empty()) {
     auto allowed = net::read_allow_list(o.allow_peers);
     if (!allowed) return allowed.error();

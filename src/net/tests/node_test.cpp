@@ -1,7 +1,9 @@
 // A node served in-process (its own thread and event loop) and driven at the protocol level:
 // handshake refusals, every malformed-request path answered with an error while the same
 // connection (and other clients) keep being served, oversized requests (an error reply up to twice
-// the limit, a dropped connection beyond), garbage on the socket, a full node, idle expiry.
+// the limit, a dropped connection beyond), garbage on the socket, a full node, idle expiry, the
+// per-client limits (sessions, sinks, queued tokens), refused calls not keeping a session alive,
+// and the load in info().
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 
@@ -217,6 +219,7 @@ TEST(Node, GarbageOnTheSocketClosesOnlyThatConnection) {
 TEST(Node, FullNodeAndKvBudget) {
   auto o = options(0, 4);
   o.max_sessions = 2;
+  o.max_sessions_per_client = 2;
   TestNode node(o);
   Client c;
   auto conn = c.connect(node.address());
@@ -253,6 +256,151 @@ TEST(Node, IdleSessionsExpire) {
   EXPECT_EQ(err.message, "session expired after 1 s idle");
   auto info = conn->node().infoRequest().send().wait(c.io.waitScope);
   EXPECT_EQ(info.getInfo().getActiveSessions(), 0u);
+}
+
+// The sessions one client may hold are counted by its peer id and by its address: a fresh identity
+// from the same address gets no more (every test client connects from 127.0.0.1).
+TEST(Node, PerClientSessionLimitCountsPeerIdsAndAddresses) {
+  auto o = options(0, 4);
+  o.max_sessions = 4;
+  o.max_sessions_per_client = 2;
+  TestNode node(o);
+  Client c;
+  const auto first_identity = c.tls;
+  const auto fresh_identity = *TlsContext::create(*Identity::generate());
+  auto conn = c.connect(node.address());
+  EXPECT_EQ(conn->info().max_sessions_per_client, 2u);
+  auto s1 = open(c, *conn, 0, 4);
+  auto s2 = open(c, *conn, 0, 4);
+  auto err = c.failure_of([&] { open(c, *conn, 0, 4); });
+  EXPECT_EQ(err.code, ErrorCode::ResourceExhausted);
+  EXPECT_NE(err.message.find("too many sessions for one client: peer "), std::string::npos) << err.message;
+  c.tls = fresh_identity;
+  auto conn2 = c.connect(node.address());
+  err = c.failure_of([&] { open(c, *conn2, 0, 4); });
+  EXPECT_EQ(err.code, ErrorCode::ResourceExhausted);
+  EXPECT_NE(err.message.find("address 127.0.0.1 holds 2 of the 2"), std::string::npos) << err.message;
+  s1 = nullptr;  // a closed session gives its place back
+  auto info = conn->node().infoRequest().send().wait(c.io.waitScope);
+  EXPECT_EQ(info.getInfo().getActiveSessions(), 1u);
+  auto s3 = open(c, *conn2, 0, 4);
+  EXPECT_EQ(forward_tokens(c, s3, {1, 2}), 2u);
+
+  // Counted by peer id alone (a node behind a relay), the second identity is another client.
+  o.limit_by_address = false;
+  TestNode relayed(o);
+  c.tls = first_identity;
+  auto r1 = c.connect(relayed.address());
+  auto a1 = open(c, *r1, 0, 4);
+  auto a2 = open(c, *r1, 0, 4);
+  EXPECT_EQ(c.failure_of([&] { open(c, *r1, 0, 4); }).code, ErrorCode::ResourceExhausted);
+  c.tls = fresh_identity;
+  auto r2 = c.connect(relayed.address());
+  auto b1 = open(c, *r2, 0, 4);
+  EXPECT_EQ(forward_tokens(c, b1, {3}), 1u);
+}
+
+class NullSink final : public proto::OutputSink::Server {};
+
+TEST(Node, PerClientSinkLimit) {
+  auto o = options(0, 4);
+  o.max_sinks_per_client = 2;
+  TestNode node(o);
+  Client c;
+  auto conn = c.connect(node.address());
+  auto attach = [&](NodeConnection& n, uint8_t fill) {
+    std::vector<kj::byte> token(32, fill);
+    auto req = n.node().attachSinkRequest();
+    req.setToken(kj::arrayPtr(token.data(), token.size()));
+    req.setSink(kj::heap<NullSink>());
+    req.send().wait(c.io.waitScope);
+  };
+  attach(*conn, 1);
+  attach(*conn, 2);
+  auto err = c.failure_of([&] { attach(*conn, 3); });
+  EXPECT_EQ(err.code, ErrorCode::ResourceExhausted);
+  EXPECT_NE(err.message.find("too many waiting output sinks for one client"), std::string::npos) << err.message;
+  // A new connection with the same identity and address is the same client.
+  auto again = c.connect(node.address());
+  EXPECT_EQ(c.failure_of([&] { attach(*again, 4); }).code, ErrorCode::ResourceExhausted);
+  conn = nullptr;  // its unclaimed sinks go with it, and their places
+  c.io.provider->getTimer().afterDelay(200 * kj::MILLISECONDS).wait(c.io.waitScope);
+  attach(*again, 5);
+}
+
+// Before, every call reset the idle timer before it was checked, so refused calls that cost the
+// client nothing kept a session (and its KV reservation) forever.
+TEST(Node, RefusedCallsDoNotKeepASessionAlive) {
+  auto o = options(0, 4);
+  o.idle_timeout_s = 1;
+  TestNode node(o);
+  Client c;
+  auto conn = c.connect(node.address());
+  auto s = open(c, *conn, 0, 4);
+  EXPECT_EQ(forward_tokens(c, s, {5}), 1u);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+  int refused = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    auto err = c.failure_of([&] { forward_tokens(c, s, {1 << 30}); });  // not a token id
+    if (err.code == ErrorCode::Unavailable) break;                        // expired
+    EXPECT_EQ(err.code, ErrorCode::InvalidArgument) << err.message;
+    ++refused;
+    auto rb = c.failure_of([&] {  // more than the session holds
+      auto req = s.rollbackRequest();
+      req.setN(1000);
+      req.send().wait(c.io.waitScope);
+    });
+    if (rb.code == ErrorCode::Unavailable) break;
+    c.io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).wait(c.io.waitScope);
+  }
+  EXPECT_GT(refused, 3);
+  auto err = c.failure_of([&] { forward_tokens(c, s, {6}); });
+  EXPECT_EQ(err.code, ErrorCode::Unavailable) << err.message;
+  EXPECT_EQ(err.message, "session expired after 1 s idle");
+}
+
+// One client's calls may queue at most --max-queued-tokens-per-client tokens; info() shows the queue.
+TEST(Node, QueuedTokensPerClientAndLoadInInfo) {
+  auto o = options(0, 4);
+  o.max_sessions_per_client = 8;
+  o.max_queued_tokens_per_client = 1024;
+  TestNode node(o);
+  Client c;
+  auto conn = c.connect(node.address());
+  std::vector<proto::Session::Client> sessions;
+  for (int i = 0; i < 8; ++i) sessions.push_back(open(c, *conn, 0, 4, 512));
+  // Eight 512-token calls sent at once: one computes, two may wait, the rest are refused.
+  std::vector<kj::Promise<capnp::Response<proto::Session::ForwardResults>>> calls;
+  for (auto& s : sessions) {
+    auto req = s.forwardRequest();
+    auto in = req.initInput();
+    auto l = in.initInput().initTokens(512);
+    for (unsigned i = 0; i < 512; ++i) l.set(i, static_cast<int32_t>(i % 100));
+    in.setOutputLast(1);
+    calls.push_back(req.send());
+  }
+  auto info = conn->node().infoRequest().send();
+  int ok = 0, refused = 0;
+  for (auto& call : calls) {
+    auto err = c.failure_of([&] { call.wait(c.io.waitScope); });
+    if (err.message.empty()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(err.code, ErrorCode::ResourceExhausted) << err.message;
+      EXPECT_NE(err.message.find("--max-queued-tokens-per-client"), std::string::npos) << err.message;
+      ++refused;
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_LE(ok, 3);  // the one computing and at most 1024 tokens behind it
+  EXPECT_EQ(ok + refused, 8);
+  auto seen = info.wait(c.io.waitScope).getInfo();
+  EXPECT_GE(seen.getQueuedCalls(), 1u);  // asked while the calls waited
+  EXPECT_EQ(seen.getQueuedTokens(), 512u * seen.getQueuedCalls());
+  EXPECT_EQ(seen.getActiveSessions(), 8u);
+  auto after = conn->node().infoRequest().send().wait(c.io.waitScope).getInfo();
+  EXPECT_EQ(after.getQueuedCalls(), 0u);
+  EXPECT_EQ(after.getQueuedTokens(), 0u);
 }
 
 }  // namespace
