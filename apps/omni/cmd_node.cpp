@@ -192,6 +192,11 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-queued-tokens-per-client", o->runtime.node.max_queued_tokens_per_client,
                   "Tokens of one client's calls that may wait for compute (default: 4 x the batch size, 2048)")
       ->check(count_in(1));
+  cmd->add_option("--compute-slice", o->runtime.node.compute_slice_tokens,
+                  "Tokens of a call computed before other clients' calls may run (bigger calls are split, "
+                  "with the same results)")
+      ->check(count_in(2, 1000000))
+      ->capture_default_str();
   cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")
       ->check(count_in(1))
       ->capture_default_str();

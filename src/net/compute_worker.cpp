@@ -1,5 +1,7 @@
 #include "net/compute_worker.h"
 
+#include <algorithm>
+
 namespace omni::net {
 
 ComputeWorker::ComputeWorker(uint64_t quantum) : jobs_(quantum), thread_([this] { loop(); }) {}
@@ -13,25 +15,30 @@ ComputeWorker::~ComputeWorker() {
   thread_.join();
 }
 
-size_t ComputeWorker::queued() const {
+size_t ComputeWorker::outstanding() const {
   std::lock_guard lock(mutex_);
-  return jobs_.size();
+  return outstanding_;
 }
 
-uint64_t ComputeWorker::queued_cost() const {
+uint64_t ComputeWorker::outstanding_cost() const {
   std::lock_guard lock(mutex_);
-  return jobs_.queued_cost();
+  return outstanding_cost_;
 }
 
-uint64_t ComputeWorker::queued_cost(const std::string& client) const {
+uint64_t ComputeWorker::outstanding_cost(const std::string& client) const {
   std::lock_guard lock(mutex_);
-  return jobs_.queued_cost(client);
+  auto it = outstanding_by_client_.find(client);
+  return it == outstanding_by_client_.end() ? 0 : it->second;
 }
 
-void ComputeWorker::push(const std::string& client, uint64_t cost, kj::Function<void()> job) {
+void ComputeWorker::push(const std::string& client, uint64_t total, uint64_t first, kj::Function<uint64_t()> step,
+                         kj::Function<void()> finish) {
   {
     std::lock_guard lock(mutex_);
-    jobs_.push(client, cost, kj::mv(job));
+    ++outstanding_;
+    outstanding_cost_ += total;
+    outstanding_by_client_[client] += total;
+    jobs_.push(client, first, Job{client, first, total, kj::mv(step), kj::mv(finish)});
   }
   wake_.notify_one();
 }
@@ -46,7 +53,25 @@ void ComputeWorker::loop() {
     }
     auto job = jobs_.pop();
     lock.unlock();
-    (*job)();
+    const uint64_t next = job->step();
+    lock.lock();
+    // A job that ends early (an error) takes the cost of its steps not run with it.
+    const uint64_t ran = next == 0 ? job->remaining : std::min(job->cost, job->remaining);
+    job->remaining -= ran;
+    outstanding_cost_ -= ran;
+    auto it = outstanding_by_client_.find(job->client);
+    if ((it->second -= ran) == 0) outstanding_by_client_.erase(it);
+    if (next == 0) {
+      --outstanding_;
+      // Counted out before the caller hears of it, so what it asks next (info) sees it gone.
+      lock.unlock();
+      job->finish();
+    } else {
+      // The rest of the job waits for the other clients' turns, behind this client's own jobs.
+      const std::string client = job->client;
+      job->cost = next;
+      jobs_.push(client, next, kj::mv(*job));
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 
 #include <capnp/rpc-twoparty.h>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -68,8 +69,8 @@ struct NodeServer::State {
     NodeDescription d = description;
     d.active_sessions = active_sessions;
     d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
-    d.queued_calls = static_cast<uint32_t>(worker->queued());
-    d.queued_tokens = worker->queued_cost();
+    d.queued_calls = static_cast<uint32_t>(worker->outstanding());
+    d.queued_tokens = worker->outstanding_cost();
     return d;
   }
 };
@@ -88,6 +89,9 @@ std::string mib(uint64_t bytes) {
 // that a job in flight keeps it alive after the session is released.
 struct EngineSlot {
   std::unique_ptr<model::Session> session;
+  // Set on the event loop when the session is released: a call still computing stops at its next
+  // slice instead of spending the rest of its compute on nobody.
+  std::atomic<bool> released{false};
 };
 
 // Handed from the compute thread by shared pointer, so a reply in flight costs no copies.
@@ -107,6 +111,86 @@ struct ForwardCall {
   uint32_t output_last;
   uint64_t call_id;
   std::vector<uint64_t> upstream_micros;
+};
+
+// One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
+// run_in_steps) so that other clients' calls run between the slices. Slices of two or more rows give
+// the same bits as one batch (the kernels compute each row alike); a single row may not (see
+// model::Output), so no slice of a multi-row call has one row. Touched only on the compute thread.
+struct ForwardJob {
+  std::shared_ptr<EngineSlot> slot;
+  ForwardRequest req;
+  uint32_t keep_rows = 0;
+  HiddenEncoding encoding{};
+  kernels::ThreadPool* pool = nullptr;
+  uint32_t n_embd = 0;
+  uint32_t slice = 2;
+  uint32_t done = 0;  // rows computed
+  std::vector<float> hidden_in, out;
+  ForwardJobResult result;
+
+  // Rows of the next slice once `done` rows are computed: `slice`, or one more rather than leave one.
+  uint32_t next_rows() const {
+    const uint32_t left = req.n_tokens - done;
+    uint32_t take = std::min(slice, left);
+    if (left - take == 1) ++take;
+    return take;
+  }
+
+  // Runs the next slice; returns the rows of the one after it, 0 when done (result set).
+  uint64_t step() {
+    model::Session& session = *slot->session;
+    const auto t0 = SteadyClock::now();
+    if (slot->released) return fail(Error{ErrorCode::Unavailable, "session closed"});
+    if (done == 0) {
+      if (req.start_position >= 0) {
+        const auto start = static_cast<uint64_t>(req.start_position);
+        if (start > session.n_past())
+          return fail(Error{ErrorCode::InvalidArgument, "startPosition " + std::to_string(start) +
+                                                            " is past the " + std::to_string(session.n_past()) +
+                                                            " positions this session holds"});
+        if (start + req.n_tokens > session.n_ctx())
+          return fail(Error{ErrorCode::InvalidArgument,
+                            "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
+                                " exceed the session's maxLength " + std::to_string(session.n_ctx())});
+        if (auto rb = session.rollback(session.n_past() - static_cast<uint32_t>(start)); !rb) return fail(rb.error());
+      }
+      if (!req.hidden.empty()) {
+        if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d)
+          return fail(d.error());
+      }
+    }
+    const uint32_t take = next_rows();
+    std::span<const int32_t> tokens;
+    std::span<const float> hidden;
+    if (!req.tokens.empty()) tokens = std::span<const int32_t>(req.tokens).subspan(done, take);
+    if (!hidden_in.empty()) hidden = std::span<const float>(hidden_in).subspan(size_t{done} * n_embd, size_t{take} * n_embd);
+    // One row wanted (a client's generation step or prompt): LastHidden, so that a node holding the
+    // model's last block computes it exactly as a local run does (see model::Output); the earlier
+    // slices' rows are not wanted at all.
+    const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
+    std::vector<float> rows;
+    if (auto f = session.forward(tokens, hidden, output, rows, *pool); !f) return fail(f.error());
+    if (keep_rows == 1)
+      out = std::move(rows);
+    else
+      out.insert(out.end(), rows.begin(), rows.end());
+    done += take;
+    result.micros += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
+    if (done < req.n_tokens) return next_rows();
+    const size_t skip = out.size() - size_t{keep_rows} * n_embd;
+    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e)
+      return fail(e.error().with_context("the blocks produced unusable hidden states"));
+    result.rows = keep_rows;
+    result.n_past = session.n_past();
+    return 0;
+  }
+
+  uint64_t fail(Error e) {
+    result.error = std::move(e);
+    return 0;
+  }
 };
 
 void set_micros(capnp::List<uint64_t>::Builder list, const std::vector<uint64_t>& values) {
@@ -147,6 +231,7 @@ class SessionImpl final : public proto::Session::Server {
     // Calls in flight (computing, or waiting for the next hop or the sink) end here, while the
     // connections they use still exist; their callers get this reason.
     canceler_.cancel(rpc_exception(Error{ErrorCode::Unavailable, "session " + why}));
+    slot_->released = true;
     slot_.reset();
     released_because_ = why;
     state_->active_sessions--;
@@ -184,11 +269,17 @@ class SessionImpl final : public proto::Session::Server {
     ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
     const uint64_t me = ++calls_;
     busy_call_ = me;
-    auto job = state_->worker->run<JobResult>(
-        scheduling_, cost, [slot = slot_, req = kj::mv(*request), keep_rows, encoding = request_.encoding, pool = state_->pool.get(),
-         n_embd = cfg.n_embd]() mutable {
-          return std::make_shared<ForwardJobResult>(run_forward(*slot->session, req, keep_rows, encoding, *pool, n_embd));
-        });
+    auto work = std::make_shared<ForwardJob>();
+    work->slot = slot_;
+    work->req = kj::mv(*request);
+    work->keep_rows = keep_rows;
+    work->encoding = request_.encoding;
+    work->pool = state_->pool.get();
+    work->n_embd = cfg.n_embd;
+    work->slice = state_->options.compute_slice_tokens;
+    auto job = state_->worker->run_in_steps<JobResult>(
+        scheduling_, cost, work->next_rows(), [work]() { return work->step(); },
+        [work]() { return std::make_shared<ForwardJobResult>(std::move(work->result)); });
     return canceler_.wrap(job.then([this, context, call = kj::mv(call), me](JobResult result) mutable {
                                 return after_compute(context, call, kj::mv(result), me);
                               })
@@ -313,56 +404,6 @@ class SessionImpl final : public proto::Session::Server {
     if (busy_call_ == me) busy_call_ = 0;
   }
 
-  static ForwardJobResult run_forward(model::Session& session, const ForwardRequest& req, uint32_t keep_rows,
-                                      HiddenEncoding encoding, kernels::ThreadPool& pool, uint32_t n_embd) {
-    ForwardJobResult r;
-    const auto t0 = SteadyClock::now();
-    if (req.start_position >= 0) {
-      const auto start = static_cast<uint64_t>(req.start_position);
-      if (start > session.n_past()) {
-        r.error =
-            Error{ErrorCode::InvalidArgument, "startPosition " + std::to_string(start) + " is past the " +
-                                                  std::to_string(session.n_past()) + " positions this session holds"};
-        return r;
-      }
-      if (start + req.n_tokens > session.n_ctx()) {
-        r.error = Error{ErrorCode::InvalidArgument,
-                        "positions " + std::to_string(start) + " + " + std::to_string(req.n_tokens) +
-                            " exceed the session's maxLength " + std::to_string(session.n_ctx())};
-        return r;
-      }
-      if (auto rb = session.rollback(session.n_past() - static_cast<uint32_t>(start)); !rb) {
-        r.error = rb.error();
-        return r;
-      }
-    }
-    std::vector<float> hidden_in;
-    if (!req.hidden.empty()) {
-      if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d) {
-        r.error = d.error();
-        return r;
-      }
-    }
-    std::vector<float> out;
-    // One row wanted (a client's generation step or prompt): LastHidden, so that a node holding the
-    // model's last block computes it exactly as a local run does (see model::Output).
-    const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
-    if (auto f = session.forward(req.tokens, hidden_in, output, out, pool); !f) {
-      r.error = f.error();
-      return r;
-    }
-    const size_t skip = out.size() - size_t{keep_rows} * n_embd;
-    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, r.bytes); !e) {
-      r.error = e.error().with_context("the blocks produced unusable hidden states");
-      return r;
-    }
-    r.rows = keep_rows;
-    r.n_past = session.n_past();
-    r.micros = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
-    return r;
-  }
-
   void fill_hidden(proto::HiddenStates::Builder hidden, const std::vector<uint8_t>& bytes, uint32_t rows) const {
     hidden.setFormat(static_cast<proto::HiddenFormat>(request_.encoding));
     hidden.setNTokens(rows);
@@ -380,11 +421,11 @@ class SessionImpl final : public proto::Session::Server {
   // Refuses a call whose cost would take this client's queued work past its limit.
   void check_queue_quota(uint64_t cost) const {
     const uint64_t limit = state_->options.max_queued_tokens_per_client;
-    const uint64_t queued = state_->worker->queued_cost(scheduling_);
+    const uint64_t queued = state_->worker->outstanding_cost(scheduling_);
     if (queued + cost > limit)
       throw_rpc_error(ErrorCode::ResourceExhausted,
                       "too much work queued for one client: " + scheduling_ + " has " + std::to_string(queued) +
-                          " tokens waiting for compute and this call adds " + std::to_string(cost) + ", over the " +
+                          " tokens not yet computed and this call adds " + std::to_string(cost) + ", over the " +
                           std::to_string(limit) + " this node allows per client (--max-queued-tokens-per-client)");
   }
 
@@ -663,6 +704,8 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   if (options.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "--max-sessions must be at least 1"};
   if (options.idle_timeout_s == 0) return Error{ErrorCode::InvalidArgument, "--idle-timeout must be at least 1 second"};
   if (options.max_batch_tokens == 0) return Error{ErrorCode::InvalidArgument, "max batch tokens must be at least 1"};
+  if (options.compute_slice_tokens < 2)
+    return Error{ErrorCode::InvalidArgument, "--compute-slice must be at least 2 tokens"};
   auto& o = state->options;
   if (o.max_sessions_per_client == 0) o.max_sessions_per_client = (o.max_sessions + 1) / 2;
   if (o.max_sinks_per_client == 0) o.max_sinks_per_client = o.max_sessions_per_client;
@@ -722,7 +765,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.kv_bytes_per_position = state->kv_bytes(options.block_begin, options.block_end, 1);
   d.max_message_bytes = options.max_message_bytes;
   d.max_sessions_per_client = state->options.max_sessions_per_client;
-  state->worker = std::make_unique<ComputeWorker>(options.max_batch_tokens);
+  state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens);
   return std::unique_ptr<NodeServer>(new NodeServer(std::move(state)));
 }
 

@@ -16,8 +16,9 @@
 // that passed validation) counts as use, so refused calls do not keep a session alive.
 //
 // Fairness: compute is shared between clients (by source address, or peer id without one) by
-// deficit round robin with cost = tokens (compute_worker.h), so one client's flood delays another's
-// call by at most one pass of maxBatchTokens. NodeInfo reports the load: queued calls and tokens,
+// deficit round robin with cost = tokens (compute_worker.h), each call computed a slice of
+// compute_slice_tokens rows at a time, so one client's flood delays another's call by about one
+// slice. NodeInfo reports the load: queued calls and tokens,
 // active sessions, and the per-client session limit.
 //
 // Chains and rings: a session opened with downstream hops connects to the next node itself and
@@ -56,7 +57,10 @@ struct NodeOptions {
   // half of max_sessions (rounded up) for sessions and sinks, 4 x max_batch_tokens for queued tokens.
   uint32_t max_sessions_per_client = 0;
   uint32_t max_sinks_per_client = 0;       // ring sinks waiting for their session
-  uint64_t max_queued_tokens_per_client = 0;  // tokens of forward calls waiting for compute
+  uint64_t max_queued_tokens_per_client = 0;  // tokens of accepted calls not yet computed
+  // A forward call is computed this many rows at a time, and other clients' calls run between the
+  // slices (bit-identical to one batch); >= 2. Also each client's turn in the compute scheduler.
+  uint32_t compute_slice_tokens = 32;
   // False: clients are counted by peer id only (a node reached only through its relay sees every
   // relayed client come from the relay's hand-over on loopback).
   bool limit_by_address = true;
