@@ -8,7 +8,8 @@ namespace omni::swarm {
 double hop_cost(const Candidate& c, uint32_t blocks) {
   // A node that reports no throughput is not excluded (it may be the only one), just avoided.
   const double tps = c.block_tps > 0 ? c.block_tps : 1e-3;
-  return c.rtt_s + blocks / tps * (1.0 + c.active_sessions);
+  const double backlog_s = static_cast<double>(c.queued_tokens) * (c.block_end - c.block_begin) / tps;
+  return c.rtt_s + blocks / tps * (1.0 + c.active_sessions) + backlog_s;
 }
 
 void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor) {

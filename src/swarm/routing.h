@@ -6,7 +6,11 @@
 // (1 + the sessions already open on it): a node runs one forward pass at a time, so a token waits
 // for the other sessions' passes (an upper bound: open sessions are not always busy). The route is
 // the cheapest path from block 0 to n_layer over those hops (a DP over block positions; hops only
-// go forward).
+// go forward). A node also reports the tokens waiting for its compute (NodeInfo.queuedTokens); a
+// hop adds the time that backlog takes through the node's blocks, so a saturated node (one client
+// flooding it with big batches) is avoided while a replica has room. It is a penalty rather than
+// a wait: the node serves clients in turn, so a new call waits for about one slice per busy client,
+// not for the whole backlog.
 //
 // Sessions spread over replicas two ways: the load term above (a client sees the sessions other
 // clients opened before it probed, so a later session prefers an idle replica, and a replica k
@@ -34,6 +38,7 @@ struct Candidate {
   double block_tps = 0;  // tokens/s through one block; <= 0 counts as very slow
   double rtt_s = 0;      // measured round trip to the node
   uint32_t active_sessions = 0;  // sessions open on the node now (its probe answer)
+  uint64_t queued_tokens = 0;    // tokens waiting for compute on the node now (its probe answer)
 };
 
 struct RouteHop {
@@ -47,7 +52,7 @@ struct Route {
 };
 
 // Seconds per token for `candidate` running `blocks` blocks (plus its round trip), shared with the
-// sessions already open on it.
+// sessions already open on it, plus its backlog through all its blocks.
 double hop_cost(const Candidate& candidate, uint32_t blocks);
 
 // A throughput claim is the node's own word (its record): a prior, not a measurement. Claims above

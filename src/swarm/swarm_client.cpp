@@ -248,7 +248,7 @@ class Opener {
         continue;
       }
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
-                            nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions});
+                            nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions, p.info.queued_tokens});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);

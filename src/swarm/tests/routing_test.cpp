@@ -22,7 +22,8 @@ double brute_force(const std::vector<Candidate>& cs, uint32_t n) {
     }
     for (const auto& c : cs)
       if (c.block_begin <= at && at < c.block_end)
-        go(c.block_end, cost + c.rtt_s + (c.block_end - at) / c.block_tps * (1 + c.active_sessions));
+        go(c.block_end, cost + c.rtt_s + (c.block_end - at) / c.block_tps * (1 + c.active_sessions) +
+                            static_cast<double>(c.queued_tokens) * (c.block_end - c.block_begin) / c.block_tps);
   };
   go(0, 0);
   return best;
@@ -43,6 +44,7 @@ TEST(Routing, ShortestRouteMatchesBruteForce) {
       c.block_tps = 1 + rng() % 100;
       c.rtt_s = (rng() % 100) / 1000.0;
       c.active_sessions = rng() % 3;
+      c.queued_tokens = rng() % 4 == 0 ? rng() % 600 : 0;
       cs.push_back(c);
     }
     const double expected = brute_force(cs, n);
@@ -175,6 +177,30 @@ TEST(Routing, AbsurdThroughputClaimDoesNotDrawEveryRoute) {
   std::vector<Candidate> two{cs[0], {"liar", "l", 0, 4, 1e8, 0.001, 0}};
   cap_claimed_throughput(two, 4.0);
   EXPECT_DOUBLE_EQ(two[1].block_tps, 4000.0);
+}
+
+// Two equal replicas, one with a backlog (a client flooding it): the route takes the other, and
+// the flooded one again once its queue drains.
+TEST(Routing, ABackloggedReplicaIsAvoided) {
+  std::vector<Candidate> cs(2);
+  for (size_t i = 0; i < cs.size(); ++i) {
+    cs[i].peer_id = "p" + std::to_string(i);
+    cs[i].block_begin = 0;
+    cs[i].block_end = 4;
+    cs[i].block_tps = 1000;
+    cs[i].rtt_s = 0.001;
+    cs[i].active_sessions = 1;
+  }
+  cs[0].queued_tokens = 4096;  // eight 512-token batches waiting
+  auto route = shortest_route(cs, 4);
+  ASSERT_TRUE(route.ok());
+  ASSERT_EQ(route->hops.size(), 1u);
+  EXPECT_EQ(route->hops[0].candidate, 1u);
+  cs[0].queued_tokens = 0;
+  cs[1].active_sessions = 3;
+  route = shortest_route(cs, 4);
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(route->hops[0].candidate, 0u);
 }
 
 }  // namespace
