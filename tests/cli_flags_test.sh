@@ -121,6 +121,11 @@ expect 2 "--bootstrap" node -m "$model" --bootstrap "::1:7000"
 expect 2 "--idle-timeout" node -m "$model" --idle-timeout 0
 expect 2 "--fetch-timeout" node -m "$model" --fetch-timeout -1
 expect 2 "--max-sessions" node -m "$model" --max-sessions 0
+expect 2 "--max-sessions-per-client" node -m "$model" --max-sessions-per-client 0
+expect 2 "--max-sinks-per-client" node -m "$model" --max-sinks-per-client 0
+expect 2 "--max-queued-tokens-per-client" node -m "$model" --max-queued-tokens-per-client 0
+expect 2 "--compute-slice" node -m "$model" --compute-slice 1
+expect 1 "--max-queued-tokens-per-client" node -m "$model" --listen 127.0.0.1:0 --blocks 0:1 --data-dir "$tmp/nd" --max-queued-tokens-per-client 100
 expect 2 "--rebalance-factor" node -m "$model" --rebalance-factor 0.5
 expect 1 "nonexistent.gguf" node -m "$tmp/nonexistent.gguf" --listen 127.0.0.1:0 --blocks 0:1
 expect 2 "--blocks" fetch bexample --peers 127.0.0.1:1 --store "$tmp/s" --blocks 4:3
