@@ -77,10 +77,12 @@ struct NodeInfo {
                                  # size are read and refused (`failed`, naming both sizes; the
                                  # connection stays usable); bigger ones close the connection (the
                                  # transport cannot skip a message it refuses to read)
-  queuedCalls @13 :UInt32;       # forward/rollback calls waiting for compute (not the one running)
-  queuedTokens @14 :UInt64;      # their tokens: the work ahead of a new call, in the worst case
-                                 # (the node serves clients in turn, so one client waits for at
-                                 # most one call of each other client with work)
+  queuedCalls @13 :UInt32;       # forward/rollback calls accepted and not yet computed (the
+                                 # running one included)
+  queuedTokens @14 :UInt64;      # their tokens not yet computed: the node's backlog. A new call
+                                 # does not wait for all of it: the node serves clients in turns of
+                                 # a slice of tokens, so it waits for about one slice per other
+                                 # client with work
   maxSessionsPerClient @15 :UInt32;
   # sessions one client may hold at once, counted by its peer id and, separately, by its source
   # address (`overloaded` past it). queuedCalls, queuedTokens and maxSessionsPerClient were added

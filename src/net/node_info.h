@@ -39,8 +39,8 @@ struct NodeDescription {
   uint32_t block_begin = 0, block_end = 0;
   uint32_t max_sessions = 0, active_sessions = 0, max_length = 0, max_batch_tokens = 0;
   uint64_t kv_bytes_per_position = 0, kv_bytes_free = 0, max_message_bytes = 0;
-  // Load, for routing: calls and tokens waiting for compute (not the pass running now), and the
-  // sessions one client may hold. 0 from a node older than these fields.
+  // Load, for routing: calls accepted and not yet computed and their tokens not yet computed, and
+  // the sessions one client may hold. 0 from a node older than these fields.
   uint32_t queued_calls = 0;
   uint64_t queued_tokens = 0;
   uint32_t max_sessions_per_client = 0;

@@ -60,7 +60,7 @@ struct NodeOptions {
   uint64_t max_queued_tokens_per_client = 0;  // tokens of accepted calls not yet computed
   // A forward call is computed this many rows at a time, and other clients' calls run between the
   // slices (bit-identical to one batch); >= 2. Also each client's turn in the compute scheduler.
-  uint32_t compute_slice_tokens = 32;
+  uint32_t compute_slice_tokens = 16;
   // False: clients are counted by peer id only (a node reached only through its relay sees every
   // relayed client come from the relay's hand-over on loopback).
   bool limit_by_address = true;

@@ -7,6 +7,7 @@
 //   node_flood NODE SOURCE MODE SECONDS [IDENTITIES] [TOKENS]
 //     NODE: ID@HOST:PORT (IPv4), SOURCE: the IPv4 address to connect from (e.g. 127.0.0.2)
 //
+// The flood ends after SECONDS or when its standard input closes, whichever comes first.
 // Prints one line "grabbed sessions=N sinks=M" once it holds what it could get, then at the end one
 // JSON line: {"sessions", "sinks", "forwards", "tokens", "refused": {code: count}, "refusal":
 // first refusal message, "expired": sessions found expired at the end (keepalive)}.
@@ -59,6 +60,7 @@ struct Flood {
   std::map<std::string, int> refused;
   std::string first_refusal;
   uint64_t forwards = 0, forwarded_tokens = 0;
+  bool stopped = false;  // standard input closed
   std::mt19937_64 rng{12345};
 
   void note(const kj::Exception& e) {
@@ -147,7 +149,7 @@ struct Flood {
 
   // Full batches on `session`, one after another, until `until`.
   kj::Promise<void> pound(proto::Session::Client session, kj::TimePoint until) {
-    if (io.provider->getTimer().now() >= until) return kj::READY_NOW;
+    if (stopped || io.provider->getTimer().now() >= until) return kj::READY_NOW;
     auto req = session.forwardRequest();
     auto in = req.initInput();
     auto ids = in.initInput().initTokens(tokens);
@@ -229,6 +231,11 @@ int run(int argc, char** argv) {
   const auto until = io.provider->getTimer().now() + static_cast<int64_t>(seconds * 1000) * kj::MILLISECONDS;
   int expired = 0;
   if (mode == "flood") {
+    auto input = io.lowLevelProvider->wrapInputFd(0);
+    kj::byte byte;
+    auto watch = input->tryRead(&byte, 1, 1).then([&f](size_t n) {
+      if (n == 0) f.stopped = true;
+    }).eagerlyEvaluate([&f](kj::Exception&&) { f.stopped = true; });
     kj::Vector<kj::Promise<void>> work;
     for (auto& l : f.links)
       for (auto& s : l->sessions) work.add(f.pound(s, until));
