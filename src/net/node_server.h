@@ -53,11 +53,13 @@ struct NodeOptions {
   uint32_t max_batch_tokens = 512;
   uint64_t max_message_bytes = 64ull << 20;  // largest forward request processed (NodeInfo.maxMessageBytes)
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
-  // Per client (its peer id, and separately its source address; client_quota.h). 0: the default,
-  // half of max_sessions (rounded up) for sessions and sinks, 4 x max_batch_tokens for queued tokens.
+  // Per client (sessions and sinks: its peer id, and separately its source address; client_quota.h).
+  // 0: the default, half of max_sessions (rounded up) for sessions and sinks, 4 x max_batch_tokens
+  // for queued tokens.
   uint32_t max_sessions_per_client = 0;
   uint32_t max_sinks_per_client = 0;       // ring sinks waiting for their session
-  uint64_t max_queued_tokens_per_client = 0;  // tokens of accepted calls not yet computed
+  uint64_t max_queued_tokens_per_client = 0;  // tokens of accepted calls not yet computed, per
+                                              // scheduler key (address, or peer id without one)
   // A forward call is computed this many rows at a time, and other clients' calls run between the
   // slices (bit-identical to one batch); >= 2. Also each client's turn in the compute scheduler.
   uint32_t compute_slice_tokens = 16;
