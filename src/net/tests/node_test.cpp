@@ -394,12 +394,14 @@ TEST(Node, QueuedTokensPerClientAndLoadInInfo) {
   EXPECT_GE(ok, 1);
   EXPECT_LE(ok, 3);  // 1024 tokens accepted (one more if the first finished before the third came)
   EXPECT_EQ(ok + refused, 8);
-  auto seen = info.wait(c.io.waitScope).getInfo();
+  auto seen_response = info.wait(c.io.waitScope);
+  auto seen = seen_response.getInfo();
   EXPECT_GE(seen.getQueuedCalls(), 1u);  // asked while the calls waited
   EXPECT_GT(seen.getQueuedTokens(), 0u);  // tokens not yet computed, of the calls accepted
   EXPECT_LE(seen.getQueuedTokens(), 512u * seen.getQueuedCalls());
   EXPECT_EQ(seen.getActiveSessions(), 8u);
-  auto after = conn->node().infoRequest().send().wait(c.io.waitScope).getInfo();
+  auto after_response = conn->node().infoRequest().send().wait(c.io.waitScope);
+  auto after = after_response.getInfo();
   EXPECT_EQ(after.getQueuedCalls(), 0u);
   EXPECT_EQ(after.getQueuedTokens(), 0u);
 }
