@@ -63,6 +63,8 @@ int run_gateway(const GatewayCliOptions& o) {
 
   gateway::LocalBackendOptions backend_options;
   backend_options.model_path = o.model.model;
+  if (auto r = resolve_model(backend_options.model_path, o.model.sha256, o.model.store_dir, "gateway"); !r)
+    return fail(r.error());
   backend_options.model_id = o.model_name;
   backend_options.threads = o.threads;
   backend_options.n_ctx = o.ctx;
