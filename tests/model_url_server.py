@@ -4,7 +4,7 @@ and misbehaves on purpose, chosen by the path's first segment:
 
   /m/NAME         the file: ETag, X-Linked-Etag (its SHA-256, as Hugging Face sends), Range + If-Range
   /cut/NAME       the same, but the first request's body breaks off (connection closed) after CUT bytes
-  /stall/NAME     the same, but every body stops after CUT bytes and the connection then hangs
+  /stall/NAME     the same, but the first request's body stops after CUT bytes and the connection hangs
   /badhash/NAME   the file with an X-Linked-Etag that is another file's SHA-256
   /hop/N/NAME     302 to /hop/N-1/NAME (relative), and /hop/0/NAME to the absolute URL of /m/NAME
 
@@ -73,12 +73,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         body = data[first:]
         limit = len(body)
+        stall = False
         with lock:
-            if mode == 'cut' and self.path not in cut_once:
+            if mode in ('cut', 'stall') and self.path not in cut_once:
                 cut_once.add(self.path)
                 limit = min(limit, cut)
-        if mode == 'stall':
-            limit = min(limit, cut)
+                stall = mode == 'stall'
         sent = 0
         try:
             while sent < limit:
@@ -88,7 +88,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.record(status, sent)
-        if mode == 'stall':
+        if stall:
             time.sleep(3600)
         if limit < len(body):
             self.close_connection = True

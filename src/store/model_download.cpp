@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -479,6 +480,9 @@ Result<FetchedModel> fetch_model_url(const std::string& url, const std::string& 
     if (size) return FetchedModel{link, *cid, size->size, 0, true};
   }
 
+  std::error_code ec;
+  std::filesystem::create_directories(o.store_dir, ec);  // the store makes its own directory, not its parents
+  if (ec) return errno_error(ec.value(), o.store_dir + ": cannot create");
   auto opened = BlobStore::open(o.store_dir, StoreOptions{.limit_bytes = 0, .env = &env});
   if (!opened) return opened.error();
   BlobStore& store = **opened;
