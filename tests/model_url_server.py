@@ -7,6 +7,7 @@ and misbehaves on purpose, chosen by the path's first segment:
   /stall/NAME     the same, but the first request's body stops after CUT bytes and the connection hangs
   /badhash/NAME   the file with an X-Linked-Etag that is another file's SHA-256
   /hop/N/NAME     302 to /hop/N-1/NAME (relative), and /hop/0/NAME to the absolute URL of /m/NAME
+  /ORG/REPO/resolve/REV/NAME  as Hugging Face: 302 to /m/NAME with X-Linked-Etag (HF_ENDPOINT)
 
 Usage: model_url_server.py FILE CUT LOG. Prints "port N" once it listens; appends one JSON line per
 request to LOG: path, range, if_range, status, sent (body bytes written)."""
@@ -42,6 +43,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         parts = self.path.split('/')
         mode = parts[1] if len(parts) > 2 else ''
+        if len(parts) == 6 and parts[3] == 'resolve':  # a hub's resolve URL: 302 to its CDN, with the hash
+            self.send_response(302)
+            self.send_header('Location', 'http://127.0.0.1:%d/m/%s' % (self.server.server_address[1], parts[5]))
+            self.send_header('X-Linked-Etag', '"%s"' % sha)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            self.record(302, 0)
+            return
         if mode == 'hop':
             n = int(parts[2])
             if n > 0:

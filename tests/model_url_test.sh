@@ -134,3 +134,38 @@ start_node n1 "$BASE/m/x.gguf" 0:4
   || fail "run on the node: $(cat "$tmp/node.err")"
 cmp -s "$tmp/local.txt" "$tmp/node.txt" || fail "output through the node differs"
 echo "ok: omni node --model URL serves the blocks; the output matches the local run"
+
+# 8. hf: names against a mirror (HF_ENDPOINT): the hub's redirect with its X-Linked-Etag, then the file.
+HF_ENDPOINT="$BASE" HOME="$tmp/h8" "$omni" run --model hf:org/repo/h.gguf@main "${prompt[@]}" >"$tmp/hf.txt" 2>"$tmp/hf.err" \
+  || fail "run from hf: $(cat "$tmp/hf.err")"
+cmp -s "$tmp/local.txt" "$tmp/hf.txt" || fail "output from hf: differs"
+[ "$(requests_for /org/repo/resolve/main/h.gguf)" = "302 - 0" ] || fail "hub request: $(requests_for /org/repo/resolve/main/h.gguf)"
+[ "$(requests_for /m/h.gguf)" = "200 - $size" ] || fail "file request: $(requests_for /m/h.gguf)"
+grep -q "sha256 checked against X-Linked-Etag" "$tmp/hf.err" || fail "hf: hash not checked: $(cat "$tmp/hf.err")"
+echo "ok: hf:org/repo/h.gguf@main through HF_ENDPOINT: redirect, hash checked, same output"
+
+# 9. The gateway serves the stored copy of an hf: model with the host gone, named like the file.
+stop_server
+HF_ENDPOINT="$BASE" HOME="$tmp/h8" "$omni" gateway --model hf:org/repo/h.gguf@main --listen 127.0.0.1:0 \
+  2>"$tmp/gw.err" &
+gw_pid=$!
+node_pids+=("$gw_pid")
+gw_port=""
+for _ in $(seq 1 200); do
+  gw_port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$tmp/gw.err")
+  [ -n "$gw_port" ] && break
+  kill -0 "$gw_pid" 2>/dev/null || fail "the gateway exited: $(cat "$tmp/gw.err")"
+  sleep 0.05
+done
+[ -n "$gw_port" ] || fail "the gateway did not start: $(cat "$tmp/gw.err")"
+models=$(curl -sf "http://127.0.0.1:$gw_port/v1/models") || fail "GET /v1/models"
+echo "$models" | grep -q '"id":"h"' || fail "the model's id is not the file's name: $models"
+curl -sf "http://127.0.0.1:$gw_port/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"h","prompt":"Once upon a time","max_tokens":8,"temperature":0}' >"$tmp/gw.json" || fail "completion"
+python3 - "$tmp/gw.json" "$tmp/local.txt" <<'PY' || fail "the gateway's text differs from the local run"
+import json, sys
+text = json.load(open(sys.argv[1]))['choices'][0]['text']
+local = open(sys.argv[2]).read()
+sys.exit(0 if text and local.removesuffix("\n") == text else 1)
+PY
+echo "ok: omni gateway --model hf:... serves the stored copy offline, as id 'h', with the local greedy text"

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <vector>
 
 namespace omni::store {
@@ -79,7 +80,7 @@ Result<std::string> url_file_name(std::string_view url) {
 
 }  // namespace
 
-Result<std::string> hugging_face_url(std::string_view name) {
+Result<std::string> hugging_face_url(std::string_view name, std::string_view endpoint) {
   auto bad = [&](const std::string& why) {
     return Error{ErrorCode::InvalidArgument, "hf:" + std::string(name) + ": " + why +
                                                  " (want hf:ORG/REPO/FILE.gguf or hf:ORG/REPO/FILE.gguf@REVISION)"};
@@ -92,7 +93,8 @@ Result<std::string> hugging_face_url(std::string_view name) {
   }
   const auto parts = split(path, '/');
   if (parts.size() < 3) return bad("no file");
-  std::string url = "https://huggingface.co";
+  while (endpoint.ends_with('/')) endpoint.remove_suffix(1);
+  std::string url(endpoint);
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::string_view part = parts[i];
     if (part.empty() || part == "." || part == "..") return bad("an empty, '.' or '..' path segment");
@@ -114,7 +116,11 @@ Result<ModelSource> parse_model_source(std::string_view text) {
     s.kind = ModelSource::Kind::Url;
     s.url = s.text;
   } else if (starts_with_nocase(text, "hf:")) {
-    auto url = hugging_face_url(text.substr(3));
+    const char* env = std::getenv("HF_ENDPOINT");
+    const std::string_view endpoint = env && *env ? env : kHuggingFaceEndpoint;
+    if (!starts_with_nocase(endpoint, "http://") && !starts_with_nocase(endpoint, "https://"))
+      return Error{ErrorCode::InvalidArgument, "HF_ENDPOINT '" + std::string(endpoint) + "' is not an http(s) URL"};
+    auto url = hugging_face_url(text.substr(3), endpoint);
     if (!url) return url.error();
     s.kind = ModelSource::Kind::Url;
     s.url = std::move(*url);

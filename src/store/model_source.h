@@ -4,7 +4,9 @@
 //   FILE                          a GGUF file (an existing path always wins, whatever it looks like)
 //   CID                           a model CID (bafkrei...): its shards in a store or on peers
 //   http://... https://...        a GGUF file on a web server
-//   hf:ORG/REPO/PATH.gguf[@REV]   https://huggingface.co/ORG/REPO/resolve/REV/PATH.gguf (REV: main)
+//   hf:ORG/REPO/PATH.gguf[@REV]   https://huggingface.co/ORG/REPO/resolve/REV/PATH.gguf (REV: main);
+//                                 the environment's HF_ENDPOINT replaces https://huggingface.co, as
+//                                 in Hugging Face's own tools (a mirror)
 //
 // A URL is downloaded once into the store (model_download.h) and later resolved offline.
 #pragma once
@@ -30,11 +32,12 @@ struct ModelSource {
 
 // Classifies `text`. A path that does not exist and is neither a CID nor a URL is Kind::File (the
 // load then says it is missing). Errors (InvalidArgument): an hf: name that is not
-// ORG/REPO/PATH[@REV], or a URL with no host or no file name.
+// ORG/REPO/PATH[@REV], a URL with no host or no file name, an HF_ENDPOINT that is no http(s) URL.
 Result<ModelSource> parse_model_source(std::string_view text);
 
-// The Hugging Face URL of an hf: name (without the "hf:" prefix), as parse_model_source expands it.
-Result<std::string> hugging_face_url(std::string_view name);
+inline constexpr std::string_view kHuggingFaceEndpoint = "https://huggingface.co";
+// The resolve URL of an hf: name (without the "hf:" prefix) on `endpoint`.
+Result<std::string> hugging_face_url(std::string_view name, std::string_view endpoint = kHuggingFaceEndpoint);
 
 struct ResolvedModel {
   ModelSource source;

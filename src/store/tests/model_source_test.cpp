@@ -19,6 +19,10 @@ TEST(HuggingFaceUrl, ExpandsToTheResolveUrl) {
             "https://huggingface.co/org/repo/resolve/refs%2Fpr%2F3/my%20model.gguf");
 }
 
+TEST(HuggingFaceUrl, AMirrorEndpointReplacesTheHub) {
+  EXPECT_EQ(*hugging_face_url("org/repo/m.gguf", "http://127.0.0.1:8000/"), "http://127.0.0.1:8000/org/repo/resolve/main/m.gguf");
+}
+
 TEST(HuggingFaceUrl, RefusesMalformedNames) {
   for (const char* bad : {"org/repo", "org//m.gguf", "org/repo/../m.gguf", "org/repo/m.gguf@", "o rg/repo/m.gguf",
                           "org/re%po/m.gguf", ""}) {
