@@ -110,7 +110,7 @@ Error http_status_error(int status, const std::string& url) {
   const std::string what = "HTTP " + std::to_string(status) + " from " + url;
   if (status == 404 || status == 410) return Error{ErrorCode::NotFound, what};
   if (status == 401 || status == 403)
-    return Error{ErrorCode::PermissionDenied, what + " (the file needs an account or a token)"};
+    return Error{ErrorCode::PermissionDenied, what + " (the file needs an account or a token; for Hugging Face set HF_TOKEN)"};
   if (status == 429 || status >= 500) return Error{ErrorCode::Unavailable, what};
   return Error{ErrorCode::InvalidArgument, what};
 }
@@ -293,6 +293,8 @@ class Download {
       HttpRequest request{current, {}};
       const bool ranged = offset_ > 0;
       if (ranged) request.headers = {{"Range", "bytes=" + std::to_string(offset_) + "-"}, {"If-Range", state_.validator}};
+      if (!o_.bearer_token.empty() && host_of(current) == lower(o_.token_host))
+        request.headers.emplace_back("Authorization", "Bearer " + o_.bearer_token);
       std::string location;
       uint64_t redirect_body = 0;
       bool redirect = false, complete = false, restart = false;

@@ -39,6 +39,9 @@ struct ModelFetchOptions {
   HttpClient* http = nullptr;           // null: a CurlHttpClient
   Env* env = nullptr;                   // file operations; null: Env::Default()
   std::optional<Digest> sha256;         // pinned: the file must have this SHA-256
+  // Sent as "Authorization: Bearer TOKEN" to requests for token_host only, never to the hosts it
+  // redirects to (a Hugging Face token, for gated repositories).
+  std::string bearer_token, token_host;
   uint32_t max_redirects = 10;
   uint32_t attempts = 4;                // tries of a transfer that broke or stalled, each resuming
   std::chrono::milliseconds retry_delay{1000};  // before the second try; doubled after each

@@ -124,6 +124,7 @@ Result<ModelSource> parse_model_source(std::string_view text) {
     if (!url) return url.error();
     s.kind = ModelSource::Kind::Url;
     s.url = std::move(*url);
+    s.hugging_face = true;
   } else if (auto cid = Cid::parse(text)) {
     s.kind = ModelSource::Kind::Cid;
     s.cid = *cid;
@@ -146,7 +147,14 @@ Result<ResolvedModel> resolve_model_source(std::string_view text, const ModelFet
     out.model = out.source.text;
     return out;
   }
-  auto fetched = fetch_model_url(out.source.url, out.source.file_name, options);
+  ModelFetchOptions fetching = options;
+  if (const char* token = std::getenv("HF_TOKEN"); token && *token && out.source.hugging_face) {
+    fetching.bearer_token = token;
+    const std::string& url = out.source.url;
+    const size_t host = url.find("://") + 3;
+    fetching.token_host = url.substr(host, url.find_first_of(":/", host) - host);
+  }
+  auto fetched = fetch_model_url(out.source.url, out.source.file_name, fetching);
   if (!fetched) return fetched.error();
   out.model = fetched->path;
   out.downloaded = !fetched->from_cache;

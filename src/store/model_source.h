@@ -6,7 +6,8 @@
 //   http://... https://...        a GGUF file on a web server
 //   hf:ORG/REPO/PATH.gguf[@REV]   https://huggingface.co/ORG/REPO/resolve/REV/PATH.gguf (REV: main);
 //                                 the environment's HF_ENDPOINT replaces https://huggingface.co, as
-//                                 in Hugging Face's own tools (a mirror)
+//                                 in Hugging Face's own tools (a mirror); HF_TOKEN, when set, is
+//                                 sent to that host (gated repositories), not where it redirects
 //
 // A URL is downloaded once into the store (model_download.h) and later resolved offline.
 #pragma once
@@ -27,6 +28,7 @@ struct ModelSource {
   std::string text;       // as given
   std::string url;        // Url: the http(s) URL to fetch (an hf: name expanded)
   std::string file_name;  // Url: the name the file is kept under (the URL path's last segment)
+  bool hugging_face = false;  // Url: from an hf: name
   std::optional<Cid> cid; // Cid
 };
 

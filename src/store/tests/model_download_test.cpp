@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <random>
 
 #include "base/parse.h"
@@ -323,6 +324,25 @@ TEST_F(ModelDownloadTest, KnownContentUnderAPinnedHashNeedsNoNetwork) {
   ASSERT_TRUE(other.ok()) << other.error().message;
   EXPECT_TRUE(other->from_cache);
   EXPECT_EQ(read_all(other->path), body);
+}
+
+TEST_F(ModelDownloadTest, ACompletePartialFileLeftByACrashIsFinishedWithoutItsBytesAgain) {
+  // As a process that died after the last byte but before the import leaves it (model_download.h).
+  const auto body = gguf_bytes(1 << 20, 18);
+  serve(body);
+  const std::string key = hex_encode(sha256(std::span(reinterpret_cast<const uint8_t*>(kUrl), std::strlen(kUrl)))).substr(0, 32);
+  std::filesystem::create_directories(options.store_dir + "/downloads");
+  std::ofstream(options.store_dir + "/downloads/" + key + ".part", std::ios::binary)
+      .write(reinterpret_cast<const char*>(body.data()), static_cast<std::streamsize>(body.size()));
+  std::ofstream(options.store_dir + "/downloads/" + key + ".json")
+      << R"({"url":")" << kUrl << R"(","validator":"\"v1\"","total":)" << body.size() << R"(,"durable":)"
+      << body.size() << R"(,"sha256":"","sha256_from":""})";
+  auto got = fetch_model_url(kUrl, "tiny.gguf", options);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(http.requests.size(), 1u);
+  EXPECT_EQ(http.requests[0].headers.at("Range"), "bytes=" + std::to_string(body.size()) + "-");
+  EXPECT_EQ(got->fetched_bytes, 0u);
+  EXPECT_EQ(read_all(got->path), body);
 }
 
 TEST(Sha256Hex, ParsesBothCasesAndRejectsTheRest) {

@@ -93,5 +93,36 @@ TEST(ModelSource, ResolvesAUrlToItsCopyInTheStoreAndLeavesTheRest) {
   EXPECT_EQ(http.requests.size(), 1u);
 }
 
+TEST(ModelSource, HfTokenGoesToTheHubOnlyNotWhereItRedirects) {
+  testing::ScratchDir dir;
+  testing::FakeHttp http;
+  std::vector<uint8_t> body(100000, 7);
+  std::copy_n("GGUF", 4, body.begin());
+  const std::string hub = "http://hub.test:8000/org/repo/resolve/main/m.gguf", cdn = "http://cdn.test/x";
+  http.resources[hub] = {{}, "", "", cdn, 0, true};
+  http.resources[cdn] = {body, "\"e\"", "", "", 0, true};
+  ModelFetchOptions o;
+  o.store_dir = dir / "store";
+  o.http = &http;
+  ::setenv("HF_ENDPOINT", "http://hub.test:8000", 1);
+  ::setenv("HF_TOKEN", "secret", 1);
+  auto r = resolve_model_source("hf:org/repo/m.gguf", o);
+  ::unsetenv("HF_TOKEN");
+  ::unsetenv("HF_ENDPOINT");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(http.requests.size(), 2u);
+  EXPECT_EQ(http.requests[0].headers["Authorization"], "Bearer secret");
+  EXPECT_EQ(http.requests[1].headers.count("Authorization"), 0u);
+  // A URL given as such gets no token.
+  http.requests.clear();
+  ::setenv("HF_TOKEN", "secret", 1);
+  http.resources["http://hub.test:8000/plain/m.gguf"] = {body, "\"e\"", "", "", 0, true};
+  auto plain = resolve_model_source("http://hub.test:8000/plain/m.gguf", o);
+  ::unsetenv("HF_TOKEN");
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  ASSERT_FALSE(http.requests.empty());
+  EXPECT_EQ(http.requests[0].headers.count("Authorization"), 0u);
+}
+
 }  // namespace
 }  // namespace omni::store
