@@ -128,12 +128,15 @@ if HOME="$tmp/h6" "$omni" inspect "$BASE/nothing/n.gguf" >/dev/null 2>"$tmp/404.
 grep -q "HTTP 404" "$tmp/404.err" || fail "404: $(cat "$tmp/404.err")"
 echo "ok: 3 redirects followed, 11 refused, HTTP 404 named"
 
-# 7. A node serves a model from a URL (fetched into its store) to a client running the local file.
-start_node n1 "$BASE/m/x.gguf" 0:4
+# 7. A node serves a model from a URL (fetched into its store, and with --share sharded there: the
+#    model CID of the local file) to a client running the local file.
+local_cid=$("$omni" shard "$model" --store "$tmp/local-store" 2>/dev/null)
+start_node n1 "$BASE/m/x.gguf" 0:4 --share
+grep -q "sharing model $local_cid" "$tmp/n1.log" || fail "the node did not share $local_cid: $(cat "$tmp/n1.log")"
 "$omni" run -m "$model" --peers "$NODE_ADDR" --data-dir "$tmp/client" "${prompt[@]}" >"$tmp/node.txt" 2>"$tmp/node.err" \
   || fail "run on the node: $(cat "$tmp/node.err")"
 cmp -s "$tmp/local.txt" "$tmp/node.txt" || fail "output through the node differs"
-echo "ok: omni node --model URL serves the blocks; the output matches the local run"
+echo "ok: omni node --model URL --share shards it as $local_cid and serves the blocks; the output matches the local run"
 
 # 8. hf: names against a mirror (HF_ENDPOINT): the hub's redirect with its X-Linked-Etag, then the file.
 HF_ENDPOINT="$BASE" HOME="$tmp/h8" "$omni" run --model hf:org/repo/h.gguf@main "${prompt[@]}" >"$tmp/hf.txt" 2>"$tmp/hf.err" \

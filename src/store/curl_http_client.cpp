@@ -98,13 +98,16 @@ CurlHttpClient::CurlHttpClient(CurlOptions options) : options_(options) {
 Result<void> CurlHttpClient::get(const HttpRequest& request, const HeadSink& on_head, const BodySink& on_body) {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
   if (!curl) return Error{ErrorCode::ResourceExhausted, "cannot start an HTTP transfer (libcurl)"};
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr, &curl_slist_free_all);
+  curl_slist* list = nullptr;
   for (const auto& [name, value] : request.headers) {
-    curl_slist* grown = curl_slist_append(headers.get(), (name + ": " + value).c_str());
-    if (!grown) return Error{ErrorCode::ResourceExhausted, "cannot build the HTTP request (libcurl)"};
-    (void)headers.release();
-    headers.reset(grown);
+    curl_slist* grown = curl_slist_append(list, (name + ": " + value).c_str());
+    if (!grown) {
+      curl_slist_free_all(list);
+      return Error{ErrorCode::ResourceExhausted, "cannot build the HTTP request (libcurl)"};
+    }
+    list = grown;
   }
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(list, &curl_slist_free_all);
   Transfer t;
   t.curl = curl.get();
   t.on_head = &on_head;

@@ -185,7 +185,7 @@ class Download {
   // The file must have this SHA-256, whatever the host publishes.
   void pin(const Digest& d) { expected_ = d, expected_from_ = "the pinned sha256", pinned_ = true; }
 
-  // Runs tries until the file is complete; then `state()` describes it.
+  // Runs tries until the file is complete.
   Result<void> run() {
     if (auto s = load_sidecar(env_, sidecar_path_); s && s->url == url_ && !s->validator.empty() && s->durable > 0) {
       state_ = *s;
@@ -212,7 +212,6 @@ class Download {
     }
   }
 
-  const Sidecar& state() const { return state_; }
   uint64_t fetched() const { return fetched_; }
   std::optional<Digest> expected() const { return expected_; }
   const std::string& expected_from() const { return expected_from_; }
