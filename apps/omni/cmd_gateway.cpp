@@ -51,6 +51,9 @@ std::string find_web_dir(const std::string& given) {
 int run_gateway(const GatewayCliOptions& o) {
   auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
   if (!listen) return fail(listen.error().with_context("--listen"));
+  // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
+  std::string model = o.model.model;
+  if (auto r = resolve_model(model, o.model.sha256, o.model.store_dir, "gateway"); !r) return fail(r.error());
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -62,7 +65,7 @@ int run_gateway(const GatewayCliOptions& o) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
 
   gateway::LocalBackendOptions backend_options;
-  backend_options.model_path = o.model.model;
+  backend_options.model_path = model;
   backend_options.model_id = o.model_name;
   backend_options.threads = o.threads;
   backend_options.n_ctx = o.ctx;

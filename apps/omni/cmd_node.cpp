@@ -49,6 +49,7 @@ struct NodeCommandOptions {
   double fetch_timeout_s = 60;
   double drain_timeout_s = 30;
   double idle_timeout_s = 300;
+  std::string model_sha256;
 };
 
 // SIGINT and SIGTERM stop a serving node cleanly (NodeRuntime::stop); before it serves, or at a
@@ -94,6 +95,8 @@ class StopOnSignal {
 int run_node(NodeCommandOptions o, bool listen_given) {
   swarm::NodeRuntimeOptions& r = o.runtime;
   if (r.swarm.bootstrap_only) return swarm::run_bootstrap_node(o.listen, r.swarm);
+  if (auto m = resolve_model(r.model, o.model_sha256, store_dir_or_default(r.store_dir, r.data_dir), "node"); !m)
+    return fail("node", m.error());
   if (listen_given) r.listen = o.listen;
   if (!o.blocks.empty()) {
     auto blocks = parse_block_range(o.blocks);  // checked at parse time already
@@ -132,7 +135,8 @@ int run_node(NodeCommandOptions o, bool listen_given) {
 void register_node(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<NodeCommandOptions>();
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
-  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, or a model CID (fetched with --peers, or in a swarm from its providers, into --store)");
+  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV] (fetched once into --store), or a model CID (fetched with --peers, or in a swarm from its providers, into --store)");
+  add_model_sha256(cmd, o->model_sha256);
   cmd->add_option("--store", o->runtime.store_dir, "Blob store of the node (default <data-dir>/store)");
   add_peer_list(cmd, "--peers", o->runtime.peers,
                 "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");
