@@ -622,23 +622,23 @@ class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
 // Resolves when `connection` should be closed: no hello in time, a message that stopped arriving,
 // or no message for the idle timeout while it holds no open session.
 kj::Promise<void> watch_connection(std::shared_ptr<State> state, Connection& connection,
-                                   GuardedMessageStream::Clock::time_point accepted) {
-  return state->io->getTimer().afterDelay(1 * kj::SECONDS).then([state, &connection, accepted]() -> kj::Promise<void> {
+                                   GuardedMessageStream::Clock::time_point tls_done) {
+  return state->io->getTimer().afterDelay(1 * kj::SECONDS).then([state, &connection, tls_done]() -> kj::Promise<void> {
     using std::chrono::seconds;
     const auto now = GuardedMessageStream::Clock::now();
     const auto& o = state->options;
     const ConnectionWatch& w = *connection.watch;
     std::string why;
-    if (!w.greeted && now - accepted > seconds(2 * o.hello_timeout_s)) {
+    if (!w.greeted && now - tls_done > seconds(o.hello_timeout_s)) {
       why = "no hello within " + std::to_string(o.hello_timeout_s) + " s of TLS";
     } else if (auto partial = connection.messages.partial_since(); partial && now - *partial > seconds(o.hello_timeout_s)) {
       why = "a message stopped arriving for " + std::to_string(o.hello_timeout_s) + " s";
-    } else if (!partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
+    } else if (w.greeted && !partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
       bool holds_session = false;
       for (SessionImpl* s : w.sessions) holds_session = holds_session || state->sessions.count(s) > 0;
       if (!holds_session) why = "idle for " + std::to_string(o.connection_idle_timeout_s) + " s with no open session";
     }
-    if (why.empty()) return watch_connection(state, connection, accepted);
+    if (why.empty()) return watch_connection(state, connection, tls_done);
     std::fprintf(stderr, "omni node: closing a connection: %s\n", why.c_str());
     return kj::READY_NOW;
   });
@@ -734,29 +734,32 @@ void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::Tas
 }
 
 kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiver& listener, kj::TaskSet& tasks) {
-  return listener.accept().then(
-      [state, &listener, &tasks](kj::Own<kj::AsyncIoStream> tcp) mutable {
-        if (state->accept_failing) {
-          state->accept_failing = false;
-          std::fprintf(stderr, "omni node: accepting connections again\n");
-        }
-        admit(state, kj::mv(tcp), tasks);
-        return accept_loop(state, listener, tasks);
-      },
-      [state, &listener, &tasks](kj::Exception&& e) {
-        // Out of file descriptors (EMFILE/ENFILE: ResourceExhausted) or another failure of
-        // accept(): the connections waiting in the backlog are taken once descriptors are free
-        // again; until then every other connection keeps being served.
-        if (!state->accept_failing) {
-          state->accept_failing = true;
-          const Error error = to_error(e);
-          std::fprintf(stderr, "omni node: cannot accept connections (%s: %s); retrying every 100 ms\n",
-                       to_string(error.code), error.message.c_str());
-        }
-        return state->io->getTimer().afterDelay(100 * kj::MILLISECONDS).then([state, &listener, &tasks] {
-          return accept_loop(state, listener, tasks);
-        });
-      });
+  // kj's accept() may throw at once (it calls accept4 before waiting): evalNow makes that a broken
+  // promise like any later failure.
+  return kj::evalNow([&listener] { return listener.accept(); })
+      .then(
+          [state, &listener, &tasks](kj::Own<kj::AsyncIoStream> tcp) mutable {
+            if (state->accept_failing) {
+              state->accept_failing = false;
+              std::fprintf(stderr, "omni node: accepting connections again\n");
+            }
+            admit(state, kj::mv(tcp), tasks);
+            return accept_loop(state, listener, tasks);
+          },
+          [state, &listener, &tasks](kj::Exception&& e) {
+            // Out of file descriptors (EMFILE/ENFILE: ResourceExhausted) or another failure of
+            // accept(): the connections waiting in the backlog are taken once descriptors are free
+            // again; until then every other connection keeps being served.
+            if (!state->accept_failing) {
+              state->accept_failing = true;
+              const Error error = to_error(e);
+              std::fprintf(stderr, "omni node: cannot accept connections (%s: %s); retrying every 100 ms\n",
+                           to_string(error.code), error.message.c_str());
+            }
+            return state->io->getTimer().afterDelay(100 * kj::MILLISECONDS).then([state, &listener, &tasks] {
+              return accept_loop(state, listener, tasks);
+            });
+          });
 }
 
 kj::Promise<void> expiry_loop(std::shared_ptr<State> state) {

@@ -57,7 +57,7 @@ struct NodeOptions {
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may connect
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
   // Hostile clients (docs/security.md, "Node"): a connection must finish TLS within
-  // hello_timeout_s and say hello within hello_timeout_s more; a connection holding no open session
+  // hello_timeout_s and say hello within hello_timeout_s more; a greeted connection holding no open session
   // is closed after connection_idle_timeout_s without a message; a message that stops arriving for
   // hello_timeout_s ends its connection.
   uint32_t hello_timeout_s = 10;
