@@ -97,14 +97,20 @@ struct GuardedMessageStream::Incoming {
 };
 
 GuardedMessageStream::GuardedMessageStream(kj::AsyncIoStream& stream, MessageLimits limits,
-                                           std::shared_ptr<ReceiveBudget> budget)
-    : stream_(stream), writer_(stream), limits_(limits), budget_(std::move(budget)) {}
+                                           std::shared_ptr<ReceiveBudget> budget, kj::Timer& timer)
+    : stream_(stream), writer_(stream), limits_(limits), budget_(std::move(budget)), timer_(timer) {}
+
+kj::Promise<void> GuardedMessageStream::until_sent() {
+  if (!unsent_ || unsent_() <= kMaxUnsentBytes) return kj::READY_NOW;
+  return timer_.afterDelay(10 * kj::MILLISECONDS).then([this] { return until_sent(); });
+}
 
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> GuardedMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd>, capnp::ReaderOptions options, kj::ArrayPtr<capnp::word>) {
   auto in = kj::heap<Incoming>();
   Incoming& ref = *in;
-  return stream_.tryRead(ref.first, 8, 8)
+  return until_sent()
+      .then([this, &ref] { return stream_.tryRead(ref.first, 8, 8); })
       .then([this, &ref, options](size_t n) -> kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> {
         if (n == 0) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);  // clean end between messages
         if (n < 8) throw_rpc_error(ErrorCode::Unavailable, "the peer closed the connection inside a message");
@@ -118,6 +124,7 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> GuardedMessageStream::tryRead
         return read_table(ref).then([this, &ref]() -> kj::Maybe<capnp::MessageReaderAndFds> {
           auto reader = kj::heap<OwnedMessageReader>(kj::mv(ref.buffers), ref.options);
           if (auto checked = check_rpc_message(*reader, ref.limits); !checked) refuse(checked.error());
+          count_calls(*reader);
           partial_since_.reset();
           last_activity_ = Clock::now();
           return capnp::MessageReaderAndFds{kj::mv(reader), nullptr};
@@ -166,6 +173,22 @@ kj::Promise<void> GuardedMessageStream::read_body(Incoming& in, uint64_t offset)
     partial_since_ = Clock::now();
     return read_body(in, offset + chunk);
   });
+}
+
+void GuardedMessageStream::count_calls(capnp::MessageReader& message) {
+  auto root = message.getRoot<capnp::rpc::Message>();
+  uint32_t opened = 0;
+  switch (root.which()) {
+    case capnp::rpc::Message::CALL: opened = root.getCall().getQuestionId(); break;
+    case capnp::rpc::Message::BOOTSTRAP: opened = root.getBootstrap().getQuestionId(); break;
+    case capnp::rpc::Message::FINISH: open_calls_.erase(root.getFinish().getQuestionId()); return;
+    default: return;
+  }
+  open_calls_.insert(opened);  // a reused id is the RPC system's to refuse
+  if (open_calls_.size() > kMaxOpenCalls)
+    refuse(Error{ErrorCode::ResourceExhausted, "more than " + std::to_string(kMaxOpenCalls) +
+                                                   " calls are open on this connection (answered but not "
+                                                   "finished, or still running); finish some first"});
 }
 
 void GuardedMessageStream::refuse(const Error& why) {

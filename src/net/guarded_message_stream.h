@@ -10,6 +10,11 @@
 //     count limits bound them); the charge is given back when the RPC system drops the message;
 //   - the capability table of a Call or Return: at most MessageLimits::max_caps entries (the RPC
 //     system builds an object per entry, which costs far more than the entry's 16 bytes).
+//   - calls not finished: the RPC system keeps every answer until the caller sends Finish for it,
+//     so a peer may have at most kMaxOpenCalls calls (and bootstraps) not finished at once;
+//   - replies not read: while the RPC system's queue of outgoing messages holds more than
+//     kMaxUnsentBytes (set_unsent_bytes), no further message is read, so a peer that sends calls
+//     but never reads the answers stops being served instead of filling the node's memory.
 // A message that fails a check ends the connection (capnp cannot skip a message): tryReadMessage
 // throws an RPC error (net/errors.h) with ResourceExhausted (too big, budget spent, too many
 // capabilities) or Corruption (framing), which capnp sends to the peer as its Abort reason.
@@ -22,8 +27,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -40,6 +47,10 @@ struct MessageLimits {
 
 // capnp's own reader refuses more segments than this.
 inline constexpr uint32_t kMaxSegments = 512;
+// Calls a peer may have open on one connection (far more than a client or node has in flight).
+inline constexpr uint32_t kMaxOpenCalls = 256;
+// Outgoing bytes queued on a connection past which it is not read from (see above).
+inline constexpr uint64_t kMaxUnsentBytes = 1 << 20;
 // Small messages (token-by-token generation, control calls) are not charged to the ReceiveBudget,
 // so a spent budget delays only large transfers, never a generation step.
 inline constexpr uint64_t kUnbudgetedMessageBytes = 64 << 10;
@@ -63,7 +74,12 @@ Result<void> check_rpc_message(capnp::MessageReader& message, const MessageLimit
 class GuardedMessageStream final : public capnp::MessageStream {
  public:
   using Clock = std::chrono::steady_clock;
-  GuardedMessageStream(kj::AsyncIoStream& stream, MessageLimits limits, std::shared_ptr<ReceiveBudget> budget);
+  // `timer`: to wait for the outgoing queue to drain.
+  GuardedMessageStream(kj::AsyncIoStream& stream, MessageLimits limits, std::shared_ptr<ReceiveBudget> budget,
+                       kj::Timer& timer);
+  // How many bytes of outgoing messages wait to be sent (TwoPartyVatNetwork::getCurrentQueueSize),
+  // which the network over this stream knows; unset, reads never wait.
+  void set_unsent_bytes(std::function<uint64_t()> unsent) { unsent_ = std::move(unsent); }
 
   // Applies to the next message read (e.g. after `hello`).
   void set_limits(const MessageLimits& limits) { limits_ = limits; }
@@ -87,6 +103,8 @@ class GuardedMessageStream final : public capnp::MessageStream {
 
  private:
   struct Incoming;
+  kj::Promise<void> until_sent();
+  void count_calls(capnp::MessageReader& message);
   kj::Promise<void> read_table(Incoming& in);
   kj::Promise<void> read_body(Incoming& in, uint64_t offset);
   [[noreturn]] void refuse(const Error& why);
@@ -95,9 +113,12 @@ class GuardedMessageStream final : public capnp::MessageStream {
   capnp::AsyncIoMessageStream writer_;
   MessageLimits limits_;
   std::shared_ptr<ReceiveBudget> budget_;
+  kj::Timer& timer_;
+  std::function<uint64_t()> unsent_;
   Clock::time_point last_activity_ = Clock::now();
   std::optional<Clock::time_point> partial_since_;
   std::optional<Error> refusal_;
+  std::set<uint32_t> open_calls_;  // question ids of the peer's calls and bootstraps not yet finished
 };
 
 }  // namespace omni::net

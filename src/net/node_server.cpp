@@ -598,11 +598,12 @@ struct Connection {
   Connection(kj::Own<kj::AsyncIoStream> s, const std::shared_ptr<State>& state, const std::string& peer_id)
       : stream(kj::mv(s)),
         watch(std::make_shared<ConnectionWatch>()),
-        messages(*stream, kBeforeHelloLimits, state->receive_budget),
+        messages(*stream, kBeforeHelloLimits, state->receive_budget, state->io->getTimer()),
         network(messages, capnp::rpc::twoparty::Side::SERVER,
                 reader_options(after_hello_limits(state->options).max_bytes)),
         rpc(capnp::makeRpcServer(network, kj::heap<GateImpl>(state, peer_id, watch))) {
     watch->messages = &messages;
+    messages.set_unsent_bytes([this] { return network.getCurrentQueueSize(); });
   }
   ~Connection() { watch->messages = nullptr; }
   kj::Own<kj::AsyncIoStream> stream;
@@ -633,6 +634,8 @@ kj::Promise<void> watch_connection(std::shared_ptr<State> state, Connection& con
       why = "no hello within " + std::to_string(o.hello_timeout_s) + " s of TLS";
     } else if (auto partial = connection.messages.partial_since(); partial && now - *partial > seconds(o.hello_timeout_s)) {
       why = "a message stopped arriving for " + std::to_string(o.hello_timeout_s) + " s";
+    } else if (connection.network.getOutgoingMessageWaitTime() > o.connection_idle_timeout_s * kj::SECONDS) {
+      why = "the peer has not read its replies for " + std::to_string(o.connection_idle_timeout_s) + " s";
     } else if (w.greeted && !partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
       bool holds_session = false;
       for (SessionImpl* s : w.sessions) holds_session = holds_session || state->sessions.count(s) > 0;

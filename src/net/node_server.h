@@ -9,9 +9,10 @@
 //
 // Connections: admitted within max_connections (total and per source address; a refusal is an
 // Abort naming the limit); a peer not on --allow-peers is refused right after TLS, before any RPC;
-// messages are read through a GuardedMessageStream (small before hello, bounded capability tables,
-// a receive budget over all connections); deadlines for TLS and hello, an idle timeout for
-// connections without sessions, TCP keepalive. Out of file descriptors, the accept loop backs off
+// messages are read through a GuardedMessageStream (small before hello, bounded capability tables
+// and open calls, a receive budget over all connections, no reading while answers pile up unsent);
+// deadlines for TLS and hello, an idle timeout for connections without sessions and for answers
+// left unread, TCP keepalive. Out of file descriptors, the accept loop backs off
 // and keeps serving.
 //
 // Limits and refusals (each an RPC error naming the limit): max sessions and the KV budget

@@ -243,6 +243,17 @@ def bootstrap(question_id=0):
     return b.message()
 
 
+def finish(question_id):
+    """Finish: the caller is done with the answer (the node may drop it)."""
+    b = Builder()
+    root = b.alloc(1)
+    msg = b.new_struct(root, 1, 1)
+    b.put(msg, 0, "H", 4)  # Message.finish
+    f = b.new_struct(msg + 1, 1, 0)
+    b.put(f, 0, "I", question_id)
+    return b.message()
+
+
 def call(question_id, target_question, interface_id, method_id, build_content=None, caps=0):
     """A Call on the answer of question `target_question` (e.g. the bootstrap Gate), with a capability
     table of `caps` entries (each a distinct senderHosted capability)."""

@@ -9,6 +9,7 @@
 // The first byte picks the state of the connection (before or after hello) and the limits.
 #include <capnp/rpc.capnp.h>
 #include <kj/async.h>
+#include <kj/timer.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -60,6 +61,7 @@ void handle(capnp::MessageReader& message, const MessageLimits& limits) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static kj::EventLoop loop;
   static kj::WaitScope wait(loop);
+  static kj::TimerImpl timer(kj::origin<kj::TimePoint>());  // unused: no outgoing queue here
   if (size == 0) return 0;
   const bool greeted = data[0] & 1;
   const MessageLimits limits = greeted ? MessageLimits{uint64_t{1} << 20, 64} : MessageLimits{64 << 10, 4};
@@ -68,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   --size;
 
   auto pipe = kj::newTwoWayPipe();
-  GuardedMessageStream guard(*pipe.ends[1], limits, budget);
+  GuardedMessageStream guard(*pipe.ends[1], limits, budget, timer);
   auto written = pipe.ends[0]->write(data, size).then([&] { pipe.ends[0]->shutdownWrite(); }).eagerlyEvaluate(
       [](kj::Exception&&) {});
   std::vector<kj::Own<capnp::MessageReader>> held;  // as capnp holds calls in progress

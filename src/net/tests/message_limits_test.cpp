@@ -4,10 +4,14 @@
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize-async.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <kj/async.h>
+#include <kj/timer.h>
 
 #include <cstring>
+#include <optional>
+#include <utility>
 
 #include "net/connection_limits.h"
 #include "net/errors.h"
@@ -80,6 +84,7 @@ TEST(SegmentTable, CountsAndSizesAreCheckedBeforeAnyAllocation) {
 struct Loop {
   kj::EventLoop loop;
   kj::WaitScope wait{loop};
+  kj::TimerImpl timer{kj::origin<kj::TimePoint>()};  // advanced by hand
 };
 
 // Writes `message` into one end of a pipe and reads it back through a GuardedMessageStream;
@@ -87,7 +92,7 @@ struct Loop {
 Result<kj::Own<capnp::MessageReader>> through_guard(Loop& l, capnp::MallocMessageBuilder& message,
                                                     const MessageLimits& limits, std::shared_ptr<ReceiveBudget> budget) {
   auto pipe = kj::newTwoWayPipe();
-  GuardedMessageStream guard(*pipe.ends[1], limits, std::move(budget));
+  GuardedMessageStream guard(*pipe.ends[1], limits, std::move(budget), l.timer);
   auto written = capnp::writeMessage(*pipe.ends[0], message).then([&] { pipe.ends[0]->shutdownWrite(); }).eagerlyEvaluate(
       [](kj::Exception&&) {});
   Result<kj::Own<capnp::MessageReader>> result = Error{ErrorCode::Internal, "no message"};
@@ -123,7 +128,8 @@ TEST(GuardedMessageStream, CapabilityTablesAreLimited) {
 TEST(GuardedMessageStream, AnOversizedMessageIsRefusedAtItsSegmentTable) {
   Loop l;
   auto pipe = kj::newTwoWayPipe();
-  GuardedMessageStream guard(*pipe.ends[1], MessageLimits{64 << 10, 4}, std::make_shared<ReceiveBudget>(1 << 30));
+  GuardedMessageStream guard(*pipe.ends[1], MessageLimits{64 << 10, 4}, std::make_shared<ReceiveBudget>(1 << 30),
+                             l.timer);
   // Only the segment table of a 1 GiB message, and then nothing: refused without waiting for (or
   // allocating) the body.
   auto header = table_bytes({1u << 27});
@@ -172,6 +178,84 @@ TEST(GuardedMessageStream, LargeMessagesAreChargedToTheBudgetUntilReleased) {
   auto r = through_guard(l, small, limits, budget);
   ASSERT_TRUE(r);
   EXPECT_EQ(budget->used(), 0u);
+}
+
+TEST(GuardedMessageStream, NoMessageIsReadWhileRepliesPileUpUnsent) {
+  Loop l;
+  auto pipe = kj::newTwoWayPipe();
+  GuardedMessageStream guard(*pipe.ends[1], MessageLimits{1 << 20, 4}, std::make_shared<ReceiveBudget>(1 << 30),
+                             l.timer);
+  uint64_t unsent = kMaxUnsentBytes + 1;
+  guard.set_unsent_bytes([&unsent] { return unsent; });
+  capnp::MallocMessageBuilder m;
+  build_call(m, 0);
+  auto written = capnp::writeMessage(*pipe.ends[0], m).eagerlyEvaluate([](kj::Exception&&) {});
+  auto read = guard.tryReadMessage(nullptr, capnp::ReaderOptions());
+  l.timer.advanceTo(l.timer.now() + 50 * kj::MILLISECONDS);
+  EXPECT_FALSE(read.poll(l.wait));  // the message is there, but the peer has not read its replies
+  unsent = kMaxUnsentBytes;
+  l.timer.advanceTo(l.timer.now() + 10 * kj::MILLISECONDS);
+  ASSERT_TRUE(read.poll(l.wait));
+  auto message = read.wait(l.wait);
+  KJ_IF_MAYBE(got, message) {
+    EXPECT_TRUE(got->reader->getRoot<capnp::rpc::Message>().isCall());
+  } else {
+    ADD_FAILURE() << "no message after the replies were sent";
+  }
+}
+
+// Reads `calls` Call messages (each followed by its Finish when `finished`) through one guard;
+// returns how many messages it delivered before refusing, and the refusal.
+std::pair<int, std::optional<Error>> read_calls(Loop& l, unsigned calls, bool finished) {
+  auto pipe = kj::newTwoWayPipe();
+  GuardedMessageStream guard(*pipe.ends[1], MessageLimits{1 << 20, 4}, std::make_shared<ReceiveBudget>(1 << 30),
+                             l.timer);
+  kj::Vector<kj::Array<capnp::word>> messages;
+  for (unsigned q = 0; q < calls; ++q) {
+    capnp::MallocMessageBuilder call;
+    build_call(call, 0);
+    call.getRoot<capnp::rpc::Message>().getCall().setQuestionId(q);
+    messages.add(capnp::messageToFlatArray(call));
+    if (finished) {
+      capnp::MallocMessageBuilder done;
+      done.initRoot<capnp::rpc::Message>().initFinish().setQuestionId(q);
+      messages.add(capnp::messageToFlatArray(done));
+    }
+  }
+  auto written = kj::evalLater([&]() -> kj::Promise<void> {
+                   kj::Promise<void> chain = kj::READY_NOW;
+                   for (auto& m : messages)
+                     chain = chain.then([&] { return pipe.ends[0]->write(m.begin(), m.asBytes().size()); });
+                   return chain.then([&] { pipe.ends[0]->shutdownWrite(); });
+                 }).eagerlyEvaluate([](kj::Exception&&) {});
+  int delivered = 0;
+  std::optional<Error> refused;
+  for (;;) {
+    bool more = false;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      KJ_IF_MAYBE(m, guard.tryReadMessage(nullptr, capnp::ReaderOptions()).wait(l.wait)) {
+        (void)m;
+        more = true;
+        ++delivered;
+      }
+    })) {
+      refused = to_error(*e);
+    }
+    if (!more) break;
+  }
+  return {delivered, refused};
+}
+
+TEST(GuardedMessageStream, CallsNotFinishedAreLimited) {
+  Loop l;
+  auto [finished_delivered, finished_refused] = read_calls(l, kMaxOpenCalls + 10, true);
+  EXPECT_EQ(finished_delivered, 2 * static_cast<int>(kMaxOpenCalls + 10));
+  EXPECT_FALSE(finished_refused);
+  auto [open_delivered, open_refused] = read_calls(l, kMaxOpenCalls + 10, false);
+  EXPECT_EQ(open_delivered, static_cast<int>(kMaxOpenCalls));
+  ASSERT_TRUE(open_refused);
+  EXPECT_EQ(open_refused->code, ErrorCode::ResourceExhausted);
+  EXPECT_NE(open_refused->message.find("more than 256 calls are open"), std::string::npos) << open_refused->message;
 }
 
 TEST(ReceiveBudget, ReservationsAddUpAndGiveBack) {
