@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/fd_limit.h"
 #include "base/parse.h"
 #include "cli_options.h"
 #include "commands.h"
@@ -63,6 +64,8 @@ int run_gateway(const GatewayCliOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+  // One descriptor per client connection: take all the process may have.
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni gateway: %s\n", files.error().message.c_str());
 
   gateway::LocalBackendOptions backend_options;
   backend_options.model_path = model;
