@@ -201,7 +201,8 @@ void register_node(CLI::App& app, int& exit_code) {
       ->check(count_in(1, 86400))
       ->capture_default_str();
   cmd->add_option("--hello-timeout", o->runtime.node.hello_timeout_s,
-                  "Seconds a connection has for TLS and then for hello; a message that stops arriving this long ends it")
+                  "Seconds a connection has for TLS and then for hello; "
+                  "a message that stops arriving this long ends it")
       ->check(count_in(1, 3600))
       ->capture_default_str();
   cmd->add_option("--max-connections", o->runtime.node.max_connections, "Connections open at once")

@@ -632,11 +632,13 @@ kj::Promise<void> watch_connection(std::shared_ptr<State> state, Connection& con
     std::string why;
     if (!w.greeted && now - tls_done > seconds(o.hello_timeout_s)) {
       why = "no hello within " + std::to_string(o.hello_timeout_s) + " s of TLS";
-    } else if (auto partial = connection.messages.partial_since(); partial && now - *partial > seconds(o.hello_timeout_s)) {
+    } else if (auto partial = connection.messages.partial_since();
+               partial && now - *partial > seconds(o.hello_timeout_s)) {
       why = "a message stopped arriving for " + std::to_string(o.hello_timeout_s) + " s";
     } else if (connection.network.getOutgoingMessageWaitTime() > o.connection_idle_timeout_s * kj::SECONDS) {
       why = "the peer has not read its replies for " + std::to_string(o.connection_idle_timeout_s) + " s";
-    } else if (w.greeted && !partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
+    } else if (w.greeted && !partial &&
+               now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
       bool holds_session = false;
       for (SessionImpl* s : w.sessions) holds_session = holds_session || state->sessions.count(s) > 0;
       if (!holds_session) why = "idle for " + std::to_string(o.connection_idle_timeout_s) + " s with no open session";
@@ -710,7 +712,8 @@ void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::Tas
     state->refusals_in_flight++;
     std::fprintf(stderr, "omni node: refused a connection from %s: %s\n", source.c_str(), slot.error().message.c_str());
     auto handshake = with_timeout(timer, tls_deadline, "TLS handshake", state->tls->accept(kj::mv(tcp)));
-    tasks.add(handshake.then([state, why = slot.error()](TlsPeer peer) { return refuse(state, kj::mv(peer.stream), why); })
+    tasks.add(handshake
+                  .then([state, why = slot.error()](TlsPeer peer) { return refuse(state, kj::mv(peer.stream), why); })
                   .catch_([](kj::Exception&&) {})
                   .attach(kj::defer([state] { state->refusals_in_flight--; })));
     return;

@@ -4,10 +4,11 @@ Usage: OMNI SHARED_DIR
 
 Node A (blocks 0:2) and node B (2:4). Clients open chains through A whose next hop (--hop-addresses)
 is given (by B's id) as: a closed port, an open port whose server sends an SSH-like banner, and the
-address of node C (another node, another id), besides B itself. The first three must fail alike: "next hop unreachable", no errno text, no
-banner, no id mismatch, and no sooner than the node's connect timeout (10 s), so that the answer's
-text and timing tell nothing about what listens there; A's log keeps the details. The real chain
-works, and a legitimate client is served by A meanwhile.
+address of node C (another node, another id), besides B itself. The first three must fail alike:
+"next hop unreachable", no errno text, no banner, no id mismatch, and no sooner than the node's
+connect timeout (10 s), so that the answer's text and timing tell nothing about what listens
+there; A's log keeps the details. The real chain works, and a legitimate client is served by A
+meanwhile.
 """
 import os
 import re
