@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <kj/debug.h>
+#include <deque>
 #include <map>
 #include <optional>
 #include <thread>
@@ -57,6 +58,16 @@ struct NodeServer::State {
   std::unique_ptr<ConnectionLimits> connections;
   uint32_t refusals_in_flight = 0;  // refused connections being told why (bounded: each costs a handshake)
   bool accept_failing = false;      // the accept loop is backing off (logged once per episode)
+  std::deque<kj::TimePoint> fast_hop_failures;  // in the last minute, answered at once
+
+  // Whether an unreachable hop may be answered now rather than at the connect timeout.
+  bool take_fast_hop_failure(kj::TimePoint now) {
+    while (!fast_hop_failures.empty() && now - fast_hop_failures.front() >= 60 * kj::SECONDS)
+      fast_hop_failures.pop_front();
+    if (fast_hop_failures.size() >= options.fast_hop_failures_per_minute) return false;
+    fast_hop_failures.push_back(now);
+    return true;
+  }
   std::unique_ptr<ComputeWorker> worker;  // declared last: stops before the model and pool go
 
   uint64_t kv_bytes(uint32_t block_begin, uint32_t block_end, uint32_t positions) const {
@@ -481,11 +492,14 @@ class NodeImpl final : public proto::Node::Server {
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
-          // not TLS, another id) is told to the caller the same way, no sooner than a timeout
-          // would, so that the caller learns nothing about that address; the log keeps it.
+          // not TLS, another id) is told to the caller the same way, so that the text tells
+          // nothing about that address; the log keeps it. Past the budget of fast answers, no
+          // sooner than a timeout would, so that the timing does not tell either.
           std::fprintf(stderr, "omni node: next hop %s (%s) unreachable: %s\n", hop.address.host_port().c_str(),
                        hop.address.peer_id.c_str(), to_error(e).message.c_str());
-          const kj::TimePoint until = started + state->options.connect_timeout_s * kj::SECONDS;
+          const kj::TimePoint now = state->io->getTimer().now();
+          const kj::TimePoint until =
+              state->take_fast_hop_failure(now) ? now : started + state->options.connect_timeout_s * kj::SECONDS;
           return state->io->getTimer().atTime(until).then([]() -> kj::Own<NodeConnection> {
             throw_rpc_error(ErrorCode::Unavailable, "next hop unreachable");
           });
