@@ -62,8 +62,13 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     rt->relay_ = *r;
   }
   rt->listen_ = o.listen ? *o.listen : rt->relay_ ? "127.0.0.1:0" : "0.0.0.0:7000";
-  if (auto l = net::parse_listen_address(rt->listen_); !l || l->relayed)
+  auto listen_address = net::parse_listen_address(rt->listen_);
+  if (!listen_address || listen_address->relayed)
     return Error{ErrorCode::InvalidArgument, "--listen '" + rt->listen_ + "' is not HOST:PORT"};
+  // A node told where to listen keeps its DHT socket there too (a node on loopback or one
+  // interface must not answer UDP on every address). Without --listen it binds all addresses: a
+  // node behind a relay listens on loopback only but still needs the DHT outside.
+  if (o.listen) o.swarm.dht_host = listen_address->host;
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
