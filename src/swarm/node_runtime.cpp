@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <kj/async-io.h>
+#include <optional>
 #include <vector>
 
 #include "model/model.h"
@@ -128,16 +129,27 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     store::Manifest manifest;
     auto have = store::load_manifest(blobs, *cid);
     bool complete = have.ok() && have->model.n_layer >= node.block_end;
+    // Shards changed or damaged on disk are removed by verify() and so fetched again like missing
+    // ones; without a fetch path the first such failure is the error.
+    std::optional<Error> damaged;
     if (complete)
       for (const auto* s : store::shards_for_range(*have, store::shard_range(range)))
-        complete = complete && blobs.has(s->cid);
+        if (auto v = blobs.verify(s->cid); !v) {
+          complete = false;
+          if (!v.error().is(ErrorCode::NotFound)) {
+            log(v.error().message);
+            if (!damaged) damaged = v.error();
+          }
+        }
     if (have && have->model.n_layer < node.block_end) return blocks_beyond(*o.blocks, have->model.n_layer, o.model);
     if (complete) {
       manifest = std::move(*have);
     } else {
-      if (o.peers.empty() && !directory)
+      if (o.peers.empty() && !directory) {
+        if (damaged) return damaged->with_context("model " + o.model + " (give --peers to fetch the shard again)");
         return Error{ErrorCode::NotFound, "the store lacks shards of model " + o.model + " for blocks " +
                                               span_text(*o.blocks) + "; give --peers to fetch them"};
+      }
       const net::PeerFetchOptions fetching{.peers = o.peers,
                                            .data_dir = data_dir,
                                            .timeout_s = o.fetch_timeout_s,
@@ -190,7 +202,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     }
   }
   if (prepared->blobs) {
-    prepared->blob_service = std::make_unique<store::BlobService>(*prepared->blobs);
+    prepared->blob_service = std::make_unique<store::BlobService>(*prepared->blobs, log);
     node.blob_service = [service = prepared->blob_service.get()] { return service->client(); };
   }
   if (rt->relay_) {
