@@ -25,7 +25,6 @@ struct Splice {
       : a(kj::mv(first)),
         b(kj::mv(second)),
         timer(t),
-        idle(o.idle_timeout),
         options(o),
         counters(kj::mv(c)),
         last(t.now()),
@@ -34,7 +33,6 @@ struct Splice {
 
   kj::Own<kj::AsyncIoStream> a, b;
   kj::Timer& timer;
-  kj::Duration idle;
   SpliceOptions options;
   std::shared_ptr<SpliceCounters> counters;
   kj::TimePoint last;
@@ -61,8 +59,8 @@ struct Splice {
 
   // Wakes when the idle deadline of the last activity passes; re-arms if bytes moved meanwhile.
   kj::Promise<std::string> watch_idle() {
-    return timer.atTime(last + idle).then([this]() -> kj::Promise<std::string> {
-      if (timer.now() - last >= idle) return "idle for " + seconds_text(idle);
+    return timer.atTime(last + options.idle_timeout).then([this]() -> kj::Promise<std::string> {
+      if (timer.now() - last >= options.idle_timeout) return "idle for " + seconds_text(options.idle_timeout);
       return watch_idle();
     });
   }

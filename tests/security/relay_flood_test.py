@@ -174,8 +174,18 @@ def main():
                     flood.append(open_from("127.0.0.3", port))
                 except OSError as e:
                     fail("connecting the 200 silent connections: %s" % e)
-            time.sleep(0.5)
-            dropped = sum(1 for f in flood if closed_within(f, 0.05) is not None)
+            # The relay closes them as it accepts them; a loaded machine may take a moment.
+            open_ones, dropped = list(flood), 0
+            deadline = time.monotonic() + 5
+            while dropped < 200 - 16 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                still = []
+                for f in open_ones:
+                    if closed_within(f, 0.001) is None:
+                        still.append(f)
+                    else:
+                        dropped += 1
+                open_ones = still
             if dropped < 200 - 16:
                 fail("of 200 silent connections from one address only %d were closed at once (limit 16)" % dropped)
             good, took, err = served(omni, model, address, work, 8)
