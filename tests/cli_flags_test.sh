@@ -117,6 +117,9 @@ expect 2 "--listen" relay --listen "1.2.3:80"
 expect 2 "--announce" relay --announce "relay host:80"
 expect 2 "--idle-timeout" relay --idle-timeout 0
 expect 2 "--max-nodes" relay --max-nodes 0
+expect 2 "--max-per-source" relay --max-per-source 0
+expect 2 "--max-relayed" relay --max-relayed 0
+expect 2 "--first-byte-timeout" relay --first-byte-timeout 0
 expect 2 "--blocks" node -m "$model" --blocks 3:1
 expect 2 "--blocks" node -m "$model" --blocks 1-3
 expect 2 "--listen" node -m "$model" --listen nohost

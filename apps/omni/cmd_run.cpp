@@ -120,7 +120,8 @@ Result<RunModel> load_client_shards(const RunOptions& o, const store::Cid& cid) 
   bool complete = false;
   if (auto have = store::load_manifest(blobs, cid)) {
     complete = true;
-    for (const auto* s : store::shards_for_range(*have, shards)) complete = complete && blobs.has(s->cid);
+    // verify(): a shard damaged on disk is removed, and fetched again below.
+    for (const auto* s : store::shards_for_range(*have, shards)) complete = blobs.verify(s->cid).ok() && complete;
   }
   if (!complete) {
     // A peer that vanishes mid-write must be an error on that connection, not the end of the run.
