@@ -94,6 +94,11 @@ expect 2 "--threads" synth --shape tinyllama-1.1b --threads 99999 "$tmp/x.gguf"
 expect 2 "--shape" synth "$tmp/x.gguf"
 expect 2 "type" quantize "$model" "$tmp/out.gguf" bogus
 expect 2 "--chunk-kib" shard "$model" --store "$tmp/s" --chunk-kib 2
+# Model URLs: a malformed pinned hash or hf: name is refused before any download.
+expect 2 "--model-sha256" "${run[@]}" --model-sha256 abc
+expect 2 "--model-sha256" node -m "$model" --blocks 0:1 --model-sha256 "$(printf 'g%.0s' $(seq 64))"
+expect 1 "want hf:ORG/REPO/FILE.gguf" run -m hf:org/only -p x --data-dir "$tmp/d"
+expect 1 "names no file" inspect http://127.0.0.1:9/
 expect 2 "--verify" shard --store "$tmp/s"
 expect 2 "--listen" gateway -m "$model" --listen nohost
 expect 2 "--listen" gateway -m "$model" --listen "[::1]"
@@ -112,6 +117,9 @@ expect 2 "--listen" relay --listen "1.2.3:80"
 expect 2 "--announce" relay --announce "relay host:80"
 expect 2 "--idle-timeout" relay --idle-timeout 0
 expect 2 "--max-nodes" relay --max-nodes 0
+expect 2 "--max-per-source" relay --max-per-source 0
+expect 2 "--max-relayed" relay --max-relayed 0
+expect 2 "--first-byte-timeout" relay --first-byte-timeout 0
 expect 2 "--blocks" node -m "$model" --blocks 3:1
 expect 2 "--blocks" node -m "$model" --blocks 1-3
 expect 2 "--listen" node -m "$model" --listen nohost

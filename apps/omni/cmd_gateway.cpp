@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/fd_limit.h"
 #include "base/parse.h"
 #include "cli_options.h"
 #include "commands.h"
@@ -51,6 +52,9 @@ std::string find_web_dir(const std::string& given) {
 int run_gateway(const GatewayCliOptions& o) {
   auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
   if (!listen) return fail(listen.error().with_context("--listen"));
+  // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
+  std::string model = o.model.model;
+  if (auto r = resolve_model(model, o.model.sha256, o.model.store_dir, "gateway"); !r) return fail(r.error());
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -60,9 +64,11 @@ int run_gateway(const GatewayCliOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+  // One descriptor per client connection: take all the process may have.
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni gateway: %s\n", files.error().message.c_str());
 
   gateway::LocalBackendOptions backend_options;
-  backend_options.model_path = o.model.model;
+  backend_options.model_path = model;
   backend_options.model_id = o.model_name;
   backend_options.threads = o.threads;
   backend_options.n_ctx = o.ctx;
