@@ -86,10 +86,9 @@ struct GatewayServer::Impl {
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
     };
-    observer.on_tokens = [this](const GenerationJob& job, size_t n) {
+    observer.on_tokens = [this](const GenerationJob&, size_t n) {
       metrics.add_generated_tokens(n);
       throughput.record(n);
-      limiter.charge_tokens(job.spec().client, static_cast<double>(n), Clock::now());
     };
     observer.on_prompt = [this](const GenerationJob&, size_t n) { metrics.add_prompt_tokens(n); };
     observer.on_cancelled = [this](const GenerationJob&) { metrics.count_cancelled(); };
@@ -176,12 +175,12 @@ void GatewayServer::Impl::setup_routes() {
 
   const std::string& model_id = backend->description().id;
   http.Get("/v1/models", [this, &model_id](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, model_list(model_id, started_unix));
+    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx));
   });
   http.Get(R"(/v1/models/(.+))", [this, &model_id](const httplib::Request& req, httplib::Response& res) {
     if (req.matches[1] != model_id)
       return send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
-    send_json(res, 200, model_list(model_id, started_unix)["data"][0]);
+    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx)["data"][0]);
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_generation(req, res, Endpoint::Chat);
@@ -221,6 +220,10 @@ void GatewayServer::Impl::setup_routes() {
 }
 
 void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  // The client's rate limits come before any work is spent on its body.
+  const std::string client = req.remote_addr;
+  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+
   GenerationParams params;
   std::string model_name;
   Prompt prompt;
@@ -265,23 +268,33 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (auto check = model::Sampler::create(params.sampling); !check)
     return send_error(res, failure(check.error()));
 
-  // Admission: the client's rate limits, then a place in the queue.
-  const std::string client = req.remote_addr;
-  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+  // The tokens it may generate are taken from the client's allowance now and what is left unused
+  // is given back when the job finishes; then a place in the queue.
+  const auto reservation = limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now());
+  if (!reservation.allowed) {
+    ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
+    e.param = "max_tokens";
+    return send_error(res, e);
+  }
 
   GenerationSpec spec;
   spec.prompt = std::move(prompt.tokens);
-  spec.max_tokens = max_tokens;
+  spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
-  auto job = std::make_shared<GenerationJob>(std::move(spec));
-  if (!scheduler->submit(job))
+  const size_t reserved = reservation.tokens;
+  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
+    limiter.settle(client, reserved, used, Clock::now());
+  });
+  if (!scheduler->submit(job)) {
+    job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
     return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
                                           " sessions busy, " + std::to_string(options.scheduler.max_queue) +
                                           " requests waiting); retry shortly",
                                       1));
+  }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
   if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
   else respond_whole(res, std::move(job), std::move(who));

@@ -209,3 +209,12 @@ def can_bind(address):
         return True
     except OSError:
         return False
+
+
+def post_json(port, path, body, headers=None, source="127.0.0.1", timeout=30.0):
+    """POSTs `body` (a dict, or bytes sent as they are) with extra `headers` (a dict); one response."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    extra = "".join("%s: %s\r\n" % (k, v) for k, v in (headers or {}).items())
+    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n%s"
+            "Content-Length: %d\r\n\r\n" % (path, extra, len(data)))
+    return exchange(port, head.encode() + data, source, timeout)
