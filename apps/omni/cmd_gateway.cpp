@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -34,6 +35,11 @@ struct GatewayCliOptions {
   double body_timeout_s = gateway::ConnectionLimits{}.body_timeout.count() / 1000.0;
   std::string web_dir;
   std::string chat_template;
+  // Access (gateway/access_policy.h): keys from --api-key, --api-key-file and OMNI_API_KEY together.
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> allowed_origins;
 };
 
 int fail(const Error& e) { return cli::fail("gateway", e); }
@@ -83,6 +89,13 @@ int run_gateway(const GatewayCliOptions& o) {
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue};
+  options.access = {o.api_keys, o.allowed_hosts, o.allowed_origins};
+  if (!o.api_key_file.empty()) {
+    auto keys = gateway::read_api_key_file(o.api_key_file);
+    if (!keys) return fail(keys.error().with_context("--api-key-file"));
+    options.access.api_keys.insert(options.access.api_keys.end(), keys->begin(), keys->end());
+  }
+  if (const char* key = std::getenv("OMNI_API_KEY"); key && *key) options.access.api_keys.emplace_back(key);
   auto server = gateway::GatewayServer::create(std::move(*backend), options);
   if (!server) return fail(server.error());
   auto port = (*server)->bind();
@@ -96,6 +109,11 @@ int run_gateway(const GatewayCliOptions& o) {
   std::fprintf(stderr, "omni gateway: serving %s on http://%s:%d (web UI: %s; %zu sessions, queue %zu)\n",
                model_id.c_str(), listen->host.c_str(), *port,
                options.web_dir.empty() ? "not built" : options.web_dir.c_str(), o.max_sessions, o.max_queue);
+  std::string hosts;
+  for (const auto& h : (*server)->allowed_hosts()) hosts += (hosts.empty() ? "" : ", ") + h;
+  std::fprintf(stderr, "omni gateway: API key %s; Host %s\n",
+               options.access.api_keys.empty() ? "not required" : "required",
+               hosts.empty() ? "any" : ("one of " + hosts).c_str());
   std::fprintf(stderr, "omni gateway: listening on port %d\n", *port);
   std::fflush(stderr);
   auto served = (*server)->serve();
@@ -150,6 +168,16 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");
+  cmd->add_option("--api-key", o->api_keys,
+                  "Require 'Authorization: Bearer KEY' on /v1 and /metrics (repeatable; also --api-key-file and "
+                  "the OMNI_API_KEY environment variable, which other users cannot see in ps)");
+  cmd->add_option("--api-key-file", o->api_key_file, "A file of API keys, one a line ('#' comments)");
+  cmd->add_option("--allowed-host", o->allowed_hosts,
+                  "Host header names served, NAME or NAME:PORT, '*' any (repeatable; default on a loopback "
+                  "address: localhost, 127.0.0.1, [::1]; otherwise any); others get 403");
+  cmd->add_option("--allowed-origin", o->allowed_origins,
+                  "Web origins besides the gateway's own that may call the API (CORS), e.g. "
+                  "https://app.example.com, '*' any (repeatable); others get 403");
   cmd->callback([o, &exit_code] { exit_code = run_gateway(*o); });
 }
 

@@ -71,6 +71,7 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 struct GatewayServer::Impl {
   std::unique_ptr<EngineBackend> backend;
   GatewayOptions options;
+  AccessPolicy access;
   PromptBuilder prompts;
   Metrics metrics;
   ThroughputHistory throughput;
@@ -80,8 +81,8 @@ struct GatewayServer::Impl {
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, PromptBuilder p)
-      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits, o.connection_limits) {
+  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, AccessPolicy a, PromptBuilder p)
+      : backend(std::move(b)), options(o), access(std::move(a)), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits, o.connection_limits) {
     SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
@@ -137,7 +138,25 @@ void GatewayServer::Impl::setup_routes() {
   // answers are small and must stream, so the API routes never offer compression. The request is
   // a mutable object inside httplib; only the pre-routing hook sees it before the response is
   // encoded, and it receives it as const.
-  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+  // The access policy comes first, before routing, static files or any work on the body.
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    auto header = [&req](const char* name) -> std::optional<std::string> {
+      if (!req.has_header(name)) return std::nullopt;
+      return req.get_header_value(name);
+    };
+    const auto host = header("Host"), origin = header("Origin"), authorization = header("Authorization"),
+               preflight = header("Access-Control-Request-Method");
+    AccessRequest request{req.method, req.path, host, origin, authorization, preflight};
+    const AccessDecision decision = access.decide(request);
+    for (const auto& h : decision.headers) res.set_header(h.first, h.second);
+    if (decision.refusal) {
+      send_error(res, *decision.refusal);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (decision.preflight) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.path.rfind("/v1/", 0) == 0) const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
     return httplib::Server::HandlerResponse::Unhandled;
   });
@@ -395,8 +414,10 @@ Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<Eng
   auto prompts = PromptBuilder::create(backend->tokenizer(), backend->description().chat_template_source,
                                        options.chat_template);
   if (!prompts) return prompts.error().with_context("chat template");
-  return std::unique_ptr<GatewayServer>(
-      new GatewayServer(std::make_unique<Impl>(std::move(backend), options, std::move(*prompts))));
+  auto access = AccessPolicy::create(options.access, options.host);
+  if (!access) return access.error();
+  return std::unique_ptr<GatewayServer>(new GatewayServer(
+      std::make_unique<Impl>(std::move(backend), options, std::move(*access), std::move(*prompts))));
 }
 
 Result<int> GatewayServer::bind() {
@@ -411,6 +432,8 @@ Result<void> GatewayServer::serve() {
   if (!impl_->http.listen_after_bind()) return Error{ErrorCode::Internal, "the HTTP server stopped with an error"};
   return {};
 }
+
+const std::vector<std::string>& GatewayServer::allowed_hosts() const { return impl_->access.allowed_hosts(); }
 
 void GatewayServer::stop() {
   impl_->http.stop();
