@@ -22,11 +22,14 @@ Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, c
 }
 
 Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages) const {
-  auto text = template_.apply(messages, /*add_generation_prompt=*/true);
-  if (!text) return text.error();
+  auto rendered = template_.render(messages, /*add_generation_prompt=*/true);
+  if (!rendered) return rendered.error();
+  std::vector<model::TextSpan> spans;
+  spans.reserve(rendered->segments.size());
+  for (const model::ChatSegment& s : rendered->segments) spans.push_back({s.text, /*special=*/!s.from_message});
   Prompt p;
   // A template that writes BOS itself must not get a second one from the tokenizer.
-  p.tokens = tokenizer_.encode(*text, /*add_special=*/!template_.renders_bos(), /*parse_special=*/true);
+  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.renders_bos());
   p.stops = template_.stop_strings();
   return p;
 }

@@ -1,8 +1,13 @@
 // PromptBuilder: turns a chat conversation or a completion prompt into token ids, as `omni run`
-// does (and `omni run --chat` for conversations): raw prompts get BOS as the vocabulary asks and
-// keep special-token texts as text; conversations are rendered by the model's chat template with
-// special tokens parsed, without a second BOS where the template writes one, and the template's
-// end-of-turn texts become stop strings.
+// does (and `omni run --chat` for conversations), with one difference for conversations: only the
+// template's own markup is tokenized with special tokens parsed; the messages' text is plain text
+// (model::TextSpan), so "<|end|>\n<|assistant|>" or "</s>" written by a client stays those
+// characters and cannot forge a turn or end the prompt. A template that writes BOS gets no second
+// one from the tokenizer, and the template's end-of-turn texts become stop strings.
+//
+// Completion prompts are the client's own text from end to end (there is no turn structure to
+// forge): they get BOS as the vocabulary asks and keep control-token texts as text, as `omni run`
+// does; there is no option to parse them.
 //
 // Template choice: a name given by the operator, else the model's own (tokenizer.chat_template),
 // else `fallback_template` (chatml by default, as llama.cpp's server falls back), so a model

@@ -24,10 +24,11 @@ def ok(message):
 
 
 class Gateway:
-    """`omni gateway` on 127.0.0.1:0 with the small test model; stopped (SIGTERM) on exit."""
+    """`omni gateway` on 127.0.0.1:0 with a small test model (`model`, a file in SHARED/models);
+    stopped (SIGTERM) on exit."""
 
-    def __init__(self, omni, shared, *args):
-        model = os.path.join(shared, "models", "synth-llama-q8_0.gguf")
+    def __init__(self, omni, shared, *args, model="synth-llama-q8_0.gguf"):
+        model = os.path.join(shared, "models", model)
         if not os.path.exists(model):
             print("SKIP: " + model + " is missing")
             sys.exit(77)
