@@ -1,6 +1,7 @@
 // omni gateway: serves a model to people over an OpenAI-compatible HTTP API (src/gateway), with the
 // browser chat and swarm dashboard (web/dist) at /. The inference runs on an engine backend; today
 // the local one (the whole model in this process).
+#include <malloc.h>
 #include <pthread.h>
 
 #include <csignal>
@@ -66,6 +67,9 @@ int run_gateway(const GatewayCliOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+  // Request bodies and their copies (up to --max-body each) come from mmap and go back when freed:
+  // a fixed threshold stops glibc from raising it after each free and keeping them in its heaps.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
   gateway::LocalBackendOptions backend_options;
   backend_options.model_path = o.model.model;

@@ -246,13 +246,15 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   GenerationParams params;
   std::string model_name;
   Prompt prompt;
+  // The prompt must leave room for one generated token; one past that is not tokenized further.
+  const size_t budget = std::max<uint32_t>(backend->description().n_ctx, 1) - 1;
   if (endpoint == Endpoint::Chat) {
     auto parsed = parse_chat_request(req.body);
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
     if (model_name == backend->description().id) {
-      auto built = prompts.chat(parsed->messages);
+      auto built = prompts.chat(parsed->messages, budget);
       if (!built) {
         ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
         e.param = "messages";
@@ -265,12 +267,16 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
-    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt);
+    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt, budget);
   }
   const ModelDescription& desc = backend->description();
   if (model_name != desc.id)
     return send_error(res, not_found("the model '" + model_name + "' does not exist; this gateway serves '" + desc.id + "'",
                                      "model_not_found"));
+  if (prompt.over_budget)
+    return send_error(res, bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
+                                           " tokens",
+                                       endpoint == Endpoint::Chat ? "messages" : "prompt", "context_length_exceeded"));
   if (prompt.tokens.empty()) return send_error(res, bad_request("the prompt is empty", "prompt"));
   if (prompt.tokens.size() >= desc.n_ctx)
     return send_error(res, bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +

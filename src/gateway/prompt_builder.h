@@ -14,6 +14,7 @@
 // without a template can still chat; `template_name()` says which is in use.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,6 +29,7 @@ namespace omni::gateway {
 struct Prompt {
   std::vector<model::TokenId> tokens;
   std::vector<std::string> stops;  // the template's turn ends (chat only)
+  bool over_budget = false;        // more tokens than the budget: `tokens` holds none or a prefix
 };
 
 class PromptBuilder {
@@ -37,15 +39,21 @@ class PromptBuilder {
   static Result<PromptBuilder> create(const model::Tokenizer& tokenizer, const std::string& model_template_source,
                                       const std::string& template_name, const std::string& fallback_template = "chatml");
 
+  // `budget`: the most tokens the caller can use. A prompt over it is told by over_budget, found
+  // without tokenizing it when its size in bytes proves it (more than budget *
+  // Tokenizer::max_token_bytes()), else by tokenizing no further than the budget: a prompt far too
+  // long for the context costs neither the time nor the memory of its whole tokenization.
   // Error: the template's own complaint (e.g. a system message where it has none).
-  Result<Prompt> chat(std::span<const model::ChatMessage> messages) const;
-  Prompt completion(const std::string& text) const;
+  Result<Prompt> chat(std::span<const model::ChatMessage> messages, size_t budget = SIZE_MAX) const;
+  Prompt completion(const std::string& text, size_t budget = SIZE_MAX) const;
 
   std::string template_name() const { return std::string(template_.name()); }
 
  private:
   PromptBuilder(model::Tokenizer tokenizer, model::ChatTemplate tmpl)
       : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)) {}
+  // Whether `bytes` of text hold more than `budget` tokens whatever they say.
+  bool too_long(size_t bytes, size_t budget) const;
   model::Tokenizer tokenizer_;
   model::ChatTemplate template_;
 };

@@ -171,6 +171,7 @@ struct Tokenizer::Impl {
   std::set<TokenId> end_of_generation;
   std::vector<TokenId> special_tokens;  // control, user-defined and unknown: longest text first
   std::vector<std::string> pieces;      // each token's bytes, special tokens rendered
+  size_t max_piece_bytes = 1;
 
   Impl(Kind k, Vocab v, std::variant<SpmEncoder, BpeEncoder> e)
       : kind(k), vocab(std::move(v)), encoder(std::move(e)) {}
@@ -184,7 +185,7 @@ struct Tokenizer::Impl {
                                       const std::set<TokenId>* excluded = nullptr) const;
   // The ids of `text` cut into `fragments` (special tokens and stretches of plain text).
   std::vector<TokenId> encode_fragments(std::string_view text, const std::vector<Fragment>& fragments,
-                                        bool add_special) const;
+                                        bool add_special, size_t stop_after = SIZE_MAX) const;
 };
 
 namespace {
@@ -366,6 +367,7 @@ void Tokenizer::Impl::build_pieces() {
       pieces[id] = byte ? std::string(1, *byte) : text;
     }
     // Unused and undefined tokens (and byte tokens of a BPE vocabulary) stand for nothing.
+    max_piece_bytes = std::max(max_piece_bytes, pieces[id].size());
   }
 }
 
@@ -408,11 +410,12 @@ std::vector<Fragment> Tokenizer::Impl::split_special(std::string_view text, bool
   return fragments;
 }
 
-std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
-  return impl_->encode_fragments(text, impl_->split_special(text, parse_special), add_special);
+std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                                       size_t stop_after) const {
+  return impl_->encode_fragments(text, impl_->split_special(text, parse_special), add_special, stop_after);
 }
 
-std::vector<TokenId> Tokenizer::encode(std::span<const TextSpan> spans, bool add_special) const {
+std::vector<TokenId> Tokenizer::encode(std::span<const TextSpan> spans, bool add_special, size_t stop_after) const {
   const Impl& impl = *impl_;
   std::string text;
   std::vector<size_t> offsets;
@@ -462,11 +465,11 @@ std::vector<TokenId> Tokenizer::encode(std::span<const TextSpan> spans, bool add
         fragments.push_back({std::nullopt, begin, length});
     }
   }
-  return impl.encode_fragments(text, fragments, add_special);
+  return impl.encode_fragments(text, fragments, add_special, stop_after);
 }
 
 std::vector<TokenId> Tokenizer::Impl::encode_fragments(std::string_view text, const std::vector<Fragment>& fragments,
-                                                       bool add_special) const {
+                                                       bool add_special, size_t stop_after) const {
   std::vector<TokenId> out;
   if (add_special && add_bos) out.push_back(*bos);
   // SentencePiece puts a space before the text, and again after each special token.
@@ -475,6 +478,7 @@ std::vector<TokenId> Tokenizer::Impl::encode_fragments(std::string_view text, co
     if (fragment.token) {
       out.push_back(*fragment.token);
       after_special = true;
+      if (out.size() > stop_after) return out;
       continue;
     }
     std::string_view plain = text.substr(fragment.begin, fragment.length);
@@ -489,6 +493,7 @@ std::vector<TokenId> Tokenizer::Impl::encode_fragments(std::string_view text, co
       std::get<BpeEncoder>(encoder).encode(vocab, plain, out);
     }
     after_special = false;
+    if (out.size() > stop_after) return out;
   }
   if (add_special && add_eos) out.push_back(*eos);
   return out;
@@ -518,6 +523,7 @@ Result<std::string> Tokenizer::decode(std::span<const TokenId> ids, bool render_
 
 Tokenizer::Kind Tokenizer::kind() const { return impl_->kind; }
 size_t Tokenizer::n_vocab() const { return impl_->vocab.size(); }
+size_t Tokenizer::max_token_bytes() const { return impl_->max_piece_bytes; }
 std::optional<TokenId> Tokenizer::bos() const { return impl_->bos; }
 std::optional<TokenId> Tokenizer::eos() const { return impl_->eos; }
 std::optional<TokenId> Tokenizer::eot() const { return impl_->eot; }

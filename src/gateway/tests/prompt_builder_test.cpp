@@ -72,6 +72,37 @@ TEST(PromptBuilder, EndOfSequenceTextInAMessageIsNotEos) {
   }
 }
 
+TEST(PromptBuilder, APromptOverTheBudgetIsToldWithoutTokenizingAllOfIt) {
+  const model::Tokenizer llama = vocab("llama-spm");
+  auto builder = PromptBuilder::create(llama, "", "llama2");
+  ASSERT_TRUE(builder);
+  constexpr size_t kBudget = 100;
+  // Too many bytes for any tokenization to fit: refused before tokenizing.
+  const std::string huge(kBudget * llama.max_token_bytes() + 1, 'x');
+  auto chat = builder->chat(std::vector<ChatMessage>{{"user", huge}}, kBudget);
+  ASSERT_TRUE(chat);
+  EXPECT_TRUE(chat->over_budget);
+  EXPECT_TRUE(chat->tokens.empty());
+  const Prompt completion = builder->completion(huge, kBudget);
+  EXPECT_TRUE(completion.over_budget);
+  EXPECT_TRUE(completion.tokens.empty());
+  // Few enough bytes to need tokenizing, too many tokens ("a " is one token each).
+  std::string words;
+  while (words.size() + 2 <= kBudget * llama.max_token_bytes() / 2) words += "a ";
+  const auto full = llama.encode(words, true, false);
+  ASSERT_GT(full.size(), kBudget);
+  const Prompt cut = builder->completion(words, kBudget);
+  EXPECT_TRUE(cut.over_budget);
+  EXPECT_GT(cut.tokens.size(), kBudget);
+  // Within the budget: the prompt as without one.
+  const Prompt fits = builder->completion("a few words", kBudget);
+  EXPECT_FALSE(fits.over_budget);
+  EXPECT_EQ(fits.tokens, builder->completion("a few words").tokens);
+  auto small = builder->chat(std::vector<ChatMessage>{{"user", "hello"}}, kBudget);
+  EXPECT_FALSE(small->over_budget);
+  EXPECT_EQ(small->tokens, builder->chat(std::vector<ChatMessage>{{"user", "hello"}})->tokens);
+}
+
 TEST(PromptBuilder, CompletionsNeverParseControlTokens) {
   const model::Tokenizer gpt2 = vocab("gpt-2");
   auto builder = PromptBuilder::create(gpt2, "", "");

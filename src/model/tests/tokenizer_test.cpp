@@ -391,6 +391,39 @@ TEST(TokenizerSpansTest, UserDefinedTokensAreVocabularyUnlessTheMarkupUsesThem) 
   EXPECT_EQ(markup.back(), 2);
 }
 
+TEST(TokenizerSpansTest, EncodingStopsOnceOverTheBudget) {
+  const Tokenizer* phi3 = tokenizer_of(vocab_path("phi-3"));
+  ASSERT_NE(phi3, nullptr);
+  std::vector<TextSpan> spans;
+  for (int i = 0; i < 50; ++i) {
+    spans.push_back({"<|user|>", true});
+    spans.push_back({"hello there", false});
+    spans.push_back({"<|end|>", true});
+  }
+  const std::vector<TokenId> whole = phi3->encode(spans, true);
+  const std::vector<TokenId> cut = phi3->encode(spans, true, 20);
+  EXPECT_GT(cut.size(), 20u);
+  EXPECT_LT(cut.size(), 30u);  // stopped within one stretch of the budget, not at the end
+  EXPECT_TRUE(std::equal(cut.begin(), cut.end(), whole.begin()));
+  const std::string text = "<|user|>hello there<|end|><|user|>hello there<|end|>";
+  const std::vector<TokenId> text_cut = phi3->encode(text, false, true, 2);
+  EXPECT_EQ(text_cut.size(), 3u);  // <|user|>, then "hello there" (2 tokens) passes 2
+  EXPECT_EQ(phi3->encode(spans, true, whole.size()), whole);
+}
+
+TEST(TokenizerSpansTest, NoTokenStandsForMoreThanMaxTokenBytes) {
+  for (const std::string name : {"llama-spm", "phi-3", "gpt-2", "deepseek-llm", "falcon"}) {
+    const Tokenizer* t = tokenizer_of(vocab_path(name));
+    ASSERT_NE(t, nullptr) << name;
+    size_t longest = 0;
+    for (TokenId id = 0; static_cast<size_t>(id) < t->n_vocab(); ++id)
+      longest = std::max(longest, t->token_to_piece(id, true).size());
+    EXPECT_EQ(t->max_token_bytes(), longest) << name;
+    for (const std::string& s : shared_test_strings())
+      EXPECT_GE(t->encode(s, false, true).size() * t->max_token_bytes(), s.size()) << name << ": " << s;
+  }
+}
+
 TEST(TokenizerSpansTest, AMarkupTokenTakesTheSpaceAfterItFromTheNextSpan) {
   const Tokenizer* phi3 = tokenizer_of(vocab_path("phi-3"));
   ASSERT_NE(phi3, nullptr);
