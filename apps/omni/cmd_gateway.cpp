@@ -45,6 +45,18 @@ struct GatewayCliOptions {
 
 int fail(const Error& e) { return cli::fail("gateway", e); }
 
+// A value of one of the access lists, checked as AccessPolicy::create() will check it.
+CLI::Validator access_entry(std::vector<std::string> gateway::AccessOptions::*list) {
+  return CLI::Validator(
+      [list](std::string& value) {
+        gateway::AccessOptions one;
+        (one.*list).push_back(value);
+        auto policy = gateway::AccessPolicy::create(one, "");
+        return policy ? std::string() : policy.error().message;
+      },
+      "", "");
+}
+
 // The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
 std::string find_web_dir(const std::string& given) {
   if (!given.empty()) return given;
@@ -58,6 +70,18 @@ std::string find_web_dir(const std::string& given) {
 int run_gateway(const GatewayCliOptions& o) {
   auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
   if (!listen) return fail(listen.error().with_context("--listen"));
+
+  gateway::AccessOptions access{o.api_keys, o.allowed_hosts, o.allowed_origins};
+  if (!o.api_key_file.empty()) {
+    auto keys = gateway::read_api_key_file(o.api_key_file);
+    if (!keys) return fail(keys.error().with_context("--api-key-file"));
+    access.api_keys.insert(access.api_keys.end(), keys->begin(), keys->end());
+  }
+  if (const char* key = std::getenv("OMNI_API_KEY"); key && *key) {
+    if (auto valid = gateway::AccessPolicy::create({{key}, {}, {}}, ""); !valid)
+      return fail(valid.error().with_context("OMNI_API_KEY"));
+    access.api_keys.emplace_back(key);
+  }
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -93,13 +117,7 @@ int run_gateway(const GatewayCliOptions& o) {
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue};
-  options.access = {o.api_keys, o.allowed_hosts, o.allowed_origins};
-  if (!o.api_key_file.empty()) {
-    auto keys = gateway::read_api_key_file(o.api_key_file);
-    if (!keys) return fail(keys.error().with_context("--api-key-file"));
-    options.access.api_keys.insert(options.access.api_keys.end(), keys->begin(), keys->end());
-  }
-  if (const char* key = std::getenv("OMNI_API_KEY"); key && *key) options.access.api_keys.emplace_back(key);
+  options.access = std::move(access);
   auto server = gateway::GatewayServer::create(std::move(*backend), options);
   if (!server) return fail(server.error());
   auto port = (*server)->bind();
@@ -174,14 +192,17 @@ void register_gateway(CLI::App& app, int& exit_code) {
                   "Chat template by name (default: the model's own, else chatml)");
   cmd->add_option("--api-key", o->api_keys,
                   "Require 'Authorization: Bearer KEY' on /v1 and /metrics (repeatable; also --api-key-file and "
-                  "the OMNI_API_KEY environment variable, which other users cannot see in ps)");
+                  "the OMNI_API_KEY environment variable, which other users cannot see in ps)")
+      ->check(access_entry(&gateway::AccessOptions::api_keys));
   cmd->add_option("--api-key-file", o->api_key_file, "A file of API keys, one a line ('#' comments)");
   cmd->add_option("--allowed-host", o->allowed_hosts,
                   "Host header names served, NAME or NAME:PORT, '*' any (repeatable; default on a loopback "
-                  "address: localhost, 127.0.0.1, [::1]; otherwise any); others get 403");
+                  "address: localhost, 127.0.0.1, [::1]; otherwise any); others get 403")
+      ->check(access_entry(&gateway::AccessOptions::allowed_hosts));
   cmd->add_option("--allowed-origin", o->allowed_origins,
                   "Web origins besides the gateway's own that may call the API (CORS), e.g. "
-                  "https://app.example.com, '*' any (repeatable); others get 403");
+                  "https://app.example.com, '*' any (repeatable); others get 403")
+      ->check(access_entry(&gateway::AccessOptions::allowed_origins));
   cmd->callback([o, &exit_code] { exit_code = run_gateway(*o); });
 }
 
