@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/fd_limit.h"
 #include "base/parse.h"
 #include "cli_options.h"
 #include "commands.h"
@@ -83,6 +84,10 @@ int run_gateway(const GatewayCliOptions& o) {
     access.api_keys.emplace_back(key);
   }
 
+  // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
+  std::string model = o.model.model;
+  if (auto r = resolve_model(model, o.model.sha256, o.model.store_dir, "gateway"); !r) return fail(r.error());
+
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
   sigset_t stop_signals;
@@ -91,12 +96,14 @@ int run_gateway(const GatewayCliOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+  // One descriptor per client connection: take all the process may have.
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni gateway: %s\n", files.error().message.c_str());
   // Request bodies and their copies (up to --max-body each) come from mmap and go back when freed:
   // a fixed threshold stops glibc from raising it after each free and keeping them in its heaps.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
   gateway::LocalBackendOptions backend_options;
-  backend_options.model_path = o.model.model;
+  backend_options.model_path = model;
   backend_options.model_id = o.model_name;
   backend_options.threads = o.threads;
   backend_options.n_ctx = o.ctx;

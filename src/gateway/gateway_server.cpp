@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <random>
 
 #include "gateway/api_error.h"
@@ -16,6 +15,7 @@
 #include "gateway/openai_response.h"
 #include "gateway/prompt_builder.h"
 #include "gateway/sse.h"
+#include "gateway/static_site.h"
 #include "gateway/swarm_view.h"
 
 namespace omni::gateway {
@@ -78,11 +78,14 @@ struct GatewayServer::Impl {
   RateLimiter limiter;
   std::unique_ptr<Scheduler> scheduler;
   HttpListener http;
+  std::optional<StaticSite> site;  // the web UI, when built
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, AccessPolicy a, PromptBuilder p)
-      : backend(std::move(b)), options(o), access(std::move(a)), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits, o.connection_limits) {
+  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, AccessPolicy a, PromptBuilder p,
+       std::optional<StaticSite> s)
+      : backend(std::move(b)), options(o), access(std::move(a)), prompts(std::move(p)), limiter(o.rate_limits),
+        http(o.head_limits, o.connection_limits), site(std::move(s)) {
     SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
@@ -138,7 +141,9 @@ void GatewayServer::Impl::setup_routes() {
   // answers are small and must stream, so the API routes never offer compression. The request is
   // a mutable object inside httplib; only the pre-routing hook sees it before the response is
   // encoded, and it receives it as const.
-  // The access policy comes first, before routing, static files or any work on the body.
+  // The web UI's files are answered here too, from memory and precompressed (static_site.h), so
+  // httplib must not compress them again either. The access policy comes before both, before
+  // routing or any work on the body.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     auto header = [&req](const char* name) -> std::optional<std::string> {
       if (!req.has_header(name)) return std::nullopt;
@@ -157,8 +162,23 @@ void GatewayServer::Impl::setup_routes() {
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (req.path.rfind("/v1/", 0) == 0) const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
-    return httplib::Server::HandlerResponse::Unhandled;
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
+    if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
+    const StaticFile* file = site->find(req.path);
+    if (!file) return httplib::Server::HandlerResponse::Unhandled;
+    const StaticAnswer answer =
+        answer_static(*file, req.get_header_value("If-None-Match"), accepts_gzip(req.get_header_value("Accept-Encoding")));
+    headers.erase("Accept-Encoding");
+    res.status = answer.status;
+    res.set_header("ETag", file->etag);
+    res.set_header("Cache-Control", file->cache_control);
+    if (!file->gzipped.empty()) res.set_header("Vary", "Accept-Encoding");
+    if (answer.body) {
+      res.set_content(*answer.body, file->content_type.c_str());
+      if (answer.gzipped) res.set_header("Content-Encoding", "gzip");
+    }
+    return httplib::Server::HandlerResponse::Handled;
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics.count_request(route_label(req), res.status);
@@ -225,10 +245,7 @@ void GatewayServer::Impl::setup_routes() {
     res.set_content(metrics.render_prometheus(gauges()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  const bool has_ui = !options.web_dir.empty() && std::filesystem::exists(std::filesystem::path(options.web_dir) / "index.html");
-  if (has_ui) {
-    http.set_mount_point("/", options.web_dir);
-  } else {
+  if (!site) {
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("<!doctype html><title>OmniNode gateway</title><p>The OmniNode gateway is running. The web UI "
                       "is not built: run <code>npm ci && npm run build</code> in <code>web/</code> and start the "
@@ -422,8 +439,14 @@ Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<Eng
   if (!prompts) return prompts.error().with_context("chat template");
   auto access = AccessPolicy::create(options.access, options.host);
   if (!access) return access.error();
-  return std::unique_ptr<GatewayServer>(new GatewayServer(
-      std::make_unique<Impl>(std::move(backend), options, std::move(*access), std::move(*prompts))));
+  std::optional<StaticSite> site;
+  if (!options.web_dir.empty()) {
+    auto loaded = StaticSite::load(options.web_dir);
+    if (loaded) site = std::move(*loaded);
+    else if (!loaded.error().is(ErrorCode::NotFound)) return loaded.error().with_context("web UI");
+  }
+  return std::unique_ptr<GatewayServer>(new GatewayServer(std::make_unique<Impl>(
+      std::move(backend), options, std::move(*access), std::move(*prompts), std::move(site))));
 }
 
 Result<int> GatewayServer::bind() {
