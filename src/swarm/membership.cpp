@@ -317,6 +317,10 @@ void Membership::link_loop() {
     }
     auto found = lookup(*directory_, self.model_id);
     if (!found) continue;  // the next round reads again; the figures out stay valid meanwhile
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;  // a read can take seconds: do not hold up the node's stop with probes
+    }
     keep_newest(seen, std::move(found->records));
     std::vector<NodeRecord> others;
     for (const auto& [peer, r] : seen) others.push_back(r);
