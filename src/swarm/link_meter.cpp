@@ -1,6 +1,7 @@
 #include "swarm/link_meter.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "net/peer_address.h"
 #include "swarm/probe.h"
@@ -40,6 +41,16 @@ std::vector<LinkRtt> measure_links(const std::vector<NodeRecord>& neighbours, co
     out.push_back({probed[i]->peer_id, std::min(probes[i].ok ? probes[i].rtt_s * 1000.0 : double(timeout_ms),
                                                 kMaxLinkRttMs)});
   return out;
+}
+
+bool links_changed(const std::vector<LinkRtt>& before, const std::vector<LinkRtt>& after) {
+  if (before.size() != after.size()) return true;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (before[i].peer_id != after[i].peer_id) return true;
+    const double a = before[i].rtt_ms, b = after[i].rtt_ms;
+    if (std::abs(a - b) > std::max(1.0, 0.25 * std::max(a, b))) return true;
+  }
+  return false;
 }
 
 }  // namespace omni::swarm

@@ -29,4 +29,9 @@ std::vector<NodeRecord> link_neighbours(const NodeRecord& self, const std::vecto
 std::vector<LinkRtt> measure_links(const std::vector<NodeRecord>& neighbours, const net::Identity& identity,
                                    uint32_t timeout_ms);
 
+// Whether a new measurement is worth announcing at once rather than with the next refresh (every
+// announcement is a DHT value of its own): another set of peers, or a figure that moved by more
+// than 25 % and 1 ms. Both sorted by peer id.
+bool links_changed(const std::vector<LinkRtt>& before, const std::vector<LinkRtt>& after);
+
 }  // namespace omni::swarm

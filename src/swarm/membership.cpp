@@ -167,7 +167,7 @@ Result<void> Membership::announce_addresses(std::vector<std::string> addresses, 
   const std::vector<std::string> addresses_now = record.addresses;
   std::lock_guard announcing(announcer_mutex_);
   announcer_.reset();
-  const uint64_t seq = record.seq;
+  const uint64_t first_seq = record.seq;
   // Each refresh carries the latest link figures (the rest of the record changes only here).
   Announcer::Publish publish = [this, record = std::move(record)](int64_t issued, int64_t expires,
                                                                   uint64_t seq) mutable -> Result<void> {
@@ -180,7 +180,7 @@ Result<void> Membership::announce_addresses(std::vector<std::string> addresses, 
     if (!bytes) return bytes.error();
     return directory_->announce(record.model_id, record.peer_id, std::move(*bytes));
   };
-  announcer_ = std::make_unique<Announcer>(std::move(publish), seq, options_.announce_interval_s,
+  announcer_ = std::make_unique<Announcer>(std::move(publish), first_seq, options_.announce_interval_s,
                                            options_.record_ttl_s, log_);
   auto announced = announcer_->start();
   if (!link_meter_.joinable()) link_meter_ = std::thread([this] { link_loop(); });
@@ -326,11 +326,13 @@ void Membership::link_loop() {
     for (const auto& [peer, r] : seen) others.push_back(r);
     auto links = measure_links(link_neighbours(self, others, kMaxLinks, rng), *identity_, options_.probe_timeout_ms);
     std::sort(links.begin(), links.end(), [](const LinkRtt& a, const LinkRtt& b) { return a.peer_id < b.peer_id; });
+    bool changed = false;
     {
       std::lock_guard lock(mutex_);
-      if (links.empty() && links_.empty()) continue;
-      links_ = std::move(links);
+      changed = links_changed(links_, links);
+      links_ = std::move(links);  // the next refresh carries them in any case
     }
+    if (!changed) continue;
     std::lock_guard announcing(announcer_mutex_);
     if (announcer_) announcer_->announce_now();
   }

@@ -83,7 +83,8 @@ class Membership {
   // changed), the new record replaces the old one at once (a higher sequence number). Blocks for
   // the first DHT put. The first call also starts measuring links: a thread of its own reads the
   // model's records and probes the neighbours 1 s after, 4 s after, then every
-  // announce_interval_s (+-25 %), and each new set of figures is announced at once.
+  // announce_interval_s (+-25 %); figures that changed much (links_changed) are announced at once,
+  // the others with the next refresh.
   Result<void> announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions);
   // Also announce, with the same addresses and refreshed like the node record, that this node
   // serves blobs of model `model_cid`: the manifest and the shards marked in `shards`

@@ -75,5 +75,17 @@ TEST(LinkMeter, MeasuresALiveNodeAndReportsADeadOneAtTheTimeout) {
   EXPECT_LT(took_ms, 3000);
 }
 
+TEST(LinkMeter, OnlyAMaterialChangeIsAnnouncedAtOnce) {
+  const std::vector<LinkRtt> before{{"a", 10}, {"b", 0.2}};
+  EXPECT_FALSE(links_changed(before, before));
+  EXPECT_FALSE(links_changed(before, {{"a", 12}, {"b", 0.9}}));  // within 25 % or 1 ms
+  EXPECT_TRUE(links_changed(before, {{"a", 14}, {"b", 0.2}}));   // 40 %
+  EXPECT_TRUE(links_changed(before, {{"a", 10}, {"b", 2.0}}));   // 1.8 ms
+  EXPECT_TRUE(links_changed(before, {{"a", 10}, {"c", 0.2}}));   // another peer
+  EXPECT_TRUE(links_changed(before, {{"a", 10}}));               // one fewer
+  EXPECT_TRUE(links_changed({}, {{"a", 10}}));
+  EXPECT_FALSE(links_changed({}, {}));
+}
+
 }  // namespace
 }  // namespace omni::swarm
