@@ -19,13 +19,14 @@
 // to draw routes, so link_rtt() believes a claim only within what the client can check:
 // - when both ends measured the link, the larger figure counts: one end cannot talk the link down
 //   alone (a node that refuses its neighbours' probes is reported by them as unreachable);
-// - never below |rtt(client, a) - rtt(client, b)|, the client's own round trips (triangle
-//   inequality), and never above kMaxLinkRttMs;
-// - with no claim at all: max(rtt(client, a), rtt(client, b)), the middle of what the triangle
+// - a figure only one end gave counts no lower than |rtt(client, a) - rtt(client, b)|, from the
+//   client's own probes (triangle inequality); nothing counts above kMaxLinkRttMs;
+// - with no figure at all: max(rtt(client, a), rtt(client, b)), the middle of what the triangle
 //   inequality allows ([|x - y|, x + y]).
-// So a node alone can make its links look no faster than the client's own measurements allow, and
-// only on links its neighbour did not measure. Claiming a link slower than it is only hurts routes
-// through the claimer, as actually being slow would.
+// So a node alone can make a link look fast only where its neighbour did not measure it, and no
+// faster than the client's own measurements allow; two colluding neighbours can make their shared
+// link look fast (they could also just be fast). Claiming a link slower than it is only hurts
+// routes through the claimer, as actually being slow would.
 //
 // Sessions spread over replicas two ways: the load term above (a client sees the sessions other
 // clients opened before it probed, so a later session prefers an idle replica, and a replica k
