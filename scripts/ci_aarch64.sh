@@ -65,8 +65,11 @@ for level in scalar neon dotprod i8mm; do
 done
 
 echo "== aarch64: model tests under qemu =="
+# The host's digests, and the tiny models synthesized once (natively) for both runs.
 digests=$build/host-logits-digests.txt
-rm -f "$digests"
+export OMNI_CROSS_CPU_MODELS=$build/cross-cpu-models
+rm -rf "$digests" "$OMNI_CROSS_CPU_MODELS"
+mkdir -p "$OMNI_CROSS_CPU_MODELS"
 cmake --build "$root/build" --target cross_cpu_test >/dev/null
 OMNI_LOGITS_DIGESTS_OUT=$digests "$root/build/src/model/cross_cpu_test" --gtest_brief=1
 OMNI_LOGITS_DIGESTS=$digests run i8mm "$m/cross_cpu_test"
