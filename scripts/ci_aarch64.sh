@@ -6,8 +6,8 @@
 #  - the kernel tests: every level the CPU has (neon, dotprod, i8mm) against the scalar reference
 #    bit for bit, real model weights against an independent reference, activation quantizers,
 #    thread pool; then, with each level in turn set by OMNI_KERNELS, the F16-row tests and the check
-#    that the setting took effect. (Left out: the thread-count split test, portable code checked on
-#    the host, and the quantizer tests on whole shared models.)
+#    that the setting took effect. (Left out: matmul's split, batching and allocation tests and the
+#    quantizer tests on whole shared models: portable code, run on the host.)
 #  - the model: logits of 10 models (every architecture and weight-type family) equal, bit for bit,
 #    to those the host's build computes (cross_cpu_test; the host's build passes the reference tests
 #    with those bits), and the llama.cpp reference tests of two tiny test shapes.
@@ -56,7 +56,8 @@ k=$build/src/kernels
 m=$build/src/model
 
 echo "== aarch64: kernel tests under qemu =="
-run "" "$k/matmul_test" --gtest_filter='-*.ThreadCountsGiveIdenticalResults/*'
+run "" "$k/matmul_test" \
+  --gtest_filter='AllTypes/MatmulTypes.SimdLevelsMatchScalar/*:MatmulActivations.*:MatmulSharedModels.*'
 run "" "$k/kernels_test" --gtest_filter='-Llama/QuantSharedModels.*'
 run "" "$k/thread_pool_test"
 for level in scalar neon dotprod i8mm; do
