@@ -4,10 +4,12 @@
 # with `-cpu max` (NEON, dotprod and i8mm). qemu runs them many times slower than the host,
 # so this runs what the port can break, not the whole suite:
 #  - the kernel tests: every level the CPU has (neon, dotprod, i8mm) against the scalar reference
-#    bit for bit, real model weights against an independent reference, activation quantizers,
-#    thread pool; then, with each level in turn set by OMNI_KERNELS, the F16-row tests and the check
+#    bit for bit, real model weights against an independent reference, activation quantizers;
+#    then, with each level in turn set by OMNI_KERNELS, the F16-row tests and the check
 #    that the setting took effect. (Left out: matmul's split, batching and allocation tests and the
-#    quantizer tests on whole shared models: portable code, run on the host.)
+#    quantizer tests on whole shared models: portable code, run on the host; the thread pool test,
+#    since qemu on an x86-64 host keeps x86's stronger memory order and so proves nothing about
+#    AArch64's, and it crawled under emulation on a loaded host.)
 #  - the model: logits of 10 models (every architecture and weight-type family) equal, bit for bit,
 #    to those the host's build computes (cross_cpu_test; the host's build passes the reference tests
 #    with those bits), and the llama.cpp reference tests of two tiny test shapes.
@@ -43,7 +45,7 @@ echo "== aarch64: cross build of base, gguf, kernels, model (warnings are errors
 cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DOMNI_ENGINE_ONLY=ON -DOMNI_FUZZ=OFF -DOMNI_WERROR=ON -DOMNI_SHARED_DIR="$shared" \
   -DGTest_DIR="$gtest/install/lib/cmake/GTest" "${launcher[@]}" >/dev/null
-cmake --build "$build" --target matmul_test kernels_test f16_rows_test thread_pool_test cross_cpu_test \
+cmake --build "$build" --target matmul_test kernels_test f16_rows_test cross_cpu_test \
   arch_reference_test
 
 run() {  # run LEVEL BINARY [gtest args]: the binary under qemu, its level capped at LEVEL (or none)
@@ -58,8 +60,7 @@ m=$build/src/model
 echo "== aarch64: kernel tests under qemu =="
 run "" "$k/matmul_test" \
   --gtest_filter='AllTypes/MatmulTypes.SimdLevelsMatchScalar/*:MatmulActivations.*:MatmulSharedModels.*'
-run "" "$k/kernels_test" --gtest_filter='-Llama/QuantSharedModels.*'
-run "" "$k/thread_pool_test"
+run "" "$k/kernels_test" --gtest_filter='-Llama/QuantSharedModels.*:*DeathTest.*'  # death tests' forked children did not finish under qemu-user
 for level in scalar neon dotprod i8mm; do
   run "$level" "$k/matmul_test" --gtest_filter='MatmulSimdLevel.*'
   run "$level" "$k/f16_rows_test"
