@@ -11,8 +11,9 @@
 #    since qemu on an x86-64 host keeps x86's stronger memory order and so proves nothing about
 #    AArch64's, and it crawled under emulation on a loaded host.)
 #  - the model: logits of 10 models (every architecture and weight-type family) equal, bit for bit,
-#    to those the host's build computes (cross_cpu_test; the host's build passes the reference tests
-#    with those bits), and the llama.cpp reference tests of two tiny test shapes.
+#    to those the host's build computes (cross_cpu_test); the host's build passes the llama.cpp
+#    reference tests with those bits. (The reference tests themselves synthesize or run too much
+#    for emulation: one tiny-shape case did not finish its synthesis in 13 minutes.)
 # Usage: scripts/ci_aarch64.sh [SHARED_DIR]  (default ../shared). Builds into build-aarch64/; the
 # host's digests come from build/ (scripts/setup.sh configures it).
 set -euo pipefail
@@ -45,8 +46,7 @@ echo "== aarch64: cross build of base, gguf, kernels, model (warnings are errors
 cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DOMNI_ENGINE_ONLY=ON -DOMNI_FUZZ=OFF -DOMNI_WERROR=ON -DOMNI_SHARED_DIR="$shared" \
   -DGTest_DIR="$gtest/install/lib/cmake/GTest" "${launcher[@]}" >/dev/null
-cmake --build "$build" --target matmul_test kernels_test f16_rows_test cross_cpu_test \
-  arch_reference_test
+cmake --build "$build" --target matmul_test kernels_test f16_rows_test cross_cpu_test
 
 run() {  # run LEVEL BINARY [gtest args]: the binary under qemu, its level capped at LEVEL (or none)
   local level=$1 bin=$2
@@ -75,6 +75,4 @@ mkdir -p "$OMNI_CROSS_CPU_MODELS"
 cmake --build "$root/build" --target cross_cpu_test >/dev/null
 OMNI_LOGITS_DIGESTS_OUT=$digests "$root/build/src/model/cross_cpu_test" --gtest_brief=1
 OMNI_LOGITS_DIGESTS=$digests run i8mm "$m/cross_cpu_test"
-run "" "$m/arch_reference_test" \
-  --gtest_filter='LlamaCpp/ArchReference.*/synth_gemma2_tiny_q8_0:LlamaCpp/ArchReference.*/synth_qwen3_tiny_q4_0'
 echo "== aarch64: all passed =="
