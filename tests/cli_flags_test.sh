@@ -109,6 +109,10 @@ expect 2 "--max-connections" gateway -m "$model" --max-connections 0
 expect 2 "--max-connections-per-ip" gateway -m "$model" --max-connections-per-ip 0
 expect 2 "--head-timeout" gateway -m "$model" --head-timeout 0
 expect 2 "--body-timeout" gateway -m "$model" --body-timeout nan
+expect 2 "--api-key" gateway -m "$model" --api-key "two words"
+expect 2 "--allowed-host" gateway -m "$model" --allowed-host "a/b"
+expect 2 "--allowed-origin" gateway -m "$model" --allowed-origin "https://app.example.com/path"
+expect 1 "--api-key-file" gateway -m "$model" --api-key-file "$tmp/missing-keys"
 expect 2 "--bootstrap" swarm status
 expect 2 "--lan" swarm status --wait-ms 5
 expect 2 "--bootstrap" swarm status --bootstrap "::1:7000"

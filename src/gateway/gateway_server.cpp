@@ -71,6 +71,7 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 struct GatewayServer::Impl {
   std::unique_ptr<EngineBackend> backend;
   GatewayOptions options;
+  AccessPolicy access;
   PromptBuilder prompts;
   Metrics metrics;
   ThroughputHistory throughput;
@@ -81,17 +82,17 @@ struct GatewayServer::Impl {
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, PromptBuilder p, std::optional<StaticSite> s)
-      : backend(std::move(b)), options(o), prompts(std::move(p)), limiter(o.rate_limits), http(o.head_limits, o.connection_limits),
-        site(std::move(s)) {
+  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, AccessPolicy a, PromptBuilder p,
+       std::optional<StaticSite> s)
+      : backend(std::move(b)), options(o), access(std::move(a)), prompts(std::move(p)), limiter(o.rate_limits),
+        http(o.head_limits, o.connection_limits), site(std::move(s)) {
     SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
     };
-    observer.on_tokens = [this](const GenerationJob& job, size_t n) {
+    observer.on_tokens = [this](const GenerationJob&, size_t n) {
       metrics.add_generated_tokens(n);
       throughput.record(n);
-      limiter.charge_tokens(job.spec().client, static_cast<double>(n), Clock::now());
     };
     observer.on_prompt = [this](const GenerationJob&, size_t n) { metrics.add_prompt_tokens(n); };
     observer.on_cancelled = [this](const GenerationJob&) { metrics.count_cancelled(); };
@@ -141,8 +142,26 @@ void GatewayServer::Impl::setup_routes() {
   // a mutable object inside httplib; only the pre-routing hook sees it before the response is
   // encoded, and it receives it as const.
   // The web UI's files are answered here too, from memory and precompressed (static_site.h), so
-  // httplib must not compress them again either.
+  // httplib must not compress them again either. The access policy comes before both, before
+  // routing or any work on the body.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    auto header = [&req](const char* name) -> std::optional<std::string> {
+      if (!req.has_header(name)) return std::nullopt;
+      return req.get_header_value(name);
+    };
+    const auto host = header("Host"), origin = header("Origin"), authorization = header("Authorization"),
+               preflight = header("Access-Control-Request-Method");
+    AccessRequest request{req.method, req.path, host, origin, authorization, preflight};
+    const AccessDecision decision = access.decide(request);
+    for (const auto& h : decision.headers) res.set_header(h.first, h.second);
+    if (decision.refusal) {
+      send_error(res, *decision.refusal);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (decision.preflight) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
     auto& headers = const_cast<httplib::Request&>(req).headers;
     if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
     if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
@@ -195,12 +214,12 @@ void GatewayServer::Impl::setup_routes() {
 
   const std::string& model_id = backend->description().id;
   http.Get("/v1/models", [this, &model_id](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, model_list(model_id, started_unix));
+    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx));
   });
   http.Get(R"(/v1/models/(.+))", [this, &model_id](const httplib::Request& req, httplib::Response& res) {
     if (req.matches[1] != model_id)
       return send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
-    send_json(res, 200, model_list(model_id, started_unix)["data"][0]);
+    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx)["data"][0]);
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_generation(req, res, Endpoint::Chat);
@@ -237,16 +256,22 @@ void GatewayServer::Impl::setup_routes() {
 }
 
 void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  // The client's rate limits come before any work is spent on its body.
+  const std::string client = req.remote_addr;
+  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+
   GenerationParams params;
   std::string model_name;
   Prompt prompt;
+  // The prompt must leave room for one generated token; one past that is not tokenized further.
+  const size_t budget = std::max<uint32_t>(backend->description().n_ctx, 1) - 1;
   if (endpoint == Endpoint::Chat) {
     auto parsed = parse_chat_request(req.body);
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
     if (model_name == backend->description().id) {
-      auto built = prompts.chat(parsed->messages);
+      auto built = prompts.chat(parsed->messages, budget);
       if (!built) {
         ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
         e.param = "messages";
@@ -259,12 +284,16 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
-    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt);
+    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt, budget);
   }
   const ModelDescription& desc = backend->description();
   if (model_name != desc.id)
     return send_error(res, not_found("the model '" + model_name + "' does not exist; this gateway serves '" + desc.id + "'",
                                      "model_not_found"));
+  if (prompt.over_budget)
+    return send_error(res, bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
+                                           " tokens",
+                                       endpoint == Endpoint::Chat ? "messages" : "prompt", "context_length_exceeded"));
   if (prompt.tokens.empty()) return send_error(res, bad_request("the prompt is empty", "prompt"));
   if (prompt.tokens.size() >= desc.n_ctx)
     return send_error(res, bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
@@ -281,23 +310,33 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (auto check = model::Sampler::create(params.sampling); !check)
     return send_error(res, failure(check.error()));
 
-  // Admission: the client's rate limits, then a place in the queue.
-  const std::string client = req.remote_addr;
-  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+  // The tokens it may generate are taken from the client's allowance now and what is left unused
+  // is given back when the job finishes; then a place in the queue.
+  const auto reservation = limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now());
+  if (!reservation.allowed) {
+    ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
+    e.param = "max_tokens";
+    return send_error(res, e);
+  }
 
   GenerationSpec spec;
   spec.prompt = std::move(prompt.tokens);
-  spec.max_tokens = max_tokens;
+  spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
-  auto job = std::make_shared<GenerationJob>(std::move(spec));
-  if (!scheduler->submit(job))
+  const size_t reserved = reservation.tokens;
+  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
+    limiter.settle(client, reserved, used, Clock::now());
+  });
+  if (!scheduler->submit(job)) {
+    job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
     return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
                                           " sessions busy, " + std::to_string(options.scheduler.max_queue) +
                                           " requests waiting); retry shortly",
                                       1));
+  }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
   if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
   else respond_whole(res, std::move(job), std::move(who));
@@ -398,14 +437,16 @@ Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<Eng
   auto prompts = PromptBuilder::create(backend->tokenizer(), backend->description().chat_template_source,
                                        options.chat_template);
   if (!prompts) return prompts.error().with_context("chat template");
+  auto access = AccessPolicy::create(options.access, options.host);
+  if (!access) return access.error();
   std::optional<StaticSite> site;
   if (!options.web_dir.empty()) {
     auto loaded = StaticSite::load(options.web_dir);
     if (loaded) site = std::move(*loaded);
     else if (!loaded.error().is(ErrorCode::NotFound)) return loaded.error().with_context("web UI");
   }
-  return std::unique_ptr<GatewayServer>(
-      new GatewayServer(std::make_unique<Impl>(std::move(backend), options, std::move(*prompts), std::move(site))));
+  return std::unique_ptr<GatewayServer>(new GatewayServer(std::make_unique<Impl>(
+      std::move(backend), options, std::move(*access), std::move(*prompts), std::move(site))));
 }
 
 Result<int> GatewayServer::bind() {
@@ -420,6 +461,8 @@ Result<void> GatewayServer::serve() {
   if (!impl_->http.listen_after_bind()) return Error{ErrorCode::Internal, "the HTTP server stopped with an error"};
   return {};
 }
+
+const std::vector<std::string>& GatewayServer::allowed_hosts() const { return impl_->access.allowed_hosts(); }
 
 void GatewayServer::stop() {
   impl_->http.stop();

@@ -33,9 +33,13 @@ ResponseIdentity new_response_identity(Endpoint endpoint, std::string model) {
   return ResponseIdentity{endpoint, std::move(id), now, std::move(model)};
 }
 
-json model_list(const std::string& model_id, int64_t created) {
+json model_list(const std::string& model_id, int64_t created, uint32_t context_length) {
   return {{"object", "list"},
-          {"data", json::array({{{"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "omninode"}}})}};
+          {"data", json::array({{{"id", model_id},
+                                 {"object", "model"},
+                                 {"created", created},
+                                 {"owned_by", "omninode"},
+                                 {"context_length", context_length}}})}};
 }
 
 json completion_response(const ResponseIdentity& who, const std::string& text, const std::string& finish_reason,

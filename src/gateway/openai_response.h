@@ -28,7 +28,9 @@ struct ResponseIdentity {
 // A fresh identity: a random id with the endpoint's prefix, created now.
 ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
 
-nlohmann::json model_list(const std::string& model_id, int64_t created);
+// GET /v1/models: OpenAI's list of model objects, each with one extension, "context_length" (the
+// tokens one request's prompt and completion may hold together), which clients use to trim history.
+nlohmann::json model_list(const std::string& model_id, int64_t created, uint32_t context_length);
 
 // The whole answer (stream: false).
 nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,
