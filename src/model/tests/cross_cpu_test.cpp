@@ -42,6 +42,8 @@ struct Case {
   // difference skips with the reason; once the bits agree the case passes like the others.
   const char* known_difference = nullptr;
 };
+// Test listings show the case's name, not the struct's bytes (which hold addresses).
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 // The shared models (llama in five types, qwen2, phi3) and the tiny shapes of the architectures
 // the shared files lack (qwen3; gemma's GELU table; gemma2's tanh soft-capping).
