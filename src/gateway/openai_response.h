@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "gateway/model_catalog.h"
 
 #include <nlohmann/json.hpp>
 
@@ -28,7 +31,9 @@ struct ResponseIdentity {
 // A fresh identity: a random id with the endpoint's prefix, created now.
 ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
 
-nlohmann::json model_list(const std::string& model_id, int64_t created);
+// GET /v1/models: OpenAI's list object; a model served from content-addressed shards also has "cid".
+nlohmann::json model_object(const CatalogEntry& model, int64_t created);
+nlohmann::json model_list(const std::vector<CatalogEntry>& models, int64_t created);
 
 // The whole answer (stream: false).
 nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,
