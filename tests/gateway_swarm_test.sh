@@ -42,7 +42,7 @@ text_prompt="Once upon a time"
 # The gateway, with no model: it serves what the swarm covers.
 GATEWAY_LOG=$tmp/gateway.log
 "$omni" gateway --bootstrap "$boot" --hidden-format f32 --route direct --timeout 10 --listen 127.0.0.1:0 \
-  --data-dir "$tmp/gw" -t 1 2>"$GATEWAY_LOG" &
+  --data-dir "$tmp/gw" -t 1 --web-dir "$WEB_DIR/dist" 2>"$GATEWAY_LOG" &
 GATEWAY_PID=$!
 port=
 for _ in $(seq 1 600); do
@@ -84,6 +84,15 @@ assert m["synth-qwen2"]["coverage"] == [1, 1, 0] and m["synth-qwen2"]["cid"] == 
 print("ok   /v1/swarm: 3 live nodes of synth-llama, coverage", m["synth-llama"]["coverage"],
       "; synth-qwen2 missing", m["synth-qwen2"]["missing"])
 PY
+
+# The dashboard in chromium, where there is one (and the web UI is built).
+chromium_bin="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
+if [ -n "$chromium_bin" ] && [ -d "$WEB_DIR/node_modules/playwright-core" ] && [ -f "$WEB_DIR/dist/index.html" ]; then
+  node "$here/gateway_swarm_browser.mjs" "$url" "$WEB_DIR" "$chromium_bin" "${OMNI_SCREENSHOT_DIR:-$tmp}/swarm-gateway.png" ||
+    fail "the dashboard check failed"
+else
+  echo "note: no chromium, playwright-core or built web UI: the dashboard is not checked in a browser"
+fi
 
 # The model with a gap: 503 naming the missing block, before any session.
 code=$(curl -s -o "$tmp/gap.json" -w '%{http_code}' "$url/v1/chat/completions" \
