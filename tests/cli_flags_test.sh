@@ -104,6 +104,13 @@ expect 2 "--max-connections" gateway -m "$model" --max-connections 0
 expect 2 "--max-connections-per-ip" gateway -m "$model" --max-connections-per-ip 0
 expect 2 "--head-timeout" gateway -m "$model" --head-timeout 0
 expect 2 "--body-timeout" gateway -m "$model" --body-timeout nan
+expect 2 "--model is required without --bootstrap" gateway --listen 127.0.0.1:0
+expect 2 "--hidden-format" gateway --bootstrap 127.0.0.1:1 --hidden-format f8
+expect 2 "--bootstrap" gateway --bootstrap nohost
+expect 2 "--max-models" gateway --bootstrap 127.0.0.1:1 --max-models 0
+expect 2 "--nodes" up --nodes 0
+expect 2 "--join" up --join nohost
+expect 2 "--listen" up --listen nohost
 expect 2 "--bootstrap" swarm status
 expect 2 "--lan" swarm status --wait-ms 5
 expect 2 "--bootstrap" swarm status --bootstrap "::1:7000"

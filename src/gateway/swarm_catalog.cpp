@@ -20,7 +20,7 @@ Error gap(const std::string& id, const WatchedModel& m) {
 
 }  // namespace
 
-Result<std::unique_ptr<SwarmCatalog>> SwarmCatalog::create(std::unique_ptr<swarm::DhtDirectory> directory,
+Result<std::unique_ptr<SwarmCatalog>> SwarmCatalog::create(std::unique_ptr<swarm::Directory> directory,
                                                            std::optional<GivenModel> given,
                                                            SwarmCatalogOptions options) {
   auto identity = options.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(options.data_dir);
@@ -100,7 +100,12 @@ bool SwarmCatalog::wait_for_model(uint32_t timeout_ms) const {
 
 void SwarmCatalog::load_loop() {
   for (;;) {
-    watch_->wait_for_read(options_.watch.refresh_ms + options_.watch.probe_timeout_ms + 1000);
+    {
+      // Once per refresh; the destructor wakes it.
+      std::unique_lock lock(mutex_);
+      if (changed_.wait_for(lock, std::chrono::milliseconds(options_.watch.refresh_ms), [&] { return stopping_; }))
+        return;
+    }
     for (const WatchedModel& m : watch_->models()) {
       {
         std::lock_guard lock(mutex_);
@@ -115,8 +120,6 @@ void SwarmCatalog::load_loop() {
         failed_[m.key] = Clock::now() + std::chrono::seconds(options_.retry_s);
       }
     }
-    std::lock_guard lock(mutex_);
-    if (stopping_) return;
   }
 }
 

@@ -51,7 +51,7 @@ struct GivenModel {
 class SwarmCatalog final : public ModelCatalog {
  public:
   // `given` empty: discover the models. Errors: the identity key, the model's tokenizer.
-  static Result<std::unique_ptr<SwarmCatalog>> create(std::unique_ptr<swarm::DhtDirectory> directory,
+  static Result<std::unique_ptr<SwarmCatalog>> create(std::unique_ptr<swarm::Directory> directory,
                                                       std::optional<GivenModel> given, SwarmCatalogOptions options);
   ~SwarmCatalog() override;
 
@@ -74,7 +74,7 @@ class SwarmCatalog final : public ModelCatalog {
   }
 
   SwarmCatalogOptions options_;
-  std::unique_ptr<swarm::DhtDirectory> directory_;
+  std::unique_ptr<swarm::Directory> directory_;
   std::unique_ptr<SwarmWatch> watch_;
   bool discovering_ = false;
   mutable std::mutex mutex_;
