@@ -108,6 +108,7 @@ expect 2 "--model is required without --bootstrap" gateway --listen 127.0.0.1:0
 expect 2 "--hidden-format" gateway --bootstrap 127.0.0.1:1 --hidden-format f8
 expect 2 "--bootstrap" gateway --bootstrap nohost
 expect 2 "--max-models" gateway --bootstrap 127.0.0.1:1 --max-models 0
+expect 2 "--peers" gateway --peers 127.0.0.1:1 --bootstrap 127.0.0.1:2 -m x
 expect 2 "--nodes" up --nodes 0
 expect 2 "--join" up --join nohost
 expect 2 "--listen" up --listen nohost

@@ -23,12 +23,15 @@ boot=$BOOT_ADDR
 cid=$("$omni" shard "$model" --store "$tmp/store.a" 2>"$tmp/shard.err") || fail "shard: $(cat "$tmp/shard.err")"
 gap_cid=$("$omni" shard "$gap_model" --store "$tmp/store.q" 2>"$tmp/shard.err") || fail "shard: $(cat "$tmp/shard.err")"
 swarm=(--bootstrap "$boot" --announce-interval 2 --record-ttl 15 --max-kv-mib 64)
-declare -A pid_of
+declare -A pid_of addr_of
 start_node a "$cid" 0:2 --store "$tmp/store.a" "${swarm[@]}"
+addr_a=$NODE_ADDR
 start_node b "$cid" 2:4 --store "$tmp/store.b" "${swarm[@]}"
 pid_of[${NODE_ADDR#*@}]=$NODE_PID
+addr_of[${NODE_ADDR#*@}]=$NODE_ADDR
 start_node c "$cid" 2:4 --store "$tmp/store.c" "${swarm[@]}"
 pid_of[${NODE_ADDR#*@}]=$NODE_PID
+addr_of[${NODE_ADDR#*@}]=$NODE_ADDR
 start_node q "$gap_cid" 0:2 --store "$tmp/store.q" "${swarm[@]}"
 
 N=24
@@ -117,4 +120,38 @@ kill -9 "${pid_of[$victim]}"
 echo "killed the node at $victim during the stream"
 wait "$client" || fail "the openai client checks failed; gateway log: $(tail -20 "$GATEWAY_LOG")"
 grep -q "failover 1: recovered" "$GATEWAY_LOG" && echo "ok   $(grep -m1 'failover 1' "$GATEWAY_LOG" | sed 's/^omni gateway: //')"
+stop_gateway
+
+# --peers: the same model by CID on a fixed list of nodes (the two still alive), no directory.
+survivor=
+for a in "${!addr_of[@]}"; do [ "$a" != "$victim" ] && survivor=${addr_of[$a]}; done
+GATEWAY_LOG=$tmp/gateway-peers.log
+"$omni" gateway --peers "$addr_a,$survivor" --model "$cid" --hidden-format f32 --listen 127.0.0.1:0 \
+  --data-dir "$tmp/gw-peers" -t 1 2>"$GATEWAY_LOG" &
+GATEWAY_PID=$!
+port=
+for _ in $(seq 1 600); do
+  port="$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$GATEWAY_LOG")"
+  [ -n "$port" ] && break
+  kill -0 "$GATEWAY_PID" 2>/dev/null || fail "the --peers gateway exited: $(cat "$GATEWAY_LOG")"
+  sleep 0.05
+done
+[ -n "$port" ] || fail "the --peers gateway did not start: $(cat "$GATEWAY_LOG")"
+code=$(curl -s -o "$tmp/peers.json" -w '%{http_code}' "http://127.0.0.1:$port/v1/completions" \
+  -d "{\"model\":\"synth-llama\",\"prompt\":\"$text_prompt\",\"max_tokens\":$N,\"temperature\":0}")
+[ "$code" = 200 ] || fail "--peers gateway: $code $(cat "$tmp/peers.json")"
+python3 - "$tmp/peers.json" "$tmp/text.txt" <<'PY' || fail "--peers gateway: $(cat "$tmp/peers.json")"
+import json, sys
+got = json.load(open(sys.argv[1]))["choices"][0]["text"]
+want = open(sys.argv[2]).read()[:-1]
+assert got == want, (got, want)
+PY
+curl -s "http://127.0.0.1:$port/v1/swarm" >"$tmp/swarm-peers.json"
+python3 - "$tmp/swarm-peers.json" <<'PY' || fail "--peers /v1/swarm: $(cat "$tmp/swarm-peers.json")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s["nodes"]) == 2 and all(n["alive"] for n in s["nodes"]), s["nodes"]
+assert s["models"][0]["coverage"] == [1, 1, 1, 1], s["models"]
+PY
+echo "ok   --peers: the same text on a fixed list of 2 nodes; /v1/swarm shows them and full coverage"
 echo "PASS"

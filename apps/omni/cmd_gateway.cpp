@@ -151,7 +151,7 @@ void register_gateway(CLI::App& app, int& exit_code) {
                   "Chat template by name (default: the model's own, else chatml)");
   add_gateway_swarm_flags(cmd, o->source);
   cmd->callback([o, &exit_code] {
-    if (o->source.model.empty() && !o->source.on_swarm())
+    if (o->source.model.empty() && o->source.bootstrap.empty() && !o->source.lan)
       throw CLI::ValidationError("--model is required without --bootstrap or --lan");
     exit_code = run_gateway(*o);
   });

@@ -15,10 +15,15 @@
 namespace omni::cli {
 
 void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& s) {
-  add_host_port_list(cmd, "--bootstrap", s.bootstrap,
+  auto* bootstrap = add_host_port_list(cmd, "--bootstrap", s.bootstrap,
                                        "Serve the swarm found through these DHT nodes, HOST:PORT: --model (a file or a "
                                        "CID) runs on its nodes; without --model, every model the swarm fully covers");
-  cmd->add_flag("--lan", s.lan, "Serve the swarm found on the LAN by multicast (as --bootstrap)");
+  auto* lan = cmd->add_flag("--lan", s.lan, "Serve the swarm found on the LAN by multicast (as --bootstrap)");
+  add_peer_list(cmd, "--peers", s.peers,
+                "Run --model (a file or a CID, whose embeddings and head these nodes provide) on these nodes: "
+                "[ID@]HOST:PORT,... (as omni run --peers; no failover)")
+      ->excludes(bootstrap)
+      ->excludes(lan);
   cmd->add_option("--hidden-format", s.hidden_format, "With --bootstrap or --lan: hidden states as f16, f32 or q8")
       ->capture_default_str()
       ->check(hidden_format_name());
@@ -59,7 +64,13 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   options.fetching.fetch.data_dir = data_dir;
   options.fetching.fetch.log = log;
   options.watch.log = log;
+  options.fetching.fetch.peers = s.peers;
   gateway::SwarmBackendOptions& b = options.backend;
+  if (!s.peers.empty()) {
+    auto peers = net::parse_peer_list(s.peers);
+    if (!peers) return peers.error().with_context("--peers");
+    b.peers = std::move(*peers);
+  }
   auto encoding = net::parse_hidden_encoding(s.hidden_format);
   if (!encoding) return encoding.error();
   b.client.encoding = *encoding;
@@ -73,11 +84,15 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.n_ctx = s.ctx;
   b.threads = s.threads;
 
-  swarm::DhtOptions dht;
-  dht.bootstrap = s.bootstrap;
-  dht.lan = s.lan;
-  auto directory = swarm::DhtDirectory::start(dht);
-  if (!directory) return directory.error();
+  std::unique_ptr<swarm::Directory> directory;
+  if (s.peers.empty()) {
+    swarm::DhtOptions dht;
+    dht.bootstrap = s.bootstrap;
+    dht.lan = s.lan;
+    auto started = swarm::DhtDirectory::start(dht);
+    if (!started) return started.error();
+    directory = std::move(*started);
+  }
 
   std::optional<gateway::GivenModel> given;
   if (!s.model.empty()) {
@@ -97,7 +112,7 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
       if (ec) return Error{ErrorCode::Internal, "cannot create the store directory " + options.store_dir + ": " + ec.message()};
       auto store = store::BlobStore::open(options.store_dir);
       if (!store) return store.error();
-      auto shards = swarm::load_client_shards(**store, *cid, directory->get(), options.fetching);
+      auto shards = swarm::load_client_shards(**store, *cid, directory.get(), options.fetching);
       if (!shards) return shards.error();
       given->identity = shards->identity;
       given->model = std::move(shards->model);
@@ -105,7 +120,7 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
       given->cid = s.model;
     }
   }
-  auto catalog = gateway::SwarmCatalog::create(std::move(*directory), std::move(given), options);
+  auto catalog = gateway::SwarmCatalog::create(std::move(directory), std::move(given), options);
   if (!catalog) return catalog.error();
   // Serving starts either way; waiting a little only makes the first /v1/models complete.
   if (!(*catalog)->wait_for_model(15000)) log("no model of the swarm is fully served yet; serving as they appear");

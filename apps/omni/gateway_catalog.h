@@ -1,6 +1,7 @@
 // Where `omni gateway` gets its models: a local file run in this process (LocalEngineBackend), or
 // the swarm (--bootstrap, --lan): the model given as a file or a CID, or with no --model every
-// model the swarm fully covers (gateway/swarm_catalog.h), the blocks running on the swarm's nodes.
+// model the swarm fully covers (gateway/swarm_catalog.h), the blocks running on the swarm's nodes;
+// or a fixed list of nodes (--peers, with --model), as `omni run --peers`.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,7 @@ struct GatewaySource {
   // The swarm.
   std::vector<std::string> bootstrap;
   bool lan = false;
+  std::string peers;       // [ID@]HOST:PORT,...
   std::string hidden_format = "f16";
   std::string route = "ring";
   std::string data_dir;
@@ -30,10 +32,11 @@ struct GatewaySource {
   double stall_timeout_s = 3;
   size_t max_models = 4;
 
-  bool on_swarm() const { return !bootstrap.empty() || lan; }
+  bool on_swarm() const { return !bootstrap.empty() || lan || !peers.empty(); }
 };
 
-// --bootstrap, --lan, --hidden-format, --route, --data-dir, --timeout, --stall-timeout, --max-models.
+// --bootstrap, --lan, --peers, --hidden-format, --route, --data-dir, --timeout, --stall-timeout,
+// --max-models.
 void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& source);
 
 // Loads the local model, or joins the swarm and loads what the gateway needs of its models; `log`

@@ -23,16 +23,19 @@ Error gap(const std::string& id, const WatchedModel& m) {
 Result<std::unique_ptr<SwarmCatalog>> SwarmCatalog::create(std::unique_ptr<swarm::Directory> directory,
                                                            std::optional<GivenModel> given,
                                                            SwarmCatalogOptions options) {
+  if (!directory && !given)
+    return Error{ErrorCode::InvalidArgument, "a gateway on a fixed list of nodes needs the model (--model)"};
+  if (!directory) options.watch.peers = options.backend.peers;
   auto identity = options.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(options.data_dir);
   if (!identity) return identity.error();
   std::unique_ptr<SwarmCatalog> catalog(new SwarmCatalog(std::move(options)));
   catalog->directory_ = std::move(directory);
-  catalog->watch_ = std::make_unique<SwarmWatch>(*catalog->directory_, std::move(*identity), catalog->options_.watch);
+  catalog->watch_ = std::make_unique<SwarmWatch>(catalog->directory_.get(), std::move(*identity), catalog->options_.watch);
   if (given) {
     SwarmBackendOptions b = catalog->options_.backend;
     b.model_id = given->id;
     b.client.model_identity = given->identity;
-    auto backend = SwarmEngineBackend::create(std::move(given->model), *catalog->directory_, *catalog->watch_, b);
+    auto backend = SwarmEngineBackend::create(std::move(given->model), catalog->directory_.get(), *catalog->watch_, b);
     if (!backend) return backend.error();
     catalog->loaded_[swarm::model_key(given->identity.header_sha256)] = {std::move(*backend), given->cid};
   } else {
@@ -138,7 +141,7 @@ Result<void> SwarmCatalog::load(const WatchedModel& m) {
   SwarmBackendOptions b = options_.backend;
   b.model_id = m.name;
   b.client.model_identity = shards->identity;
-  auto backend = SwarmEngineBackend::create(std::move(shards->model), *directory_, *watch_, b);
+  auto backend = SwarmEngineBackend::create(std::move(shards->model), directory_.get(), *watch_, b);
   if (!backend) return backend.error();
   log("serving the model " + m.name + " (" + m.cid + ")");
   std::lock_guard lock(mutex_);

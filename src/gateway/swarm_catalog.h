@@ -1,6 +1,6 @@
-// SwarmCatalog: the models of a gateway on a swarm (omni gateway --bootstrap/--lan). It owns the
-// gateway's DHT node, the SwarmWatch that keeps the live picture of the swarm, and one
-// SwarmEngineBackend per model served.
+// SwarmCatalog: the models of a gateway on a swarm (omni gateway --bootstrap/--lan, or --peers: a
+// fixed list of nodes and no directory). It owns the gateway's DHT node, the SwarmWatch that keeps
+// the live picture of the swarm, and one SwarmEngineBackend per model served.
 //
 // Two modes. With a model (a local file, or a CID whose client shards were fetched already) it
 // serves that one. Without, it serves every model the swarm fully covers and for which some node
@@ -50,7 +50,9 @@ struct GivenModel {
 
 class SwarmCatalog final : public ModelCatalog {
  public:
-  // `given` empty: discover the models. Errors: the identity key, the model's tokenizer.
+  // `given` empty: discover the models (needs a directory; `directory` null: the nodes are
+  // options.backend.peers). Errors: the identity key, the model's tokenizer; InvalidArgument,
+  // neither a directory nor a model.
   static Result<std::unique_ptr<SwarmCatalog>> create(std::unique_ptr<swarm::Directory> directory,
                                                       std::optional<GivenModel> given, SwarmCatalogOptions options);
   ~SwarmCatalog() override;

@@ -28,7 +28,7 @@ class SwarmSequence final : public EngineSequence {
 }  // namespace
 
 Result<std::unique_ptr<SwarmEngineBackend>> SwarmEngineBackend::create(std::unique_ptr<model::Model> client_model,
-                                                                        swarm::Directory& directory,
+                                                                        swarm::Directory* directory,
                                                                         const SwarmWatch& watch,
                                                                         SwarmBackendOptions options) {
   auto tokenizer = model::Tokenizer::from_metadata(client_model->file().metadata());
@@ -51,7 +51,22 @@ Result<std::unique_ptr<SwarmEngineBackend>> SwarmEngineBackend::create(std::uniq
 }
 
 Result<std::unique_ptr<EngineSequence>> SwarmEngineBackend::open_sequence(uint32_t n_ctx) {
-  auto pipeline = swarm::make_swarm_pipeline(*model_, directory_, options_.client, n_ctx, pool_);
+  Result<std::unique_ptr<net::Pipeline>> pipeline = Error{""};
+  if (directory_) {
+    pipeline = swarm::make_swarm_pipeline(*model_, *directory_, options_.client, n_ctx, pool_);
+  } else {
+    const swarm::SwarmClientOptions& c = options_.client;
+    net::RemoteOptions remote;
+    remote.peers = options_.peers;
+    remote.encoding = c.encoding;
+    remote.topology = c.topology;
+    remote.data_dir = c.data_dir;
+    remote.connect_timeout_s = c.connect_timeout_s;
+    remote.call_timeout_s = c.call_timeout_s;
+    remote.log = c.log;
+    remote.model_identity = c.model_identity;
+    pipeline = net::make_remote_pipeline(*model_, remote, n_ctx, pool_);
+  }
   if (!pipeline) return pipeline.error();
   return std::unique_ptr<EngineSequence>(new SwarmSequence(std::move(*pipeline)));
 }

@@ -2,7 +2,9 @@
 // swarm client computes itself (the embeddings, with the tokenizer, and the head: a model CID's
 // client shards, or a whole local file of which it uses those); each sequence opens its own swarm
 // pipeline (swarm::make_swarm_pipeline: routing over the directory's live nodes, failover with
-// replay when a node dies or stalls), so greedy output equals `omni run --bootstrap`'s.
+// replay when a node dies or stalls), so greedy output equals `omni run --bootstrap`'s. With no
+// directory, a fixed list of nodes instead (net::make_remote_pipeline, as `omni run --peers`: no
+// failover).
 //
 // Prompts go in batches of min(512, the pipeline's max_batch()), as `omni run` sends them.
 // Opening a sequence (a directory read, probes, the route) runs on the scheduler's thread.
@@ -21,6 +23,7 @@ namespace omni::gateway {
 
 struct SwarmBackendOptions {
   swarm::SwarmClientOptions client;  // its model_identity: the model the nodes must serve
+  std::vector<net::PeerAddress> peers;  // with no directory: the nodes to chain
   std::string model_id;              // the name clients use
   uint32_t n_ctx = 0;                // 0: min(training context, 4096)
   int threads = 0;                   // for the embeddings and head; 0: every core
@@ -28,15 +31,17 @@ struct SwarmBackendOptions {
 
 class SwarmEngineBackend final : public EngineBackend {
  public:
-  // `directory` and `watch` must outlive the backend. Errors: the model has no tokenizer.
+  // `directory` (null: options.peers) and `watch` must outlive the backend. Errors: the model has
+  // no tokenizer.
   static Result<std::unique_ptr<SwarmEngineBackend>> create(std::unique_ptr<model::Model> client_model,
-                                                            swarm::Directory& directory, const SwarmWatch& watch,
+                                                            swarm::Directory* directory, const SwarmWatch& watch,
                                                             SwarmBackendOptions options);
 
   const ModelDescription& description() const override { return description_; }
   const model::Tokenizer& tokenizer() const override { return tokenizer_; }
   size_t max_batch() const override { return kPromptBatch; }
-  // Errors: make_swarm_pipeline's (no node serves a block, every route failed).
+  // Errors: make_swarm_pipeline's (no node serves a block, every route failed), or
+  // make_remote_pipeline's.
   Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override;
   void run_steps(std::span<EngineStep> steps) override;
   // The swarm as the watch saw it last.
@@ -45,7 +50,7 @@ class SwarmEngineBackend final : public EngineBackend {
   static constexpr size_t kPromptBatch = 512;
 
  private:
-  SwarmEngineBackend(std::unique_ptr<model::Model> model, model::Tokenizer tokenizer, swarm::Directory& directory,
+  SwarmEngineBackend(std::unique_ptr<model::Model> model, model::Tokenizer tokenizer, swarm::Directory* directory,
                      const SwarmWatch& watch, SwarmBackendOptions options, int threads)
       : model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
@@ -56,7 +61,7 @@ class SwarmEngineBackend final : public EngineBackend {
 
   std::unique_ptr<model::Model> model_;
   model::Tokenizer tokenizer_;
-  swarm::Directory& directory_;
+  swarm::Directory* directory_;
   const SwarmWatch& watch_;
   SwarmBackendOptions options_;
   kernels::ThreadPool pool_;

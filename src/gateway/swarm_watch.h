@@ -1,6 +1,6 @@
 // SwarmWatch: the gateway's live picture of the swarm. A thread of its own reads every node record
 // from the directory each refresh_ms (keeping each peer's newest until it expires: a DHT read often
-// misses some), probes those nodes (net transport, peer id checked) for liveness, the blocks they
+// misses some), or takes a fixed list of nodes (--peers, no directory), probes those nodes (net transport, peer id checked) for liveness, the blocks they
 // serve now and their sessions in use, and keeps the result: every node, and per model the
 // per-block coverage by the nodes that answered. The dashboard (/v1/swarm), the model list and the
 // 503 for a model with a gap all read it.
@@ -10,7 +10,8 @@
 // is shown as not alive and counts for no block.
 //
 // Threads: all methods may be called from any thread; the destructor stops and joins the thread.
-// The directory must outlive the watch.
+// The directory must outlive the watch. With fixed peers, a node's model and blocks are what it
+// answers (no record, no CID); one that does not answer is shown with no model.
 #pragma once
 
 #include <condition_variable>
@@ -24,6 +25,7 @@
 
 #include "gateway/swarm_view.h"
 #include "net/identity.h"
+#include "net/peer_address.h"
 #include "swarm/directory.h"
 
 namespace omni::gateway {
@@ -32,6 +34,7 @@ struct SwarmWatchOptions {
   uint32_t refresh_ms = 2000;
   uint32_t probe_timeout_ms = 1500;
   size_t max_nodes = 256;
+  std::vector<net::PeerAddress> peers;  // with no directory: the nodes to watch
   std::function<void(const std::string&)> log;  // directory read failures
 };
 
@@ -45,7 +48,8 @@ struct WatchedModel : SwarmModel {
 
 class SwarmWatch {
  public:
-  SwarmWatch(swarm::Directory& directory, net::Identity identity, SwarmWatchOptions options = {});
+  // `directory` null: watch options.peers.
+  SwarmWatch(swarm::Directory* directory, net::Identity identity, SwarmWatchOptions options = {});
   ~SwarmWatch();
   SwarmWatch(const SwarmWatch&) = delete;
   SwarmWatch& operator=(const SwarmWatch&) = delete;
@@ -61,7 +65,7 @@ class SwarmWatch {
   void loop();
   void refresh(std::map<std::string, swarm::NodeRecord>& seen);
 
-  swarm::Directory& directory_;
+  swarm::Directory* directory_;
   const net::Identity identity_;
   const SwarmWatchOptions options_;
   mutable std::mutex mutex_;

@@ -52,7 +52,7 @@ TEST(SwarmWatch, NodesThatDoNotAnswerCountForNoBlock) {
   SwarmWatchOptions options;
   options.refresh_ms = 100;
   options.probe_timeout_ms = 500;
-  SwarmWatch watch(directory, *id, options);
+  SwarmWatch watch(&directory, *id, options);
   ASSERT_TRUE(watch.wait_for_read(5000));
   const SwarmSnapshot s = watch.snapshot();
   ASSERT_EQ(s.nodes.size(), 2u);
@@ -81,7 +81,7 @@ TEST(SwarmWatch, ProbesAtMostMaxNodes) {
   options.refresh_ms = 100;
   options.probe_timeout_ms = 500;
   options.max_nodes = 5;
-  SwarmWatch watch(directory, *id, options);
+  SwarmWatch watch(&directory, *id, options);
   ASSERT_TRUE(watch.wait_for_read(5000));
   EXPECT_EQ(watch.snapshot().nodes.size(), 5u);
 }
