@@ -2,14 +2,18 @@
 # `omni up` from a built tree with an empty data directory: within 60 s of the command it serves
 # the chat page and answers a chat request (the default model synthesized, sharded into the store,
 # served by 3 nodes by CID through a gateway); /v1/swarm shows the 3 nodes and full coverage; SIGINT
-# (Ctrl-C) stops it and every child process it started within 15 s. Usage: OMNI SHARED_DIR
+# (Ctrl-C) stops it and every child process it started within 15 s. A second `omni up --join` (its
+# own node, choosing its blocks, and a gateway serving what the swarm covers) joins that swarm.
+# Usage: OMNI SHARED_DIR
 set -euo pipefail
 omni=$1
 tmp=$(mktemp -d)
 up_pid=
+join_pid=
 children=()
 cleanup() {
   [ -n "$up_pid" ] && kill -KILL "$up_pid" 2>/dev/null || true
+  [ -n "$join_pid" ] && kill -TERM "$join_pid" 2>/dev/null || true
   for pid in "${children[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
@@ -17,6 +21,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -d "$tmp/up/logs" ] && tail -n 5 "$tmp"/up/logs/*.log; exit 1; }
 
 start=$SECONDS
+: >"$tmp/up.out"  # before the background job opens it: sed reads it at once
 "$omni" up --data-dir "$tmp/up" --listen 127.0.0.1:0 >"$tmp/up.out" 2>"$tmp/up.err" &
 up_pid=$!
 url=
@@ -54,6 +59,42 @@ assert len([n for n in s["nodes"] if n["alive"]]) == 3, s["nodes"]
 assert len(s["models"]) == 1 and s["models"][0]["missing"] == [] and s["models"][0]["cid"], s["models"]
 print("ok   /v1/swarm: 3 live nodes, coverage", s["models"][0]["coverage"])
 PY
+
+# Joining that swarm: one more node and a gateway that serves the swarm's models.
+boot=$(sed -n 's/^omni node: bootstrap DHT node listening on udp \(.*\)$/\1/p' "$tmp/up/logs/bootstrap.log")
+: >"$tmp/join.out"
+"$omni" up --join "$boot" --data-dir "$tmp/join" --listen 127.0.0.1:0 >"$tmp/join.out" 2>"$tmp/join.err" &
+join_pid=$!
+join_url=
+for _ in $(seq 1 300); do
+  join_url=$(sed -n 's/^omni up: chat *\(http:[^ ]*\)$/\1/p' "$tmp/join.out")
+  [ -n "$join_url" ] && break
+  kill -0 "$join_pid" 2>/dev/null || fail "omni up --join exited: $(cat "$tmp/join.err")"
+  sleep 0.2
+done
+[ -n "$join_url" ] || fail "omni up --join printed no URL within 60 s: $(cat "$tmp/join.err")"
+joined=
+for _ in $(seq 1 50); do
+  curl -s "${join_url}v1/swarm" >"$tmp/join-swarm.json"
+  curl -s "${join_url}v1/models" >"$tmp/join-models.json"
+  if python3 - "$tmp/join-swarm.json" "$tmp/join-models.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+m = json.load(open(sys.argv[2]))
+sys.exit(0 if len([n for n in s["nodes"] if n["alive"]]) == 4 and len(m["data"]) == 1 else 1)
+PY
+  then joined=1; break; fi
+  sleep 0.3
+done
+[ -n "$joined" ] || fail "the joined gateway sees $(cat "$tmp/join-swarm.json") and $(cat "$tmp/join-models.json")"
+joined_model=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"][0]["id"])' "$tmp/join-models.json")
+code=$(curl -s -o "$tmp/join-chat.json" -w '%{http_code}' "${join_url}v1/chat/completions" \
+  -d "{\"model\":\"$joined_model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":8}")
+[ "$code" = 200 ] || fail "the joined gateway's chat got $code: $(cat "$tmp/join-chat.json")"
+kill -TERM "$join_pid"
+wait "$join_pid" || fail "omni up --join exited with $? after SIGTERM"
+join_pid=
+echo "ok   omni up --join: a 4th node and a gateway that sees 4 live nodes and answers"
 
 kill -INT "$up_pid"
 for _ in $(seq 1 150); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
