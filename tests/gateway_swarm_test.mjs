@@ -49,6 +49,13 @@ await check("chat, streamed, greedy == omni run", async () => {
   assert.equal(text, expected("chat"));
 });
 
+await check("3 chats at once, each greedy == omni run (a swarm pipeline per session)", async () => {
+  const answers = await Promise.all([0, 1, 2].map(() => client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0,
+  })));
+  for (const r of answers) assert.equal(r.choices[0].message.content, expected("chat"));
+});
+
 await check("completion by CID, not streamed, greedy == omni run", async () => {
   const r = await client.completions.create({ model: cid, prompt: textPrompt, max_tokens: N, temperature: 0 });
   assert.equal(r.choices[0].text, expected("text"));
