@@ -36,11 +36,12 @@ struct Hello {
 interface Gate {
   # The bootstrap capability. Nothing but `hello` is reachable before the handshake succeeds.
   hello @0 (hello :Hello) -> (node :Node, info :NodeInfo);
-  # Version/feature handshake and access control. Fails (type `failed`) with a sentence naming
-  # both versions, the missing feature, or (with --allow-peers) the caller's peer id that is not
-  # on the node's list. On success returns the Node capability and the node's description.
+  # Version/feature handshake. Fails (type `failed`) with a sentence naming both versions or the
+  # missing feature. On success returns the Node capability and the node's description. (A peer
+  # not on the node's --allow-peers list never gets here: right after TLS the node sends it an
+  # Abort naming its peer id and closes the connection.)
   openBlobs @1 (hello :Hello) -> (blobs :Capability);
-  # The same checks as `hello` (version, features, --allow-peers), then the node's blob store: a
+  # The same checks as `hello` (version, features), then the node's blob store: a
   # `BlobStore` of proto/store.capnp (typed `Capability` here so that this file does not import the
   # store schema). Nodes without the "blobs" feature fail (`failed`, or `unimplemented` before it
   # existed). Blob transfer needs no model and no session: a fetching peer calls this instead of

@@ -17,6 +17,7 @@ packages=(
   libopendht-dev                      # swarm directory (OpenDHT DHT)
   libsqlite3-dev
   libcpp-httplib-dev                  # gateway HTTP server (src/gateway)
+  libcurl4-openssl-dev                # model downloads from http(s) URLs and hf: names (src/store)
   chromium                            # gateway browser test (playwright-core)
 )
 missing=()

@@ -94,6 +94,11 @@ expect 2 "--threads" synth --shape tinyllama-1.1b --threads 99999 "$tmp/x.gguf"
 expect 2 "--shape" synth "$tmp/x.gguf"
 expect 2 "type" quantize "$model" "$tmp/out.gguf" bogus
 expect 2 "--chunk-kib" shard "$model" --store "$tmp/s" --chunk-kib 2
+# Model URLs: a malformed pinned hash or hf: name is refused before any download.
+expect 2 "--model-sha256" "${run[@]}" --model-sha256 abc
+expect 2 "--model-sha256" node -m "$model" --blocks 0:1 --model-sha256 "$(printf 'g%.0s' $(seq 64))"
+expect 1 "want hf:ORG/REPO/FILE.gguf" run -m hf:org/only -p x --data-dir "$tmp/d"
+expect 1 "names no file" inspect http://127.0.0.1:9/
 expect 2 "--verify" shard --store "$tmp/s"
 expect 2 "--listen" gateway -m "$model" --listen nohost
 expect 2 "--listen" gateway -m "$model" --listen "[::1]"

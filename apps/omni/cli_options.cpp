@@ -1,5 +1,7 @@
 #include "cli_options.h"
 
+#include <sys/stat.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +15,8 @@
 #include "net/identity.h"
 #include "net/peer_address.h"
 #include "net/pipeline.h"
+#include "progress_bar.h"
+#include "store/model_source.h"
 #include "store/sharded_model.h"
 
 namespace omni::cli {
@@ -120,18 +124,51 @@ CLI::Option* add_timeout(CLI::App* cmd, const std::string& name, double& seconds
 uint32_t whole_seconds(double seconds) { return static_cast<uint32_t>(std::ceil(seconds)); }
 
 void add_model_source(CLI::App* cmd, ModelSource& source, bool with_store) {
-  cmd->add_option("-m,--model", source.model, with_store ? "GGUF model file (a model CID with --store)" : "GGUF model file")
+  cmd->add_option("-m,--model", source.model,
+                  std::string("GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]") +
+                      (with_store ? " (a model CID with --store)" : ""))
       ->required();
-  if (with_store) cmd->add_option("--store", source.store_dir, "Load the model CID from the shards in this store");
+  add_model_sha256(cmd, source.sha256);
+  if (with_store)
+    cmd->add_option("--store", source.store_dir,
+                    "Load the model CID from the shards in this store; a URL's model is kept here (default ~/.omni/store)");
 }
 
 Result<std::unique_ptr<model::Model>> load_model(const ModelSource& source) {
-  if (source.store_dir.empty()) return model::Model::load(source.model);
+  struct stat file_info;
+  if (source.store_dir.empty() || ::stat(source.model.c_str(), &file_info) == 0) return model::Model::load(source.model);
   auto cid = store::Cid::parse(source.model);
   if (!cid) return cid.error().with_context("--model");
   auto st = store::BlobStore::open(source.store_dir);
   if (!st) return st.error();
   return store::load_model(**st, *cid);
+}
+
+CLI::Option* add_model_sha256(CLI::App* cmd, std::string& hex) {
+  return cmd->add_option("--model-sha256", hex, "With a model URL: the SHA-256 its file must have (64 hex digits)")
+      ->check(from_parser([](const std::string& text) { return store::parse_sha256_hex(text); }, "HEX"));
+}
+
+std::string store_dir_or_default(const std::string& store_dir, const std::string& data_dir) {
+  return store_dir.empty() ? data_dir_or_default(data_dir) + "/store" : store_dir;
+}
+
+Result<void> resolve_model(std::string& model, const std::string& sha256, const std::string& store_dir,
+                           const std::string& command) {
+  store::ModelFetchOptions fetch;
+  fetch.store_dir = store_dir.empty() ? store_dir_or_default("", "") : store_dir;
+  if (!sha256.empty()) {
+    auto pinned = store::parse_sha256_hex(sha256);
+    if (!pinned) return pinned.error().with_context("--model-sha256");
+    fetch.sha256 = *pinned;
+  }
+  fetch.log = [command](const std::string& line) { std::fprintf(stderr, "omni %s: %s\n", command.c_str(), line.c_str()); };
+  auto bar = std::make_shared<ProgressBar>();
+  fetch.progress = [bar](const store::FetchProgress& p, bool done) { bar->update(p, done); };
+  auto resolved = store::resolve_model_source(model, fetch);
+  if (!resolved) return resolved.error().with_context(model);
+  model = resolved->model;
+  return {};
 }
 
 CLI::Validator count_in(long long min, long long max) {

@@ -59,14 +59,27 @@ CLI::Option* add_timeout(CLI::App* cmd, const std::string& name, double& seconds
                          bool zero_means_off = false);
 uint32_t whole_seconds(double seconds);
 
-// Where a model comes from: -m,--model FILE, or with --store DIR a model CID in that store
-// (src/store). with_store = false adds -m only.
+// Where a model comes from: -m,--model FILE, URL or hf:ORG/REPO/FILE.gguf[@REV] (with
+// --model-sha256), or with --store DIR a model CID in that store (src/store). with_store = false
+// adds no --store. A URL must be resolved (resolve_model) before load_model.
 struct ModelSource {
   std::string model;
   std::string store_dir;
+  std::string sha256;  // --model-sha256
 };
 void add_model_source(CLI::App* cmd, ModelSource& source, bool with_store);
 Result<std::unique_ptr<model::Model>> load_model(const ModelSource& source);
+
+// --model-sha256 HEX: the SHA-256 a model fetched from a URL must have (checked while parsing).
+CLI::Option* add_model_sha256(CLI::App* cmd, std::string& hex);
+// The store a command keeps fetched models in: --store, else <data dir>/store.
+std::string store_dir_or_default(const std::string& store_dir, const std::string& data_dir);
+// Resolves a model argument in place (store/model_source.h): a URL or hf: name is fetched into
+// `store_dir` (see store_dir_or_default) with a progress bar on stderr, or found there from an
+// earlier run without network, and becomes the path of its verified copy; a file or CID is left as
+// it is. `command` names the command in log lines.
+Result<void> resolve_model(std::string& model, const std::string& sha256, const std::string& store_dir,
+                           const std::string& command);
 
 // Validators for CLI11's Option::check. Each says what it wants in its message; CLI11 puts the
 // flag's name in front. Counts must fit the option's type: a count_in range stays within it.

@@ -74,7 +74,8 @@ Result<double> run_once(const model::Model& m, const std::vector<int32_t>& token
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-int run(const BenchOptions& o) {
+int run(BenchOptions o) {
+  if (auto r = resolve_model(o.model.model, o.model.sha256, o.model.store_dir, "bench"); !r) return fail(r.error());
   auto model = model::Model::load(o.model.model);
   if (!model) return fail(model.error());
   const model::ModelConfig& cfg = (*model)->config();

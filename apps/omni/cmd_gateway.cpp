@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/fd_limit.h"
 #include "base/parse.h"
 #include "cli_options.h"
 #include "commands.h"
@@ -20,6 +21,7 @@ namespace {
 struct GatewayCliOptions {
   std::string listen = "127.0.0.1:8080";
   GatewaySource source;  // --model, --model-name, -t, -c and the swarm's flags
+  std::string model_sha256;
   size_t max_queue = 64;
   size_t max_sessions = 4;
   double rate_requests = 0;
@@ -48,6 +50,11 @@ std::string find_web_dir(const std::string& given) {
 int run_gateway(const GatewayCliOptions& o) {
   auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
   if (!listen) return fail(listen.error().with_context("--listen"));
+  // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
+  GatewaySource source = o.source;
+  source.address = o.listen;
+  if (!source.model.empty())
+    if (auto r = resolve_model(source.model, o.model_sha256, "", "gateway"); !r) return fail(r.error());
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -57,9 +64,9 @@ int run_gateway(const GatewayCliOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
+  // One descriptor per client connection: take all the process may have.
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni gateway: %s\n", files.error().message.c_str());
 
-  GatewaySource source = o.source;
-  source.address = o.listen;
   auto catalog = make_gateway_catalog(source, [](const std::string& line) {
     std::fprintf(stderr, "omni gateway: %s\n", line.c_str());
   });
@@ -112,8 +119,9 @@ void register_gateway(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("gateway", "Serve a model over an OpenAI-compatible HTTP API with a web UI");
   add_host_port(cmd, "--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   cmd->add_option("-m,--model", o->source.model,
-                  "GGUF model file; with --bootstrap or --lan also a model CID, or left out: every model the swarm "
-                  "fully covers");
+                  "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]; with --bootstrap or --lan also a "
+                  "model CID, or left out: every model the swarm fully covers");
+  add_model_sha256(cmd, o->model_sha256);
   cmd->add_option("--model-name", o->source.model_name, "The model's name in the API (default: the file name)");
   add_threads(cmd, o->source.threads);
   cmd->add_option("-c,--ctx-size", o->source.ctx, "Context per session (default: min(training context, 4096))")

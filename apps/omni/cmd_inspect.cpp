@@ -124,12 +124,18 @@ void register_inspect(CLI::App& app, int& exit_code) {
   auto as_json = std::make_shared<bool>(false);
   auto max_items = std::make_shared<size_t>(0);
   auto no_tensors = std::make_shared<bool>(false);
-  cmd->add_option("file", *path, "GGUF file")->required();
+  auto sha256 = std::make_shared<std::string>();
+  cmd->add_option("file", *path, "GGUF file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]")->required();
+  add_model_sha256(cmd, *sha256);
   cmd->add_flag("--json", *as_json, "Print JSON (arrays in full unless --max-items is given)");
   cmd->add_option("--max-items", *max_items, "Show at most this many items of each array (text default 8)")
       ->check(count_in(0));
   cmd->add_flag("--no-tensors", *no_tensors, "Omit the tensor table");
   cmd->callback([=, &exit_code] {
+    if (auto r = resolve_model(*path, *sha256, "", "inspect"); !r) {
+      exit_code = fail("inspect", r.error());
+      return;
+    }
     auto file = gguf::File::open(*path);
     if (!file) {
       exit_code = fail("inspect", file.error());

@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "base/fd_limit.h"
 #include "base/parse.h"
 #include "cli_options.h"
 #include "commands.h"
@@ -49,6 +50,8 @@ struct NodeCommandOptions {
   double fetch_timeout_s = 60;
   double drain_timeout_s = 30;
   double idle_timeout_s = 300;
+  std::string model_sha256;
+  uint64_t max_receive_buffer_mib = 512;
 };
 
 // SIGINT and SIGTERM stop a serving node cleanly (NodeRuntime::stop); before it serves, or at a
@@ -94,6 +97,8 @@ class StopOnSignal {
 int run_node(NodeCommandOptions o, bool listen_given) {
   swarm::NodeRuntimeOptions& r = o.runtime;
   if (r.swarm.bootstrap_only) return swarm::run_bootstrap_node(o.listen, r.swarm);
+  if (auto m = resolve_model(r.model, o.model_sha256, store_dir_or_default(r.store_dir, r.data_dir), "node"); !m)
+    return fail("node", m.error());
   if (listen_given) r.listen = o.listen;
   if (!o.blocks.empty()) {
     auto blocks = parse_block_range(o.blocks);  // checked at parse time already
@@ -103,6 +108,7 @@ int run_node(NodeCommandOptions o, bool listen_given) {
   r.fetch_timeout_s = whole_seconds(o.fetch_timeout_s);
   r.drain_timeout_s = whole_seconds(o.drain_timeout_s);
   r.node.idle_timeout_s = whole_seconds(o.idle_timeout_s);
+  r.node.max_receive_buffer_bytes = o.max_receive_buffer_mib << 20;
   r.log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); };
   auto bar = std::make_shared<ProgressBar>();
   r.fetch_progress = [bar](const store::FetchProgress& p, bool done) { bar->update(p, done); };
@@ -117,6 +123,8 @@ int run_node(NodeCommandOptions o, bool listen_given) {
     std::fflush(stdout);
   };
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
+  // One descriptor per connection: take all the process may have.
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni node: %s\n", files.error().message.c_str());
   StopOnSignal signals;
   auto node = swarm::NodeRuntime::start(std::move(r));
   if (!node) return fail("node", node.error());
@@ -132,7 +140,8 @@ int run_node(NodeCommandOptions o, bool listen_given) {
 void register_node(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<NodeCommandOptions>();
   auto* cmd = app.add_subcommand("node", "Serve a range of a model's blocks to the network");
-  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, or a model CID (fetched with --peers, or in a swarm from its providers, into --store)");
+  cmd->add_option("-m,--model", o->runtime.model, "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV] (fetched once into --store), or a model CID (fetched with --peers, or in a swarm from its providers, into --store)");
+  add_model_sha256(cmd, o->model_sha256);
   cmd->add_option("--store", o->runtime.store_dir, "Blob store of the node (default <data-dir>/store)");
   add_peer_list(cmd, "--peers", o->runtime.peers,
                 "With a model CID: [ID@]HOST:PORT or ID@relay:HOST:PORT,... of nodes to fetch its shards from");
@@ -187,6 +196,25 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-length", o->runtime.node.max_length, "Positions per session (default: training context)")
       ->check(count_in(0, UINT32_MAX));
   add_timeout(cmd, "--idle-timeout", o->idle_timeout_s, "Free sessions idle this many seconds")->capture_default_str();
+  cmd->add_option("--connection-idle-timeout", o->runtime.node.connection_idle_timeout_s,
+                  "Close a connection holding no session after this many seconds without a message")
+      ->check(count_in(1, 86400))
+      ->capture_default_str();
+  cmd->add_option("--hello-timeout", o->runtime.node.hello_timeout_s,
+                  "Seconds a connection has for TLS and then for hello; a message that stops arriving this long ends it")
+      ->check(count_in(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", o->runtime.node.max_connections, "Connections open at once")
+      ->check(count_in(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-ip", o->runtime.node.max_connections_per_source,
+                  "Connections open at once from one address (IPv6: one /64)")
+      ->check(count_in(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--max-receive-buffer-mib", o->max_receive_buffer_mib,
+                  "Memory for incoming messages over all connections, MiB (at least 128)")
+      ->check(count_in(128, 1 << 20))
+      ->capture_default_str();
   add_threads(cmd, o->runtime.node.threads);
   cmd->add_option("--allow-peers", o->runtime.allow_peers, "File of client peer ids (one a line) allowed to connect");
   cmd->callback([o, cmd, &exit_code] { exit_code = run_node(*o, cmd->count("--listen") > 0); });

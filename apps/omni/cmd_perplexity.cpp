@@ -30,6 +30,8 @@ void register_perplexity(CLI::App& app, int& exit_code) {
     std::ifstream in(o->file, std::ios::binary);
     if (!in) return fail(Error{ErrorCode::NotFound, o->file + ": cannot open"});
     std::string text((std::istreambuf_iterator<char>(in)), {});
+    if (auto r = resolve_model(o->model.model, o->model.sha256, o->model.store_dir, "perplexity"); !r)
+      return fail(r.error());
     auto model = load_model(o->model);
     if (!model) return fail(model.error());
     auto tok = model::Tokenizer::from_metadata((*model)->file().metadata());

@@ -11,15 +11,21 @@ namespace omni::cli {
 
 void register_quantize(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string input, output, type;
+    std::string input, output, type, sha256;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("quantize", "Convert a model's weight matrices to another format");
-  cmd->add_option("input", o->input, "F32/F16/BF16 GGUF model")->required();
+  cmd->add_option("input", o->input, "F32/F16/BF16 GGUF model: a file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]")
+      ->required();
+  add_model_sha256(cmd, o->sha256);
   cmd->add_option("output", o->output, "Output GGUF file")->required();
   cmd->add_option("type", o->type, "Mix: " + model::mix_names_text())->required()->check(mix_name("quantize to"));
   cmd->callback([o, &exit_code] {
     const auto mix = model::mix_from_name(o->type);  // checked while parsing
+    if (auto r = resolve_model(o->input, o->sha256, "", "quantize"); !r) {
+      exit_code = fail("quantize", r.error());
+      return;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     auto r = model::quantize_model(o->input, o->output, *mix);
     if (!r) {

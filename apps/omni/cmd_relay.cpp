@@ -2,12 +2,11 @@
 // Nodes register with `omni node --relay HOST:PORT`; clients then reach them as
 // "ID@relay:HOST:PORT". Prints "omni relay: peer <id> listening on <host:port>" once it accepts
 // connections (tests parse that line), then one line per registration and relayed connection.
-#include <sys/resource.h>
-
 #include <csignal>
 #include <cstdio>
 #include <kj/async-io.h>
 
+#include "base/fd_limit.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "net/identity.h"
@@ -41,10 +40,7 @@ int run_relay(RelayCommandOptions o) {
   if (!server) return fail(server.error());
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes mid-write is an error on that connection only
   // Every relayed connection holds two descriptors: take all the process may have.
-  if (struct rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
-  }
+  if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni relay: %s\n", files.error().message.c_str());
   auto io = kj::setupAsyncIo();
   auto served = (*server)->serve(
       io, o.listen,

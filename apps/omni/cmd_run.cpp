@@ -189,8 +189,10 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   return net::make_remote_pipeline(m, remote, n_ctx, pool);
 }
 
-int run(const RunOptions& o) {
+int run(RunOptions o) {
   auto fail = [](const Error& e) { return cli::fail("run", e); };
+  const std::string store_dir = store_dir_or_default(o.model.store_dir, o.data_dir);
+  if (auto r = resolve_model(o.model.model, o.model.sha256, store_dir, "run"); !r) return fail(r.error());
   auto loaded = load_run_model(o);
   if (!loaded) return fail(loaded.error());
   const model::Model& model = *loaded->model;
@@ -312,7 +314,8 @@ void register_run(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("run", "Generate text with a local model");
   add_model_source(cmd, o->model, /*with_store=*/true);
   cmd->get_option("--model")->description(
-      "GGUF model file, or a model CID: with --store, loaded from that store; with --peers, --bootstrap or --lan, "
+      "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV] (fetched once into the store), or a model "
+      "CID: with --store, loaded from that store; with --peers, --bootstrap or --lan, "
       "only the embeddings and head shards, fetched from the nodes that provide them into --store (default "
       "<data dir>/store)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text")->required();
@@ -356,7 +359,8 @@ void register_run(CLI::App& app, int& exit_code) {
   add_peer_list(cmd, "--hop-addresses", o->hop_addresses,
                 "With --peers: ID@HOST:PORT,... where the nodes reach each other (default: the --peers addresses)");
   add_data_dir(cmd, o->data_dir,
-               "With --peers or --bootstrap: directory of this client's identity key (and of its store for a model CID)");
+               "Directory of this client's identity key (with --peers or --bootstrap) and of its store (a model CID's shards, "
+               "a model URL's file)");
   add_timeout(cmd, "--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call (whole seconds, rounded up)")
       ->capture_default_str();
   auto* lan = cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");

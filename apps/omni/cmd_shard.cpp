@@ -16,12 +16,16 @@ struct ShardOptions {
   std::string model_path;
   std::string verify;
   std::string store_dir;
+  std::string sha256;
   uint32_t chunk_kib = store::kDefaultChunkSize / 1024;
   uint64_t limit_mib = 0;
 };
 
-int run(const ShardOptions& o) {
+int run(ShardOptions o) {
   auto fail = [](const Error& e) { return cli::fail("shard", e); };
+  // A URL's file is fetched into the same store first (the store is open only while it is).
+  if (!o.model_path.empty())
+    if (auto r = resolve_model(o.model_path, o.sha256, o.store_dir, "shard"); !r) return fail(r.error());
   auto st = store::BlobStore::open(o.store_dir, {.limit_bytes = o.limit_mib << 20});
   if (!st) return fail(st.error());
   if (!o.verify.empty()) {
@@ -53,7 +57,8 @@ int run(const ShardOptions& o) {
 void register_shard(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<ShardOptions>();
   auto* cmd = app.add_subcommand("shard", "Split a GGUF model into content-addressed shards in a store");
-  cmd->add_option("model", o->model_path, "GGUF model file");
+  cmd->add_option("model", o->model_path, "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]");
+  add_model_sha256(cmd, o->sha256);
   cmd->add_option("--verify", o->verify, "Re-hash the shards of model CID instead");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();
   cmd->add_option("--chunk-kib", o->chunk_kib, "Chunk size in KiB (hashed and transferred unit)")

@@ -1,5 +1,5 @@
-// The progress bar of a fetch on stderr (`omni fetch`, `omni node --model CID`), drawn only when
-// stderr is a terminal and at most every 100 ms.
+// The progress bar of a fetch on stderr (`omni fetch`, `omni node --model CID`, a model URL's
+// download), drawn only when stderr is a terminal and at most every 100 ms.
 #pragma once
 
 #include <unistd.h>
@@ -26,9 +26,10 @@ class ProgressBar {
     std::string bar(static_cast<size_t>(filled), '=');
     if (filled < width) bar += '>', bar += std::string(static_cast<size_t>(width - filled - 1), ' ');
     const double rate = secs > 0 ? static_cast<double>(p.done_bytes - p.resumed_bytes) / secs / (1 << 20) : 0;
-    std::fprintf(stderr, "\r[%s] %5.1f%% %7.1f/%.1f MiB %6.1f MiB/s %u peers  %-12s", bar.c_str(), frac * 100,
+    const std::string peers = p.active_peers ? std::to_string(p.active_peers) + " peers  " : "";
+    std::fprintf(stderr, "\r[%s] %5.1f%% %7.1f/%.1f MiB %6.1f MiB/s %s%-12s", bar.c_str(), frac * 100,
                  static_cast<double>(p.done_bytes) / (1 << 20), static_cast<double>(p.total_bytes) / (1 << 20), rate,
-                 p.active_peers, p.blob.c_str());
+                 peers.c_str(), p.blob.c_str());
     if (done) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }

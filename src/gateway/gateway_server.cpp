@@ -6,9 +6,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include "gateway/api_error.h"
@@ -18,6 +18,7 @@
 #include "gateway/openai_response.h"
 #include "gateway/prompt_builder.h"
 #include "gateway/sse.h"
+#include "gateway/static_site.h"
 #include "gateway/swarm_view.h"
 
 namespace omni::gateway {
@@ -87,11 +88,13 @@ struct GatewayServer::Impl {
   mutable std::mutex served_mutex;
   std::map<EngineBackend*, std::unique_ptr<Served>> served;  // declared after catalog: goes first
   HttpListener http;
+  std::optional<StaticSite> site;  // the web UI, when built
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<ModelCatalog> c, const GatewayOptions& o)
-      : catalog(std::move(c)), options(o), limiter(o.rate_limits), http(o.head_limits, o.connection_limits) {
+  Impl(std::unique_ptr<ModelCatalog> c, const GatewayOptions& o, std::optional<StaticSite> s)
+      : catalog(std::move(c)), options(o), limiter(o.rate_limits), http(o.head_limits, o.connection_limits),
+        site(std::move(s)) {
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
     };
@@ -176,9 +179,26 @@ void GatewayServer::Impl::setup_routes() {
   // answers are small and must stream, so the API routes never offer compression. The request is
   // a mutable object inside httplib; only the pre-routing hook sees it before the response is
   // encoded, and it receives it as const.
-  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
-    if (req.path.rfind("/v1/", 0) == 0) const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
-    return httplib::Server::HandlerResponse::Unhandled;
+  // The web UI's files are answered here too, from memory and precompressed (static_site.h), so
+  // httplib must not compress them again either.
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
+    if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
+    const StaticFile* file = site->find(req.path);
+    if (!file) return httplib::Server::HandlerResponse::Unhandled;
+    const StaticAnswer answer =
+        answer_static(*file, req.get_header_value("If-None-Match"), accepts_gzip(req.get_header_value("Accept-Encoding")));
+    headers.erase("Accept-Encoding");
+    res.status = answer.status;
+    res.set_header("ETag", file->etag);
+    res.set_header("Cache-Control", file->cache_control);
+    if (!file->gzipped.empty()) res.set_header("Vary", "Accept-Encoding");
+    if (answer.body) {
+      res.set_content(*answer.body, file->content_type.c_str());
+      if (answer.gzipped) res.set_header("Content-Encoding", "gzip");
+    }
+    return httplib::Server::HandlerResponse::Handled;
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics.count_request(route_label(req), res.status);
@@ -250,10 +270,7 @@ void GatewayServer::Impl::setup_routes() {
     res.set_content(metrics.render_prometheus(gauges()), "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  const bool has_ui = !options.web_dir.empty() && std::filesystem::exists(std::filesystem::path(options.web_dir) / "index.html");
-  if (has_ui) {
-    http.set_mount_point("/", options.web_dir);
-  } else {
+  if (!site) {
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("<!doctype html><title>OmniNode gateway</title><p>The OmniNode gateway is running. The web UI "
                       "is not built: run <code>npm ci && npm run build</code> in <code>web/</code> and start the "
@@ -432,7 +449,13 @@ GatewayServer::~GatewayServer() {
 Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<ModelCatalog> catalog,
                                                              const GatewayOptions& options) {
   if (options.scheduler.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "max sessions must be at least 1"};
-  auto impl = std::make_unique<Impl>(std::move(catalog), options);
+  std::optional<StaticSite> site;
+  if (!options.web_dir.empty()) {
+    auto loaded = StaticSite::load(options.web_dir);
+    if (loaded) site = std::move(*loaded);
+    else if (!loaded.error().is(ErrorCode::NotFound)) return loaded.error().with_context("web UI");
+  }
+  auto impl = std::make_unique<Impl>(std::move(catalog), options, std::move(site));
   for (const CatalogEntry& m : impl->catalog->models()) {
     auto served = impl->serve_model(m.id);
     // A model gone since models() (a swarm changes) is no reason not to start.

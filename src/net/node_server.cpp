@@ -2,8 +2,10 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -15,11 +17,14 @@
 #include "kernels/thread_pool.h"
 #include "model/model.h"
 #include "net/compute_worker.h"
+#include "net/connection_limits.h"
 #include "net/errors.h"
+#include "net/guarded_message_stream.h"
 #include "net/hidden_codec.h"
 #include "net/node_connection.h"
 #include "net/node_info.h"
 #include "net/peer_id.h"
+#include "net/receive_budget.h"
 #include "net/request_validation.h"
 #include "net/tls.h"
 
@@ -48,6 +53,10 @@ struct NodeServer::State {
   std::set<SessionImpl*> sessions;
   std::map<std::string, PendingSink> sinks;  // by ring token
   kj::AsyncIoProvider* io = nullptr;
+  std::shared_ptr<ReceiveBudget> receive_budget;
+  std::unique_ptr<ConnectionLimits> connections;
+  uint32_t refusals_in_flight = 0;  // refused connections being told why (bounded: each costs a handshake)
+  bool accept_failing = false;      // the accept loop is backing off (logged once per episode)
   std::unique_ptr<ComputeWorker> worker;  // declared last: stops before the model and pool go
 
   uint64_t kv_bytes(uint32_t block_begin, uint32_t block_end, uint32_t positions) const {
@@ -376,10 +385,28 @@ class SessionImpl final : public proto::Session::Server {
 
 namespace {
 
+// What the node tracks of one accepted connection besides its RPC system; shared with the RPC
+// objects, which capnp may destroy after the connection itself.
+struct ConnectionWatch {
+  GuardedMessageStream* messages = nullptr;  // null once the connection is gone
+  bool greeted = false;                      // hello (or openBlobs) succeeded
+  std::set<SessionImpl*> sessions;           // opened through it, not yet destroyed
+};
+
+// Before hello a peer needs only Bootstrap and the hello call: a few hundred bytes.
+constexpr MessageLimits kBeforeHelloLimits{64 << 10, 4};
+// Capabilities a legitimate message carries: a sink (attachSink), a blob store, results.
+constexpr uint32_t kMaxCapsPerMessage = 64;
+
+MessageLimits after_hello_limits(const NodeOptions& o) {
+  // Up to twice the processed size is read, so that a request a little too big gets an answer.
+  return MessageLimits{2 * o.max_message_bytes, kMaxCapsPerMessage};
+}
+
 class NodeImpl final : public proto::Node::Server {
  public:
-  NodeImpl(std::shared_ptr<State> state, std::string client_id)
-      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+  NodeImpl(std::shared_ptr<State> state, std::string client_id, std::shared_ptr<ConnectionWatch> watch)
+      : state_(std::move(state)), client_id_(std::move(client_id)), watch_(std::move(watch)) {}
   ~NodeImpl() {
     for (const auto& token : attached_) {
       auto it = state_->sinks.find(token);
@@ -436,6 +463,7 @@ class NodeImpl final : public proto::Node::Server {
       session->attach_sink(kj::mv(it->second.sink));
       state_->sinks.erase(it);
     }
+    session = tracked(kj::mv(session));
     if (request->downstream.empty()) {
       context.getResults().setSession(kj::mv(session));
       return kj::READY_NOW;
@@ -450,6 +478,18 @@ class NodeImpl final : public proto::Node::Server {
     if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
                                    state_->options.connect_timeout_s * kj::SECONDS)
+        .catch_([state = state_, hop, started = state_->io->getTimer().now()](
+                    kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
+          // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
+          // not TLS, another id) is told to the caller the same way, no sooner than a timeout
+          // would, so that the caller learns nothing about that address; the log keeps it.
+          std::fprintf(stderr, "omni node: next hop %s (%s) unreachable: %s\n", hop.address.host_port().c_str(),
+                       hop.address.peer_id.c_str(), to_error(e).message.c_str());
+          const kj::TimePoint until = started + state->options.connect_timeout_s * kj::SECONDS;
+          return state->io->getTimer().atTime(until).then([]() -> kj::Own<NodeConnection> {
+            throw_rpc_error(ErrorCode::Unavailable, "next hop unreachable");
+          });
+        })
         .then([this, hop, rest, encoding, max_length, token = request->ring_token](kj::Own<NodeConnection> connection) {
           if (!(connection->info().model == state_->description.model))
             throw_rpc_error(ErrorCode::InvalidArgument,
@@ -486,20 +526,29 @@ class NodeImpl final : public proto::Node::Server {
   }
 
  private:
+  // The session, counted as its connection's until destroyed (ConnectionWatch).
+  kj::Own<SessionImpl> tracked(kj::Own<SessionImpl> session) {
+    SessionImpl* key = session.get();
+    watch_->sessions.insert(key);
+    return session.attach(kj::defer([watch = watch_, key] { watch->sessions.erase(key); }));
+  }
+
   std::shared_ptr<State> state_;
   std::string client_id_;
+  std::shared_ptr<ConnectionWatch> watch_;
   std::vector<std::string> attached_;  // tokens of the sinks attached through this connection
 };
 
 class GateImpl final : public proto::Gate::Server {
  public:
-  GateImpl(std::shared_ptr<State> state, std::string client_id)
-      : state_(std::move(state)), client_id_(std::move(client_id)) {}
+  GateImpl(std::shared_ptr<State> state, std::string client_id, std::shared_ptr<ConnectionWatch> watch)
+      : state_(std::move(state)), client_id_(std::move(client_id)), watch_(std::move(watch)) {}
 
   kj::Promise<void> hello(HelloContext context) override {
     check(context.getParams().getHello());
+    greeted();
     auto results = context.getResults();
-    results.setNode(kj::heap<NodeImpl>(state_, client_id_));
+    results.setNode(kj::heap<NodeImpl>(state_, client_id_, watch_));
     write_node_info(state_->current(), results.initInfo());
     return kj::READY_NOW;
   }
@@ -508,12 +557,20 @@ class GateImpl final : public proto::Gate::Server {
     check(context.getParams().getHello());
     if (!state_->options.blob_service)
       throw_rpc_error(ErrorCode::InvalidArgument, "this node does not serve blobs (no \"blobs\" feature)");
+    greeted();
     context.getResults().setBlobs(state_->options.blob_service());
     return kj::READY_NOW;
   }
 
  private:
-  // Version, features (this node's, "blobs" included when it serves them) and --allow-peers.
+  // The peer may now send messages as large as the node processes.
+  void greeted() {
+    watch_->greeted = true;
+    if (watch_->messages) watch_->messages->set_limits(after_hello_limits(state_->options));
+  }
+
+  // Version and features (this node's, "blobs" included when it serves them); --allow-peers was
+  // checked when the connection was accepted.
   void check(proto::Hello::Reader hello) {
     if (hello.getProtocolVersion() != proto::PROTOCOL_VERSION)
       throw_rpc_error(ErrorCode::InvalidArgument, "protocol version mismatch: the caller speaks version " +
@@ -528,25 +585,30 @@ class GateImpl final : public proto::Gate::Server {
                                                         std::string(feature.cStr()) + "' (it supports " + list + ")");
       }
     }
-    if (state_->options.allow_peers && !state_->options.allow_peers->count(client_id_))
-      throw_rpc_error(ErrorCode::PermissionDenied,
-                      "access denied: peer " + client_id_ + " is not on this node's --allow-peers list");
   }
 
   std::shared_ptr<State> state_;
   std::string client_id_;
+  std::shared_ptr<ConnectionWatch> watch_;
 };
 
-// One accepted connection: its TLS stream and RPC system, alive until the peer goes away. The
-// transport reads messages up to twice the node's limit, so that a request a little over it is
-// refused by its handler (an error reply, the connection kept) rather than by capnp, which can
-// only drop the connection.
+// One accepted connection: its TLS stream, the guarded message stream over it, and its RPC system,
+// alive until the peer goes away or the node closes it (watch_connection).
 struct Connection {
-  Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap, uint64_t max_message_bytes)
+  Connection(kj::Own<kj::AsyncIoStream> s, const std::shared_ptr<State>& state, const std::string& peer_id)
       : stream(kj::mv(s)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options(2 * max_message_bytes)),
-        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+        watch(std::make_shared<ConnectionWatch>()),
+        messages(*stream, kBeforeHelloLimits, state->receive_budget, state->io->getTimer()),
+        network(messages, capnp::rpc::twoparty::Side::SERVER,
+                reader_options(after_hello_limits(state->options).max_bytes)),
+        rpc(capnp::makeRpcServer(network, kj::heap<GateImpl>(state, peer_id, watch))) {
+    watch->messages = &messages;
+    messages.set_unsent_bytes([this] { return network.getCurrentQueueSize(); });
+  }
+  ~Connection() { watch->messages = nullptr; }
   kj::Own<kj::AsyncIoStream> stream;
+  std::shared_ptr<ConnectionWatch> watch;
+  GuardedMessageStream messages;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
@@ -558,22 +620,149 @@ class ConnectionErrors final : public kj::TaskSet::ErrorHandler {
   }
 };
 
-kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiver& listener, kj::TaskSet& tasks) {
-  return listener.accept().then([state, &listener, &tasks](kj::Own<kj::AsyncIoStream> tcp) mutable {
-    int one = 1;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
-      (void)e;
+// Resolves when `connection` should be closed: no hello in time, a message that stopped arriving,
+// or no message for the idle timeout while it holds no open session.
+kj::Promise<void> watch_connection(std::shared_ptr<State> state, Connection& connection,
+                                   GuardedMessageStream::Clock::time_point tls_done) {
+  return state->io->getTimer().afterDelay(1 * kj::SECONDS).then([state, &connection, tls_done]() -> kj::Promise<void> {
+    using std::chrono::seconds;
+    const auto now = GuardedMessageStream::Clock::now();
+    const auto& o = state->options;
+    const ConnectionWatch& w = *connection.watch;
+    std::string why;
+    if (!w.greeted && now - tls_done > seconds(o.hello_timeout_s)) {
+      why = "no hello within " + std::to_string(o.hello_timeout_s) + " s of TLS";
+    } else if (auto partial = connection.messages.partial_since(); partial && now - *partial > seconds(o.hello_timeout_s)) {
+      why = "a message stopped arriving for " + std::to_string(o.hello_timeout_s) + " s";
+    } else if (connection.network.getOutgoingMessageWaitTime() > o.connection_idle_timeout_s * kj::SECONDS) {
+      why = "the peer has not read its replies for " + std::to_string(o.connection_idle_timeout_s) + " s";
+    } else if (w.greeted && !partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
+      bool holds_session = false;
+      for (SessionImpl* s : w.sessions) holds_session = holds_session || state->sessions.count(s) > 0;
+      if (!holds_session) why = "idle for " + std::to_string(o.connection_idle_timeout_s) + " s with no open session";
     }
-    auto handshake = with_timeout(state->io->getTimer(), 10 * kj::SECONDS, "TLS handshake",
-                                  state->tls->accept(kj::mv(tcp)));
-    tasks.add(handshake.then([state](TlsPeer peer) {
-      auto connection = kj::heap<Connection>(kj::mv(peer.stream), kj::heap<GateImpl>(state, peer.peer_id),
-                                             state->options.max_message_bytes);
-      auto done = connection->network.onDisconnect();
-      return done.attach(kj::mv(connection));
-    }));
-    return accept_loop(state, listener, tasks);
+    if (why.empty()) return watch_connection(state, connection, tls_done);
+    std::fprintf(stderr, "omni node: closing a connection: %s\n", why.c_str());
+    return kj::READY_NOW;
   });
+}
+
+// Tells a refused peer why in a Cap'n Proto Abort (its RPC system fails every call with `why`),
+// then closes after it has read it (or after a few seconds): no RPC system, no message of the
+// peer's is read.
+kj::Promise<void> refuse(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> stream, const Error& why) {
+  auto message = kj::heap<capnp::MallocMessageBuilder>(256);
+  auto abort = message->initRoot<capnp::rpc::Message>().initAbort();
+  const kj::Exception e = rpc_exception(why);
+  abort.setReason(e.getDescription());
+  abort.setType(static_cast<capnp::rpc::Exception::Type>(e.getType()));
+  auto& s = *stream;
+  auto sent = capnp::writeMessage(s, *message).then([&s] {
+    s.shutdownWrite();
+    // Drain what the peer sent meanwhile, so that closing does not reset the connection before
+    // the peer has read the reason.
+    auto sink = kj::heapArray<kj::byte>(4096);
+    auto* buffer = sink.begin();
+    return s.tryRead(buffer, sink.size(), sink.size()).ignoreResult().attach(kj::mv(sink));
+  });
+  return with_timeout(state->io->getTimer(), 3 * kj::SECONDS, "refusing a connection", kj::mv(sent))
+      .catch_([](kj::Exception&&) {})
+      .attach(kj::mv(message), kj::mv(stream));
+}
+
+// Keepalive: a peer that vanished without a FIN is found within about two minutes even when the
+// connection holds a session (and so is not closed as idle).
+void tune_accepted_socket(kj::AsyncIoStream& tcp) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+    int one = 1, idle = 60, interval = 10, count = 6;
+    tcp.setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    tcp.setsockopt(SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    tcp.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    tcp.setsockopt(IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    tcp.setsockopt(IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  })) {
+    (void)e;  // not a TCP socket (tests): nothing to tune
+  }
+}
+
+std::string source_of(kj::AsyncIoStream& tcp) {
+  sockaddr_storage address{};
+  kj::uint length = sizeof address;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp.getpeername(reinterpret_cast<sockaddr*>(&address), &length); })) {
+    (void)e;
+    return "other";
+  }
+  return source_key(reinterpret_cast<sockaddr*>(&address), static_cast<socklen_t>(length));
+}
+
+// At most this many refused connections are given their reason at once (each costs a TLS
+// handshake); the rest are closed at once.
+constexpr uint32_t kMaxRefusalsInFlight = 16;
+
+void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::TaskSet& tasks) {
+  tune_accepted_socket(*tcp);
+  const std::string source = source_of(*tcp);
+  auto slot = state->connections->admit(source);
+  auto& timer = state->io->getTimer();
+  const kj::Duration tls_deadline = state->options.hello_timeout_s * kj::SECONDS;
+  if (!slot) {
+    if (state->refusals_in_flight >= kMaxRefusalsInFlight) return;  // dropping tcp closes it
+    state->refusals_in_flight++;
+    std::fprintf(stderr, "omni node: refused a connection from %s: %s\n", source.c_str(), slot.error().message.c_str());
+    auto handshake = with_timeout(timer, tls_deadline, "TLS handshake", state->tls->accept(kj::mv(tcp)));
+    tasks.add(handshake.then([state, why = slot.error()](TlsPeer peer) { return refuse(state, kj::mv(peer.stream), why); })
+                  .catch_([](kj::Exception&&) {})
+                  .attach(kj::defer([state] { state->refusals_in_flight--; })));
+    return;
+  }
+  auto handshake = with_timeout(timer, tls_deadline, "TLS handshake", state->tls->accept(kj::mv(tcp)));
+  tasks.add(handshake.then([state, slot = kj::mv(*slot)](TlsPeer peer) mutable -> kj::Promise<void> {
+    const auto& allow = state->options.allow_peers;
+    if (allow && !allow->count(peer.peer_id)) {
+      std::fprintf(stderr, "omni node: refused peer %s: not on --allow-peers\n", peer.peer_id.c_str());
+      Error why{ErrorCode::PermissionDenied,
+                "access denied: peer " + peer.peer_id + " is not on this node's --allow-peers list"};
+      return refuse(state, kj::mv(peer.stream), why).attach(kj::mv(slot));
+    }
+    auto connection = kj::heap<Connection>(kj::mv(peer.stream), state, peer.peer_id);
+    auto done = connection->network.onDisconnect()
+                    .then([&messages = connection->messages, id = peer.peer_id] {
+                      if (const auto& why = messages.refusal())
+                        std::fprintf(stderr, "omni node: closed the connection of peer %s: %s\n", id.c_str(),
+                                     why->message.c_str());
+                    })
+                    .exclusiveJoin(watch_connection(state, *connection, GuardedMessageStream::Clock::now()));
+    return done.attach(kj::mv(connection), kj::mv(slot));
+  }));
+}
+
+kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiver& listener, kj::TaskSet& tasks) {
+  // kj's accept() may throw at once (it calls accept4 before waiting): evalNow makes that a broken
+  // promise like any later failure.
+  return kj::evalNow([&listener] { return listener.accept(); })
+      .then(
+          [state, &listener, &tasks](kj::Own<kj::AsyncIoStream> tcp) mutable {
+            if (state->accept_failing) {
+              state->accept_failing = false;
+              std::fprintf(stderr, "omni node: accepting connections again\n");
+            }
+            admit(state, kj::mv(tcp), tasks);
+            return accept_loop(state, listener, tasks);
+          },
+          [state, &listener, &tasks](kj::Exception&& e) {
+            // Out of file descriptors (EMFILE/ENFILE: ResourceExhausted) or another failure of
+            // accept(): the connections waiting in the backlog are taken once descriptors are free
+            // again; until then every other connection keeps being served.
+            if (!state->accept_failing) {
+              state->accept_failing = true;
+              const Error error = to_error(e);
+              std::fprintf(stderr, "omni node: cannot accept connections (%s: %s); retrying every 100 ms\n",
+                           to_string(error.code), error.message.c_str());
+            }
+            return state->io->getTimer().afterDelay(100 * kj::MILLISECONDS).then([state, &listener, &tasks] {
+              return accept_loop(state, listener, tasks);
+            });
+          });
 }
 
 kj::Promise<void> expiry_loop(std::shared_ptr<State> state) {
@@ -660,6 +849,15 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.max_batch_tokens = options.max_batch_tokens;
   d.kv_bytes_per_position = state->kv_bytes(options.block_begin, options.block_end, 1);
   d.max_message_bytes = options.max_message_bytes;
+  if (options.hello_timeout_s == 0 || options.connection_idle_timeout_s == 0)
+    return Error{ErrorCode::InvalidArgument, "--hello-timeout and --connection-idle-timeout must be at least 1 second"};
+  if (options.max_connections == 0 || options.max_connections_per_source == 0)
+    return Error{ErrorCode::InvalidArgument, "--max-connections and --max-connections-per-ip must be at least 1"};
+  if (options.max_receive_buffer_bytes < 2 * options.max_message_bytes)
+    return Error{ErrorCode::InvalidArgument, "--max-receive-buffer-mib must hold at least one largest message (" +
+                                                 mib(2 * options.max_message_bytes) + ")"};
+  state->receive_budget = std::make_shared<ReceiveBudget>(options.max_receive_buffer_bytes);
+  state->connections = std::make_unique<ConnectionLimits>(options.max_connections, options.max_connections_per_source);
   state->worker = std::make_unique<ComputeWorker>();
   return std::unique_ptr<NodeServer>(new NodeServer(std::move(state)));
 }

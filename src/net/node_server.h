@@ -7,14 +7,25 @@
 // `threads`. So the event loop stays responsive (info, refusals, other clients' messages) while a
 // long prompt computes, and the pool is never used by two passes at once.
 //
+// Connections: admitted within max_connections (total and per source address; a refusal is an
+// Abort naming the limit); a peer not on --allow-peers is refused right after TLS, before any RPC;
+// messages are read through a GuardedMessageStream (small before hello, bounded capability tables
+// and open calls, a receive budget over all connections, no reading while answers pile up unsent);
+// deadlines for TLS and hello, an idle timeout for connections without sessions and for answers
+// left unread, TCP keepalive. Out of file descriptors, the accept loop backs off
+// and keeps serving.
+//
 // Limits and refusals (each an RPC error naming the limit): max sessions and the KV budget
 // (`overloaded`), request size up to twice max_message_bytes, batch size, session length, token
 // ids, hidden-state shape/encoding/finiteness, positions (`failed`; the connection and session stay
 // usable); a message over twice the limit, or bytes that are not the protocol, close that
 // connection only. Sessions idle longer than the idle timeout are freed.
 //
-// Chains and rings: a session opened with downstream hops connects to the next node itself and
-// forwards every output there; at the end of a ring (OpenParams.ringToken) the output goes to the
+// Chains and rings: a session opened with downstream hops connects to the next node itself (TLS
+// checks that it holds the hop's peer id) and forwards every output there; a hop that cannot be
+// reached or proven fails the open with a generic "next hop unreachable" (Unavailable), the
+// details only in the node's log, no sooner than connect_timeout_s after the attempt began, so
+// the node cannot be used to probe other hosts' ports; at the end of a ring (OpenParams.ringToken) the output goes to the
 // sink the client attached on this node, and the replies along the chain only acknowledge.
 #pragma once
 
@@ -44,8 +55,18 @@ struct NodeOptions {
   uint32_t max_length = 0;                 // positions per session; 0: the model's training context
   uint32_t max_batch_tokens = 512;
   uint64_t max_message_bytes = 64ull << 20;  // largest forward request processed (NodeInfo.maxMessageBytes)
-  std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may say hello
+  std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may connect
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
+  // Hostile clients (docs/security.md, "Node"): a connection must finish TLS within
+  // hello_timeout_s and say hello within hello_timeout_s more; a greeted connection holding no open session
+  // is closed after connection_idle_timeout_s without a message; a message that stops arriving for
+  // hello_timeout_s ends its connection.
+  uint32_t hello_timeout_s = 10;
+  uint32_t connection_idle_timeout_s = 300;
+  uint32_t max_connections = 512;          // at once, in total
+  uint32_t max_connections_per_source = 64;  // at once, from one address (IPv6: one /64)
+  // Bytes of incoming messages held at once over all connections (GuardedMessageStream).
+  uint64_t max_receive_buffer_bytes = 512ull << 20;
   uint32_t call_timeout_s = 120;           // for a forward on the next hop
 
   // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).

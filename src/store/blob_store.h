@@ -8,6 +8,7 @@
 //   tmp/                 files being written; anything here is garbage after a crash (removed on open)
 //   pins                 pinned CIDs, one per line, replaced atomically
 //   lock                 flock'ed by the process that has the store open
+//   downloads/, models/  models fetched from URLs, kept by model_download.h (not the store's own)
 //
 // A blob becomes visible only by rename() of a complete, fsynced, hash-checked file into blobs/,
 // followed by an fsync of the directory, so a crash at any point leaves either the whole verified

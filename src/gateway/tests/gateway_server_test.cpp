@@ -1,6 +1,7 @@
 // The gateway over HTTP (127.0.0.1, a free port) with a backend whose steps fail with a chosen
 // Error: the status follows the code, and an internal error's text stays in the server's log.
-// And the listener's defences: one server per port, a real backlog, capped request heads, 405.
+// And the listener's defences: one server per port, a real backlog, capped request heads, 405;
+// and the web UI's files (static_site.h).
 #include "gateway/gateway_server.h"
 
 #include <gtest/gtest.h>
@@ -12,13 +13,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "gateway/head_limits.h"
 #include "gateway/local_engine_backend.h"
+#include "gateway/static_site.h"
 
 namespace omni::gateway {
 namespace {
@@ -67,10 +73,11 @@ struct Served {
   std::mutex mu;
   std::vector<std::string> log;
 
-  explicit Served(Error failure) {
+  explicit Served(Error failure, std::string web_dir = {}) {
     auto local = load_backend();
     if (!local) return;
     GatewayOptions g;
+    g.web_dir = std::move(web_dir);
     g.host = "127.0.0.1";
     g.port = 0;
     g.log = [this](const std::string& line) {
@@ -290,6 +297,104 @@ TEST(GatewayListener, AKnownPathWithTheWrongMethodIs405WithAllow) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404) << path;
   }
+}
+
+// The web UI's files come from memory: precompressed for clients that take gzip, with an ETag
+// that answers 304, and with caching by kind (hashed assets for a year, the page revalidated).
+TEST(GatewayServer, WebFilesAreServedPrecompressedWithValidators) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("omni-web-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir / "assets");
+  std::string script;
+  for (int i = 0; i < 2000; ++i) script += "console.log('line " + std::to_string(i % 37) + "');\n";
+  {
+    std::ofstream(dir / "index.html") << "<!doctype html><title>t</title><script src=/assets/app.js></script>";
+    std::ofstream(dir / "assets" / "app.js") << script;
+  }
+  Served s(Error{ErrorCode::Internal, "unused"}, dir.string());
+  ASSERT_TRUE(s.server);
+  httplib::Client client("127.0.0.1", s.port);
+  client.set_decompress(false);
+
+  auto plain = client.Get("/assets/app.js");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_EQ(plain->body, script);
+  EXPECT_FALSE(plain->has_header("Content-Encoding"));
+  EXPECT_EQ(plain->get_header_value("Cache-Control"), "public, max-age=31536000, immutable");
+  const std::string etag = plain->get_header_value("ETag");
+  ASSERT_FALSE(etag.empty());
+
+  auto zipped = client.Get("/assets/app.js", httplib::Headers{{"Accept-Encoding", "br, gzip;q=0.8"}});
+  ASSERT_TRUE(zipped);
+  EXPECT_EQ(zipped->status, 200);
+  EXPECT_EQ(zipped->get_header_value("Content-Encoding"), "gzip");
+  EXPECT_LT(zipped->body.size(), script.size() / 4);
+  std::string inflated(script.size() + 1, '\0');
+  uLongf inflated_size = inflated.size();
+  z_stream z{};
+  ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  z.next_in = reinterpret_cast<Bytef*>(zipped->body.data());
+  z.avail_in = static_cast<uInt>(zipped->body.size());
+  z.next_out = reinterpret_cast<Bytef*>(inflated.data());
+  z.avail_out = static_cast<uInt>(inflated_size);
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  inflated.resize(z.total_out);
+  inflateEnd(&z);
+  EXPECT_EQ(inflated, script);
+
+  auto refused = client.Get("/assets/app.js", httplib::Headers{{"Accept-Encoding", "gzip;q=0"}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->body, script);
+
+  auto again = client.Get("/assets/app.js", httplib::Headers{{"If-None-Match", etag}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 304);
+  EXPECT_TRUE(again->body.empty());
+
+  auto page = client.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("<title>t</title>"), std::string::npos);
+  EXPECT_EQ(page->get_header_value("Cache-Control"), "no-cache");
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+
+  auto missing = client.Get("/assets/none.js");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  std::filesystem::remove_all(dir);
+}
+
+// Only regular files inside the root are loaded, within the byte budget.
+TEST(StaticSite, SkipsLinksAndRefusesAnOversizedTree) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("omni-site-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "index.html") << std::string(1000, 'x');
+  std::filesystem::create_symlink("/etc/hostname", dir / "leak.txt");
+  auto site = StaticSite::load(dir.string());
+  ASSERT_TRUE(site) << site.error().message;
+  EXPECT_NE(site->find("/"), nullptr);
+  EXPECT_EQ(site->find("/leak.txt"), nullptr);
+  EXPECT_EQ(site->file_count(), 1u);
+  auto small = StaticSite::load(dir.string(), 999);
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().code, ErrorCode::ResourceExhausted);
+  std::filesystem::remove(dir / "index.html");
+  auto none = StaticSite::load(dir.string());
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::NotFound);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StaticSite, AcceptsGzipFollowsQValues) {
+  EXPECT_TRUE(accepts_gzip("gzip"));
+  EXPECT_TRUE(accepts_gzip("deflate, gzip;q=0.5"));
+  EXPECT_TRUE(accepts_gzip("*"));
+  EXPECT_TRUE(accepts_gzip(" GZIP ; q=1"));
+  EXPECT_FALSE(accepts_gzip(""));
+  EXPECT_FALSE(accepts_gzip("br, deflate"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0.000"));
+  EXPECT_FALSE(accepts_gzip("gzipx"));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <kj/async-io.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "net/errors.h"
 #include "net/node_connection.h"
@@ -151,9 +152,11 @@ TEST(Node, OversizedRequestGetsAnErrorAndTheConnectionStays) {
   auto conn2 = other.connect(node.address());
   auto s2 = open(other, *conn2, 1, 4);
   EXPECT_EQ(forward_rows(other, s2, 1, d), 1u);
-  // 3 MiB: past what the transport reads; capnp can only drop that connection.
+  // 3 MiB: past what the transport reads; refused at its segment table, before the node allocates
+  // for it, with a reason naming the limit; capnp can only drop that connection.
   err = c.failure_of([&] { forward_rows(c, session, (3u << 20) / (d * 4), d); });
-  EXPECT_EQ(err.code, ErrorCode::Unavailable) << err.message;
+  EXPECT_EQ(err.code, ErrorCode::ResourceExhausted) << err.message;
+  EXPECT_NE(err.message.find("limit of 2097152 bytes"), std::string::npos) << err.message;
   // The other client's connection and session are untouched.
   EXPECT_EQ(forward_rows(other, s2, 1, d), 2u);
 }
@@ -253,6 +256,49 @@ TEST(Node, IdleSessionsExpire) {
   EXPECT_EQ(err.message, "session expired after 1 s idle");
   auto info = conn->node().infoRequest().send().wait(c.io.waitScope);
   EXPECT_EQ(info.getInfo().getActiveSessions(), 0u);
+}
+
+}  // namespace
+}  // namespace omni::net
+
+namespace omni::net {
+namespace {
+
+// Issue 15, item 16: hidden states whose values are finite in F32 but past F16's largest value
+// (65504) are refused when the session's format is F16 (InvalidArgument naming f32), not sent on
+// as infinity. The same input through an F32 session shows the values really are that large.
+TEST(Node, F16OutputPastItsRangeIsRefusedNotSentAsInfinity) {
+  TestNode node(options(1, 4));
+  Client c;
+  auto conn = c.connect(node.address());
+  const uint32_t d = conn->info().model.n_embd;
+  auto send = [&](proto::Session::Client& session) {
+    auto req = session.forwardRequest();
+    auto h = req.initInput().initInput().initHidden();
+    h.setFormat(proto::HiddenFormat::F32);
+    h.setNTokens(1);
+    h.setNEmbd(d);
+    std::vector<float> v(d, 1e6f);  // finite, and the residual stream carries it through a block
+    h.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(v.data()), v.size() * 4));
+    return req.send().wait(c.io.waitScope);
+  };
+  auto f32 = open(c, *conn, 1, 2, 64, proto::HiddenFormat::F32);
+  auto out = send(f32).getOutput().getHidden();
+  ASSERT_EQ(out.getFormat(), proto::HiddenFormat::F32);
+  std::vector<float> values(d);
+  std::memcpy(values.data(), out.getData().begin(), d * 4);
+  float largest = 0;
+  for (float x : values) {
+    ASSERT_TRUE(std::isfinite(x));
+    largest = std::max(largest, std::fabs(x));
+  }
+  ASSERT_GT(largest, 65504.0f);
+
+  auto f16 = open(c, *conn, 1, 2, 64, proto::HiddenFormat::F16);
+  auto err = c.failure_of([&] { send(f16); });
+  EXPECT_EQ(err.code, ErrorCode::InvalidArgument) << err.message;
+  EXPECT_NE(err.message.find("beyond f16's range; use the f32 hidden-state format"), std::string::npos)
+      << err.message;
 }
 
 }  // namespace
