@@ -109,6 +109,10 @@ expect 2 "--max-connections" gateway -m "$model" --max-connections 0
 expect 2 "--max-connections-per-ip" gateway -m "$model" --max-connections-per-ip 0
 expect 2 "--head-timeout" gateway -m "$model" --head-timeout 0
 expect 2 "--body-timeout" gateway -m "$model" --body-timeout nan
+expect 2 "--api-key" gateway -m "$model" --api-key "two words"
+expect 2 "--allowed-host" gateway -m "$model" --allowed-host "a/b"
+expect 2 "--allowed-origin" gateway -m "$model" --allowed-origin "https://app.example.com/path"
+expect 1 "--api-key-file" gateway -m "$model" --api-key-file "$tmp/missing-keys"
 expect 2 "--model is required without --bootstrap" gateway --listen 127.0.0.1:0
 expect 2 "--hidden-format" gateway --bootstrap 127.0.0.1:1 --hidden-format f8
 expect 2 "--bootstrap" gateway --bootstrap nohost
@@ -125,6 +129,9 @@ expect 2 "--listen" relay --listen "1.2.3:80"
 expect 2 "--announce" relay --announce "relay host:80"
 expect 2 "--idle-timeout" relay --idle-timeout 0
 expect 2 "--max-nodes" relay --max-nodes 0
+expect 2 "--max-per-source" relay --max-per-source 0
+expect 2 "--max-relayed" relay --max-relayed 0
+expect 2 "--first-byte-timeout" relay --first-byte-timeout 0
 expect 2 "--blocks" node -m "$model" --blocks 3:1
 expect 2 "--blocks" node -m "$model" --blocks 1-3
 expect 2 "--listen" node -m "$model" --listen nohost

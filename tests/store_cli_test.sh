@@ -44,7 +44,9 @@ cmp -s "$tmp/file.txt" "$tmp/cid.txt" || fail "run from the CID differs from the
 
 # Two serving peers; b's copies of the shards have one bit flipped in every chunk, so b lies on
 # the first chunk it is asked for, whichever it is (the store holds the files read-only; as root we
-# can still write them).
+# can still write them). An honest node verifies its blobs before it loads or serves them
+# (security_store_tamper), so b lies as a modified node would: its verification records
+# (verified/<cid>: device, inode, size, mtime in ns) are forged to match the flipped files.
 cp -r "$tmp/a" "$tmp/b"
 rm -f "$tmp/b/lock"
 python3 - "$tmp/b/blobs" "$cid" <<'PY'
@@ -83,6 +85,9 @@ for n in os.listdir(d):
         if off >= min(chunk + 262144, len(data)): off = chunk + 1000  # a chunk of header only
         data[off] ^= 1
     open(p, 'wb').write(data)
+    st = os.stat(p)
+    with open(os.path.join(d, '..', 'verified', n), 'w') as f:
+        f.write('omni-verified-1 %d %d %d %d\n' % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 PY
 "$omni" shard --verify "$cid" --store "$tmp/b" >/dev/null 2>"$tmp/verify.txt" && fail "verify missed a flipped bit"
 grep -q "block 0" "$tmp/verify.txt" || fail "verify did not name block 0: $(cat "$tmp/verify.txt")"

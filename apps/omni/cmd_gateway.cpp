@@ -1,10 +1,12 @@
 // omni gateway: serves a model to people over an OpenAI-compatible HTTP API (src/gateway), with the
 // browser chat and swarm dashboard (web/dist) at /. The inference runs in this process (a local
 // model file) or on a swarm's nodes (--bootstrap, --lan; gateway_catalog.h).
+#include <malloc.h>
 #include <pthread.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -33,9 +35,26 @@ struct GatewayCliOptions {
   double body_timeout_s = gateway::ConnectionLimits{}.body_timeout.count() / 1000.0;
   std::string web_dir;
   std::string chat_template;
+  // Access (gateway/access_policy.h): keys from --api-key, --api-key-file and OMNI_API_KEY together.
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> allowed_origins;
 };
 
 int fail(const Error& e) { return cli::fail("gateway", e); }
+
+// A value of one of the access lists, checked as AccessPolicy::create() will check it.
+CLI::Validator access_entry(std::vector<std::string> gateway::AccessOptions::*list) {
+  return CLI::Validator(
+      [list](std::string& value) {
+        gateway::AccessOptions one;
+        (one.*list).push_back(value);
+        auto policy = gateway::AccessPolicy::create(one, "");
+        return policy ? std::string() : policy.error().message;
+      },
+      "", "");
+}
 
 // The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
 std::string find_web_dir(const std::string& given) {
@@ -50,6 +69,19 @@ std::string find_web_dir(const std::string& given) {
 int run_gateway(const GatewayCliOptions& o) {
   auto listen = parse_host_port(o.listen);  // checked while parsing; the default is valid too
   if (!listen) return fail(listen.error().with_context("--listen"));
+
+  gateway::AccessOptions access{o.api_keys, o.allowed_hosts, o.allowed_origins};
+  if (!o.api_key_file.empty()) {
+    auto keys = gateway::read_api_key_file(o.api_key_file);
+    if (!keys) return fail(keys.error().with_context("--api-key-file"));
+    access.api_keys.insert(access.api_keys.end(), keys->begin(), keys->end());
+  }
+  if (const char* key = std::getenv("OMNI_API_KEY"); key && *key) {
+    if (auto valid = gateway::AccessPolicy::create({{key}, {}, {}}, ""); !valid)
+      return fail(valid.error().with_context("OMNI_API_KEY"));
+    access.api_keys.emplace_back(key);
+  }
+
   // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
   GatewaySource source = o.source;
   source.address = o.listen;
@@ -66,6 +98,9 @@ int run_gateway(const GatewayCliOptions& o) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead process
   // One descriptor per client connection: take all the process may have.
   if (auto files = raise_fd_limit(); !files) std::fprintf(stderr, "omni gateway: %s\n", files.error().message.c_str());
+  // Request bodies and their copies (up to --max-body each) come from mmap and go back when freed:
+  // a fixed threshold stops glibc from raising it after each free and keeping them in its heaps.
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
   auto catalog = make_gateway_catalog(source, [](const std::string& line) {
     std::fprintf(stderr, "omni gateway: %s\n", line.c_str());
@@ -87,6 +122,7 @@ int run_gateway(const GatewayCliOptions& o) {
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue};
+  options.access = std::move(access);
   auto server = gateway::GatewayServer::create(std::move(*catalog), options);
   if (!server) return fail(server.error());
   auto port = (*server)->bind();
@@ -100,6 +136,11 @@ int run_gateway(const GatewayCliOptions& o) {
   std::fprintf(stderr, "omni gateway: serving %s on http://%s:%d (web UI: %s; %zu sessions, queue %zu)\n",
                model_id.c_str(), listen->host.c_str(), *port,
                options.web_dir.empty() ? "not built" : options.web_dir.c_str(), o.max_sessions, o.max_queue);
+  std::string hosts;
+  for (const auto& h : (*server)->allowed_hosts()) hosts += (hosts.empty() ? "" : ", ") + h;
+  std::fprintf(stderr, "omni gateway: API key %s; Host %s\n",
+               options.access.api_keys.empty() ? "not required" : "required",
+               hosts.empty() ? "any" : ("one of " + hosts).c_str());
   std::fprintf(stderr, "omni gateway: listening on port %d\n", *port);
   std::fflush(stderr);
   auto served = (*server)->serve();
@@ -157,6 +198,19 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");
+  cmd->add_option("--api-key", o->api_keys,
+                  "Require 'Authorization: Bearer KEY' on /v1 and /metrics (repeatable; also --api-key-file and "
+                  "the OMNI_API_KEY environment variable, which other users cannot see in ps)")
+      ->check(access_entry(&gateway::AccessOptions::api_keys));
+  cmd->add_option("--api-key-file", o->api_key_file, "A file of API keys, one a line ('#' comments)");
+  cmd->add_option("--allowed-host", o->allowed_hosts,
+                  "Host header names served, NAME or NAME:PORT, '*' any (repeatable; default on a loopback "
+                  "address: localhost, 127.0.0.1, [::1]; otherwise any); others get 403")
+      ->check(access_entry(&gateway::AccessOptions::allowed_hosts));
+  cmd->add_option("--allowed-origin", o->allowed_origins,
+                  "Web origins besides the gateway's own that may call the API (CORS), e.g. "
+                  "https://app.example.com, '*' any (repeatable); others get 403")
+      ->check(access_entry(&gateway::AccessOptions::allowed_origins));
   add_gateway_swarm_flags(cmd, o->source);
   cmd->callback([o, &exit_code] {
     if (o->source.model.empty() && o->source.bootstrap.empty() && !o->source.lan)

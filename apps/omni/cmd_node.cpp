@@ -201,8 +201,14 @@ void register_node(CLI::App& app, int& exit_code) {
       ->check(count_in(1, 86400))
       ->capture_default_str();
   cmd->add_option("--hello-timeout", o->runtime.node.hello_timeout_s,
-                  "Seconds a connection has for TLS and then for hello; a message that stops arriving this long ends it")
+                  "Seconds a connection has for TLS and then for hello; "
+                  "a message that stops arriving this long ends it")
       ->check(count_in(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--fast-hop-failures", o->runtime.node.fast_hop_failures_per_minute,
+                  "Unreachable next hops answered at once per minute; beyond, each waits the connect timeout "
+                  "(so the node is no fast port scanner)")
+      ->check(count_in(0, 1000000))
       ->capture_default_str();
   cmd->add_option("--max-connections", o->runtime.node.max_connections, "Connections open at once")
       ->check(count_in(1, 1000000))

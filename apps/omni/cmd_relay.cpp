@@ -23,6 +23,8 @@ struct RelayCommandOptions {
   double idle_timeout_s = net::RelayOptions{}.idle_timeout_s;
   double keepalive_s = net::RelayOptions{}.keepalive_s;
   double dial_timeout_s = net::RelayOptions{}.dial_timeout_s;
+  double handshake_timeout_s = net::RelayOptions{}.handshake_timeout_s;
+  double first_byte_timeout_s = net::RelayOptions{}.first_byte_timeout_s;
 };
 
 int run_relay(RelayCommandOptions o) {
@@ -30,6 +32,8 @@ int run_relay(RelayCommandOptions o) {
   o.relay.idle_timeout_s = whole_seconds(o.idle_timeout_s);
   o.relay.keepalive_s = whole_seconds(o.keepalive_s);
   o.relay.dial_timeout_s = whole_seconds(o.dial_timeout_s);
+  o.relay.handshake_timeout_s = whole_seconds(o.handshake_timeout_s);
+  o.relay.first_byte_timeout_s = whole_seconds(o.first_byte_timeout_s);
   auto identity = net::Identity::load_or_create(data_dir_or_default(o.data_dir));
   if (!identity) return fail(identity.error());
   o.relay.log = [](const std::string& line) {
@@ -68,6 +72,31 @@ void register_relay(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-per-node", o->relay.max_per_node, "Relayed connections open to one node at once")
       ->capture_default_str()
       ->check(count_in(1, UINT32_MAX));
+  cmd->add_option("--max-relayed", o->relay.max_relayed, "Relayed connections open at once, in all")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  cmd->add_option("--max-per-source", o->relay.max_per_source,
+                  "Relayed connections open at once from one client address (IP), to all nodes")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  cmd->add_option("--max-pending-per-source", o->relay.max_pending_per_source,
+                  "Connections from one client address waiting at once for nodes to dial back")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  cmd->add_option("--max-unidentified", o->relay.max_unidentified,
+                  "Connections still sending their first line, in all (beyond: closed at once)")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  cmd->add_option("--max-unidentified-per-source", o->relay.max_unidentified_per_source,
+                  "Connections from one address still sending their first line (beyond: closed at once)")
+      ->capture_default_str()
+      ->check(count_in(1, UINT32_MAX));
+  add_timeout(cmd, "--handshake-timeout", o->handshake_timeout_s,
+              "Seconds a connection has for its first line (and a node's control connection for TLS)")
+      ->capture_default_str();
+  add_timeout(cmd, "--first-byte-timeout", o->first_byte_timeout_s,
+              "Seconds a relayed client has, after OK, to send its first byte")
+      ->capture_default_str();
   add_timeout(cmd, "--idle-timeout", o->idle_timeout_s, "Close a relayed connection idle this many seconds")
       ->capture_default_str();
   add_timeout(cmd, "--keepalive", o->keepalive_s, "Seconds between a node's pings (3 missed: dropped)")

@@ -61,7 +61,8 @@ struct RunOptions {
 };
 
 // Builds the prompt's tokens: raw text (BOS as the vocabulary asks, special-token texts left as
-// text), or a chat conversation rendered by the model's template (special tokens parsed).
+// text), or a chat conversation rendered by the model's template (special tokens parsed in its
+// markup only: the prompt and system texts stay text, as the gateway does).
 Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Model& m, const model::Tokenizer& tok,
                                            std::vector<std::string>& stops) {
   if (!o.chat) return tok.encode(o.prompt, /*add_special=*/true, /*parse_special=*/false);
@@ -79,11 +80,13 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   std::vector<model::ChatMessage> messages;
   if (!o.system.empty()) messages.push_back({"system", o.system});
   messages.push_back({"user", o.prompt});
-  auto text = tmpl->apply(messages, /*add_generation_prompt=*/true);
-  if (!text) return text.error();
+  auto rendered = tmpl->render(messages, /*add_generation_prompt=*/true);
+  if (!rendered) return rendered.error();
   for (auto& s : tmpl->stop_strings()) stops.push_back(s);
+  std::vector<model::TextSpan> spans;
+  for (const model::ChatSegment& s : rendered->segments) spans.push_back({s.text, /*special=*/!s.from_message});
   // A template that writes BOS itself must not get a second one from the tokenizer.
-  return tok.encode(*text, /*add_special=*/!tmpl->renders_bos(), /*parse_special=*/true);
+  return tok.encode(spans, /*add_special=*/!tmpl->renders_bos());
 }
 
 void log_line(const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); }

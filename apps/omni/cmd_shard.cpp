@@ -61,7 +61,8 @@ void register_shard(CLI::App& app, int& exit_code) {
   add_model_sha256(cmd, o->sha256);
   cmd->add_option("--verify", o->verify, "Re-hash the shards of model CID instead");
   cmd->add_option("--store", o->store_dir, "Store directory")->required();
-  cmd->add_option("--chunk-kib", o->chunk_kib, "Chunk size in KiB (hashed and transferred unit)")
+  cmd->add_option("--chunk-kib", o->chunk_kib,
+                  "Chunk size in KiB (hashed and transferred unit), at most 4096: what a peer serves in one read")
       ->capture_default_str()
       ->check(count_in(4, 64 * 1024));
   // MiB to bytes must fit in 64 bits.

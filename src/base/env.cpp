@@ -121,9 +121,14 @@ class PosixEnv final : public Env {
     if (::stat(path.c_str(), &st) != 0) return posix_error(errno, path);
     FileInfo info;
     info.size = static_cast<uint64_t>(st.st_size);
-    info.modified = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+    auto time_of = [](const struct timespec& t) {
+      return std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
+    };
+    info.modified = time_of(st.st_mtim);
+    info.accessed = time_of(st.st_atim);
+    info.device = static_cast<uint64_t>(st.st_dev);
+    info.inode = static_cast<uint64_t>(st.st_ino);
     return info;
   }
 
@@ -148,7 +153,8 @@ class PosixEnv final : public Env {
   }
 
   Result<void> touch(const std::string& path) override {
-    if (::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) != 0) return posix_error(errno, path + ": cannot set its time");
+    const struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};  // access, modification
+    if (::utimensat(AT_FDCWD, path.c_str(), times, 0) != 0) return posix_error(errno, path + ": cannot set its time");
     return {};
   }
 

@@ -51,6 +51,8 @@ class Env {
   struct FileInfo {
     uint64_t size = 0;
     std::chrono::system_clock::time_point modified;
+    std::chrono::system_clock::time_point accessed;
+    uint64_t device = 0, inode = 0;  // together: which file this is (a replaced file has a new inode)
   };
   using Clock = std::chrono::steady_clock;
 
@@ -68,7 +70,7 @@ class Env {
   virtual Result<void> remove(const std::string& path) = 0;
   // Makes the directory's entries durable (files created, renamed or removed in it).
   virtual Result<void> sync_dir(const std::string& path) = 0;
-  // Sets the file's modification time to now.
+  // Sets the file's access time to now; its modification time stays a witness of content changes.
   virtual Result<void> touch(const std::string& path) = 0;
   // Takes an exclusive lock on `path` (created if missing), held until the returned File is
   // destroyed. Unavailable when another process holds it.

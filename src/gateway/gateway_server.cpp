@@ -81,6 +81,7 @@ struct GatewayServer::Impl {
 
   std::unique_ptr<ModelCatalog> catalog;
   GatewayOptions options;
+  AccessPolicy access;  // before routing, for every model
   Metrics metrics;
   ThroughputHistory throughput;
   RateLimiter limiter;
@@ -92,16 +93,15 @@ struct GatewayServer::Impl {
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<ModelCatalog> c, const GatewayOptions& o, std::optional<StaticSite> s)
-      : catalog(std::move(c)), options(o), limiter(o.rate_limits), http(o.head_limits, o.connection_limits),
-        site(std::move(s)) {
+  Impl(std::unique_ptr<ModelCatalog> c, const GatewayOptions& o, AccessPolicy a, std::optional<StaticSite> s)
+      : catalog(std::move(c)), options(o), access(std::move(a)), limiter(o.rate_limits),
+        http(o.head_limits, o.connection_limits), site(std::move(s)) {
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
     };
-    observer.on_tokens = [this](const GenerationJob& job, size_t n) {
+    observer.on_tokens = [this](const GenerationJob&, size_t n) {
       metrics.add_generated_tokens(n);
       throughput.record(n);
-      limiter.charge_tokens(job.spec().client, static_cast<double>(n), Clock::now());
     };
     observer.on_prompt = [this](const GenerationJob&, size_t n) { metrics.add_prompt_tokens(n); };
     observer.on_cancelled = [this](const GenerationJob&) { metrics.count_cancelled(); };
@@ -180,8 +180,26 @@ void GatewayServer::Impl::setup_routes() {
   // a mutable object inside httplib; only the pre-routing hook sees it before the response is
   // encoded, and it receives it as const.
   // The web UI's files are answered here too, from memory and precompressed (static_site.h), so
-  // httplib must not compress them again either.
+  // httplib must not compress them again either. The access policy comes before both, before
+  // routing or any work on the body.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    auto header = [&req](const char* name) -> std::optional<std::string> {
+      if (!req.has_header(name)) return std::nullopt;
+      return req.get_header_value(name);
+    };
+    const auto host = header("Host"), origin = header("Origin"), authorization = header("Authorization"),
+               preflight = header("Access-Control-Request-Method");
+    AccessRequest request{req.method, req.path, host, origin, authorization, preflight};
+    const AccessDecision decision = access.decide(request);
+    for (const auto& h : decision.headers) res.set_header(h.first, h.second);
+    if (decision.refusal) {
+      send_error(res, *decision.refusal);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (decision.preflight) {
+      res.status = 204;
+      return httplib::Server::HandlerResponse::Handled;
+    }
     auto& headers = const_cast<httplib::Request&>(req).headers;
     if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
     if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
@@ -281,6 +299,10 @@ void GatewayServer::Impl::setup_routes() {
 }
 
 void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  // The client's rate limits come before any work is spent on its body.
+  const std::string client = req.remote_addr;
+  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+
   GenerationParams params;
   std::string model_name;
   Prompt prompt;
@@ -291,6 +313,8 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     send_error(res, ApiError{503, e.message, "server_error", std::nullopt, std::string("model_unavailable"), 5});
   };
   Served* model = nullptr;
+  // The prompt must leave room for one generated token; one past that is not tokenized further.
+  auto budget = [&model] { return static_cast<size_t>(std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1); };
   if (endpoint == Endpoint::Chat) {
     auto parsed = parse_chat_request(req.body);
     if (!parsed) return send_error(res, parsed.error());
@@ -300,7 +324,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     if (!found) return unserved(found.error());
     model = *found;
     {
-      auto built = model->prompts.chat(parsed->messages);
+      auto built = model->prompts.chat(parsed->messages, budget());
       if (!built) {
         ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
         e.param = "messages";
@@ -316,9 +340,13 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     auto found = serve_model(model_name);
     if (!found) return unserved(found.error());
     model = *found;
-    prompt = model->prompts.completion(parsed->prompt);
+    prompt = model->prompts.completion(parsed->prompt, budget());
   }
   const ModelDescription& desc = model->backend->description();
+  if (prompt.over_budget)
+    return send_error(res, bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
+                                           " tokens",
+                                       endpoint == Endpoint::Chat ? "messages" : "prompt", "context_length_exceeded"));
   if (prompt.tokens.empty()) return send_error(res, bad_request("the prompt is empty", "prompt"));
   if (prompt.tokens.size() >= desc.n_ctx)
     return send_error(res, bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
@@ -335,23 +363,33 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (auto check = model::Sampler::create(params.sampling); !check)
     return send_error(res, failure(check.error()));
 
-  // Admission: the client's rate limits, then a place in the queue.
-  const std::string client = req.remote_addr;
-  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+  // The tokens it may generate are taken from the client's allowance now and what is left unused
+  // is given back when the job finishes; then a place in the queue.
+  const auto reservation = limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now());
+  if (!reservation.allowed) {
+    ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
+    e.param = "max_tokens";
+    return send_error(res, e);
+  }
 
   GenerationSpec spec;
   spec.prompt = std::move(prompt.tokens);
-  spec.max_tokens = max_tokens;
+  spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
-  auto job = std::make_shared<GenerationJob>(std::move(spec));
-  if (!model->scheduler->submit(job))
+  const size_t reserved = reservation.tokens;
+  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
+    limiter.settle(client, reserved, used, Clock::now());
+  });
+  if (!model->scheduler->submit(job)) {
+    job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
     return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
                                           " sessions busy, " + std::to_string(options.scheduler.max_queue) +
                                           " requests waiting); retry shortly",
                                       1));
+  }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
   if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
   else respond_whole(res, std::move(job), std::move(who));
@@ -449,13 +487,15 @@ GatewayServer::~GatewayServer() {
 Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<ModelCatalog> catalog,
                                                              const GatewayOptions& options) {
   if (options.scheduler.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "max sessions must be at least 1"};
+  auto access = AccessPolicy::create(options.access, options.host);
+  if (!access) return access.error();
   std::optional<StaticSite> site;
   if (!options.web_dir.empty()) {
     auto loaded = StaticSite::load(options.web_dir);
     if (loaded) site = std::move(*loaded);
     else if (!loaded.error().is(ErrorCode::NotFound)) return loaded.error().with_context("web UI");
   }
-  auto impl = std::make_unique<Impl>(std::move(catalog), options, std::move(site));
+  auto impl = std::make_unique<Impl>(std::move(catalog), options, std::move(*access), std::move(site));
   for (const CatalogEntry& m : impl->catalog->models()) {
     auto served = impl->serve_model(m.id);
     // A model gone since models() (a swarm changes) is no reason not to start.
@@ -482,6 +522,8 @@ Result<void> GatewayServer::serve() {
   if (!impl_->http.listen_after_bind()) return Error{ErrorCode::Internal, "the HTTP server stopped with an error"};
   return {};
 }
+
+const std::vector<std::string>& GatewayServer::allowed_hosts() const { return impl_->access.allowed_hosts(); }
 
 void GatewayServer::stop() {
   impl_->http.stop();

@@ -7,6 +7,8 @@
 //   GET  /health, /metrics               liveness (JSON) and Prometheus metrics
 //   GET  /…                              the web UI from web_dir (web/dist), when there is one
 //
+// Every request first passes the AccessPolicy (access_policy.h): 403 for a Host or Origin not
+// allowed, 401 without a valid API key where keys are configured, CORS answers for allowed origins.
 // Errors use OpenAI's error object with its status codes: 400 malformed JSON or fields, 404
 // unknown model or route, 405 a route's path with another method (with Allow), 413 a body over
 // max_body_bytes (chunked ones too, as soon as the decoded size passes it), 431 a request head over
@@ -21,8 +23,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
+#include "gateway/access_policy.h"
 #include "gateway/connection_limits.h"
 #include "gateway/engine_backend.h"
 #include "gateway/head_limits.h"
@@ -43,6 +47,7 @@ struct GatewayOptions {
   int write_timeout_s = 30;
   HeadLimits head_limits;                // a request head over these is refused with 431
   ConnectionLimits connection_limits;    // connection caps (503) and request deadlines (408)
+  AccessOptions access;                  // API keys, Host and Origin allow-lists (default for `host`)
   // Where the detail of failures that clients only see as a generic message goes (internal errors,
   // unreachable nodes); unset: standard error.
   std::function<void(const std::string&)> log;
@@ -50,8 +55,10 @@ struct GatewayOptions {
 
 class GatewayServer {
  public:
-  // Each model gets its own scheduler (options.scheduler) when it is first served. Errors: the chat
-  // template of a model served from the start.
+  // Each model gets its own scheduler (options.scheduler) when it is first served; the access
+  // policy, rate limits and prompt bounds apply to every model alike. Errors: the chat template of a
+  // model served from the start; InvalidArgument, options.access holds a key, host or origin that is
+  // not one.
   static Result<std::unique_ptr<GatewayServer>> create(std::unique_ptr<ModelCatalog> catalog,
                                                        const GatewayOptions& options);
   // One model, always served.
@@ -66,6 +73,8 @@ class GatewayServer {
   Result<void> serve();
   // Stops serving (any thread). Generations in flight are finished with an error.
   void stop();
+  // The Host allow-list in force (AccessPolicy::allowed_hosts()); empty: any host.
+  const std::vector<std::string>& allowed_hosts() const;
 
  private:
   struct Impl;

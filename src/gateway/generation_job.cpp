@@ -36,13 +36,16 @@ void GenerationJob::append(std::string_view text, size_t tokens) {
 }
 
 void GenerationJob::finish(std::string reason, std::optional<Error> error) {
+  size_t generated = 0;
   {
     std::lock_guard lock(mutex_);
     if (finished_) return;
     finished_ = true;
     finish_reason_ = std::move(reason);
     error_ = std::move(error);
+    generated = completion_tokens_;
   }
+  if (on_finished_) on_finished_(generated);
   changed_.notify_all();
 }
 

@@ -1,11 +1,15 @@
 // GenerationJob: one request's generation, shared by the HTTP handler that waits for its text and
 // the scheduler that produces it. The handler takes text as it arrives (wait()) and cancels the
 // job when its client goes away; the scheduler appends text and finishes the job. Thread-safe.
+// A job is finished exactly once, whoever finishes it (the scheduler, its shutdown, or a handler
+// whose job was never queued); `on_finished` runs then, which is where what was reserved for the
+// job is settled against what it used.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -42,7 +46,12 @@ class GenerationJob {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit GenerationJob(GenerationSpec spec) : spec_(std::move(spec)), arrived_(Clock::now()) {}
+  // Called once, from the thread that finishes the job, with the tokens it generated; must not call
+  // back into the job.
+  using OnFinished = std::function<void(size_t completion_tokens)>;
+
+  explicit GenerationJob(GenerationSpec spec, OnFinished on_finished = {})
+      : spec_(std::move(spec)), arrived_(Clock::now()), on_finished_(std::move(on_finished)) {}
 
   const GenerationSpec& spec() const { return spec_; }
   Clock::time_point arrived() const { return arrived_; }
@@ -61,6 +70,7 @@ class GenerationJob {
  private:
   const GenerationSpec spec_;
   const Clock::time_point arrived_;
+  const OnFinished on_finished_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::string pending_text_;

@@ -1,5 +1,6 @@
 #include "gateway/http_listener.h"
 
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -203,13 +204,16 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
 }
 
 void HttpListener::answer(std::unique_ptr<ClientConnection> connection) {
-  ++connection->requests_served;
+  const bool large = connection->request.body.size() >= kLargeRequestBytes;
   const bool last = !connection->request.keep_alive || connection->requests_served >= keep_alive_max_count_ ||
                     svr_sock_ == INVALID_SOCKET;
   bool connection_closed = false;
   BufferedRequestStream stream(*connection, to_ms(write_timeout_sec_, write_timeout_usec_));
   const bool ok = process_request(stream, last, connection_closed, nullptr);
   connection->request = {};
+  // What a large request's copies and parse left in the allocator's free lists goes back to the
+  // system, so a gateway's resident size follows its load instead of its largest burst.
+  if (large) ::malloc_trim(0);
   if (ok && !last && !connection_closed) reader_->resume(std::move(connection));
 }
 

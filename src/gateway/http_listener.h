@@ -13,6 +13,8 @@
 //
 // Routing, handlers and responses are httplib's; so are the write timeout and the keep-alive
 // request count. The body limit is set_payload_max_length()'s, enforced before httplib reads.
+// Once a request with a body of kLargeRequestBytes or more is answered, the allocator's free
+// memory is given back to the system (malloc_trim).
 #pragma once
 
 #include <httplib.h>
@@ -35,6 +37,8 @@ class HttpListener final : public httplib::Server {
   // Threads that answer complete requests (a streamed generation holds one while it streams).
   // Takes effect at the next listen.
   void set_worker_threads(size_t n) { worker_threads_ = n; }
+
+  static constexpr size_t kLargeRequestBytes = 1 << 20;
 
   // Binds and listens on host:port (0: any free port); returns the port. AlreadyExists when the
   // address is in use (another gateway, say); Unavailable when it cannot be bound otherwise or the

@@ -5,6 +5,7 @@
 // Threads: every method may be called from any thread.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ namespace omni::gateway {
 struct CatalogEntry {
   std::string id;   // what clients put in "model"
   std::string cid;  // the model's CID, when it is served from content-addressed shards
+  uint32_t context_length = 0;  // its backend's n_ctx: prompt and completion of one request together
 };
 
 class ModelCatalog {
@@ -35,7 +37,9 @@ class ModelCatalog {
 class SingleModelCatalog final : public ModelCatalog {
  public:
   explicit SingleModelCatalog(std::unique_ptr<EngineBackend> backend) : backend_(std::move(backend)) {}
-  std::vector<CatalogEntry> models() const override { return {{backend_->description().id, ""}}; }
+  std::vector<CatalogEntry> models() const override {
+    return {{backend_->description().id, "", backend_->description().n_ctx}};
+  }
   Result<EngineBackend*> backend(const std::string& id) override;
   SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override { return backend_->swarm_snapshot(load); }
 

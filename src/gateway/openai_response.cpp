@@ -34,7 +34,11 @@ ResponseIdentity new_response_identity(Endpoint endpoint, std::string model) {
 }
 
 json model_object(const CatalogEntry& model, int64_t created) {
-  json m = {{"id", model.id}, {"object", "model"}, {"created", created}, {"owned_by", "omninode"}};
+  json m = {{"id", model.id},
+            {"object", "model"},
+            {"created", created},
+            {"owned_by", "omninode"},
+            {"context_length", model.context_length}};
   if (!model.cid.empty()) m["cid"] = model.cid;
   return m;
 }

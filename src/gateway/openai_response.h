@@ -31,7 +31,9 @@ struct ResponseIdentity {
 // A fresh identity: a random id with the endpoint's prefix, created now.
 ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
 
-// GET /v1/models: OpenAI's list object; a model served from content-addressed shards also has "cid".
+// GET /v1/models: OpenAI's list of model objects, each with extensions: "context_length" (the
+// tokens one request's prompt and completion may hold together), which clients use to trim
+// history, and, for a model served from content-addressed shards, "cid".
 nlohmann::json model_object(const CatalogEntry& model, int64_t created);
 nlohmann::json model_list(const std::vector<CatalogEntry>& models, int64_t created);
 

@@ -21,18 +21,41 @@ Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, c
   return PromptBuilder(tokenizer, std::move(*tmpl));
 }
 
-Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages) const {
-  auto text = template_.apply(messages, /*add_generation_prompt=*/true);
-  if (!text) return text.error();
+bool PromptBuilder::too_long(size_t bytes, size_t budget) const {
+  return budget < SIZE_MAX / tokenizer_.max_token_bytes() && bytes > budget * tokenizer_.max_token_bytes();
+}
+
+Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages, size_t budget) const {
+  auto rendered = template_.render(messages, /*add_generation_prompt=*/true);
+  if (!rendered) return rendered.error();
   Prompt p;
-  // A template that writes BOS itself must not get a second one from the tokenizer.
-  p.tokens = tokenizer_.encode(*text, /*add_special=*/!template_.renders_bos(), /*parse_special=*/true);
   p.stops = template_.stop_strings();
+  size_t bytes = 0;
+  std::vector<model::TextSpan> spans;
+  spans.reserve(rendered->segments.size());
+  for (const model::ChatSegment& s : rendered->segments) {
+    spans.push_back({s.text, /*special=*/!s.from_message});
+    bytes += s.text.size();
+  }
+  if (too_long(bytes, budget)) {
+    p.over_budget = true;
+    return p;
+  }
+  // A template that writes BOS itself must not get a second one from the tokenizer.
+  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.renders_bos(), budget);
+  p.over_budget = p.tokens.size() > budget;
   return p;
 }
 
-Prompt PromptBuilder::completion(const std::string& text) const {
-  return Prompt{tokenizer_.encode(text, /*add_special=*/true, /*parse_special=*/false), {}};
+Prompt PromptBuilder::completion(const std::string& text, size_t budget) const {
+  Prompt p;
+  if (too_long(text.size(), budget)) {
+    p.over_budget = true;
+    return p;
+  }
+  p.tokens = tokenizer_.encode(text, /*add_special=*/true, /*parse_special=*/false, budget);
+  p.over_budget = p.tokens.size() > budget;
+  return p;
 }
 
 }  // namespace omni::gateway

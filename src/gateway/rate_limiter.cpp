@@ -60,10 +60,40 @@ RateLimiter::Decision RateLimiter::admit(const std::string& client, Clock::time_
   return d;
 }
 
-void RateLimiter::charge_tokens(const std::string& client, double tokens, Clock::time_point now) {
-  if (limits_.tokens_per_minute <= 0) return;
+RateLimiter::Reservation RateLimiter::reserve(const std::string& client, size_t wanted, bool exact,
+                                              Clock::time_point now) {
+  Reservation r;
+  r.tokens = std::max<size_t>(1, wanted);
+  if (limits_.tokens_per_minute <= 0) return r;
+  const std::string limit = std::to_string(static_cast<long>(limits_.tokens_per_minute));
+  if (exact && static_cast<double>(r.tokens) > limits_.tokens_per_minute) {
+    r.allowed = false;
+    r.never_fits = true;
+    r.reason = "max_tokens (" + std::to_string(r.tokens) + ") is more than the limit of " + limit +
+               " generated tokens per minute per client; ask for at most " + limit;
+    return r;
+  }
   std::lock_guard lock(mutex_);
-  buckets_of(client, now).tokens -= tokens;
+  Buckets& b = buckets_of(client, now);
+  const double available = std::floor(std::max(0.0, b.tokens));
+  if (!exact) r.tokens = static_cast<size_t>(std::min<double>(static_cast<double>(r.tokens), std::max(1.0, available)));
+  if (static_cast<double>(r.tokens) > available) {
+    r.allowed = false;
+    r.retry_after_s = seconds_until(b.tokens, static_cast<double>(r.tokens), limits_.tokens_per_minute);
+    r.reason = "too many generated tokens: the limit is " + limit + " per minute per client, and " +
+               std::to_string(r.tokens) + " are asked for while " + std::to_string(static_cast<long>(available)) +
+               " are left";
+    return r;
+  }
+  b.tokens -= static_cast<double>(r.tokens);
+  return r;
+}
+
+void RateLimiter::settle(const std::string& client, size_t reserved, size_t used, Clock::time_point now) {
+  if (limits_.tokens_per_minute <= 0 || used >= reserved) return;
+  std::lock_guard lock(mutex_);
+  Buckets& b = buckets_of(client, now);
+  b.tokens = std::min(limits_.tokens_per_minute, b.tokens + static_cast<double>(reserved - used));
 }
 
 size_t RateLimiter::tracked_clients() const {

@@ -58,7 +58,7 @@ std::vector<CatalogEntry> SwarmCatalog::models() const {
   std::lock_guard lock(mutex_);
   std::vector<CatalogEntry> out;
   for (const auto& [key, l] : loaded_)
-    if (auto m = watch_->model(key); m && m->complete()) out.push_back({l.backend->description().id, l.cid});
+    if (auto m = watch_->model(key); m && m->complete()) out.push_back({l.backend->description().id, l.cid, l.backend->description().n_ctx});
   return out;
 }
 

@@ -53,14 +53,9 @@ bool is_space(char32_t c) {
          c == 0x205F || c == 0x3000;
 }
 
-// Python's str.strip() with no argument.
-std::string_view strip(std::string_view s) {
-  size_t begin = 0;
-  while (begin < s.size()) {
-    const auto [c, len] = decode_at(s, begin);
-    if (len == 0 || !is_space(c)) break;
-    begin += len;
-  }
+// Python's str.rstrip() with no argument.
+std::string_view rstrip(std::string_view s) {
+  const size_t begin = 0;
   size_t end = s.size();
   while (end > begin) {
     size_t start = end - 1;
@@ -74,6 +69,42 @@ std::string_view strip(std::string_view s) {
   }
   return s.substr(begin, end - begin);
 }
+
+// Python's str.strip() with no argument.
+std::string_view strip(std::string_view s) {
+  size_t begin = 0;
+  while (begin < s.size()) {
+    const auto [c, len] = decode_at(s, begin);
+    if (len == 0 || !is_space(c)) break;
+    begin += len;
+  }
+  return rstrip(s.substr(begin));
+}
+
+// The prompt being rendered: `out += text` is the template's own text, out.message(text) text
+// from a message.
+class Out {
+ public:
+  explicit Out(std::string_view bos) { add(bos, false); }
+  Out& operator+=(std::string_view markup) {
+    add(markup, false);
+    return *this;
+  }
+  Out& message(std::string_view text) {
+    add(text, true);
+    return *this;
+  }
+  ChatPrompt take() { return std::move(prompt_); }
+
+ private:
+  void add(std::string_view text, bool from_message) {
+    if (text.empty()) return;
+    auto& segments = prompt_.segments;
+    if (!segments.empty() && segments.back().from_message == from_message) segments.back().text += text;
+    else segments.push_back({std::string(text), from_message});
+  }
+  ChatPrompt prompt_;
+};
 
 // Undoes the escapes of a Jinja string literal's body.
 std::string unescape(std::string_view s) {
@@ -150,119 +181,148 @@ std::string quote_start(std::string_view src) {
 
 // for m: '<|im_start|>' + role + '\n' + content + '<|im_end|>\n'; the default system turn first
 // when messages[0] is not a system message; then '<|im_start|>assistant\n' if prompted.
-std::string chatml(Messages ms, bool gen, std::string_view bos, std::string_view default_system) {
-  std::string out(bos);
+ChatPrompt chatml(Messages ms, bool gen, std::string_view bos, std::string_view default_system) {
+  Out out(bos);
   if (!default_system.empty() && ms[0].role != "system") {
     out += "<|im_start|>system\n";
     out += default_system;
     out += "<|im_end|>\n";
   }
   for (const ChatMessage& m : ms) {
-    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+    out += "<|im_start|>" + m.role + "\n";
+    out.message(m.content);
+    out += "<|im_end|>\n";
   }
   if (gen) out += "<|im_start|>assistant\n";
-  return out;
+  return out.take();
 }
 
 // A leading system message is folded into the first user turn as <<SYS>>...<</SYS>>; user turns
 // are bos + '[INST] ' + strip() + ' [/INST]', assistant turns ' ' + strip() + ' ' + eos. No
 // generation prompt: the text already ends where the assistant starts.
-Result<std::string> llama2(Messages ms, std::string_view bos, std::string_view eos) {
+Result<ChatPrompt> llama2(Messages ms, std::string_view bos, std::string_view eos) {
   const bool has_system = ms[0].role == "system";
   const std::string system = has_system ? ms[0].content : "";
   if (has_system) ms = ms.subspan(1);
-  std::string out;
+  Out out("");
+  // strip() of "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content: nothing at the start, and at the
+  // end the content's trailing space, or with it the markup's when the content is only space.
+  auto with_system = [&](std::string_view content) {
+    const std::string_view kept = rstrip(content);
+    out += "<<SYS>>\n";
+    out.message(system);
+    out += kept.empty() ? "\n<</SYS>>" : "\n<</SYS>>\n\n";
+    out.message(kept);
+  };
   for (size_t i = 0; i < ms.size(); ++i) {
     if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
-    const std::string content = i == 0 && has_system
-                                    ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + ms[i].content
-                                    : ms[i].content;
     if (ms[i].role == "user") {
-      out += std::string(bos) + "[INST] " + std::string(strip(content)) + " [/INST]";
+      out += bos;
+      out += "[INST] ";
+      if (i == 0 && has_system) with_system(ms[i].content);
+      else out.message(strip(ms[i].content));
+      out += " [/INST]";
     } else if (ms[i].role == "assistant") {
-      out += " " + std::string(strip(content)) + " " + std::string(eos);
+      out += " ";
+      out.message(strip(ms[i].content));
+      out += " ";
+      out += eos;
     }
   }
-  return out;
+  return out.take();
 }
 
 // bos on the first turn; each turn '<|start_header_id|>' + role + '<|end_header_id|>\n\n' +
 // content|trim + '<|eot_id|>'.
-std::string llama3(Messages ms, bool gen, std::string_view bos) {
-  std::string out(bos);
+ChatPrompt llama3(Messages ms, bool gen, std::string_view bos) {
+  Out out(bos);
   for (const ChatMessage& m : ms) {
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" +
-           std::string(strip(m.content)) + "<|eot_id|>";
+    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+    out.message(strip(m.content));
+    out += "<|eot_id|>";
   }
   if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  return out.take();
 }
 
 // As llama3, but a system turn always comes first: the knowledge cutoff and date lines, then the
 // conversation's system message (trimmed), if any.
-std::string llama31(Messages ms, bool gen, std::string_view bos, std::string_view date) {
+ChatPrompt llama31(Messages ms, bool gen, std::string_view bos, std::string_view date) {
   std::string system;
   if (ms[0].role == "system") {
     system = strip(ms[0].content);
     ms = ms.subspan(1);
   }
-  std::string out(bos);
+  Out out(bos);
   out += "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n";
-  out += "Today Date: " + std::string(date) + "\n\n" + system + "<|eot_id|>";
+  out += "Today Date: " + std::string(date) + "\n\n";
+  out.message(system);
+  out += "<|eot_id|>";
   for (const ChatMessage& m : ms) {
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" +
-           std::string(strip(m.content)) + "<|eot_id|>";
+    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+    out.message(strip(m.content));
+    out += "<|eot_id|>";
   }
   if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  return out.take();
 }
 
 // bos; user '[INST] ' + content + ' [/INST]', assistant content + eos (+ ' ' in the first
 // v0.1 template); any other role is refused.
-Result<std::string> mistral(Messages ms, std::string_view bos, std::string_view eos,
-                            bool eos_space) {
-  std::string out(bos);
+Result<ChatPrompt> mistral(Messages ms, std::string_view bos, std::string_view eos,
+                           bool eos_space) {
+  Out out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
     if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
     if (ms[i].role == "user") {
-      out += "[INST] " + ms[i].content + " [/INST]";
+      out += "[INST] ";
+      out.message(ms[i].content);
+      out += " [/INST]";
     } else if (ms[i].role == "assistant") {
-      out += ms[i].content + std::string(eos) + (eos_space ? " " : "");
+      out.message(ms[i].content);
+      out += std::string(eos) + (eos_space ? " " : "");
     } else {
       return Error{ErrorCode::InvalidArgument, "Only user and assistant roles are supported!"};
     }
   }
-  return out;
+  return out.take();
 }
 
 // The "v1" template: bos; user ' [INST] ' + content + ' [/INST]', the system message (if first)
 // prefixed to the first user turn with '\n\n'; assistant ' ' + content + eos.
-Result<std::string> mistral_v1(Messages ms, std::string_view bos, std::string_view eos) {
+Result<ChatPrompt> mistral_v1(Messages ms, std::string_view bos, std::string_view eos) {
   const bool has_system = ms[0].role == "system";
   const std::string system = has_system ? ms[0].content : "";
   if (has_system) ms = ms.subspan(1);
-  std::string out(bos);
+  Out out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
     if ((ms[i].role == "user") != (i % 2 == 0))
       return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
     if (ms[i].role == "user") {
-      const std::string prefix = i == 0 && has_system ? system + "\n\n" : "";
-      out += " [INST] " + prefix + ms[i].content + " [/INST]";
+      out += " [INST] ";
+      if (i == 0 && has_system) {
+        out.message(system);
+        out += "\n\n";
+      }
+      out.message(ms[i].content);
+      out += " [/INST]";
     } else if (ms[i].role == "assistant") {
-      out += " " + ms[i].content + std::string(eos);
+      out += " ";
+      out.message(ms[i].content);
+      out += eos;
     } else {
       return Error{ErrorCode::InvalidArgument, std::string(kMistralRoles)};
     }
   }
-  return out;
+  return out.take();
 }
 
 // The "v3" templates: roles checked for alternation first; bos; the system message (if first) is
 // prefixed to the LAST message if that is a user turn, and dropped otherwise. v3: user
 // '[INST] ' + content + '[/INST]', assistant ' ' + content|trim + eos. Tekken: user '[INST]' +
 // content + '[/INST]', assistant content + eos.
-Result<std::string> mistral_v3(Messages ms, std::string_view bos, std::string_view eos,
-                               bool tekken) {
+Result<ChatPrompt> mistral_v3(Messages ms, std::string_view bos, std::string_view eos,
+                              bool tekken) {
   const bool has_system = ms[0].role == "system";
   const std::string system = has_system ? ms[0].content : "";
   if (has_system) ms = ms.subspan(1);
@@ -270,81 +330,103 @@ Result<std::string> mistral_v3(Messages ms, std::string_view bos, std::string_vi
     if ((ms[i].role == "user") != (i % 2 == 0))
       return Error{ErrorCode::InvalidArgument, std::string(kMistralAlternate)};
   }
-  std::string out(bos);
+  Out out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
     if (ms[i].role == "user") {
-      const std::string prefix = i + 1 == ms.size() && has_system ? system + "\n\n" : "";
-      out += (tekken ? "[INST]" : "[INST] ") + prefix + ms[i].content + "[/INST]";
+      out += tekken ? "[INST]" : "[INST] ";
+      if (i + 1 == ms.size() && has_system) {
+        out.message(system);
+        out += "\n\n";
+      }
+      out.message(ms[i].content);
+      out += "[/INST]";
     } else if (ms[i].role == "assistant") {
-      out += tekken ? ms[i].content : " " + std::string(strip(ms[i].content));
+      if (tekken) {
+        out.message(ms[i].content);
+      } else {
+        out += " ";
+        out.message(strip(ms[i].content));
+      }
       out += eos;
     } else {
       return Error{ErrorCode::InvalidArgument, std::string(kMistralRoles)};
     }
   }
-  return out;
+  return out.take();
 }
 
 // '<|' + role + '|>\n' + content + '<|end|>\n' per message; then '<|assistant|>\n' if prompted,
 // else eos where the template says so.
-std::string phi3(Messages ms, bool gen, std::string_view bos, std::string_view eos,
-                 bool skip_empty_system, bool eos_without_prompt) {
-  std::string out(bos);
+ChatPrompt phi3(Messages ms, bool gen, std::string_view bos, std::string_view eos,
+                bool skip_empty_system, bool eos_without_prompt) {
+  Out out(bos);
   for (const ChatMessage& m : ms) {
     if (skip_empty_system && m.role == "system" && m.content.empty()) continue;
-    out += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
+    out += "<|" + m.role + "|>\n";
+    out.message(m.content);
+    out += "<|end|>\n";
   }
   if (gen) {
     out += "<|assistant|>\n";
   } else if (eos_without_prompt) {
     out += eos;
   }
-  return out;
+  return out.take();
 }
 
 // User turns are '<|user|>\n' + content + '<|end|>\n<|assistant|>\n', assistant turns content +
 // '<|end|>\n'; system messages are ignored.
-std::string phi3_legacy(Messages ms, std::string_view bos) {
-  std::string out(bos);
+ChatPrompt phi3_legacy(Messages ms, std::string_view bos) {
+  Out out(bos);
   for (const ChatMessage& m : ms) {
     if (m.role == "user") {
-      out += "<|user|>\n" + m.content + "<|end|>\n<|assistant|>\n";
+      out += "<|user|>\n";
+      out.message(m.content);
+      out += "<|end|>\n<|assistant|>\n";
     } else if (m.role == "assistant") {
-      out += m.content + "<|end|>\n";
+      out.message(m.content);
+      out += "<|end|>\n";
     }
   }
-  return out;
+  return out.take();
 }
 
 // bos; '<start_of_turn>' + role ('model' for assistant) + '\n' + content|trim + '<end_of_turn>\n'.
 // Gemma refuses a system message; Gemma 3 prefixes it, + '\n\n', to the first turn.
-Result<std::string> gemma(Messages ms, bool gen, std::string_view bos, bool gemma3) {
-  std::string first_prefix;
-  if (ms[0].role == "system") {
+Result<ChatPrompt> gemma(Messages ms, bool gen, std::string_view bos, bool gemma3) {
+  const bool has_system = ms[0].role == "system";
+  const std::string system = has_system ? ms[0].content : "";
+  if (has_system) {
     if (!gemma3) return Error{ErrorCode::InvalidArgument, "System role not supported"};
-    first_prefix = ms[0].content + "\n\n";
     ms = ms.subspan(1);
   }
-  std::string out(bos);
+  Out out(bos);
   for (size_t i = 0; i < ms.size(); ++i) {
     if ((ms[i].role == "user") != (i % 2 == 0)) return Error{ErrorCode::InvalidArgument, std::string(kAlternate)};
     const std::string role = ms[i].role == "assistant" ? "model" : ms[i].role;
-    out += "<start_of_turn>" + role + "\n" + (i == 0 ? first_prefix : "") +
-           std::string(strip(ms[i].content)) + "<end_of_turn>\n";
+    out += "<start_of_turn>" + role + "\n";
+    if (i == 0 && has_system) {
+      out.message(system);
+      out += "\n\n";
+    }
+    out.message(strip(ms[i].content));
+    out += "<end_of_turn>\n";
   }
   if (gen) out += "<start_of_turn>model\n";
-  return out;
+  return out.take();
 }
 
 // '<|' + role + '|>\n' + content + eos, and a newline after each message: the template's '}}\n'
 // keeps it, while trim_blocks eats the newlines after its '%}' tags. '<|assistant|>\n' if prompted.
-std::string zephyr(Messages ms, bool gen, std::string_view bos, std::string_view eos) {
-  std::string out(bos);
+ChatPrompt zephyr(Messages ms, bool gen, std::string_view bos, std::string_view eos) {
+  Out out(bos);
   for (const ChatMessage& m : ms) {
-    out += "<|" + m.role + "|>\n" + m.content + std::string(eos) + "\n";
+    out += "<|" + m.role + "|>\n";
+    out.message(m.content);
+    out += std::string(eos) + "\n";
   }
   if (gen) out += "<|assistant|>\n";
-  return out;
+  return out.take();
 }
 
 }  // namespace
@@ -459,7 +541,19 @@ std::vector<std::string> ChatTemplate::stop_strings() const {
   return out;
 }
 
+std::string ChatPrompt::text() const {
+  std::string out;
+  for (const ChatSegment& s : segments) out += s.text;
+  return out;
+}
+
 Result<std::string> ChatTemplate::apply(std::span<const ChatMessage> ms, bool gen) const {
+  auto prompt = render(ms, gen);
+  if (!prompt) return prompt.error();
+  return prompt->text();
+}
+
+Result<ChatPrompt> ChatTemplate::render(std::span<const ChatMessage> ms, bool gen) const {
   auto fail = [&](const std::string& what) {
     return Error{ErrorCode::InvalidArgument, "chat template " + std::string(name()) + ": " + what};
   };
@@ -469,7 +563,7 @@ Result<std::string> ChatTemplate::apply(std::span<const ChatMessage> ms, bool ge
       return fail("role \"" + m.role + "\" is not supported");
     }
   }
-  Result<std::string> out = [&]() -> Result<std::string> {
+  Result<ChatPrompt> out = [&]() -> Result<ChatPrompt> {
     switch (format_) {
       case Format::ChatML:
         return chatml(ms, gen, bos_, default_system_);

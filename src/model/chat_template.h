@@ -30,6 +30,10 @@
 //
 // BOS: where a template writes bos_token (renders_bos()), the prompt already holds the BOS text;
 // tokenize it with special tokens parsed and without adding another BOS.
+//
+// Messages are data, not markup: render() keeps the template's own text and the messages' text in
+// separate segments, so that a tokenizer parses special tokens in the first only (a user who writes
+// "<|end|>\n<|assistant|>" gets those characters, not a forged turn). Roles are the template's.
 #pragma once
 
 #include <span>
@@ -45,6 +49,17 @@ namespace omni::model {
 struct ChatMessage {
   std::string role;  // "system", "user" or "assistant"
   std::string content;
+};
+
+// A stretch of a rendered prompt: the template's own text, or text taken from a message.
+struct ChatSegment {
+  std::string text;
+  bool from_message = false;
+};
+
+struct ChatPrompt {
+  std::vector<ChatSegment> segments;  // none empty; neighbours differ in from_message
+  std::string text() const;           // the segments joined: apply()'s result
 };
 
 class ChatTemplate {
@@ -64,6 +79,8 @@ class ChatTemplate {
   // alternate user/assistant where it requires that), or names an unsupported role.
   Result<std::string> apply(std::span<const ChatMessage> messages,
                             bool add_generation_prompt) const;
+  // The same prompt, its template text and message text apart (see above).
+  Result<ChatPrompt> render(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
 
   std::string_view name() const;
   // Texts that end the assistant's turn in this format (and the EOS text): stop generating there.

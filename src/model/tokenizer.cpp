@@ -171,6 +171,7 @@ struct Tokenizer::Impl {
   std::set<TokenId> end_of_generation;
   std::vector<TokenId> special_tokens;  // control, user-defined and unknown: longest text first
   std::vector<std::string> pieces;      // each token's bytes, special tokens rendered
+  size_t max_piece_bytes = 1;
 
   Impl(Kind k, Vocab v, std::variant<SpmEncoder, BpeEncoder> e)
       : kind(k), vocab(std::move(v)), encoder(std::move(e)) {}
@@ -178,7 +179,13 @@ struct Tokenizer::Impl {
   Result<void> read_special_tokens(const gguf::Metadata& metadata, const Defaults& defaults);
   void collect_special_tokens(const gguf::Metadata& metadata);
   void build_pieces();
-  std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
+  // `text` cut at the special tokens it holds (all of them, or the user-defined ones only unless
+  // parse_special), leaving out any token in `excluded`.
+  std::vector<Fragment> split_special(std::string_view text, bool parse_special,
+                                      const std::set<TokenId>* excluded = nullptr) const;
+  // The ids of `text` cut into `fragments` (special tokens and stretches of plain text).
+  std::vector<TokenId> encode_fragments(std::string_view text, const std::vector<Fragment>& fragments,
+                                        bool add_special, size_t stop_after = SIZE_MAX) const;
 };
 
 namespace {
@@ -360,10 +367,12 @@ void Tokenizer::Impl::build_pieces() {
       pieces[id] = byte ? std::string(1, *byte) : text;
     }
     // Unused and undefined tokens (and byte tokens of a BPE vocabulary) stand for nothing.
+    max_piece_bytes = std::max(max_piece_bytes, pieces[id].size());
   }
 }
 
-std::vector<Fragment> Tokenizer::Impl::split_special(std::string_view text, bool parse_special) const {
+std::vector<Fragment> Tokenizer::Impl::split_special(std::string_view text, bool parse_special,
+                                                     const std::set<TokenId>* excluded) const {
   std::vector<Fragment> fragments;
   if (!text.empty()) fragments.push_back({std::nullopt, 0, text.size()});
   std::vector<Fragment> next;
@@ -374,6 +383,7 @@ std::vector<Fragment> Tokenizer::Impl::split_special(std::string_view text, bool
     // User-defined tokens are matched even when special tokens are not parsed, as Hugging Face's
     // added tokens are.
     if (!parse_special && (attr & (detail::kAttrControl | detail::kAttrUnknown))) continue;
+    if (excluded && excluded->count(id)) continue;
     const std::string& needle = vocab.text[id];
     next.clear();
     for (const Fragment& fragment : fragments) {
@@ -400,32 +410,92 @@ std::vector<Fragment> Tokenizer::Impl::split_special(std::string_view text, bool
   return fragments;
 }
 
-std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                                       size_t stop_after) const {
+  return impl_->encode_fragments(text, impl_->split_special(text, parse_special), add_special, stop_after);
+}
+
+std::vector<TokenId> Tokenizer::encode(std::span<const TextSpan> spans, bool add_special, size_t stop_after) const {
   const Impl& impl = *impl_;
+  std::string text;
+  std::vector<size_t> offsets;
+  for (const TextSpan& span : spans) {
+    offsets.push_back(text.size());
+    text.append(span.text);
+  }
+  // The markup first: the tokens it uses, and those that steer the sequence, are what plain text
+  // must never yield.
+  std::vector<std::vector<Fragment>> split(spans.size());
+  std::set<TokenId> reserved = impl.end_of_generation;
+  for (const auto& id : {impl.bos, impl.eos, impl.eot})
+    if (id) reserved.insert(*id);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (!spans[i].special) continue;
+    split[i] = impl.split_special(spans[i].text, /*parse_special=*/true);
+    for (const Fragment& f : split[i])
+      if (f.token) reserved.insert(*f.token);
+  }
+  for (size_t i = 0; i < spans.size(); ++i)
+    if (!spans[i].special) split[i] = impl.split_special(spans[i].text, /*parse_special=*/false, &reserved);
+
+  std::vector<Fragment> fragments;
+  // A special token that takes the whitespace after it takes it from the next span too, as it
+  // would from the concatenation.
+  bool strip_next = false;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    for (const Fragment& f : split[i]) {
+      if (f.token) {
+        fragments.push_back(f);
+        strip_next = (impl.vocab.attr[*f.token] & detail::kAttrRStrip) != 0;
+        continue;
+      }
+      size_t begin = offsets[i] + f.begin, length = f.length;
+      if (strip_next) {
+        while (length > 0 && is_ascii_space(text[begin])) {
+          ++begin;
+          --length;
+        }
+        if (length == 0) continue;
+        strip_next = false;
+      }
+      // Plain text that continues the previous span's is one stretch with it.
+      if (!fragments.empty() && !fragments.back().token && fragments.back().begin + fragments.back().length == begin)
+        fragments.back().length += length;
+      else
+        fragments.push_back({std::nullopt, begin, length});
+    }
+  }
+  return impl.encode_fragments(text, fragments, add_special, stop_after);
+}
+
+std::vector<TokenId> Tokenizer::Impl::encode_fragments(std::string_view text, const std::vector<Fragment>& fragments,
+                                                       bool add_special, size_t stop_after) const {
   std::vector<TokenId> out;
-  if (add_special && impl.add_bos) out.push_back(*impl.bos);
+  if (add_special && add_bos) out.push_back(*bos);
   // SentencePiece puts a space before the text, and again after each special token.
   bool after_special = true;
-  for (const Fragment& fragment : impl.split_special(text, parse_special)) {
+  for (const Fragment& fragment : fragments) {
     if (fragment.token) {
       out.push_back(*fragment.token);
       after_special = true;
+      if (out.size() > stop_after) return out;
       continue;
     }
     std::string_view plain = text.substr(fragment.begin, fragment.length);
-    if (const auto* spm = std::get_if<SpmEncoder>(&impl.encoder)) {
-      std::string escaped = impl.add_space_prefix && after_special ? std::string(kSpmSpace) : std::string();
+    if (const auto* spm = std::get_if<SpmEncoder>(&encoder)) {
+      std::string escaped = add_space_prefix && after_special ? std::string(kSpmSpace) : std::string();
       for (char c : plain) {
         if (c == ' ') escaped += kSpmSpace;
         else escaped += c;
       }
-      spm->encode(impl.vocab, escaped, out);
+      spm->encode(vocab, escaped, out);
     } else {
-      std::get<BpeEncoder>(impl.encoder).encode(impl.vocab, plain, out);
+      std::get<BpeEncoder>(encoder).encode(vocab, plain, out);
     }
     after_special = false;
+    if (out.size() > stop_after) return out;
   }
-  if (add_special && impl.add_eos) out.push_back(*impl.eos);
+  if (add_special && add_eos) out.push_back(*eos);
   return out;
 }
 
@@ -453,6 +523,7 @@ Result<std::string> Tokenizer::decode(std::span<const TokenId> ids, bool render_
 
 Tokenizer::Kind Tokenizer::kind() const { return impl_->kind; }
 size_t Tokenizer::n_vocab() const { return impl_->vocab.size(); }
+size_t Tokenizer::max_token_bytes() const { return impl_->max_piece_bytes; }
 std::optional<TokenId> Tokenizer::bos() const { return impl_->bos; }
 std::optional<TokenId> Tokenizer::eos() const { return impl_->eos; }
 std::optional<TokenId> Tokenizer::eot() const { return impl_->eot; }

@@ -30,6 +30,17 @@ namespace omni::model {
 
 using TokenId = int32_t;
 
+// A piece of text to encode with others (Tokenizer::encode over spans). special: special-token
+// texts in it become their ids, as encode(text, .., parse_special=true) makes them. Otherwise it is
+// plain text (from someone who must not be able to write control tokens): no control or unknown
+// token text in it is matched, nor any token that steers the sequence (BOS, EOS, end of turn or of
+// generation) or that the special spans of the same call use as markup; other user-defined tokens
+// are vocabulary and matched, as Hugging Face matches its non-special added tokens.
+struct TextSpan {
+  std::string_view text;
+  bool special = false;
+};
+
 class Tokenizer {
  public:
   enum class Kind { kSentencePiece, kBytePairEncoding };
@@ -39,7 +50,16 @@ class Tokenizer {
   // Token ids of `text`. add_special: add BOS and/or EOS as the metadata asks (add_bos() and
   // add_eos()). parse_special: control and unknown-type token texts in `text` become their ids;
   // user-defined tokens are always matched, as in llama.cpp.
-  std::vector<TokenId> encode(std::string_view text, bool add_special, bool parse_special) const;
+  // stop_after: as for spans, below.
+  std::vector<TokenId> encode(std::string_view text, bool add_special, bool parse_special,
+                              size_t stop_after = SIZE_MAX) const;
+  // The ids of the spans' concatenation, special-token texts matched as TextSpan says (a token
+  // text split across spans is not matched). Plain text on both sides of a span boundary is one
+  // stretch, as if it had never been split: where the plain spans hold no special-token text, the
+  // ids equal encode(concatenation, add_special, parse_special=true). Encoding stops once more than
+  // `stop_after` ids are out (checked after each stretch of plain text and each special token): a
+  // result longer than stop_after is then only a prefix, which is all a caller with a budget needs.
+  std::vector<TokenId> encode(std::span<const TextSpan> spans, bool add_special, size_t stop_after = SIZE_MAX) const;
 
   // The exact bytes `id` stands for ("▁" as a space, byte tokens as their byte, byte-level BPE
   // characters as their bytes), which need not be complete UTF-8. Control and unknown-type tokens
@@ -53,6 +73,10 @@ class Tokenizer {
 
   Kind kind() const;
   size_t n_vocab() const;
+  // The most bytes of text one token stands for (special tokens' texts included): a text of more
+  // than n * max_token_bytes() bytes has more than n tokens, whatever it says, except where a
+  // token that swallows the whitespace after it (rstrip) eats long runs of it.
+  size_t max_token_bytes() const;
   std::optional<TokenId> bos() const;
   std::optional<TokenId> eos() const;
   // End of turn ("<|eot_id|>", "<|im_end|>", ...): by key, else by text as llama.cpp finds it.

@@ -89,17 +89,88 @@ std::string Identity::default_dir() {
   return std::string(home && *home ? home : ".") + "/.omni";
 }
 
+namespace {
+
+std::string mode_text(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// A data directory anyone may write to lets anyone plant or swap the key (even with the sticky
+// bit, another user can create identity.pem first).
+Result<void> check_data_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return errno_error(errno, "cannot read the data directory " + dir);
+  if (!S_ISDIR(st.st_mode)) return Error{ErrorCode::InvalidArgument, "the data directory " + dir + " is not a directory"};
+  if (st.st_mode & S_IWOTH)
+    return Error{ErrorCode::PermissionDenied,
+                 "the data directory " + dir + " has permissions " + mode_text(st.st_mode) +
+                     ": every user may write to it, so anyone could plant or replace its identity key; refusing "
+                     "to use it (fix with: chmod 700 " + dir + ", or give a private --data-dir)"};
+  return {};
+}
+
+// The key file as opened (never through a symbolic link), checked before any byte is read.
+Result<int> open_key_file(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno_error(errno, path);
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096] = {};
+    const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+    return Error{ErrorCode::PermissionDenied,
+                 path + " is a symbolic link" + (n > 0 ? " to " + std::string(target, static_cast<size_t>(n)) : "") +
+                     ": a key shared by two nodes gives them one peer id, which the data directory's lock cannot "
+                     "see; refusing to use it (give each node its own key: remove the link and omni creates a new "
+                     "key, or point --data-dir at the directory that holds the key)"};
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno_error(errno, "cannot read " + path);
+  auto refuse = [fd](Error e) -> Result<int> {
+    ::close(fd);
+    return e;
+  };
+  if (::fstat(fd, &st) != 0) return refuse(errno_error(errno, "cannot read " + path));
+  if (!S_ISREG(st.st_mode)) return refuse(Error{ErrorCode::InvalidArgument, path + " is not a regular file"});
+  if (st.st_nlink > 1)
+    return refuse(Error{ErrorCode::PermissionDenied,
+                        path + " has " + std::to_string(st.st_nlink) +
+                            " hard links: a key shared by two nodes gives them one peer id, which the data "
+                            "directory's lock cannot see; refusing to use it (give each node its own key: remove "
+                            "the other links, or remove this one and omni creates a new key)"});
+  if (st.st_mode & 077)
+    return refuse(Error{ErrorCode::PermissionDenied,
+                        path + " has permissions " + mode_text(st.st_mode) +
+                            ", which let other users read or change this identity key; refusing to use it (fix "
+                            "with: chmod 600 " + path + ")"});
+  if (st.st_uid != ::geteuid())
+    return refuse(Error{ErrorCode::PermissionDenied,
+                        path + " belongs to user " + std::to_string(st.st_uid) + ", not to this user (" +
+                            std::to_string(::geteuid()) + "); refusing to use another user's identity key (give "
+                            "a --data-dir of your own)"});
+  return fd;
+}
+
+// OpenSSL's passphrase callback: never prompts (a node runs unattended); records that it was asked.
+int no_passphrase(char*, int, int, void* asked) {
+  *static_cast<bool*>(asked) = true;
+  return -1;
+}
+
+}  // namespace
+
 Result<Identity> Identity::load_or_create(const std::string& dir) {
   const std::string path = dir + "/identity.pem";
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
+  if (::lstat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) return errno_error(errno, path);
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       return errno_error(errno, "cannot create the data directory " + dir);
+    if (auto checked = check_data_dir(dir); !checked) return checked.error();
     auto fresh = generate();
     if (!fresh) return fresh.error();
     // O_EXCL: two processes starting at once must not both write a key; the loser reads the winner's.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
       if (errno == EEXIST) return load_or_create(dir);
       return errno_error(errno, "cannot create " + path);
@@ -120,18 +191,25 @@ Result<Identity> Identity::load_or_create(const std::string& dir) {
     }
     return fresh;
   }
-  if (!S_ISREG(st.st_mode)) return Error{ErrorCode::InvalidArgument, path + " is not a regular file"};
-  if (st.st_mode & 077) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Error{ErrorCode::PermissionDenied, path + " has permissions " + mode +
-                                                  ", which let other users read or change this identity key; " +
-                                                  "refusing to use it (fix with: chmod 600 " + path + ")"};
+  if (auto checked = check_data_dir(dir); !checked) return checked.error();
+  auto fd = open_key_file(path);
+  if (!fd) return fd.error();
+  FILE* f = ::fdopen(*fd, "r");
+  if (!f) {
+    const int err = errno;
+    ::close(*fd);
+    return errno_error(err, "cannot read " + path);
   }
-  FILE* f = std::fopen(path.c_str(), "r");
-  if (!f) return errno_error(errno, "cannot read " + path);
-  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+  bool asked = false;
+  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, no_passphrase, &asked);
   std::fclose(f);
+  if (!key && asked) {
+    ERR_clear_error();
+    return Error{ErrorCode::InvalidArgument,
+                 path + " is protected by a passphrase, which omni never asks for (nodes run unattended); "
+                        "refusing to use it (remove the passphrase with: openssl pkey -in " + path + " -out " + path +
+                        ".plain && chmod 600 " + path + ".plain && mv " + path + ".plain " + path + ")"};
+  }
   if (!key) return openssl_error(ErrorCode::Corruption, path + " is not a PEM private key");
   auto id = from_key(own_key(key));
   if (!id) return id.error().with_context(path);

@@ -2,8 +2,11 @@
 // certificate that presents the key in TLS.
 //
 // The private key lives in `<data dir>/identity.pem` (PKCS#8 PEM), created on first use with mode
-// 0600 inside a directory created with mode 0700. A key file readable or writable by group or others
-// is refused (the message says how to fix it), so a copied-around key is not silently used. The
+// 0600 inside a directory created with mode 0700. Refused, each with a message naming the file and
+// the fix, so that a key is never silently shared, exposed or waited on: a key file readable or
+// writable by group or others, or owned by another user; a symbolic link or a file with several
+// hard links (two nodes sharing one key, which the per-directory lock cannot see); a data
+// directory every user may write to; a passphrase-protected key (never prompted for). The
 // certificate is regenerated at every start (it carries nothing but the key), so only the key is
 // persistent state.
 //
@@ -23,8 +26,9 @@ namespace omni::net {
 
 class Identity {
  public:
-  // Loads `<dir>/identity.pem`, or creates it (and `dir`) when it does not exist. Errors: an
-  // unreadable or malformed key, a key that is not Ed25519, permissions looser than 0600.
+  // Loads `<dir>/identity.pem`, or creates it (and `dir`) when it does not exist. Errors:
+  // PermissionDenied for the refusals above but the passphrase (InvalidArgument), Corruption for a
+  // malformed key, InvalidArgument for a key that is not Ed25519, the I/O error otherwise.
   static Result<Identity> load_or_create(const std::string& dir);
   // A fresh key held only in memory (tests, throwaway clients).
   static Result<Identity> generate();

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <kj/debug.h>
+#include <deque>
 #include <map>
 #include <optional>
 #include <thread>
@@ -57,6 +58,16 @@ struct NodeServer::State {
   std::unique_ptr<ConnectionLimits> connections;
   uint32_t refusals_in_flight = 0;  // refused connections being told why (bounded: each costs a handshake)
   bool accept_failing = false;      // the accept loop is backing off (logged once per episode)
+  std::deque<kj::TimePoint> fast_hop_failures;  // in the last minute, answered at once
+
+  // Whether an unreachable hop may be answered now rather than at the connect timeout.
+  bool take_fast_hop_failure(kj::TimePoint now) {
+    while (!fast_hop_failures.empty() && now - fast_hop_failures.front() >= 60 * kj::SECONDS)
+      fast_hop_failures.pop_front();
+    if (fast_hop_failures.size() >= options.fast_hop_failures_per_minute) return false;
+    fast_hop_failures.push_back(now);
+    return true;
+  }
   std::unique_ptr<ComputeWorker> worker;  // declared last: stops before the model and pool go
 
   uint64_t kv_bytes(uint32_t block_begin, uint32_t block_end, uint32_t positions) const {
@@ -481,11 +492,14 @@ class NodeImpl final : public proto::Node::Server {
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
-          // not TLS, another id) is told to the caller the same way, no sooner than a timeout
-          // would, so that the caller learns nothing about that address; the log keeps it.
+          // not TLS, another id) is told to the caller the same way, so that the text tells
+          // nothing about that address; the log keeps it. Past the budget of fast answers, no
+          // sooner than a timeout would, so that the timing does not tell either.
           std::fprintf(stderr, "omni node: next hop %s (%s) unreachable: %s\n", hop.address.host_port().c_str(),
                        hop.address.peer_id.c_str(), to_error(e).message.c_str());
-          const kj::TimePoint until = started + state->options.connect_timeout_s * kj::SECONDS;
+          const kj::TimePoint now = state->io->getTimer().now();
+          const kj::TimePoint until =
+              state->take_fast_hop_failure(now) ? now : started + state->options.connect_timeout_s * kj::SECONDS;
           return state->io->getTimer().atTime(until).then([]() -> kj::Own<NodeConnection> {
             throw_rpc_error(ErrorCode::Unavailable, "next hop unreachable");
           });
@@ -632,11 +646,13 @@ kj::Promise<void> watch_connection(std::shared_ptr<State> state, Connection& con
     std::string why;
     if (!w.greeted && now - tls_done > seconds(o.hello_timeout_s)) {
       why = "no hello within " + std::to_string(o.hello_timeout_s) + " s of TLS";
-    } else if (auto partial = connection.messages.partial_since(); partial && now - *partial > seconds(o.hello_timeout_s)) {
+    } else if (auto partial = connection.messages.partial_since();
+               partial && now - *partial > seconds(o.hello_timeout_s)) {
       why = "a message stopped arriving for " + std::to_string(o.hello_timeout_s) + " s";
     } else if (connection.network.getOutgoingMessageWaitTime() > o.connection_idle_timeout_s * kj::SECONDS) {
       why = "the peer has not read its replies for " + std::to_string(o.connection_idle_timeout_s) + " s";
-    } else if (w.greeted && !partial && now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
+    } else if (w.greeted && !partial &&
+               now - connection.messages.last_activity() > seconds(o.connection_idle_timeout_s)) {
       bool holds_session = false;
       for (SessionImpl* s : w.sessions) holds_session = holds_session || state->sessions.count(s) > 0;
       if (!holds_session) why = "idle for " + std::to_string(o.connection_idle_timeout_s) + " s with no open session";
@@ -710,7 +726,8 @@ void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::Tas
     state->refusals_in_flight++;
     std::fprintf(stderr, "omni node: refused a connection from %s: %s\n", source.c_str(), slot.error().message.c_str());
     auto handshake = with_timeout(timer, tls_deadline, "TLS handshake", state->tls->accept(kj::mv(tcp)));
-    tasks.add(handshake.then([state, why = slot.error()](TlsPeer peer) { return refuse(state, kj::mv(peer.stream), why); })
+    tasks.add(handshake
+                  .then([state, why = slot.error()](TlsPeer peer) { return refuse(state, kj::mv(peer.stream), why); })
                   .catch_([](kj::Exception&&) {})
                   .attach(kj::defer([state] { state->refusals_in_flight--; })));
     return;

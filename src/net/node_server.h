@@ -24,8 +24,10 @@
 // Chains and rings: a session opened with downstream hops connects to the next node itself (TLS
 // checks that it holds the hop's peer id) and forwards every output there; a hop that cannot be
 // reached or proven fails the open with a generic "next hop unreachable" (Unavailable), the
-// details only in the node's log, no sooner than connect_timeout_s after the attempt began, so
-// the node cannot be used to probe other hosts' ports; at the end of a ring (OpenParams.ringToken) the output goes to the
+// details only in the node's log. The first fast_hop_failures_per_minute such failures in a minute
+// (node-wide) are answered at once, so that a client re-routing around a node that just died is
+// not held up; beyond them each is answered no sooner than connect_timeout_s after the attempt
+// began, so the node cannot be used to scan other hosts' ports at speed; at the end of a ring (OpenParams.ringToken) the output goes to the
 // sink the client attached on this node, and the replies along the chain only acknowledge.
 #pragma once
 
@@ -57,6 +59,7 @@ struct NodeOptions {
   uint64_t max_message_bytes = 64ull << 20;  // largest forward request processed (NodeInfo.maxMessageBytes)
   std::optional<std::set<std::string>> allow_peers;  // set: only these client ids may connect
   uint32_t connect_timeout_s = 10;         // when opening the next hop of a chain
+  uint32_t fast_hop_failures_per_minute = 8;  // unreachable hops answered at once (see above)
   // Hostile clients (docs/security.md, "Node"): a connection must finish TLS within
   // hello_timeout_s and say hello within hello_timeout_s more; a greeted connection holding no open session
   // is closed after connection_idle_timeout_s without a message; a message that stops arriving for

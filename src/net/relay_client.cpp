@@ -97,7 +97,7 @@ class DialerImpl final : public proto::RelayDialer::Server {
                   std::pair<kj::Own<kj::AsyncIoStream>, kj::Own<kj::AsyncIoStream>> streams) mutable {
           // Twice the relay's idle limit: the relay closes idle connections, this is a backstop.
           auto done = splice(kj::mv(streams.first), kj::mv(streams.second), state->io.getTimer(),
-                             2 * state->idle_timeout_s * kj::SECONDS);
+                             SpliceOptions{.idle_timeout = 2 * state->idle_timeout_s * kj::SECONDS});
           state->splices.add(done.ignoreResult().attach(kj::mv(slot)));
         });
   }

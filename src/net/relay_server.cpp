@@ -46,21 +46,29 @@ struct Registered {
   }
 };
 
-std::string remote_of(kj::AsyncIoStream& stream) {
+// Where a connection comes from: the address (what per-source limits count) and "address:port".
+struct Remote {
+  std::string host = "?";
+  std::string text = "?";
+};
+
+Remote remote_of(kj::AsyncIoStream& stream) {
   struct sockaddr_storage ss {};
   kj::uint length = sizeof ss;
-  std::string out = "?";
+  Remote out;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
     stream.getpeername(reinterpret_cast<struct sockaddr*>(&ss), &length);
     char host[INET6_ADDRSTRLEN] = "?";
     if (ss.ss_family == AF_INET) {
       auto* a = reinterpret_cast<struct sockaddr_in*>(&ss);
       inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-      out = std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+      out.host = host;
+      out.text = out.host + ":" + std::to_string(ntohs(a->sin_port));
     } else if (ss.ss_family == AF_INET6) {
       auto* a = reinterpret_cast<struct sockaddr_in6*>(&ss);
       inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-      out = "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+      out.host = host;
+      out.text = "[" + out.host + "]:" + std::to_string(ntohs(a->sin6_port));
     }
   })) {
     (void)e;  // not a socket (tests): no address to show
@@ -85,6 +93,12 @@ struct RelayServer::State {
   std::map<RelayToken, kj::Own<kj::PromiseFulfiller<kj::Own<kj::AsyncIoStream>>>> pending;  // dial-backs awaited
   std::set<std::shared_ptr<SpliceCounters>> live;
   uint32_t unidentified = 0;
+  uint32_t relayed = 0;  // relayed connections open or waiting for a dial-back (Slots)
+  // Per source address; an entry goes once all its counts are back to 0.
+  struct PerSource {
+    uint32_t unidentified = 0, relayed = 0, pending = 0;
+  };
+  std::map<std::string, PerSource> sources;
   uint64_t next_generation = 1;
   RelayStats totals;  // nodes/active/bytes filled in by stats()
 
@@ -92,34 +106,74 @@ struct RelayServer::State {
     if (options.log) options.log(line);
   }
   kj::Timer& timer() { return io->getTimer(); }
+  void forget_if_idle(const std::string& host) {
+    auto it = sources.find(host);
+    if (it != sources.end() && it->second.unidentified == 0 && it->second.relayed == 0 && it->second.pending == 0)
+      sources.erase(it);
+  }
 };
 
 namespace {
 
 using State = RelayServer::State;
 
-// Counts a connection that has not finished its first line (the max_unidentified limit).
+// Counts a connection that has not finished its first line (the max_unidentified limits).
 class Unidentified {
  public:
-  explicit Unidentified(std::shared_ptr<State> state) : state_(std::move(state)) { state_->unidentified++; }
-  ~Unidentified() { state_->unidentified--; }
+  Unidentified(std::shared_ptr<State> state, std::string host) : state_(std::move(state)), host_(std::move(host)) {
+    state_->unidentified++;
+    state_->sources[host_].unidentified++;
+  }
+  ~Unidentified() {
+    state_->unidentified--;
+    state_->sources[host_].unidentified--;
+    state_->forget_if_idle(host_);
+  }
   Unidentified(const Unidentified&) = delete;
   Unidentified& operator=(const Unidentified&) = delete;
 
  private:
   std::shared_ptr<State> state_;
+  std::string host_;
 };
 
-// One relayed connection's claim on its node's max_per_node, and its byte counters.
+// Counts a CONNECT waiting for its node's dial-back (max_pending_per_source).
+class Pending {
+ public:
+  Pending(std::shared_ptr<State> state, std::string host) : state_(std::move(state)), host_(std::move(host)) {
+    state_->sources[host_].pending++;
+  }
+  ~Pending() {
+    state_->sources[host_].pending--;
+    state_->forget_if_idle(host_);
+  }
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+
+ private:
+  std::shared_ptr<State> state_;
+  std::string host_;
+};
+
+// One relayed connection's claim on its node's max_per_node, its source's max_per_source and the
+// relay's max_relayed, and its byte counters.
 class Slot {
  public:
-  Slot(std::shared_ptr<State> state, std::shared_ptr<Registered> node)
-      : state_(std::move(state)), node_(std::move(node)), counters_(std::make_shared<SpliceCounters>()) {
+  Slot(std::shared_ptr<State> state, std::shared_ptr<Registered> node, std::string host)
+      : state_(std::move(state)),
+        node_(std::move(node)),
+        host_(std::move(host)),
+        counters_(std::make_shared<SpliceCounters>()) {
     node_->active++;
     node_->live.insert(counters_);
     state_->live.insert(counters_);
+    state_->relayed++;
+    state_->sources[host_].relayed++;
   }
   ~Slot() {
+    state_->relayed--;
+    state_->sources[host_].relayed--;
+    state_->forget_if_idle(host_);
     node_->active--;
     node_->live.erase(counters_);
     node_->closed_to += counters_->b_to_a;
@@ -136,6 +190,7 @@ class Slot {
  private:
   std::shared_ptr<State> state_;
   std::shared_ptr<Registered> node_;
+  std::string host_;
   std::shared_ptr<SpliceCounters> counters_;
 };
 
@@ -270,17 +325,34 @@ kj::Promise<void> serve_control(std::shared_ptr<State> state, kj::Own<kj::AsyncI
       });
 }
 
-kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> client, std::string from,
+kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> client, Remote remote,
                                 std::string peer_id) {
+  const std::string from = remote.text;
+  const RelayOptions& o = state->options;
   auto it = state->nodes.find(peer_id);
   if (it == state->nodes.end())
     return refuse(state, kj::mv(client), from, "no node with peer id " + peer_id + " is registered at this relay");
   std::shared_ptr<Registered> node = it->second;
-  if (node->active >= state->options.max_per_node)
+  auto counted = state->sources.find(remote.host);
+  const State::PerSource source = counted == state->sources.end() ? State::PerSource{} : counted->second;
+  if (source.pending >= o.max_pending_per_source)
+    return refuse(state, kj::mv(client), from,
+                  std::to_string(source.pending) + " connections from " + remote.host +
+                      " are already waiting for nodes to dial back, this relay's limit per address; try again later");
+  if (source.relayed >= o.max_per_source)
+    return refuse(state, kj::mv(client), from,
+                  remote.host + " already has " + std::to_string(source.relayed) +
+                      " relayed connections, this relay's limit per address; try again later");
+  if (state->relayed >= o.max_relayed)
+    return refuse(state, kj::mv(client), from,
+                  "this relay carries its maximum of " + std::to_string(o.max_relayed) +
+                      " relayed connections; try another relay or later");
+  if (node->active >= o.max_per_node)
     return refuse(state, kj::mv(client), from,
                   "node " + peer_id + " already has " + std::to_string(node->active) +
                       " relayed connections, this relay's limit; try again later");
-  auto slot = kj::heap<Slot>(state, node);
+  auto slot = kj::heap<Slot>(state, node, remote.host);
+  auto waiting = kj::heap<Pending>(state, remote.host);
   const RelayToken token = random_relay_token();
   auto arrival = kj::newPromiseAndFulfiller<kj::Own<kj::AsyncIoStream>>();
   state->pending[token] = kj::mv(arrival.fulfiller);
@@ -296,7 +368,7 @@ kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncI
   const uint32_t wait_s = state->options.dial_timeout_s;
   auto data = with_timeout(state->timer(), wait_s * kj::SECONDS,
                            "waiting for node " + peer_id + " to dial back", arrival.promise.exclusiveJoin(kj::mv(refused)))
-                  .attach(kj::defer([state, token] { state->pending.erase(token); }));
+                  .attach(kj::defer([state, token] { state->pending.erase(token); }), kj::mv(waiting));
   auto client_box = kj::heap<kj::Own<kj::AsyncIoStream>>(kj::mv(client));
   auto* box = client_box.get();
   return data.then(
@@ -309,8 +381,10 @@ kj::Promise<void> serve_connect(std::shared_ptr<State> state, kj::Own<kj::AsyncI
                          state->log("relaying client " + from + " to node " + peer_id);
                          const auto start = state->timer().now();
                          auto counters = slot->counters();
-                         return splice(kj::mv(dialed), kj::mv(*box), state->timer(),
-                                       state->options.idle_timeout_s * kj::SECONDS, counters)
+                         const SpliceOptions spliced{
+                             .idle_timeout = state->options.idle_timeout_s * kj::SECONDS,
+                             .first_byte_timeout = state->options.first_byte_timeout_s * kj::SECONDS};
+                         return splice(kj::mv(dialed), kj::mv(*box), state->timer(), spliced, counters)
                              .then([state, from, peer_id, start](SpliceResult r) {
                                char took[32];
                                std::snprintf(took, sizeof took, "%.1f s",
@@ -343,19 +417,19 @@ kj::Promise<void> serve_accept(std::shared_ptr<State> state, kj::Own<kj::AsyncIo
   return kj::READY_NOW;
 }
 
-kj::Promise<void> serve_connection(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp) {
-  std::string from = remote_of(*tcp);
-  auto counted = kj::heap<Unidentified>(state);
+kj::Promise<void> serve_connection(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, Remote remote) {
+  const std::string from = remote.text;
+  auto counted = kj::heap<Unidentified>(state, remote.host);
   auto& stream = *tcp;
   auto line = with_timeout(state->timer(), state->options.handshake_timeout_s * kj::SECONDS, "the relay line",
                            read_relay_line(stream))
                   .attach(kj::mv(counted));
   return line.then(
-      [state, tcp = kj::mv(tcp), from](std::string text) mutable -> kj::Promise<void> {
+      [state, tcp = kj::mv(tcp), remote, from](std::string text) mutable -> kj::Promise<void> {
         auto request = parse_relay_request(text);
         if (!request) return refuse(state, kj::mv(tcp), from, request.error().message);
         switch (request->kind) {
-          case RelayRequest::Kind::Connect: return serve_connect(state, kj::mv(tcp), from, request->peer_id);
+          case RelayRequest::Kind::Connect: return serve_connect(state, kj::mv(tcp), remote, request->peer_id);
           case RelayRequest::Kind::Register: return serve_control(state, kj::mv(tcp), from);
           case RelayRequest::Kind::Accept: return serve_accept(state, kj::mv(tcp), from, request->token);
         }
@@ -382,11 +456,17 @@ kj::Promise<void> accept_loop(std::shared_ptr<State> state, kj::ConnectionReceiv
         KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { tcp->setsockopt(IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); })) {
           (void)e;
         }
+        Remote remote = remote_of(*tcp);
+        auto source = state->sources.find(remote.host);
+        const uint32_t from_source = source == state->sources.end() ? 0 : source->second.unidentified;
         if (state->unidentified >= state->options.max_unidentified)
-          state->log("dropped a connection from " + remote_of(*tcp) + ": " + std::to_string(state->unidentified) +
+          state->log("dropped a connection from " + remote.text + ": " + std::to_string(state->unidentified) +
                      " connections are still sending their first line");
+        else if (from_source >= state->options.max_unidentified_per_source)
+          state->log("dropped a connection from " + remote.text + ": " + std::to_string(from_source) +
+                     " connections from " + remote.host + " are still sending their first line");
         else
-          tasks.add(serve_connection(state, kj::mv(tcp)));
+          tasks.add(serve_connection(state, kj::mv(tcp), kj::mv(remote)));
         return accept_loop(state, listener, tasks);
       },
       // accept() fails on exhausted resources (EMFILE, ENOBUFS): the relay keeps serving the
@@ -416,11 +496,14 @@ kj::Promise<void> sweep_loop(std::shared_ptr<State> state) {
 }  // namespace
 
 Result<std::unique_ptr<RelayServer>> RelayServer::create(const RelayOptions& options, Identity identity) {
-  if (options.max_nodes == 0 || options.max_per_node == 0 || options.max_unidentified == 0)
+  if (options.max_nodes == 0 || options.max_per_node == 0 || options.max_relayed == 0 ||
+      options.max_per_source == 0 || options.max_pending_per_source == 0 || options.max_unidentified == 0 ||
+      options.max_unidentified_per_source == 0)
     return Error{ErrorCode::InvalidArgument,
-                 "relay limits (nodes, connections per node, unidentified connections) must be at least 1"};
-  if (options.keepalive_s == 0 || options.handshake_timeout_s == 0 || options.dial_timeout_s == 0 ||
-      options.idle_timeout_s == 0)
+                 "relay limits (nodes, relayed connections per node, per address and in all, unidentified "
+                 "connections) must be at least 1"};
+  if (options.keepalive_s == 0 || options.handshake_timeout_s == 0 || options.first_byte_timeout_s == 0 ||
+      options.dial_timeout_s == 0 || options.idle_timeout_s == 0)
     return Error{ErrorCode::InvalidArgument, "relay timeouts must be at least 1 second"};
   if (!options.public_address.empty()) {
     auto a = parse_peer_address(options.public_address);

@@ -62,7 +62,7 @@ Result<std::unique_ptr<BlobStore>> BlobStore::open(const std::string& dir, Store
   s->options_ = options;
   s->env_ = options.env ? options.env : &Env::Default();
   Env& env = *s->env_;
-  for (const char* sub : {"", "/blobs", "/partial", "/tmp"})
+  for (const char* sub : {"", "/blobs", "/partial", "/tmp", "/verified"})
     if (auto r = env.make_dir(dir + sub); !r) return r.error();
   auto lock = env.lock(dir + "/lock");
   if (!lock) {
@@ -84,6 +84,10 @@ Result<std::unique_ptr<BlobStore>> BlobStore::open(const std::string& dir, Store
   }
   for (const auto& n : list_or_empty(env, dir + "/partial"))
     if (n.ends_with(".data")) s->used_ += size_or_zero(env, dir + "/partial/" + n);
+  // Records of blobs that are gone (removed while another process had the store, or a crash
+  // between the two removals) would only pile up.
+  for (const auto& n : list_or_empty(env, dir + "/verified"))
+    if (!env.stat(dir + "/blobs/" + n)) (void)env.remove(dir + "/verified/" + n);
   auto pins = read_file(env, dir + "/pins", kMaxPinsBytes);
   if (!pins && !pins.error().is(ErrorCode::NotFound)) return pins.error();
   if (pins) {
@@ -142,6 +146,56 @@ Result<BlobStore::Imported> BlobStore::hash_blob(const Cid& cid, uint32_t chunk_
   return out;
 }
 
+std::string BlobStore::verified_path(const Cid& cid) const { return dir_ + "/verified/" + cid.to_string(); }
+
+namespace {
+// What a verification is valid for: this file (device, inode) with this size and content time.
+std::string verification_key(const Env::FileInfo& info) {
+  return "omni-verified-1 " + std::to_string(info.device) + " " + std::to_string(info.inode) + " " +
+         std::to_string(info.size) + " " + std::to_string(info.modified.time_since_epoch().count()) + "\n";
+}
+}  // namespace
+
+void BlobStore::record_verified(const Cid& cid) {
+  auto info = env_->stat(blob_path(cid));
+  if (!info) return;
+  const std::string key = verification_key(*info);
+  // Not fsynced: a record lost in a crash only costs one more hash.
+  const std::string tmp = temp_path("verified");
+  auto file = env_->open(tmp, Env::Open::kCreateNew);
+  if (!file) return;
+  auto w = (*file)->write_at(0, {reinterpret_cast<const uint8_t*>(key.data()), key.size()});
+  file->reset();
+  if (!w || !env_->rename(tmp, verified_path(cid))) (void)env_->remove(tmp);
+}
+
+Result<void> BlobStore::verify(const Cid& cid) {
+  const std::string path = blob_path(cid);
+  auto before = env_->stat(path);
+  if (!before) return missing_blob(cid, before.error());
+  const std::string key = verification_key(*before);
+  if (auto record = read_file(*env_, verified_path(cid), 256); record && std::string(record->begin(), record->end()) == key)
+    return {};
+  auto file = env_->open(path, Env::Open::kRead);
+  if (!file) return missing_blob(cid, file.error());
+  auto digest = hash_file(**file, 0, nullptr, nullptr);
+  file->reset();
+  if (!digest) return digest.error().with_context("verifying blob " + cid.to_string());
+  if (*digest != cid.digest) {
+    const std::string actual = Cid::from_digest(*digest).to_string();
+    // Its bytes are not the blob's: nothing may use them, and a fetch can bring the real ones.
+    (void)env_->remove(verified_path(cid));
+    const bool removed = remove(cid).ok();
+    return Error{ErrorCode::Corruption,
+                 "blob " + cid.to_string() + " in store " + dir_ + " does not match its CID (its bytes hash to " +
+                     actual + "): it was changed or damaged on disk" +
+                     (removed ? "; removed from the store, fetch it again" : "")};
+  }
+  // Recorded only when the file did not change while it was hashed.
+  if (auto after = env_->stat(path); after && verification_key(*after) == key) record_verified(cid);
+  return {};
+}
+
 Result<void> BlobStore::touch(const Cid& cid) {
   return env_->touch(blob_path(cid));
 }
@@ -173,7 +227,7 @@ std::string BlobStore::temp_path(const std::string& hint) {
 
 Result<Cid> BlobStore::put(std::span<const uint8_t> bytes) {
   Cid cid = Cid::of(bytes);
-  if (has(cid)) return cid;
+  if (has(cid) && verify(cid).ok()) return cid;  // a damaged copy is removed by verify and replaced
   std::string tmp = temp_path("put");
   auto file = env_->open(tmp, Env::Open::kCreateNew);
   if (!file) return file.error();
@@ -203,7 +257,7 @@ Result<BlobStore::Imported> BlobStore::import_file(const std::string& path, uint
     return digest.error();
   }
   out.cid = Cid::from_digest(*digest);
-  if (has(out.cid)) {  // identical content is stored once
+  if (has(out.cid) && verify(out.cid).ok()) {  // identical content is stored once; a damaged copy is replaced
     file->reset();
     (void)env_->remove(path);
     out.existed = true;
@@ -236,6 +290,8 @@ Result<void> BlobStore::commit_file(const std::string& path, const Cid& cid, uin
     return r.error();
   }
   lock.unlock();
+  // Every caller hashed the file against `cid` just now.
+  record_verified(cid);
   return env_->sync_dir(dir_ + "/blobs");
 }
 
@@ -252,7 +308,7 @@ Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
     if (!c || pins_.count(*c) || (keep && *c == *keep)) continue;
     auto info = env_->stat(dir_ + "/blobs/" + n);
     if (!info) continue;
-    candidates.push_back({*c, info->modified, info->size});
+    candidates.push_back({*c, info->accessed, info->size});
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.used < b.used; });
   uint64_t freeable = 0;
@@ -264,7 +320,10 @@ Result<void> BlobStore::make_room_locked(uint64_t bytes, const Cid* keep) {
                                                    std::to_string(freeable) + " evictable (the rest is pinned)"};
   for (const auto& c : candidates) {
     if (used_ + bytes <= options_.limit_bytes) break;
-    if (env_->remove(blob_path(c.cid))) used_ -= std::min(used_, c.size);
+    if (env_->remove(blob_path(c.cid))) {
+      used_ -= std::min(used_, c.size);
+      (void)env_->remove(verified_path(c.cid));
+    }
   }
   return {};
 }
@@ -321,6 +380,7 @@ Result<void> BlobStore::remove(const Cid& cid) {
   auto sz = size(cid);
   if (!sz) return sz.error();
   if (auto r = env_->remove(blob_path(cid)); !r) return r;
+  (void)env_->remove(verified_path(cid));
   release(*sz);
   return {};
 }

@@ -6,6 +6,8 @@
 //   partial/<cid>.bits   its sidecar: a header and one byte per chunk, 1 once that chunk is verified
 //                        and durable (the data is fsynced before the byte is written)
 //   tmp/                 files being written; anything here is garbage after a crash (removed on open)
+//   verified/<cid>       the blob's verification record: the file (device, inode), size and
+//                        modification time at which its bytes last hashed to its CID
 //   pins                 pinned CIDs, one per line, replaced atomically
 //   lock                 flock'ed by the process that has the store open
 //   downloads/, models/  models fetched from URLs, kept by model_download.h (not the store's own)
@@ -13,7 +15,8 @@
 // A blob becomes visible only by rename() of a complete, fsynced, hash-checked file into blobs/,
 // followed by an fsync of the directory, so a crash at any point leaves either the whole verified
 // blob or no blob. Blobs and partials count against `limit_bytes`; to make room the store evicts
-// unpinned blobs least recently used first (the blob file's mtime records its last use). When the
+// unpinned blobs least recently used first (the blob file's atime records its last use, so that
+// its mtime stays a witness of content changes for verify()). When the
 // limit or the disk is full, the operation fails with an Error that says so and leaves nothing
 // partial visible. One process opens a store at a time; a BlobStore is safe to use from several
 // threads. Every file operation goes through StoreOptions::env (the real file system by default),
@@ -82,6 +85,13 @@ class BlobStore {
   Result<Imported> hash_blob(const Cid& cid, uint32_t chunk_size) const;
   // Records a use of the blob (LRU eviction order).
   Result<void> touch(const Cid& cid);
+  // Checks that a complete blob's bytes hash to its CID, before they are served or loaded. Hashes
+  // once: the result is recorded (verified/<cid>) and trusted while the file's device, inode, size
+  // and modification time stay the same; blobs the store wrote itself (put, import_file, a
+  // finished fetch) are recorded as they land. Errors: NotFound when absent; Corruption, naming
+  // the CID, when the bytes do not match (the blob is then removed from the store, so a fetch can
+  // bring it again); the I/O error otherwise.
+  Result<void> verify(const Cid& cid);
   // Moves a finished file (under tmp/) into the store: hashes it (whole and per chunk), fsyncs it,
   // makes room (eviction) and renames it into blobs/. An identical blob already present is kept and
   // the file removed. The file is removed on every error too.
@@ -111,6 +121,10 @@ class BlobStore {
   Result<void> save_pins_locked();
   void release(uint64_t bytes);
   Result<void> commit_file(const std::string& path, const Cid& cid, uint64_t size, bool reserved);
+  std::string verified_path(const Cid& cid) const;
+  // Records that the blob, as it is on disk now, matches its CID; best effort (a missing record
+  // only costs a hash).
+  void record_verified(const Cid& cid);
 
   std::string dir_;
   StoreOptions options_;

@@ -171,7 +171,7 @@ void Fetcher::report(const std::string& label) {
 
 Result<void> Fetcher::fetch_blob(const Cid& cid, uint64_t size, uint32_t chunk_size, const std::vector<Digest>& hashes,
                                  const std::string& label) {
-  if (store_.has(cid)) return {};
+  if (store_.verify(cid).ok()) return {};  // a damaged copy is removed by verify and fetched again
   total_bytes_ = size, done_bytes_ = resumed_bytes_ = 0;
   std::vector<Job> jobs(1);
   jobs[0].cid = cid, jobs[0].size = size, jobs[0].chunk_size = chunk_size, jobs[0].hashes = hashes;
@@ -520,7 +520,7 @@ Result<Manifest> Fetcher::fetch_model(const Cid& model, const ShardRange& range)
   for (const ShardEntry* s : needed) {
     if (!queued.insert(s->cid).second) continue;
     total_bytes_ += s->size;
-    if (store_.has(s->cid)) {
+    if (store_.verify(s->cid).ok()) {  // a damaged copy is removed by verify and fetched again
       done_bytes_ += s->size, resumed_bytes_ += s->size;
       continue;
     }

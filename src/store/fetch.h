@@ -90,6 +90,8 @@ class Fetcher {
                           const std::string& label = "blob");
   // Fetches a small blob with no chunk table (a manifest) whole, checking it against its CID.
   Result<std::vector<uint8_t>> fetch_small(const Cid& cid, uint64_t max_bytes);
+  // Blobs already in the store are checked first (BlobStore::verify); one damaged on disk is
+  // removed there and fetched again.
   // Fetches the manifest `model` and the shards `range` needs, pins them (before fetching, so that
   // making room for one shard never evicts another), returns the manifest.
   Result<Manifest> fetch_model(const Cid& model, const ShardRange& range = {});

@@ -31,15 +31,23 @@ Cid parse_cid(capnp::Data::Reader bytes) {
 }  // namespace
 
 struct BlobService::Impl {
+  std::function<void(const std::string&)> log;
   std::mutex mu;
   std::map<Cid, std::unique_ptr<MappedFile>> mapped;  // see the header: kept until the service ends
 
-  const MappedFile* mapping(BlobStore& store, const Cid& cid) {
+  // The blob's mapping, its bytes verified against its CID first (BlobStore::verify: a stat and a
+  // record read per call, a hash only when the file changed). A blob that fails is never served:
+  // the failure is the error, and a kept mapping of it is not used.
+  Result<const MappedFile*> mapping(BlobStore& store, const Cid& cid) {
+    if (auto v = store.verify(cid); !v) {
+      if (!v.error().is(ErrorCode::NotFound) && log) log("not serving " + v.error().message);
+      return v.error();
+    }
     std::lock_guard lock(mu);
     auto it = mapped.find(cid);
     if (it != mapped.end()) return it->second.get();
     auto m = store.map(cid);
-    if (!m) return nullptr;
+    if (!m) return m.error();
     return mapped.emplace(cid, std::make_unique<MappedFile>(std::move(*m))).first->second.get();
   }
 };
@@ -53,7 +61,9 @@ class BlobStoreImpl final : public proto::BlobStore::Server {
       : store_(store), impl_(impl), reads_(reads), bytes_(bytes) {}
 
   kj::Promise<void> stat(StatContext context) override {
-    auto size = store_.size(parse_cid(context.getParams().getCid()));
+    const Cid cid = parse_cid(context.getParams().getCid());
+    // A blob that fails verification is not had: it is removed, and never served.
+    auto size = store_.verify(cid).ok() ? store_.size(cid) : Result<uint64_t>(Error{ErrorCode::NotFound, ""});
     auto results = context.getResults();
     results.setHas(size.ok());
     results.setSize(size ? *size : 0);
@@ -66,8 +76,14 @@ class BlobStoreImpl final : public proto::BlobStore::Server {
     const uint64_t offset = params.getOffset();
     const uint32_t length = params.getLength();
     KJ_REQUIRE(length <= proto::MAX_READ_BYTES, "read longer than maxReadBytes", length);
-    const MappedFile* blob = impl_.mapping(store_, cid);
-    KJ_REQUIRE(blob != nullptr, "blob not held by this peer", cid.to_string());
+    auto mapped = impl_.mapping(store_, cid);
+    if (!mapped) {
+      // The details (paths, what the bytes hash to) stay in this node's log.
+      KJ_REQUIRE(!mapped.error().is(ErrorCode::NotFound), "blob not held by this peer", cid.to_string());
+      KJ_REQUIRE(!mapped.error().is(ErrorCode::Corruption), "blob failed verification at this peer", cid.to_string());
+      KJ_FAIL_REQUIRE("blob unreadable at this peer", cid.to_string());
+    }
+    const MappedFile* blob = *mapped;
     KJ_REQUIRE(offset <= blob->size(), "range past the end of the blob");
     const size_t n = static_cast<size_t>(std::min<uint64_t>(length, blob->size() - offset));
     auto results = context.getResults(capnp::MessageSize{8, 1});
@@ -228,14 +244,43 @@ class RemotePeer final : public ChunkSource {
     reads.clear();  // each fires "connection closed"
   }
 
+  kj::Promise<capnp::Response<proto::BlobStore::ReadResults>> read_request(const Cid& cid, uint64_t offset,
+                                                                          uint32_t length) {
+    auto req = client_->readRequest(capnp::MessageSize{16, 0});
+    auto bin = cid.to_binary();
+    req.setCid(kj::arrayPtr(bin.data(), bin.size()));
+    req.setOffset(offset);
+    req.setLength(length);
+    return req.send();
+  }
+
+  // A chunk larger than a peer serves in one read (maxReadBytes; a manifest allows chunks up to
+  // 64 MiB) is read in pieces of at most that, and put together before it goes to the fetch.
+  void send_in_pieces(Mailbox::Read& r) {
+    auto pieces = kj::heapArrayBuilder<kj::Promise<kj::Array<kj::byte>>>(
+        (r.length + proto::MAX_READ_BYTES - 1) / proto::MAX_READ_BYTES);
+    for (uint64_t done = 0; done < r.length; done += proto::MAX_READ_BYTES) {
+      const auto length = static_cast<uint32_t>(std::min<uint64_t>(proto::MAX_READ_BYTES, r.length - done));
+      pieces.add(read_request(r.cid, r.offset + done, length)
+                     .then([](capnp::Response<proto::BlobStore::ReadResults>&& response) {
+                       auto data = response.getData();
+                       return kj::heapArray<kj::byte>(data.begin(), data.size());
+                     }));
+    }
+    tasks_->add(kj::joinPromises(pieces.finish())
+                    .then(
+                        [pending = r.pending](kj::Array<kj::Array<kj::byte>>&& parts) {
+                          std::vector<uint8_t> whole;
+                          for (const auto& p : parts) whole.insert(whole.end(), p.begin(), p.end());
+                          pending->fire(ChunkBuffer::copy_of(whole));
+                        },
+                        [pending = r.pending, this](kj::Exception&& e) { pending->fire(peer_error(name_, e)); }));
+  }
+
   void send(Mailbox::Read& r) {
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
-      auto req = client_->readRequest(capnp::MessageSize{16, 0});
-      auto bin = r.cid.to_binary();
-      req.setCid(kj::arrayPtr(bin.data(), bin.size()));
-      req.setOffset(r.offset);
-      req.setLength(r.length);
-      tasks_->add(req.send().then(
+      if (r.length > proto::MAX_READ_BYTES) return send_in_pieces(r);
+      tasks_->add(read_request(r.cid, r.offset, r.length).then(
           [pending = r.pending](capnp::Response<proto::BlobStore::ReadResults>&& response) {
             // The one copy on this side, out of the message into a recycled page-aligned buffer
             // that the store writes directly. (Lending the message itself to the fetch's workers
@@ -261,7 +306,10 @@ class RemotePeer final : public ChunkSource {
 
 }  // namespace
 
-BlobService::BlobService(BlobStore& store) : store_(store), impl_(std::make_unique<Impl>()) {}
+BlobService::BlobService(BlobStore& store, std::function<void(const std::string&)> log)
+    : store_(store), impl_(std::make_unique<Impl>()) {
+  impl_->log = std::move(log);
+}
 BlobService::~BlobService() = default;
 
 capnp::Capability::Client BlobService::client() {

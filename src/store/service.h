@@ -22,7 +22,10 @@
 
 namespace omni::store {
 
-// The serving side: answers proto::BlobStore calls for `store`'s complete blobs. Reads are answered
+// The serving side: answers proto::BlobStore calls for `store`'s complete blobs, each verified
+// against its CID before it is served (BlobStore::verify): a blob changed or damaged on disk is
+// reported as not held (stat) or "failed verification" (read), removed, and logged through `log`
+// with the details, which stay local. Reads are answered
 // from a read-only mapping of the blob and the reply references the mapped bytes (no copy into the
 // message). Mappings are kept until the BlobService is destroyed, because a reply may still sit in
 // a connection's write queue; blobs are immutable, so a mapping never goes stale (an evicted blob's
@@ -31,7 +34,7 @@ namespace omni::store {
 // thread; everything else runs on the event loop of the connections.
 class BlobService {
  public:
-  explicit BlobService(BlobStore& store);
+  explicit BlobService(BlobStore& store, std::function<void(const std::string&)> log = nullptr);
   ~BlobService();
   BlobService(const BlobService&) = delete;
   BlobService& operator=(const BlobService&) = delete;

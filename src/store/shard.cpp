@@ -7,6 +7,7 @@
 #include "gguf/reader.h"
 #include "gguf/writer.h"
 #include "store/hash.h"
+#include "store.capnp.h"
 
 namespace omni::store {
 namespace {
@@ -40,6 +41,15 @@ Result<uint32_t> meta_u32(const gguf::Metadata& md, const std::string& key) {
 }  // namespace
 
 Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size) {
+  constexpr uint32_t kMaxChunk = proto::MAX_READ_BYTES;
+  if (chunk_size < 4096 || chunk_size > kMaxChunk)
+    return Error{ErrorCode::InvalidArgument,
+                 "chunk size " + std::to_string(chunk_size / 1024) + " KiB is outside 4 to " +
+                     std::to_string(kMaxChunk / 1024) + " KiB: a peer serves at most " +
+                     std::to_string(kMaxChunk / 1024) +
+                     " KiB in one read (maxReadBytes, proto/store.capnp), and peers of earlier versions ask for a "
+                     "chunk in one read, so they could not fetch this model; use --chunk-kib " +
+                     std::to_string(kMaxChunk / 1024) + " or less"};
   auto opened = gguf::File::open(gguf_path);
   if (!opened) return opened.error();
   const gguf::File& file = *opened;

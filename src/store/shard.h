@@ -32,6 +32,8 @@ struct ShardReport {
 };
 
 // Splits `gguf_path` into shards in `store`, stores the manifest and pins it and its shards.
+// Errors: a chunk size outside 4 KiB to maxReadBytes (4 MiB, what a peer serves in one read:
+// InvalidArgument naming the limit), an unreadable GGUF file, a full store.
 Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size = kDefaultChunkSize);
 
 // Reads the manifest `model` from the store, checking its bytes against the CID.

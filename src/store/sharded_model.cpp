@@ -18,6 +18,7 @@ Result<std::unique_ptr<model::Model>> load_model(BlobStore& store, const Cid& mo
   if (needed.empty()) return Error{ErrorCode::InvalidArgument, "model " + model.to_string() + ": the range needs no shards"};
   std::vector<gguf::File> files;
   for (const ShardEntry* s : needed) {
+    if (auto v = store.verify(s->cid); !v) return v.error().with_context("model " + model.to_string() + ", " + s->label() + " shard");
     auto f = gguf::File::open(store.blob_path(s->cid));
     if (!f) return f.error().with_context("model " + model.to_string() + ", " + s->label() + " shard");
     // Records the use for the store's LRU eviction.

@@ -13,7 +13,8 @@ Result<ClientShards> load_client_shards(store::BlobStore& store, const store::Ci
   bool complete = false;
   if (auto have = store::load_manifest(store, cid)) {
     complete = true;
-    for (const auto* s : store::shards_for_range(*have, shards)) complete = complete && store.has(s->cid);
+    // verify(): a shard damaged on disk is removed, and fetched again below.
+    for (const auto* s : store::shards_for_range(*have, shards)) complete = store.verify(s->cid).ok() && complete;
   }
   if (!complete) {
     auto fetched = directory ? fetch_from_providers(store, *directory, cid, shards, fetching)

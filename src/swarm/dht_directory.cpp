@@ -116,7 +116,11 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
       }
       if (!config.bind4 && !config.bind6)
         return Error{ErrorCode::InvalidArgument, "cannot resolve DHT address '" + options.bind_host + "'"};
-      impl->runner.run(config.bind4 ? config.bind4.getPort() : config.bind6.getPort(), config);
+      // Our own socket on exactly these addresses: DhtRunner::run(port, ...) would add the other
+      // family's any-address ([::] or 0.0.0.0) to a bind of one host.
+      dht::DhtRunner::Context context;
+      context.sock = std::make_unique<dht::net::UdpSocket>(config.bind4, config.bind6);
+      impl->runner.run(config, std::move(context));
     } else {
       impl->runner.run(options.port, config);
     }
@@ -141,7 +145,10 @@ Result<std::unique_ptr<DhtDirectory>> DhtDirectory::start(const DhtOptions& opti
   return std::unique_ptr<DhtDirectory>(new DhtDirectory(std::move(impl)));
 }
 
-uint16_t DhtDirectory::bound_port() const { return impl_->runner.getBoundPort(); }
+uint16_t DhtDirectory::bound_port() const {
+  const uint16_t v4 = impl_->runner.getBoundPort(AF_INET);
+  return v4 != 0 ? v4 : impl_->runner.getBoundPort(AF_INET6);  // bound to an IPv6 host only
+}
 
 size_t DhtDirectory::good_nodes() const {
   try {

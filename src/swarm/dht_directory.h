@@ -23,7 +23,7 @@
 namespace omni::swarm {
 
 struct DhtOptions {
-  std::string bind_host;               // empty: all addresses (IPv4 and IPv6)
+  std::string bind_host;               // empty: all addresses (IPv4 and IPv6); else that address only
   uint16_t port = 0;                   // UDP port; 0: any free one
   std::vector<std::string> bootstrap;  // "HOST:PORT" of DHT nodes to join through
   bool lan = false;                    // OpenDHT multicast peer discovery/publication on the LAN

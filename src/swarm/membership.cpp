@@ -36,6 +36,7 @@ uint32_t Membership::block_end() const {
 
 Result<std::unique_ptr<DhtDirectory>> Membership::start_directory(const JoinOptions& options) {
   DhtOptions dht;
+  dht.bind_host = options.dht_host;
   dht.port = options.dht_port;
   dht.bootstrap = options.bootstrap;
   dht.lan = options.lan;
@@ -294,7 +295,7 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
     return 1;
   }
   DhtOptions dht;
-  // OpenDHT binds every address (IPv4 and IPv6) on the port; the host only shows in the message.
+  dht.bind_host = hp->host;
   dht.port = hp->port;
   dht.bootstrap = options.bootstrap;
   dht.lan = options.lan;
@@ -304,7 +305,8 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
     std::fprintf(stderr, "omni node: %s\n", directory.error().message.c_str());
     return 1;
   }
-  std::printf("omni node: bootstrap DHT node listening on udp %s:%u\n", hp->host.c_str(), (*directory)->bound_port());
+  std::printf("omni node: bootstrap DHT node listening on udp %s\n",
+              HostPort{hp->host, (*directory)->bound_port()}.to_string().c_str());
   std::fflush(stdout);
   for (;;) pause();  // the DHT runs on its own threads until the process is killed
 }

@@ -31,6 +31,7 @@ namespace omni::swarm {
 struct JoinOptions {
   std::vector<std::string> bootstrap;  // DHT nodes "HOST:PORT"
   uint16_t dht_port = 0;
+  std::string dht_host;                // address the DHT's UDP socket binds (its family only); empty: all
   bool lan = false;
   bool bootstrap_only = false;
   uint32_t max_blocks = 0;             // 0: as many as memory allows

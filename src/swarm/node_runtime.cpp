@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <kj/async-io.h>
+#include <optional>
 #include <vector>
 
 #include "model/model.h"
@@ -62,8 +63,13 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     rt->relay_ = *r;
   }
   rt->listen_ = o.listen ? *o.listen : rt->relay_ ? "127.0.0.1:0" : "0.0.0.0:7000";
-  if (auto l = net::parse_listen_address(rt->listen_); !l || l->relayed)
+  auto listen_address = net::parse_listen_address(rt->listen_);
+  if (!listen_address || listen_address->relayed)
     return Error{ErrorCode::InvalidArgument, "--listen '" + rt->listen_ + "' is not HOST:PORT"};
+  // A node told where to listen keeps its DHT socket there too (a node on loopback or one
+  // interface must not answer UDP on every address). Without --listen it binds all addresses: a
+  // node behind a relay listens on loopback only but still needs the DHT outside.
+  if (o.listen) o.swarm.dht_host = listen_address->host;
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
@@ -123,16 +129,27 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     store::Manifest manifest;
     auto have = store::load_manifest(blobs, *cid);
     bool complete = have.ok() && have->model.n_layer >= node.block_end;
+    // Shards changed or damaged on disk are removed by verify() and so fetched again like missing
+    // ones; without a fetch path the first such failure is the error.
+    std::optional<Error> damaged;
     if (complete)
       for (const auto* s : store::shards_for_range(*have, store::shard_range(range)))
-        complete = complete && blobs.has(s->cid);
+        if (auto v = blobs.verify(s->cid); !v) {
+          complete = false;
+          if (!v.error().is(ErrorCode::NotFound)) {
+            log(v.error().message);
+            if (!damaged) damaged = v.error();
+          }
+        }
     if (have && have->model.n_layer < node.block_end) return blocks_beyond(*o.blocks, have->model.n_layer, o.model);
     if (complete) {
       manifest = std::move(*have);
     } else {
-      if (o.peers.empty() && !directory)
+      if (o.peers.empty() && !directory) {
+        if (damaged) return damaged->with_context("model " + o.model + " (give --peers to fetch the shard again)");
         return Error{ErrorCode::NotFound, "the store lacks shards of model " + o.model + " for blocks " +
                                               span_text(*o.blocks) + "; give --peers to fetch them"};
+      }
       const net::PeerFetchOptions fetching{.peers = o.peers,
                                            .data_dir = data_dir,
                                            .timeout_s = o.fetch_timeout_s,
@@ -185,7 +202,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     }
   }
   if (prepared->blobs) {
-    prepared->blob_service = std::make_unique<store::BlobService>(*prepared->blobs);
+    prepared->blob_service = std::make_unique<store::BlobService>(*prepared->blobs, log);
     node.blob_service = [service = prepared->blob_service.get()] { return service->client(); };
   }
   if (rt->relay_) {

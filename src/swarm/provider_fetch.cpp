@@ -86,7 +86,7 @@ Result<store::Manifest> fetch_from_providers(store::BlobStore& store, Directory&
     std::vector<Batch> batches;
     std::string unprovided;
     for (const store::ShardEntry* s : store::shards_for_range(*manifest, range)) {
-      if (store.has(s->cid)) continue;
+      if (store.verify(s->cid).ok()) continue;  // a damaged copy is removed by verify and fetched again
       const auto index = static_cast<size_t>(s - manifest->shards.data());
       std::vector<const ProviderRecord*> holders;
       for (const auto& [id, r] : seen)

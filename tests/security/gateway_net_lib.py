@@ -24,10 +24,11 @@ def ok(message):
 
 
 class Gateway:
-    """`omni gateway` on 127.0.0.1:0 with the small test model; stopped (SIGTERM) on exit."""
+    """`omni gateway` on 127.0.0.1:0 with a small test model (`model`, a file in SHARED/models);
+    stopped (SIGTERM) on exit."""
 
-    def __init__(self, omni, shared, *args):
-        model = os.path.join(shared, "models", "synth-llama-q8_0.gguf")
+    def __init__(self, omni, shared, *args, model="synth-llama-q8_0.gguf"):
+        model = os.path.join(shared, "models", model)
         if not os.path.exists(model):
             print("SKIP: " + model + " is missing")
             sys.exit(77)
@@ -209,3 +210,12 @@ def can_bind(address):
         return True
     except OSError:
         return False
+
+
+def post_json(port, path, body, headers=None, source="127.0.0.1", timeout=30.0):
+    """POSTs `body` (a dict, or bytes sent as they are) with extra `headers` (a dict); one response."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    extra = "".join("%s: %s\r\n" % (k, v) for k, v in (headers or {}).items())
+    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n%s"
+            "Content-Length: %d\r\n\r\n" % (path, extra, len(data)))
+    return exchange(port, head.encode() + data, source, timeout)

@@ -41,7 +41,7 @@ with Workdir() as work:
         for s in socks:
             s.close()
         time.sleep(4)  # the last silent ones reach their deadline
-        took = run_client(OMNI, SHARED, work, node.addr, 5.0, "after the attack")
+        took = run_client(OMNI, SHARED, work, node.addr, 10.0, "after the attack")
         if "accepting connections again" not in node.log_text():
             fail("recovery not logged: " + node.log_text()[-500:])
         if node.vmhwm_mb() > 150:

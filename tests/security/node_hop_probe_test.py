@@ -4,10 +4,14 @@ Usage: OMNI SHARED_DIR
 
 Node A (blocks 0:2) and node B (2:4). Clients open chains through A whose next hop (--hop-addresses)
 is given (by B's id) as: a closed port, an open port whose server sends an SSH-like banner, and the
-address of node C (another node, another id), besides B itself. The first three must fail alike: "next hop unreachable", no errno text, no
-banner, no id mismatch, and no sooner than the node's connect timeout (10 s), so that the answer's
+address of node C (another node, another id), besides B itself. The first three must fail alike:
+"next hop unreachable", no errno text, no banner, no id mismatch, and (A runs with
+--fast-hop-failures 0) no sooner than the node's connect timeout (10 s), so that the answer's
 text and timing tell nothing about what listens there; A's log keeps the details. The real chain
 works, and a legitimate client is served by A meanwhile.
+
+Node D (--fast-hop-failures 2) answers its first two unreachable hops at once (a client
+re-routing around a node that just died is not held up) and the third only at the timeout.
 """
 import os
 import re
@@ -59,7 +63,7 @@ def closed_port():
 
 
 with Workdir() as work:
-    with Node(OMNI, SHARED, work, blocks="0:2", name="a") as a, Node(OMNI, SHARED, work, blocks="2:4", name="b") as b, \
+    with Node(OMNI, SHARED, work, "--fast-hop-failures", "0", blocks="0:2", name="a") as a, Node(OMNI, SHARED, work, blocks="2:4", name="b") as b, \
             Node(OMNI, SHARED, work, blocks="2:4", name="c") as c:
         srv = banner_server()
         cases = {
@@ -112,4 +116,24 @@ with Workdir() as work:
         if a.vmhwm_mb() > 150:
             fail("peak memory %.0f MB" % a.vmhwm_mb())
         ok("node A logged each hop's real failure")
+
+    with Node(OMNI, SHARED, work, "--fast-hop-failures", "2", blocks="0:2", name="d") as d, \
+            Node(OMNI, SHARED, work, blocks="2:4", name="e") as e:
+        taken = []
+        for i in range(3):
+            started = time.monotonic()
+            p = subprocess.run([OMNI, "run", "-m", model_path(SHARED), "-p", "hi", "-n", "2", "-t", "1", "--route",
+                                "chain", "--peers", d.addr + "," + e.addr, "--hop-addresses",
+                                "%s@127.0.0.1:%d" % (e.peer_id, closed_port()),
+                                "--data-dir", os.path.join(work, "client-d%d" % i)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=40)
+            taken.append(time.monotonic() - started)
+            err = p.stderr.decode(errors="replace")
+            if p.returncode == 0 or "next hop unreachable" not in err:
+                fail("fast budget, attempt %d: not the generic error: %s" % (i + 1, err[-500:]))
+        if taken[0] > 5 or taken[1] > 5:
+            fail("the first two unreachable hops were not answered at once: %r" % taken)
+        if taken[2] < CONNECT_TIMEOUT_S - 0.5:
+            fail("the third unreachable hop, past the budget, was answered after %.2f s" % taken[2])
+        ok("with a budget of 2: answered after %s s" % ", ".join("%.1f" % t for t in taken))
 print("PASS")

@@ -78,7 +78,7 @@ with Workdir() as work:
                                  results.__setitem__(n, closed_within(s, b, since[n])))
             t.start()
             results[name + "_thread"] = t
-        took = run_client(OMNI, SHARED, work, node.addr, 5.0, "while silent connections are open")
+        took = run_client(OMNI, SHARED, work, node.addr, 10.0, "while silent connections are open")
         for name in ("tcp", "tls", "idle"):
             results[name + "_thread"].join()
         # Closed no sooner than their deadline (2 s from accept; 2 s from TLS; 3 s from hello), less
@@ -104,7 +104,7 @@ with Workdir() as work:
         extra.close()
         if not closed or b"connections from your address" not in data:
             fail("a 9th connection from one address was not refused clearly: %r" % data[:300])
-        took = run_client(OMNI, SHARED, work, node.addr, 5.0, "while one address is at its limit")
+        took = run_client(OMNI, SHARED, work, node.addr, 10.0, "while one address is at its limit")
         ok("9th connection from one address refused with its reason; another address served in %.2f s" % took)
 
         # --- 5: total limit ------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ with Workdir() as work:
         worst, open_left = closed_within(held, 8.0)
         if open_left:
             fail("%d held connections stayed open" % open_left)
-        took = run_client(OMNI, SHARED, work, node.addr, 5.0, "after the node was full")
+        took = run_client(OMNI, SHARED, work, node.addr, 10.0, "after the node was full")
         if node.vmhwm_mb() > 150:
             fail("peak memory %.0f MB" % node.vmhwm_mb())
         ok("33rd connection refused with its reason; served in %.2f s once the silent ones were closed; peak %.0f MB"

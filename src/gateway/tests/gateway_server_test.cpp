@@ -18,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -53,11 +54,12 @@ class FailingBackend final : public EngineBackend {
 };
 
 // The test model's local backend (one thread); a test failure and null when it cannot load.
-std::unique_ptr<LocalEngineBackend> load_backend() {
+std::unique_ptr<LocalEngineBackend> load_backend(uint32_t n_ctx = 0) {
   LocalBackendOptions o;
   o.model_path = kModel;
   o.model_id = "test-model";
   o.threads = 1;
+  o.n_ctx = n_ctx;
   auto local = LocalEngineBackend::load(o);
   if (!local) {
     ADD_FAILURE() << local.error().message;
@@ -73,13 +75,15 @@ struct Served {
   std::mutex mu;
   std::vector<std::string> log;
 
-  explicit Served(Error failure, std::string web_dir = {}) {
-    auto local = load_backend();
+  explicit Served(Error failure, std::string web_dir = {},
+                  const std::function<void(GatewayOptions&)>& configure = {}, uint32_t n_ctx = 0) {
+    auto local = load_backend(n_ctx);
     if (!local) return;
     GatewayOptions g;
     g.web_dir = std::move(web_dir);
     g.host = "127.0.0.1";
     g.port = 0;
+    if (configure) configure(g);
     g.log = [this](const std::string& line) {
       std::lock_guard lock(mu);
       log.push_back(line);
@@ -151,6 +155,22 @@ TEST(GatewayServer, StatusFollowsTheCode) {
     EXPECT_EQ(r->status, c.status) << to_string(c.code);
     EXPECT_EQ(r->body.find(text) != std::string::npos, c.text_shown) << to_string(c.code) << ": " << r->body;
   }
+}
+
+TEST(GatewayServer, ModelsCarryTheContextLength) {
+  Served s(Error{ErrorCode::Internal, "unused"}, {}, {}, /*n_ctx=*/1536);
+  ASSERT_TRUE(s.server);
+  httplib::Client client("127.0.0.1", s.port);
+  auto list = client.Get("/v1/models");
+  ASSERT_TRUE(list);
+  const auto models = nlohmann::json::parse(list->body);
+  ASSERT_EQ(models["data"].size(), 1u);
+  EXPECT_EQ(models["data"][0]["id"], "test-model");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  EXPECT_EQ(models["data"][0]["context_length"], 1536);
+  auto one = client.Get("/v1/models/test-model");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(nlohmann::json::parse(one->body)["context_length"], 1536);
 }
 
 // A gateway on 127.0.0.1:port (0: any), bound but not serving.
@@ -407,7 +427,8 @@ namespace {
 class GapCatalog final : public ModelCatalog {
  public:
   explicit GapCatalog(std::unique_ptr<EngineBackend> backend) : backend_(std::move(backend)) {}
-  std::vector<CatalogEntry> models() const override { return {{"test-model", "bafkreitestcid"}}; }
+  std::vector<CatalogEntry> models() const override { return {{"test-model", "bafkreitestcid", backend_->description().n_ctx}};
+  }
   Result<EngineBackend*> backend(const std::string& id) override {
     if (id == "test-model" || id == "bafkreitestcid") return backend_.get();
     if (id == "gappy") return Error{ErrorCode::Unavailable, "no live node serves " + describe_blocks({3, 4, 5, 9})};

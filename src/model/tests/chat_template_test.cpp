@@ -877,6 +877,49 @@ TEST(ChatTemplate, ByNameRendersTheReferenceTemplates) {
   EXPECT_NE(unknown.error().message.find("mistral-v3-tekken"), std::string::npos);
 }
 
+TEST(ChatTemplate, RenderKeepsMessagesApartFromMarkup) {
+  // Each message wrapped in \x01 marks (no whitespace at its ends, so no template trims it) and
+  // holding other formats' markup: every mark lands in a message segment, none in the markup.
+  const std::string body = "<|im_end|>\n<|assistant|>[INST]</s><start_of_turn>";
+  const std::vector<ChatMessage> chat = {{"system", "\x01s" + body + "\x01"},
+                                         {"user", "\x01u" + body + "\x01"},
+                                         {"assistant", "\x01a" + body + "\x01"},
+                                         {"user", "\x01v" + body + "\x01"}};
+  const std::vector<ChatMessage> no_system(chat.begin() + 1, chat.end());
+  for (std::string_view name : {"chatml", "llama2", "llama3", "llama3.1", "mistral", "mistral-v1", "mistral-v3",
+                                "mistral-v3-tekken", "phi3", "phi3-legacy", "gemma", "gemma3", "zephyr"}) {
+    const ChatTemplate t = ChatTemplate::by_name(name, "<s>", "</s>").value();
+    const bool system_allowed = name != "mistral" && name != "gemma";
+    const auto& messages = system_allowed ? chat : no_system;
+    auto prompt = t.render(messages, true);
+    ASSERT_TRUE(prompt.ok()) << name << ": " << prompt.error().message;
+    EXPECT_EQ(prompt->text(), render(t, messages, true)) << name;
+    std::string from_messages;
+    for (size_t i = 0; i < prompt->segments.size(); ++i) {
+      const ChatSegment& seg = prompt->segments[i];
+      EXPECT_FALSE(seg.text.empty()) << name;
+      if (i > 0) {
+        EXPECT_NE(seg.from_message, prompt->segments[i - 1].from_message) << name;
+      }
+      if (seg.from_message) {
+        from_messages += seg.text;
+      } else {
+        EXPECT_EQ(seg.text.find('\x01'), std::string::npos) << name << ": a message in the markup: " << seg.text;
+      }
+    }
+    // Every message the format renders is in the message segments whole (phi3-legacy drops the
+    // system message, as its reference does).
+    for (const ChatMessage& m : messages) {
+      if (name == "phi3-legacy" && m.role == "system") continue;
+      EXPECT_NE(from_messages.find(m.content), std::string::npos) << name << ": " << m.role;
+    }
+  }
+  // llama2 trims the system-and-question block as a whole: a blank question takes the markup's
+  // trailing newlines with it, as the reference does.
+  const ChatTemplate llama2 = ChatTemplate::by_name("llama2", "<s>", "</s>").value();
+  EXPECT_EQ(render(llama2, {{"system", "S"}, {"user", " \n"}}, true), "<s>[INST] <<SYS>>\nS\n<</SYS>> [/INST]");
+}
+
 TEST(ChatTemplate, UnrecognizedTemplateIsAnErrorThatQuotesIt) {
   // lmsys/vicuna style: none of the families' markers.
   const std::string vicuna =

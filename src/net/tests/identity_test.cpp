@@ -90,6 +90,75 @@ TEST(Identity, MalformedKeyFileIsAnError) {
   std::filesystem::remove_all(dir);
 }
 
+// Two data directories sharing one key (a symbolic or a hard link) would be two nodes with one
+// peer id, each holding its own directory's lock: refused, the original still loads.
+TEST(Identity, SharedKeyLinksRefused) {
+  const std::string root = temp_dir();
+  auto original = Identity::load_or_create(root + "/a");
+  ASSERT_TRUE(original.ok()) << original.error().message;
+  ASSERT_EQ(::mkdir((root + "/b").c_str(), 0700), 0);
+  ASSERT_EQ(::symlink((root + "/a/identity.pem").c_str(), (root + "/b/identity.pem").c_str()), 0);
+  auto linked = Identity::load_or_create(root + "/b");
+  ASSERT_FALSE(linked.ok());
+  EXPECT_EQ(linked.error().code, ErrorCode::PermissionDenied) << linked.error().message;
+  EXPECT_NE(linked.error().message.find(root + "/b/identity.pem is a symbolic link to " + root + "/a/identity.pem"),
+            std::string::npos)
+      << linked.error().message;
+  ASSERT_TRUE(Identity::load_or_create(root + "/a").ok());
+
+  ASSERT_EQ(::mkdir((root + "/c").c_str(), 0700), 0);
+  ASSERT_EQ(::link((root + "/a/identity.pem").c_str(), (root + "/c/identity.pem").c_str()), 0);
+  for (const char* d : {"/a", "/c"}) {
+    auto r = Identity::load_or_create(root + d);
+    ASSERT_FALSE(r.ok()) << d;
+    EXPECT_EQ(r.error().code, ErrorCode::PermissionDenied) << r.error().message;
+    EXPECT_NE(r.error().message.find("has 2 hard links"), std::string::npos) << r.error().message;
+  }
+  ASSERT_EQ(::unlink((root + "/c/identity.pem").c_str()), 0);
+  auto again = Identity::load_or_create(root + "/a");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->peer_id(), original->peer_id());
+  std::filesystem::remove_all(root);
+}
+
+// A directory every user may write to: refused whether the key exists yet or not (sticky or not).
+TEST(Identity, WorldWritableDataDirRefused) {
+  const std::string root = temp_dir();
+  for (mode_t mode : {0777, 01777, 0703}) {
+    const std::string dir = root + "/d" + std::to_string(mode);
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
+    auto fresh = Identity::load_or_create(dir);
+    ASSERT_FALSE(fresh.ok()) << std::oct << mode;
+    EXPECT_EQ(fresh.error().code, ErrorCode::PermissionDenied) << fresh.error().message;
+    EXPECT_NE(fresh.error().message.find("chmod 700 " + dir), std::string::npos) << fresh.error().message;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/identity.pem")) << "a key was written into " << dir;
+    ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
+    ASSERT_TRUE(Identity::load_or_create(dir).ok());
+    ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
+    auto existing = Identity::load_or_create(dir);
+    ASSERT_FALSE(existing.ok()) << std::oct << mode;
+    EXPECT_EQ(existing.error().code, ErrorCode::PermissionDenied) << existing.error().message;
+  }
+  std::filesystem::remove_all(root);
+}
+
+// A passphrase-protected key: a clear refusal, no prompt. The child has no terminal to prompt on
+// and a closed stdin; the refusal must come from the key, not from a failed prompt.
+TEST(Identity, PassphraseProtectedKeyRefusedWithoutPrompt) {
+  const std::string dir = temp_dir();
+  const std::string path = dir + "/identity.pem";
+  const std::string made = "openssl genpkey -algorithm ed25519 -aes256 -pass pass:secret -out " + path +
+                           " 2>/dev/null && chmod 600 " + path;
+  if (std::system(made.c_str()) != 0) GTEST_SKIP() << "the openssl command cannot make an encrypted key here";
+  auto r = Identity::load_or_create(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
+  EXPECT_NE(r.error().message.find(path + " is protected by a passphrase"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("openssl pkey -in " + path), std::string::npos) << r.error().message;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(PeerAddress, Parses) {
   auto id = Identity::generate();
   ASSERT_TRUE(id.ok());

@@ -90,11 +90,13 @@ struct Loop {
 // Writes `message` into one end of a pipe and reads it back through a GuardedMessageStream;
 // returns the reader or the Error the stream refused it with.
 Result<kj::Own<capnp::MessageReader>> through_guard(Loop& l, capnp::MallocMessageBuilder& message,
-                                                    const MessageLimits& limits, std::shared_ptr<ReceiveBudget> budget) {
+                                                    const MessageLimits& limits,
+                                                    std::shared_ptr<ReceiveBudget> budget) {
   auto pipe = kj::newTwoWayPipe();
   GuardedMessageStream guard(*pipe.ends[1], limits, std::move(budget), l.timer);
-  auto written = capnp::writeMessage(*pipe.ends[0], message).then([&] { pipe.ends[0]->shutdownWrite(); }).eagerlyEvaluate(
-      [](kj::Exception&&) {});
+  auto written = capnp::writeMessage(*pipe.ends[0], message)
+                     .then([&] { pipe.ends[0]->shutdownWrite(); })
+                     .eagerlyEvaluate([](kj::Exception&&) {});
   Result<kj::Own<capnp::MessageReader>> result = Error{ErrorCode::Internal, "no message"};
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
     auto read = guard.tryReadMessage(nullptr, capnp::ReaderOptions()).wait(l.wait);

@@ -145,8 +145,8 @@ TEST(RelaySplice, BothWaysWithHalfClose) {
   auto left = kj::newTwoWayPipe();   // ends[0]: the client; ends[1]: the relay's client side
   auto right = kj::newTwoWayPipe();  // ends[0]: the relay's node side; ends[1]: the node
   auto counters = std::make_shared<SpliceCounters>();
-  auto spliced = splice(kj::mv(left.ends[1]), kj::mv(right.ends[0]), l.io.provider->getTimer(), 10 * kj::SECONDS,
-                        counters)
+  auto spliced = splice(kj::mv(left.ends[1]), kj::mv(right.ends[0]), l.io.provider->getTimer(),
+                        SpliceOptions{.idle_timeout = 10 * kj::SECONDS}, counters)
                      .eagerlyEvaluate(nullptr);
   // 1 MiB client -> node, in pieces, checked byte for byte.
   std::vector<uint8_t> big(1 << 20);
@@ -179,7 +179,8 @@ TEST(RelaySplice, EndsWhenIdle) {
   auto right = kj::newTwoWayPipe();
   auto& timer = l.io.provider->getTimer();
   const auto start = timer.now();
-  auto result = splice(kj::mv(left.ends[1]), kj::mv(right.ends[0]), timer, 200 * kj::MILLISECONDS)
+  auto result = splice(kj::mv(left.ends[1]), kj::mv(right.ends[0]), timer,
+                       SpliceOptions{.idle_timeout = 200 * kj::MILLISECONDS})
                     .wait(l.io.waitScope);
   EXPECT_EQ(result.ended, "idle for 0.2 s");
   EXPECT_GE(timer.now() - start, 200 * kj::MILLISECONDS);
@@ -187,6 +188,60 @@ TEST(RelaySplice, EndsWhenIdle) {
   char c;
   EXPECT_EQ(left.ends[0]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);
   EXPECT_EQ(right.ends[1]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);
+}
+
+// The node closes its side; the client never closes its own: the splice ends after the linger,
+// and the client sees the end, instead of holding the connection until the idle timeout.
+TEST(RelaySplice, ClosesTheOtherSideOnceOneSideHasClosed) {
+  Loop l;
+  auto left = kj::newTwoWayPipe();   // ends[0]: the client
+  auto right = kj::newTwoWayPipe();  // ends[1]: the node
+  auto& timer = l.io.provider->getTimer();
+  const auto start = timer.now();
+  auto spliced = splice(kj::mv(right.ends[0]), kj::mv(left.ends[1]), timer,
+                        SpliceOptions{.idle_timeout = 60 * kj::SECONDS, .linger = 300 * kj::MILLISECONDS})
+                     .eagerlyEvaluate(nullptr);
+  right.ends[1]->write("bye", 3).wait(l.io.waitScope);
+  right.ends[1]->shutdownWrite();
+  char bye[3];
+  left.ends[0]->read(bye, 3).wait(l.io.waitScope);
+  EXPECT_EQ(std::string(bye, 3), "bye");
+  char c;
+  EXPECT_EQ(left.ends[0]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);  // the half-close, at once
+  auto result = spliced.wait(l.io.waitScope);
+  EXPECT_EQ(result.ended, "one side closed, the other did not within 0.3 s");
+  EXPECT_GE(timer.now() - start, 300 * kj::MILLISECONDS);
+  EXPECT_LT(timer.now() - start, 10 * kj::SECONDS);
+  EXPECT_EQ(right.ends[1]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);  // the node's side is closed too
+}
+
+// Side b (the client) must send its first byte in time; once it has, the deadline is gone.
+TEST(RelaySplice, EndsWhenTheSecondSideSendsNoFirstByte) {
+  Loop l;
+  auto& timer = l.io.provider->getTimer();
+  const SpliceOptions quick{.idle_timeout = 60 * kj::SECONDS, .first_byte_timeout = 200 * kj::MILLISECONDS};
+  {
+    auto left = kj::newTwoWayPipe();
+    auto right = kj::newTwoWayPipe();
+    const auto start = timer.now();
+    auto result = splice(kj::mv(right.ends[0]), kj::mv(left.ends[1]), timer, quick).wait(l.io.waitScope);
+    EXPECT_EQ(result.ended, "no first byte within 0.2 s");
+    EXPECT_GE(timer.now() - start, 200 * kj::MILLISECONDS);
+    char c;
+    EXPECT_EQ(left.ends[0]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);
+    EXPECT_EQ(right.ends[1]->tryRead(&c, 1, 1).wait(l.io.waitScope), 0u);
+  }
+  auto left = kj::newTwoWayPipe();
+  auto right = kj::newTwoWayPipe();
+  auto spliced = splice(kj::mv(right.ends[0]), kj::mv(left.ends[1]), timer, quick).eagerlyEvaluate(nullptr);
+  left.ends[0]->write("hello", 5).wait(l.io.waitScope);
+  char got[5];
+  right.ends[1]->read(got, 5).wait(l.io.waitScope);
+  timer.afterDelay(500 * kj::MILLISECONDS).wait(l.io.waitScope);
+  EXPECT_FALSE(spliced.poll(l.io.waitScope));  // still open past the deadline
+  right.ends[1]->write("world", 5).wait(l.io.waitScope);
+  left.ends[0]->read(got, 5).wait(l.io.waitScope);
+  EXPECT_EQ(std::string(got, 5), "world");
 }
 
 // A stream whose reads fail, as a reset connection's do.
@@ -204,7 +259,8 @@ class BrokenStream final : public kj::AsyncIoStream {
 TEST(RelaySplice, OneFailingSideEndsBoth) {
   Loop l;
   auto right = kj::newTwoWayPipe();
-  auto result = splice(kj::heap<BrokenStream>(), kj::mv(right.ends[0]), l.io.provider->getTimer(), 10 * kj::SECONDS)
+  auto result = splice(kj::heap<BrokenStream>(), kj::mv(right.ends[0]), l.io.provider->getTimer(),
+                       SpliceOptions{.idle_timeout = 10 * kj::SECONDS})
                     .wait(l.io.waitScope);
   EXPECT_NE(result.ended.find("connection reset by peer"), std::string::npos) << result.ended;
   char c;
@@ -467,6 +523,58 @@ TEST(Relay, LimitsConnectionsPerNodeAndClosesIdleOnes) {
   EXPECT_TRUE(relay.logged("(idle for 1.0 s)"));
   auto second = c.connect(*address);
   EXPECT_EQ(c.round_trip(*second.stream, "two"), "two");
+}
+
+// One address cannot take a node's connections: beyond max_per_source it is refused (others are
+// still served), and a relayed client that sends nothing is closed after the first-byte timeout,
+// which frees its place.
+TEST(Relay, LimitsConnectionsPerSourceAndClosesSilentClients) {
+  RelayOptions o = quick_options();
+  o.max_per_source = 2;
+  o.first_byte_timeout_s = 1;
+  TestRelay relay(o);
+  TestNode node(relay.host_port);
+  auto address = node.registered.get(0);
+  ASSERT_TRUE(address);
+  Client c;
+  const std::string connect_line = format_relay_request({RelayRequest::Kind::Connect, node.peer_id, {}});
+  auto silent = [&] {
+    auto s = connect_tcp(*c.io.provider, relay.host_port).wait(c.io.waitScope);
+    s->write(connect_line.data(), connect_line.size()).wait(c.io.waitScope);
+    return s;
+  };
+  auto reply_of = [&](kj::AsyncIoStream& s) { return read_relay_line(s).wait(c.io.waitScope); };
+  auto first = silent();
+  auto second = silent();
+  EXPECT_EQ(reply_of(*first), "OK");
+  EXPECT_EQ(reply_of(*second), "OK");
+  auto third = silent();
+  const std::string refused = reply_of(*third);
+  EXPECT_EQ(refused.rfind("ERR 127.0.0.1 already has 2 relayed connections, this relay's limit per address", 0), 0u)
+      << refused;
+  auto& timer = c.io.provider->getTimer();
+  const auto start = timer.now();
+  char b;
+  EXPECT_EQ(first->tryRead(&b, 1, 1).wait(c.io.waitScope), 0u);
+  EXPECT_GE(timer.now() - start, 500 * kj::MILLISECONDS);
+  EXPECT_EQ(second->tryRead(&b, 1, 1).wait(c.io.waitScope), 0u);
+  EXPECT_TRUE(relay.logged("(no first byte within 1.0 s)"));
+  auto peer = c.connect(*address);  // the places are free again
+  EXPECT_EQ(c.round_trip(*peer.stream, "served"), "served");
+}
+
+// The relay's limits are checked: none may be 0.
+TEST(Relay, RefusesZeroLimits) {
+  for (uint32_t RelayOptions::*limit : {&RelayOptions::max_relayed, &RelayOptions::max_per_source,
+                                        &RelayOptions::max_pending_per_source,
+                                        &RelayOptions::max_unidentified_per_source,
+                                        &RelayOptions::first_byte_timeout_s}) {
+    RelayOptions o;
+    o.*limit = 0;
+    auto r = RelayServer::create(o, *Identity::generate());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().message;
+  }
 }
 
 TEST(Relay, NodeRefusalReachesTheClient) {

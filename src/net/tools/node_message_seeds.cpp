@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
       micros.set(0, 1234);
     });
   };
-  write(dir + "/forward", 1, {tokens, hidden(proto::HiddenFormat::F16, 2 * 16 * 2), hidden(proto::HiddenFormat::Q8, 2 * 20)});
+  write(dir + "/forward", 1,
+        {tokens, hidden(proto::HiddenFormat::F16, 2 * 16 * 2), hidden(proto::HiddenFormat::Q8, 2 * 20)});
   return 0;
 }

@@ -1,5 +1,6 @@
 // The blob store: atomic visibility, cleanup after a crash, resumable partial blobs, the size limit
-// with LRU eviction of unpinned blobs, persisted pins, and the single-process lock.
+// with LRU eviction of unpinned blobs, persisted pins, the single-process lock, and verification
+// of stored blobs against their CIDs (once, then trusted while the file is unchanged).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -216,6 +217,90 @@ TEST(BlobStore, ChunkTableThatDisagreesWithTheCidIsRejectedAtFinish) {
   EXPECT_FALSE((*s)->has(Cid::of(data)));
   EXPECT_EQ(count_files(d / "partial"), 0u);
   EXPECT_EQ((*s)->used_bytes(), 0u);
+}
+
+// Overwrites one byte of a stored blob in place, as a careless or hostile hand would (the file
+// is read-only: made writable first). The pause lets the modification time move on.
+void tamper(const std::string& path, uint64_t offset) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.good());
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+// verify(): the store's own blobs are recorded verified as they land; a use (LRU touch) keeps the
+// record valid; a blob changed on disk fails with Corruption naming its CID and is removed; a blob
+// copied in by hand is hashed once and then recorded.
+TEST(BlobStore, VerifiesBlobsOnceAndNoticesChanges) {
+  ScratchDir d;
+  auto s = BlobStore::open(d.path());
+  ASSERT_TRUE(s);
+  auto data = random_bytes(100000, 7);
+  auto cid = (*s)->put(data);
+  ASSERT_TRUE(cid) << cid.error().message;
+  const std::string record = d / ("verified/" + cid->to_string());
+  ASSERT_TRUE(std::filesystem::exists(record));
+  const auto recorded = std::filesystem::last_write_time(record);
+  EXPECT_TRUE((*s)->verify(*cid));
+  ASSERT_TRUE((*s)->touch(*cid));
+  EXPECT_TRUE((*s)->verify(*cid));
+  EXPECT_EQ(std::filesystem::last_write_time(record), recorded) << "a use invalidated the verification";
+
+  tamper((*s)->blob_path(*cid), 4321);
+  auto bad = (*s)->verify(*cid);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::Corruption) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("blob " + cid->to_string() + " in store " + d.path() + " does not match its CID"),
+            std::string::npos)
+      << bad.error().message;
+  EXPECT_FALSE((*s)->has(*cid));
+  EXPECT_FALSE(std::filesystem::exists(record));
+  EXPECT_EQ((*s)->used_bytes(), 0u);
+  EXPECT_EQ((*s)->verify(*cid).error().code, ErrorCode::NotFound);
+
+  // put() again: the blob is back, verified.
+  ASSERT_TRUE((*s)->put(data));
+  EXPECT_TRUE((*s)->verify(*cid));
+
+  // A blob copied in by hand has no record: hashed, then recorded.
+  auto other = random_bytes(5000, 8);
+  const Cid other_cid = Cid::of(other);
+  {
+    std::ofstream f((*s)->blob_path(other_cid), std::ios::binary);
+    f.write(reinterpret_cast<const char*>(other.data()), static_cast<std::streamsize>(other.size()));
+  }
+  EXPECT_FALSE(std::filesystem::exists(d / ("verified/" + other_cid.to_string())));
+  EXPECT_TRUE((*s)->verify(other_cid));
+  EXPECT_TRUE(std::filesystem::exists(d / ("verified/" + other_cid.to_string())));
+}
+
+// import_file and put replace a damaged copy instead of keeping it as "already stored".
+TEST(BlobStore, ImportReplacesADamagedCopy) {
+  ScratchDir d;
+  auto s = BlobStore::open(d.path());
+  ASSERT_TRUE(s);
+  auto data = random_bytes(20000, 9);
+  auto cid = (*s)->put(data);
+  ASSERT_TRUE(cid);
+  tamper((*s)->blob_path(*cid), 10);
+  const std::string tmp = (*s)->temp_path("import");
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  }
+  auto imported = (*s)->import_file(tmp, 4096);
+  ASSERT_TRUE(imported) << imported.error().message;
+  EXPECT_FALSE(imported->existed);
+  EXPECT_TRUE((*s)->verify(*cid));
+  auto back = (*s)->read_all(*cid, 1 << 20);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(*back == data);
 }
 
 TEST(BlobStore, LimitEvictsLeastRecentlyUsedUnpinnedBlobs) {
