@@ -19,7 +19,14 @@ packages=(
   libcpp-httplib-dev                  # gateway HTTP server (src/gateway)
   libcurl4-openssl-dev                # model downloads from http(s) URLs and hf: names (src/store)
   chromium                            # gateway browser test (playwright-core)
+  g++-aarch64-linux-gnu qemu-user     # AArch64 cross build of the engine, tested under emulation
+  libc6-dev-arm64-cross               #   (scripts/ci_aarch64.sh)
+  libpcre2-dev:arm64                  #   the tokenizers' regex library for the target (multiarch)
 )
+# libpcre2-dev:arm64 needs arm64 as a foreign architecture of dpkg.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,12 +39,16 @@ int swarm_status(const SwarmOptions& o) {
   out["models"] = nlohmann::json::array();
   out["rejected_records"] = found->rejected;
   out["rejected_reasons"] = found->reasons;
-  for (const auto& r : found->records)
+  for (const auto& r : found->records) {
+    nlohmann::json links = nlohmann::json::object();
+    for (const auto& l : r.links) links[l.peer_id] = l.rtt_ms;
     out["nodes"].push_back({{"peer_id", r.peer_id}, {"addresses", r.addresses}, {"model_id", r.model_id},
                             {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
                             {"block_tps", r.block_tps}, {"span_tps", r.span_tps()},
                             {"max_sessions", r.max_sessions}, {"protocol_version", r.protocol_version},
-                            {"expires_in_s", (r.expires_ms - swarm::unix_now_ms()) / 1000.0}});
+                            {"expires_in_s", (r.expires_ms - swarm::unix_now_ms()) / 1000.0},
+                            {"links_ms", links}});
+  }
   for (const auto& [id, records] : by_model) {
     const uint32_t n = records.front().n_layer;
     auto c = swarm::coverage_of(records, n);

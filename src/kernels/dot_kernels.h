@@ -1,10 +1,10 @@
 // The per-ISA dot-product kernels behind matmul (internal to the kernels library).
 //
-// dot_scalar.cpp, dot_avx2.cpp and dot_avx512.cpp each fill a KernelTable: per weight type, the
-// activation format it consumes, a quantizer producing that format (bytes identical to
-// quantize_activation_ref's, up to the kQ8_0 / kQ8_0U offset) and a tile function. The SIMD files
-// are compiled with their -m flags, so their tables may only be fetched on CPUs that have those
-// features (matmul.cpp checks). Every tile function computes each output with the same operations
+// dot_scalar.cpp, dot_avx2.cpp, dot_avx512.cpp and the three dot_neon*.cpp files each fill a
+// KernelTable: per weight type, the activation format it consumes, a quantizer producing that
+// format (bytes identical to quantize_activation_ref's, up to the kQ8_0 / kQ8_0U offset) and a tile
+// function. The SIMD files are compiled with their -m / -march flags, so their tables may only be
+// fetched on CPUs that have those features (matmul.cpp checks). Every tile function computes each output with the same operations
 // in the same order whatever the tile's size and position, so results do not depend on how rows
 // and tokens are split into tiles or threads.
 #pragma once
@@ -21,9 +21,12 @@ namespace omni::kernels {
 enum class WType : int { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, kCount };
 constexpr int kWTypeCount = static_cast<int>(WType::kCount);
 
-// The SIMD level of this CPU (or the lower one forced by force_simd_level), detected once for every
-// kernel file: kAvx2 means AVX2 + FMA + F16C, kAvx512 adds AVX-512 F, BW, VL, DQ and VNNI.
-enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// The SIMD level of this CPU (or the lower one forced by force_simd_level or OMNI_KERNELS),
+// detected once for every kernel file. x86-64: kAvx2 means AVX2 + FMA + F16C, kAvx512 adds AVX-512
+// F, BW, VL, DQ and VNNI. AArch64: kNeon is the base Advanced SIMD, kNeonDotprod adds the dot
+// product instructions, kNeonI8mm the int8 matrix multiplies as well. Each architecture's levels
+// are ordered; the other architecture's never occur.
+enum class SimdLevel : int { kScalar, kAvx2, kAvx512, kNeon, kNeonDotprod, kNeonI8mm };
 SimdLevel active_simd_level();
 
 // Index of `type`, or -1 when matmul does not support it.
@@ -54,6 +57,9 @@ struct KernelTable {
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();    // needs AVX2, FMA, F16C
 const KernelTable& avx512_kernels();  // needs AVX-512 F, BW, VL, DQ, VNNI (and uses BF16 when present)
+const KernelTable& neon_kernels();          // AArch64
+const KernelTable& neon_dotprod_kernels();  // needs the dot product extension (ARMv8.2-A +dotprod)
+const KernelTable& neon_i8mm_kernels();     // needs dotprod and i8mm (ARMv8.6-A +i8mm)
 
 
 }  // namespace omni::kernels

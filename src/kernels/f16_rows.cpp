@@ -9,6 +9,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 namespace omni::kernels {
@@ -219,7 +221,7 @@ void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const flo
       return dot_rows_avx512(rows, stride, n_rows, x, len, order, scale, out);
     case SimdLevel::kAvx2:
       return dot_rows_avx2(rows, stride, n_rows, x, len, order, scale, out);
-    case SimdLevel::kScalar:
+    default:
       break;
   }
   dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
@@ -243,6 +245,66 @@ void dot_f16_rows_multi(const uint16_t* rows, size_t stride, int64_t n_rows, con
 
 void round_through_f16(float* x, int64_t n) {
   if (active_simd_level() != SimdLevel::kScalar) return round_avx2(x, n);
+  round_through_f16_ref(x, n);
+}
+
+#elif defined(__aarch64__)
+// ---- AArch64: the same operations, 4 lanes per register (Advanced SIMD, on every such CPU) -------
+
+namespace {
+
+inline float32x4_t load_f16x4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+
+// reduce_16_lanes on lanes a0 = 0..3, a1 = 4..7, a2 = 8..11, a3 = 12..15: t = hi 8 + lo 8, u = hi 4 +
+// lo 4 of t, then (u0 + u2) + (u1 + u3).
+inline float reduce_16(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3) {
+  const float32x4_t u = vaddq_f32(vaddq_f32(a3, a1), vaddq_f32(a2, a0));
+  const float32x2_t v = vadd_f32(vget_low_f32(u), vget_high_f32(u));
+  return vget_lane_f32(v, 0) + vget_lane_f32(v, 1);
+}
+
+float dot_row_batched_neon(const uint16_t* a, const float* b, int64_t n) {
+  float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+  for (int64_t l = 0; l < n; l += 16)
+    for (int k = 0; k < 4; ++k) acc[k] = vfmaq_f32(acc[k], load_f16x4(a + l + 4 * k), vld1q_f32(b + l + 4 * k));
+  return reduce_16(acc[0], acc[1], acc[2], acc[3]);
+}
+
+float dot_row_single_neon(const uint16_t* a, const float* b, int64_t n) {
+  const int64_t steps_end = n & ~int64_t{63};
+  float32x4_t acc[16];  // acc[4j + k]: lanes 4k .. 4k + 3 of ggml's accumulator j
+  for (auto& v : acc) v = vdupq_n_f32(0.0f);
+  for (int64_t i = 0; i < steps_end; i += 64)
+    for (int k = 0; k < 16; ++k) acc[k] = vfmaq_f32(acc[k], load_f16x4(a + i + 4 * k), vld1q_f32(b + i + 4 * k));
+  float32x4_t s[4];
+  for (int k = 0; k < 4; ++k) s[k] = vaddq_f32(vaddq_f32(acc[k], acc[8 + k]), vaddq_f32(acc[4 + k], acc[12 + k]));
+  double sum = reduce_16(s[0], s[1], s[2], s[3]);
+  for (int64_t i = steps_end; i < n; ++i) sum += static_cast<double>(fp16_to_fp32(a[i]) * b[i]);
+  return static_cast<float>(sum);
+}
+
+void round_neon(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vcvt_f32_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+  round_through_f16_ref(x + i, n - i);
+}
+
+}  // namespace
+
+void dot_f16_rows(const uint16_t* rows, size_t stride, int64_t n_rows, const float* x, int64_t len, F16DotOrder order,
+                  float scale, float* out) {
+  if (active_simd_level() == SimdLevel::kScalar) return dot_f16_rows_ref(rows, stride, n_rows, x, len, order, scale, out);
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const uint16_t* a = rows + static_cast<size_t>(j) * stride;
+    out[j] = (order == F16DotOrder::kBatched ? dot_row_batched_neon(a, x, len) : dot_row_single_neon(a, x, len)) * scale;
+  }
+}
+void dot_f16_rows_multi(const uint16_t* rows, size_t stride, int64_t n_rows, const float* const* xs, int n_x,
+                        int64_t len, F16DotOrder order, float scale, float* const* outs) {
+  for (int i = 0; i < n_x; ++i) dot_f16_rows(rows, stride, n_rows, xs[i], len, order, scale, outs[i]);
+}
+void round_through_f16(float* x, int64_t n) {
+  if (active_simd_level() != SimdLevel::kScalar) return round_neon(x, n);
   round_through_f16_ref(x, n);
 }
 

@@ -2,8 +2,8 @@
 // that holds F16 values, and rounding f32 vectors through F16.
 //
 // The sums are those of ops.h's dot_f16_batched / dot_f16_single (ggml's structure, see there);
-// the rows are converted from F16 on the fly. An AVX-512 or AVX2 path is chosen at run time when
-// the CPU has it; every path gives the same bits as the scalar one (f16_rows_test).
+// the rows are converted from F16 on the fly. An AVX-512, AVX2 or NEON path is chosen at run time
+// when the CPU has it; every path gives the same bits as the scalar one (f16_rows_test).
 #pragma once
 
 #include <cstddef>

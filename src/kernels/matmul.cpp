@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 
@@ -20,6 +21,10 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 namespace omni::kernels {
@@ -60,40 +65,111 @@ int wtype_index(gguf::TensorType type) {
 
 namespace {
 
-enum Level : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
-constexpr const char* kLevelNames[] = {"scalar", "avx2", "avx512"};
+#if defined(__aarch64__) && defined(__linux__)
+// The Linux AArch64 HWCAP bits (ABI constants; older headers lack HWCAP2_I8MM).
+constexpr unsigned long kHwcapAsimdDp = 1ul << 20;
+constexpr unsigned long kHwcap2I8mm = 1ul << 13;
+#endif
 
-Level detect_level() {
+// This architecture's levels, lowest first: a level's rank is its index here.
+#if defined(__x86_64__)
+constexpr SimdLevel kLadder[] = {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512};
+#elif defined(__aarch64__)
+constexpr SimdLevel kLadder[] = {SimdLevel::kScalar, SimdLevel::kNeon, SimdLevel::kNeonDotprod, SimdLevel::kNeonI8mm};
+#else
+constexpr SimdLevel kLadder[] = {SimdLevel::kScalar};
+#endif
+constexpr int kRanks = static_cast<int>(std::size(kLadder));
+// By SimdLevel.
+constexpr const char* kLevelNames[] = {"scalar", "avx2", "avx512", "neon", "dotprod", "i8mm"};
+
+// The rank of the named level; a level of another architecture ranks above all of this one's (so,
+// forced, it gives the best this CPU has); -1 for a name that is no level.
+int rank_of(const char* name) {
+  for (int i = 0; i < static_cast<int>(std::size(kLevelNames)); ++i) {
+    if (std::strcmp(name, kLevelNames[i]) != 0) continue;
+    for (int r = 0; r < kRanks; ++r) {
+      if (static_cast<int>(kLadder[r]) == i) return r;
+    }
+    return kRanks - 1;
+  }
+  return -1;
+}
+
+int detect_rank() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   unsigned eax, ebx, ecx, edx;
   const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)) return kScalar;
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)) return 0;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
-    return kAvx512;
-  return kAvx2;
+    return 2;
+  return 1;
+#elif defined(__aarch64__) && defined(__APPLE__)
+  const auto has = [](const char* feature) {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname(feature, &value, &size, nullptr, 0) == 0 && value != 0;
+  };
+  if (!has("hw.optional.arm.FEAT_DotProd")) return 1;
+  return has("hw.optional.arm.FEAT_I8MM") ? 3 : 2;
+#elif defined(__aarch64__) && defined(__linux__)
+  // Advanced SIMD is part of every AArch64 Linux system.
+  if (!(getauxval(AT_HWCAP) & kHwcapAsimdDp)) return 1;
+  return (getauxval(AT_HWCAP2) & kHwcap2I8mm) ? 3 : 2;
+#elif defined(__aarch64__)
+  return 1;
 #else
-  return kScalar;
+  return 0;
 #endif
+}
+
+// The detected rank, capped by OMNI_KERNELS (a level name) where that is set: tests and CI run each
+// level this way, and a user can rule out a level. A value that names no level is reported and
+// ignored.
+int initial_rank() {
+  const int detected = detect_rank();
+  const char* env = std::getenv("OMNI_KERNELS");
+  if (env == nullptr || *env == '\0') return detected;
+  const int cap = rank_of(env);
+  if (cap < 0) {
+    std::fprintf(stderr,
+                 "omni::kernels: OMNI_KERNELS=\"%s\" names no kernel level (scalar, avx2, avx512, neon, dotprod, "
+                 "i8mm); ignored\n",
+                 env);
+    return detected;
+  }
+  return std::min(cap, detected);
 }
 
 std::atomic<int> g_forced{-1};
 
 // A forced level the CPU lacks falls back to the best one it has.
-Level active_level() {
-  static const Level detected = detect_level();
+int active_rank() {
+  static const int available = initial_rank();
   const int forced = g_forced.load(std::memory_order_relaxed);
-  return forced < 0 ? detected : static_cast<Level>(std::min(forced, static_cast<int>(detected)));
+  return forced < 0 ? available : std::min(forced, available);
 }
 
-const KernelTable& kernels_for(Level level) {
+const KernelTable& kernels_for(SimdLevel level) {
+  switch (level) {
 #if defined(__x86_64__)
-  if (level == kAvx512) return avx512_kernels();
-  if (level == kAvx2) return avx2_kernels();
+    case SimdLevel::kAvx512:
+      return avx512_kernels();
+    case SimdLevel::kAvx2:
+      return avx2_kernels();
+#elif defined(__aarch64__)
+    case SimdLevel::kNeonI8mm:
+      return neon_i8mm_kernels();
+    case SimdLevel::kNeonDotprod:
+      return neon_dotprod_kernels();
+    case SimdLevel::kNeon:
+      return neon_kernels();
 #endif
-  (void)level;
-  return scalar_kernels();
+    default:
+      return scalar_kernels();
+  }
 }
 
 [[noreturn]] void contract_violation(const char* what, const WeightView& w) {
@@ -148,7 +224,7 @@ void run_item(const Job& job, int64_t row_chunk, int64_t token_block) {
 
 bool matmul_supports(gguf::TensorType type) { return wtype_index(type) >= 0; }
 
-SimdLevel active_simd_level() { return static_cast<SimdLevel>(active_level()); }
+SimdLevel active_simd_level() { return kLadder[active_rank()]; }
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
   const int ti = wtype_index(w.type);
@@ -160,7 +236,7 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   // ggml's kernel choice changes the summation structure (docs/design.md, "Numerical parity"):
   // F16 / F32 / BF16 prompt batches go through tinyBLAS (cols % 16 == 0), single rows through vec_dot; Q4_0
   // matrices with rows % 8 == 0 through its repacked kernels.
-  const KernelTable& table = kernels_for(active_level());
+  const KernelTable& table = kernels_for(active_simd_level());
   const TypeKernel* chosen = &table.types[ti];
   const bool single = n_tokens == 1 || w.cols % 16 != 0;
   if (w.type == gguf::TensorType::F16 && single) chosen = &table.f16_single;
@@ -233,21 +309,19 @@ void dequantize_row_of(const WeightView& w, int64_t row, float* out) {
   dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + row * static_cast<int64_t>(*row_bytes), out, w.cols);
 }
 
-const char* simd_level() { return kLevelNames[active_level()]; }
+const char* simd_level() { return kLevelNames[static_cast<int>(active_simd_level())]; }
 
 void force_simd_level(const char* level) {
   if (level == nullptr) {
     g_forced.store(-1, std::memory_order_relaxed);
     return;
   }
-  for (int i = 0; i < 3; ++i) {
-    if (std::strcmp(level, kLevelNames[i]) == 0) {
-      g_forced.store(i, std::memory_order_relaxed);
-      return;
-    }
+  const int rank = rank_of(level);
+  if (rank < 0) {
+    std::fprintf(stderr, "omni::kernels::force_simd_level: unknown level \"%s\"\n", level);
+    std::abort();
   }
-  std::fprintf(stderr, "omni::kernels::force_simd_level: unknown level \"%s\"\n", level);
-  std::abort();
+  g_forced.store(rank, std::memory_order_relaxed);
 }
 
 }  // namespace omni::kernels

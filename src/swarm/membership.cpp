@@ -10,6 +10,7 @@
 #include "net/node_info.h"
 #include "proto/node.capnp.h"
 #include "swarm/assignment.h"
+#include "swarm/link_meter.h"
 
 namespace omni::swarm {
 
@@ -20,6 +21,7 @@ Membership::~Membership() {
   }
   wake_.notify_all();
   if (rebalancer_.joinable()) rebalancer_.join();
+  if (link_meter_.joinable()) link_meter_.join();
   provider_announcer_.reset();  // stop refreshing before the directory goes
   announcer_.reset();
 }
@@ -164,10 +166,25 @@ Result<void> Membership::announce_addresses(std::vector<std::string> addresses, 
     record = record_;
   }
   const std::vector<std::string> addresses_now = record.addresses;
+  std::lock_guard announcing(announcer_mutex_);
   announcer_.reset();
-  announcer_ = std::make_unique<Announcer>(*directory_, *identity_, std::move(record), options_.announce_interval_s,
+  const uint64_t first_seq = record.seq;
+  // Each refresh carries the latest link figures (the rest of the record changes only here).
+  Announcer::Publish publish = [this, record = std::move(record)](int64_t issued, int64_t expires,
+                                                                  uint64_t seq) mutable -> Result<void> {
+    record.issued_ms = issued, record.expires_ms = expires, record.seq = seq;
+    {
+      std::lock_guard lock(mutex_);
+      record.links = links_;
+    }
+    auto bytes = sign_record(record, *identity_);
+    if (!bytes) return bytes.error();
+    return directory_->announce(record.model_id, record.peer_id, std::move(*bytes));
+  };
+  announcer_ = std::make_unique<Announcer>(std::move(publish), first_seq, options_.announce_interval_s,
                                            options_.record_ttl_s, log_);
   auto announced = announcer_->start();
+  if (!link_meter_.joinable()) link_meter_ = std::thread([this] { link_loop(); });
   if (provided_) {
     ProviderRecord provider = *provided_;
     provider.addresses = addresses_now;
@@ -285,6 +302,42 @@ void Membership::rebalance_loop() {
     if (log_) log_("rebalancing: " + second.reason);
     std::lock_guard lock(mutex_);
     pending_ = second.to;
+  }
+}
+
+void Membership::link_loop() {
+  std::mt19937_64 rng(std::random_device{}());
+  const double interval_ms = options_.announce_interval_s * 1000.0;
+  std::uniform_real_distribution<double> period(0.75 * interval_ms, 1.25 * interval_ms);
+  std::map<std::string, NodeRecord> seen;
+  // Early rounds close together: nodes started together announce within seconds of each other.
+  for (uint32_t round = 0; sleep_ms(round == 0 ? 1000 : round == 1 ? 3000 : static_cast<uint32_t>(period(rng)));
+       ++round) {
+    NodeRecord self;
+    {
+      std::lock_guard lock(mutex_);
+      self = record_;
+    }
+    auto found = lookup(*directory_, self.model_id);
+    if (!found) continue;  // the next round reads again; the figures out stay valid meanwhile
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;  // a read can take seconds: do not hold up the node's stop with probes
+    }
+    keep_newest(seen, std::move(found->records));
+    std::vector<NodeRecord> others;
+    for (const auto& [peer, r] : seen) others.push_back(r);
+    auto links = measure_links(link_neighbours(self, others, kMaxLinks, rng), *identity_, options_.probe_timeout_ms);
+    std::sort(links.begin(), links.end(), [](const LinkRtt& a, const LinkRtt& b) { return a.peer_id < b.peer_id; });
+    bool changed = false;
+    {
+      std::lock_guard lock(mutex_);
+      changed = links_changed(links_, links);
+      links_ = std::move(links);  // the next refresh carries them in any case
+    }
+    if (!changed) continue;
+    std::lock_guard announcing(announcer_mutex_);
+    if (announcer_) announcer_->announce_now();
   }
 }
 

@@ -3,7 +3,8 @@
 // listens keeps its signed record in the directory (Announcer), and its provider record when it
 // serves a model's shards (provide()). A node that picked its blocks may also re-check the swarm's
 // coverage now and then and decide to move (start_rebalancing); the node itself carries a move out
-// (it reloads its blocks) and reports it with moved().
+// (it reloads its blocks) and reports it with moved(). Once it announces, it also measures its round
+// trips to its neighbours in route order (link_meter.h) and publishes them in its record.
 //
 // Also `omni node --bootstrap-only`: a DHT node that only helps others find each other.
 #pragma once
@@ -81,7 +82,10 @@ class Membership {
   // Publishes the record with these addresses, first preferred ("host:port", or "relay:host:port"
   // for a node reached through a relay), and starts refreshing it. Called again (a relay's address
   // changed), the new record replaces the old one at once (a higher sequence number). Blocks for
-  // the first DHT put.
+  // the first DHT put. The first call also starts measuring links: a thread of its own reads the
+  // model's records and probes the neighbours 1 s after, 4 s after, then every
+  // announce_interval_s (+-25 %); figures that changed much (links_changed) are announced at once,
+  // the others with the next refresh.
   Result<void> announce_addresses(std::vector<std::string> addresses, uint32_t max_sessions);
   // Also announce, with the same addresses and refreshed like the node record, that this node
   // serves blobs of model `model_cid`: the manifest and the shards marked in `shards`
@@ -117,6 +121,7 @@ class Membership {
   // This node's record, and the other nodes' newest records that answer a probe (read anew).
   std::vector<NodeRecord> answering_others(std::map<std::string, NodeRecord>& seen, NodeRecord& self);
   Move check_move(std::map<std::string, NodeRecord>& seen);
+  void link_loop();
   // Sleeps up to `ms` unless the membership ends; false when it ends.
   bool sleep_ms(uint32_t ms);
 
@@ -128,6 +133,8 @@ class Membership {
   NodeRecord record_;
   bool chose_blocks_ = false;
   std::function<void(const std::string&)> log_;
+  std::vector<LinkRtt> links_;  // under mutex_: the last measurement, in every record published
+  std::mutex announcer_mutex_;  // announcer_ and link_meter_ (the link thread pokes the announcer)
   std::unique_ptr<Announcer> announcer_;
   std::optional<ProviderRecord> provided_;
   std::unique_ptr<Announcer> provider_announcer_;
@@ -135,6 +142,7 @@ class Membership {
   bool stopping_ = false;
   std::condition_variable wake_;
   std::thread rebalancer_;
+  std::thread link_meter_;
 };
 
 // Runs a bootstrap-only DHT node on `listen` ("HOST:PORT", UDP) until the process is killed. Prints

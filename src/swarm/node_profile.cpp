@@ -123,9 +123,21 @@ Result<void> Announcer::start() {
   return first;
 }
 
+void Announcer::announce_now() {
+  {
+    std::lock_guard lock(mutex_);
+    poked_ = true;
+  }
+  wake_.notify_all();
+}
+
 void Announcer::loop(uint32_t failures) {
   std::unique_lock lock(mutex_);
-  while (!wake_.wait_for(lock, std::chrono::seconds(failures ? kRetryS : interval_s_), [this] { return stopping_; })) {
+  for (;;) {
+    wake_.wait_for(lock, std::chrono::seconds(failures ? kRetryS : interval_s_),
+                   [this] { return stopping_ || poked_; });
+    if (stopping_) break;
+    poked_ = false;
     lock.unlock();
     // A failed refresh is retried soon; a record already out stays valid until it expires. Only
     // changes are logged: a lone node retrying every second would otherwise flood its log.

@@ -50,6 +50,9 @@ class Announcer {
   // caller to report, and the refresh thread still starts: it retries every `kRetryS` seconds until
   // an announcement succeeds, then refreshes every interval.
   Result<void> start();
+  // Publishes again now, from the refresh thread, instead of at the next interval (what it
+  // publishes changed). Returns at once.
+  void announce_now();
   static constexpr uint32_t kRetryS = 1;
 
  private:
@@ -63,6 +66,7 @@ class Announcer {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool poked_ = false;
   std::thread thread_;
 };
 

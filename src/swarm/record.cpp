@@ -7,6 +7,7 @@
 
 #include "base/parse.h"
 #include "net/peer_address.h"
+#include "net/peer_id.h"
 #include "store/cid.h"
 #include "swarm/signed_envelope.h"
 
@@ -34,6 +35,10 @@ std::string to_json(const NodeRecord& r) {
   j["issued"] = r.issued_ms;
   j["expires"] = r.expires_ms;
   j["seq"] = r.seq;
+  if (!r.links.empty()) {
+    auto& links = j["links"] = nlohmann::json::array();
+    for (const auto& l : r.links) links.push_back({l.peer_id, l.rtt_ms});
+  }
   return j.dump();
 }
 
@@ -57,6 +62,12 @@ Result<NodeRecord> from_json(std::string_view text) {
     r.issued_ms = j.at("issued").get<int64_t>();
     r.expires_ms = j.at("expires").get<int64_t>();
     r.seq = j.at("seq").get<uint64_t>();
+    if (auto links = j.find("links"); links != j.end()) {
+      if (!links->is_array() || links->size() > kMaxLinks)
+        return Error{ErrorCode::Corruption, "malformed record payload: links is not a list of at most " +
+                                                std::to_string(kMaxLinks)};
+      for (const auto& l : *links) r.links.push_back({l.at(0).get<std::string>(), l.at(1).get<double>()});
+    }
     return r;
   } catch (const std::exception& e) {
     return Error{ErrorCode::Corruption, std::string("malformed record payload: ") + e.what()};
@@ -112,6 +123,17 @@ Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms)
   for (const auto& a : r.addresses)
     if (a.find('@') != std::string::npos || !net::parse_peer_address(r.peer_id + "@" + a))
       return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": bad address '" + a + "'"};
+  for (size_t i = 0; i < r.links.size(); ++i) {
+    const LinkRtt& l = r.links[i];
+    if (!net::is_peer_id(l.peer_id) || l.peer_id == r.peer_id || !std::isfinite(l.rtt_ms) || l.rtt_ms < 0 ||
+        l.rtt_ms > kMaxLinkRttMs)
+      return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": link " + std::to_string(i) +
+                                              " is not another peer with a round trip in [0, " +
+                                              std::to_string(static_cast<int>(kMaxLinkRttMs)) + "] ms"};
+    for (size_t k = 0; k < i; ++k)
+      if (r.links[k].peer_id == l.peer_id)
+        return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": two links to " + l.peer_id};
+  }
   if (r.expires_ms <= r.issued_ms || r.expires_ms - r.issued_ms > kMaxRecordTtlMs)
     return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": validity is not within (0, 1 h]"};
   if (r.expires_ms <= now_ms) return Error{ErrorCode::InvalidArgument, "record of " + r.peer_id + " has expired"};

@@ -24,9 +24,19 @@
 namespace omni::swarm {
 
 inline constexpr size_t kMaxRecordBytes = 4096;
+// Node-to-node round trips a record may carry (link_meter.h), and the largest believable one.
+inline constexpr size_t kMaxLinks = 16;
+inline constexpr double kMaxLinkRttMs = 60000;
 // Longest validity a reader accepts: a record that claims more is refused (a node that stops
 // refreshing must drop out within this time, whatever it wrote).
 inline constexpr int64_t kMaxRecordTtlMs = 3600 * 1000;
+
+// A round trip the node measured to another node of its model (a claim: routing.h bounds it).
+struct LinkRtt {
+  std::string peer_id;
+  double rtt_ms = 0;
+  bool operator==(const LinkRtt&) const = default;
+};
 
 struct NodeRecord {
   std::string peer_id;
@@ -45,6 +55,9 @@ struct NodeRecord {
   uint32_t protocol_version = 0;
   int64_t issued_ms = 0, expires_ms = 0;  // Unix time, milliseconds
   uint64_t seq = 0;  // grows with each record the node issues: the highest wins (next_seq)
+  // Round trips to the nodes it may hand a token to or take one from (at most kMaxLinks, distinct
+  // peers, not itself, each in [0, kMaxLinkRttMs]); absent from records of older nodes.
+  std::vector<LinkRtt> links;
 
   // Tokens/s the node pushes through its whole range (what one of its blocks contributes to the
   // swarm's throughput of that block).

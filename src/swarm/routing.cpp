@@ -1,14 +1,54 @@
 #include "swarm/routing.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <numeric>
+#include <optional>
 
 namespace omni::swarm {
+namespace {
 
-double hop_cost(const Candidate& c, uint32_t blocks) {
+std::optional<double> claim_s(const Candidate& from, const Candidate& to) {
+  for (const auto& l : from.links)
+    if (l.peer_id == to.peer_id) return l.rtt_ms / 1000.0;
+  return std::nullopt;
+}
+
+// The latency terms of a route, per topology: entering at its first hop, stepping from one hop to
+// the next, leaving from its last hop.
+struct PathShape {
+  net::Topology topology;
+  double enter(const Candidate& c) const { return topology == net::Topology::Ring ? c.rtt_s / 2 : c.rtt_s; }
+  double step(const Candidate& from, const Candidate& to) const {
+    switch (topology) {
+      case net::Topology::Direct: return to.rtt_s;
+      case net::Topology::Chain: return link_rtt(from, to);
+      case net::Topology::Ring: return link_rtt(from, to) / 2;
+    }
+    return to.rtt_s;
+  }
+  double leave(const Candidate& c) const { return topology == net::Topology::Ring ? c.rtt_s / 2 : 0; }
+};
+
+}  // namespace
+
+double compute_cost(const Candidate& c, uint32_t blocks) {
   // A node that reports no throughput is not excluded (it may be the only one), just avoided.
   const double tps = c.block_tps > 0 ? c.block_tps : 1e-3;
-  return c.rtt_s + blocks / tps * (1.0 + c.active_sessions);
+  return blocks / tps * (1.0 + c.active_sessions);
+}
+
+double hop_cost(const Candidate& c, uint32_t blocks) { return c.rtt_s + compute_cost(c, blocks); }
+
+double link_rtt(const Candidate& a, const Candidate& b) {
+  const auto ab = claim_s(a, b), ba = claim_s(b, a);
+  constexpr double kMax = kMaxLinkRttMs / 1000.0;
+  if (!ab && !ba) return std::max(a.rtt_s, b.rtt_s);
+  // Both ends' figures agree enough to stand without the client's check, whose single probe samples
+  // a loaded host inflates (and an inflated |x - y| would override an honest 0.1 ms link).
+  if (ab && ba) return std::min(std::max(*ab, *ba), kMax);
+  return std::clamp(ab ? *ab : *ba, std::abs(a.rtt_s - b.rtt_s), kMax);
 }
 
 void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor) {
@@ -22,30 +62,50 @@ void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor) {
 }
 
 Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter,
-                             std::mt19937_64* rng) {
-  std::vector<double> scale(candidates.size(), 1.0);
+                             std::mt19937_64* rng, net::Topology topology) {
+  const size_t n = candidates.size();
+  std::vector<double> scale(n, 1.0);
   if (jitter > 0 && rng) {
     std::uniform_real_distribution<double> u(1.0, 1.0 + jitter);
     for (auto& s : scale) s = u(*rng);
   }
+  const PathShape shape{topology};
+  auto usable = [&](const Candidate& c) { return c.block_begin < c.block_end && c.block_end <= n_layer; };
+  // A hop of candidate j always ends at j's block_end, and each node serves one range, so a route
+  // prefix is named by its last candidate: dist[j] is the cheapest prefix whose last hop is j's.
+  // Hops only go forward: visiting candidates by block_end settles every predecessor first.
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return candidates[a].block_end < candidates[b].block_end; });
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  std::vector<double> dist(n_layer + 1, kInf);
-  std::vector<RouteHop> via(n_layer + 1);
-  dist[0] = 0;
-  for (uint32_t p = 0; p < n_layer; ++p) {
-    if (dist[p] == kInf) continue;  // inside some hop: no route stops here
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const Candidate& c = candidates[i];
-      if (c.block_begin > p || p >= c.block_end || c.block_end > n_layer) continue;
-      const double d = dist[p] + hop_cost(c, c.block_end - p) * scale[i];
-      if (d < dist[c.block_end]) {
-        dist[c.block_end] = d;
-        via[c.block_end] = {i, p, c.block_end};
+  constexpr size_t kStart = std::numeric_limits<size_t>::max();
+  std::vector<double> dist(n, kInf);
+  std::vector<size_t> prev(n, kStart);
+  for (size_t j : order) {
+    const Candidate& c = candidates[j];
+    if (!usable(c)) continue;
+    if (c.block_begin == 0) dist[j] = (shape.enter(c) + compute_cost(c, c.block_end)) * scale[j];
+    for (size_t i : order) {
+      const Candidate& p = candidates[i];
+      if (p.block_end >= c.block_end) break;
+      if (dist[i] == kInf || p.block_end < c.block_begin) continue;
+      const double d = dist[i] + (shape.step(p, c) + compute_cost(c, c.block_end - p.block_end)) * scale[j];
+      if (d < dist[j]) {
+        dist[j] = d;
+        prev[j] = i;
       }
     }
   }
-  if (dist[n_layer] == kInf) {
-    // Unreachable end means some block has no candidate at all: name the first.
+  size_t last = kStart;
+  double best = kInf;
+  for (size_t j = 0; j < n; ++j)
+    if (usable(candidates[j]) && candidates[j].block_end == n_layer && dist[j] < kInf) {
+      const double d = dist[j] + shape.leave(candidates[j]);
+      if (d < best) best = d, last = j;
+    }
+  if (last == kStart) {
+    // No route means some block has no candidate at all: name the first.
     for (uint32_t b = 0; b < n_layer; ++b) {
       bool served = false;
       for (const auto& c : candidates) served = served || (c.block_begin <= b && b < c.block_end);
@@ -56,8 +116,18 @@ Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t 
     return Error{ErrorCode::Unavailable, "no route covers the model's blocks"};
   }
   Route route;
-  for (uint32_t at = n_layer; at > 0; at = via[at].block_begin) route.hops.insert(route.hops.begin(), via[at]);
-  for (const auto& h : route.hops) route.cost_s += hop_cost(candidates[h.candidate], h.block_end - h.block_begin);
+  for (size_t at = last; at != kStart; at = prev[at]) {
+    const uint32_t begin = prev[at] == kStart ? 0 : candidates[prev[at]].block_end;
+    route.hops.insert(route.hops.begin(), RouteHop{at, begin, candidates[at].block_end});
+  }
+  // The cost without the jitter: what the route is expected to take.
+  const auto& hops = route.hops;
+  route.cost_s = shape.enter(candidates[hops.front().candidate]) + shape.leave(candidates[hops.back().candidate]);
+  for (size_t k = 0; k < hops.size(); ++k) {
+    const Candidate& c = candidates[hops[k].candidate];
+    route.cost_s += compute_cost(c, hops[k].block_end - hops[k].block_begin);
+    if (k > 0) route.cost_s += shape.step(candidates[hops[k - 1].candidate], c);
+  }
   return route;
 }
 

@@ -248,7 +248,7 @@ class Opener {
         continue;
       }
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
-                            nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions});
+                            nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions, nodes[i].record->links});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);
@@ -263,7 +263,7 @@ class Opener {
       }
     }
     cap_claimed_throughput(candidates, options_.claim_cap);
-    auto route = shortest_route(candidates, n_layer_, options_.jitter, &rng_);
+    auto route = shortest_route(candidates, n_layer_, options_.jitter, &rng_, options_.topology);
     if (!route) {
       std::string seen;
       for (const auto& n : nodes)

@@ -4,7 +4,9 @@
 // that re-routes and replays when a node of the chain dies or stalls.
 //
 // Only nodes that answered the probe are routed through (a record for a dead address draws no
-// route), and records' throughput claims are capped (cap_claimed_throughput).
+// route), records' throughput claims are capped (cap_claimed_throughput), and the route's latency
+// follows the topology the calls take, with the node-to-node round trips the records claim,
+// bounded by the client's own probes (routing.h).
 //
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
 // once when they no longer give a cover), all probed at once (routing starts as soon as the nodes

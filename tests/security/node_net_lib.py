@@ -41,11 +41,11 @@ def proc_status(pid, key):
 
 
 class Node:
-    """`omni node` serving all blocks of the small test model on 127.0.0.1:0; stopped on exit.
-    `nofile`: a limit on open files for the node (soft and hard, as `ulimit -n` sets)."""
+    """`omni node` serving all blocks of the small test model (or `model`) on 127.0.0.1:0; stopped on
+    exit. `nofile`: a limit on open files for the node (soft and hard, as `ulimit -n` sets)."""
 
-    def __init__(self, omni, shared, workdir, *args, nofile=None, blocks="0:4", name="node"):
-        self.model = model_path(shared)
+    def __init__(self, omni, shared, workdir, *args, nofile=None, blocks="0:4", name="node", model=None):
+        self.model = model or model_path(shared)
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(self.dir, "node.log")

@@ -78,7 +78,8 @@ constexpr TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType:
                                  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                                  TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
                                  TensorType::Q6_K};
-constexpr const char* kLevels[] = {"scalar", "avx2", "avx512"};
+// Every level of every architecture: a test skips those this CPU lacks.
+constexpr const char* kLevels[] = {"scalar", "avx2", "avx512", "neon", "dotprod", "i8mm"};
 
 class ForcedLevel {
  public:
@@ -305,8 +306,8 @@ TEST_P(MatmulTypes, SimdLevelsMatchScalar) {
         const auto w = random_weights(type, rows, cols, rng);
         const auto x = random_activations(cols * n_tokens, rng);
         const auto expected = run_matmul(type, w, rows, cols, x, n_tokens, "scalar");
-        for (const char* level : {"avx2", "avx512"}) {
-          if (!level_available(level)) continue;
+        for (const char* level : kLevels) {
+          if (std::strcmp(level, "scalar") == 0 || !level_available(level)) continue;
           const auto got = run_matmul(type, w, rows, cols, x, n_tokens, level);
           for (int64_t t = 0; t < n_tokens; ++t) {
             for (int64_t r = 0; r < rows; ++r) {
@@ -411,8 +412,14 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypes, testing::ValuesIn(kTypes), type_
 // Activation quantization.
 
 const KernelTable& table_for(const char* level) {
+#if defined(__x86_64__)
   if (std::strcmp(level, "avx512") == 0) return avx512_kernels();
   if (std::strcmp(level, "avx2") == 0) return avx2_kernels();
+#elif defined(__aarch64__)
+  if (std::strcmp(level, "i8mm") == 0) return neon_i8mm_kernels();
+  if (std::strcmp(level, "dotprod") == 0) return neon_dotprod_kernels();
+  if (std::strcmp(level, "neon") == 0) return neon_kernels();
+#endif
   return scalar_kernels();
 }
 
@@ -548,13 +555,25 @@ TEST(MatmulSimdLevel, ForcingAndRestoring) {
   }
   EXPECT_EQ(automatic, simd_level());
   {
-    // Asking for more than the CPU has gives the best it has.
+    // Asking for more than the CPU has gives the best it has; so does another architecture's level.
     ForcedLevel forced("avx512");
+    EXPECT_EQ(automatic, simd_level());
+  }
+  {
+    ForcedLevel forced("i8mm");
     EXPECT_EQ(automatic, simd_level());
   }
   for (TensorType type : kTypes) EXPECT_TRUE(matmul_supports(type));
   EXPECT_FALSE(matmul_supports(TensorType::IQ2_XXS));
   EXPECT_FALSE(matmul_supports(TensorType::Q8_K));
+}
+
+// OMNI_KERNELS caps the level at start: CI runs this test binary once per level (under qemu for
+// AArch64) and this proves each run used the level it names, every one the CPU has.
+TEST(MatmulSimdLevel, EnvironmentCapsTheLevel) {
+  const char* env = std::getenv("OMNI_KERNELS");
+  if (env == nullptr || *env == '\0') GTEST_SKIP() << "OMNI_KERNELS is not set";
+  EXPECT_STREQ(simd_level(), env);
 }
 
 // ---------------------------------------------------------------------------------------------

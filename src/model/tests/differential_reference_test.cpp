@@ -299,7 +299,7 @@ TEST_P(SimdIndependence, EveryLevelGivesTheScalarBits) {
     scalar = run_levels_input(**model, prompt, pool);
   }
   int levels = 0;
-  for (const char* level : {"avx2", "avx512"}) {
+  for (const char* level : {"avx2", "avx512", "neon", "dotprod", "i8mm"}) {
     ForcedLevel forced(level);
     if (std::strcmp(kernels::simd_level(), level) != 0) continue;  // this CPU lacks it
     const std::vector<float> got = run_levels_input(**model, prompt, pool);

@@ -123,6 +123,50 @@ TEST(Record, ExpiredAndInsaneRecordsAreRejected) {
   EXPECT_FALSE(verify_record(*sign_record(bad, *id), now).ok());
 }
 
+TEST(Record, LinksRoundTripAndBadOnesAreRejected) {
+  auto id = net::Identity::generate();
+  auto other = net::Identity::generate();
+  auto third = net::Identity::generate();
+  ASSERT_TRUE(id.ok() && other.ok() && third.ok());
+  const int64_t now = unix_now_ms();
+  auto r = sample(*id, now);
+  r.links = {{other->peer_id(), 12.5}, {third->peer_id(), 0}};
+  auto bytes = sign_record(r, *id);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().message;
+  auto back = verify_record(*bytes, now);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->links, r.links);
+  // The most links a record may carry still fits the record's size limit.
+  r.links.clear();
+  for (size_t i = 0; i < kMaxLinks; ++i) {
+    auto peer = net::Identity::generate();
+    ASSERT_TRUE(peer.ok());
+    r.links.push_back({peer->peer_id(), kMaxLinkRttMs});
+  }
+  bytes = sign_record(r, *id);
+  ASSERT_TRUE(bytes.ok()) << bytes.error().message;
+  EXPECT_TRUE(verify_record(*bytes, now).ok());
+  const std::vector<std::vector<LinkRtt>> bad{
+      {{id->peer_id(), 1}},                            // to itself
+      {{"not-a-peer", 1}},                             // not a peer id
+      {{other->peer_id(), -1}},                        // negative
+      {{other->peer_id(), kMaxLinkRttMs + 1}},         // beyond belief
+      {{other->peer_id(), 1}, {other->peer_id(), 2}},  // twice
+  };
+  for (const auto& links : bad) {
+    r.links = links;
+    auto signed_bad = sign_record(r, *id);
+    ASSERT_TRUE(signed_bad.ok());
+    auto v = verify_record(*signed_bad, now);
+    ASSERT_FALSE(v.ok()) << links.front().peer_id;
+    EXPECT_EQ(v.error().code, ErrorCode::Corruption) << v.error().message;
+  }
+  r.links.assign(kMaxLinks + 1, {other->peer_id(), 1});  // too many
+  auto many = sign_record(r, *id);
+  ASSERT_TRUE(many.ok());
+  EXPECT_FALSE(verify_record(*many, now).ok());
+}
+
 TEST(Directory, LookupKeepsNewestVerifiedRecordPerPeer) {
   MemoryDirectory dir;
   auto a = net::Identity::generate();

@@ -1,6 +1,8 @@
-// Routing: the DP's route against brute force over every chain, on random small swarms.
+// Routing: the DP's route against brute force over every chain, on random small swarms; the
+// node-to-node latency of chains and rings, and how far claimed link figures are believed.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
 #include <string>
 #include <functional>
@@ -175,6 +177,185 @@ TEST(Routing, AbsurdThroughputClaimDoesNotDrawEveryRoute) {
   std::vector<Candidate> two{cs[0], {"liar", "l", 0, 4, 1e8, 0.001, 0}};
   cap_claimed_throughput(two, 4.0);
   EXPECT_DOUBLE_EQ(two[1].block_tps, 4000.0);
+}
+
+// One route's cost as routing.h states it: each hop's compute, plus the topology's latency terms.
+double path_cost(const std::vector<Candidate>& cs, const std::vector<std::pair<size_t, uint32_t>>& hops,
+                 net::Topology topology) {
+  double compute = 0;
+  for (size_t k = 0; k < hops.size(); ++k) {
+    const Candidate& c = cs[hops[k].first];
+    compute += (c.block_end - hops[k].second) / c.block_tps * (1 + c.active_sessions);
+  }
+  double links = 0, client = 0;
+  for (size_t k = 0; k + 1 < hops.size(); ++k) links += link_rtt(cs[hops[k].first], cs[hops[k + 1].first]);
+  for (const auto& h : hops) client += cs[h.first].rtt_s;
+  const double first = cs[hops.front().first].rtt_s, last = cs[hops.back().first].rtt_s;
+  switch (topology) {
+    case net::Topology::Direct: return compute + client;
+    case net::Topology::Chain: return compute + first + links;
+    case net::Topology::Ring: return compute + (first + links + last) / 2;
+  }
+  return 0;
+}
+
+double brute_force_path(const std::vector<Candidate>& cs, uint32_t n, net::Topology topology) {
+  double best = std::numeric_limits<double>::infinity();
+  std::vector<std::pair<size_t, uint32_t>> hops;
+  std::function<void(uint32_t)> go = [&](uint32_t at) {
+    if (at == n) {
+      best = std::min(best, path_cost(cs, hops, topology));
+      return;
+    }
+    for (size_t i = 0; i < cs.size(); ++i)
+      if (cs[i].block_begin <= at && at < cs[i].block_end && cs[i].block_end <= n) {
+        hops.emplace_back(i, at);
+        go(cs[i].block_end);
+        hops.pop_back();
+      }
+  };
+  go(0);
+  return best;
+}
+
+TEST(Routing, WholePathRouteMatchesBruteForce) {
+  std::mt19937 rng(17);
+  int routed = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    const auto topology = std::array{net::Topology::Direct, net::Topology::Chain, net::Topology::Ring}[trial % 3];
+    const uint32_t n = 1 + rng() % 8;
+    std::vector<Candidate> cs;
+    const int k = 1 + rng() % 7;
+    for (int i = 0; i < k; ++i) {
+      Candidate c;
+      c.peer_id = "p" + std::to_string(i);
+      c.block_begin = rng() % n;
+      c.block_end = c.block_begin + 1 + rng() % (n - c.block_begin);
+      c.block_tps = 1 + rng() % 100;
+      c.rtt_s = (rng() % 100) / 1000.0;
+      c.active_sessions = rng() % 3;
+      cs.push_back(c);
+    }
+    for (auto& c : cs)  // some nodes claim figures for some others
+      for (int j = 0; j < k; ++j)
+        if (rng() % 2 && cs[j].peer_id != c.peer_id) c.links.push_back({cs[j].peer_id, double(rng() % 200)});
+    const double expected = brute_force_path(cs, n, topology);
+    auto route = shortest_route(cs, n, 0, nullptr, topology);
+    if (expected == std::numeric_limits<double>::infinity()) {
+      EXPECT_FALSE(route.ok());
+      continue;
+    }
+    ++routed;
+    ASSERT_TRUE(route.ok()) << route.error().message;
+    EXPECT_NEAR(route->cost_s, expected, 1e-9) << "topology " << net::topology_name(topology);
+    std::vector<std::pair<size_t, uint32_t>> hops;
+    for (const auto& h : route->hops) hops.emplace_back(h.candidate, h.block_begin);
+    EXPECT_NEAR(path_cost(cs, hops, topology), expected, 1e-9);
+    uint32_t at = 0;
+    for (const auto& h : route->hops) {
+      EXPECT_EQ(h.block_begin, at);
+      EXPECT_EQ(h.block_end, cs[h.candidate].block_end);
+      at = h.block_end;
+    }
+    EXPECT_EQ(at, n);
+  }
+  EXPECT_GT(routed, 150);
+}
+
+// A [0,2) 10 ms from the client; B1 [2,4) 1 ms from the client but 100 ms from A (both measured
+// it); B2 [2,4) 11 ms from the client, 2 ms from A (next to A: the figures obey the triangle
+// inequality, so no bound applies).
+std::vector<Candidate> slow_link_swarm() {
+  std::vector<Candidate> cs{{"A", "h:1", 0, 2, 1000, 0.010, 0},
+                            {"B1", "h:2", 2, 4, 1000, 0.001, 0},
+                            {"B2", "h:3", 2, 4, 1000, 0.011, 0}};
+  cs[0].links = {{"B1", 100}, {"B2", 2}};
+  cs[1].links = {{"A", 100}};
+  cs[2].links = {{"A", 2}};
+  return cs;
+}
+
+TEST(Routing, WholePathLatencyRoutesAroundASlowNodeToNodeLink) {
+  const auto cs = slow_link_swarm();
+  // The client's own round trips alone (Direct) favour B1: 10 + 1 ms against 10 + 11 ms.
+  auto direct = shortest_route(cs, 4, 0, nullptr, net::Topology::Direct);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(direct->hops.back().candidate, 1u);
+  // A ring token goes client -> A -> B -> client: (10 + 100 + 1) / 2 through B1, (10 + 2 + 11) / 2
+  // through B2; a chain's goes there and back: 10 + 100 against 10 + 2.
+  const double compute = 4 / 1000.0;
+  for (auto [topology, via_b2] : {std::pair{net::Topology::Ring, (0.010 + 0.002 + 0.011) / 2},
+                                  std::pair{net::Topology::Chain, 0.010 + 0.002}}) {
+    auto route = shortest_route(cs, 4, 0, nullptr, topology);
+    ASSERT_TRUE(route.ok());
+    ASSERT_EQ(route->hops.size(), 2u);
+    EXPECT_EQ(route->hops[1].candidate, 2u) << net::topology_name(topology);
+    EXPECT_NEAR(route->cost_s, via_b2 + compute, 1e-12) << net::topology_name(topology);
+  }
+  // With jitter too, every time: B1's path is over 3 times as slow.
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(shortest_route(cs, 4, 0.25, &rng, net::Topology::Ring)->hops[1].candidate, 2u);
+}
+
+TEST(Routing, LinkClaimsAreBoundedByTheClientsOwnRoundTrips) {
+  Candidate a{"a", "h:1", 0, 2, 10, 0.010, 0}, b{"b", "h:2", 2, 4, 10, 0.004, 0};
+  // No claim: the middle of what the triangle inequality allows, [6, 14] ms.
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.010);
+  // One end's claim within the bounds counts as it is, either way round.
+  a.links = {{"b", 8}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.008);
+  EXPECT_DOUBLE_EQ(link_rtt(b, a), 0.008);
+  // Above the client's sum is believed (a link may be worse than a path through the client).
+  a.links = {{"b", 500}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.5);
+  // A claim of 0 counts as |10 - 4| ms: no closer than the client's own figures allow.
+  a.links = {{"b", 0}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.006);
+  // When both ends measured, the larger figure counts: one end cannot talk the link down.
+  b.links = {{"a", 30}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.030);
+  EXPECT_DOUBLE_EQ(link_rtt(b, a), 0.030);
+  // Two figures that agree stand without the client's check (its probes may be inflated by load):
+  // two colluding neighbours can make their own link look fast.
+  a.links = {{"b", 0.5}};
+  b.links = {{"a", 0.4}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), 0.0005);
+  // Nothing above kMaxLinkRttMs.
+  b.links = {{"a", 1e9}};
+  EXPECT_DOUBLE_EQ(link_rtt(a, b), kMaxLinkRttMs / 1000);
+}
+
+TEST(Routing, NodeClaimingZeroEverywhereDoesNotDrawEveryRoute) {
+  // A [0,2); honest H and liar L serve [2,4), all 5 ms from the client. Every link really takes
+  // 20 ms; A and H say so, L claims 0 ms to A. A measured L as well.
+  std::vector<Candidate> cs{{"A", "h:1", 0, 2, 1000, 0.005, 0},
+                            {"H", "h:2", 2, 4, 1000, 0.005, 0},
+                            {"L", "h:3", 2, 4, 1000, 0.005, 0}};
+  cs[0].links = {{"H", 20}, {"L", 20}};
+  cs[1].links = {{"A", 20}};
+  cs[2].links = {{"A", 0}};
+  EXPECT_DOUBLE_EQ(link_rtt(cs[0], cs[2]), 0.020);
+  std::mt19937_64 rng(4);
+  std::vector<int> used(3, 0);
+  for (int i = 0; i < 400; ++i) used[shortest_route(cs, 4, 0.25, &rng, net::Topology::Ring)->hops[1].candidate]++;
+  std::printf("liar claiming 0 ms, measured by its neighbour: %d of 400 routes (honest replica %d)\n", used[2],
+              used[1]);
+  EXPECT_GT(used[1], 140);
+  EXPECT_GT(used[2], 140);
+  // Where its neighbour has not measured it, the lie counts down to |5 - 5| = 0 ms: it draws the
+  // idle routes, but the load term shares them out once it holds sessions (10 ms of ring latency
+  // saved is 10 sessions' worth of its 1 ms compute at most).
+  cs[0].links = {{"H", 20}};
+  std::vector<int> loaded(3, 0);
+  for (int i = 0; i < 40; ++i) {
+    auto r = shortest_route(cs, 4, 0.25, &rng, net::Topology::Ring);
+    ASSERT_TRUE(r.ok());
+    for (const auto& h : r->hops) ++cs[h.candidate].active_sessions, ++loaded[h.candidate];
+  }
+  std::printf("unmeasured liar: %d of 40 loaded sessions (honest replica %d)\n", loaded[2], loaded[1]);
+  EXPECT_GE(loaded[1], 10);
+  EXPECT_LT(loaded[2], 40);
 }
 
 }  // namespace
