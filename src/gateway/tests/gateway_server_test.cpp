@@ -487,5 +487,43 @@ TEST(GatewayServer, AModelWithAGapIsA503NamingItsBlocks) {
   serving.join();
 }
 
+// The per-request defences hold for a catalog's models as for the single one: the access policy,
+// the prompt's budget (a prompt far beyond the context is refused by its size), context_length.
+TEST(GatewayServer, ACatalogsModelsGetTheSameDefences) {
+  auto local = load_backend();
+  ASSERT_TRUE(local);
+  const uint32_t n_ctx = local->description().n_ctx;
+  GatewayOptions g;
+  g.host = "127.0.0.1";
+  g.port = 0;
+  g.access.api_keys = {"sk-catalog-test"};
+  auto s = GatewayServer::create(std::make_unique<GapCatalog>(std::move(local)), g);
+  ASSERT_TRUE(s) << s.error().message;
+  auto port = (*s)->bind();
+  ASSERT_TRUE(port);
+  std::thread serving([&] { (void)(*s)->serve(); });
+  httplib::Client client("127.0.0.1", *port);
+  client.set_read_timeout(30, 0);
+  const std::string huge(size_t{n_ctx} * 64, 'a');
+  nlohmann::json body = {{"model", "bafkreitestcid"}, {"prompt", huge}, {"max_tokens", 2}};
+  auto anonymous = client.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401) << anonymous->body;
+  client.set_bearer_token_auth("sk-catalog-test");
+  auto too_long = client.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(too_long);
+  EXPECT_EQ(too_long->status, 400) << too_long->body;
+  EXPECT_EQ(nlohmann::json::parse(too_long->body)["error"]["code"], "context_length_exceeded");
+  auto models = client.Get("/v1/models");
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->status, 200) << models->body;
+  const auto list = nlohmann::json::parse(models->body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["context_length"], n_ctx);
+  EXPECT_EQ(list["data"][0]["cid"], "bafkreitestcid");
+  (*s)->stop();
+  serving.join();
+}
+
 }  // namespace
 }  // namespace omni::gateway
