@@ -113,6 +113,14 @@ expect 2 "--api-key" gateway -m "$model" --api-key "two words"
 expect 2 "--allowed-host" gateway -m "$model" --allowed-host "a/b"
 expect 2 "--allowed-origin" gateway -m "$model" --allowed-origin "https://app.example.com/path"
 expect 1 "--api-key-file" gateway -m "$model" --api-key-file "$tmp/missing-keys"
+expect 2 "--model is required without --bootstrap" gateway --listen 127.0.0.1:0
+expect 2 "--hidden-format" gateway --bootstrap 127.0.0.1:1 --hidden-format f8
+expect 2 "--bootstrap" gateway --bootstrap nohost
+expect 2 "--max-models" gateway --bootstrap 127.0.0.1:1 --max-models 0
+expect 2 "--peers" gateway --peers 127.0.0.1:1 --bootstrap 127.0.0.1:2 -m x
+expect 2 "--nodes" up --nodes 0
+expect 2 "--join" up --join nohost
+expect 2 "--listen" up --listen nohost
 expect 2 "--bootstrap" swarm status
 expect 2 "--lan" swarm status --wait-ms 5
 expect 2 "--bootstrap" swarm status --bootstrap "::1:7000"

@@ -1,6 +1,6 @@
 // omni gateway: serves a model to people over an OpenAI-compatible HTTP API (src/gateway), with the
-// browser chat and swarm dashboard (web/dist) at /. The inference runs on an engine backend; today
-// the local one (the whole model in this process).
+// browser chat and swarm dashboard (web/dist) at /. The inference runs in this process (a local
+// model file) or on a swarm's nodes (--bootstrap, --lan; gateway_catalog.h).
 #include <malloc.h>
 #include <pthread.h>
 
@@ -15,17 +15,15 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "gateway/gateway_server.h"
-#include "gateway/local_engine_backend.h"
+#include "gateway_catalog.h"
 
 namespace omni::cli {
 namespace {
 
 struct GatewayCliOptions {
   std::string listen = "127.0.0.1:8080";
-  ModelSource model;
-  std::string model_name;
-  int threads = 0;
-  uint32_t ctx = 0;
+  GatewaySource source;  // --model, --model-name, -t, -c and the swarm's flags
+  std::string model_sha256;
   size_t max_queue = 64;
   size_t max_sessions = 4;
   double rate_requests = 0;
@@ -85,8 +83,10 @@ int run_gateway(const GatewayCliOptions& o) {
   }
 
   // Before the stop signals are taken over: Ctrl-C during a model download ends it at once.
-  std::string model = o.model.model;
-  if (auto r = resolve_model(model, o.model.sha256, o.model.store_dir, "gateway"); !r) return fail(r.error());
+  GatewaySource source = o.source;
+  source.address = o.listen;
+  if (!source.model.empty())
+    if (auto r = resolve_model(source.model, o.model_sha256, "", "gateway"); !r) return fail(r.error());
 
   // SIGINT/SIGTERM are taken by one thread with sigwait (blocked everywhere else, so every thread
   // the server starts inherits the mask); it stops the server, and main returns normally.
@@ -102,15 +102,13 @@ int run_gateway(const GatewayCliOptions& o) {
   // a fixed threshold stops glibc from raising it after each free and keeping them in its heaps.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
-  gateway::LocalBackendOptions backend_options;
-  backend_options.model_path = model;
-  backend_options.model_id = o.model_name;
-  backend_options.threads = o.threads;
-  backend_options.n_ctx = o.ctx;
-  backend_options.address = o.listen;
-  auto backend = gateway::LocalEngineBackend::load(backend_options);
-  if (!backend) return fail(backend.error());
-  const std::string model_id = (*backend)->description().id;
+  auto catalog = make_gateway_catalog(source, [](const std::string& line) {
+    std::fprintf(stderr, "omni gateway: %s\n", line.c_str());
+  });
+  if (!catalog) return fail(catalog.error());
+  std::string model_id;
+  for (const auto& m : (*catalog)->models()) model_id += (model_id.empty() ? "" : ", ") + m.id;
+  if (model_id.empty()) model_id = "the swarm's models";
 
   gateway::GatewayOptions options;
   options.host = listen->host;
@@ -125,7 +123,7 @@ int run_gateway(const GatewayCliOptions& o) {
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue};
   options.access = std::move(access);
-  auto server = gateway::GatewayServer::create(std::move(*backend), options);
+  auto server = gateway::GatewayServer::create(std::move(*catalog), options);
   if (!server) return fail(server.error());
   auto port = (*server)->bind();
   if (!port) return fail(port.error());
@@ -161,10 +159,13 @@ void register_gateway(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<GatewayCliOptions>();
   auto* cmd = app.add_subcommand("gateway", "Serve a model over an OpenAI-compatible HTTP API with a web UI");
   add_host_port(cmd, "--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
-  add_model_source(cmd, o->model, /*with_store=*/false);
-  cmd->add_option("--model-name", o->model_name, "The model's name in the API (default: the file name)");
-  add_threads(cmd, o->threads);
-  cmd->add_option("-c,--ctx-size", o->ctx, "Context per session (default: min(training context, 4096))")
+  cmd->add_option("-m,--model", o->source.model,
+                  "GGUF model file, http(s):// URL or hf:ORG/REPO/FILE.gguf[@REV]; with --bootstrap or --lan also a "
+                  "model CID, or left out: every model the swarm fully covers");
+  add_model_sha256(cmd, o->model_sha256);
+  cmd->add_option("--model-name", o->source.model_name, "The model's name in the API (default: the file name)");
+  add_threads(cmd, o->source.threads);
+  cmd->add_option("-c,--ctx-size", o->source.ctx, "Context per session (default: min(training context, 4096))")
       ->check(count_in(0, UINT32_MAX));
   cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")
       ->capture_default_str()
@@ -210,7 +211,12 @@ void register_gateway(CLI::App& app, int& exit_code) {
                   "Web origins besides the gateway's own that may call the API (CORS), e.g. "
                   "https://app.example.com, '*' any (repeatable); others get 403")
       ->check(access_entry(&gateway::AccessOptions::allowed_origins));
-  cmd->callback([o, &exit_code] { exit_code = run_gateway(*o); });
+  add_gateway_swarm_flags(cmd, o->source);
+  cmd->callback([o, &exit_code] {
+    if (o->source.model.empty() && o->source.bootstrap.empty() && !o->source.lan)
+      throw CLI::ValidationError("--model is required without --bootstrap or --lan");
+    exit_code = run_gateway(*o);
+  });
 }
 
 }  // namespace omni::cli

@@ -23,6 +23,7 @@
 #include "net/pipeline.h"
 #include "store/blob_store.h"
 #include "store/sharded_model.h"
+#include "swarm/client_shards.h"
 #include "swarm/dht_directory.h"
 #include "swarm/provider_fetch.h"
 #include "swarm/swarm_client.h"
@@ -110,8 +111,6 @@ Result<RunModel> load_client_shards(const RunOptions& o, const store::Cid& cid) 
   if (ec) return Error{ErrorCode::Internal, "cannot create the store directory " + store_dir + ": " + ec.message()};
   auto st = store::BlobStore::open(store_dir);
   if (!st) return st.error();
-  store::BlobStore& blobs = **st;
-  const store::ShardRange shards{.block_begin = 0, .block_end = 0, .embeddings = true, .head = true};
   if (!o.bootstrap.empty() || o.lan) {
     swarm::DhtOptions dht;
     dht.bootstrap = o.bootstrap;
@@ -120,32 +119,16 @@ Result<RunModel> load_client_shards(const RunOptions& o, const store::Cid& cid) 
     if (!started) return started.error();
     out.directory = std::move(*started);
   }
-  bool complete = false;
-  if (auto have = store::load_manifest(blobs, cid)) {
-    complete = true;
-    // verify(): a shard damaged on disk is removed, and fetched again below.
-    for (const auto* s : store::shards_for_range(*have, shards)) complete = blobs.verify(s->cid).ok() && complete;
-  }
-  if (!complete) {
-    // A peer that vanishes mid-write must be an error on that connection, not the end of the run.
-    std::signal(SIGPIPE, SIG_IGN);
-    swarm::ProviderFetchOptions fetching;
-    fetching.fetch.peers = o.peers;
-    fetching.fetch.data_dir = data_dir;
-    fetching.fetch.log = log_line;
-    auto fetched = out.directory ? swarm::fetch_from_providers(blobs, *out.directory, cid, shards, fetching)
-                                 : net::fetch_from_peers(blobs, cid, shards, fetching.fetch);
-    if (!fetched) return fetched.error();
-  }
-  auto manifest = store::load_manifest(blobs, cid);
-  if (!manifest) return manifest.error();
-  // The head's session runs blocks [n_layer, n_layer): the loaded range must contain that.
-  const uint32_t n_layer = manifest->model.n_layer;
-  auto loaded =
-      store::load_model(blobs, cid, {.block_begin = n_layer, .block_end = n_layer, .embeddings = true, .head = true});
+  // A peer that vanishes mid-write must be an error on that connection, not the end of the run.
+  std::signal(SIGPIPE, SIG_IGN);
+  swarm::ProviderFetchOptions fetching;
+  fetching.fetch.peers = o.peers;
+  fetching.fetch.data_dir = data_dir;
+  fetching.fetch.log = log_line;
+  auto loaded = swarm::load_client_shards(**st, cid, out.directory.get(), fetching);
   if (!loaded) return loaded.error();
-  out.identity = net::identify_sharded_model(**loaded, *manifest);
-  out.model = std::move(*loaded);
+  out.identity = loaded->identity;
+  out.model = std::move(loaded->model);
   return out;
 }
 

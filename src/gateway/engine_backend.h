@@ -2,9 +2,9 @@
 // request and advances many of them in rounds through run_steps(); sampling, detokenizing and stop
 // strings stay in the gateway, so any backend gives the same tokens for the same logits.
 //
-// The local backend (local_engine_backend.h) runs the whole model in this process. A swarm backend
-// will drive remote pipelines (src/net) behind the same interface: run_steps() receives a round's
-// steps together precisely so that such a backend (or a batching engine) can overlap or fuse them.
+// The local backend (local_engine_backend.h) runs the whole model in this process; the swarm
+// backend (swarm_engine_backend.h) drives one remote pipeline per sequence. run_steps() receives a
+// round's steps together so that a backend (or a batching engine) can overlap or fuse them.
 //
 // Threads: run_steps() and open_sequence() are called from the scheduler's thread only; the other
 // methods may be called from any thread (the tokenizer is thread-safe).

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 
 #include "gateway/api_error.h"
@@ -69,24 +72,30 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 }  // namespace
 
 struct GatewayServer::Impl {
-  std::unique_ptr<EngineBackend> backend;
+  // A model being served: its prompts and its scheduler (created on its first request).
+  struct Served {
+    EngineBackend* backend;
+    PromptBuilder prompts;
+    std::unique_ptr<Scheduler> scheduler;
+  };
+
+  std::unique_ptr<ModelCatalog> catalog;
   GatewayOptions options;
-  AccessPolicy access;
-  PromptBuilder prompts;
+  AccessPolicy access;  // before routing, for every model
   Metrics metrics;
   ThroughputHistory throughput;
   RateLimiter limiter;
-  std::unique_ptr<Scheduler> scheduler;
+  SchedulerObserver observer;
+  mutable std::mutex served_mutex;
+  std::map<EngineBackend*, std::unique_ptr<Served>> served;  // declared after catalog: goes first
   HttpListener http;
   std::optional<StaticSite> site;  // the web UI, when built
   int64_t started_unix = 0;
   bool bound = false;
 
-  Impl(std::unique_ptr<EngineBackend> b, const GatewayOptions& o, AccessPolicy a, PromptBuilder p,
-       std::optional<StaticSite> s)
-      : backend(std::move(b)), options(o), access(std::move(a)), prompts(std::move(p)), limiter(o.rate_limits),
+  Impl(std::unique_ptr<ModelCatalog> c, const GatewayOptions& o, AccessPolicy a, std::optional<StaticSite> s)
+      : catalog(std::move(c)), options(o), access(std::move(a)), limiter(o.rate_limits),
         http(o.head_limits, o.connection_limits), site(std::move(s)) {
-    SchedulerObserver observer;
     observer.on_first_token = [this](const GenerationJob& job) {
       metrics.observe_time_to_first_token(seconds_since(job.arrived()));
     };
@@ -96,15 +105,44 @@ struct GatewayServer::Impl {
     };
     observer.on_prompt = [this](const GenerationJob&, size_t n) { metrics.add_prompt_tokens(n); };
     observer.on_cancelled = [this](const GenerationJob&) { metrics.count_cancelled(); };
-    scheduler = std::make_unique<Scheduler>(*backend, options.scheduler, std::move(observer));
     started_unix = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
     setup_routes();
   }
 
+  // The model `id` ready to take requests. Errors: the catalog's, and the chat template's
+  // (PromptBuilder::create).
+  Result<Served*> serve_model(const std::string& id) {
+    auto backend = catalog->backend(id);
+    if (!backend) return backend.error();
+    std::lock_guard lock(served_mutex);
+    auto& slot = served[*backend];
+    if (!slot) {
+      auto prompts = PromptBuilder::create((*backend)->tokenizer(), (*backend)->description().chat_template_source,
+                                           options.chat_template);
+      if (!prompts) {
+        served.erase(*backend);
+        return prompts.error().with_context("chat template");
+      }
+      slot = std::unique_ptr<Served>(new Served{*backend, std::move(*prompts), nullptr});
+      slot->scheduler = std::make_unique<Scheduler>(**backend, options.scheduler, observer);
+    }
+    return slot.get();
+  }
+  // Sessions running and requests waiting, over every model.
+  std::pair<size_t, size_t> load() const {
+    std::lock_guard lock(served_mutex);
+    size_t active = 0, queued = 0;
+    for (const auto& [backend, s] : served) {
+      active += s->scheduler->active_sessions();
+      queued += s->scheduler->queue_depth();
+    }
+    return {active, queued};
+  }
   LiveGauges gauges() const {
-    return {throughput.tokens_per_second(), scheduler->queue_depth(), scheduler->active_sessions()};
+    const auto [active, queued] = load();
+    return {throughput.tokens_per_second(), queued, active};
   }
 
   void setup_routes();
@@ -212,14 +250,14 @@ void GatewayServer::Impl::setup_routes() {
     send_error(res, server_error("internal error"));
   });
 
-  const std::string& model_id = backend->description().id;
-  http.Get("/v1/models", [this, &model_id](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx));
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, model_list(catalog->models(), started_unix));
   });
-  http.Get(R"(/v1/models/(.+))", [this, &model_id](const httplib::Request& req, httplib::Response& res) {
-    if (req.matches[1] != model_id)
-      return send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
-    send_json(res, 200, model_list(model_id, started_unix, backend->description().n_ctx)["data"][0]);
+  http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    for (const CatalogEntry& m : catalog->models())
+      if (req.matches[1] == m.id || (!m.cid.empty() && req.matches[1] == m.cid))
+        return send_json(res, 200, model_object(m, started_unix));
+    send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_generation(req, res, Endpoint::Chat);
@@ -228,16 +266,21 @@ void GatewayServer::Impl::setup_routes() {
     handle_generation(req, res, Endpoint::Completion);
   });
   http.Get("/v1/swarm", [this](const httplib::Request&, httplib::Response& res) {
-    GatewayLoad load{throughput.tokens_per_second(), scheduler->active_sessions()};
-    send_json(res, 200, to_json(backend->swarm_snapshot(load), throughput.history()));
+    GatewayLoad now{throughput.tokens_per_second(), load().first};
+    send_json(res, 200, to_json(catalog->swarm_snapshot(now), throughput.history()));
   });
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const auto models = catalog->models();
+    std::string chat_template;
+    if (!models.empty())
+      if (auto first = serve_model(models.front().id)) chat_template = (*first)->prompts.template_name();
+    const auto [active, queued] = load();
     send_json(res, 200,
               {{"status", "ok"},
-               {"model", backend->description().id},
-               {"chat_template", prompts.template_name()},
-               {"queue_depth", scheduler->queue_depth()},
-               {"active_sessions", scheduler->active_sessions()},
+               {"model", models.empty() ? "" : models.front().id},
+               {"chat_template", chat_template},
+               {"queue_depth", queued},
+               {"active_sessions", active},
                {"max_sessions", options.scheduler.max_sessions},
                {"max_queue", options.scheduler.max_queue}});
   });
@@ -263,15 +306,25 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   GenerationParams params;
   std::string model_name;
   Prompt prompt;
+  // A model the catalog cannot serve: 404, or 503 with its reason (a gap in the swarm's coverage).
+  auto unserved = [&](const Error& e) {
+    if (e.code == ErrorCode::NotFound) return send_error(res, not_found(e.message, "model_not_found"));
+    if (e.code != ErrorCode::Unavailable) return send_error(res, failure(e));
+    send_error(res, ApiError{503, e.message, "server_error", std::nullopt, std::string("model_unavailable"), 5});
+  };
+  Served* model = nullptr;
   // The prompt must leave room for one generated token; one past that is not tokenized further.
-  const size_t budget = std::max<uint32_t>(backend->description().n_ctx, 1) - 1;
+  auto budget = [&model] { return static_cast<size_t>(std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1); };
   if (endpoint == Endpoint::Chat) {
     auto parsed = parse_chat_request(req.body);
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
-    if (model_name == backend->description().id) {
-      auto built = prompts.chat(parsed->messages, budget);
+    auto found = serve_model(model_name);
+    if (!found) return unserved(found.error());
+    model = *found;
+    {
+      auto built = model->prompts.chat(parsed->messages, budget());
       if (!built) {
         ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
         e.param = "messages";
@@ -284,12 +337,12 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     if (!parsed) return send_error(res, parsed.error());
     model_name = parsed->model;
     params = std::move(parsed->params);
-    if (model_name == backend->description().id) prompt = prompts.completion(parsed->prompt, budget);
+    auto found = serve_model(model_name);
+    if (!found) return unserved(found.error());
+    model = *found;
+    prompt = model->prompts.completion(parsed->prompt, budget());
   }
-  const ModelDescription& desc = backend->description();
-  if (model_name != desc.id)
-    return send_error(res, not_found("the model '" + model_name + "' does not exist; this gateway serves '" + desc.id + "'",
-                                     "model_not_found"));
+  const ModelDescription& desc = model->backend->description();
   if (prompt.over_budget)
     return send_error(res, bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
                                            " tokens",
@@ -330,7 +383,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
     limiter.settle(client, reserved, used, Clock::now());
   });
-  if (!scheduler->submit(job)) {
+  if (!model->scheduler->submit(job)) {
     job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
     return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
                                           " sessions busy, " + std::to_string(options.scheduler.max_queue) +
@@ -431,12 +484,9 @@ GatewayServer::~GatewayServer() {
   if (impl_) stop();
 }
 
-Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<EngineBackend> backend,
+Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<ModelCatalog> catalog,
                                                              const GatewayOptions& options) {
   if (options.scheduler.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "max sessions must be at least 1"};
-  auto prompts = PromptBuilder::create(backend->tokenizer(), backend->description().chat_template_source,
-                                       options.chat_template);
-  if (!prompts) return prompts.error().with_context("chat template");
   auto access = AccessPolicy::create(options.access, options.host);
   if (!access) return access.error();
   std::optional<StaticSite> site;
@@ -445,8 +495,19 @@ Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<Eng
     if (loaded) site = std::move(*loaded);
     else if (!loaded.error().is(ErrorCode::NotFound)) return loaded.error().with_context("web UI");
   }
-  return std::unique_ptr<GatewayServer>(new GatewayServer(std::make_unique<Impl>(
-      std::move(backend), options, std::move(*access), std::move(*prompts), std::move(site))));
+  auto impl = std::make_unique<Impl>(std::move(catalog), options, std::move(*access), std::move(site));
+  for (const CatalogEntry& m : impl->catalog->models()) {
+    auto served = impl->serve_model(m.id);
+    // A model gone since models() (a swarm changes) is no reason not to start.
+    if (!served && served.error().code != ErrorCode::NotFound && served.error().code != ErrorCode::Unavailable)
+      return served.error();
+  }
+  return std::unique_ptr<GatewayServer>(new GatewayServer(std::move(impl)));
+}
+
+Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<EngineBackend> backend,
+                                                             const GatewayOptions& options) {
+  return create(std::make_unique<SingleModelCatalog>(std::move(backend)), options);
 }
 
 Result<int> GatewayServer::bind() {
@@ -466,7 +527,8 @@ const std::vector<std::string>& GatewayServer::allowed_hosts() const { return im
 
 void GatewayServer::stop() {
   impl_->http.stop();
-  impl_->scheduler->shutdown();  // streams waiting for tokens get their error and end
+  std::lock_guard lock(impl_->served_mutex);
+  for (auto& [backend, s] : impl_->served) s->scheduler->shutdown();  // waiting streams get their error and end
 }
 
 }  // namespace omni::gateway

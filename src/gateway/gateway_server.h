@@ -1,6 +1,6 @@
 // GatewayServer: the HTTP front of the gateway.
 //
-//   GET  /v1/models, /v1/models/{id}    the model this gateway serves
+//   GET  /v1/models, /v1/models/{id}    the models this gateway serves (with their CIDs when known)
 //   POST /v1/chat/completions            OpenAI chat completions (stream: true → server-sent events)
 //   POST /v1/completions                 OpenAI text completions (likewise)
 //   GET  /v1/swarm                       nodes, block coverage, throughput history (the dashboard)
@@ -14,7 +14,8 @@
 // max_body_bytes (chunked ones too, as soon as the decoded size passes it), 431 a request head over
 // head_limits, 400/501/505 ambiguous or unsupported framing (RFC 9112), 408 a request slower than
 // connection_limits' deadlines, 503 a connection over its caps (those close the connection), 429
-// rate limited, 503 queue full (both with Retry-After), 500 an engine failure. A client that disconnects from a stream (or from a
+// rate limited, 503 queue full (both with Retry-After), 503 a model the swarm does not fully serve
+// now (naming the missing blocks) or still loads, 500 an engine failure. A client that disconnects from a stream (or from a
 // long non-streamed request, which is kept alive with JSON whitespace) cancels its generation;
 // the scheduler frees its session at the next round.
 #pragma once
@@ -29,6 +30,7 @@
 #include "gateway/connection_limits.h"
 #include "gateway/engine_backend.h"
 #include "gateway/head_limits.h"
+#include "gateway/model_catalog.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/scheduler.h"
 
@@ -53,7 +55,13 @@ struct GatewayOptions {
 
 class GatewayServer {
  public:
-  // InvalidArgument: options.access holds a key, host or origin that is not one.
+  // Each model gets its own scheduler (options.scheduler) when it is first served; the access
+  // policy, rate limits and prompt bounds apply to every model alike. Errors: the chat template of a
+  // model served from the start; InvalidArgument, options.access holds a key, host or origin that is
+  // not one.
+  static Result<std::unique_ptr<GatewayServer>> create(std::unique_ptr<ModelCatalog> catalog,
+                                                       const GatewayOptions& options);
+  // One model, always served.
   static Result<std::unique_ptr<GatewayServer>> create(std::unique_ptr<EngineBackend> backend,
                                                        const GatewayOptions& options);
   ~GatewayServer();

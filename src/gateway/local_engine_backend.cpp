@@ -58,7 +58,10 @@ SwarmSnapshot LocalEngineBackend::swarm_snapshot(const GatewayLoad& load) const 
   SwarmSnapshot s;
   s.nodes.push_back({"local", address_, description_.id, 0, description_.n_layer, load.tokens_per_second,
                      load.active_sessions});
-  s.models.push_back({description_.id, description_.n_layer, {}});
+  SwarmModel model;
+  model.name = description_.id;
+  model.n_layer = description_.n_layer;
+  s.models.push_back(std::move(model));
   compute_coverage(s);
   return s;
 }

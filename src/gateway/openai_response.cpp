@@ -33,13 +33,20 @@ ResponseIdentity new_response_identity(Endpoint endpoint, std::string model) {
   return ResponseIdentity{endpoint, std::move(id), now, std::move(model)};
 }
 
-json model_list(const std::string& model_id, int64_t created, uint32_t context_length) {
-  return {{"object", "list"},
-          {"data", json::array({{{"id", model_id},
-                                 {"object", "model"},
-                                 {"created", created},
-                                 {"owned_by", "omninode"},
-                                 {"context_length", context_length}}})}};
+json model_object(const CatalogEntry& model, int64_t created) {
+  json m = {{"id", model.id},
+            {"object", "model"},
+            {"created", created},
+            {"owned_by", "omninode"},
+            {"context_length", model.context_length}};
+  if (!model.cid.empty()) m["cid"] = model.cid;
+  return m;
+}
+
+json model_list(const std::vector<CatalogEntry>& models, int64_t created) {
+  json data = json::array();
+  for (const auto& m : models) data.push_back(model_object(m, created));
+  return {{"object", "list"}, {"data", std::move(data)}};
 }
 
 json completion_response(const ResponseIdentity& who, const std::string& text, const std::string& finish_reason,

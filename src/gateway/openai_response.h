@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "gateway/model_catalog.h"
 
 #include <nlohmann/json.hpp>
 
@@ -28,9 +31,11 @@ struct ResponseIdentity {
 // A fresh identity: a random id with the endpoint's prefix, created now.
 ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
 
-// GET /v1/models: OpenAI's list of model objects, each with one extension, "context_length" (the
-// tokens one request's prompt and completion may hold together), which clients use to trim history.
-nlohmann::json model_list(const std::string& model_id, int64_t created, uint32_t context_length);
+// GET /v1/models: OpenAI's list of model objects, each with extensions: "context_length" (the
+// tokens one request's prompt and completion may hold together), which clients use to trim
+// history, and, for a model served from content-addressed shards, "cid".
+nlohmann::json model_object(const CatalogEntry& model, int64_t created);
+nlohmann::json model_list(const std::vector<CatalogEntry>& models, int64_t created);
 
 // The whole answer (stream: false).
 nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,

@@ -15,10 +15,30 @@ void compute_coverage(SwarmSnapshot& snapshot) {
   for (SwarmModel& m : snapshot.models) {
     m.coverage.assign(m.n_layer, 0);
     for (const SwarmNode& n : snapshot.nodes) {
-      if (n.model != m.name) continue;
+      if (n.model != m.name || !n.alive) continue;
       for (uint32_t b = n.block_begin; b < std::min(n.block_end, m.n_layer); ++b) ++m.coverage[b];
     }
   }
+}
+
+std::vector<uint32_t> SwarmModel::missing() const {
+  std::vector<uint32_t> out;
+  for (uint32_t b = 0; b < coverage.size(); ++b)
+    if (coverage[b] == 0) out.push_back(b);
+  return out;
+}
+
+std::string describe_blocks(const std::vector<uint32_t>& blocks) {
+  std::vector<std::string> runs;
+  for (size_t i = 0; i < blocks.size();) {
+    size_t j = i;
+    while (j + 1 < blocks.size() && blocks[j + 1] == blocks[j] + 1) ++j;
+    runs.push_back(j == i ? std::to_string(blocks[i]) : std::to_string(blocks[i]) + "-" + std::to_string(blocks[j]));
+    i = j + 1;
+  }
+  std::string out = blocks.size() == 1 ? "block " : "blocks ";
+  for (size_t i = 0; i < runs.size(); ++i) out += (i == 0 ? "" : i + 1 == runs.size() ? " and " : ", ") + runs[i];
+  return out;
 }
 
 ThroughputHistory::ThroughputHistory(size_t seconds_kept, Clock::time_point start)
@@ -86,11 +106,19 @@ nlohmann::json to_json(const SwarmSnapshot& snapshot, const std::vector<Throughp
                      {"model", n.model},
                      {"blocks", {n.block_begin, n.block_end}},
                      {"throughput_tps", n.throughput_tps},
-                     {"sessions", n.sessions}});
+                     {"sessions", n.sessions},
+                     {"max_sessions", n.max_sessions},
+                     {"route", n.route},
+                     {"alive", n.alive},
+                     {"rtt_ms", n.rtt_ms}});
   }
   nlohmann::json models = nlohmann::json::array();
   for (const SwarmModel& m : snapshot.models)
-    models.push_back({{"name", m.name}, {"n_layer", m.n_layer}, {"coverage", m.coverage}});
+    models.push_back({{"name", m.name},
+                      {"cid", m.cid},
+                      {"n_layer", m.n_layer},
+                      {"coverage", m.coverage},
+                      {"missing", m.missing()}});
   nlohmann::json points = nlohmann::json::array();
   for (const auto& p : history) points.push_back({{"t", p.unix_s}, {"tps", p.tps}});
   return {{"nodes", std::move(nodes)},

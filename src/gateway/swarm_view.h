@@ -2,10 +2,12 @@
 // serves, how many replicas cover each block, and the gateway's measured throughput over time.
 //
 // The engine backend fills nodes and models (a local backend reports itself as one node serving
-// every block; a swarm backend will report what the DHT knows); the gateway adds the throughput it
-// measured. JSON shape:
-//   {"nodes": [{"peer_id", "address", "model", "blocks": [a, b], "throughput_tps", "sessions"}],
-//    "models": [{"name", "n_layer", "coverage": [replicas of block 0, 1, ...]}],
+// every block; a swarm backend reports the directory's nodes as its probes found them:
+// swarm_watch.h); the gateway adds the throughput it measured. JSON shape:
+//   {"nodes": [{"peer_id", "address", "model", "blocks": [a, b], "throughput_tps", "sessions",
+//               "max_sessions", "route": "direct"|"relay"|"local", "alive", "rtt_ms"}],
+//    "models": [{"name", "cid", "n_layer", "coverage": [replicas of block 0, 1, ...],
+//                "missing": [blocks nobody alive serves]}],
 //    "throughput_history": [{"t": unix seconds, "tps": tokens/s}], "updated_at": unix seconds}
 #pragma once
 
@@ -27,20 +29,29 @@ struct SwarmNode {
   uint32_t block_begin = 0, block_end = 0;  // serves blocks [block_begin, block_end)
   double throughput_tps = 0;
   size_t sessions = 0;
+  size_t max_sessions = 0;   // 0: unknown
+  std::string route = "local";  // "direct", "relay" (reached through a relay) or "local" (this process)
+  bool alive = true;         // answered the last probe; only live nodes count for coverage
+  double rtt_ms = 0;         // of that probe
 };
 
 struct SwarmModel {
   std::string name;
+  std::string cid;                 // empty when no node serves it from a store
   uint32_t n_layer = 0;
-  std::vector<uint32_t> coverage;  // per block: how many nodes serve it
+  std::vector<uint32_t> coverage;  // per block: how many live nodes serve it
+  std::vector<uint32_t> missing() const;  // the blocks of coverage 0
 };
+
+// "blocks 3-5 and 9" for {3, 4, 5, 9}: how messages name missing blocks.
+std::string describe_blocks(const std::vector<uint32_t>& blocks);
 
 struct SwarmSnapshot {
   std::vector<SwarmNode> nodes;
   std::vector<SwarmModel> models;
 };
 
-// Fills each model's coverage from the nodes that serve it.
+// Fills each model's coverage from the live nodes that serve it.
 void compute_coverage(SwarmSnapshot& snapshot);
 
 // Generated tokens per second, measured in one-second buckets. Keeps the last `seconds_kept`

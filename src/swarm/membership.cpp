@@ -203,6 +203,8 @@ void Membership::provide(const std::string& model_cid, std::vector<bool> shards)
   r.model_cid = model_cid;
   r.shards = std::move(shards);
   provided_ = std::move(r);
+  std::lock_guard lock(mutex_);
+  record_.model_cid = model_cid;
 }
 
 void Membership::start_rebalancing() {

@@ -8,6 +8,7 @@
 #include "base/parse.h"
 #include "net/peer_address.h"
 #include "net/peer_id.h"
+#include "store/cid.h"
 #include "swarm/signed_envelope.h"
 
 namespace omni::swarm {
@@ -23,6 +24,7 @@ std::string to_json(const NodeRecord& r) {
   j["addrs"] = r.addresses;
   j["model"] = r.model_id;
   j["name"] = r.model_name;
+  if (!r.model_cid.empty()) j["cid"] = r.model_cid;
   j["layers"] = r.n_layer;
   j["begin"] = r.block_begin;
   j["end"] = r.block_end;
@@ -49,6 +51,7 @@ Result<NodeRecord> from_json(std::string_view text) {
     r.addresses = j.at("addrs").get<std::vector<std::string>>();
     r.model_id = j.at("model").get<std::string>();
     r.model_name = j.at("name").get<std::string>();
+    if (j.contains("cid")) r.model_cid = j.at("cid").get<std::string>();
     r.n_layer = j.at("layers").get<uint32_t>();
     r.block_begin = j.at("begin").get<uint32_t>();
     r.block_end = j.at("end").get<uint32_t>();
@@ -113,6 +116,8 @@ Result<NodeRecord> verify_record(std::span<const uint8_t> bytes, int64_t now_ms)
   if (!std::isfinite(r.block_tps) || r.block_tps < 0 || r.block_tps > 1e9)
     return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": throughput is not a sane number"};
   if (r.model_id.size() != 64) return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": malformed model id"};
+  if (!r.model_cid.empty() && !store::Cid::parse(r.model_cid))
+    return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": malformed model CID"};
   if (r.addresses.empty() || r.addresses.size() > 16)
     return Error{ErrorCode::Corruption, "record of " + r.peer_id + ": 1 to 16 addresses"};
   for (const auto& a : r.addresses)

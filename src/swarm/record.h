@@ -44,6 +44,9 @@ struct NodeRecord {
                                        // "relay:host:port": reached through that relay
   std::string model_id;                // model_key() of the model served
   std::string model_name;              // for people (omni swarm status)
+  std::string model_cid;               // the model's CID (store/cid.h) when the node serves it from
+                                       // a store, so a client knowing only the swarm can fetch it;
+                                       // empty otherwise (optional in the payload)
   uint32_t n_layer = 0;
   uint32_t block_begin = 0, block_end = 0;  // [begin, end) served
   double block_tps = 0;      // tokens/s this node runs through ONE block (measured at start)

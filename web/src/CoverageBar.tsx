@@ -9,9 +9,22 @@ function level(replicas: number): string {
   return "many";
 }
 
+// "3-5, 9" for [3, 4, 5, 9].
+function runs(blocks: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < blocks.length; ) {
+    let j = i;
+    while (j + 1 < blocks.length && blocks[j + 1] === blocks[j] + 1) j++;
+    parts.push(j === i ? String(blocks[i]) : `${blocks[i]}-${blocks[j]}`);
+    i = j + 1;
+  }
+  return parts.join(", ");
+}
+
 export function CoverageBar({ model }: { model: SwarmModel }) {
   const covered = model.coverage.filter((c) => c > 0).length;
   const min = model.coverage.length ? Math.min(...model.coverage) : 0;
+  const missing = model.missing ?? model.coverage.flatMap((c, b) => (c > 0 ? [] : [b]));
   return (
     <div className="coverage">
       <div className="coverage-head">
@@ -20,6 +33,13 @@ export function CoverageBar({ model }: { model: SwarmModel }) {
           {covered}/{model.n_layer} blocks served · at least {min} {min === 1 ? "replica" : "replicas"}
         </span>
       </div>
+      {model.cid && <div className="muted cid">CID <code>{model.cid}</code></div>}
+      {missing.length > 0 && (
+        <div className="error-text gap" data-testid="coverage-gap">
+          Incomplete: no live node serves {missing.length === 1 ? "block" : "blocks"} {runs(missing)}; requests for
+          this model are refused until they are covered.
+        </div>
+      )}
       <div className="cells" role="img" aria-label={`Coverage of ${model.name}`}
         style={{ gridTemplateColumns: `repeat(${Math.max(1, model.coverage.length)}, minmax(0, 1fr))` }}>
         {model.coverage.map((replicas, block) => (

@@ -1,5 +1,5 @@
-// The swarm dashboard: polls /v1/swarm and shows the nodes, each model's block coverage and the
-// generated tokens per second over time.
+// The swarm dashboard: polls /v1/swarm and shows the nodes (alive or not, relayed or direct, their
+// sessions), each model's block coverage (gaps in red) and the generated tokens per second over time.
 import { useEffect, useState } from "react";
 import { SwarmView, fetchSwarm } from "./api";
 import { CoverageBar } from "./CoverageBar";
@@ -32,15 +32,18 @@ export function SwarmPage() {
     };
   }, []);
 
-  const totalTps = view?.nodes.reduce((sum, n) => sum + n.throughput_tps, 0) ?? 0;
-  const sessions = view?.nodes.reduce((sum, n) => sum + n.sessions, 0) ?? 0;
+  const live = view?.nodes.filter((n) => n.alive !== false) ?? [];
+  // What the gateway generated lately (the nodes' figures are their capacities).
+  const history = view?.throughput_history ?? [];
+  const totalTps = history.length ? history[history.length - 1].tps : 0;
+  const sessions = live.reduce((sum, n) => sum + n.sessions, 0);
   const peak = Math.max(0, ...(view?.throughput_history.map((p) => p.tps) ?? []));
 
   return (
     <div className="swarm">
       {error && <div className="banner error-text">Cannot reach the gateway: {error}</div>}
       <div className="stats">
-        <Stat label="Nodes online" value={view ? String(view.nodes.length) : "–"} />
+        <Stat label="Nodes online" value={view ? String(live.length) : "–"} />
         <Stat label="Models served" value={view ? String(view.models.length) : "–"} />
         <Stat label="Throughput" value={view ? `${totalTps.toFixed(1)}` : "–"} unit="tok/s" />
         <Stat label="Peak (10 min)" value={view ? peak.toFixed(1) : "–"} unit="tok/s" />
@@ -77,16 +80,17 @@ export function SwarmPage() {
                 <th>Address</th>
                 <th>Model</th>
                 <th>Blocks</th>
+                <th>Route</th>
                 <th className="num">Throughput</th>
                 <th className="num">Sessions</th>
               </tr>
             </thead>
             <tbody>
               {view?.nodes.map((n) => (
-                <tr key={n.peer_id + n.address}>
+                <tr key={n.peer_id + n.address} className={n.alive === false ? "down" : undefined}>
                   <td data-label="Peer">
-                    <span>
-                      <span className="dot" aria-hidden="true" />
+                    <span title={n.alive === false ? "did not answer the last probe" : "alive"}>
+                      <span className={n.alive === false ? "dot down" : "dot"} aria-hidden="true" />
                       <code>{n.peer_id.length > 16 ? `${n.peer_id.slice(0, 8)}…${n.peer_id.slice(-6)}` : n.peer_id}</code>
                     </span>
                   </td>
@@ -95,8 +99,15 @@ export function SwarmPage() {
                   <td data-label="Blocks">
                     {n.blocks[0]}–{n.blocks[1] - 1}
                   </td>
+                  <td data-label="Route">
+                    {n.route ?? "local"}
+                    {n.alive && n.rtt_ms > 0 ? ` · ${n.rtt_ms.toFixed(1)} ms` : ""}
+                  </td>
                   <td className="num" data-label="Throughput">{n.throughput_tps.toFixed(1)} tok/s</td>
-                  <td className="num" data-label="Sessions">{n.sessions}</td>
+                  <td className="num" data-label="Sessions">
+                    {n.sessions}
+                    {n.max_sessions ? ` / ${n.max_sessions}` : ""}
+                  </td>
                 </tr>
               ))}
             </tbody>

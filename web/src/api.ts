@@ -21,12 +21,18 @@ export interface SwarmNode {
   blocks: [number, number];
   throughput_tps: number;
   sessions: number;
+  max_sessions: number; // 0: unknown
+  route: "direct" | "relay" | "local";
+  alive: boolean; // answered the gateway's last probe; only live nodes count for coverage
+  rtt_ms: number;
 }
 
 export interface SwarmModel {
   name: string;
+  cid: string; // empty when no node serves it from a store
   n_layer: number;
   coverage: number[];
+  missing: number[]; // blocks no live node serves
 }
 
 export interface SwarmView {

@@ -419,3 +419,111 @@ TEST(StaticSite, AcceptsGzipFollowsQValues) {
 
 }  // namespace
 }  // namespace omni::gateway
+
+namespace omni::gateway {
+namespace {
+
+// Two models: one served (with a CID), one the swarm covers with a gap.
+class GapCatalog final : public ModelCatalog {
+ public:
+  explicit GapCatalog(std::unique_ptr<EngineBackend> backend) : backend_(std::move(backend)) {}
+  std::vector<CatalogEntry> models() const override { return {{"test-model", "bafkreitestcid", backend_->description().n_ctx}};
+  }
+  Result<EngineBackend*> backend(const std::string& id) override {
+    if (id == "test-model" || id == "bafkreitestcid") return backend_.get();
+    if (id == "gappy") return Error{ErrorCode::Unavailable, "no live node serves " + describe_blocks({3, 4, 5, 9})};
+    return Error{ErrorCode::NotFound, "the model '" + id + "' does not exist"};
+  }
+  SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override { return backend_->swarm_snapshot(load); }
+
+ private:
+  std::unique_ptr<EngineBackend> backend_;
+};
+
+TEST(SwarmView, DescribeBlocksNamesRuns) {
+  EXPECT_EQ(describe_blocks({2}), "block 2");
+  EXPECT_EQ(describe_blocks({3, 4, 5, 9}), "blocks 3-5 and 9");
+  EXPECT_EQ(describe_blocks({0, 2, 4, 5}), "blocks 0, 2 and 4-5");
+  SwarmModel m;
+  m.coverage = {1, 0, 2, 0};
+  EXPECT_EQ(m.missing(), (std::vector<uint32_t>{1, 3}));
+}
+
+TEST(GatewayServer, AModelWithAGapIsA503NamingItsBlocks) {
+  auto local = load_backend();
+  ASSERT_TRUE(local);
+  GatewayOptions g;
+  g.host = "127.0.0.1";
+  g.port = 0;
+  auto s = GatewayServer::create(std::make_unique<GapCatalog>(std::move(local)), g);
+  ASSERT_TRUE(s) << s.error().message;
+  auto port = (*s)->bind();
+  ASSERT_TRUE(port);
+  std::thread serving([&] { (void)(*s)->serve(); });
+  httplib::Client client("127.0.0.1", *port);
+  client.set_read_timeout(30, 0);
+  auto post = [&](const std::string& model) {
+    nlohmann::json body = {{"model", model}, {"prompt", "hello"}, {"max_tokens", 2}};
+    return client.Post("/v1/completions", body.dump(), "application/json");
+  };
+  auto gap = post("gappy");
+  ASSERT_TRUE(gap);
+  EXPECT_EQ(gap->status, 503);
+  EXPECT_NE(gap->body.find("blocks 3-5 and 9"), std::string::npos) << gap->body;
+  EXPECT_EQ(nlohmann::json::parse(gap->body)["error"]["code"], "model_unavailable");
+  EXPECT_TRUE(gap->has_header("Retry-After"));
+  auto unknown = post("nope");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  auto by_cid = post("bafkreitestcid");
+  ASSERT_TRUE(by_cid);
+  EXPECT_EQ(by_cid->status, 200) << by_cid->body;
+  auto models = client.Get("/v1/models");
+  ASSERT_TRUE(models);
+  const auto list = nlohmann::json::parse(models->body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["cid"], "bafkreitestcid");
+  (*s)->stop();
+  serving.join();
+}
+
+// The per-request defences hold for a catalog's models as for the single one: the access policy,
+// the prompt's budget (a prompt far beyond the context is refused by its size), context_length.
+TEST(GatewayServer, ACatalogsModelsGetTheSameDefences) {
+  auto local = load_backend();
+  ASSERT_TRUE(local);
+  const uint32_t n_ctx = local->description().n_ctx;
+  GatewayOptions g;
+  g.host = "127.0.0.1";
+  g.port = 0;
+  g.access.api_keys = {"sk-catalog-test"};
+  auto s = GatewayServer::create(std::make_unique<GapCatalog>(std::move(local)), g);
+  ASSERT_TRUE(s) << s.error().message;
+  auto port = (*s)->bind();
+  ASSERT_TRUE(port);
+  std::thread serving([&] { (void)(*s)->serve(); });
+  httplib::Client client("127.0.0.1", *port);
+  client.set_read_timeout(30, 0);
+  const std::string huge(size_t{n_ctx} * 64, 'a');
+  nlohmann::json body = {{"model", "bafkreitestcid"}, {"prompt", huge}, {"max_tokens", 2}};
+  auto anonymous = client.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401) << anonymous->body;
+  client.set_bearer_token_auth("sk-catalog-test");
+  auto too_long = client.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(too_long);
+  EXPECT_EQ(too_long->status, 400) << too_long->body;
+  EXPECT_EQ(nlohmann::json::parse(too_long->body)["error"]["code"], "context_length_exceeded");
+  auto models = client.Get("/v1/models");
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->status, 200) << models->body;
+  const auto list = nlohmann::json::parse(models->body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["context_length"], n_ctx);
+  EXPECT_EQ(list["data"][0]["cid"], "bafkreitestcid");
+  (*s)->stop();
+  serving.join();
+}
+
+}  // namespace
+}  // namespace omni::gateway

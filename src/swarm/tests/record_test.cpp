@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "net/peer_id.h"
+#include "store/cid.h"
 #include "swarm/directory.h"
 #include "swarm/record.h"
 
@@ -40,6 +41,25 @@ TEST(Record, SignedRecordVerifiesAndRoundTrips) {
   EXPECT_DOUBLE_EQ(r->block_tps, 123.5);
   EXPECT_EQ(r->seq, 7u);
   EXPECT_EQ(r->addresses, std::vector<std::string>{"127.0.0.1:7000"});
+}
+
+TEST(Record, ModelCidIsOptionalAndChecked) {
+  auto id = net::Identity::generate();
+  ASSERT_TRUE(id.ok());
+  const int64_t now = unix_now_ms();
+  NodeRecord r = sample(*id, now);
+  auto plain = verify_record(*sign_record(r, *id), now);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->model_cid, "");
+  const std::string cid = store::Cid::of(std::vector<uint8_t>{1, 2, 3}).to_string();
+  r.model_cid = cid;
+  auto with_cid = verify_record(*sign_record(r, *id), now);
+  ASSERT_TRUE(with_cid.ok()) << with_cid.error().message;
+  EXPECT_EQ(with_cid->model_cid, cid);
+  r.model_cid = "not a cid";
+  auto bad = verify_record(*sign_record(r, *id), now);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::Corruption);
 }
 
 TEST(Record, EveryFlippedByteIsRejected) {
