@@ -276,6 +276,8 @@ try {
     assert.ok(lowered && Number(lowered[1]) === 256, `max tokens not bounded by the context: ${end.text}`);
     const sent = requests.at(-1).body;
     assert.equal(sent.max_tokens, Number(lowered[1]));
+    // The first try already asked for no more than /v1/models' context_length (512) allows.
+    assert.equal(requests[0].body.max_tokens, 511, `the first try asked for ${requests[0].body.max_tokens} tokens`);
     assert.deepEqual(sent.messages[0], { role: "system", content: "You are terse." }, "the system prompt was dropped");
     assert.deepEqual(sent.messages.at(-1), { role: "user", content: "and the last question" });
     const kept = (sent.messages.length - 2) / 2;

@@ -2,7 +2,7 @@
 // rendered as Markdown, a stop button that aborts the request (the gateway then cancels the
 // generation), a retry for a failed answer, and the settings.
 import { FormEvent, KeyboardEvent, useEffect, useRef, useState } from "react";
-import { ApiError, listModels } from "./api";
+import { ApiError, ModelInfo, listModels } from "./api";
 import { streamWithinContext } from "./contextFit";
 import { Conversation, Turn, exchanges, newConversation, newId, titleOf } from "./conversation";
 import { ConversationList } from "./ConversationList";
@@ -21,7 +21,7 @@ interface Streaming {
 export function ChatPage() {
   const [chats, setChats] = useState(loadChats);
   const [settings, setSettings] = useState(loadSettings);
-  const [models, setModels] = useState<string[]>([]);
+  const [models, setModels] = useState<ModelInfo[]>([]);
   const [modelsError, setModelsError] = useState("");
   const [draft, setDraft] = useState("");
   const [streaming, setStreaming] = useState<Streaming | null>(null);
@@ -37,8 +37,9 @@ export function ChatPage() {
   useEffect(() => {
     const timer = window.setTimeout(() => {
       listModels(settings.apiKey)
-        .then((ids) => {
-          setModels(ids);
+        .then((list) => {
+          const ids = list.map((m) => m.id);
+          setModels(list);
           setModelsError("");
           setSettings((s) => (ids.includes(s.model) ? s : { ...s, model: ids[0] ?? "" }));
         })
@@ -98,6 +99,7 @@ export function ChatPage() {
       const fitted = await streamWithinContext({
         apiKey: settings.apiKey,
         model,
+        contextLength: models.find((m) => m.id === model)?.contextLength ?? null,
         system: settings.system,
         history,
         question: question.content,
@@ -252,7 +254,7 @@ export function ChatPage() {
       </section>
 
       {showSettings && (
-        <SettingsPanel settings={settings} models={models} modelsError={modelsError} onChange={changeSettings}
+        <SettingsPanel settings={settings} models={models.map((m) => m.id)} modelsError={modelsError} onChange={changeSettings}
           onClose={() => setShowSettings(false)} />
       )}
     </div>

@@ -91,11 +91,19 @@ async function call(url: string, init: RequestInit): Promise<Response> {
   }
 }
 
-export async function listModels(apiKey: string): Promise<string[]> {
+export interface ModelInfo {
+  id: string;
+  contextLength: number | null; // positions per session (prompt and answer), when the gateway says
+}
+
+export async function listModels(apiKey: string): Promise<ModelInfo[]> {
   const response = await call("/v1/models", { headers: headers(apiKey) });
   if (!response.ok) throw await errorOf(response);
   const body = await response.json();
-  return (body.data as { id: string }[]).map((m) => m.id);
+  return (body.data as { id: string; context_length?: unknown }[]).map((m) => ({
+    id: m.id,
+    contextLength: typeof m.context_length === "number" && m.context_length > 1 ? m.context_length : null,
+  }));
 }
 
 export async function fetchSwarm(apiKey: string, signal?: AbortSignal): Promise<SwarmView> {

@@ -1,5 +1,6 @@
-// Fitting a request into the model's context. The gateway does not report its context length, and
-// only it can count tokens (with the model's tokenizer and chat template), so its verdict decides.
+// Fitting a request into the model's context. Only the gateway can count tokens (with the model's
+// tokenizer and chat template), so its verdict decides; the context length it reports in
+// /v1/models only caps max_tokens before the first try (prompt and answer share the context).
 // While it rejects a request with code "context_length_exceeded":
 //  - the prompt is too long (param "messages"): the oldest exchange is dropped;
 //  - the prompt fits but not max_tokens more: max_tokens is halved down to a floor (at most
@@ -21,6 +22,7 @@ export interface FittedAnswer {
 export async function streamWithinContext(args: {
   apiKey: string;
   model: string;
+  contextLength: number | null;
   system: string;
   history: Exchange[];
   question: string;
@@ -28,9 +30,10 @@ export async function streamWithinContext(args: {
   onText: (text: string) => void;
   signal: AbortSignal;
 }): Promise<FittedAnswer> {
-  const floor = Math.min(args.settings.maxTokens, answerFloor);
+  const ceiling = args.contextLength === null ? args.settings.maxTokens : Math.max(1, args.contextLength - 1);
+  const floor = Math.min(args.settings.maxTokens, ceiling, answerFloor);
   let dropped = 0;
-  let maxTokens = args.settings.maxTokens;
+  let maxTokens = Math.min(args.settings.maxTokens, ceiling);
   for (;;) {
     try {
       const messages = requestMessages(args.system, args.history.slice(dropped), args.question);
