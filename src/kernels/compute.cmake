@@ -6,11 +6,10 @@ target_sources(omni_kernels PRIVATE
   matmul.cpp
   activation_quant.cpp
   dot_scalar.cpp
-  portable_math.cpp
 )
 # The reference activation quantizers and scalar dot products compute exactly the float operations
 # written (no fused multiply-adds, whatever -march says): they are the oracle for the SIMD paths.
-set_source_files_properties(activation_quant.cpp dot_scalar.cpp portable_math.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+set_source_files_properties(activation_quant.cpp dot_scalar.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
 
 # SIMD kernels: each file is compiled for its instruction set and only called after matmul.cpp's
 # CPU check, so the rest of the program stays baseline x86-64 (or ARMv8-A).
@@ -32,5 +31,4 @@ if(OMNI_BUILD_TESTS)
   omni_add_test(matmul_test SOURCES tests/matmul_test.cpp LIBS omni_kernels)
   omni_add_test(f16_rows_test SOURCES tests/f16_rows_test.cpp LIBS omni_kernels)
   omni_add_test(thread_pool_test SOURCES tests/thread_pool_test.cpp LIBS omni_kernels)
-  omni_add_test(portable_math_test SOURCES tests/portable_math_test.cpp LIBS omni_kernels)
 endif()

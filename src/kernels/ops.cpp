@@ -6,7 +6,6 @@
 
 #include "kernels/dot_kernels.h"
 #include "kernels/fp16.h"
-#include "kernels/portable_math.h"
 
 #if defined(__x86_64__)
 // GCC 12's AVX-512 headers trip its own uninitialized-value warnings (GCC bug 105593).
@@ -224,8 +223,7 @@ void silu_mul_reference(float* gate, const float* up, int64_t n) { silu_mul_scal
 namespace {
 // ggml evaluates GELU through a table indexed by the F16 value of x, holding F16 results, built by
 // code compiled with FMA contraction (which fuses 1 + a*x*x: one entry, x = -1.999, comes out one
-// F16 step apart without the fused form). The same table, built once, with a tanh that gives the
-// same bits on every CPU (portable_math.h).
+// F16 step apart without the fused form). The same table, built once.
 const std::vector<uint16_t>& gelu_f16_table() {
   static const std::vector<uint16_t> table = [] {
     constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
@@ -234,7 +232,7 @@ const std::vector<uint16_t>& gelu_f16_table() {
     for (uint32_t bits = 0; bits < t.size(); ++bits) {
       const float h = fp16_to_fp32(static_cast<uint16_t>(bits));
       const float inner = std::fma(kCoefA * h, h, 1.0f);
-      t[bits] = fp32_to_fp16(0.5f * h * (1.0f + tanh_portable(kSqrt2OverPi * h * inner)));
+      t[bits] = fp32_to_fp16(0.5f * h * (1.0f + std::tanh(kSqrt2OverPi * h * inner)));
     }
     return t;
   }();

@@ -9,7 +9,6 @@
 #include "kernels/fp16.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
-#include "kernels/portable_math.h"
 
 namespace omni::model {
 namespace {
@@ -19,11 +18,10 @@ void to_fp16(const float* src, uint16_t* dst, size_t n) {
 }
 
 // x = cap * tanh(x / cap) (gemma2's soft-capping), computed as ggml does: multiply by the f32
-// reciprocal, tanh, multiply back. The tanh is ours (portable_math.h), not libm's tanhf, whose
-// bits differ between x86-64 and AArch64: every node must compute the same logits.
+// reciprocal, tanhf, multiply back.
 void soft_cap(float* x, size_t n, float cap) {
   const float inv = 1.0f / cap;
-  for (size_t i = 0; i < n; ++i) x[i] = kernels::tanh_portable(x[i] * inv) * cap;
+  for (size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] * inv) * cap;
 }
 
 // The first position that a token at `pos` sees: 0, or in a sliding-window layer the oldest of the
