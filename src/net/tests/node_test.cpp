@@ -502,7 +502,8 @@ TEST(Node, F16OutputPastItsRangeIsRefusedNotSentAsInfinity) {
     return req.send().wait(c.io.waitScope);
   };
   auto f32 = open(c, *conn, 1, 2, 64, proto::HiddenFormat::F32);
-  auto out = send(f32).getOutput().getHidden();
+  auto response = send(f32);  // owns the message `out` reads
+  auto out = response.getOutput().getHidden();
   ASSERT_EQ(out.getFormat(), proto::HiddenFormat::F32);
   std::vector<float> values(d);
   std::memcpy(values.data(), out.getData().begin(), d * 4);
