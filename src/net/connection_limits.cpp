@@ -1,9 +1,6 @@
 #include "net/connection_limits.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
-#include <cstring>
+#include "net/client_quota.h"
 
 namespace omni::net {
 
@@ -48,24 +45,8 @@ uint32_t ConnectionLimits::from(const std::string& source) const {
 }
 
 std::string source_key(const sockaddr* address, socklen_t length) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (address->sa_family == AF_INET && length >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
-    in_addr a;
-    std::memcpy(&a, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, sizeof a);
-    return inet_ntop(AF_INET, &a, text, sizeof text) ? text : "other";
-  }
-  if (address->sa_family == AF_INET6 && length >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
-    in6_addr a;
-    std::memcpy(&a, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, sizeof a);
-    if (IN6_IS_ADDR_V4MAPPED(&a)) {
-      in_addr v4;
-      std::memcpy(&v4, a.s6_addr + 12, 4);
-      return inet_ntop(AF_INET, &v4, text, sizeof text) ? text : "other";
-    }
-    std::memset(a.s6_addr + 8, 0, 8);  // the /64
-    return inet_ntop(AF_INET6, &a, text, sizeof text) ? std::string(text) + "/64" : "other";
-  }
-  return "other";
+  std::string key = address_key(address, length);  // the per-client quotas count by the same key
+  return key.empty() ? "other" : key;
 }
 
 }  // namespace omni::net

@@ -57,9 +57,8 @@ class ConnectionLimits {
   std::shared_ptr<Counts> counts_;
 };
 
-// The key a peer's address counts under: the IPv4 address, or the first 64 bits of an IPv6 one
-// (an IPv4-mapped IPv6 address counts as the IPv4 one); "other" for anything else (e.g. a Unix
-// socket: tests).
+// The key a peer's address counts under: client_quota.h's address_key() (the IPv4 address, or the
+// /64 of an IPv6 one), or "other" where that has none (e.g. a Unix socket: tests).
 std::string source_key(const sockaddr* address, socklen_t length);
 
 }  // namespace omni::net
