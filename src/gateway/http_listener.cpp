@@ -204,6 +204,7 @@ bool HttpListener::process_and_close_socket(socket_t sock) {
 }
 
 void HttpListener::answer(std::unique_ptr<ClientConnection> connection) {
+  ++connection->requests_served;  // resume() then waits for the next request under the idle deadline
   const bool large = connection->request.body.size() >= kLargeRequestBytes;
   const bool last = !connection->request.keep_alive || connection->requests_served >= keep_alive_max_count_ ||
                     svr_sock_ == INVALID_SOCKET;

@@ -291,6 +291,52 @@ TEST(GatewayListener, RequestHeadsOverTheCapAre431) {
   EXPECT_EQ(ok->status, 200);
 }
 
+// A kept-alive connection waits for its next request under the idle deadline, not under the first
+// request's head deadline: a client that reuses it after the head deadline gets its answer, never an
+// unsolicited 408 (which a client reads as the reply to its next request).
+TEST(GatewayListener, AKeptAliveConnectionOutlivesTheHeadDeadline) {
+  Served s(Error{ErrorCode::Internal, "unused"}, {}, [](GatewayOptions& g) {
+    g.connection_limits.head_timeout = std::chrono::milliseconds(300);
+    g.connection_limits.idle_timeout = std::chrono::milliseconds(3000);
+  });
+  ASSERT_TRUE(s.server);
+  const int fd = connect_nonblocking(s.port);
+  pollfd p{fd, POLLOUT, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  // Reads one response (head plus Content-Length body) from the kept-alive connection.
+  auto exchange = [&]() -> std::string {
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      return "<send failed>";
+    std::string reply;
+    char buf[4096];
+    for (;;) {
+      const size_t head_end = reply.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        const size_t at = reply.find("Content-Length: ");
+        const size_t length = at == std::string::npos ? 0 : std::stoul(reply.substr(at + 16));
+        if (reply.size() >= head_end + 4 + length) return reply;
+      }
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return reply.empty() ? "<closed>" : reply;
+      reply.append(buf, static_cast<size_t>(n));
+    }
+  };
+  for (int round = 0; round < 3; ++round) {
+    const std::string reply = exchange();
+    EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0u) << "round " << round << ": " << reply.substr(0, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // past the head deadline, within idle
+  }
+  // Past the idle deadline the server closes the connection without sending anything.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  char byte;
+  EXPECT_EQ(::recv(fd, &byte, 1, 0), 0);
+  ::close(fd);
+}
+
 TEST(GatewayListener, AKnownPathWithTheWrongMethodIs405WithAllow) {
   Served s(Error{ErrorCode::Internal, "unused"});
   ASSERT_TRUE(s.server);
