@@ -226,7 +226,7 @@ bool matmul_supports(gguf::TensorType type) { return wtype_index(type) >= 0; }
 
 SimdLevel active_simd_level() { return kLadder[active_rank()]; }
 
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool, BatchSums sums) {
   const int ti = wtype_index(w.type);
   if (ti < 0) contract_violation("unsupported weight type", w);
   const auto row_bytes = gguf::row_bytes(w.type, static_cast<uint64_t>(w.cols));
@@ -238,7 +238,7 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   // matrices with rows % 8 == 0 through its repacked kernels.
   const KernelTable& table = kernels_for(active_simd_level());
   const TypeKernel* chosen = &table.types[ti];
-  const bool single = n_tokens == 1 || w.cols % 16 != 0;
+  const bool single = n_tokens == 1 || w.cols % 16 != 0 || sums == BatchSums::kPerToken;
   if (w.type == gguf::TensorType::F16 && single) chosen = &table.f16_single;
   if (w.type == gguf::TensorType::F32 && single) chosen = &table.f32_single;
   if (w.type == gguf::TensorType::BF16 && single && chosen->act == ActFormat::kBF16) chosen = &table.bf16_single;

@@ -25,10 +25,17 @@ struct WeightView {
 // True if matmul supports weights of this type.
 bool matmul_supports(gguf::TensorType type);
 
+// How a batch's dots are summed. kAsGgml: as ggml chooses for the batch size (F16/F32/BF16 batches
+// through its batched GEMM, single tokens through vec_dot), for parity with llama.cpp's prompts.
+// kPerToken: every token gets the bits it gets when multiplied alone, whatever the batch (decode
+// steps verified as one batch must not change the output; quantized types already do).
+enum class BatchSums { kAsGgml, kPerToken };
+
 // y[t * rows + r] = dot(row r of w, x[t * cols .. t * cols + cols)) for t in [0, n_tokens).
 // `x` and `y` must not overlap. Preconditions (checked by assert): supported type, cols a multiple
 // of the type's block size.
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            BatchSums sums = BatchSums::kAsGgml);
 
 // Writes row `row` of `w`, dequantized, to out[0 .. cols).
 void dequantize_row_of(const WeightView& w, int64_t row, float* out);

@@ -111,7 +111,7 @@ void Session::ensure_scratch(uint32_t n) {
 }
 
 Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
-                              std::vector<float>& out, kernels::ThreadPool& pool) {
+                              std::vector<float>& out, kernels::ThreadPool& pool, kernels::BatchSums sums) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
   const bool embed = block_begin_ == 0;
@@ -162,9 +162,7 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
       kernels::rope_angles(static_cast<float>(pos0 + t), c.rope_base_swa, c.rope_freq_scale, w.rope_freqs.data,
                            c.rope_dims, rope_cos_swa_.data() + size_t{t} * half, rope_sin_swa_.data() + size_t{t} * half);
   if (auto r = cache_.extend(n); !r) return r;
-  // Only the last token's logits are wanted: like llama.cpp, the last block keeps only that row
-  // after attention, so its feed-forward runs as a single-token product (whose sums differ in the
-  // last bits from the batched ones, which F16-rounded activations can make visible in the logits).
+  sums_ = sums;
   // Only the last token's row is wanted: like llama.cpp, the model's last block keeps only that row
   // after attention, so its feed-forward runs as a single-token product (whose sums differ in the
   // last bits from the batched ones, which F16-rounded activations can make visible in the logits).
@@ -187,7 +185,7 @@ Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const f
     kernels::rms_norm(x_.data() + size_t{t} * c.n_embd, w.output_norm.data, xn_.data() + size_t{t - first} * c.n_embd,
                       c.n_embd, c.rms_eps);
   out.resize(size_t{rows} * c.n_vocab);
-  kernels::matmul(w.output, xn_.data(), rows, out.data(), pool);
+  kernels::matmul(w.output, xn_.data(), rows, out.data(), pool, sums_);
   if (c.final_softcap > 0) soft_cap(out.data(), out.size(), c.final_softcap);
   return {};
 }
@@ -202,7 +200,7 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
 
   if (l.wqkv.data) {
     const uint32_t width = qd + 2 * kvd;
-    kernels::matmul(l.wqkv, xn_.data(), n, qkv_.data(), pool);
+    kernels::matmul(l.wqkv, xn_.data(), n, qkv_.data(), pool, sums_);
     for (uint32_t t = 0; t < n; ++t) {
       const float* row = qkv_.data() + size_t{t} * width;
       std::copy(row, row + qd, q_.data() + size_t{t} * qd);
@@ -210,9 +208,9 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
       std::copy(row + qd + kvd, row + width, v_.data() + size_t{t} * kvd);
     }
   } else {
-    kernels::matmul(l.wq, xn_.data(), n, q_.data(), pool);
-    kernels::matmul(l.wk, xn_.data(), n, k_.data(), pool);
-    kernels::matmul(l.wv, xn_.data(), n, v_.data(), pool);
+    kernels::matmul(l.wq, xn_.data(), n, q_.data(), pool, sums_);
+    kernels::matmul(l.wk, xn_.data(), n, k_.data(), pool, sums_);
+    kernels::matmul(l.wv, xn_.data(), n, v_.data(), pool, sums_);
   }
   for (uint32_t t = 0; t < n; ++t) {
     if (l.bq) kernels::add(q_.data() + size_t{t} * qd, l.bq.data, qd);
@@ -247,7 +245,7 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
   }
 
   attention(layer - block_begin_, n, pos0, pool);
-  kernels::matmul(l.wo, attn_.data(), n, xn_.data(), pool);
+  kernels::matmul(l.wo, attn_.data(), n, xn_.data(), pool, sums_);
   if (l.attn_post_norm)
     for (uint32_t t = 0; t < n; ++t) {
       float* row = xn_.data() + size_t{t} * d;
@@ -263,13 +261,13 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
     kernels::rms_norm(x_.data() + size_t{t} * d, l.ffn_norm.data, xn_.data() + size_t{t} * d, d, c.rms_eps);
   const uint32_t ff = c.n_ff;
   if (l.w_gate.data) {
-    kernels::matmul(l.w_gate, xn_.data(), n, gate_.data(), pool);
-    kernels::matmul(l.w_up, xn_.data(), n, up_.data(), pool);
+    kernels::matmul(l.w_gate, xn_.data(), n, gate_.data(), pool, sums_);
+    kernels::matmul(l.w_up, xn_.data(), n, up_.data(), pool, sums_);
   } else {
     // Fused gate and up (phi3): each output row holds the gate half, then the up half. Moving the
     // gate halves down in token order never overwrites a row not yet moved (row t goes from 2t*ff
     // to t*ff), so they are compacted in place.
-    kernels::matmul(l.w_up, xn_.data(), n, gate_.data(), pool);
+    kernels::matmul(l.w_up, xn_.data(), n, gate_.data(), pool, sums_);
     for (uint32_t t = 0; t < n; ++t) {
       const float* row = gate_.data() + size_t{t} * 2 * ff;
       std::copy(row + ff, row + 2 * ff, up_.data() + size_t{t} * ff);
@@ -280,7 +278,7 @@ void Session::run_block(uint32_t layer, uint32_t n, uint32_t pos0, kernels::Thre
     kernels::silu_mul(gate_.data(), up_.data(), size_t{n} * ff);
   else
     kernels::gelu_mul(gate_.data(), up_.data(), size_t{n} * ff);
-  kernels::matmul(l.w_down, gate_.data(), n, xn_.data(), pool);
+  kernels::matmul(l.w_down, gate_.data(), n, xn_.data(), pool, sums_);
   if (l.ffn_post_norm)
     for (uint32_t t = 0; t < n; ++t) {
       float* row = xn_.data() + size_t{t} * d;
@@ -303,8 +301,9 @@ void Session::attention(uint32_t b, uint32_t n, uint32_t pos0, kernels::ThreadPo
   const bool sliding = c.is_sliding(block_begin_ + b);
   const uint32_t window = c.sliding_window;
   const uint32_t n_kv = std::min(cache_.n_ctx(), (pos0 + n + 31) / 32 * 32);
-  // ggml's kernel choice: prompt batches sum the dots like its GEMM, single tokens like its vec_dot.
-  const bool batched = n > 1 && hd % 16 == 0;
+  // ggml's kernel choice: prompt batches sum the dots like its GEMM, single tokens (and batches
+  // that must give each token its own bits) like its vec_dot.
+  const bool batched = n > 1 && hd % 16 == 0 && sums_ == kernels::BatchSums::kAsGgml;
   const auto key_order = batched ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
   const auto value_order = batched && n_kv % 16 == 0 ? kernels::F16DotOrder::kBatched : kernels::F16DotOrder::kSingle;
   // Up to kGroup tokens of one head per item: each key and value row is converted from F16 once for

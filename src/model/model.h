@@ -18,6 +18,7 @@
 
 #include "base/result.h"
 #include "gguf/reader.h"
+#include "kernels/matmul.h"
 #include "kernels/thread_pool.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -56,8 +57,8 @@ enum class Output {
                // sends for a generation step; see LastLogits for why it may differ in the last bits)
   LastLogits,  // logits of the last token, n_vocab (the range must end at n_layer). As in llama.cpp,
                // the model's last block keeps only that token's row after attention, so its
-               // feed-forward sums are a single token's (they may differ in the last bits from the
-               // same row computed in a batch)
+               // feed-forward sums are a single token's (with BatchSums::kAsGgml they may differ
+               // in the last bits from the same row computed in the batch)
   AllLogits,   // logits of every token, n_tokens x n_vocab
 };
 
@@ -71,8 +72,13 @@ class Session {
   // at positions [n_past(), n_past() + n_tokens), appending them to the cache, and writes `output`
   // to `out` (resized). Errors: input of the wrong kind or size, a full context, an output the
   // range cannot give, token ids outside the vocabulary.
+  // `sums`: kAsGgml sums a batch as llama.cpp does (prompts: faster, and each row's bits do not
+  // depend on how the batch is split into calls of two or more); kPerToken gives every row exactly
+  // the bits it gets in a call of its own (the batch-invariance rule: drafted tokens verified in
+  // one call must give what one call per token gives).
   Result<void> forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
-                       std::vector<float>& out, kernels::ThreadPool& pool);
+                       std::vector<float>& out, kernels::ThreadPool& pool,
+                       kernels::BatchSums sums = kernels::BatchSums::kAsGgml);
 
   uint32_t n_past() const { return cache_.size(); }
   uint32_t n_ctx() const { return cache_.n_ctx(); }
@@ -95,6 +101,7 @@ class Session {
   KvCache cache_;
 
   // Scratch, grown to the largest batch seen and then reused: no allocation per token.
+  kernels::BatchSums sums_ = kernels::BatchSums::kAsGgml;  // the running forward call's
   uint32_t scratch_tokens_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: rope_dims / 2 values
