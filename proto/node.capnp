@@ -178,6 +178,10 @@ struct ForwardInput {
   upstreamComputeMicros @5 :List(UInt64);
   # computeMicros of each earlier hop of the chain for this call, in chain order: set by the nodes
   # when forwarding (each appends its own), empty from a client. At most 64 entries.
+  perTokenSums @6 :Bool;
+  # Compute every row with the bits it gets in a call of its own (a client verifying drafted
+  # tokens: docs/design.md, "Speculative decoding"), instead of a prompt batch's faster sums.
+  # Passed down the chain unchanged. Added in protocol 1 (additive; older nodes ignore it).
 }
 
 struct ForwardOutput {

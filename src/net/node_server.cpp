@@ -131,6 +131,7 @@ struct ForwardCall {
   uint32_t output_last;
   uint64_t call_id;
   std::vector<uint64_t> upstream_micros;
+  bool per_token_sums;
 };
 
 // One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
@@ -190,7 +191,8 @@ struct ForwardJob {
     // slices' rows are not wanted at all.
     const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
     std::vector<float> rows;
-    if (auto f = session.forward(tokens, hidden, output, rows, *pool); !f) return fail(f.error());
+    const auto sums = req.per_token_sums ? kernels::BatchSums::kPerToken : kernels::BatchSums::kAsGgml;
+    if (auto f = session.forward(tokens, hidden, output, rows, *pool, sums); !f) return fail(f.error());
     if (keep_rows == 1)
       out = std::move(rows);
     else
@@ -286,7 +288,8 @@ class SessionImpl final : public proto::Session::Server {
     touch();  // only accepted work keeps a session alive: a refused call is no use of it
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
-    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
+    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros,
+                     request->per_token_sums};
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto work = std::make_shared<ForwardJob>();
@@ -367,6 +370,7 @@ class SessionImpl final : public proto::Session::Server {
       input.setStartPosition(call.start_position);
       input.setOutputLast(call.output_last);
       input.setCallId(call.call_id);
+      input.setPerTokenSums(call.per_token_sums);
       set_micros(input.initUpstreamComputeMicros(static_cast<unsigned>(hops.size())), hops);
       const std::string where = next_connection_->address().host_port();
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);

@@ -41,6 +41,14 @@ class Pipeline {
   virtual ~Pipeline() = default;
   // Runs `tokens` (1..max_batch()) at the next positions; writes the last token's logits (n_vocab).
   virtual Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
+  // The same, writing the logits of every token (tokens.size() x n_vocab), each with the bits a
+  // one-token forward() gives it (model::BatchSums::kPerToken on every node): what verifying
+  // drafted tokens takes (speculative_decoder.h).
+  virtual Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
+  // Forgets the last n positions (drafted tokens the target rejected). Remote pipelines send it
+  // with the next call (ForwardInput.startPosition) instead of spending a round trip on it. An
+  // Error if fewer positions are held.
+  virtual Result<void> rollback(uint32_t n) = 0;
   virtual size_t max_batch() const = 0;
   // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
   // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").

@@ -129,19 +129,28 @@ class WatchedPipeline final : public net::Pipeline {
   WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch)
       : inner_(std::move(inner)), watch_(std::move(watch)) {}
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return watched([&] { return inner_->forward(tokens, logits); });
+  }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return watched([&] { return inner_->forward_all(tokens, logits); });
+  }
+  Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  std::string summary() const override { return inner_->summary(); }
+
+ private:
+  template <class Call>
+  Result<void> watched(Call&& call) {
     if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled};
     watch_->begin_call();
-    auto r = inner_->forward(tokens, logits);
+    auto r = call();
     watch_->end_call();
     if (!r)
       if (auto stalled = watch_->stalled())
         return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
     return r;
   }
-  size_t max_batch() const override { return inner_->max_batch(); }
-  std::string summary() const override { return inner_->summary(); }
 
- private:
   std::unique_ptr<net::Pipeline> inner_;
   std::unique_ptr<StallWatch> watch_;  // declared last: stops before the pipeline goes
 };
@@ -359,6 +368,10 @@ class DirectoryOwningPipeline final : public net::Pipeline {
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     return inner_->forward(tokens, logits);
   }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return inner_->forward_all(tokens, logits);
+  }
+  Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override { return inner_->summary(); }
 

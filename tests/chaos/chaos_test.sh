@@ -4,8 +4,11 @@
 # prompts and lengths, F32 hidden states, half of them on the direct route); meanwhile a chaos loop
 # kills nodes (SIGKILL, restarted after a while with the same identity, on the same port or a new
 # one) and freezes them (SIGSTOP, SIGCONT after 1-5 s), never taking down every replica of a block.
-# Every generation must complete with exactly the output of a local `omni run` computed first (a
-# failed generation keeps the logs in the printed directory).
+# Every generation must complete with exactly the output of a local `omni run` computed first, one
+# token per call (a failed generation keeps the logs in the printed directory). The generations
+# decode speculatively (failover during draft verification and rollback): every fourth with a
+# draft model (synth-llama-q4_0, which often disagrees: many rollbacks), the others with prompt
+# lookup.
 # Prints the kills, freezes, failovers (from the clients' logs) and the median and worst recovery.
 #
 # The schedule (prompts, lengths, victims, signals, delays) comes from a seed printed at the start;
@@ -125,7 +128,7 @@ run_args() {  # run_args C: the generation's arguments, the same for the local a
 }
 for c in $(seq 0 $((clients - 1))); do
   run_args "$c"
-  "$omni" run "${ARGS[@]}" >"$tmp/ref$c.json" 2>"$tmp/ref$c.err" &
+  "$omni" run "${ARGS[@]}" --lookup off >"$tmp/ref$c.json" 2>"$tmp/ref$c.err" &
   ref_pid[c % 2]=$!
   if [ $((c % 2)) = 1 ]; then wait "${ref_pid[0]}" "${ref_pid[1]}" || true; fi
 done
@@ -140,7 +143,9 @@ for c in $(seq 0 $((clients - 1))); do
   run_args "$c"
   route=()
   [ $((c % 2)) = 1 ] && route=(--route direct)
-  "$omni" run "${ARGS[@]}" --bootstrap "$boot" --hidden-format f32 "${route[@]}" --data-dir "$tmp/c$c" \
+  drafting=(--lookup on)
+  [ $((c % 4)) = 0 ] && [ -f "$shared/models/synth-llama-q4_0.gguf" ] && drafting=(--draft "$shared/models/synth-llama-q4_0.gguf")
+  "$omni" run "${ARGS[@]}" --bootstrap "$boot" --hidden-format f32 "${route[@]}" "${drafting[@]}" --data-dir "$tmp/c$c" \
     --timeout 30 --stall-timeout "$stall_s" >"$tmp/out$c.json" 2>"$tmp/err$c.log" &
   client_pid[c]=$!
 done
