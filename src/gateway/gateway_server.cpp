@@ -2,7 +2,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string_view>
 
 #include "gateway/api_error.h"
 #include "gateway/http_listener.h"
@@ -52,6 +55,46 @@ void send_json(httplib::Response& res, int status, const json& body) {
 void send_error(httplib::Response& res, const ApiError& e) {
   if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
   send_json(res, e.status, e.to_json());
+}
+
+// The access policy's answer to a request head (RequestFramer::head()) whose body has not been
+// read: a complete HTTP response closing the connection for a refusal, nothing to go on.
+std::optional<std::string> refusal_before_body(const AccessPolicy& access, std::string_view head) {
+  const size_t line_end = head.find("\r\n");
+  const std::string_view line = head.substr(0, line_end);
+  const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 <= sp1) return std::nullopt;  // the framer checked it
+  const std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  target = target.substr(0, target.find('?'));
+  // Header names are case-insensitive; the framer left one "Name: value" per line.
+  auto header = [head, line_end](std::string_view name) -> std::optional<std::string_view> {
+    for (size_t at = line_end + 2; at < head.size();) {
+      const size_t end = std::min(head.find("\r\n", at), head.size());
+      const std::string_view field = head.substr(at, end - at);
+      const size_t colon = field.find(':');
+      if (colon == name.size() &&
+          std::equal(name.begin(), name.end(), field.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+          }))
+        return field.substr(std::min(field.size(), colon + 2));
+      at = end + 2;
+    }
+    return std::nullopt;
+  };
+  const AccessDecision decision = access.decide(
+      AccessRequest{method, target, header("Host"), header("Origin"), header("Authorization"),
+                    header("Access-Control-Request-Method")});
+  if (!decision.refusal) return std::nullopt;
+  const std::string body = decision.refusal->to_json().dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string response = "HTTP/1.1 " + std::to_string(decision.refusal->status) + " " +
+                         (decision.refusal->status == 401   ? "Unauthorized"
+                          : decision.refusal->status == 403 ? "Forbidden"
+                                                            : "Refused") +
+                         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\nConnection: close\r\n";
+  for (const auto& h : decision.headers) response += h.first + ": " + h.second + "\r\n";
+  return response + "\r\n" + body;
 }
 
 // The methods a known path answers ("GET, HEAD"), for a 405's Allow header; empty for a path that
@@ -173,6 +216,10 @@ void GatewayServer::Impl::setup_routes() {
   http.set_worker_threads(threads);
   http.set_payload_max_length(options.max_body_bytes);
   http.set_write_timeout(options.write_timeout_s, 0);
+  // The access policy sees a request with a body as soon as its head is in, so a client without a
+  // valid key (or from a refused origin) cannot make the gateway read and hold megabytes first.
+  // The answer is the one the pre-routing hook below would give, with the connection closed.
+  http.set_head_screen([this](std::string_view head) { return refusal_before_body(access, head); });
 
   // httplib 0.11 gzips any text/* or JSON response for a client that accepts gzip, and does so
   // without flushing per chunk, which would hold a stream's tokens back until the end. The API's
