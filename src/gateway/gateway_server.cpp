@@ -258,7 +258,7 @@ void GatewayServer::Impl::setup_routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     auto& headers = const_cast<httplib::Request&>(req).headers;
-    if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
+    if (req.path.rfind("/v1/", 0) == 0 || req.path.rfind("/api/", 0) == 0) headers.erase("Accept-Encoding");
     if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
     const StaticFile* file = site->find(req.path);
     if (!file) return httplib::Server::HandlerResponse::Unhandled;
