@@ -4,8 +4,8 @@
 // references in dot_scalar.cpp (see docs/design.md, "Numerical parity with llama.cpp"). Integer
 // sums are exact whatever the instruction; only the float operations follow ggml's order:
 //  - Q8_0 / Q4_0: per block 8 lanes (lane m = products 4m..4m+3), lane = fma(d_w d_x, lane, .),
-//    hsum8 at the end; Q4_0 with rows % 8 == 0 (ggml repacks those): one chain per output,
-//    acc = fma(block sum, d_w d_x, acc).
+//    hsum8 at the end. (Q4_0 with rows % 8 == 0, which ggml repacks, is one chain per output,
+//    acc = fma(block sum, d_w d_x, acc): each ISA file has its own kernel for it.)
 //  - F16: single rows as ggml_vec_dot_f16 (4 x 16 lanes over 64-element steps, tail in double),
 //    prompt batches as tinyBLAS (16 lanes over 16-element steps), reduce16 tree.
 //  - K quants: ggml's AVX2 vec_dot, 8 int32 lanes per super-block (lane m: elements 4m..4m+3 of
@@ -291,57 +291,6 @@ struct LaneBlocks1 {
         const __m256i lanes = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
         acc[t].a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(dw * a[t].d[b]), acc[t].a);
       }
-    }
-  }
-};
-
-// Q4_0 as ggml's repacked (rows % 8 == 0) kernels: acc = fma(block sum, d_w d_x, acc), one chain
-// per output. A float kernel over 8 rows: lane r of the accumulator is row r's chain, so each
-// block takes one vector FMA for all 8 rows.
-struct Q4_0Chain {
-  static constexpr int kNR = 8, kNT = 1;
-
-  // Lane r: the sum of s[r]'s 8 lanes (the whole block's products for row r).
-  static __m256i lane_totals(const __m256i* s) {
-    const __m256i h01 = _mm256_hadd_epi32(s[0], s[1]), h23 = _mm256_hadd_epi32(s[2], s[3]);
-    const __m256i h45 = _mm256_hadd_epi32(s[4], s[5]), h67 = _mm256_hadd_epi32(s[6], s[7]);
-    const __m256i q0 = _mm256_hadd_epi32(h01, h23), q1 = _mm256_hadd_epi32(h45, h67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
-  }
-
-  template <int NR, int NT>
-  static void dot_rows(const uint8_t* w, size_t w_stride, const uint8_t* act, const ActLayout& l, float* out) {
-    const int64_t nb = l.cols / kQK;
-    ActRef a[NT];
-    __m256 acc[NT];
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      a[t] = act_ref(act, l, t);
-      acc[t] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = w + b * static_cast<int64_t>(sizeof(BlockQ4_0));
-      __m256i v[8];
-#pragma GCC unroll 8
-      for (int r = 0; r < 8; ++r)
-        v[r] = r < NR ? ValuesQ4_0::get(*reinterpret_cast<const BlockQ4_0*>(blk + r * w_stride)) : _mm256_setzero_si256();
-      const __m256 dw = block_halves<NR == 8>(blk, w_stride, NR);
-#pragma GCC unroll 8
-      for (int t = 0; t < NT; ++t) {
-        const int8_t* q = reinterpret_cast<const int8_t*>(a[t].q) + kQK * b;
-        __m256i s[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; ++r) s[r] = r < NR ? block_lanes(v[r], q) : _mm256_setzero_si256();
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lane_totals(s)), _mm256_mul_ps(dw, _mm256_set1_ps(a[t].d[b])),
-                                 acc[t]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc[t]);
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) out[r * NT + t] = lanes[r];
     }
   }
 };
