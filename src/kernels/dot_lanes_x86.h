@@ -300,14 +300,30 @@ struct LaneBlocks1 {
 // operand of vpmaddubsw, `off` the value subtracted from each (as bytes, or zero), and the int16
 // scale of each weight pair.
 
-inline __m256i scales16_pair(__m128i sc8, int c) {
-  const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                   _mm_set1_epi8(static_cast<char>(2 * c)));
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, idx));
-}
-inline __m256i scales32(__m128i sc8, int c) {
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_set1_epi8(static_cast<char>(c))));
-}
+// Sub-block scales as int16, prepared once per super-block so that each chunk takes one vpshufb.
+// Formats with 16 scales: chunk c's first 16 weights take scale 2c, its last 16 scale 2c + 1.
+struct Scales16 {
+  __m256i lo, hi;  // scales 0-7 and 8-15 as int16, in both 128-bit lanes
+  explicit Scales16(__m128i sc8) {
+    const __m256i all = _mm256_cvtepi8_epi16(sc8);
+    lo = _mm256_permute4x64_epi64(all, _MM_SHUFFLE(1, 0, 1, 0));
+    hi = _mm256_permute4x64_epi64(all, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  __m256i chunk(int c) const {
+    const int j = c & 3;
+    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0100 * (4 * j + 3) + 4 * j + 2)),
+                                          _mm_set1_epi16(static_cast<short>(0x0100 * (4 * j + 1) + 4 * j)));
+    return _mm256_shuffle_epi8(c < 4 ? lo : hi, pick);
+  }
+};
+// Formats with 8 scales (bytes 0-7 of sm): chunk c takes scale c.
+struct Scales8 {
+  __m256i all;  // scales 0-7 as int16, in both 128-bit lanes
+  explicit Scales8(__m128i sm) : all(_mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm))) {}
+  __m256i chunk(int c) const {
+    return _mm256_shuffle_epi8(all, _mm256_set1_epi16(static_cast<short>(0x0100 * (2 * c + 1) + 2 * c)));
+  }
+};
 inline __m256i bit_as(__m256i v, int bit, char value) {
   const __m256i m = _mm256_set1_epi8(static_cast<char>(1 << bit));
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, m), m), _mm256_set1_epi8(value));
@@ -321,18 +337,17 @@ struct Q2_KUnpack {
   static constexpr Mins kMins = Mins::kLanes8First;
   static constexpr bool kOffset = false;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i mins;  // int16 min per 16 elements
   float d, dmin;
-  explicit Q2_KUnpack(const Block& b) : x(b) {
+  explicit Q2_KUnpack(const Block& b) : x(b), sc(_mm_and_si128(load128(b.scales), _mm_set1_epi8(0x0f))) {
     const __m128i s = load128(b.scales);
-    sc8 = _mm_and_si128(s, _mm_set1_epi8(0x0f));
     mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0x0f)));
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 2)), 2 * (c & 3)), _mm256_set1_epi8(3));
   }
 };
@@ -342,17 +357,16 @@ struct Q3_KUnpack {
   static constexpr Mins kMins = Mins::kNone;
   static constexpr bool kOffset = true;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i hmask, mins;
   float d, dmin = 0.0f;
-  explicit Q3_KUnpack(const Block& b) : x(b) {
-    sc8 = scales_q3k(b.scales);
+  explicit Q3_KUnpack(const Block& b) : x(b), sc(scales_q3k(b.scales)) {
     hmask = load256(b.hmask);
     d = fp16s(b.d);
   }
   // Value = low 2 bits - (4 unless bit c of hmask is set).
   __m256i chunk(int c, __m256i& s, __m256i& off) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     off = _mm256_andnot_si256(bit_as(hmask, c, 4), _mm256_set1_epi8(4));
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 2)), 2 * (c & 3)), _mm256_set1_epi8(3));
   }
@@ -364,15 +378,15 @@ struct Q4_KUnpack {
   static constexpr bool kOffset = false;
   const Block& x;
   __m128i sm, mins;  // mins: int16 m0..m7
+  Scales8 sc;
   float d, dmin;
-  explicit Q4_KUnpack(const Block& b) : x(b) {
-    sm = scales_mins_k4(b.scales);
+  explicit Q4_KUnpack(const Block& b) : x(b), sm(scales_mins_k4(b.scales)), sc(sm) {
     mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales32(sm, c);
+    s = sc.chunk(c);
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 1)), 4 * (c & 1)), _mm256_set1_epi8(0x0f));
   }
 };
@@ -383,17 +397,17 @@ struct Q5_KUnpack {
   static constexpr bool kOffset = false;
   const Block& x;
   __m128i sm, mins;
+  Scales8 sc;
   __m256i qh;
   float d, dmin;
-  explicit Q5_KUnpack(const Block& b) : x(b) {
-    sm = scales_mins_k4(b.scales);
+  explicit Q5_KUnpack(const Block& b) : x(b), sm(scales_mins_k4(b.scales)), sc(sm) {
     mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
     qh = load256(b.qh);
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales32(sm, c);
+    s = sc.chunk(c);
     const __m256i v = _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 1)), 4 * (c & 1)), _mm256_set1_epi8(0x0f));
     return _mm256_or_si256(v, bit_as(qh, c, 16));
   }
@@ -404,15 +418,14 @@ struct Q6_KUnpack {
   static constexpr Mins kMins = Mins::kNone;
   static constexpr bool kOffset = true;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i mins;
   float d, dmin = 0.0f;
-  explicit Q6_KUnpack(const Block& b) : x(b) {
-    sc8 = load128(b.scales);
+  explicit Q6_KUnpack(const Block& b) : x(b), sc(load128(b.scales)) {
     d = fp16s(b.d);
   }
   __m256i chunk(int c, __m256i& s, __m256i& off) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     off = _mm256_set1_epi8(32);
     const int h = c >> 2, r = c & 3;
     const __m256i ql = load256(x.ql + 64 * h + 32 * (r & 1));
