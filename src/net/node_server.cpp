@@ -191,7 +191,7 @@ struct ForwardJob {
     // slices' rows are not wanted at all.
     const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
     std::vector<float> rows;
-    const auto sums = req.per_token_sums ? kernels::BatchSums::kPerToken : kernels::BatchSums::kAsGgml;
+    const auto sums = req.per_token_sums ? model::BatchSums::kPerToken : model::BatchSums::kAsGgml;
     if (auto f = session.forward(tokens, hidden, output, rows, *pool, sums); !f) return fail(f.error());
     if (keep_rows == 1)
       out = std::move(rows);

@@ -30,7 +30,7 @@ class LocalPipeline final : public Pipeline {
     return session_->forward(tokens, {}, model::Output::LastLogits, logits, pool_);
   }
   Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    return session_->forward(tokens, {}, model::Output::AllLogits, logits, pool_, kernels::BatchSums::kPerToken);
+    return session_->forward(tokens, {}, model::Output::AllLogits, logits, pool_, model::BatchSums::kPerToken);
   }
   Result<void> rollback(uint32_t n) override { return session_->rollback(n); }
   size_t max_batch() const override { return kPromptBatch; }
@@ -241,7 +241,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     const auto t0 = SteadyClock::now();
     head_->reset();  // the head holds no blocks, so no state: only its positions would run out
     auto head = all_rows ? head_->forward({}, hidden, model::Output::AllLogits, logits, pool_,
-                                          kernels::BatchSums::kPerToken)
+                                          model::BatchSums::kPerToken)
                          : head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
     if (head && tokens.size() == 1) {
       // Generation steps: what the nodes and the head cost, to compare a token's latency with.

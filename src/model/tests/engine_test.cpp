@@ -107,7 +107,7 @@ TEST_P(PerTokenSums, DraftBatchGivesTheBitsOfSingleSteps) {
   ASSERT_TRUE(batch->forward(long_prompt, {}, Output::LastLogits, out, pool));
   ASSERT_TRUE(a->forward(long_prompt, {}, Output::Hidden, hidden, pool));
   ASSERT_TRUE(b->forward({}, hidden, Output::LastLogits, out, pool));
-  constexpr auto kPerToken = kernels::BatchSums::kPerToken;
+  constexpr auto kPerToken = BatchSums::kPerToken;
   ASSERT_TRUE(batch->forward(draft, {}, Output::AllLogits, all, pool, kPerToken));
   ASSERT_TRUE(a->forward(draft, {}, Output::Hidden, hidden, pool, kPerToken));
   ASSERT_TRUE(b->forward({}, hidden, Output::AllLogits, split, pool, kPerToken));
