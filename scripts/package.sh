@@ -42,7 +42,7 @@ pkg="$stage/pkg"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/etc/omni" "$pkg/usr/share/doc/omni"
 install -m 0755 "$binary" "$pkg/usr/bin/omni"
 strip --strip-unneeded "$pkg/usr/bin/omni"
-install -m 0644 "$root"/packaging/systemd/omni-*.service "$pkg/lib/systemd/system/"
+install -m 0644 "$root"/packaging/systemd/omni-*.service "$root"/packaging/systemd/omni-*.timer "$pkg/lib/systemd/system/"
 install -m 0644 "$root/packaging/omni.toml" "$pkg/etc/omni/omni.toml"
 install -m 0644 "$root/README.md" "$root/packaging/debian/README.Debian" "$pkg/usr/share/doc/omni/"
 if [ "$web" = 1 ]; then

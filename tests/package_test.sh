@@ -57,7 +57,8 @@ cp "$PACKAGE_DEB" "$r/root/omni.deb"
 # Install.
 in_root dpkg -i /root/omni.deb >"$tmp/install.log" 2>&1 || fail "dpkg -i: $(cat "$tmp/install.log")"
 for f in /usr/bin/omni /etc/omni/omni.toml /lib/systemd/system/omni-node.service \
-  /lib/systemd/system/omni-gateway.service /lib/systemd/system/omni-relay.service /usr/share/doc/omni/README.Debian; do
+  /lib/systemd/system/omni-gateway.service /lib/systemd/system/omni-relay.service /lib/systemd/system/omni-update.timer \
+  /lib/systemd/system/omni-update.service /usr/share/doc/omni/README.Debian; do
   in_root dpkg -S "$f" >/dev/null 2>&1 || fail "$f is not in the package"
   [ -e "$r$f" ] || fail "$f was not installed"
 done
@@ -72,7 +73,7 @@ echo "installed: files, conffile, system user omni (uid $uid), /var/lib/omni 750
 
 # The units, as systemd reads them.
 in_root systemd-analyze verify /lib/systemd/system/omni-node.service /lib/systemd/system/omni-gateway.service \
-  /lib/systemd/system/omni-relay.service >"$tmp/verify.log" 2>&1 || fail "systemd-analyze verify: $(cat "$tmp/verify.log")"
+  /lib/systemd/system/omni-relay.service /lib/systemd/system/omni-update.service /lib/systemd/system/omni-update.timer >"$tmp/verify.log" 2>&1 || fail "systemd-analyze verify: $(cat "$tmp/verify.log")"
 ! grep -i "omni" "$tmp/verify.log" || fail "systemd-analyze verify complains about the units"
 for unit in node gateway relay; do
   grep -qx "ExecStart=/usr/bin/omni $unit --data-dir /var/lib/omni/$unit" "$r/lib/systemd/system/omni-$unit.service" ||
