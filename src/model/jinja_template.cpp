@@ -252,7 +252,8 @@ class Renderer final : public Runtime {
         throw Failure{ErrorCode::InvalidArgument, "macro '" + name + "' takes not more than " +
                                                       std::to_string(p->size()) + " argument(s)"};
       for (size_t i = 0; i < p->size(); ++i) {
-        const auto& [pname, def] = (*p)[i];
+        const std::string& pname = (*p)[i].first;
+        const ExprPtr& def = (*p)[i].second;
         if (i < a.pos.size()) {
           f.set(pname, a.pos[i]);
           continue;
@@ -262,9 +263,10 @@ class Renderer final : public Runtime {
         else if (def) f.set(pname, eval(*def, f));
         else f.set(pname, Value::undefined("'" + pname + "' is undefined"));
       }
-      for (const auto& [k, v] : a.kw) {
+      for (const auto& kv : a.kw) {
+        const std::string& k = kv.first;
         if (k == "caller") {
-          f.set("caller", v);
+          f.set("caller", kv.second);
           continue;
         }
         bool known = std::any_of(p->begin(), p->end(), [&](const auto& pd) { return pd.first == k; });
