@@ -611,8 +611,12 @@ List iterate(const Value& v) {
 
 Value get_attr(const Value& obj, const std::string& name) {
   if (obj.is_undefined()) fail(undefined_message(obj));
-  if (!name.empty() && name[0] == '_')
+  if (!name.empty() && name[0] == '_') {
+    // The sandbox hides Python's private attributes; a dict key is still an item.
+    if (obj.is_dict())
+      if (const Value* v = obj.dict().find(name)) return *v;
     return Value::undefined("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe");
+  }
   if (is_mutator(name) && (obj.is_list() || (obj.is_dict() && !obj.dict().is_namespace))) {
     std::string msg = "access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.";
     return Value(make_fn(name, [msg](Runtime&, Args&) -> Value { fail(msg); }));
