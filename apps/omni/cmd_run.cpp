@@ -189,6 +189,11 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
   remote.log = log_line;
   remote.model_identity = rm.identity;
+  if (!remote.model_identity) {  // a file: its content's CID, hashed once per data directory
+    auto identified = net::identify_model(m, remote.data_dir);
+    if (!identified) return identified.error();
+    remote.model_identity = std::move(*identified);
+  }
   return net::make_remote_pipeline(m, remote, n_ctx, pool);
 }
 

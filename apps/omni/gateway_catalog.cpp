@@ -101,7 +101,10 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
     if (::stat(s.model.c_str(), &st) == 0) {
       auto loaded = model::Model::load(s.model);
       if (!loaded) return loaded.error();
-      given->identity = net::identify_model(**loaded);
+      auto identified = net::identify_model(**loaded, data_dir);
+      if (!identified) return identified.error();
+      given->identity = std::move(*identified);
+      given->cid = given->identity.cid.to_string();
       given->model = std::move(*loaded);
       given->id = s.model_name.empty() ? stem(s.model) : s.model_name;
     } else {
