@@ -492,6 +492,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
+  spec.logprobs = params.logprobs;
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
   const size_t reserved = reservation.tokens;
@@ -519,9 +520,10 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");  // tell reverse proxies not to buffer the stream
   auto first = std::make_shared<bool>(true);
+  auto text_offset = std::make_shared<size_t>(0);  // the log-probs' text_offset so far
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, job, who, include_usage, first](size_t, httplib::DataSink& sink) {
+      [this, job, who, include_usage, first, text_offset](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = true;
         if (*first && who.endpoint == Endpoint::Chat) {
@@ -530,8 +532,9 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
           *first = false;
         }
         JobUpdate u = job->wait(kStreamPoll);
-        if (ok && !u.text.empty()) {
-          ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt))));
+        if (ok && (!u.text.empty() || !u.logprobs.empty())) {
+          json logprobs = logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? &u.logprobs : nullptr, *text_offset);
+          ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt, std::move(logprobs)))));
           *first = false;
         } else if (ok && !u.finished) {
           ok = write(sse_comment("waiting"));  // also how a vanished client is noticed while queued
@@ -601,15 +604,20 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
                                         ResponseIdentity who) {
   // Most answers finish quickly: wait here, so the status code can still say how it went.
   std::string text;
+  auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
   JobUpdate u;
   const auto deadline = Clock::now() + kPlainWaitBeforeKeepAlive;
   while (!u.finished && Clock::now() < deadline) {
     u = job->wait(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     text += u.text;
+    for (auto& t : u.logprobs) logprobs->push_back(std::move(t));
   }
-  auto body_of = [this, job, who](const std::string& all, const JobUpdate& last) {
+  auto body_of = [this, job, who, logprobs](const std::string& all, const JobUpdate& last) {
     metrics.observe_request_duration(seconds_since(job->arrived()));
-    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens}));
+    size_t text_offset = 0;
+    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens},
+                                    logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? logprobs.get() : nullptr,
+                                                  text_offset)));
   };
   if (u.finished) {
     if (u.finish_reason == "error" || u.finish_reason == "cancelled")
@@ -622,9 +630,10 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
   auto collected = std::make_shared<std::string>(std::move(text));
   res.set_chunked_content_provider(
       "application/json",
-      [this, job, collected, body_of](size_t, httplib::DataSink& sink) {
+      [this, job, collected, body_of, logprobs](size_t, httplib::DataSink& sink) {
         JobUpdate next = job->wait(kStreamPoll);
         *collected += next.text;
+        for (auto& t : next.logprobs) logprobs->push_back(std::move(t));
         bool ok = true;
         if (next.finished) {
           std::string body = (next.finish_reason == "error" || next.finish_reason == "cancelled")
