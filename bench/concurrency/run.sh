@@ -8,11 +8,11 @@
 # --baseline-omni BIN adds another omni build (e.g. one without batching) as a third server.
 #
 # usage: bench/concurrency/run.sh --omni BIN --model FILE [--llama-server BIN] [--baseline-omni BIN] [--threads 2]
-#          [--levels "1 4 8 16 32"] [--max-tokens 32] [--requests-per-client 2] [--repeat 2]
+#          [--levels "1 4 8 16 32"] [--max-tokens 32] [--requests-per-client 2] [--min-requests 4] [--repeat 2]
 #          [--out FILE.jsonl] [-- extra omni gateway args]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-omni=""; model=""; llama=""; baseline=""; threads=2; levels="1 4 8 16 32"; max_tokens=32; per_client=2; repeat=2
+omni=""; model=""; llama=""; baseline=""; threads=2; levels="1 4 8 16 32"; max_tokens=32; per_client=2; min_requests=4; repeat=2
 out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -24,6 +24,7 @@ while [[ $# -gt 0 ]]; do
     --levels) levels=$2; shift 2 ;;
     --max-tokens) max_tokens=$2; shift 2 ;;
     --requests-per-client) per_client=$2; shift 2 ;;
+    --min-requests) min_requests=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --) shift; break ;;
@@ -89,7 +90,8 @@ for rep in $(seq 1 "$repeat"); do
         llama) url="http://127.0.0.1:$llama_port" ;;
       esac
       m=$name
-      line=$(python3 "$here/load.py" "$url" "$m" "$level" $(( level * per_client )) "$max_tokens")
+      requests=$(( level * per_client > min_requests ? level * per_client : min_requests ))
+      line=$(python3 "$here/load.py" "$url" "$m" "$level" "$requests" "$max_tokens")
       echo "{\"server\": \"$server\", \"rep\": $rep, \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\", \"result\": $line}" >> "$out"
       echo "$server rep $rep: $line" >&2
     done
