@@ -140,6 +140,7 @@ Result<std::unique_ptr<gateway::ModelCatalog>> make_gateway_catalog(const Gatewa
   options.model_id = s.model_name;
   options.threads = s.threads;
   options.n_ctx = s.ctx;
+  options.prefill_chunk = s.prefill_chunk;
   options.address = s.address;
   auto backend = gateway::LocalEngineBackend::load(options);
   if (!backend) return backend.error();
