@@ -58,10 +58,15 @@ CLI::Validator access_entry(std::vector<std::string> gateway::AccessOptions::*li
       "", "");
 }
 
-// The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
+// The web UI: --web-dir, else web/dist under the working directory, else where an installed omni
+// keeps it (share/omni/web beside bin/: /usr/share/omni/web for /usr/bin/omni), else under the
+// source tree.
 std::string find_web_dir(const std::string& given) {
   if (!given.empty()) return given;
+  std::error_code no_exe;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", no_exe);
   for (std::filesystem::path candidate : {std::filesystem::path("web/dist"),
+                                          exe.parent_path().parent_path() / "share" / "omni" / "web",
                                           std::filesystem::path(OMNI_SOURCE_DIR) / "web" / "dist"}) {
     if (std::filesystem::exists(candidate / "index.html")) return candidate.string();
   }
@@ -207,7 +212,7 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--body-timeout", o->body_timeout_s, "Seconds a client has to send a request's body (408 beyond)")
       ->capture_default_str()
       ->check(number_in(0.1, 3600));
-  cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
+  cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built, else the installed /usr/share/omni/web)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");
   cmd->add_option("--api-key", o->api_keys,
