@@ -15,6 +15,7 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "gateway/gateway_server.h"
+#include "gateway/local_engine_backend.h"
 #include "gateway_catalog.h"
 
 namespace omni::cli {
@@ -26,6 +27,7 @@ struct GatewayCliOptions {
   std::string model_sha256;
   size_t max_queue = 64;
   size_t max_sessions = 4;
+  size_t max_batch_tokens = gateway::SchedulerOptions{}.max_batch_tokens;
   double rate_requests = 0;
   double rate_tokens = 0;
   size_t max_body = 4 << 20;
@@ -126,7 +128,7 @@ int run_gateway(const GatewayCliOptions& o) {
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
-  options.scheduler = {o.max_sessions, o.max_queue};
+  options.scheduler = {o.max_sessions, o.max_queue, o.max_batch_tokens};
   options.access = std::move(access);
   auto server = gateway::GatewayServer::create(std::move(*catalog), options);
   if (!server) return fail(server.error());
@@ -175,6 +177,16 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")
       ->capture_default_str()
       ->check(count_in(1));
+  cmd->add_option("--max-batch-tokens", o->max_batch_tokens,
+                  "Tokens per step of the running generations together: every decoding token, then whole prompt "
+                  "chunks while they fit (one at least)")
+      ->capture_default_str()
+      ->check(count_in(1, 1 << 20));
+  cmd->add_option("--prefill-chunk", o->source.prefill_chunk,
+                  "Local model: prompt tokens per step of one generation (smaller: others' tokens come sooner "
+                  "during a long prompt; 512 gives `omni run`'s tokens bit for bit)")
+      ->capture_default_str()
+      ->check(count_in(1, gateway::LocalEngineBackend::kMaxPrefillChunk));
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a session; more get 503")
       ->capture_default_str()
       ->check(count_in(0));

@@ -22,6 +22,7 @@ void register_bench(CLI::App& app, int& exit_code);
 void register_gateway(CLI::App& app, int& exit_code);
 void register_relay(CLI::App& app, int& exit_code);   // omni relay (nodes behind NAT)
 void register_up(CLI::App& app, int& exit_code);      // omni up: a whole swarm on this machine
+void register_template(CLI::App& app, int& exit_code);  // omni template: a chat template's prompt
 void register_update(CLI::App& app, int& exit_code);  // omni update: signed releases
 // omni config check: `fresh_app` builds a new omni app with every command, for the check to fill.
 void register_config(CLI::App& app, int& exit_code, std::function<std::unique_ptr<CLI::App>()> fresh_app);

@@ -65,6 +65,7 @@ void add_commands(CLI::App& app, int& exit_code) {
   omni::cli::register_inspect(app, exit_code);
   omni::cli::register_synth(app, exit_code);
   omni::cli::register_run(app, exit_code);
+  omni::cli::register_template(app, exit_code);
   omni::cli::register_perplexity(app, exit_code);
   omni::cli::register_quantize(app, exit_code);
   omni::cli::register_shard(app, exit_code);
