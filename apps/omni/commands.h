@@ -19,5 +19,6 @@ void register_bench(CLI::App& app, int& exit_code);
 void register_gateway(CLI::App& app, int& exit_code);
 void register_relay(CLI::App& app, int& exit_code);   // omni relay (nodes behind NAT)
 void register_up(CLI::App& app, int& exit_code);      // omni up: a whole swarm on this machine
+void register_credits(CLI::App& app, int& exit_code);  // omni credits: a node's ledger
 
 }  // namespace omni::cli

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   omni::cli::register_gateway(app, exit_code);
   omni::cli::register_relay(app, exit_code);
   omni::cli::register_up(app, exit_code);
+  omni::cli::register_credits(app, exit_code);
   // CLI11 would call an unknown first word an extra argument after a missing command.
   if (argc > 1 && argv[1][0] != '-' && !is_command(app, argv[1])) {
     std::fprintf(stderr, "omni: no command named '%s'\nRun 'omni --help' for usage.\n", argv[1]);
