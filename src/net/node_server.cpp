@@ -538,6 +538,8 @@ class NodeImpl final : public proto::Node::Server {
     expect.node_begin = d.block_begin;
     expect.node_end = d.block_end;
     expect.now = now;
+    // Every receipt presented counts, valid or not: the signature checks cost the event loop too.
+    if (auto rate = state_->receipt_rate->take(client_.key, list.size(), now); !rate) throw_rpc_error(rate.error());
     std::vector<WorkReceipt> receipts;
     for (unsigned i = 0; i < list.size(); ++i) {
       auto r = read_receipt(list[i]);
@@ -547,7 +549,6 @@ class NodeImpl final : public proto::Node::Server {
       if (!r) throw_rpc_error(r.error().with_context("receipt " + std::to_string(i)));
       receipts.push_back(std::move(*r));
     }
-    if (auto rate = state_->receipt_rate->take(client_.key, list.size(), now); !rate) throw_rpc_error(rate.error());
     auto added = state_->options.ledger->add(receipts, now);
     if (!added) {
       std::fprintf(stderr, "omni node: cannot store receipts: %s\n", added.error().message.c_str());

@@ -110,8 +110,8 @@ struct NodeOptions {
   std::function<capnp::Capability::Client()> blob_service;
   // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
   // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
-  // before the call is answered. A client (by peer id, and by address) may hand over at most
-  // max_receipts_per_minute receipts a minute (receipt_rate.h).
+  // before the call is answered. A client (by peer id, and by address) may present at most
+  // max_receipts_per_minute receipts a minute, valid or not (receipt_rate.h).
   std::shared_ptr<CreditLedger> ledger;
   uint32_t max_receipts_per_minute = 600;
 };
