@@ -26,5 +26,6 @@ void register_template(CLI::App& app, int& exit_code);  // omni template: a chat
 void register_update(CLI::App& app, int& exit_code);  // omni update: signed releases
 // omni config check: `fresh_app` builds a new omni app with every command, for the check to fill.
 void register_config(CLI::App& app, int& exit_code, std::function<std::unique_ptr<CLI::App>()> fresh_app);
+void register_credits(CLI::App& app, int& exit_code);  // omni credits: a node's ledger
 
 }  // namespace omni::cli

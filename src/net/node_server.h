@@ -37,6 +37,10 @@
 // not held up; beyond them each is answered no sooner than connect_timeout_s after the attempt
 // began, so the node cannot be used to scan other hosts' ports at speed; at the end of a ring (OpenParams.ringToken) the output goes to the
 // sink the client attached on this node, and the replies along the chain only acknowledge.
+//
+// Credits: with a ledger (NodeOptions::ledger) the node takes the work receipts its clients sign
+// (Node.payReceipts) and acknowledges them only once stored durably. The SQLite commit (an fsync)
+// runs on the event loop thread: a few milliseconds per call, bounded by the per-client rate.
 #pragma once
 
 #include <kj/async-io.h>
@@ -49,6 +53,7 @@
 
 #include "base/result.h"
 #include "model/model.h"
+#include "net/credit_ledger.h"
 #include "net/identity.h"
 #include "net/node_info.h"
 
@@ -104,6 +109,12 @@ struct NodeOptions {
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
   // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
   std::function<capnp::Capability::Client()> blob_service;
+  // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
+  // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
+  // before the call is answered. A client (by peer id, and by address) may present at most
+  // max_receipts_per_minute receipts a minute, valid or not (receipt_rate.h).
+  std::shared_ptr<CreditLedger> ledger;
+  uint32_t max_receipts_per_minute = 600;
 };
 
 // Reads a --allow-peers file: one peer id per line; blank lines and '#' comments ignored.

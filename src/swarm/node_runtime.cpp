@@ -130,6 +130,10 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
                  "--blocks is required (or join a swarm with --bootstrap, which picks the blocks)"};
   }
   net::NodeOptions& node = o.node;
+  // Credits: the receipts clients pay this node with, next to its key (survives restarts).
+  auto ledger = net::CreditLedger::open(data_dir);
+  if (!ledger) return ledger.error();
+  node.ledger = std::move(*ledger);
   node.block_begin = o.blocks->begin;
   node.block_end = o.blocks->end;
   node.max_kv_bytes = kv_bytes;
