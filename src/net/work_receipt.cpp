@@ -37,7 +37,9 @@ struct KeyFree {
 
 }  // namespace
 
-std::string receipt_model_id(const ModelIdentity& model) { return model.header_sha256; }
+std::string receipt_model_id(const ModelIdentity& model) {
+  return std::string(reinterpret_cast<const char*>(model.cid.digest.data()), model.cid.digest.size());
+}
 
 std::string WorkReceipt::client_id() const { return peer_id_from_public_key(client_key); }
 

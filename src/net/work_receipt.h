@@ -37,7 +37,7 @@ struct WorkReceipt {
   uint64_t sequence = 0;                  // 1, 2, ... within the session
   uint32_t tokens = 0;                    // positions computed since the session's previous receipt
   uint32_t block_begin = 0, block_end = 0;
-  std::string model_id;                   // the model's identity bytes (today its header sha256)
+  std::string model_id;                   // the model's identity bytes: its manifest CID's digest
   uint64_t issued_at = 0;                 // Unix seconds
   std::array<uint8_t, 64> signature{};
 
