@@ -17,8 +17,9 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("omni::proto");
 
-const protocolVersion :UInt32 = 1;
-# Bumped on any incompatible change to anything below Gate/Hello.
+const protocolVersion :UInt32 = 2;
+# Bumped on any incompatible change to anything below Gate/Hello. 2: ModelIdentity is the manifest
+# CID (content), no longer a hash of the GGUF header.
 
 struct Hello {
   # What a connecting peer speaks; sent once, first, on every connection.
@@ -56,8 +57,11 @@ struct ModelIdentity {
   nEmbd @3 :UInt32;        # hidden size: values per token in a hidden state
   nVocab @4 :UInt32;       # vocabulary size (rows of token_embd)
   fileSize @5 :UInt64;     # size in bytes of the GGUF file
-  headerSha256 @6 :Data;   # sha2-256 of the file's bytes before the tensor data section (header,
-                           # metadata and tensor table: names, types, shapes, offsets), 32 bytes
+  manifestCid @6 :Data;    # the model's identity: binary CIDv1 (raw, sha2-256; 36 bytes) of its
+                           # manifest as `omni shard` computes it with 1 MiB chunks, which hashes
+                           # every byte of every shard. Two nodes hold the same weights only if
+                           # these are equal. Protocol 2; protocol 1 sent headerSha256 here (a hash
+                           # of the header only, which did not see the weights).
 }
 
 struct NodeInfo {

@@ -186,7 +186,7 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--relay", o->runtime.relay,
                   "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "
                   "listen only on loopback for it");
-  add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key (default ~/.omni)");
+  add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key");
   cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")
       ->check(count_in(1, 1000000))
       ->capture_default_str();

@@ -962,7 +962,13 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.features = supported_features();
   d.features.push_back("ring");  // Node.attachSink and ring sessions: implemented in this file
   if (options.blob_service) d.features.push_back("blobs");
-  d.model = options.model_identity ? *options.model_identity : identify_model(*state->model);
+  if (options.model_identity) {
+    d.model = *options.model_identity;
+  } else {
+    auto identified = identify_model(*state->model);
+    if (!identified) return identified.error();
+    d.model = std::move(*identified);
+  }
   d.block_begin = options.block_begin;
   d.block_end = options.block_end;
   d.max_sessions = options.max_sessions;

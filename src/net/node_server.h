@@ -96,8 +96,9 @@ struct NodeOptions {
   // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).
   // It must hold the blocks [block_begin, block_end) and, when block_begin is 0, the embeddings.
   std::function<Result<std::unique_ptr<model::Model>>()> load_model;
-  // Set: the identity announced in NodeInfo instead of the one computed from the model's file (a
-  // model loaded from shards announces its source file's identity, so it chains with file nodes).
+  // Set: the identity announced in NodeInfo instead of identify_model of the model's file (which
+  // hashes the whole file): a model loaded from shards announces its manifest's, which is the one
+  // its source file has, so it chains with file nodes; NodeRuntime passes the cached one.
   std::optional<ModelIdentity> model_identity;
   // Set: the node serves content-addressed blobs (feature "blobs", Gate.openBlobs); called once per
   // connection that asks, on the event loop thread, for a proto::BlobStore capability

@@ -240,7 +240,12 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   }
 
   Result<void> open_sessions(uint32_t n_ctx) {
-    const ModelIdentity local = options_.model_identity ? *options_.model_identity : identify_model(model_);
+    if (!options_.model_identity) {
+      auto identified = identify_model(model_);
+      if (!identified) return identified.error();
+      options_.model_identity = std::move(*identified);
+    }
+    const ModelIdentity local = *options_.model_identity;
     std::vector<std::string> features{std::string("hidden-") + hidden_encoding_name(options_.encoding)};
     if (options_.topology != Topology::Direct) features.push_back("chain");
     if (options_.topology == Topology::Ring) features.push_back("ring");

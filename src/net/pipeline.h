@@ -70,8 +70,8 @@ struct RemoteOptions {
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
   std::function<void(const std::string&)> log;  // progress lines (which node serves what)
-  // The model the nodes must serve; default identify_model(model). A model loaded from a model
-  // CID's shards names its source file here (the manifest has its size and header hash).
+  // The model the nodes must serve; default identify_model(model), which hashes the whole file. A
+  // model loaded from a model CID's shards names its identity here (identify_sharded_model).
   std::optional<ModelIdentity> model_identity;
 };
 
