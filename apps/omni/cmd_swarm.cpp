@@ -43,7 +43,7 @@ int swarm_status(const SwarmOptions& o) {
     nlohmann::json links = nlohmann::json::object();
     for (const auto& l : r.links) links[l.peer_id] = l.rtt_ms;
     out["nodes"].push_back({{"peer_id", r.peer_id}, {"addresses", r.addresses}, {"model_id", r.model_id},
-                            {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
+                            {"cid", swarm::model_cid_of_key(r.model_id)}, {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
                             {"block_tps", r.block_tps}, {"span_tps", r.span_tps()},
                             {"max_sessions", r.max_sessions}, {"protocol_version", r.protocol_version},
                             {"expires_in_s", (r.expires_ms - swarm::unix_now_ms()) / 1000.0},
@@ -54,7 +54,8 @@ int swarm_status(const SwarmOptions& o) {
     auto c = swarm::coverage_of(records, n);
     const double min_tps = *std::min_element(c.throughput.begin(), c.throughput.end());
     const bool complete = std::all_of(c.replicas.begin(), c.replicas.end(), [](uint32_t k) { return k > 0; });
-    out["models"].push_back({{"model_id", id}, {"name", records.front().model_name}, {"n_layer", n},
+    out["models"].push_back({{"model_id", id}, {"cid", swarm::model_cid_of_key(id)},
+                             {"name", records.front().model_name}, {"n_layer", n},
                              {"nodes", records.size()}, {"complete", complete}, {"min_block_tps", min_tps},
                              {"replicas", c.replicas}, {"throughput", c.throughput}});
   }
@@ -74,7 +75,7 @@ int swarm_status(const SwarmOptions& o) {
   }
   for (const auto& m : out["models"]) {
     std::printf("\nmodel %s (%s): %s, min throughput %.0f tok/s\n  replicas per block:",
-                m["name"].get<std::string>().c_str(), m["model_id"].get<std::string>().substr(0, 16).c_str(),
+                m["name"].get<std::string>().c_str(), m["cid"].get<std::string>().c_str(),
                 m["complete"].get<bool>() ? "all blocks served" : "INCOMPLETE", m["min_block_tps"].get<double>());
     for (auto k : m["replicas"]) std::printf(" %u", k.get<uint32_t>());
     std::printf("\n");

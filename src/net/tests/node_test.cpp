@@ -55,7 +55,8 @@ TEST(Node, RefusesWrongVersionAndUnknownFeature) {
   });
   // The code crosses the RPC boundary; the text comes back without the tag that carried it.
   EXPECT_EQ(err.code, ErrorCode::InvalidArgument);
-  EXPECT_EQ(err.message, "protocol version mismatch: the caller speaks version 99, this node speaks version 1");
+  EXPECT_EQ(err.message, "protocol version mismatch: the caller speaks version 99, this node speaks version " +
+                             std::to_string(proto::PROTOCOL_VERSION));
   err = c.failure_of([&] {
     auto req = gate.helloRequest();
     auto h = req.initHello();
