@@ -232,6 +232,10 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->callback([o, &exit_code] {
     if (o->source.model.empty() && o->source.bootstrap.empty() && !o->source.lan)
       throw CLI::ValidationError("--model is required without --bootstrap or --lan");
+    // A local model verifying drafts competes with the draft for the same cores, and its
+    // batched rounds already fill them: drafting is for the swarm's round trips.
+    if (!o->source.draft.empty() && (!o->source.on_swarm() || o->source.model.empty()))
+      throw CLI::ValidationError("--draft works on a swarm (--bootstrap, --lan or --peers) with --model");
     exit_code = run_gateway(*o);
   });
 }

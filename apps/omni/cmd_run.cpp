@@ -62,6 +62,7 @@ struct RunOptions {
   // Speculative decoding (net/speculative_decoder.h).
   std::string draft;            // --draft: a small GGUF with the same vocabulary
   uint32_t draft_max = 8;       // --draft-max: K's upper bound
+  bool draft_fixed = false;     // --draft-fixed: K = draft_max every round
   std::string lookup = "auto";  // --lookup: prompt-lookup drafts without --draft (auto: when greedy)
 };
 
@@ -251,6 +252,7 @@ int run(RunOptions o) {
   net::DraftOptions drafting;
   drafting.draft = draft_model.get();
   drafting.max_draft = o.draft_max;
+  drafting.adapt = !o.draft_fixed;
   // Seeded sampling stays reproducible only without drafts chosen by timing: lookup is on by
   // default for greedy runs (whose output drafts never change).
   drafting.lookup = o.lookup == "on" || (o.lookup == "auto" && o.sampling.temperature <= 0.0f);
@@ -390,6 +392,8 @@ void register_run(CLI::App& app, int& exit_code) {
                   "Speculative decoding: a small GGUF with the model's vocabulary (e.g. a Q8_0 copy of an F16 model) "
                   "drafts tokens that the model verifies several per call")
       ->check(CLI::ExistingFile);
+  cmd->add_flag("--draft-fixed", o->draft_fixed,
+                "Draft --draft-max tokens every call instead of adapting K (to measure one K)");
   cmd->add_option("--draft-max", o->draft_max, "Most tokens drafted per call (adapted below it; 0: no drafting)")
       ->capture_default_str()
       ->check(count_in(0, 15));

@@ -44,6 +44,20 @@ void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& s) {
                   "Without --model on a swarm: the most models served at once (each holds its embeddings and head)")
       ->capture_default_str()
       ->check(count_in(1, 64));
+  cmd->add_option("--draft", s.draft,
+                  "On a swarm, with --model: speculative decoding, a small GGUF with the model's vocabulary (e.g. a "
+                  "Q8_0 copy of an F16 model) drafts tokens that the nodes verify several per trip")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--draft-fixed", s.draft_fixed,
+                "On a swarm: draft --draft-max tokens every trip instead of adapting K (to measure one K)");
+  cmd->add_option("--draft-max", s.draft_max, "On a swarm: most tokens drafted per trip (adapted below it; 0: none)")
+      ->capture_default_str()
+      ->check(count_in(0, 15));
+  cmd->add_option("--lookup", s.lookup,
+                  "On a swarm, without --draft: draft from the context (prompt lookup): on, off, or auto (greedy "
+                  "requests; turned down when its drafts are not accepted)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off", "auto"}));
 }
 
 namespace {
@@ -83,6 +97,15 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.client.log = log;
   b.n_ctx = s.ctx;
   b.threads = s.threads;
+  b.lookup = s.lookup != "off";
+  b.lookup_sampled = s.lookup == "on";
+  b.draft_max = s.draft_max;
+  b.draft_fixed = s.draft_fixed;
+  if (!s.draft.empty()) {
+    auto draft = model::Model::load(s.draft);
+    if (!draft) return draft.error().with_context("--draft");
+    b.draft = std::move(*draft);
+  }
 
   std::unique_ptr<swarm::Directory> directory;
   if (s.peers.empty()) {

@@ -32,12 +32,17 @@ struct GatewaySource {
   double call_timeout_s = 60;
   double stall_timeout_s = 3;
   size_t max_models = 4;
+  // Speculative decoding on the swarm (SwarmBackendOptions).
+  std::string draft;            // a GGUF with the model's vocabulary; needs --model
+  uint32_t draft_max = 8;
+  bool draft_fixed = false;
+  std::string lookup = "auto";  // on, off, auto (greedy requests)
 
   bool on_swarm() const { return !bootstrap.empty() || lan || !peers.empty(); }
 };
 
 // --bootstrap, --lan, --peers, --hidden-format, --route, --data-dir, --timeout, --stall-timeout,
-// --max-models.
+// --max-models, --draft, --draft-max, --lookup.
 void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& source);
 
 // Loads the local model, or joins the swarm and loads what the gateway needs of its models; `log`

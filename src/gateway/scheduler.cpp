@@ -18,6 +18,7 @@ struct Scheduler::Active {
   int generated = 0;
   std::vector<float> logits;
   bool finished = false;
+  std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -56,9 +57,10 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
   return true;
 }
 
-bool Scheduler::generate_token(Active& a) {
+bool Scheduler::generate_token(Active& a) { return emit_token(a, a.sampler.sample(a.logits), a.logits, false); }
+
+bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted) {
   GenerationJob& job = *a.job;
-  const model::TokenId id = a.sampler.sample(a.logits);
   if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
   auto finish_with_rest = [&](const char* reason) {
     std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
@@ -67,7 +69,7 @@ bool Scheduler::generate_token(Active& a) {
     return true;
   };
   if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
-  a.sampler.accept(id);
+  if (!accepted) a.sampler.accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
     job.finish("error", piece.error());
@@ -79,8 +81,8 @@ bool Scheduler::generate_token(Active& a) {
     const model::Tokenizer& tokenizer = backend_.tokenizer();
     logprob.emplace();
     logprob->token = tokenizer.token_to_piece(id);
-    logprob->logprob = model::token_logprob(a.logits, id);
-    for (const auto& [alternative, lp] : model::top_logprobs(a.logits, job.spec().logprobs))
+    logprob->logprob = model::token_logprob(logits, id);
+    for (const auto& [alternative, lp] : model::top_logprobs(logits, job.spec().logprobs))
       logprob->top.emplace_back(tokenizer.token_to_piece(alternative), lp);
   }
   job.append(a.stop.feed(*piece), 1, std::move(logprob));
@@ -130,7 +132,7 @@ void Scheduler::loop() {
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
                                                           model::StopDetector(job->spec().stops), 0, 0, 0, {},
-                                                          false}));
+                                                          false, {}}));
     }
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
@@ -155,6 +157,11 @@ void Scheduler::loop() {
       step.sequence = a.sequence.get();
       step.logits = &a.logits;
       step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
+      if (backend_.speculates()) {
+        step.sampler = &a.sampler;
+        step.budget = static_cast<uint32_t>(a.job->spec().max_tokens - a.generated);
+        step.produced = &a.produced;
+      }
       steps.push_back(std::move(step));
       stepped.push_back(i);
       budget -= std::min<size_t>(budget, 1);
@@ -192,6 +199,10 @@ void Scheduler::loop() {
         if (a.prompt_done < prompt.size()) continue;
         // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
         for (model::TokenId t : prompt) a.sampler.accept(t);
+      } else if (steps[j].sampler) {
+        for (const ProducedToken& t : a.produced)
+          if ((a.finished = emit_token(a, t.id, t.logits, true))) break;
+        continue;
       }
       a.finished = generate_token(a);
     }

@@ -9,7 +9,8 @@
 //
 // Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
-// is the same token for token.
+// is the same token for token. A backend that speculates() samples its decoding steps' tokens
+// itself (several per step), as `omni run --draft` does.
 #pragma once
 
 #include <atomic>
@@ -62,6 +63,9 @@ class Scheduler {
   void loop();
   // Samples one token for `a` from its logits; true when its generation is over.
   bool generate_token(Active& a);
+  // Hands token `id` (sampled from `logits`; already accepted into the sampler when `accepted`) to
+  // `a`'s job; true when its generation is over.
+  bool emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted);
 
   EngineBackend& backend_;
   const SchedulerOptions options_;

@@ -141,6 +141,7 @@ Result<void> SwarmCatalog::load(const WatchedModel& m) {
   SwarmBackendOptions b = options_.backend;
   b.model_id = m.name;
   b.client.model_identity = shards->identity;
+  b.draft = nullptr;  // a draft model drafts for the given model (--model) only
   auto backend = SwarmEngineBackend::create(std::move(shards->model), directory_.get(), *watch_, b);
   if (!backend) return backend.error();
   log("serving the model " + m.name + " (" + m.cid + ")");

@@ -66,11 +66,23 @@ Result<void> SpeculativeDecoder::prefill(std::span<const int32_t> prompt) {
   return {};
 }
 
+Result<void> SpeculativeDecoder::resume(std::span<const int32_t> context) {
+  if (context.empty()) return Error{ErrorCode::InvalidArgument, "the context is empty"};
+  if (context.size() > n_ctx_)
+    return Error{ErrorCode::ResourceExhausted, "a context of " + std::to_string(context.size()) +
+                                                   " tokens is more than the session's " + std::to_string(n_ctx_)};
+  seq_.assign(context.begin(), context.end());
+  sent_ = static_cast<uint32_t>(seq_.size() - 1);
+  has_pending_row_ = false;
+  return {};
+}
+
 uint32_t SpeculativeDecoder::choose_k(uint32_t budget) const {
   if (!options_.draft && !options_.lookup) return 0;
   uint32_t k_max = std::min<uint32_t>(options_.max_draft, budget - 1);
   k_max = std::min<uint32_t>(k_max, static_cast<uint32_t>(target_.max_batch() - 1));
   k_max = std::min<uint32_t>(k_max, n_ctx_ - static_cast<uint32_t>(seq_.size()));
+  if (!options_.adapt) return k_max;
   if (k_max == 0 || call_s_ == 0) return 0;  // the first round measures a plain step
   if (row_s_ == 0) return std::min<uint32_t>(k_max, 2);  // the next one what a further row costs
   // Expected tokens of a round with K drafts: 1 + a + ... + a^K; its time: a one-row call, K more

@@ -9,7 +9,7 @@
 // (prompt lookup). Greedy output is the same token sequence as one token per call; with sampling,
 // the rejection rule (speculative_sampling.h) keeps the target's distribution.
 //
-// K adapts: the acceptance rate a and the costs measured so far (the call's time for one row, each
+// K adapts (unless options.adapt is false): the acceptance rate a and the costs measured so far (the call's time for one row, each
 // further row's, a drafted token's) give the expected tokens per second of each K in
 // [0, max_draft], and the best is used; K = 0 is a plain step. A drafter that stops paying (K = 0)
 // gets a short try every kRetryRounds rounds, so a text that turns repetitive is noticed.
@@ -39,6 +39,7 @@ struct DraftOptions {
   const model::Model* draft = nullptr;  // a model with the target's vocabulary; nullptr: prompt lookup
   bool lookup = true;                   // without a draft model: prompt-lookup drafting (false: none)
   uint32_t max_draft = 8;               // K's upper bound (--draft-max); 0 turns drafting off
+  bool adapt = true;                    // false: K = max_draft every round (--draft-fixed: measuring one K)
   uint32_t lookup_ngram = 3;            // longest suffix matched against the context
 };
 
@@ -61,6 +62,11 @@ class SpeculativeDecoder {
   // Runs the prompt through the target (in max_batch() pieces) and the draft; the first next()
   // samples from its logits.
   Result<void> prefill(std::span<const int32_t> prompt);
+  // Instead of prefill(), for a caller that ran the prompt itself (the gateway's scheduler, in its
+  // own chunks) and sampled the first token from its last row: the target holds every token of
+  // `context` but the last, and the sampler has accepted all of them. next() goes on from there.
+  // Errors: an empty context, one that fills n_ctx.
+  Result<void> resume(std::span<const int32_t> context);
 
   struct Produced {
     int32_t id;
