@@ -103,6 +103,9 @@ struct NodeOptions {
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
   // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
   std::function<capnp::Capability::Client()> blob_service;
+  // Set: every computed output (encoded rows, as sent) passes through this, on the compute thread,
+  // before it is signed and sent. Only test doubles of lying nodes set it (tests/liar_node).
+  std::function<void(std::vector<uint8_t>& rows)> output_filter;
 };
 
 // Reads a --allow-peers file: one peer id per line; blank lines and '#' comments ignored.
