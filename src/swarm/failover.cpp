@@ -52,7 +52,7 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
   const auto started = Clock::now();
   // After giving up, the next call starts over with opening a pipeline.
   auto result = inner_ ? inner_->forward(tokens, logits)
-                       : Result<void>(Error{ErrorCode::Unavailable, "no pipeline (the last failover gave up)"});
+                       : Result<void>(Error{ErrorCode::Unavailable, dropped_because_});
   if (!result && !is_retryable(result.error().code)) return result;
   if (!result) {
     const auto failed_at = Clock::now();
@@ -77,10 +77,12 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
       log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason.message);
       if (!is_retryable(reason.code)) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         return reason.with_context("failover attempt " + std::to_string(attempt));
       }
       if (attempt >= max) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         char b[96];
         std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last", attempt,
                       seconds_since(failed_at));

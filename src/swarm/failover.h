@@ -63,6 +63,13 @@ class FailoverPipeline final : public net::Pipeline {
   size_t max_batch() const override;
   std::string summary() const override;
 
+  // Drops the inner pipeline, so that the next call re-routes and replays (e.g. a node of the
+  // route was caught returning wrong results); `why` is that call's failure reason in the log.
+  void drop_route(std::string why) {
+    inner_.reset();
+    dropped_because_ = std::move(why);
+  }
+
   uint32_t failovers() const { return static_cast<uint32_t>(events_.size()); }
   const std::vector<FailoverEvent>& events() const { return events_; }
 
@@ -80,6 +87,7 @@ class FailoverPipeline final : public net::Pipeline {
   size_t max_batch_ = 0;  // of the first pipeline: what the caller sized its batches by
   std::vector<std::vector<int32_t>> history_;
   std::vector<FailoverEvent> events_;
+  std::string dropped_because_ = "no pipeline (the last failover gave up)";
 };
 
 }  // namespace omni::swarm
