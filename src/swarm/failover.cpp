@@ -104,6 +104,15 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
   return {};
 }
 
+Result<void> FailoverPipeline::redo_last(std::vector<float>& logits, std::string why) {
+  if (history_.empty()) return Error{ErrorCode::InvalidArgument, "no call to run again"};
+  std::vector<int32_t> last = std::move(history_.back());
+  history_.pop_back();
+  inner_.reset();
+  dropped_because_ = std::move(why);
+  return forward(last, logits);
+}
+
 Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
   inner_.reset();  // frees its connections (and its event loop) before the next one is made
   auto inner = open_();

@@ -63,12 +63,10 @@ class FailoverPipeline final : public net::Pipeline {
   size_t max_batch() const override;
   std::string summary() const override;
 
-  // Drops the inner pipeline, so that the next call re-routes and replays (e.g. a node of the
-  // route was caught returning wrong results); `why` is that call's failure reason in the log.
-  void drop_route(std::string why) {
-    inner_.reset();
-    dropped_because_ = std::move(why);
-  }
+  // Runs the last call again on a new route (the session replayed there without it), for when a
+  // node of the route was caught returning wrong results: `why` is the reason in the log.
+  // `logits` gets the new result. Errors: as forward(); no call made yet (InvalidArgument).
+  Result<void> redo_last(std::vector<float>& logits, std::string why);
 
   uint32_t failovers() const { return static_cast<uint32_t>(events_.size()); }
   const std::vector<FailoverEvent>& events() const { return events_; }
