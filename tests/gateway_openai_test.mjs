@@ -15,7 +15,8 @@ const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "not-needed", maxRetri
 const expected = (name) => readFileSync(path.join(work, `${name}.txt`), "utf8").replace(/\n$/, "");
 const generatedCount = (name) =>
   Number(/generated (\d+) tokens/.exec(readFileSync(path.join(work, `${name}.err`), "utf8"))[1]);
-const greedyIds = readFileSync(path.join(work, "chat.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).id);
+const greedyTokens = readFileSync(path.join(work, "chat.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const greedyIds = greedyTokens.map((t) => t.id);
 
 for (const name of ["chat", "text", "seeded"]) assert.ok(expected(name).length > 0, `omni run gave no ${name} text`);
 
@@ -92,6 +93,37 @@ await check("text completion, both ways, greedy == omni run", async () => {
   let text = "";
   for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
   assert.equal(text, expected("text"));
+});
+
+await check("log-probs: chat's per token == omni run --json's, streamed == whole; text completions' legacy form", async () => {
+  const ask = { model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0, logprobs: true,
+                top_logprobs: 3 };
+  const whole = await client.chat.completions.create(ask);
+  const content = whole.choices[0].logprobs.content;
+  assert.equal(content.length, whole.usage.completion_tokens);
+  for (let i = 0; i < content.length; i++) {
+    const mine = content[i], ref = greedyTokens[i];
+    assert.ok(Math.abs(mine.logprob - ref.logprob) < 1e-4, `token ${i}: ${mine.logprob} vs ${ref.logprob}`);
+    assert.equal(mine.top_logprobs.length, 3);
+    for (let k = 0; k < 3; k++) assert.ok(Math.abs(mine.top_logprobs[k].logprob - ref.top[k][1]) < 1e-4, `token ${i} top ${k}`);
+    // Greedy: the chosen token is the most likely one.
+    assert.ok(Math.abs(mine.top_logprobs[0].logprob - mine.logprob) < 1e-6);
+    assert.deepEqual(mine.top_logprobs[0].bytes, mine.bytes);
+  }
+  assert.equal(Buffer.concat(content.map((t) => Buffer.from(t.bytes))).toString("utf8"), expected("chat"));
+  const stream = await client.chat.completions.create({ ...ask, stream: true });
+  const streamed = [];
+  for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert.deepEqual(streamed, content);
+  const text = await client.completions.create({ model, prompt: textPrompt, max_tokens: N, temperature: 0, logprobs: 2 });
+  const lp = text.choices[0].logprobs;
+  assert.equal(lp.tokens.length, text.usage.completion_tokens);
+  assert.equal(lp.token_logprobs.length, lp.tokens.length);
+  assert.ok(lp.top_logprobs.every((t) => Object.keys(t).length <= 2));
+  assert.equal(lp.text_offset[0], 0);
+  for (let i = 1; i < lp.tokens.length; i++) assert.ok(lp.text_offset[i] >= lp.text_offset[i - 1]);
+  const none = await client.chat.completions.create({ ...ask, logprobs: false, top_logprobs: undefined });
+  assert.equal(none.choices[0].logprobs, null);
 });
 
 await check("stop strings end the answer before them", async () => {

@@ -19,8 +19,9 @@ N=24
 "$OMNI" run -m "$MODEL" -p "$TEXT_PROMPT" -n $N --temp 0 -t 2 >"$WORK/text.txt" 2>"$WORK/text.err"
 "$OMNI" run -m "$MODEL" -p "$CHAT_PROMPT" --chat --chat-template chatml -n $N --temp 0.9 --top-k 0 --top-p 0.9 \
   --min-p 0 --seed 1234 -t 2 >"$WORK/seeded.txt" 2>"$WORK/seeded.err"
-# Greedy ids, one JSON line per token, for the token count.
-"$OMNI" run -m "$MODEL" -p "$CHAT_PROMPT" --chat --chat-template chatml -n $N --temp 0 -t 2 --json >"$WORK/chat.jsonl" 2>/dev/null
+# Greedy ids with their log-probs and 3 alternatives, one JSON line per token.
+"$OMNI" run -m "$MODEL" -p "$CHAT_PROMPT" --chat --chat-template chatml -n $N --temp 0 -t 2 --json --top-logprobs 3 \
+  >"$WORK/chat.jsonl" 2>/dev/null
 
 start_gateway "$OMNI" "$MODEL" --threads 1 --max-sessions 4
 echo "gateway at $GATEWAY_URL"

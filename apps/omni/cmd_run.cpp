@@ -258,16 +258,7 @@ int run(RunOptions o) {
       nlohmann::json line;
       line["id"] = id;
       auto top = model::top_logprobs(logits, std::max(o.top_logprobs, 1));
-      // The chosen token's log-prob, from the same log-softmax as the top list.
-      double lp = 0;
-      {
-        float max = logits[0];
-        for (float v : logits) max = std::max(max, v);
-        double sum = 0;
-        for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
-        lp = static_cast<double>(logits[id]) - max - std::log(sum);
-      }
-      line["logprob"] = lp;
+      line["logprob"] = model::token_logprob(logits, id);
       nlohmann::json top_json = nlohmann::json::array();
       for (int k = 0; k < o.top_logprobs && k < static_cast<int>(top.size()); ++k)
         top_json.push_back({top[k].first, top[k].second});

@@ -74,7 +74,11 @@ bool is_loopback(std::string_view host) {
   return h == "localhost" || h == "::1" || h == "[::1]" || h.rfind("127.", 0) == 0;
 }
 
-bool needs_key(std::string_view path) { return path == "/v1" || path.rfind("/v1/", 0) == 0 || path == "/metrics"; }
+// The APIs (OpenAI's under /v1, Ollama's under /api) and the metrics.
+bool needs_key(std::string_view path) {
+  return path == "/v1" || path.rfind("/v1/", 0) == 0 || path == "/api" || path.rfind("/api/", 0) == 0 ||
+         path == "/metrics";
+}
 
 bool valid_key(std::string_view key) {
   return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7F; });

@@ -13,7 +13,7 @@
 //   3. CORS: for an allowed foreign origin, the answer carries Access-Control-Allow-Origin (that
 //      origin) and Vary: Origin; its preflight (OPTIONS with Access-Control-Request-Method) is
 //      answered 204 with the allowed methods and headers, and needs no key (browsers send none).
-//   4. API key: with keys configured, the API (/v1/...) and /metrics need
+//   4. API key: with keys configured, the APIs (/v1/... and Ollama's /api/...) and /metrics need
 //      "Authorization: Bearer KEY" with one of them, else 401 (code "invalid_api_key",
 //      WWW-Authenticate: Bearer). /health and the web UI's static files stay open: they reveal
 //      nothing a key protects, and the UI must load to ask for the key. Keys are compared in

@@ -306,6 +306,12 @@ bool ConnectionReader::advance(Held& held, std::string_view bytes) {
     c.deadline = Clock::now() + limits_.head_timeout;
   }
   if (c.awaiting == ClientConnection::Awaiting::Head && c.framer.head_complete()) {
+    if (screen_) {
+      if (std::optional<std::string> refusal = screen_(c.framer.head())) {
+        refuse_with(held, *refusal);
+        return false;
+      }
+    }
     c.awaiting = ClientConnection::Awaiting::Body;
     c.deadline = Clock::now() + limits_.body_timeout;
   }
@@ -317,7 +323,11 @@ bool ConnectionReader::advance(Held& held, std::string_view bytes) {
 }
 
 void ConnectionReader::refuse(Held& held, int status, const std::string& reason) {
-  send_now(held.connection->fd, error_response(status, reason));
+  refuse_with(held, error_response(status, reason));
+}
+
+void ConnectionReader::refuse_with(Held& held, const std::string& response) {
+  send_now(held.connection->fd, response);
   ::shutdown(held.connection->fd, SHUT_WR);
   held.draining = true;
   held.drain_left = kDrainBytes;

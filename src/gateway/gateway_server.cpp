@@ -2,7 +2,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -10,10 +12,12 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string_view>
 
 #include "gateway/api_error.h"
 #include "gateway/http_listener.h"
 #include "gateway/metrics.h"
+#include "gateway/ollama_api.h"
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
 #include "gateway/prompt_builder.h"
@@ -28,6 +32,8 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 constexpr auto kStreamPoll = std::chrono::milliseconds(1000);     // idle stream: keep-alive comment
+// The Ollama API version /api/version reports: the one whose fields ollama_api.h follows.
+constexpr const char* kOllamaApiVersion = "0.6.4";
 constexpr auto kPlainWaitBeforeKeepAlive = std::chrono::seconds(2);  // non-streamed: wait this long first
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -36,11 +42,12 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // random paths cannot grow the label set.
 std::string route_label(const httplib::Request& req) {
   static const char* kRoutes[] = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/swarm", "/health",
-                                  "/metrics"};
+                                  "/metrics", "/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/version"};
   for (const char* r : kRoutes)
     if (req.path == r) return r;
   if (req.path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
   if (req.path.rfind("/v1/", 0) == 0) return "/v1/other";
+  if (req.path.rfind("/api/", 0) == 0) return "/api/other";
   return "static";
 }
 
@@ -54,11 +61,53 @@ void send_error(httplib::Response& res, const ApiError& e) {
   send_json(res, e.status, e.to_json());
 }
 
+// The access policy's answer to a request head (RequestFramer::head()) whose body has not been
+// read: a complete HTTP response closing the connection for a refusal, nothing to go on.
+std::optional<std::string> refusal_before_body(const AccessPolicy& access, std::string_view head) {
+  const size_t line_end = head.find("\r\n");
+  const std::string_view line = head.substr(0, line_end);
+  const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 <= sp1) return std::nullopt;  // the framer checked it
+  const std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  target = target.substr(0, target.find('?'));
+  // Header names are case-insensitive; the framer left one "Name: value" per line.
+  auto header = [head, line_end](std::string_view name) -> std::optional<std::string_view> {
+    for (size_t at = line_end + 2; at < head.size();) {
+      const size_t end = std::min(head.find("\r\n", at), head.size());
+      const std::string_view field = head.substr(at, end - at);
+      const size_t colon = field.find(':');
+      if (colon == name.size() &&
+          std::equal(name.begin(), name.end(), field.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+          }))
+        return field.substr(std::min(field.size(), colon + 2));
+      at = end + 2;
+    }
+    return std::nullopt;
+  };
+  const AccessDecision decision = access.decide(
+      AccessRequest{method, target, header("Host"), header("Origin"), header("Authorization"),
+                    header("Access-Control-Request-Method")});
+  if (!decision.refusal) return std::nullopt;
+  const std::string body = decision.refusal->to_json().dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string response = "HTTP/1.1 " + std::to_string(decision.refusal->status) + " " +
+                         (decision.refusal->status == 401   ? "Unauthorized"
+                          : decision.refusal->status == 403 ? "Forbidden"
+                                                            : "Refused") +
+                         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\nConnection: close\r\n";
+  for (const auto& h : decision.headers) response += h.first + ": " + h.second + "\r\n";
+  return response + "\r\n" + body;
+}
+
 // The methods a known path answers ("GET, HEAD"), for a 405's Allow header; empty for a path that
 // is no route, which stays a 404.
 std::string allowed_methods(const std::string& path) {
-  static const char* kPostRoutes[] = {"/v1/chat/completions", "/v1/completions"};
-  static const char* kGetRoutes[] = {"/v1/models", "/v1/swarm", "/health", "/metrics", "/"};
+  static const char* kPostRoutes[] = {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate",
+                                      "/api/show"};
+  static const char* kGetRoutes[] = {"/v1/models", "/v1/swarm", "/health", "/metrics", "/", "/api/tags",
+                                     "/api/version"};
   for (const char* r : kPostRoutes)
     if (path == r) return "POST";
   for (const char* r : kGetRoutes)
@@ -146,7 +195,11 @@ struct GatewayServer::Impl {
   }
 
   void setup_routes();
-  void handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
+  // Which API a generation request came in through, which decides how it is read and answered.
+  enum class Route { OpenAIChat, OpenAICompletion, OllamaChat, OllamaGenerate };
+  void handle_generation(const httplib::Request& req, httplib::Response& res, Route route);
+  void respond_ollama(httplib::Response& res, std::shared_ptr<GenerationJob> job, OllamaEndpoint endpoint,
+                      std::string model, bool stream);
   void respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who,
                          bool include_usage);
   void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who);
@@ -173,6 +226,10 @@ void GatewayServer::Impl::setup_routes() {
   http.set_worker_threads(threads);
   http.set_payload_max_length(options.max_body_bytes);
   http.set_write_timeout(options.write_timeout_s, 0);
+  // The access policy sees a request with a body as soon as its head is in, so a client without a
+  // valid key (or from a refused origin) cannot make the gateway read and hold megabytes first.
+  // The answer is the one the pre-routing hook below would give, with the connection closed.
+  http.set_head_screen([this](std::string_view head) { return refusal_before_body(access, head); });
 
   // httplib 0.11 gzips any text/* or JSON response for a client that accepts gzip, and does so
   // without flushing per chunk, which would hold a stream's tokens back until the end. The API's
@@ -201,7 +258,7 @@ void GatewayServer::Impl::setup_routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     auto& headers = const_cast<httplib::Request&>(req).headers;
-    if (req.path.rfind("/v1/", 0) == 0) headers.erase("Accept-Encoding");
+    if (req.path.rfind("/v1/", 0) == 0 || req.path.rfind("/api/", 0) == 0) headers.erase("Accept-Encoding");
     if (!site || (req.method != "GET" && req.method != "HEAD")) return httplib::Server::HandlerResponse::Unhandled;
     const StaticFile* file = site->find(req.path);
     if (!file) return httplib::Server::HandlerResponse::Unhandled;
@@ -260,10 +317,38 @@ void GatewayServer::Impl::setup_routes() {
     send_error(res, not_found("the model '" + std::string(req.matches[1]) + "' does not exist", "model_not_found"));
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generation(req, res, Endpoint::Chat);
+    handle_generation(req, res, Route::OpenAIChat);
   });
   http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generation(req, res, Endpoint::Completion);
+    handle_generation(req, res, Route::OpenAICompletion);
+  });
+  // Ollama's API (ollama_api.h), for front ends and libraries written for Ollama.
+  http.Post("/api/chat", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generation(req, res, Route::OllamaChat);
+  });
+  http.Post("/api/generate", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_generation(req, res, Route::OllamaGenerate);
+  });
+  http.Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, ollama_tags(catalog->models()));
+  });
+  http.Post("/api/show", [this](const httplib::Request& req, httplib::Response& res) {
+    auto name = parse_ollama_show(req.body);
+    if (!name) return send_json(res, name.error().status, ollama_error(name.error()));
+    for (const CatalogEntry& m : catalog->models()) {
+      if (*name != m.id && (m.cid.empty() || *name != m.cid)) continue;
+      auto served = serve_model(m.id);
+      if (!served) {
+        const ApiError e = served.error().code == ErrorCode::NotFound ? not_found(served.error().message)
+                                                                       : failure(served.error());
+        return send_json(res, e.status, ollama_error(e));
+      }
+      return send_json(res, 200, ollama_show(m, (*served)->backend->description()));
+    }
+    send_json(res, 404, ollama_error(not_found("model '" + *name + "' not found")));
+  });
+  http.Get("/api/version", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"version", kOllamaApiVersion}});
   });
   http.Get("/v1/swarm", [this](const httplib::Request&, httplib::Response& res) {
     GatewayLoad now{throughput.tokens_per_second(), load().first};
@@ -298,70 +383,100 @@ void GatewayServer::Impl::setup_routes() {
   }
 }
 
-void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Route route) {
+  const bool ollama = route == Route::OllamaChat || route == Route::OllamaGenerate;
+  auto refuse = [&res, ollama](const ApiError& e) {
+    if (!ollama) return send_error(res, e);
+    if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
+    send_json(res, e.status, ollama_error(e));
+  };
   // The client's rate limits come before any work is spent on its body.
   const std::string client = req.remote_addr;
-  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return send_error(res, rate_limited(d.reason, d.retry_after_s));
+  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return refuse(rate_limited(d.reason, d.retry_after_s));
 
   GenerationParams params;
   std::string model_name;
-  Prompt prompt;
+  // A chat (messages through the model's template) or a text completion (the prompt as it is).
+  std::optional<std::vector<model::ChatMessage>> messages;
+  std::string text_prompt;
+  switch (route) {
+    case Route::OpenAIChat:
+    case Route::OllamaChat: {
+      auto parsed = route == Route::OpenAIChat ? parse_chat_request(req.body) : parse_ollama_chat(req.body);
+      if (!parsed) return refuse(parsed.error());
+      model_name = std::move(parsed->model);
+      params = std::move(parsed->params);
+      messages = std::move(parsed->messages);
+      break;
+    }
+    case Route::OpenAICompletion: {
+      auto parsed = parse_completion_request(req.body);
+      if (!parsed) return refuse(parsed.error());
+      model_name = std::move(parsed->model);
+      params = std::move(parsed->params);
+      text_prompt = std::move(parsed->prompt);
+      break;
+    }
+    case Route::OllamaGenerate: {
+      auto parsed = parse_ollama_generate(req.body);
+      if (!parsed) return refuse(parsed.error());
+      model_name = std::move(parsed->model);
+      params = std::move(parsed->params);
+      if (parsed->raw) {
+        text_prompt = std::move(parsed->prompt);
+      } else {  // Ollama renders a generate request's prompt as one user turn of the chat template
+        messages.emplace();
+        if (parsed->system) messages->push_back({"system", std::move(*parsed->system)});
+        messages->push_back({"user", std::move(parsed->prompt)});
+      }
+      break;
+    }
+  }
+  const Endpoint endpoint = messages ? Endpoint::Chat : Endpoint::Completion;
+
   // A model the catalog cannot serve: 404, or 503 with its reason (a gap in the swarm's coverage).
   auto unserved = [&](const Error& e) {
-    if (e.code == ErrorCode::NotFound) return send_error(res, not_found(e.message, "model_not_found"));
-    if (e.code != ErrorCode::Unavailable) return send_error(res, failure(e));
-    send_error(res, ApiError{503, e.message, "server_error", std::nullopt, std::string("model_unavailable"), 5});
+    if (e.code == ErrorCode::NotFound) return refuse(not_found(e.message, "model_not_found"));
+    if (e.code != ErrorCode::Unavailable) return refuse(failure(e));
+    refuse(ApiError{503, e.message, "server_error", std::nullopt, std::string("model_unavailable"), 5});
   };
-  Served* model = nullptr;
+  auto found = serve_model(model_name);
+  if (!found) return unserved(found.error());
+  Served* model = *found;
   // The prompt must leave room for one generated token; one past that is not tokenized further.
-  auto budget = [&model] { return static_cast<size_t>(std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1); };
-  if (endpoint == Endpoint::Chat) {
-    auto parsed = parse_chat_request(req.body);
-    if (!parsed) return send_error(res, parsed.error());
-    model_name = parsed->model;
-    params = std::move(parsed->params);
-    auto found = serve_model(model_name);
-    if (!found) return unserved(found.error());
-    model = *found;
-    {
-      auto built = model->prompts.chat(parsed->messages, budget());
-      if (!built) {
-        ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
-        e.param = "messages";
-        return send_error(res, e);
-      }
-      prompt = std::move(*built);
+  const size_t budget = std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1;
+  Prompt prompt;
+  if (messages) {
+    auto built = model->prompts.chat(*messages, budget);
+    if (!built) {
+      ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
+      e.param = "messages";
+      return refuse(e);
     }
+    prompt = std::move(*built);
   } else {
-    auto parsed = parse_completion_request(req.body);
-    if (!parsed) return send_error(res, parsed.error());
-    model_name = parsed->model;
-    params = std::move(parsed->params);
-    auto found = serve_model(model_name);
-    if (!found) return unserved(found.error());
-    model = *found;
-    prompt = model->prompts.completion(parsed->prompt, budget());
+    prompt = model->prompts.completion(text_prompt, budget);
   }
   const ModelDescription& desc = model->backend->description();
   if (prompt.over_budget)
-    return send_error(res, bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
+    return refuse(bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
                                            " tokens",
                                        endpoint == Endpoint::Chat ? "messages" : "prompt", "context_length_exceeded"));
-  if (prompt.tokens.empty()) return send_error(res, bad_request("the prompt is empty", "prompt"));
+  if (prompt.tokens.empty()) return refuse(bad_request("the prompt is empty", "prompt"));
   if (prompt.tokens.size() >= desc.n_ctx)
-    return send_error(res, bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
+    return refuse(bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
                                            " tokens; this model's context holds " + std::to_string(desc.n_ctx),
                                        "messages", "context_length_exceeded"));
   const size_t room = desc.n_ctx - prompt.tokens.size();
   const int max_tokens = params.max_tokens ? *params.max_tokens : static_cast<int>(room);
   if (static_cast<size_t>(max_tokens) > room)
-    return send_error(res, bad_request("the prompt (" + std::to_string(prompt.tokens.size()) + " tokens) plus max_tokens (" +
+    return refuse(bad_request("the prompt (" + std::to_string(prompt.tokens.size()) + " tokens) plus max_tokens (" +
                                            std::to_string(max_tokens) + ") exceed the context of " +
                                            std::to_string(desc.n_ctx) + " tokens",
                                        "max_tokens", "context_length_exceeded"));
   if (!params.seed_given) params.sampling.seed = std::random_device{}() * 0x100000001ull + std::random_device{}();
   if (auto check = model::Sampler::create(params.sampling); !check)
-    return send_error(res, failure(check.error()));
+    return refuse(failure(check.error()));
 
   // The tokens it may generate are taken from the client's allowance now and what is left unused
   // is given back when the job finishes; then a place in the queue.
@@ -369,7 +484,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (!reservation.allowed) {
     ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
     e.param = "max_tokens";
-    return send_error(res, e);
+    return refuse(e);
   }
 
   GenerationSpec spec;
@@ -377,6 +492,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
+  spec.logprobs = params.logprobs;
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
   const size_t reserved = reservation.tokens;
@@ -385,10 +501,14 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   });
   if (!model->scheduler->submit(job)) {
     job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
-    return send_error(res, overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
+    return refuse(overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
                                           " sessions busy, " + std::to_string(options.scheduler.max_queue) +
                                           " requests waiting); retry shortly",
                                       1));
+  }
+  if (ollama) {
+    const OllamaEndpoint which = route == Route::OllamaChat ? OllamaEndpoint::Chat : OllamaEndpoint::Generate;
+    return respond_ollama(res, std::move(job), which, model_name, params.stream);
   }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
   if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
@@ -400,9 +520,10 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");  // tell reverse proxies not to buffer the stream
   auto first = std::make_shared<bool>(true);
+  auto text_offset = std::make_shared<size_t>(0);  // the log-probs' text_offset so far
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, job, who, include_usage, first](size_t, httplib::DataSink& sink) {
+      [this, job, who, include_usage, first, text_offset](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = true;
         if (*first && who.endpoint == Endpoint::Chat) {
@@ -411,8 +532,9 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
           *first = false;
         }
         JobUpdate u = job->wait(kStreamPoll);
-        if (ok && !u.text.empty()) {
-          ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt))));
+        if (ok && (!u.text.empty() || !u.logprobs.empty())) {
+          json logprobs = logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? &u.logprobs : nullptr, *text_offset);
+          ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt, std::move(logprobs)))));
           *first = false;
         } else if (ok && !u.finished) {
           ok = write(sse_comment("waiting"));  // also how a vanished client is noticed while queued
@@ -434,19 +556,68 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
       [job](bool) { job->cancel(); });  // no effect on a finished job; frees an abandoned one
 }
 
+void GatewayServer::Impl::respond_ollama(httplib::Response& res, std::shared_ptr<GenerationJob> job,
+                                         OllamaEndpoint endpoint, std::string model, bool stream) {
+  // Ollama streams NDJSON; a whole answer is the last object with all of the text. Either way the
+  // status is committed with the first byte, so a failure after it is an {"error"} object.
+  struct State {
+    std::string text;  // a whole answer's text so far
+    std::optional<std::chrono::nanoseconds> first_text;
+  };
+  auto state = std::make_shared<State>();
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      stream ? "application/x-ndjson" : "application/json",
+      [this, job, endpoint, model, stream, state](size_t, httplib::DataSink& sink) {
+        auto write = [&](const json& object) {
+          const std::string line = dump(object) + "\n";
+          return sink.write(line.data(), line.size());
+        };
+        JobUpdate u = job->wait(kStreamPoll);
+        const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - job->arrived());
+        bool ok = true;
+        if (!u.text.empty()) {
+          if (!state->first_text) state->first_text = elapsed;
+          if (stream) ok = write(ollama_chunk(endpoint, model, u.text));
+          else state->text += u.text;
+        } else if (!u.finished && !stream) {
+          ok = sink.write(" ", 1);  // whitespace before the JSON value: how a vanished client is noticed
+        }
+        if (ok && u.finished) {
+          metrics.observe_request_duration(seconds_since(job->arrived()));
+          if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
+            ok = write(ollama_error(generation_failure(u)));
+          } else {
+            const OllamaTimings timings{elapsed, state->first_text.value_or(elapsed), u.prompt_tokens,
+                                        u.completion_tokens};
+            ok = write(ollama_done(endpoint, model, stream ? "" : state->text, u.finish_reason, timings));
+          }
+          if (ok) sink.done();
+        }
+        if (!ok) job->cancel();  // the client went away: free its session
+        return ok;
+      },
+      [job](bool) { job->cancel(); });
+}
+
 void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job,
                                         ResponseIdentity who) {
   // Most answers finish quickly: wait here, so the status code can still say how it went.
   std::string text;
+  auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
   JobUpdate u;
   const auto deadline = Clock::now() + kPlainWaitBeforeKeepAlive;
   while (!u.finished && Clock::now() < deadline) {
     u = job->wait(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     text += u.text;
+    for (auto& t : u.logprobs) logprobs->push_back(std::move(t));
   }
-  auto body_of = [this, job, who](const std::string& all, const JobUpdate& last) {
+  auto body_of = [this, job, who, logprobs](const std::string& all, const JobUpdate& last) {
     metrics.observe_request_duration(seconds_since(job->arrived()));
-    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens}));
+    size_t text_offset = 0;
+    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens},
+                                    logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? logprobs.get() : nullptr,
+                                                  text_offset)));
   };
   if (u.finished) {
     if (u.finish_reason == "error" || u.finish_reason == "cancelled")
@@ -459,9 +630,10 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
   auto collected = std::make_shared<std::string>(std::move(text));
   res.set_chunked_content_provider(
       "application/json",
-      [this, job, collected, body_of](size_t, httplib::DataSink& sink) {
+      [this, job, collected, body_of, logprobs](size_t, httplib::DataSink& sink) {
         JobUpdate next = job->wait(kStreamPoll);
         *collected += next.text;
+        for (auto& t : next.logprobs) logprobs->push_back(std::move(t));
         bool ok = true;
         if (next.finished) {
           std::string body = (next.finish_reason == "error" || next.finish_reason == "cancelled")

@@ -4,10 +4,12 @@ namespace omni::gateway {
 
 JobUpdate GenerationJob::wait(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  changed_.wait_for(lock, timeout, [&] { return finished_ || !pending_text_.empty(); });
+  changed_.wait_for(lock, timeout, [&] { return finished_ || !pending_text_.empty() || !pending_logprobs_.empty(); });
   JobUpdate u;
   u.text = std::move(pending_text_);
   pending_text_.clear();
+  u.logprobs = std::move(pending_logprobs_);
+  pending_logprobs_.clear();
   u.finished = finished_;
   u.finish_reason = finish_reason_;
   u.error = error_;
@@ -26,10 +28,11 @@ bool GenerationJob::cancelled() const {
   return cancelled_;
 }
 
-void GenerationJob::append(std::string_view text, size_t tokens) {
+void GenerationJob::append(std::string_view text, size_t tokens, std::optional<TokenLogprob> logprob) {
   {
     std::lock_guard lock(mutex_);
     pending_text_ += text;
+    if (logprob) pending_logprobs_.push_back(std::move(*logprob));
     completion_tokens_ += tokens;
   }
   changed_.notify_all();

@@ -22,6 +22,14 @@
 
 namespace omni::gateway {
 
+// A generated token's log-probability under the model (the raw logits' softmax, before any
+// sampling filter), with the most likely alternatives when asked for.
+struct TokenLogprob {
+  std::string token;  // its bytes as the tokenizer decodes them alone (may be part of a UTF-8 character)
+  double logprob = 0;
+  std::vector<std::pair<std::string, double>> top;  // most likely first
+};
+
 struct GenerationSpec {
   std::vector<model::TokenId> prompt;
   int max_tokens = 16;
@@ -29,6 +37,7 @@ struct GenerationSpec {
   std::vector<std::string> stops;
   bool ignore_eos = false;
   std::string client;  // who asked (rate limits charge generated tokens to it)
+  int logprobs = -1;   // >= 0: each generated token's log-prob and this many alternatives; -1: none
 };
 
 // What a wait() returns: the text produced since the previous wait() and, at the end, how the
@@ -40,6 +49,7 @@ struct JobUpdate {
   std::optional<Error> error;         // when finish_reason is "error": why (its code picks the HTTP status)
   size_t prompt_tokens = 0;
   size_t completion_tokens = 0;       // tokens generated so far
+  std::vector<TokenLogprob> logprobs; // the tokens generated since the previous wait(), when asked for
 };
 
 class GenerationJob {
@@ -63,7 +73,7 @@ class GenerationJob {
   bool cancelled() const;
 
   // Scheduler side.
-  void append(std::string_view text, size_t tokens);
+  void append(std::string_view text, size_t tokens, std::optional<TokenLogprob> logprob = std::nullopt);
   void finish(std::string reason, std::optional<Error> error = std::nullopt);
   bool finished() const;
 
@@ -74,6 +84,7 @@ class GenerationJob {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::string pending_text_;
+  std::vector<TokenLogprob> pending_logprobs_;
   size_t completion_tokens_ = 0;
   bool finished_ = false;
   bool cancelled_ = false;

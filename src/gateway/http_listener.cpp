@@ -191,6 +191,7 @@ Result<int> HttpListener::bind_listener(const std::string& host, int port) {
   });
   if (!reader) return Error{ErrorCode::Unavailable, reader.error().message};
   reader_ = std::move(*reader);
+  if (head_screen_) reader_->set_head_screen(head_screen_);
   return bound;
 }
 

@@ -45,6 +45,8 @@ class HttpListener final : public httplib::Server {
   // connection reader cannot be created. Call after set_payload_max_length(), then serve with
   // listen_after_bind() (httplib's listen() would bypass it, and closes every connection).
   Result<int> bind_listener(const std::string& host, int port);
+  // Before bind_listener(): see ConnectionReader::set_head_screen.
+  void set_head_screen(ConnectionReader::HeadScreen screen) { head_screen_ = std::move(screen); }
 
  private:
   class Serving;
@@ -57,6 +59,7 @@ class HttpListener final : public httplib::Server {
   size_t worker_threads_ = 16;
   socket_t listening_ = INVALID_SOCKET;  // the socket bind_to_port() made, for its backlog
   std::unique_ptr<ConnectionReader> reader_;
+  ConnectionReader::HeadScreen head_screen_;
   Serving* serving_ = nullptr;           // while listen_after_bind() runs
 };
 

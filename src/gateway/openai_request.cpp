@@ -167,10 +167,6 @@ ApiResult<GenerationParams> read_params(const json& body) {
       if (s.size() > kMaxStopLength)
         return bad_request("a 'stop' string is longer than " + std::to_string(kMaxStopLength) + " bytes", "stop");
   }
-  bool logprobs = false;
-  if (auto it = body.find("logprobs"); it != body.end() && it->is_boolean()) logprobs = it->get<bool>();
-  else if (it != body.end() && it->is_number_integer()) logprobs = it->get<int64_t>() > 0;  // completions: an int
-  if (logprobs) return bad_request("'logprobs' is not supported by this gateway", "logprobs");
   return p;
 }
 
@@ -256,6 +252,12 @@ ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
   auto params = read_params(j);
   if (!params) return params.error();
   r.params = std::move(*params);
+  bool logprobs = false;
+  std::optional<int64_t> top;
+  if (auto e = read_bool(j, "logprobs", logprobs)) return *e;
+  if (auto e = read_int(j, "top_logprobs", 0, 20, top)) return *e;
+  if (top && !logprobs) return bad_request("'top_logprobs' needs \"logprobs\": true", "top_logprobs");
+  if (logprobs) r.params.logprobs = static_cast<int>(top.value_or(0));
   return r;
 }
 
@@ -289,6 +291,9 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body) {
   auto params = read_params(j);
   if (!params) return params.error();
   r.params = std::move(*params);
+  std::optional<int64_t> logprobs;  // the legacy API: how many alternatives, 0 for the token's own only
+  if (auto e = read_int(j, "logprobs", 0, 5, logprobs)) return *e;
+  if (logprobs) r.params.logprobs = static_cast<int>(*logprobs);
   return r;
 }
 

@@ -53,6 +53,9 @@ struct GenerationParams {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage: a last chunk carries usage
+  // Each generated token's log-prob and this many alternatives (chat: "logprobs": true with
+  // "top_logprobs" 0-20; completions: "logprobs" 0-5); -1: none.
+  int logprobs = -1;
 };
 
 struct ChatRequest {

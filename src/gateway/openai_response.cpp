@@ -49,9 +49,42 @@ json model_list(const std::vector<CatalogEntry>& models, int64_t created) {
   return {{"object", "list"}, {"data", std::move(data)}};
 }
 
+json logprobs_json(Endpoint endpoint, const std::vector<TokenLogprob>* tokens, size_t& text_offset) {
+  if (!tokens) return nullptr;
+  // Token bytes may be part of a UTF-8 character: "bytes" carries them exactly, "token" is what
+  // JSON can hold (invalid sequences become U+FFFD when dumped).
+  auto bytes_of = [](const std::string& s) {
+    json out = json::array();
+    for (unsigned char c : s) out.push_back(static_cast<int>(c));
+    return out;
+  };
+  if (endpoint == Endpoint::Chat) {
+    json content = json::array();
+    for (const TokenLogprob& t : *tokens) {
+      json top = json::array();
+      for (const auto& [token, lp] : t.top) top.push_back({{"token", token}, {"logprob", lp}, {"bytes", bytes_of(token)}});
+      content.push_back({{"token", t.token}, {"logprob", t.logprob}, {"bytes", bytes_of(t.token)}, {"top_logprobs", top}});
+      text_offset += t.token.size();
+    }
+    return {{"content", std::move(content)}, {"refusal", nullptr}};
+  }
+  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  for (const TokenLogprob& t : *tokens) {
+    out["tokens"].push_back(t.token);
+    out["token_logprobs"].push_back(t.logprob);
+    json top = json::object();
+    for (const auto& [token, lp] : t.top) top[token] = lp;
+    out["top_logprobs"].push_back(std::move(top));
+    out["text_offset"].push_back(text_offset);
+    text_offset += t.token.size();
+  }
+  return out;
+}
+
 json completion_response(const ResponseIdentity& who, const std::string& text, const std::string& finish_reason,
-                         const Usage& usage) {
-  json choice = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", nullptr}};
+                         const Usage& usage, json logprobs) {
+  json choice = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", std::move(logprobs)}};
   if (who.endpoint == Endpoint::Chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
   else choice["text"] = text;
   return {{"id", who.id},
@@ -63,8 +96,8 @@ json completion_response(const ResponseIdentity& who, const std::string& text, c
 }
 
 json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
-                  const std::optional<std::string>& finish_reason) {
-  json choice = {{"index", 0}, {"logprobs", nullptr}};
+                  const std::optional<std::string>& finish_reason, json logprobs) {
+  json choice = {{"index", 0}, {"logprobs", std::move(logprobs)}};
   choice["finish_reason"] = finish_reason ? json(*finish_reason) : json(nullptr);
   if (who.endpoint == Endpoint::Chat) {
     json delta = json::object();

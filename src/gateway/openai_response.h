@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/generation_job.h"
 #include "gateway/model_catalog.h"
 
 #include <nlohmann/json.hpp>
@@ -37,14 +38,21 @@ ResponseIdentity new_response_identity(Endpoint endpoint, std::string model);
 nlohmann::json model_object(const CatalogEntry& model, int64_t created);
 nlohmann::json model_list(const std::vector<CatalogEntry>& models, int64_t created);
 
-// The whole answer (stream: false).
+// A choice's "logprobs" for `tokens`, in the endpoint's format: chat's {"content": [{token,
+// logprob, bytes, top_logprobs}]}, or the text completions' {tokens, token_logprobs, top_logprobs,
+// text_offset}, whose offsets count from `text_offset` (advanced past the tokens: a stream passes
+// the same counter to every chunk). Null when the request did not ask for log-probs.
+nlohmann::json logprobs_json(Endpoint endpoint, const std::vector<TokenLogprob>* tokens, size_t& text_offset);
+
+// The whole answer (stream: false). `logprobs`: null, or logprobs_json()'s.
 nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,
-                                   const std::string& finish_reason, const Usage& usage);
+                                   const std::string& finish_reason, const Usage& usage,
+                                   nlohmann::json logprobs = nullptr);
 
 // One chunk of a stream. Chat: the first chunk carries the role; `text` may be empty; a
 // finish_reason marks the last content chunk.
 nlohmann::json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
-                            const std::optional<std::string>& finish_reason);
+                            const std::optional<std::string>& finish_reason, nlohmann::json logprobs = nullptr);
 // The extra last chunk of stream_options.include_usage: no choices, the usage.
 nlohmann::json usage_chunk(const ResponseIdentity& who, const Usage& usage);
 

@@ -66,6 +66,9 @@ class RequestFramer {
   // Whether the client sent "Expect: 100-continue" and now waits for the body to be invited.
   bool expects_continue() const { return expects_continue_ && state_ == State::NeedMore && head_complete(); }
   const FramingError& error() const { return error_; }
+  // Once head_complete() and until take(): the request line and headers as reframed (no framing
+  // headers, no blank line), for a look at the request before its body arrives.
+  std::string_view head() const { return request_.head; }
 
   // In Complete: the request; the framer then starts on the next one.
   FramedRequest take();

@@ -74,7 +74,16 @@ bool Scheduler::generate_token(Active& a) {
     return true;
   }
   ++a.generated;
-  job.append(a.stop.feed(*piece), 1);
+  std::optional<TokenLogprob> logprob;
+  if (job.spec().logprobs >= 0) {
+    const model::Tokenizer& tokenizer = backend_.tokenizer();
+    logprob.emplace();
+    logprob->token = tokenizer.token_to_piece(id);
+    logprob->logprob = model::token_logprob(a.logits, id);
+    for (const auto& [alternative, lp] : model::top_logprobs(a.logits, job.spec().logprobs))
+      logprob->top.emplace_back(tokenizer.token_to_piece(alternative), lp);
+  }
+  job.append(a.stop.feed(*piece), 1, std::move(logprob));
   if (observer_.on_tokens) observer_.on_tokens(job, 1);
   if (a.stop.stopped()) {
     job.finish("stop");

@@ -226,31 +226,59 @@ bool matmul_supports(gguf::TensorType type) { return wtype_index(type) >= 0; }
 
 SimdLevel active_simd_level() { return kLadder[active_rank()]; }
 
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool) {
+namespace {
+
+// ggml's kernel choice changes the summation structure (docs/design.md, "Numerical parity"):
+// F16 / F32 / BF16 prompt batches go through tinyBLAS (cols % 16 == 0), single rows through vec_dot; Q4_0
+// matrices with rows % 8 == 0 through its repacked kernels.
+const TypeKernel& choose_kernel(const KernelTable& table, int ti, const WeightView& w, bool single_token) {
+  const TypeKernel* chosen = &table.types[ti];
+  const bool single = single_token || w.cols % 16 != 0;
+  if (w.type == gguf::TensorType::F16 && single) chosen = &table.f16_single;
+  if (w.type == gguf::TensorType::F32 && single) chosen = &table.f32_single;
+  if (w.type == gguf::TensorType::BF16 && single && chosen->act == ActFormat::kBF16) chosen = &table.bf16_single;
+  if (w.type == gguf::TensorType::Q4_0 && w.rows % 8 == 0) chosen = &table.q4_0_chain;
+  return *chosen;
+}
+
+void run_matmul(const TypeKernel& kernel, const WeightView& w, size_t row_bytes, const float* x, int64_t n_tokens,
+                float* y, ThreadPool& pool);
+
+}  // namespace
+
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool, int64_t n_single) {
   const int ti = wtype_index(w.type);
   if (ti < 0) contract_violation("unsupported weight type", w);
   const auto row_bytes = gguf::row_bytes(w.type, static_cast<uint64_t>(w.cols));
   if (w.cols <= 0 || !row_bytes) contract_violation("cols is not a whole number of blocks", w);
   if (n_tokens <= 0 || w.rows <= 0) return;
+  n_single = std::clamp<int64_t>(n_single, 0, n_tokens);
 
-  // ggml's kernel choice changes the summation structure (docs/design.md, "Numerical parity"):
-  // F16 / F32 / BF16 prompt batches go through tinyBLAS (cols % 16 == 0), single rows through vec_dot; Q4_0
-  // matrices with rows % 8 == 0 through its repacked kernels.
   const KernelTable& table = kernels_for(active_simd_level());
-  const TypeKernel* chosen = &table.types[ti];
-  const bool single = n_tokens == 1 || w.cols % 16 != 0;
-  if (w.type == gguf::TensorType::F16 && single) chosen = &table.f16_single;
-  if (w.type == gguf::TensorType::F32 && single) chosen = &table.f32_single;
-  if (w.type == gguf::TensorType::BF16 && single && chosen->act == ActFormat::kBF16) chosen = &table.bf16_single;
-  if (w.type == gguf::TensorType::Q4_0 && w.rows % 8 == 0) chosen = &table.q4_0_chain;
-  const TypeKernel& kernel = *chosen;
+  const int64_t n_batch = n_tokens - n_single;
+  const TypeKernel& batch_kernel = choose_kernel(table, ti, w, n_batch == 1);
+  const TypeKernel& single_kernel = choose_kernel(table, ti, w, true);
+  // Where a lone token's kernel is the batch's (every quantized type), the rows go in one pass, so
+  // the weights are read once for all of them.
+  if (n_single == 0 || n_batch == 0 || &batch_kernel == &single_kernel) {
+    run_matmul(n_batch == 0 ? single_kernel : batch_kernel, w, *row_bytes, x, n_tokens, y, pool);
+    return;
+  }
+  run_matmul(batch_kernel, w, *row_bytes, x, n_batch, y, pool);
+  run_matmul(single_kernel, w, *row_bytes, x + n_batch * w.cols, n_single, y + n_batch * w.rows, pool);
+}
+
+namespace {
+
+void run_matmul(const TypeKernel& kernel, const WeightView& w, size_t row_bytes, const float* x, int64_t n_tokens,
+                float* y, ThreadPool& pool) {
   const ActLayout layout = act_layout(kernel.act, w.cols);
   uint8_t* act = act_buffer(layout.stride * static_cast<size_t>(n_tokens));
 
   Job job{&kernel,
           &layout,
           static_cast<const uint8_t*>(w.data),
-          static_cast<size_t>(*row_bytes),
+          row_bytes,
           act,
           x,
           y,
@@ -302,6 +330,8 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     for (int64_t i = begin; i < end; ++i) run_item(job, i / job.n_token_blocks, i % job.n_token_blocks);
   });
 }
+
+}  // namespace
 
 void dequantize_row_of(const WeightView& w, int64_t row, float* out) {
   const auto row_bytes = gguf::row_bytes(w.type, static_cast<uint64_t>(w.cols));

@@ -28,7 +28,11 @@ bool matmul_supports(gguf::TensorType type);
 // y[t * rows + r] = dot(row r of w, x[t * cols .. t * cols + cols)) for t in [0, n_tokens).
 // `x` and `y` must not overlap. Preconditions (checked by assert): supported type, cols a multiple
 // of the type's block size.
-void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool);
+// The last `n_single` rows are each summed as a call with that row alone would sum it, the others as
+// one batch would: a batch of several sequences' rows gives each sequence the bits it gets alone
+// (ggml sums one token differently from a batch for F16/F32/BF16 weights; for the quantized types
+// it is the same kernel and all rows go in one pass over the weights).
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool, int64_t n_single = 0);
 
 // Writes row `row` of `w`, dequantized, to out[0 .. cols).
 void dequantize_row_of(const WeightView& w, int64_t row, float* out);

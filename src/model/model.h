@@ -61,6 +61,58 @@ enum class Output {
   AllLogits,   // logits of every token, n_tokens x n_vocab
 };
 
+class Session;
+
+// One sequence's part of a step run by Session::forward_batch: what Session::forward takes, and
+// where its result goes.
+struct SequenceStep {
+  Session* session = nullptr;
+  std::span<const int32_t> tokens;
+  std::span<const float> hidden;
+  Output output = Output::LastLogits;
+  std::vector<float>* out = nullptr;
+  Result<void> result;
+};
+
+// Activations of the rows of a step, grown to the largest step seen and then reused, so steady-state
+// steps do not allocate. Owned by whoever runs the steps (one per thread that runs them); opaque to
+// it. Each Session has its own for Session::forward.
+class StepScratch {
+ public:
+  StepScratch() = default;
+  StepScratch(const StepScratch&) = delete;
+  StepScratch& operator=(const StepScratch&) = delete;
+  size_t bytes() const;
+
+ private:
+  friend class Session;
+  struct Sequence {
+    Session* session;
+    SequenceStep* step;
+    uint32_t n;       // rows in the current layer (1 once a pruned sequence kept its last row)
+    uint32_t row0;    // first row in the scratch matrices
+    uint32_t pos0;    // cache position of the step's first token
+    uint32_t logits_row;  // its first row in the step's logits
+    bool pruned;      // the model's last block keeps only its last row
+  };
+  struct AttentionItem {
+    uint32_t sequence, head, t0;
+  };
+  void ensure(const ModelConfig& c, uint32_t rows, uint32_t max_ctx, int threads);
+
+  std::vector<Sequence> sequences_;        // multi-row sequences first, then single-row ones
+  std::vector<AttentionItem> attention_;   // the step's attention work, head-major per sequence
+  uint32_t rows_ = 0;                      // rows in the current layer
+  uint32_t single_rows_ = 0;               // of which the last ones are single-row sequences' rows
+  uint32_t capacity_rows_ = 0;
+  std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_;
+  std::vector<float> rope_cos_, rope_sin_;          // per row: rope_dims / 2 values
+  std::vector<float> rope_cos_swa_, rope_sin_swa_;  // the same for sliding-window layers with their own
+                                                    // RoPE base (empty when the bases agree)
+  std::vector<float> scores_;                       // per thread: 4 x (n_ctx scores + a head row)
+  std::vector<float> logits_;                       // logits rows when several sequences want them
+};
+
 class Session {
  public:
   // Runs blocks [block_begin, block_end) of `model` for up to n_ctx positions.
@@ -74,6 +126,14 @@ class Session {
   Result<void> forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
                        std::vector<float>& out, kernels::ThreadPool& pool);
 
+  // One step for several sessions at once (some in their prompt, some decoding): every matrix
+  // multiply takes all their rows together, so the weights are read once per step; attention is
+  // per session. Each step's result and output are bit for bit what forward() gives it alone,
+  // whatever else is in the batch. A step whose input is bad, or whose session is another model's
+  // or range's than the first good step's, or appears twice, gets its error and is not run; the
+  // others run.
+  static void forward_batch(std::span<SequenceStep> steps, StepScratch& scratch, kernels::ThreadPool& pool);
+
   uint32_t n_past() const { return cache_.size(); }
   uint32_t n_ctx() const { return cache_.n_ctx(); }
   Result<void> rollback(uint32_t n) { return cache_.rollback(n); }
@@ -84,23 +144,18 @@ class Session {
 
  private:
   Session(const Model& model, uint32_t block_begin, uint32_t block_end, uint32_t n_ctx);
-  // `last_row_only`: after attention, keep only the last token's row (moved to row 0).
-  void run_block(uint32_t layer, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool, bool last_row_only);
-  void attention(uint32_t block_index, uint32_t n_tokens, uint32_t pos0, kernels::ThreadPool& pool);
-  void ensure_scratch(uint32_t n_tokens);
+  Result<void> check(const SequenceStep& step) const;
+  // `prune`: after attention, keep only the last row of the sequences marked pruned.
+  static void run_block(const Model& model, uint32_t layer, uint32_t block_begin, StepScratch& s,
+                        kernels::ThreadPool& pool, bool prune);
+  static void attention(const Model& model, uint32_t layer, uint32_t block_begin, StepScratch& s,
+                        kernels::ThreadPool& pool);
 
   const Model& model_;
   uint32_t block_begin_;
   uint32_t block_end_;
   KvCache cache_;
-
-  // Scratch, grown to the largest batch seen and then reused: no allocation per token.
-  uint32_t scratch_tokens_ = 0;
-  std::vector<float> x_, xn_, q_, k_, v_, qkv_, attn_, gate_, up_;
-  std::vector<float> rope_cos_, rope_sin_;  // per token of the batch: rope_dims / 2 values
-  std::vector<float> rope_cos_swa_, rope_sin_swa_;  // the same for sliding-window layers with their own
-                                                    // RoPE base (empty when the bases agree)
-  std::vector<float> scores_;               // per thread: 4 x (n_ctx scores + a head row)
+  StepScratch scratch_;
 };
 
 }  // namespace omni::model

@@ -183,6 +183,14 @@ TokenId Sampler::draw() {
   return candidates_.back().id;  // u rounded up to total
 }
 
+double token_logprob(std::span<const float> logits, TokenId id) {
+  float max = logits[0];
+  for (float v : logits) max = std::max(max, v);
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
+  return static_cast<double>(logits[static_cast<size_t>(id)]) - max - std::log(sum);
+}
+
 std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, int k) {
   if (k <= 0 || logits.empty()) return {};
   double max_logit = logits[0];

@@ -91,6 +91,8 @@ class Sampler {
 // The k most likely tokens under log_softmax(logits), best first, ties to the lower id (fewer if
 // the vocabulary is smaller). Computed in double; for reporting logprobs, not for sampling.
 std::vector<std::pair<TokenId, float>> top_logprobs(std::span<const float> logits, int k);
+// The log-probability of `id` under the softmax of `logits` (computed in double, as top_logprobs).
+double token_logprob(std::span<const float> logits, TokenId id);
 
 // Watches streamed text for stop strings. feed() returns the part of the text so far that can be
 // shown: it holds back any tail that could be the start of a stop string, so a client never sees

@@ -4,85 +4,28 @@ gateway's peak memory (VmHWM)."""
 
 import json
 import os
-import re
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from process_lib import Omni, fail, ok, skip  # noqa: E402,F401
 
 
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
-def ok(message):
-    print("ok   " + message)
-    sys.stdout.flush()
-
-
-class Gateway:
+class Gateway(Omni):
     """`omni gateway` on 127.0.0.1:0 with a small test model (`model`, a file in SHARED/models);
-    stopped (SIGTERM) on exit."""
+    stopped (SIGTERM) on exit, which must stop it within 10 s."""
 
     def __init__(self, omni, shared, *args, model="synth-llama-q8_0.gguf"):
         model = os.path.join(shared, "models", model)
         if not os.path.exists(model):
-            print("SKIP: " + model + " is missing")
-            sys.exit(77)
-        self.log = tempfile.NamedTemporaryFile(prefix="omni-gateway.", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([omni, "gateway", "--model", model, "--listen", "127.0.0.1:0",
-                                      "--threads", "1", *args], stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = None
-        deadline = time.time() + 20
-        while time.time() < deadline and self.port is None:
-            if self.proc.poll() is not None:
-                fail("the gateway exited: " + self.log_text())
-            m = re.search(r"listening on port (\d+)", self.log_text())
-            if m:
-                self.port = int(m.group(1))
-            else:
-                time.sleep(0.05)
-        if self.port is None:
-            self.stop()
-            fail("the gateway did not start in 20 s: " + self.log_text())
-
-    def log_text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def vmhwm_mb(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        return 0.0
-
-    def threads(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-        return 0
+            skip(model + " is missing")
+        super().__init__(omni, "gateway", "--model", model, "--listen", "127.0.0.1:0", "--threads", "1", *args)
+        self.port = int(self.wait_for(r"listening on port (\d+)", timeout=20).group(1))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                fail("the gateway did not stop within 10 s of SIGTERM")
-        os.unlink(self.log.name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        if not super().stop():
+            fail("the gateway did not stop within 10 s of SIGTERM")
 
 
 def connect(port, source="127.0.0.1", timeout=10.0):

@@ -135,9 +135,15 @@ with Gateway(OMNI, SHARED, "--max-connections-per-ip", str(CAP), "--head-timeout
     waited = time.monotonic() - started
     if waited < HEAD_TIMEOUT_S - 0.5 or waited > HEAD_TIMEOUT_S + 4:
         fail("the slow heads were answered 408 after %.2f s, not about %.0f s" % (waited, HEAD_TIMEOUT_S))
+    # The gateway frees a place when it reads the client's close, which its reader thread may do a
+    # moment after the close() above on a loaded machine: the places must be free within 3 s.
+    freed_by = time.monotonic() + 3.0
     r, took = timed(get, gw.port, "/health")
+    while r.status == 503 and time.monotonic() < freed_by:
+        time.sleep(0.1)
+        r, took = timed(get, gw.port, "/health")
     if r.status != 200:
-        fail("/health from 127.0.0.1 got %d after its slow connections were closed" % r.status)
+        fail("/health from 127.0.0.1 got %d 3 s after its slow connections were closed" % r.status)
     ok("slow heads get 408 after %.2f s (--head-timeout %.0f) and free their places" % (waited, HEAD_TIMEOUT_S))
 
 # --- 3: the cap on all connections -------------------------------------------------------------

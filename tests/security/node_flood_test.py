@@ -27,6 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import node_net_lib  # noqa: E402
 from gateway_net_lib import can_bind, fail, ok  # noqa: E402
 
 OMNI, SHARED = sys.argv[1], sys.argv[2]
@@ -52,59 +53,20 @@ tmp = tempfile.mkdtemp(prefix="omni-node-flood.")
 floods = []  # killed before a node stops: a node's stop waits for its open sessions to end
 
 
-class Node:
-    """`omni node` serving every block on 127.0.0.1:0; stopped (SIGTERM) on exit."""
+class Node(node_net_lib.Node):
+    """`omni node` serving every block on 127.0.0.1:0; the floods are killed first on stop (SIGTERM)."""
 
     def __init__(self, name, *args):
-        self.log = os.path.join(tmp, name + ".log")
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([OMNI, "node", "-m", MODEL, "--blocks", "0:4", "--listen", "127.0.0.1:0",
-                                          "--data-dir", os.path.join(tmp, name), "-t", "1", *args],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        self.address = None
-        deadline = time.time() + 20
-        while time.time() < deadline and self.address is None:
-            if self.proc.poll() is not None:
-                fail("the node exited: " + self.text())
-            m = re.search(r"omni node: peer ([a-z2-7]+) listening on ([^,]+),", self.text())
-            if m:
-                self.address = m.group(1) + "@" + m.group(2)
-            else:
-                time.sleep(0.05)
-        if self.address is None:
-            self.stop()
-            fail("the node did not start in 20 s: " + self.text())
-
-    def text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def vmhwm_mb(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        return 0.0
+        super().__init__(OMNI, SHARED, tmp, *args, name=name, model=MODEL)
+        self.address = self.addr
 
     def stop(self):
         for flood in floods:
             if flood.poll() is None:
                 flood.kill()
                 flood.wait()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                fail("the node did not stop within 10 s of SIGTERM")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        if not super().stop():
+            fail("the node did not stop within 10 s of SIGTERM")
 
 
 def legit_run(node, tokens=64):

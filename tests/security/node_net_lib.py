@@ -4,10 +4,8 @@ Cap'n Proto RPC messages (framing, Bootstrap, Gate.hello, calls with large capab
 legitimate `omni run --peers` timed against a bound, and the node's peak memory (VmHWM)."""
 
 import os
-import re
 import resource
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -17,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway_net_lib import fail, ok  # noqa: E402,F401
+from process_lib import Omni, fail, ok, skip  # noqa: E402,F401
 
 MODEL_NAME = "synth-llama-q8_0.gguf"
 GATE_INTERFACE_ID = 0x828ceab8823ced2f  # proto/node.capnp, interface Gate
@@ -27,56 +25,31 @@ PROTOCOL_VERSION = 1
 def model_path(shared):
     model = os.path.join(shared, "models", MODEL_NAME)
     if not os.path.exists(model):
-        print("SKIP: " + model + " is missing")
-        sys.exit(77)
+        skip(model + " is missing")
     return model
 
 
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-class Node:
-    """`omni node` serving all blocks of the small test model (or `model`) on 127.0.0.1:0; stopped on
-    exit. `nofile`: a limit on open files for the node (soft and hard, as `ulimit -n` sets)."""
+class Node(Omni):
+    """`omni node` serving all blocks of the small test model (or `model`) on 127.0.0.1:0, its log and
+    data in WORKDIR/NAME; stopped on exit. `nofile`: a limit on open files for the node (soft and
+    hard, as `ulimit -n` sets)."""
 
     def __init__(self, omni, shared, workdir, *args, nofile=None, blocks="0:4", name="node", model=None):
         self.model = model or model_path(shared)
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.log_path = os.path.join(self.dir, "node.log")
-        self.log = open(self.log_path, "w")
 
         def limit():
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        self.proc = subprocess.Popen([omni, "node", "-m", self.model, "--blocks", blocks, "--listen", "127.0.0.1:0",
-                                      "--data-dir", self.dir, "-t", "1", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=limit)
-        self.addr = None
-        deadline = time.time() + 20
-        while time.time() < deadline and self.addr is None:
-            if self.proc.poll() is not None:
-                fail("the node exited: " + self.log_text())
-            m = re.search(r"omni node: peer ([a-z2-7]+) listening on ([^,]+),", self.log_text())
-            if m:
-                self.peer_id, hostport = m.group(1), m.group(2)
-                self.addr = self.peer_id + "@" + hostport
-                self.port = int(hostport.rsplit(":", 1)[1])
-            else:
-                time.sleep(0.05)
-        if self.addr is None:
-            self.stop()
-            fail("the node did not start in 20 s: " + self.log_text())
-
-    def log_text(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        super().__init__(omni, "node", "-m", self.model, "--blocks", blocks, "--listen", "127.0.0.1:0",
+                         "--data-dir", self.dir, "-t", "1", *args,
+                         log_path=os.path.join(self.dir, "node.log"), preexec_fn=limit)
+        m = self.wait_for(r"omni node: peer ([a-z2-7]+) listening on ([^,]+),", timeout=20)
+        self.peer_id, hostport = m.group(1), m.group(2)
+        self.addr = self.peer_id + "@" + hostport
+        self.port = int(hostport.rsplit(":", 1)[1])
 
     def wait_log(self, text, timeout=3.0, count=1):
         """Whether `text` appears `count` times in the log within `timeout` seconds."""
@@ -86,31 +59,6 @@ class Node:
                 return False
             time.sleep(0.05)
         return True
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def vmhwm_mb(self):
-        return proc_status(self.proc.pid, "VmHWM") / 1024.0
-
-    def open_fds(self):
-        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class Workdir:

@@ -35,20 +35,30 @@ def model_path(shared):
 
 
 class Omni:
-    """One `omni` process with stdout and stderr in one log file; SIGTERM (then SIGKILL) on stop."""
+    """One `omni` process with stdout and stderr in one log file; SIGTERM (then SIGKILL) on stop.
+    The log is a temporary file removed on stop, or `log_path` (kept). `preexec_fn` runs in the child
+    before exec (resource limits)."""
 
-    def __init__(self, omni, *args, stdin=subprocess.DEVNULL):
+    def __init__(self, omni, *args, stdin=subprocess.DEVNULL, log_path=None, preexec_fn=None):
         self.args = [omni, *args]
-        self.log = tempfile.NamedTemporaryFile(prefix="omni-security.", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(self.args, stdin=stdin, stdout=self.log, stderr=subprocess.STDOUT)
+        self._own_log = log_path is None
+        if log_path is None:
+            with tempfile.NamedTemporaryFile(prefix="omni-security.", suffix=".log", delete=False) as f:
+                log_path = f.name
+        self.log_path = log_path
+        with open(log_path, "w") as log:
+            self.proc = subprocess.Popen(self.args, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=preexec_fn)
 
     @property
     def pid(self):
         return self.proc.pid
 
     def text(self):
-        with open(self.log.name, errors="replace") as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
+
+    log_text = text
 
     def wait_for(self, pattern, timeout=30.0):
         """The first match of `pattern` in the log (re.MULTILINE), waiting up to `timeout` s."""
@@ -58,31 +68,48 @@ class Omni:
             if m:
                 return m
             if self.proc.poll() is not None:
+                self.stop()
                 fail("%s exited (%d) before printing /%s/: %s" % (self.args[1], self.proc.returncode, pattern,
                                                                   self.text()))
             time.sleep(0.05)
-        fail("%s did not print /%s/ in %.0f s: %s" % (self.args[1], pattern, timeout, self.text()))
+        text = self.text()
+        self.stop()
+        fail("%s did not print /%s/ in %.0f s: %s" % (self.args[1], pattern, timeout, text))
 
     def alive(self):
         return self.proc.poll() is None
 
-    def vmhwm_mb(self):
+    def proc_status(self, key):
+        """A number from /proc/PID/status (kB for sizes), 0 when absent."""
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        return 0.0
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def vmhwm_mb(self):
+        return self.proc_status("VmHWM") / 1024.0
+
+    def threads(self):
+        return self.proc_status("Threads")
+
+    def open_fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
 
     def stop(self):
+        """Stops the process; whether SIGTERM was enough (within 10 s)."""
+        graceful = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                graceful = False
                 self.proc.kill()
                 self.proc.wait()
-        if os.path.exists(self.log.name):
-            os.unlink(self.log.name)
+        if self._own_log and os.path.exists(self.log_path):
+            os.unlink(self.log_path)
+        return graceful
 
     def __enter__(self):
         return self

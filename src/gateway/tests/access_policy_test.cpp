@@ -129,7 +129,8 @@ TEST(AccessPolicy, KeysGuardTheApiAndMetricsNotHealthOrTheUi) {
   o.api_keys = {"sk-one", "sk-two"};
   const AccessPolicy p = policy(o);
   EXPECT_TRUE(p.requires_key());
-  for (std::string_view path : {"/v1/models", "/v1/chat/completions", "/v1/swarm", "/metrics", "/v1"}) {
+  for (std::string_view path : {"/v1/models", "/v1/chat/completions", "/v1/swarm", "/metrics", "/v1", "/api/chat",
+                                "/api/generate", "/api/tags", "/api/show", "/api/version"}) {
     const auto d = p.decide(get(path));
     ASSERT_TRUE(d.refusal) << path;
     EXPECT_EQ(d.refusal->status, 401);

@@ -337,6 +337,50 @@ TEST(GatewayListener, AKeptAliveConnectionOutlivesTheHeadDeadline) {
   ::close(fd);
 }
 
+// A request refused by the access policy is answered as soon as its head is in: the gateway does
+// not read (and hold) the body of a client without a key or from a refused origin.
+TEST(GatewayListener, AnAccessRefusalComesBeforeTheBody) {
+  Served s(Error{ErrorCode::Internal, "unused"}, {}, [](GatewayOptions& g) { g.access.api_keys = {"key-1"}; });
+  ASSERT_TRUE(s.server);
+  // Sends only the head of a 100 kB POST and returns what arrives within `wait`.
+  auto head_only = [&](const std::string& extra_headers, std::chrono::milliseconds wait) {
+    const int fd = connect_nonblocking(s.port);
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 2000) != 1) {
+      ::close(fd);
+      return std::string("<no connection>");
+    }
+    const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                             extra_headers + "Content-Length: 100000\r\n\r\n";
+    (void)::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    std::string reply;
+    char buf[4096];
+    const auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      pollfd in{fd, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&in, 1, static_cast<int>(left.count())) != 1) break;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return reply;
+  };
+  const std::string no_key = head_only("", std::chrono::milliseconds(3000));
+  EXPECT_EQ(no_key.rfind("HTTP/1.1 401", 0), 0u) << no_key.substr(0, 300);
+  EXPECT_NE(no_key.find("WWW-Authenticate: Bearer"), std::string::npos) << no_key.substr(0, 300);
+  EXPECT_NE(no_key.find("invalid_api_key"), std::string::npos) << no_key.substr(0, 300);
+  const std::string wrong_key = head_only("Authorization: Bearer key-2\r\n", std::chrono::milliseconds(3000));
+  EXPECT_EQ(wrong_key.rfind("HTTP/1.1 401", 0), 0u) << wrong_key.substr(0, 300);
+  const std::string foreign = head_only("Authorization: Bearer key-1\r\nOrigin: http://evil.example\r\n",
+                                        std::chrono::milliseconds(3000));
+  EXPECT_EQ(foreign.rfind("HTTP/1.1 403", 0), 0u) << foreign.substr(0, 300);
+  EXPECT_NE(foreign.find("origin_not_allowed"), std::string::npos) << foreign.substr(0, 300);
+  // With the key the gateway waits for the body: nothing comes back while it has not arrived.
+  EXPECT_EQ(head_only("authorization: Bearer key-1\r\n", std::chrono::milliseconds(500)), "");
+}
+
 TEST(GatewayListener, AKnownPathWithTheWrongMethodIs405WithAllow) {
   Served s(Error{ErrorCode::Internal, "unused"});
   ASSERT_TRUE(s.server);

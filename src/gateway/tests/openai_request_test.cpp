@@ -112,7 +112,10 @@ TEST(ChatRequest, WrongTypesNameTheField) {
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a", 1]})"), "stop");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a","b","c","d","e"]})"), "stop", "at most");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "n": 2})"), "n", "n = 1");
-  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true})"), "logprobs");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": 1})"), "logprobs");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "top_logprobs": 2})"), "top_logprobs");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true, "top_logprobs": 21})"),
+               "top_logprobs");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stream_options": {"include_usage": true}})"),
                "stream_options");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stream": true, "stream_options": {"include_usage": 1}})"),
@@ -157,7 +160,8 @@ TEST(CompletionRequest, ParsesPromptForms) {
   expect_error(parse_completion_request(R"({"model": "m", "prompt": 7})"), "prompt");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "echo": true})"), "echo");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "best_of": 3})"), "best_of");
-  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 5})"), "logprobs");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 6})"), "logprobs");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": true})"), "logprobs");
 }
 
 TEST(CompletionRequest, HugeBodiesParseOrFailCleanly) {
@@ -168,6 +172,25 @@ TEST(CompletionRequest, HugeBodiesParseOrFailCleanly) {
   EXPECT_EQ(r->prompt.size(), size_t{8} << 20);
   // Truncated in the middle of the string.
   expect_error(parse_completion_request(std::string_view(big).substr(0, big.size() / 2)), "", "not valid JSON");
+}
+
+TEST(ChatRequest, LogprobsAskForTheTokensAndAlternatives) {
+  const std::string msgs = R"("messages": [{"role": "user", "content": "hi"}])";
+  auto none = parse_chat_request(R"({"model": "m", )" + msgs + "}");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->params.logprobs, -1);
+  auto own = parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true})");
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->params.logprobs, 0);
+  auto top = parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true, "top_logprobs": 3})");
+  ASSERT_TRUE(top);
+  EXPECT_EQ(top->params.logprobs, 3);
+  auto off = parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": false})");
+  ASSERT_TRUE(off);
+  EXPECT_EQ(off->params.logprobs, -1);
+  auto legacy = parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 2})");
+  ASSERT_TRUE(legacy);
+  EXPECT_EQ(legacy->params.logprobs, 2);
 }
 
 TEST(ApiErrorJson, HasOpenAIsShape) {
