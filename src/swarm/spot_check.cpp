@@ -2,6 +2,10 @@
 
 #include <kj/async-io.h>
 
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "net/errors.h"
@@ -120,19 +124,28 @@ class Checker {
     SessionRun out;
     Result<void> status;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { status = run_calls(node, hop, inputs, positions, out); })) {
+      connections_.erase(node.address.to_string());  // the next check connects afresh
       return net::to_error(*e).with_context("node " + node.address.host_port());
     }
-    if (!status) return status.error();
+    if (!status) {
+      connections_.erase(node.address.to_string());
+      return status.error();
+    }
     return out;
   }
 
   Result<void> run_calls(const Replica& node, const CheckHop& hop, const std::vector<HopInput>& inputs,
                          uint32_t positions, SessionRun& out) {
-    auto connection = net::NodeConnection::connect(
-                          *io_.provider, *tls_, node.address,
-                          {std::string("hidden-") + net::hidden_encoding_name(options_.encoding)},
-                          options_.connect_timeout_s * kj::SECONDS)
-                          .wait(io_.waitScope);
+    const std::string key = node.address.to_string();
+    auto cached = connections_.find(key);
+    if (cached == connections_.end()) {
+      auto fresh = net::NodeConnection::connect(*io_.provider, *tls_, node.address,
+                                                {std::string("hidden-") + net::hidden_encoding_name(options_.encoding)},
+                                                options_.connect_timeout_s * kj::SECONDS)
+                       .wait(io_.waitScope);
+      cached = connections_.emplace(key, kj::mv(fresh)).first;
+    }
+    net::NodeConnection* connection = cached->second.get();
     if (!(connection->info().model == options_.model))
       return Error{ErrorCode::InvalidArgument, "node " + node.address.host_port() + " serves another model"};
     auto open = connection->node().openSessionRequest();
@@ -184,21 +197,54 @@ class Checker {
   kj::AsyncIoContext io_ = kj::setupAsyncIo();
   std::shared_ptr<net::TlsContext> tls_;
   std::optional<Error> error_;
+  // Kept between checks: a check then costs its calls, not a TLS handshake per node. Declared
+  // last: dropped before the event loop they live on.
+  std::map<std::string, kj::Own<net::NodeConnection>> connections_;
 };
 
 }  // namespace
 
-Result<SpotCheckResult> spot_check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
-                                   const std::vector<std::vector<int32_t>>& calls, const net::Identity& identity,
-                                   const SpotCheckOptions& options) {
+struct SpotChecker::Impl {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::function<void(Checker&)> job;  // set: the thread runs it, then clears it
+  bool stopping = false;
+  std::thread thread;
+};
+
+SpotChecker::SpotChecker(net::Identity identity, SpotCheckOptions options) : impl_(std::make_unique<Impl>()) {
+  // Its own thread: a kj event loop per thread, and the caller's pipeline holds the caller's.
+  impl_->thread = std::thread([impl = impl_.get(), identity = std::move(identity), options = std::move(options)] {
+    Checker checker(identity, options);
+    std::unique_lock lock(impl->mutex);
+    for (;;) {
+      impl->wake.wait(lock, [impl] { return impl->stopping || impl->job; });
+      if (impl->stopping) return;
+      impl->job(checker);
+      impl->job = nullptr;
+      impl->wake.notify_all();
+    }
+  });
+}
+
+SpotChecker::~SpotChecker() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  impl_->thread.join();
+}
+
+Result<SpotCheckResult> SpotChecker::check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
+                                           const std::vector<std::vector<int32_t>>& calls) {
   if (route.empty() || calls.empty()) return Error{ErrorCode::InvalidArgument, "a spot check needs a route and calls"};
   Result<SpotCheckResult> result = Error{ErrorCode::Internal, "the check did not run"};
-  // Its own thread: a kj event loop per thread, and the caller's pipeline holds this thread's.
-  std::thread worker([&] {
-    Checker checker(identity, options);
-    result = checker.run(route, replicas, calls);
-  });
-  worker.join();
+  std::unique_lock lock(impl_->mutex);
+  // The job runs under the mutex on the checker's thread (the caller waits for it anyway).
+  impl_->job = [&](Checker& checker) { result = checker.run(route, replicas, calls); };
+  impl_->wake.notify_all();
+  impl_->wake.wait(lock, [this] { return !impl_->job; });
   return result;
 }
 

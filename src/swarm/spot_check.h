@@ -10,10 +10,11 @@
 // shapes may differ in the last bits), so it costs the session so far once on two nodes per hop:
 // cheap for the first calls of a session, as much as the session for one late in it.
 //
-// Runs on its own thread with its own event loop (the caller's pipeline holds the thread's).
+// A node that fails mid-check loses its kept connection; the next check connects afresh.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,13 +53,26 @@ struct SpotCheckResult {
                                         // when a hop stayed unresolved
 };
 
-// Checks `calls` (the session's token batches, in order) along `route`, taking second and third
-// replicas from `replicas` (nodes serving the model, other than the hop's own; ones whose range
-// does not hold the hop's are skipped), in the order given. Errors: a route or call list that is
-// empty; failures of single nodes are not errors (the hop is resolved with the others, or
-// reported unresolved).
-Result<SpotCheckResult> spot_check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
-                                   const std::vector<std::vector<int32_t>>& calls, const net::Identity& identity,
-                                   const SpotCheckOptions& options);
+// Runs checks on a thread of its own (a kj event loop per thread: the caller's pipeline holds the
+// caller's), keeping its connections to the nodes between checks. One check at a time.
+class SpotChecker {
+ public:
+  SpotChecker(net::Identity identity, SpotCheckOptions options);
+  ~SpotChecker();
+  SpotChecker(const SpotChecker&) = delete;
+  SpotChecker& operator=(const SpotChecker&) = delete;
+
+  // Checks `calls` (the session's token batches, in order) along `route`, taking second and third
+  // replicas from `replicas` (nodes serving the model, other than the hop's own; ones whose range
+  // does not hold the hop's are skipped), in the order given. Errors: a route or call list that is
+  // empty; failures of single nodes are not errors (the hop is resolved with the others, or
+  // reported unresolved).
+  Result<SpotCheckResult> check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
+                                const std::vector<std::vector<int32_t>>& calls);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace omni::swarm

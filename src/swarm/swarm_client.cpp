@@ -417,13 +417,16 @@ class VerifyingPipeline final : public net::Pipeline {
 
   Result<void> check(std::vector<float>& logits) {
     ++checks_;
-    SpotCheckOptions o;
-    o.encoding = options_.encoding;
-    o.model = model_identity_;
-    // A checker that does not answer promptly is passed over for the next one (a frozen node must
-    // not hold the session up for the whole call timeout).
-    o.connect_timeout_s = std::min(options_.connect_timeout_s, std::max(1u, options_.probe_timeout_ms / 1000));
-    o.call_timeout_s = std::min(options_.call_timeout_s, 10u);
+    if (!checker_) {
+      SpotCheckOptions o;
+      o.encoding = options_.encoding;
+      o.model = model_identity_;
+      // A checker that does not answer promptly is passed over for the next one (a frozen node
+      // must not hold the session up for the whole call timeout).
+      o.connect_timeout_s = std::min(options_.connect_timeout_s, std::max(1u, options_.probe_timeout_ms / 1000));
+      o.call_timeout_s = std::min(options_.call_timeout_s, 10u);
+      checker_ = std::make_unique<SpotChecker>(identity_, o);
+    }
     std::vector<Replica> replicas;  // less those excluded since the route was opened
     for (const auto& r : verification_->replicas)
       if (!verification_->excluded.count(r.address.peer_id)) replicas.push_back(r);
@@ -444,7 +447,7 @@ class VerifyingPipeline final : public net::Pipeline {
     }
     calls.push_back(history_.back());
     const bool own_batches = calls == history_;
-    auto result = spot_check(verification_->route, replicas, calls, identity_, o);
+    auto result = checker_->check(verification_->route, replicas, calls);
     if (!result) {
       log("spot check failed: " + result.error().message);
       return {};  // the call's own result stands: a check that cannot run proves nothing
@@ -503,6 +506,7 @@ class VerifyingPipeline final : public net::Pipeline {
   std::mt19937_64 rng_;
   std::vector<std::vector<int32_t>> history_;
   uint64_t checks_ = 0;
+  std::unique_ptr<SpotChecker> checker_;  // made at the first check
 };
 
 }  // namespace
