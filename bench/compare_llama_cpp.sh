@@ -9,6 +9,8 @@
 #     --dir DIR        where the synthetic models are made and kept (default: /tmp/omni-bench-models)
 #     --runs N         alternating runs per model (default 5); figures are medians
 #     --models LIST    space-separated SHAPE:TYPE (default: the issue's four)
+#     --kernels LEVEL  cap omni's kernel level (OMNI_KERNELS: avx2 emulates an AVX2-only x86 CPU on
+#                      an AVX-512 one; compare with a peer built without AVX-512 then)
 #     -p N, -n N, -t N prompt tokens, generated tokens, threads (default 512, 128, 2)
 #
 # Models are made by `omni synth` (deterministic: seed 1) when missing. Prints one table row per
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 peer_dir=$1; shift
 omni=build/apps/omni/omni
@@ -25,12 +27,14 @@ dir=/tmp/omni-bench-models
 runs=5
 models="tinyllama-1.1b:q4_0 tinyllama-1.1b:q8_0 tinyllama-1.1b:q4_k_m qwen2.5-0.5b:q8_0"
 n_prompt=512 n_gen=128 threads=2
+kernels=
 while [ $# -gt 0 ]; do
   case $1 in
     --omni) omni=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --kernels) kernels=$2; shift 2 ;;
     -p) n_prompt=$2; shift 2 ;;
     -n) n_gen=$2; shift 2 ;;
     -t) threads=$2; shift 2 ;;
@@ -45,7 +49,9 @@ command -v python3 >/dev/null || { echo "compare_llama_cpp: needs python3 to rea
 mkdir -p "$dir"
 raw=$dir/compare-$(date +%Y%m%d-%H%M%S).jsonl
 
-echo "omni: $omni ($(git rev-parse --short HEAD 2>/dev/null || echo '?')); peer: $peer (its build id is in the raw runs)"
+if [ -n "$kernels" ]; then export OMNI_KERNELS=$kernels; else unset OMNI_KERNELS; fi
+echo "omni: $omni ($(git rev-parse --short HEAD 2>/dev/null || echo '?')), kernels ${kernels:-automatic}; peer: $peer (its build id is in the raw runs)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime); $(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu) cores online"
 echo "threads $threads, pp$n_prompt / tg$n_gen, $runs alternating runs per model, medians; raw runs: $raw"
 echo
 printf '| %-24s | %-7s | %12s | %12s | %8s |\n' model figure omni llama.cpp ratio
@@ -75,6 +81,8 @@ data = json.load(open(path))
 rss_kib = int(open(rss_path).read().split()[-1])
 out = {"who": who, "model": spec, "rss_mib": rss_kib / 1024}
 if who == "omni":
+    out["simd"] = data.get("simd")
+    out["cpu"] = data.get("cpu")
     for t in data["tests"]:
         out["pp" if t["test"].startswith("pp") else "tg"] = t["tokens_per_s_median"]
 else:
@@ -96,3 +104,11 @@ for fig, label in (("pp", "pp t/s"), ("tg", "tg t/s"), ("rss_mib", "RSS MiB")):
     print(f"| {spec:<24} | {label:<7} | {o:12.2f} | {p:12.2f} | {o / p:7.3f}x |")
 EOF
 done
+echo
+python3 - "$raw" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["who"] == "omni"]
+print("CPU (from omni bench):", ", ".join(sorted({str(r.get("cpu")) for r in rows})),
+      "; omni kernel set(s) used:", ", ".join(sorted({str(r.get("simd")) for r in rows})))
+EOF
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"

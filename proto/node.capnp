@@ -17,8 +17,9 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("omni::proto");
 
-const protocolVersion :UInt32 = 1;
-# Bumped on any incompatible change to anything below Gate/Hello.
+const protocolVersion :UInt32 = 2;
+# Bumped on any incompatible change to anything below Gate/Hello. 2: ModelIdentity is the manifest
+# CID (content), no longer a hash of the GGUF header.
 
 struct Hello {
   # What a connecting peer speaks; sent once, first, on every connection.
@@ -56,8 +57,11 @@ struct ModelIdentity {
   nEmbd @3 :UInt32;        # hidden size: values per token in a hidden state
   nVocab @4 :UInt32;       # vocabulary size (rows of token_embd)
   fileSize @5 :UInt64;     # size in bytes of the GGUF file
-  headerSha256 @6 :Data;   # sha2-256 of the file's bytes before the tensor data section (header,
-                           # metadata and tensor table: names, types, shapes, offsets), 32 bytes
+  manifestCid @6 :Data;    # the model's identity: binary CIDv1 (raw, sha2-256; 36 bytes) of its
+                           # manifest as `omni shard` computes it with 1 MiB chunks, which hashes
+                           # every byte of every shard. Two nodes hold the same weights only if
+                           # these are equal. Protocol 2; protocol 1 sent headerSha256 here (a hash
+                           # of the header only, which did not see the weights).
 }
 
 struct NodeInfo {
@@ -147,6 +151,30 @@ interface Node {
   # unguessable, so no other session can take the sink. Fails `failed` on a bad or already attached
   # token, `overloaded` when maxSessions sinks already wait. An unclaimed sink is dropped with the
   # connection it came on.
+  payReceipts @3 (receipts :List(WorkReceipt)) -> (accepted :UInt32, duplicates :UInt32);
+  # Credits (feature "receipts"): the client hands the node receipts for work it received
+  # (docs/protocol.md, "Work receipts"). All or nothing: every receipt is checked first (the
+  # signature, this node's peer id, model and blocks, the sizes, the time window), then the new ones
+  # are stored durably (the reply comes after the ledger's synchronous commit, so an acknowledged
+  # receipt survives a crash). `duplicates`: receipts already stored (a retry after a lost reply),
+  # not an error. Fails `failed` on a bad receipt (naming it and the field), `overloaded` past the
+  # per-client rate or a full ledger; `failed` too on a node that keeps no ledger. At most 64
+  # receipts per call. Added in protocol 1 (additive).
+}
+
+struct WorkReceipt {
+  # A client's signed statement that a node computed `tokens` positions through blocks
+  # [blockBegin, blockEnd) of a session for it: tokens × blocks credits (src/net/work_receipt.h).
+  clientKey @0 :Data;     # the signer's Ed25519 public key, 32 bytes
+  nodeId @1 :Text;        # the peer id of the node paid
+  session @2 :Data;       # 16 random bytes, one per client session
+  sequence @3 :UInt64;    # 1, 2, ... within the session: (clientKey, session, sequence) is unique
+  tokens @4 :UInt32;      # positions computed since the session's previous receipt, 1 .. 2^20
+  blockBegin @5 :UInt32;
+  blockEnd @6 :UInt32;
+  modelId @7 :Data;       # the model's identity bytes (ModelIdentity.headerSha256), at most 64
+  issuedAt @8 :UInt64;    # Unix seconds; a node refuses receipts over a day old or 5 min ahead
+  signature @9 :Data;     # Ed25519 over the bytes docs/protocol.md lists, 64 bytes
 }
 
 interface OutputSink {
@@ -197,8 +225,8 @@ struct ForwardOutput {
 
 struct ForwardAttestation {
   # Signed with the node's Ed25519 identity key over the bytes net::ForwardAttestation::signed_bytes
-  # builds: the domain "omninode/forward-attestation/1", the model (ModelIdentity.headerSha256 and
-  # fileSize), the session's blockBegin and blockEnd, sessionNonce, position, nTokens, outputRows,
+  # builds: the domain "omninode/forward-attestation/1", the model (the digest of ModelIdentity.manifestCid,
+  # 32 bytes, and fileSize), the session's blockBegin and blockEnd, sessionNonce, position, nTokens, outputRows,
   # inputSha256, outputSha256, publicKey (integers little-endian, fixed width).
   sessionNonce @0 :Data;  # 16 random bytes the node drew when the session opened
   position @1 :UInt64;    # the position of the call's first input row

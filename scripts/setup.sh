@@ -19,6 +19,7 @@ packages=(
   libcpp-httplib-dev                  # gateway HTTP server (src/gateway)
   libcurl4-openssl-dev                # model downloads from http(s) URLs and hf: names (src/store)
   chromium                            # gateway browser test (playwright-core)
+  dpkg-dev systemd strace procps     # the package test: dpkg-shlibdeps, systemd-analyze verify, the W^X trace
   g++-aarch64-linux-gnu qemu-user     # AArch64 cross build of the engine, tested under emulation
   libc6-dev-arm64-cross               #   (scripts/ci_aarch64.sh)
   libpcre2-dev:arm64                  #   the tokenizers' regex library for the target (multiarch)

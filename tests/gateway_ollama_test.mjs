@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { check, finish } from "./check_lib.mjs";
 
 const [url, work, webDir, chatPrompt, system, textPrompt, nText] = process.argv.slice(2);
 const N = Number(nText);
@@ -15,16 +16,6 @@ const expected = (name) => readFileSync(path.join(work, `${name}.txt`), "utf8").
 for (const name of ["chat", "chat_default_penalty", "system", "text"])
   assert.ok(expected(name).length > 0, `omni run gave no ${name} text`);
 
-let failures = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
 
 const greedy = { temperature: 0, repeat_penalty: 1.0, num_predict: N };
 let model = "";
@@ -104,5 +95,4 @@ await check("errors: unknown model 404, unsupported format 400, with Ollama's er
     (e) => e.status_code === 400 && /num_predict/.test(e.error));
 });
 
-console.log(failures ? `${failures} failed` : "all passed");
-process.exit(failures ? 1 : 0);
+finish();

@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { check, finish } from "./check_lib.mjs";
 
 const [url, work, webDir, chatPrompt, textPrompt, nText] = process.argv.slice(2);
 const N = Number(nText);
@@ -20,16 +21,6 @@ const greedyIds = greedyTokens.map((t) => t.id);
 
 for (const name of ["chat", "text", "seeded"]) assert.ok(expected(name).length > 0, `omni run gave no ${name} text`);
 
-let failures = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
 
 const models = await client.models.list();
 const model = models.data[0].id;
@@ -204,8 +195,4 @@ await check("swarm view: this gateway as one node covering every block", async (
   assert.ok(Array.isArray(swarm.throughput_history));
 });
 
-if (failures) {
-  console.log(`${failures} check(s) failed`);
-  process.exit(1);
-}
-console.log("all checks passed");
+finish();

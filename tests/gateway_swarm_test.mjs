@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import path from "node:path";
+import { check, finish } from "./check_lib.mjs";
 
 const [url, work, webDir, chatPrompt, textPrompt, nText, longText, cid] = process.argv.slice(2);
 const N = Number(nText), LONG = Number(longText);
@@ -13,16 +14,6 @@ const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "not-needed", maxRetri
 const expected = (name) => readFileSync(path.join(work, `${name}.txt`), "utf8").replace(/\n$/, "");
 for (const name of ["chat", "text", "long"]) assert.ok(expected(name).length > 0, `omni run gave no ${name} text`);
 
-let failures = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
 
 const model = "synth-llama";
 await check("models.list names the covered model with its CID", async () => {
@@ -75,4 +66,4 @@ await check("a stream survives the loss of a node of its chain", async () => {
   assert.equal(text, expected("long"));
 });
 
-process.exit(failures ? 1 : 0);
+finish();

@@ -4,19 +4,22 @@
 //   tg<N>: a fresh session generates N tokens one at a time (each a single-token forward).
 // Token ids are random (the speed does not depend on them). Each test runs once as a warm-up, then
 // --reps times; the table shows the median and the spread. Peak RSS is the process's high-water mark
-// (getrusage), i.e. weights touched + KV cache + scratch.
+// (getrusage), i.e. weights touched + KV cache + scratch. The report names the CPU and the kernel set
+// used (the SIMD level, and OMNI_KERNELS where that capped it).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "cli_options.h"
 #include "commands.h"
+#include "kernels/cpu_name.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 
@@ -126,6 +129,8 @@ int run(BenchOptions o) {
     j["threads"] = threads;
     j["reps"] = o.reps;
     j["simd"] = kernels::simd_level();
+    j["cpu"] = kernels::cpu_name();
+    if (const char* cap = std::getenv("OMNI_KERNELS")) j["omni_kernels"] = cap;
     j["peak_rss_mib"] = rss;
     for (const auto& r : results)
       j["tests"].push_back({{"test", r.name},
@@ -136,6 +141,9 @@ int run(BenchOptions o) {
                             {"tokens_per_s", r.tokens_per_s}});
     std::printf("%s\n", j.dump(1).c_str());
   } else {
+    const char* cap = std::getenv("OMNI_KERNELS");
+    std::printf("CPU: %s; kernels: %s%s%s\n\n", kernels::cpu_name().c_str(), kernels::simd_level(),
+                cap ? " (OMNI_KERNELS=" : "", cap ? (std::string(cap) + ")").c_str() : "");
     std::printf("| model | size MiB | threads | simd | test | t/s (median) | min .. max | peak RSS MiB |\n");
     std::printf("|---|---:|---:|---|---|---:|---|---:|\n");
     const std::string name = std::filesystem::path(o.model.model).filename().string();

@@ -15,6 +15,7 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "gateway/gateway_server.h"
+#include "gateway/local_engine_backend.h"
 #include "gateway_catalog.h"
 
 namespace omni::cli {
@@ -26,6 +27,7 @@ struct GatewayCliOptions {
   std::string model_sha256;
   size_t max_queue = 64;
   size_t max_sessions = 4;
+  size_t max_batch_tokens = gateway::SchedulerOptions{}.max_batch_tokens;
   double rate_requests = 0;
   double rate_tokens = 0;
   size_t max_body = 4 << 20;
@@ -56,10 +58,15 @@ CLI::Validator access_entry(std::vector<std::string> gateway::AccessOptions::*li
       "", "");
 }
 
-// The web UI: --web-dir, else web/dist under the working directory, else under the source tree.
+// The web UI: --web-dir, else web/dist under the working directory, else where an installed omni
+// keeps it (share/omni/web beside bin/: /usr/share/omni/web for /usr/bin/omni), else under the
+// source tree.
 std::string find_web_dir(const std::string& given) {
   if (!given.empty()) return given;
+  std::error_code no_exe;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", no_exe);
   for (std::filesystem::path candidate : {std::filesystem::path("web/dist"),
+                                          exe.parent_path().parent_path() / "share" / "omni" / "web",
                                           std::filesystem::path(OMNI_SOURCE_DIR) / "web" / "dist"}) {
     if (std::filesystem::exists(candidate / "index.html")) return candidate.string();
   }
@@ -121,7 +128,7 @@ int run_gateway(const GatewayCliOptions& o) {
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
-  options.scheduler = {o.max_sessions, o.max_queue};
+  options.scheduler = {o.max_sessions, o.max_queue, o.max_batch_tokens};
   options.access = std::move(access);
   auto server = gateway::GatewayServer::create(std::move(*catalog), options);
   if (!server) return fail(server.error());
@@ -170,6 +177,16 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-sessions", o->max_sessions, "Generations running at once")
       ->capture_default_str()
       ->check(count_in(1));
+  cmd->add_option("--max-batch-tokens", o->max_batch_tokens,
+                  "Tokens per step of the running generations together: every decoding token, then whole prompt "
+                  "chunks while they fit (one at least)")
+      ->capture_default_str()
+      ->check(count_in(1, 1 << 20));
+  cmd->add_option("--prefill-chunk", o->source.prefill_chunk,
+                  "Local model: prompt tokens per step of one generation (smaller: others' tokens come sooner "
+                  "during a long prompt; 512 gives `omni run`'s tokens bit for bit)")
+      ->capture_default_str()
+      ->check(count_in(1, gateway::LocalEngineBackend::kMaxPrefillChunk));
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a session; more get 503")
       ->capture_default_str()
       ->check(count_in(0));
@@ -195,7 +212,7 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--body-timeout", o->body_timeout_s, "Seconds a client has to send a request's body (408 beyond)")
       ->capture_default_str()
       ->check(number_in(0.1, 3600));
-  cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built)");
+  cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built, else the installed /usr/share/omni/web)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");
   cmd->add_option("--api-key", o->api_keys,

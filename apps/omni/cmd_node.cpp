@@ -186,7 +186,7 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--relay", o->runtime.relay,
                   "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "
                   "listen only on loopback for it");
-  add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key (default ~/.omni)");
+  add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key and credit ledger (default ~/.omni)");
   cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")
       ->check(count_in(1, 1000000))
       ->capture_default_str();
@@ -236,6 +236,11 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-receive-buffer-mib", o->max_receive_buffer_mib,
                   "Memory for incoming messages over all connections, MiB (at least 128)")
       ->check(count_in(128, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-receipts-per-minute", o->runtime.node.max_receipts_per_minute,
+                  "Work receipts one client (peer id, and separately source address) may hand over a minute; "
+                  "they are kept in <data dir>/credits.sqlite (omni credits)")
+      ->check(count_in(1, 1000000))
       ->capture_default_str();
   add_threads(cmd, o->runtime.node.threads);
   cmd->add_option("--allow-peers", o->runtime.allow_peers, "File of client peer ids (one a line) allowed to connect");

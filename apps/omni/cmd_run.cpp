@@ -15,7 +15,7 @@
 
 #include "cli_options.h"
 #include "commands.h"
-#include "model/chat_template.h"
+#include "model/prompt_template.h"
 #include "model/model.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
@@ -70,11 +70,11 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   if (!o.chat) return tok.encode(o.prompt, /*add_special=*/true, /*parse_special=*/false);
   const gguf::Metadata& md = m.file().metadata();
   auto text_of = [&](std::optional<int32_t> id) { return id ? tok.token_to_piece(*id, true) : std::string(); };
-  Result<model::ChatTemplate> tmpl = Error{""};
+  Result<model::PromptTemplate> tmpl = Error{""};
   if (!o.chat_template.empty()) {
-    tmpl = model::ChatTemplate::by_name(o.chat_template, text_of(tok.bos()), text_of(tok.eos()));
-  } else if (const auto* src = md.find("tokenizer.chat_template"); src && src->as_string()) {
-    tmpl = model::ChatTemplate::detect(*src->as_string(), text_of(tok.bos()), text_of(tok.eos()));
+    tmpl = model::PromptTemplate::builtin(o.chat_template, text_of(tok.bos()), text_of(tok.eos()));
+  } else if (auto src = model::model_chat_template(md)) {
+    tmpl = model::PromptTemplate::jinja(*src, text_of(tok.bos()), text_of(tok.eos()));
   } else {
     return Error{ErrorCode::InvalidArgument, "the model has no tokenizer.chat_template; name one with --chat-template"};
   }
@@ -84,11 +84,11 @@ Result<std::vector<int32_t>> prompt_tokens(const RunOptions& o, const model::Mod
   messages.push_back({"user", o.prompt});
   auto rendered = tmpl->render(messages, /*add_generation_prompt=*/true);
   if (!rendered) return rendered.error();
-  for (auto& s : tmpl->stop_strings()) stops.push_back(s);
+  for (const auto& s : tmpl->stop_strings()) stops.push_back(s);
   std::vector<model::TextSpan> spans;
   for (const model::ChatSegment& s : rendered->segments) spans.push_back({s.text, /*special=*/!s.from_message});
   // A template that writes BOS itself must not get a second one from the tokenizer.
-  return tok.encode(spans, /*add_special=*/!tmpl->renders_bos());
+  return tok.encode(spans, /*add_special=*/!tmpl->writes_bos(*rendered));
 }
 
 void log_line(const std::string& line) { std::fprintf(stderr, "omni run: %s\n", line.c_str()); }
@@ -194,6 +194,11 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
   remote.log = log_line;
   remote.model_identity = rm.identity;
+  if (!remote.model_identity) {  // a file: its content's CID, hashed once per data directory
+    auto identified = net::identify_model(m, remote.data_dir);
+    if (!identified) return identified.error();
+    remote.model_identity = std::move(*identified);
+  }
   return net::make_remote_pipeline(m, remote, n_ctx, pool);
 }
 

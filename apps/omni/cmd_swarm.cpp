@@ -12,6 +12,7 @@
 
 #include "cli_options.h"
 #include "commands.h"
+#include "net/node_info.h"
 #include "swarm/assignment.h"
 #include "swarm/dht_directory.h"
 #include "swarm/fault_report.h"
@@ -47,7 +48,7 @@ int swarm_status(const SwarmOptions& o) {
     nlohmann::json links = nlohmann::json::object();
     for (const auto& l : r.links) links[l.peer_id] = l.rtt_ms;
     out["nodes"].push_back({{"peer_id", r.peer_id}, {"addresses", r.addresses}, {"model_id", r.model_id},
-                            {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
+                            {"cid", swarm::model_cid_of_key(r.model_id)}, {"model", r.model_name}, {"blocks", {r.block_begin, r.block_end}},
                             {"block_tps", r.block_tps}, {"span_tps", r.span_tps()},
                             {"max_sessions", r.max_sessions}, {"protocol_version", r.protocol_version},
                             {"expires_in_s", (r.expires_ms - swarm::unix_now_ms()) / 1000.0},
@@ -58,7 +59,8 @@ int swarm_status(const SwarmOptions& o) {
     auto c = swarm::coverage_of(records, n);
     const double min_tps = *std::min_element(c.throughput.begin(), c.throughput.end());
     const bool complete = std::all_of(c.replicas.begin(), c.replicas.end(), [](uint32_t k) { return k > 0; });
-    out["models"].push_back({{"model_id", id}, {"name", records.front().model_name}, {"n_layer", n},
+    out["models"].push_back({{"model_id", id}, {"cid", swarm::model_cid_of_key(id)},
+                             {"name", records.front().model_name}, {"n_layer", n},
                              {"nodes", records.size()}, {"complete", complete}, {"min_block_tps", min_tps},
                              {"replicas", c.replicas}, {"throughput", c.throughput}});
   }
@@ -78,7 +80,7 @@ int swarm_status(const SwarmOptions& o) {
   }
   for (const auto& m : out["models"]) {
     std::printf("\nmodel %s (%s): %s, min throughput %.0f tok/s\n  replicas per block:",
-                m["name"].get<std::string>().c_str(), m["model_id"].get<std::string>().substr(0, 16).c_str(),
+                m["name"].get<std::string>().c_str(), m["cid"].get<std::string>().c_str(),
                 m["complete"].get<bool>() ? "all blocks served" : "INCOMPLETE", m["min_block_tps"].get<double>());
     for (auto k : m["replicas"]) std::printf(" %u", k.get<uint32_t>());
     std::printf("\n");
@@ -101,8 +103,10 @@ int verify_fault(const std::string& file, const std::string& model_path, int thr
   if (!report) return fail("swarm verify-fault", report.error());
   auto model = model::Model::load(model_path);
   if (!model) return fail("swarm verify-fault", model.error());
+  auto identity = net::identify_model(**model);
+  if (!identity) return fail("swarm verify-fault", identity.error());
   kernels::ThreadPool pool(threads_to_use(threads));
-  auto verdict = swarm::verify_fault_report(*report, **model, pool);
+  auto verdict = swarm::verify_fault_report(*report, **model, *identity, pool);
   if (!verdict) return fail("swarm verify-fault", verdict.error());
   std::printf("%s: %s\n", verdict->faulty ? "FAULT CONFIRMED" : "NOT CONFIRMED", verdict->summary.c_str());
   return verdict->faulty ? 0 : 1;

@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <memory>
+
 namespace omni::cli {
 
 void register_inspect(CLI::App& app, int& exit_code);
@@ -19,5 +22,10 @@ void register_bench(CLI::App& app, int& exit_code);
 void register_gateway(CLI::App& app, int& exit_code);
 void register_relay(CLI::App& app, int& exit_code);   // omni relay (nodes behind NAT)
 void register_up(CLI::App& app, int& exit_code);      // omni up: a whole swarm on this machine
+void register_template(CLI::App& app, int& exit_code);  // omni template: a chat template's prompt
+void register_update(CLI::App& app, int& exit_code);  // omni update: signed releases
+// omni config check: `fresh_app` builds a new omni app with every command, for the check to fill.
+void register_config(CLI::App& app, int& exit_code, std::function<std::unique_ptr<CLI::App>()> fresh_app);
+void register_credits(CLI::App& app, int& exit_code);  // omni credits: a node's ledger
 
 }  // namespace omni::cli

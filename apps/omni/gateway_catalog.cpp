@@ -113,7 +113,10 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
     if (::stat(s.model.c_str(), &st) == 0) {
       auto loaded = model::Model::load(s.model);
       if (!loaded) return loaded.error();
-      given->identity = net::identify_model(**loaded);
+      auto identified = net::identify_model(**loaded, data_dir);
+      if (!identified) return identified.error();
+      given->identity = std::move(*identified);
+      given->cid = given->identity.cid.to_string();
       given->model = std::move(*loaded);
       given->id = s.model_name.empty() ? stem(s.model) : s.model_name;
     } else {
@@ -149,6 +152,7 @@ Result<std::unique_ptr<gateway::ModelCatalog>> make_gateway_catalog(const Gatewa
   options.model_id = s.model_name;
   options.threads = s.threads;
   options.n_ctx = s.ctx;
+  options.prefill_chunk = s.prefill_chunk;
   options.address = s.address;
   auto backend = gateway::LocalEngineBackend::load(options);
   if (!backend) return backend.error();

@@ -20,6 +20,7 @@ struct GatewaySource {
   std::string model_name;  // the name clients use; default the file's name without ".gguf"
   int threads = 0;
   uint32_t ctx = 0;
+  size_t prefill_chunk = 512;  // local model: prompt tokens per step of one sequence
   std::string address;     // where the gateway listens (the local backend's swarm view)
   // The swarm.
   std::vector<std::string> bootstrap;

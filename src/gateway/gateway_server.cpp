@@ -659,6 +659,8 @@ GatewayServer::~GatewayServer() {
 Result<std::unique_ptr<GatewayServer>> GatewayServer::create(std::unique_ptr<ModelCatalog> catalog,
                                                              const GatewayOptions& options) {
   if (options.scheduler.max_sessions == 0) return Error{ErrorCode::InvalidArgument, "max sessions must be at least 1"};
+  if (options.scheduler.max_batch_tokens == 0)
+    return Error{ErrorCode::InvalidArgument, "max batch tokens must be at least 1"};
   auto access = AccessPolicy::create(options.access, options.host);
   if (!access) return access.error();
   std::optional<StaticSite> site;

@@ -20,6 +20,9 @@ class LocalSequence final : public EngineSequence {
 }  // namespace
 
 Result<std::unique_ptr<LocalEngineBackend>> LocalEngineBackend::load(const LocalBackendOptions& options) {
+  if (options.prefill_chunk == 0 || options.prefill_chunk > kMaxPrefillChunk)
+    return Error{ErrorCode::InvalidArgument, "the prefill chunk must be 1.." + std::to_string(kMaxPrefillChunk) +
+                                                 " tokens, not " + std::to_string(options.prefill_chunk)};
   auto model = model::Model::load(options.model_path);
   if (!model) return model.error();
   auto tokenizer = model::Tokenizer::from_metadata((*model)->file().metadata());
@@ -37,6 +40,7 @@ Result<std::unique_ptr<LocalEngineBackend>> LocalEngineBackend::load(const Local
   if (const auto* src = backend->model_->file().metadata().find("tokenizer.chat_template"); src && src->as_string())
     d.chat_template_source = std::string(*src->as_string());
   backend->address_ = options.address;
+  backend->prefill_chunk_ = options.prefill_chunk;
   return backend;
 }
 
@@ -47,11 +51,12 @@ Result<std::unique_ptr<EngineSequence>> LocalEngineBackend::open_sequence(uint32
 }
 
 void LocalEngineBackend::run_steps(std::span<EngineStep> steps) {
-  // One pool, so the steps run one after another; each uses every core.
-  for (EngineStep& step : steps) {
-    auto& session = static_cast<LocalSequence*>(step.sequence)->session();
-    step.result = session.forward(step.tokens, {}, model::Output::LastLogits, *step.logits, pool_);
-  }
+  batch_.clear();
+  for (EngineStep& step : steps)
+    batch_.push_back({&static_cast<LocalSequence*>(step.sequence)->session(), step.tokens, {},
+                      model::Output::LastLogits, step.logits, {}});
+  model::Session::forward_batch(batch_, scratch_, pool_);
+  for (size_t i = 0; i < steps.size(); ++i) steps[i].result = std::move(batch_[i].result);
 }
 
 SwarmSnapshot LocalEngineBackend::swarm_snapshot(const GatewayLoad& load) const {

@@ -1,10 +1,13 @@
 // LocalEngineBackend: the whole model in this process (model::Session per sequence, one thread
-// pool shared by all of them, used by one step at a time). Its steps are exactly the
-// Session::forward calls `omni run` makes, so the same prompt and sampling give the same tokens.
+// pool shared by all of them). A round's steps run as one batched step (Session::forward_batch:
+// the weights are read once for all the sequences), which gives each sequence the bits its own
+// Session::forward calls give; with `omni run`'s prompt batches (prefill_chunk 512) the same
+// prompt and sampling give the same tokens.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gateway/engine_backend.h"
 #include "kernels/thread_pool.h"
@@ -18,6 +21,10 @@ struct LocalBackendOptions {
   int threads = 0;           // 0: every core
   uint32_t n_ctx = 0;        // 0: min(training context, 4096)
   std::string address;       // how the gateway is reached, for the swarm view
+  // Prompt tokens per step of one sequence: shorter chunks let others' decoding go on between
+  // them. The chunk boundaries change a prompt's rounding, so only 512 (`omni run`'s) gives
+  // `omni run`'s tokens bit for bit.
+  size_t prefill_chunk = 512;
 };
 
 class LocalEngineBackend final : public EngineBackend {
@@ -26,14 +33,13 @@ class LocalEngineBackend final : public EngineBackend {
 
   const ModelDescription& description() const override { return description_; }
   const model::Tokenizer& tokenizer() const override { return tokenizer_; }
-  size_t max_batch() const override { return kPromptBatch; }
+  size_t max_batch() const override { return prefill_chunk_; }
   Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override;
   void run_steps(std::span<EngineStep> steps) override;
   SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override;
 
-  // `omni run` feeds prompts in batches of 512: batch boundaries change the rounding, so equal
-  // batches are what makes the outputs equal.
-  static constexpr size_t kPromptBatch = 512;
+  // The most prompt tokens per step (larger chunks cost memory and stall the others' decoding).
+  static constexpr size_t kMaxPrefillChunk = 4096;
 
  private:
   LocalEngineBackend(std::unique_ptr<model::Model> model, model::Tokenizer tokenizer, int threads)
@@ -42,6 +48,9 @@ class LocalEngineBackend final : public EngineBackend {
   std::unique_ptr<model::Model> model_;
   model::Tokenizer tokenizer_;
   kernels::ThreadPool pool_;
+  model::StepScratch scratch_;
+  std::vector<model::SequenceStep> batch_;  // reused: no allocation per round
+  size_t prefill_chunk_ = 512;
   ModelDescription description_;
   std::string address_;
 };

@@ -8,14 +8,14 @@ Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, c
     return id ? tokenizer.token_to_piece(*id, /*render_special=*/true) : std::string();
   };
   const std::string bos = text_of(tokenizer.bos()), eos = text_of(tokenizer.eos());
-  Result<model::ChatTemplate> tmpl = Error{ErrorCode::NotFound, "no chat template"};
+  Result<model::PromptTemplate> tmpl = Error{ErrorCode::NotFound, "no chat template"};
   if (!template_name.empty()) {
-    tmpl = model::ChatTemplate::by_name(template_name, bos, eos);
+    tmpl = model::PromptTemplate::builtin(template_name, bos, eos);
   } else if (!model_template_source.empty()) {
-    tmpl = model::ChatTemplate::detect(model_template_source, bos, eos);
-    if (!tmpl && !fallback_template.empty()) tmpl = model::ChatTemplate::by_name(fallback_template, bos, eos);
+    tmpl = model::PromptTemplate::jinja(model_template_source, bos, eos);
+    if (!tmpl && !fallback_template.empty()) tmpl = model::PromptTemplate::builtin(fallback_template, bos, eos);
   } else if (!fallback_template.empty()) {
-    tmpl = model::ChatTemplate::by_name(fallback_template, bos, eos);
+    tmpl = model::PromptTemplate::builtin(fallback_template, bos, eos);
   }
   if (!tmpl) return tmpl.error();
   return PromptBuilder(tokenizer, std::move(*tmpl));
@@ -42,7 +42,7 @@ Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages,
     return p;
   }
   // A template that writes BOS itself must not get a second one from the tokenizer.
-  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.renders_bos(), budget);
+  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.writes_bos(*rendered), budget);
   p.over_budget = p.tokens.size() > budget;
   return p;
 }

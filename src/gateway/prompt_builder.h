@@ -9,9 +9,10 @@
 // forge): they get BOS as the vocabulary asks and keep control-token texts as text, as `omni run`
 // does; there is no option to parse them.
 //
-// Template choice: a name given by the operator, else the model's own (tokenizer.chat_template),
-// else `fallback_template` (chatml by default, as llama.cpp's server falls back), so a model
-// without a template can still chat; `template_name()` says which is in use.
+// Template choice: a built-in format named by the operator, else the model's own Jinja template
+// (tokenizer.chat_template, rendered as transformers renders it: model::PromptTemplate), else
+// `fallback_template` (chatml by default, as llama.cpp's server falls back), so a model without a
+// template, or with one that does not parse, can still chat; `template_name()` says which is in use ("jinja" for the model's own).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "model/chat_template.h"
+#include "model/prompt_template.h"
 #include "model/tokenizer.h"
 
 namespace omni::gateway {
@@ -34,8 +35,8 @@ struct Prompt {
 
 class PromptBuilder {
  public:
-  // Errors: a named template that does not exist; a model template that is not recognized and
-  // no fallback.
+  // Errors: a named template that does not exist; a model template that does not parse and no
+  // fallback.
   static Result<PromptBuilder> create(const model::Tokenizer& tokenizer, const std::string& model_template_source,
                                       const std::string& template_name, const std::string& fallback_template = "chatml");
 
@@ -47,15 +48,15 @@ class PromptBuilder {
   Result<Prompt> chat(std::span<const model::ChatMessage> messages, size_t budget = SIZE_MAX) const;
   Prompt completion(const std::string& text, size_t budget = SIZE_MAX) const;
 
-  std::string template_name() const { return std::string(template_.name()); }
+  std::string template_name() const { return template_.name(); }
 
  private:
-  PromptBuilder(model::Tokenizer tokenizer, model::ChatTemplate tmpl)
+  PromptBuilder(model::Tokenizer tokenizer, model::PromptTemplate tmpl)
       : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)) {}
   // Whether `bytes` of text hold more than `budget` tokens whatever they say.
   bool too_long(size_t bytes, size_t budget) const;
   model::Tokenizer tokenizer_;
-  model::ChatTemplate template_;
+  model::PromptTemplate template_;
 };
 
 }  // namespace omni::gateway

@@ -97,6 +97,7 @@ bool Scheduler::generate_token(Active& a) {
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Active>> active;
   std::vector<EngineStep> steps;
+  std::vector<size_t> stepped;  // steps[j] is active[stepped[j]]'s
   for (;;) {
     std::vector<std::shared_ptr<GenerationJob>> admitted;
     {
@@ -141,34 +142,53 @@ void Scheduler::loop() {
     active_count_ = active.size();
     if (active.empty()) continue;
 
-    // One step per session: the next prompt batch, or the token sampled last round.
+    // Every decoding session's token, then whole prompt chunks while the round has room, the
+    // prompting sessions taking turns to go first. Chunks are never cut to fit: their boundaries
+    // change the rounding, and a prompt's tokens must not depend on the load.
     steps.clear();
-    for (auto& a : active) {
-      EngineStep step;
-      step.sequence = a->sequence.get();
-      step.logits = &a->logits;
-      const auto& prompt = a->job->spec().prompt;
-      if (a->prompt_done < prompt.size()) {
-        const size_t n = std::min(backend_.max_batch(), prompt.size() - a->prompt_done);
-        step.tokens = std::span<const model::TokenId>(prompt.data() + a->prompt_done, n);
-      } else {
-        step.tokens = std::span<const model::TokenId>(&a->last_token, 1);
-      }
-      steps.push_back(std::move(step));
-    }
-    backend_.run_steps(steps);
-
+    stepped.clear();
+    size_t budget = options_.max_batch_tokens;
     for (size_t i = 0; i < active.size(); ++i) {
       Active& a = *active[i];
-      if (!steps[i].result) {
-        a.job->finish("error", steps[i].result.error());
+      if (a.prompt_done < a.job->spec().prompt.size()) continue;
+      EngineStep step;
+      step.sequence = a.sequence.get();
+      step.logits = &a.logits;
+      step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
+      steps.push_back(std::move(step));
+      stepped.push_back(i);
+      budget -= std::min<size_t>(budget, 1);
+    }
+    const size_t decoding = steps.size();
+    for (size_t k = 0; k < active.size(); ++k) {
+      const size_t i = (prompt_turn_ + k) % active.size();
+      Active& a = *active[i];
+      const auto& prompt = a.job->spec().prompt;
+      if (a.prompt_done >= prompt.size()) continue;
+      const size_t n = std::min(backend_.max_batch(), prompt.size() - a.prompt_done);
+      if (n > budget && steps.size() > decoding) continue;
+      EngineStep step;
+      step.sequence = a.sequence.get();
+      step.logits = &a.logits;
+      step.tokens = std::span<const model::TokenId>(prompt.data() + a.prompt_done, n);
+      steps.push_back(std::move(step));
+      stepped.push_back(i);
+      budget -= std::min(budget, n);
+    }
+    ++prompt_turn_;
+    backend_.run_steps(steps);
+
+    for (size_t j = 0; j < steps.size(); ++j) {
+      Active& a = *active[stepped[j]];
+      if (!steps[j].result) {
+        a.job->finish("error", steps[j].result.error());
         a.finished = true;
         continue;
       }
       const auto& prompt = a.job->spec().prompt;
       if (a.prompt_done < prompt.size()) {
-        a.prompt_done += steps[i].tokens.size();
-        if (observer_.on_prompt) observer_.on_prompt(*a.job, steps[i].tokens.size());
+        a.prompt_done += steps[j].tokens.size();
+        if (observer_.on_prompt) observer_.on_prompt(*a.job, steps[j].tokens.size());
         if (a.prompt_done < prompt.size()) continue;
         // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
         for (model::TokenId t : prompt) a.sampler.accept(t);

@@ -1,9 +1,11 @@
 // Scheduler: runs many generations on one EngineBackend. Requests wait in a bounded FIFO queue
-// for one of max_sessions sessions; the sessions advance together in rounds, each round giving
-// every active session one step (a prompt batch, or one generated token) through a single
-// run_steps() call, so a long request cannot starve the others and a batching backend gets a
-// round's steps at once. A session is opened when its request is admitted and freed as soon as it
-// finishes or its client cancels (at the next round at the latest).
+// for one of max_sessions sessions; the sessions advance together in rounds through a single
+// run_steps() call each (continuous batching: a session joins at the round after its admission and
+// leaves as soon as it finishes or its client cancels). Every decoding session gets its token in
+// every round; prompts go in chunks of the backend's max_batch(), as many whole chunks as fit in
+// max_batch_tokens after the decoding tokens (at least one per round), the prompts taking turns. So
+// a long prompt delays the others' next token by one chunk at most, and a batching backend gets a
+// round's steps at once.
 //
 // Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
@@ -26,6 +28,7 @@ namespace omni::gateway {
 struct SchedulerOptions {
   size_t max_sessions = 4;  // generating at once
   size_t max_queue = 64;    // waiting for a session; more are refused (503)
+  size_t max_batch_tokens = 512;  // tokens per round, decoding tokens and prompt chunks together
 };
 
 // Callbacks from the scheduler's thread (keep them short).
@@ -70,6 +73,7 @@ class Scheduler {
   bool stopping_ = false;
   std::atomic<size_t> queue_depth_{0};
   std::atomic<size_t> active_count_{0};
+  size_t prompt_turn_ = 0;  // which prompting session's chunk goes first next round
   std::thread thread_;
 };
 

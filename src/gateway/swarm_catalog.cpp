@@ -37,7 +37,7 @@ Result<std::unique_ptr<SwarmCatalog>> SwarmCatalog::create(std::unique_ptr<swarm
     b.client.model_identity = given->identity;
     auto backend = SwarmEngineBackend::create(std::move(given->model), catalog->directory_.get(), *catalog->watch_, b);
     if (!backend) return backend.error();
-    catalog->loaded_[swarm::model_key(given->identity.header_sha256)] = {std::move(*backend), given->cid};
+    catalog->loaded_[swarm::model_key(given->identity.cid)] = {std::move(*backend), given->cid};
   } else {
     catalog->discovering_ = true;
     catalog->loader_ = std::thread([c = catalog.get()] { c->load_loop(); });
@@ -77,9 +77,9 @@ Result<EngineBackend*> SwarmCatalog::backend(const std::string& id) {
     for (const WatchedModel& m : watch_->models()) {
       if (m.name != id && (m.cid.empty() || m.cid != id)) continue;
       if (!m.complete()) return gap(id, m);
-      if (m.cid.empty())
+      if (!m.shared)
         return Error{ErrorCode::Unavailable, "the model '" + id +
-                                                 "' is served by the swarm, but no node announces its CID, so this "
+                                                 "' is served by the swarm, but no node shares its shards, so this "
                                                  "gateway cannot fetch its embeddings and head"};
       return Error{ErrorCode::Unavailable,
                    "the model '" + id + "' is being loaded (its embeddings and head are fetched); retry shortly"};
@@ -113,7 +113,7 @@ void SwarmCatalog::load_loop() {
       {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
-        if (!m.complete() || m.cid.empty() || loaded_.count(m.key) || loaded_.size() >= options_.max_models) continue;
+        if (!m.complete() || !m.shared || loaded_.count(m.key) || loaded_.size() >= options_.max_models) continue;
         if (auto f = failed_.find(m.key); f != failed_.end() && Clock::now() < f->second) continue;
       }
       if (auto r = load(m); !r) {
@@ -136,7 +136,7 @@ Result<void> SwarmCatalog::load(const WatchedModel& m) {
   if (!store) return store.error();
   auto shards = swarm::load_client_shards(**store, *cid, directory_.get(), options_.fetching);
   if (!shards) return shards.error();
-  if (swarm::model_key(shards->identity.header_sha256) != m.key)
+  if (swarm::model_key(shards->identity.cid) != m.key)
     return Error{ErrorCode::Corruption, "the CID announced for it holds another model (" + shards->identity.to_string() + ")"};
   SwarmBackendOptions b = options_.backend;
   b.model_id = m.name;

@@ -45,7 +45,7 @@ struct GivenModel {
   std::unique_ptr<model::Model> model;
   net::ModelIdentity identity;
   std::string id;   // the name clients use
-  std::string cid;  // empty for a local file
+  std::string cid;  // identity.cid's text
 };
 
 class SwarmCatalog final : public ModelCatalog {

@@ -37,7 +37,8 @@ struct SwarmNode {
 
 struct SwarmModel {
   std::string name;
-  std::string cid;                 // empty when no node serves it from a store
+  std::string cid;                 // its identity: the manifest CID of its content (net/node_info.h)
+  bool shared = false;             // some node serves its shards from a store (fetchable by cid)
   uint32_t n_layer = 0;
   std::vector<uint32_t> coverage;  // per block: how many live nodes serve it
   std::vector<uint32_t> missing() const;  // the blocks of coverage 0

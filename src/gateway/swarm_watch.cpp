@@ -80,7 +80,7 @@ swarm::NodeRecord answered_record(const net::PeerAddress& peer, const swarm::Pro
   r.peer_id = p.ok ? p.info.peer_id : peer.peer_id;
   r.addresses = {peer.host_port()};
   if (!p.ok) return r;
-  r.model_id = swarm::model_key(p.info.model.header_sha256);
+  r.model_id = swarm::model_key(p.info.model.cid);
   r.model_name = p.info.model.name;
   r.n_layer = p.info.model.n_layer;
   r.block_begin = p.info.block_begin;
@@ -125,7 +125,8 @@ void SwarmWatch::refresh(std::map<std::string, swarm::NodeRecord>& seen) {
       m.n_layer = r.n_layer;
       m.coverage.assign(r.n_layer, 0);
     }
-    if (m.cid.empty()) m.cid = r.model_cid;
+    if (m.cid.empty()) m.cid = swarm::model_cid_of_key(r.model_id);
+    if (!r.model_cid.empty() && r.model_cid == m.cid) m.shared = true;
   }
   std::set<std::string> names;
   for (auto& [key, m] : by_key)
@@ -138,7 +139,7 @@ void SwarmWatch::refresh(std::map<std::string, swarm::NodeRecord>& seen) {
     SwarmNode n;
     n.peer_id = r.peer_id;
     n.address = r.addresses.front();
-    n.alive = r.n_layer > 0 && p.ok && swarm::model_key(p.info.model.header_sha256) == r.model_id;
+    n.alive = r.n_layer > 0 && p.ok && swarm::model_key(p.info.model.cid) == r.model_id;
     n.route = peers[i].relayed ? "relay" : "direct";
     if (r.n_layer == 0) {
       snapshot.nodes.push_back(std::move(n));

@@ -39,8 +39,8 @@ struct SwarmWatchOptions {
 };
 
 // One model as the swarm serves it. Its name is the one clients use: the source file's name without
-// ".gguf" (with the key's start appended when two models share it); its cid is one that some node
-// announced (empty: none did).
+// ".gguf" (with the key's start appended when two models share it); its cid is the one its key
+// names (the key is the CID's digest), shared when some node announced that it serves its shards.
 struct WatchedModel : SwarmModel {
   std::string key;  // swarm::model_key: the directory's id of the model
   bool complete() const { return n_layer > 0 && missing().empty(); }

@@ -45,6 +45,7 @@ class File {
   static Result<File> parse(std::span<const uint8_t> bytes, std::string name);
 
   const std::string& name() const { return name_; }
+  const std::string& path() const { return mapping_.path(); }  // empty for parse()d bytes
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // absolute file offset of the data section

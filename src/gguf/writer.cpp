@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -167,6 +168,28 @@ class MemoryOutput {
   std::vector<uint8_t> bytes;
 };
 
+class StreamOutput {
+ public:
+  explicit StreamOutput(const Writer::ByteStream& out) : out_(out) {}
+  Result<void> write(const uint8_t* p, size_t n) {
+    position_ += n;
+    return out_({p, n});
+  }
+  Result<void> pad_to(uint64_t target) {
+    static constexpr uint8_t kZeros[256] = {};
+    while (position_ < target) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof kZeros, target - position_));
+      if (auto r = write(kZeros, n); !r) return r;
+    }
+    return {};
+  }
+  uint64_t position() const { return position_; }
+
+ private:
+  const Writer::ByteStream& out_;
+  uint64_t position_ = 0;
+};
+
 template <class Output>
 Result<void> write_body(Output& out, const std::vector<uint8_t>& header, const std::vector<TensorInfo>& tensors,
                         uint64_t alignment, const TensorSource& source, bool sparse) {
@@ -288,6 +311,14 @@ Result<std::vector<uint8_t>> Writer::write_memory(const TensorSource& source) {
   MemoryOutput out;
   if (auto r = write_body(out, *head, tensors_, *alignment(), source, false); !r) return r.error();
   return std::move(out.bytes);
+}
+
+Result<void> Writer::write_stream(const ByteStream& stream, const TensorSource& source) {
+  auto head = header();
+  if (!head) return head.error();
+  assign_offsets(tensors_, *alignment());
+  StreamOutput out(stream);
+  return write_body(out, *head, tensors_, *alignment(), source, false);
 }
 
 Result<Writer> Writer::from_file(const File& file) {

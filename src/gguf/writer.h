@@ -58,6 +58,10 @@ class Writer {
   Result<void> write_file(const std::string& path, const TensorSource& source, bool sparse = false);
   // Writes the whole file to memory (tests, small files).
   Result<std::vector<uint8_t>> write_memory(const TensorSource& source);
+  // Hands the file's bytes, in order, to `out` (padding included): what write_file would write,
+  // without a file, e.g. to hash it. An error from `out` stops the write and is returned.
+  using ByteStream = std::function<Result<void>(std::span<const uint8_t> bytes)>;
+  Result<void> write_stream(const ByteStream& out, const TensorSource& source);
 
   // A Writer holding `file`'s metadata and tensor infos, and a source that copies its tensor data.
   static Result<Writer> from_file(const File& file);

@@ -1,6 +1,7 @@
 # Compute kernels: thread pool, f32 row ops, quantized matrix multiplication.
 target_sources(omni_kernels PRIVATE
   thread_pool.cpp
+  cpu_name.cpp
   ops.cpp
   f16_rows.cpp
   matmul.cpp

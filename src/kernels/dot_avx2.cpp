@@ -7,7 +7,9 @@
 // against signed activations for the others and the K quants, int16 sub-block scales via vpmaddwd.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/dot_kernels.h"
@@ -176,6 +178,120 @@ void quantize_q8_k(const float* x, const ActLayout& l, uint8_t* dst) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Q4_0 as ggml's repacked kernels compute it (rows % 8 == 0): per output one FMA chain over the
+// blocks, acc = fma(whole-block integer sum, d_w * d_x, acc), as dot_scalar.cpp's dot_q4_0_chain. The
+// integer sums are exact however they are formed; here lane r of a register is weight row r of 8,
+// so vpmaddubsw (unsigned nibbles against a broadcast dword of signed activations) and one
+// vpmaddwd sum a row's block with no horizontal reduction. The 8 rows' nibbles are transposed into
+// that layout once per block and used for kChainTokens tokens. The nibbles are value + 8: the
+// per-token offsets take 8 * (block sum of the activations) back off.
+//
+// vpmaddubsw cannot saturate: a pair is at most 2 * 15 * 127 = 3810, and the 8 pairs a lane adds
+// as int16 before vpmaddwd at most 30480 < 32767.
+
+constexpr int kChainRows = 8, kChainTokens = 4;
+
+// Per token and block of a tile: 8 * the sum of the block's activation values.
+thread_local std::vector<int32_t> t_chain_offsets;
+
+template <int TN>
+void q4_0_chain_tokens(const uint8_t* const* rows, const uint8_t* act, const ActLayout& l, const int32_t* offsets,
+                       int64_t nb, const uint8_t* prefetch, int64_t prefetch_lines, __m256* acc) {
+  const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
+  for (int t = 0; t < TN; ++t) acc[t] = _mm256_setzero_ps();
+  int64_t pf_line = 0, pf_due = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t d_at = b * static_cast<int64_t>(sizeof(BlockQ4_0)), at = d_at + 2;
+    // 8 rows read side by side are more streams than the hardware prefetchers follow: the next
+    // group's bytes (contiguous) are fetched by hand, spread over this group's blocks
+    // (lines [b * L / nb, (b + 1) * L / nb) at block b, counted without a division).
+    if (prefetch) {
+      for (pf_due += prefetch_lines; pf_due >= nb; pf_due -= nb, ++pf_line)
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + 64 * pf_line), _MM_HINT_T0);
+    }
+    __m256i z[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g)
+      z[g] = _mm256_inserti128_si256(_mm256_castsi128_si256(load128(rows[g] + at)), load128(rows[g + 4] + at), 1);
+    // Per 128-bit lane j: dword i of p[k] = dword k of z[i], so lane 4j + i holds row 4j + i.
+    const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    const __m256i p[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
+                          _mm256_unpackhi_epi64(t1, t3)};
+    // Elements 4k .. 4k + 3 of every row: low nibbles of dword k for k < 4, high nibbles after.
+    __m256i v[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_and_si256(p[k], low);
+      v[k + 4] = _mm256_and_si256(_mm256_srli_epi32(p[k], 4), low);
+    }
+    uint64_t d_bits[2];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      d_bits[h] = load_u16(rows[4 * h] + d_at) | static_cast<uint64_t>(load_u16(rows[4 * h + 1] + d_at)) << 16 |
+                  static_cast<uint64_t>(load_u16(rows[4 * h + 2] + d_at)) << 32 |
+                  static_cast<uint64_t>(load_u16(rows[4 * h + 3] + d_at)) << 48;
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(d_bits[1]), static_cast<int64_t>(d_bits[0])));
+#pragma GCC unroll 8
+    for (int t = 0; t < TN; ++t) {
+      const uint8_t* q = act + static_cast<size_t>(t) * l.stride + kQK * b;
+      __m256i s = _mm256_maddubs_epi16(v[0], _mm256_set1_epi32(static_cast<int>(load_u32(q))));
+#pragma GCC unroll 8
+      for (int k = 1; k < 8; ++k)
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(v[k], _mm256_set1_epi32(static_cast<int>(load_u32(q + 4 * k)))));
+      const __m256i sum = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(offsets[t * nb + b]));
+      const float dx = reinterpret_cast<const float*>(act + static_cast<size_t>(t) * l.stride + l.d_offset)[b];
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, _mm256_set1_ps(dx)), acc[t]);
+    }
+  }
+}
+
+void q4_0_chain_tile(const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* act, const ActLayout& l, int64_t nt,
+                     float* y, int64_t ldy) {
+  const int64_t nb = l.cols / kQK;
+  std::vector<int32_t>& offsets = t_chain_offsets;
+  if (offsets.size() < static_cast<size_t>(nt * nb)) offsets.resize(static_cast<size_t>(nt * nb));
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (int64_t t = 0; t < nt; ++t) {
+    const uint8_t* q = act + static_cast<size_t>(t) * l.stride;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, load256(q + kQK * b)), ones16);
+      offsets[static_cast<size_t>(t * nb + b)] = 8 * hsum_i32(pairs);
+    }
+  }
+  const int64_t pf_lines = (kChainRows * static_cast<int64_t>(w_stride) + 63) / 64;
+  for (int64_t line = 0; line < (std::min<int64_t>(kChainRows, nr) * static_cast<int64_t>(w_stride) + 63) / 64; ++line)
+    _mm_prefetch(reinterpret_cast<const char*>(w + 64 * line), _MM_HINT_T0);
+  for (int64_t r0 = 0; r0 < nr; r0 += kChainRows) {
+    const int n_rows = static_cast<int>(std::min<int64_t>(kChainRows, nr - r0));
+    const uint8_t* rows[kChainRows];
+    for (int i = 0; i < kChainRows; ++i) rows[i] = w + (r0 + std::min(i, n_rows - 1)) * static_cast<int64_t>(w_stride);
+    for (int64_t t0 = 0; t0 < nt; t0 += kChainTokens) {
+      const int n_tok = static_cast<int>(std::min<int64_t>(kChainTokens, nt - t0));
+      __m256 acc[kChainTokens];
+      const uint8_t* a = act + static_cast<size_t>(t0) * l.stride;
+      const int32_t* off = offsets.data() + t0 * nb;
+      // The next 8 rows' bytes, fetched while the last token group of this group runs; past the
+      // tile they are usually the next tile of this thread (a prefetch never faults).
+      const uint8_t* pf = t0 + kChainTokens >= nt ? w + (r0 + kChainRows) * static_cast<int64_t>(w_stride) : nullptr;
+      switch (n_tok) {
+        case 4: q4_0_chain_tokens<4>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 3: q4_0_chain_tokens<3>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        case 2: q4_0_chain_tokens<2>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+        default: q4_0_chain_tokens<1>(rows, a, l, off, nb, pf, pf_lines, acc); break;
+      }
+      for (int t = 0; t < n_tok; ++t) {
+        alignas(32) float lanes[kChainRows];
+        _mm256_store_ps(lanes, acc[t]);
+        std::memcpy(y + (t0 + t) * ldy + r0, lanes, sizeof(float) * static_cast<size_t>(n_rows));
+      }
+    }
+  }
+}
+
 constexpr TypeKernel kernel(ActFormat act, QuantizeFn quantize, TileFn fn) { return {act, quantize, fn}; }
 
 }  // namespace
@@ -199,7 +315,7 @@ const KernelTable& avx2_kernels() {
   kernel(ActFormat::kF16, quantize_floats, tile<lanes::F16Single>),
   kernel(ActFormat::kF32, quantize_floats, tile<lanes::F32Single>),
   kernel(ActFormat::kBF16, quantize_floats, tile<lanes::BF16Single>),
-  kernel(ActFormat::kQ8_0, quantize_q8, tile<lanes::Q4_0Chain>)
+  kernel(ActFormat::kQ8_0, quantize_q8, q4_0_chain_tile)
   };
   return table;
 }

@@ -4,8 +4,8 @@
 // references in dot_scalar.cpp (see docs/design.md, "Numerical parity with llama.cpp"). Integer
 // sums are exact whatever the instruction; only the float operations follow ggml's order:
 //  - Q8_0 / Q4_0: per block 8 lanes (lane m = products 4m..4m+3), lane = fma(d_w d_x, lane, .),
-//    hsum8 at the end; Q4_0 with rows % 8 == 0 (ggml repacks those): one chain per output,
-//    acc = fma(block sum, d_w d_x, acc).
+//    hsum8 at the end. (Q4_0 with rows % 8 == 0, which ggml repacks, is one chain per output,
+//    acc = fma(block sum, d_w d_x, acc): each ISA file has its own kernel for it.)
 //  - F16: single rows as ggml_vec_dot_f16 (4 x 16 lanes over 64-element steps, tail in double),
 //    prompt batches as tinyBLAS (16 lanes over 16-element steps), reduce16 tree.
 //  - K quants: ggml's AVX2 vec_dot, 8 int32 lanes per super-block (lane m: elements 4m..4m+3 of
@@ -295,70 +295,35 @@ struct LaneBlocks1 {
   }
 };
 
-// Q4_0 as ggml's repacked (rows % 8 == 0) kernels: acc = fma(block sum, d_w d_x, acc), one chain
-// per output. A float kernel over 8 rows: lane r of the accumulator is row r's chain, so each
-// block takes one vector FMA for all 8 rows.
-struct Q4_0Chain {
-  static constexpr int kNR = 8, kNT = 1;
-
-  // Lane r: the sum of s[r]'s 8 lanes (the whole block's products for row r).
-  static __m256i lane_totals(const __m256i* s) {
-    const __m256i h01 = _mm256_hadd_epi32(s[0], s[1]), h23 = _mm256_hadd_epi32(s[2], s[3]);
-    const __m256i h45 = _mm256_hadd_epi32(s[4], s[5]), h67 = _mm256_hadd_epi32(s[6], s[7]);
-    const __m256i q0 = _mm256_hadd_epi32(h01, h23), q1 = _mm256_hadd_epi32(h45, h67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
-  }
-
-  template <int NR, int NT>
-  static void dot_rows(const uint8_t* w, size_t w_stride, const uint8_t* act, const ActLayout& l, float* out) {
-    const int64_t nb = l.cols / kQK;
-    ActRef a[NT];
-    __m256 acc[NT];
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      a[t] = act_ref(act, l, t);
-      acc[t] = _mm256_setzero_ps();
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = w + b * static_cast<int64_t>(sizeof(BlockQ4_0));
-      __m256i v[8];
-#pragma GCC unroll 8
-      for (int r = 0; r < 8; ++r)
-        v[r] = r < NR ? ValuesQ4_0::get(*reinterpret_cast<const BlockQ4_0*>(blk + r * w_stride)) : _mm256_setzero_si256();
-      const __m256 dw = block_halves<NR == 8>(blk, w_stride, NR);
-#pragma GCC unroll 8
-      for (int t = 0; t < NT; ++t) {
-        const int8_t* q = reinterpret_cast<const int8_t*>(a[t].q) + kQK * b;
-        __m256i s[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; ++r) s[r] = r < NR ? block_lanes(v[r], q) : _mm256_setzero_si256();
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lane_totals(s)), _mm256_mul_ps(dw, _mm256_set1_ps(a[t].d[b])),
-                                 acc[t]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc[t]);
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; ++r) out[r * NT + t] = lanes[r];
-    }
-  }
-};
-
 // ---------------------------------------------------------------------------------------------
 // K quants against kQ8_K activations. chunk(c, sc) gives chunk c's 32 weights as the unsigned
 // operand of vpmaddubsw, `off` the value subtracted from each (as bytes, or zero), and the int16
 // scale of each weight pair.
 
-inline __m256i scales16_pair(__m128i sc8, int c) {
-  const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                   _mm_set1_epi8(static_cast<char>(2 * c)));
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, idx));
-}
-inline __m256i scales32(__m128i sc8, int c) {
-  return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_set1_epi8(static_cast<char>(c))));
-}
+// Sub-block scales as int16, prepared once per super-block so that each chunk takes one vpshufb.
+// Formats with 16 scales: chunk c's first 16 weights take scale 2c, its last 16 scale 2c + 1.
+struct Scales16 {
+  __m256i lo, hi;  // scales 0-7 and 8-15 as int16, in both 128-bit lanes
+  explicit Scales16(__m128i sc8) {
+    const __m256i all = _mm256_cvtepi8_epi16(sc8);
+    lo = _mm256_permute4x64_epi64(all, _MM_SHUFFLE(1, 0, 1, 0));
+    hi = _mm256_permute4x64_epi64(all, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  __m256i chunk(int c) const {
+    const int j = c & 3;
+    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0100 * (4 * j + 3) + 4 * j + 2)),
+                                          _mm_set1_epi16(static_cast<short>(0x0100 * (4 * j + 1) + 4 * j)));
+    return _mm256_shuffle_epi8(c < 4 ? lo : hi, pick);
+  }
+};
+// Formats with 8 scales (bytes 0-7 of sm): chunk c takes scale c.
+struct Scales8 {
+  __m256i all;  // scales 0-7 as int16, in both 128-bit lanes
+  explicit Scales8(__m128i sm) : all(_mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm))) {}
+  __m256i chunk(int c) const {
+    return _mm256_shuffle_epi8(all, _mm256_set1_epi16(static_cast<short>(0x0100 * (2 * c + 1) + 2 * c)));
+  }
+};
 inline __m256i bit_as(__m256i v, int bit, char value) {
   const __m256i m = _mm256_set1_epi8(static_cast<char>(1 << bit));
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, m), m), _mm256_set1_epi8(value));
@@ -372,18 +337,17 @@ struct Q2_KUnpack {
   static constexpr Mins kMins = Mins::kLanes8First;
   static constexpr bool kOffset = false;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i mins;  // int16 min per 16 elements
   float d, dmin;
-  explicit Q2_KUnpack(const Block& b) : x(b) {
+  explicit Q2_KUnpack(const Block& b) : x(b), sc(_mm_and_si128(load128(b.scales), _mm_set1_epi8(0x0f))) {
     const __m128i s = load128(b.scales);
-    sc8 = _mm_and_si128(s, _mm_set1_epi8(0x0f));
     mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(0x0f)));
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 2)), 2 * (c & 3)), _mm256_set1_epi8(3));
   }
 };
@@ -393,17 +357,16 @@ struct Q3_KUnpack {
   static constexpr Mins kMins = Mins::kNone;
   static constexpr bool kOffset = true;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i hmask, mins;
   float d, dmin = 0.0f;
-  explicit Q3_KUnpack(const Block& b) : x(b) {
-    sc8 = scales_q3k(b.scales);
+  explicit Q3_KUnpack(const Block& b) : x(b), sc(scales_q3k(b.scales)) {
     hmask = load256(b.hmask);
     d = fp16s(b.d);
   }
   // Value = low 2 bits - (4 unless bit c of hmask is set).
   __m256i chunk(int c, __m256i& s, __m256i& off) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     off = _mm256_andnot_si256(bit_as(hmask, c, 4), _mm256_set1_epi8(4));
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 2)), 2 * (c & 3)), _mm256_set1_epi8(3));
   }
@@ -415,15 +378,15 @@ struct Q4_KUnpack {
   static constexpr bool kOffset = false;
   const Block& x;
   __m128i sm, mins;  // mins: int16 m0..m7
+  Scales8 sc;
   float d, dmin;
-  explicit Q4_KUnpack(const Block& b) : x(b) {
-    sm = scales_mins_k4(b.scales);
+  explicit Q4_KUnpack(const Block& b) : x(b), sm(scales_mins_k4(b.scales)), sc(sm) {
     mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales32(sm, c);
+    s = sc.chunk(c);
     return _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 1)), 4 * (c & 1)), _mm256_set1_epi8(0x0f));
   }
 };
@@ -434,17 +397,17 @@ struct Q5_KUnpack {
   static constexpr bool kOffset = false;
   const Block& x;
   __m128i sm, mins;
+  Scales8 sc;
   __m256i qh;
   float d, dmin;
-  explicit Q5_KUnpack(const Block& b) : x(b) {
-    sm = scales_mins_k4(b.scales);
+  explicit Q5_KUnpack(const Block& b) : x(b), sm(scales_mins_k4(b.scales)), sc(sm) {
     mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
     qh = load256(b.qh);
     d = fp16s(b.d);
     dmin = fp16s(b.dmin);
   }
   __m256i chunk(int c, __m256i& s, __m256i&) const {
-    s = scales32(sm, c);
+    s = sc.chunk(c);
     const __m256i v = _mm256_and_si256(shift_right(load256(x.qs + 32 * (c >> 1)), 4 * (c & 1)), _mm256_set1_epi8(0x0f));
     return _mm256_or_si256(v, bit_as(qh, c, 16));
   }
@@ -455,15 +418,14 @@ struct Q6_KUnpack {
   static constexpr Mins kMins = Mins::kNone;
   static constexpr bool kOffset = true;
   const Block& x;
-  __m128i sc8;
+  Scales16 sc;
   __m256i mins;
   float d, dmin = 0.0f;
-  explicit Q6_KUnpack(const Block& b) : x(b) {
-    sc8 = load128(b.scales);
+  explicit Q6_KUnpack(const Block& b) : x(b), sc(load128(b.scales)) {
     d = fp16s(b.d);
   }
   __m256i chunk(int c, __m256i& s, __m256i& off) const {
-    s = scales16_pair(sc8, c);
+    s = sc.chunk(c);
     off = _mm256_set1_epi8(32);
     const int h = c >> 2, r = c & 3;
     const __m256i ql = load256(x.ql + 64 * h + 32 * (r & 1));

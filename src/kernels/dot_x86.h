@@ -27,22 +27,6 @@ inline uint32_t load_u32(const void* p) {
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
-// The fp16 at p of each of n (<= 8) consecutive blocks, as floats (zero past n). Assembled in
-// general-purpose registers: the integer ports are idle in these loops.
-inline uint64_t four_halves(const uint8_t* p, size_t stride, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < 4; ++i) {
-    if (i < n) v |= static_cast<uint64_t>(load_u16(p + i * stride)) << (16 * i);
-  }
-  return v;
-}
-template <bool kFull>
-inline __m256 block_halves(const uint8_t* p, size_t stride, int n) {
-  const uint64_t lo = four_halves(p, stride, kFull ? 4 : n);
-  const uint64_t hi = four_halves(p + 4 * stride, stride, kFull ? 4 : n - 4);
-  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
-}
-
 inline float round_fp16(float v) { return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); }
 
 // The 12 scale bytes of a K super-block as dwords 0-2 (no over-read past them).

@@ -198,6 +198,89 @@ OMNI_AVX512 void silu_mul_avx512(float* gate, const float* up, int64_t n) {
   }
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
+
+// The same operations 8 lanes at a time, for CPUs with AVX2 but not AVX-512. ldexp(j, n) is two
+// exact power-of-two multiplications, 2^(n >> 1) then 2^(n - (n >> 1)): for |n| <= 192 both factors
+// are normal floats and the first product is exact (j is near 1), so only the second rounds, once,
+// as ldexp does (subnormal results, infinity beyond the range).
+#define OMNI_AVX2 __attribute__((target("avx2,fma")))
+
+OMNI_AVX2 inline __m256 pow2i_8(__m256i k) {  // 2^k for k in [-126, 127]
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+
+OMNI_AVX2 inline __m256 exp_approx_8(__m256 x) {
+  const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+  const __m256 n = _mm256_sub_ps(z, shift);
+  const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 j = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                      _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+  // n is a whole number here (NaN gives INT_MIN, clamped: j is NaN then and stays so).
+  const __m256i k = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(192)),
+                                     _mm256_set1_epi32(-192));
+  const __m256i k1 = _mm256_srai_epi32(k, 1);
+  const __m256 scaled = _mm256_mul_ps(_mm256_mul_ps(j, pow2i_8(k1)), pow2i_8(_mm256_sub_epi32(k, k1)));
+  // |n| > 192: 0 for n <= 0, infinity above (NaN compares false and keeps the NaN).
+  const __m256 far = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+  const __m256 limit = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(INFINITY));
+  return _mm256_blendv_ps(scaled, limit, far);
+}
+
+// reduce_16_lanes of lo (lanes 0-7) and hi (lanes 8-15).
+OMNI_AVX2 inline float reduce_16(__m256 lo, __m256 hi) {
+  const __m256 t = _mm256_add_ps(hi, lo);
+  const __m128 u = _mm_add_ps(_mm256_extractf128_ps(t, 1), _mm256_castps256_ps128(t));
+  const __m128 v = _mm_add_ps(_mm_movehl_ps(u, u), u);
+  return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+
+OMNI_AVX2 void softmax_avx2(float* x, int64_t n) {
+  // As softmax_avx512: max is exact in any order, max_ps(value, acc) keeps acc for a NaN value.
+  __m256 vmax8 = _mm256_set1_ps(-INFINITY);
+  int64_t m = 0;
+  for (; m + 8 <= n; m += 8) vmax8 = _mm256_max_ps(_mm256_loadu_ps(x + m), vmax8);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, vmax8);
+  float max = -INFINITY;
+  for (float v : lanes) max = std::max(max, v);
+  for (; m < n; ++m) max = std::max(max, x[m]);
+  const __m256 vmax = _mm256_set1_ps(max);
+  double sum = 0.0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 lo = exp_approx_8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+    const __m256 hi = exp_approx_8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
+    _mm256_storeu_ps(x + i, lo);
+    _mm256_storeu_ps(x + i + 8, hi);
+    sum += reduce_16(lo, hi);
+  }
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv_s = static_cast<float>(1.0 / sum);
+  const __m256 inv = _mm256_set1_ps(inv_s);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(x + k, _mm256_mul_ps(_mm256_loadu_ps(x + k), inv));
+  for (; k < n; ++k) x[k] *= inv_s;
+}
+
+OMNI_AVX2 void silu_mul_avx2(float* gate, const float* up, int64_t n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  // The whole chunks of 16 take the approximate exp, the tail libm's.
+  int64_t i = 0;
+  for (; i < n / 16 * 16; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_approx_8(_mm256_xor_ps(g, sign));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
 #endif
 
 }  // namespace
@@ -205,6 +288,7 @@ OMNI_AVX512 void silu_mul_avx512(float* gate, const float* up, int64_t n) {
 void softmax(float* x, int64_t n) {
 #if defined(__x86_64__)
   if (active_simd_level() == SimdLevel::kAvx512) return softmax_avx512(x, n);
+  if (active_simd_level() == SimdLevel::kAvx2) return softmax_avx2(x, n);
 #endif
   softmax_scalar(x, n);
 }
@@ -214,6 +298,7 @@ void softmax_reference(float* x, int64_t n) { softmax_scalar(x, n); }
 void silu_mul(float* gate, const float* up, int64_t n) {
 #if defined(__x86_64__)
   if (active_simd_level() == SimdLevel::kAvx512) return silu_mul_avx512(gate, up, n);
+  if (active_simd_level() == SimdLevel::kAvx2) return silu_mul_avx2(gate, up, n);
 #endif
   silu_mul_scalar(gate, up, n);
 }

@@ -17,13 +17,13 @@ float exp_approx(float x);
 // y = x / sqrt(mean(x^2) + eps) * weight   (weight may be null: no scaling). y may alias x.
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 
-// x = softmax(x), in place, over n values (-INFINITY entries are masked out). An AVX-512 path is
-// used when the CPU has it; softmax_reference is the scalar path it must match bit for bit.
+// x = softmax(x), in place, over n values (-INFINITY entries are masked out). AVX-512 and AVX2 paths
+// are used when the CPU has them; softmax_reference is the scalar path they must match bit for bit.
 void softmax(float* x, int64_t n);
 void softmax_reference(float* x, int64_t n);
 
-// gate[i] = act(gate[i]) * up[i]. silu_mul has an AVX-512 path; silu_mul_reference is the scalar
-// path it must match bit for bit.
+// gate[i] = act(gate[i]) * up[i]. silu_mul has AVX-512 and AVX2 paths; silu_mul_reference is the
+// scalar path they must match bit for bit.
 void silu_mul(float* gate, const float* up, int64_t n);
 void silu_mul_reference(float* gate, const float* up, int64_t n);
 void gelu_mul(float* gate, const float* up, int64_t n);

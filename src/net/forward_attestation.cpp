@@ -38,8 +38,8 @@ using PkeyCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
 
 std::vector<uint8_t> ForwardAttestation::signed_bytes() const {
   std::vector<uint8_t> out(kDomain, kDomain + sizeof kDomain);  // with its NUL: a fixed separator
-  put_le<uint32_t>(out, static_cast<uint32_t>(model_header_sha256.size()));
-  out.insert(out.end(), model_header_sha256.begin(), model_header_sha256.end());
+  put_le<uint32_t>(out, static_cast<uint32_t>(model_cid_digest.size()));
+  out.insert(out.end(), model_cid_digest.begin(), model_cid_digest.end());
   put_le(out, model_file_size);
   put_le(out, block_begin);
   put_le(out, block_end);
@@ -92,11 +92,15 @@ Result<void> verify_attestation(const ForwardAttestation& attestation) {
   return {};
 }
 
-Result<ForwardAttestation> read_attestation(proto::ForwardAttestation::Reader reader, const std::string& model_header_sha256,
-                                            uint64_t model_file_size, uint32_t block_begin, uint32_t block_end) {
+std::string attestation_model_digest(const ModelIdentity& model) {
+  return std::string(reinterpret_cast<const char*>(model.cid.digest.data()), model.cid.digest.size());
+}
+
+Result<ForwardAttestation> read_attestation(proto::ForwardAttestation::Reader reader, const ModelIdentity& model,
+                                            uint32_t block_begin, uint32_t block_end) {
   ForwardAttestation a;
-  a.model_header_sha256 = model_header_sha256;
-  a.model_file_size = model_file_size;
+  a.model_cid_digest = attestation_model_digest(model);
+  a.model_file_size = model.file_size;
   a.block_begin = block_begin;
   a.block_end = block_end;
   a.position = reader.getPosition();

@@ -18,6 +18,7 @@
 #include "base/result.h"
 #include "net/hidden_codec.h"
 #include "net/identity.h"
+#include "net/node_info.h"
 #include "proto/node.capnp.h"
 
 namespace omni::net {
@@ -25,8 +26,8 @@ namespace omni::net {
 using Sha256 = std::array<uint8_t, 32>;
 
 struct ForwardAttestation {
-  std::string model_header_sha256;  // ModelIdentity.headerSha256 (32 bytes)
-  uint64_t model_file_size = 0;     // ModelIdentity.fileSize
+  std::string model_cid_digest;  // the digest of ModelIdentity.cid, the manifest CID (32 bytes)
+  uint64_t model_file_size = 0;  // ModelIdentity.fileSize
   uint32_t block_begin = 0, block_end = 0;  // the session's range
   std::array<uint8_t, 16> session_nonce{};  // drawn by the node when it opened the session
   uint64_t position = 0;            // of the call's first input row
@@ -55,9 +56,12 @@ Result<void> sign_attestation(ForwardAttestation& attestation, const Identity& i
 // signature (or a key OpenSSL refuses), naming the signer's peer id.
 Result<void> verify_attestation(const ForwardAttestation& attestation);
 
+// The model fields of an attestation about `model`.
+std::string attestation_model_digest(const ModelIdentity& model);
+
 // The attestation of a reply from a session on `model` for [block_begin, block_end), signature not
 // yet checked. Errors: InvalidArgument when it is unset or a field has the wrong size.
-Result<ForwardAttestation> read_attestation(proto::ForwardAttestation::Reader reader, const std::string& model_header_sha256,
-                                            uint64_t model_file_size, uint32_t block_begin, uint32_t block_end);
+Result<ForwardAttestation> read_attestation(proto::ForwardAttestation::Reader reader, const ModelIdentity& model,
+                                            uint32_t block_begin, uint32_t block_end);
 
 }  // namespace omni::net

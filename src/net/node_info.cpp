@@ -1,22 +1,22 @@
 #include "net/node_info.h"
 
-#include <openssl/sha.h>
-
-#include <algorithm>
-
-#include "base/parse.h"
+#include "store/model_cid_cache.h"
 
 namespace omni::net {
 
 std::string ModelIdentity::to_string() const {
-  const std::string hex = hex_encode(
-      {reinterpret_cast<const uint8_t*>(header_sha256.data()), std::min<size_t>(header_sha256.size(), 6)});
   return (name.empty() ? "?" : name) + " (" + architecture + ", " + std::to_string(n_layer) + " blocks, d " +
          std::to_string(n_embd) + ", vocab " + std::to_string(n_vocab) + ", " + std::to_string(file_size) +
-         " bytes, header sha256 " + hex + "...)";
+         " bytes, " + cid.to_string() + ")";
 }
 
-ModelIdentity identify_model(const model::Model& model) {
+Result<ModelIdentity> identify_model(const model::Model& model, const std::string& cache_dir) {
+  auto cid = store::model_cid_of_file(model.file(), cache_dir);
+  if (!cid) return cid.error();
+  return describe_model(model, *cid);
+}
+
+ModelIdentity describe_model(const model::Model& model, const store::Cid& cid) {
   ModelIdentity id;
   const auto& c = model.config();
   const gguf::File& f = model.file();
@@ -26,9 +26,7 @@ ModelIdentity identify_model(const model::Model& model) {
   id.n_embd = c.n_embd;
   id.n_vocab = c.n_vocab;
   id.file_size = f.bytes().size();
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(f.bytes().data(), std::min<uint64_t>(f.data_offset(), f.bytes().size()), digest);
-  id.header_sha256.assign(reinterpret_cast<const char*>(digest), sizeof digest);
+  id.cid = cid;
   return id;
 }
 
@@ -44,8 +42,9 @@ NodeDescription read_node_info(proto::NodeInfo::Reader info) {
   d.model.n_embd = m.getNEmbd();
   d.model.n_vocab = m.getNVocab();
   d.model.file_size = m.getFileSize();
-  auto h = m.getHeaderSha256();
-  d.model.header_sha256.assign(reinterpret_cast<const char*>(h.begin()), h.size());
+  // A malformed CID reads as the zero CID, which names no model: the node matches nothing.
+  auto c = m.getManifestCid();
+  if (auto cid = store::Cid::from_binary({c.begin(), c.size()})) d.model.cid = *cid;
   d.block_begin = info.getBlockBegin();
   d.block_end = info.getBlockEnd();
   d.max_sessions = info.getMaxSessions();
@@ -73,8 +72,8 @@ void write_node_info(const NodeDescription& d, proto::NodeInfo::Builder info) {
   m.setNEmbd(d.model.n_embd);
   m.setNVocab(d.model.n_vocab);
   m.setFileSize(d.model.file_size);
-  m.setHeaderSha256(kj::arrayPtr(reinterpret_cast<const kj::byte*>(d.model.header_sha256.data()),
-                                 d.model.header_sha256.size()));
+  const std::vector<uint8_t> cid = d.model.cid.to_binary();
+  m.setManifestCid(kj::arrayPtr(cid.data(), cid.size()));
   info.setBlockBegin(d.block_begin);
   info.setBlockEnd(d.block_end);
   info.setMaxSessions(d.max_sessions);

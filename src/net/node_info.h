@@ -1,13 +1,15 @@
 // NodeInfo in C++ form (the capnp NodeInfo/ModelIdentity, see proto/node.capnp), the protocol
-// constants, and how a model's identity is computed from its GGUF file.
+// constants, and how a model's identity is computed from its content.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "model/model.h"
 #include "proto/node.capnp.h"
+#include "store/cid.h"
 
 namespace omni::net {
 
@@ -18,18 +20,28 @@ inline const std::vector<std::string>& supported_features() {
   return features;
 }
 
+// Which model: its manifest CID (store/shard.h), which hashes every byte of every shard, so two
+// files share an identity only if their weights are the same bytes (a file-based node and a node
+// serving the shards of that file announce the same CID). The other fields are for people and for
+// checks that need no hashing (n_embd of a hidden state); equality compares them all.
 struct ModelIdentity {
   std::string name, architecture;
   uint32_t n_layer = 0, n_embd = 0, n_vocab = 0;
-  uint64_t file_size = 0;
-  std::string header_sha256;  // 32 raw bytes
+  uint64_t file_size = 0;  // of the source GGUF file
+  store::Cid cid;
 
   bool operator==(const ModelIdentity&) const = default;
-  std::string to_string() const;  // "name (arch, N blocks, d E, vocab V, header sha256 1a2b3c4d...)"
+  std::string to_string() const;  // "name (arch, N blocks, d E, vocab V, S bytes, bafkrei...)"
 };
 
-// sha2-256 of the bytes before the tensor data, plus the hyper-parameters (see node.capnp).
-ModelIdentity identify_model(const model::Model& model);
+// The identity of a model loaded from a whole GGUF file (model.file() is that file): its metadata
+// and the CID of store::compute_manifest of the file. With `cache_dir`, the CID is kept there and
+// reused while the file is unchanged (store/model_cid_cache.h). Errors: the store's, for a file
+// that cannot be split into shards.
+Result<ModelIdentity> identify_model(const model::Model& model, const std::string& cache_dir = "");
+// The identity of `model` when its CID is already known (a model loaded from its shards: the
+// manifest's CID, see identify_sharded_model in peer_fetch.h).
+ModelIdentity describe_model(const model::Model& model, const store::Cid& cid);
 
 struct NodeDescription {
   std::string peer_id;

@@ -29,9 +29,11 @@
 #include "net/node_connection.h"
 #include "net/node_info.h"
 #include "net/peer_id.h"
+#include "net/receipt_rate.h"
 #include "net/receive_budget.h"
 #include "net/request_validation.h"
 #include "net/tls.h"
+#include "net/work_receipt.h"
 
 namespace omni::net {
 
@@ -72,6 +74,7 @@ struct NodeServer::State {
   uint32_t refusals_in_flight = 0;  // refused connections being told why (bounded: each costs a handshake)
   bool accept_failing = false;      // the accept loop is backing off (logged once per episode)
   std::deque<kj::TimePoint> fast_hop_failures;  // in the last minute, answered at once
+  std::unique_ptr<ReceiptRate> receipt_rate;
 
   // Whether an unreachable hop may be answered now rather than at the connect timeout.
   bool take_fast_hop_failure(kj::TimePoint now) {
@@ -436,7 +439,7 @@ class SessionImpl final : public proto::Session::Server {
   // positions, this session's nonce and range, the model.
   void attest(proto::ForwardAttestation::Builder out, const ForwardCall& call, const ForwardJobResult& r) const {
     ForwardAttestation a;
-    a.model_header_sha256 = state_->description.model.header_sha256;
+    a.model_cid_digest = attestation_model_digest(state_->description.model);
     a.model_file_size = state_->description.model.file_size;
     a.block_begin = request_.block_begin;
     a.block_end = request_.block_end;
@@ -558,6 +561,43 @@ class NodeImpl final : public proto::Node::Server {
     if (!lease) throw_rpc_error(lease.error());
     state_->sinks.emplace(*token, PendingSink{params.getSink(), this, std::move(*lease)});
     attached_.push_back(std::move(*token));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> payReceipts(PayReceiptsContext context) override {
+    if (!state_->options.ledger)
+      throw_rpc_error(ErrorCode::InvalidArgument, "this node keeps no credit ledger (no \"receipts\" feature)");
+    auto list = context.getParams().getReceipts();
+    if (list.size() > kMaxReceiptsPerCall)
+      throw_rpc_error(ErrorCode::InvalidArgument, std::to_string(list.size()) + " receipts in one call; at most " +
+                                                      std::to_string(kMaxReceiptsPerCall));
+    const auto& d = state_->description;
+    const auto now = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+    ReceiptExpectations expect;
+    expect.node_id = d.peer_id;
+    expect.model_id = receipt_model_id(d.model);
+    expect.node_begin = d.block_begin;
+    expect.node_end = d.block_end;
+    expect.now = now;
+    // Every receipt presented counts, valid or not: the signature checks cost the event loop too.
+    if (auto rate = state_->receipt_rate->take(client_.key, list.size(), now); !rate) throw_rpc_error(rate.error());
+    std::vector<WorkReceipt> receipts;
+    for (unsigned i = 0; i < list.size(); ++i) {
+      auto r = read_receipt(list[i]);
+      if (r) {
+        if (auto c = check_receipt(*r, expect); !c) r = c.error();
+      }
+      if (!r) throw_rpc_error(r.error().with_context("receipt " + std::to_string(i)));
+      receipts.push_back(std::move(*r));
+    }
+    auto added = state_->options.ledger->add(receipts, now);
+    if (!added) {
+      std::fprintf(stderr, "omni node: cannot store receipts: %s\n", added.error().message.c_str());
+      throw_rpc_error(added.error());
+    }
+    context.getResults().setAccepted(added->accepted);
+    context.getResults().setDuplicates(added->duplicates);
     return kj::READY_NOW;
   }
 
@@ -1004,7 +1044,14 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.features = supported_features();
   d.features.push_back("ring");  // Node.attachSink and ring sessions: implemented in this file
   if (options.blob_service) d.features.push_back("blobs");
-  d.model = options.model_identity ? *options.model_identity : identify_model(*state->model);
+  if (options.ledger) d.features.push_back("receipts");
+  if (options.model_identity) {
+    d.model = *options.model_identity;
+  } else {
+    auto identified = identify_model(*state->model);
+    if (!identified) return identified.error();
+    d.model = std::move(*identified);
+  }
   d.block_begin = options.block_begin;
   d.block_end = options.block_end;
   d.max_sessions = options.max_sessions;
@@ -1024,6 +1071,9 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   state->receive_budget = std::make_shared<ReceiveBudget>(options.max_receive_buffer_bytes);
   state->connections = std::make_unique<ConnectionLimits>(options.max_connections, options.max_connections_per_source);
   state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens);
+  if (options.max_receipts_per_minute == 0)
+    return Error{ErrorCode::InvalidArgument, "--max-receipts-per-minute must be at least 1"};
+  state->receipt_rate = std::make_unique<ReceiptRate>(options.max_receipts_per_minute);
   return std::unique_ptr<NodeServer>(new NodeServer(std::move(state)));
 }
 

@@ -37,6 +37,10 @@
 // not held up; beyond them each is answered no sooner than connect_timeout_s after the attempt
 // began, so the node cannot be used to scan other hosts' ports at speed; at the end of a ring (OpenParams.ringToken) the output goes to the
 // sink the client attached on this node, and the replies along the chain only acknowledge.
+//
+// Credits: with a ledger (NodeOptions::ledger) the node takes the work receipts its clients sign
+// (Node.payReceipts) and acknowledges them only once stored durably. The SQLite commit (an fsync)
+// runs on the event loop thread: a few milliseconds per call, bounded by the per-client rate.
 #pragma once
 
 #include <kj/async-io.h>
@@ -49,6 +53,7 @@
 
 #include "base/result.h"
 #include "model/model.h"
+#include "net/credit_ledger.h"
 #include "net/identity.h"
 #include "net/node_info.h"
 
@@ -96,8 +101,9 @@ struct NodeOptions {
   // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).
   // It must hold the blocks [block_begin, block_end) and, when block_begin is 0, the embeddings.
   std::function<Result<std::unique_ptr<model::Model>>()> load_model;
-  // Set: the identity announced in NodeInfo instead of the one computed from the model's file (a
-  // model loaded from shards announces its source file's identity, so it chains with file nodes).
+  // Set: the identity announced in NodeInfo instead of identify_model of the model's file (which
+  // hashes the whole file): a model loaded from shards announces its manifest's, which is the one
+  // its source file has, so it chains with file nodes; NodeRuntime passes the cached one.
   std::optional<ModelIdentity> model_identity;
   // Set: the node serves content-addressed blobs (feature "blobs", Gate.openBlobs); called once per
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
@@ -106,6 +112,12 @@ struct NodeOptions {
   // Set: every computed output (encoded rows, as sent) passes through this, on the compute thread,
   // before it is signed and sent. Only test doubles of lying nodes set it (tests/liar_node).
   std::function<void(std::vector<uint8_t>& rows)> output_filter;
+  // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
+  // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
+  // before the call is answered. A client (by peer id, and by address) may present at most
+  // max_receipts_per_minute receipts a minute, valid or not (receipt_rate.h).
+  std::shared_ptr<CreditLedger> ledger;
+  uint32_t max_receipts_per_minute = 600;
 };
 
 // Reads a --allow-peers file: one peer id per line; blank lines and '#' comments ignored.

@@ -64,11 +64,8 @@ Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::C
 }
 
 ModelIdentity identify_sharded_model(const model::Model& model, const store::Manifest& manifest) {
-  ModelIdentity id = identify_model(model);
-  if (manifest.model.source_header_sha256.size() == 32) {
-    id.file_size = manifest.model.source_size;
-    id.header_sha256.assign(manifest.model.source_header_sha256.begin(), manifest.model.source_header_sha256.end());
-  }
+  ModelIdentity id = describe_model(model, manifest.cid());
+  if (manifest.model.source_size != 0) id.file_size = manifest.model.source_size;
   if (manifest.model.n_vocab != 0) id.n_vocab = manifest.model.n_vocab;
   return id;
 }

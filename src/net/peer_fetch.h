@@ -40,8 +40,8 @@ Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::C
                                          const store::ShardRange& range, const PeerFetchOptions& options);
 
 // The identity (node_info.h) of a model loaded from the shards of `manifest`: its source file's,
-// as a node or client using that file announces it (size and header hash from the manifest; the
-// vocabulary size too, which a range without the embeddings shard cannot see).
+// as a node or client using that file announces it (the manifest's CID, and the source's size and
+// vocabulary size from the manifest, which a range without the embeddings shard cannot see).
 ModelIdentity identify_sharded_model(const model::Model& model, const store::Manifest& manifest);
 
 }  // namespace omni::net

@@ -14,6 +14,7 @@
 #include "net/node_info.h"
 #include "net/request_validation.h"
 #include "net/tls.h"
+#include "net/work_receipt.h"
 
 namespace omni::net {
 namespace {
@@ -44,6 +45,16 @@ class LocalPipeline final : public Pipeline {
 struct Hop {
   NodeConnection* connection;
   uint32_t block_begin, block_end;
+};
+
+// What this client owes one node of its route and has paid it (work = tokens × blocks).
+struct Account {
+  bool takes_receipts = false;  // the node announced the "receipts" feature
+  uint64_t unpaid_tokens = 0;   // computed there since the last receipt
+  uint64_t sequence = 0;        // of the last receipt
+  uint64_t work_done = 0;       // everything this client received from it
+  uint64_t work_acknowledged = 0;
+  bool failed = false;          // a payment failed (logged once)
 };
 
 // Bytes of a forward request besides its rows: RPC header, structs, the hops' compute list.
@@ -146,10 +157,17 @@ class SinkImpl final : public proto::OutputSink::Server {
 class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
  public:
   RemotePipeline(const model::Model& model, const RemoteOptions& options, kernels::ThreadPool& pool)
-      : model_(model), options_(options), pool_(pool), io_(kj::setupAsyncIo()), acks_(kj::heap<kj::TaskSet>(*this)) {}
+      : model_(model),
+      options_(options),
+      pool_(pool),
+      io_(kj::setupAsyncIo()),
+      acks_(kj::heap<kj::TaskSet>(*this)),
+      payments_(kj::heap<kj::TaskSet>(*this)) {}
 
   ~RemotePipeline() noexcept override {
+    settle_accounts();
     // Capabilities, calls and connections belong to io_'s event loop: drop them while it exists.
+    payments_ = nullptr;
     acks_ = nullptr;
     sessions_.clear();
     connections_.clear();
@@ -165,6 +183,9 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     auto tls = TlsContext::create(*identity);
     if (!tls) return tls.error();
     tls_ = std::move(*tls);
+    identity_ = std::make_unique<Identity>(*identity);
+    if (RAND_bytes(receipt_session_.data(), static_cast<int>(receipt_session_.size())) != 1)
+      return openssl_error(ErrorCode::Internal, "cannot draw random bytes for the receipts' session id");
     auto head = model::Session::create(model_, model_.config().n_layer, model_.config().n_layer, n_ctx);
     if (!head) return head.error();
     head_ = std::move(*head);
@@ -190,9 +211,14 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       Error error = to_error(*e);
       if (options_.topology != Topology::Direct && error.is(ErrorCode::DeadlineExceeded))
         error.message += unresponsive_nodes();
+      broken_ = true;
       return error;
     }
-    if (!result) return result;
+    if (!result) {
+      broken_ = true;
+      return result;
+    }
+    account(tokens.size());
     std::vector<float> hidden;
     if (auto d = decode_hidden(last_hidden, 1, model_.config().n_embd, options_.encoding, hidden); !d)
       return d.error().with_context("the last node's reply");
@@ -232,15 +258,89 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     return out;
   }
 
-  void taskFailed(kj::Exception&&) override {}  // acknowledgements report their own errors
+  void taskFailed(kj::Exception&&) override {}  // acknowledgements and payments report their own errors
 
  private:
+  // Every node of the route computed `tokens` more positions for this client.
+  void account(size_t tokens) {
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      Account& a = accounts_[i];
+      a.unpaid_tokens += tokens;
+      a.work_done += uint64_t{tokens} * (hops_[i].block_end - hops_[i].block_begin);
+      if (options_.receipt_every && a.unpaid_tokens >= options_.receipt_every) pay(i);
+    }
+  }
+
+  // Signs a receipt for what node `i` computed since its last one and sends it; the reply, when it
+  // comes, counts it as acknowledged.
+  void pay(size_t i) {
+    Account& a = accounts_[i];
+    if (!a.takes_receipts || a.unpaid_tokens == 0) return;
+    const Hop& hop = hops_[i];
+    WorkReceipt r;
+    r.node_id = hop.connection->peer_id();
+    r.session = receipt_session_;
+    r.sequence = ++a.sequence;
+    r.tokens = static_cast<uint32_t>(std::min<uint64_t>(a.unpaid_tokens, kMaxReceiptTokens));
+    r.block_begin = hop.block_begin;
+    r.block_end = hop.block_end;
+    r.model_id = receipt_model_id(hop.connection->info().model);
+    r.issued_at = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    a.unpaid_tokens -= r.tokens;
+    if (auto s = sign_receipt(r, *identity_); !s) {
+      log("credits: " + s.error().message);
+      return;
+    }
+    auto request = hop.connection->node().payReceiptsRequest();
+    write_receipt(r, request.initReceipts(1)[0]);
+    const std::string where = hop.connection->address().host_port();
+    payments_->add(with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
+                                "paying node " + where, request.send())
+                       .then([this, i, work = r.work()](auto) { accounts_[i].work_acknowledged += work; },
+                             [this, i, where](kj::Exception&& e) {
+                               if (!accounts_[i].failed)
+                                 log("credits: node " + where + " did not take a receipt: " + to_error(e).message);
+                               accounts_[i].failed = true;
+                             }));
+  }
+
+  // The pipeline goes: pay what is unpaid, wait a while for the acknowledgements, log the tally.
+  void settle_accounts() {
+    if (!options_.receipt_every || accounts_.empty()) return;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
+      for (size_t i = 0; i < hops_.size(); ++i) pay(i);
+      // After a failed call a node of the route may be gone or frozen: a failover must not wait
+      // for it, so the receipts leave and their acknowledgements are not awaited.
+      if (broken_)
+        io_.waitScope.poll();
+      else
+        with_timeout(io_.provider->getTimer(), options_.settle_timeout_ms * kj::MILLISECONDS, "settling receipts",
+                     payments_->onEmpty())
+            .wait(io_.waitScope);
+    })) {
+      log("credits: " + to_error(*e).message);
+    }
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      const Account& a = accounts_[i];
+      log("credits: node " + hops_[i].connection->peer_id() + " blocks [" + std::to_string(hops_[i].block_begin) +
+          ", " + std::to_string(hops_[i].block_end) + ") work " + std::to_string(a.work_done) + " acknowledged " +
+          std::to_string(a.work_acknowledged) + (a.takes_receipts ? "" : " (the node takes no receipts)"));
+    }
+  }
+
   void log(const std::string& line) const {
     if (options_.log) options_.log(line);
   }
 
   Result<void> open_sessions(uint32_t n_ctx) {
-    const ModelIdentity local = options_.model_identity ? *options_.model_identity : identify_model(model_);
+    if (!options_.model_identity) {
+      auto identified = identify_model(model_);
+      if (!identified) return identified.error();
+      options_.model_identity = std::move(*identified);
+    }
+    const ModelIdentity local = *options_.model_identity;
     std::vector<std::string> features{std::string("hidden-") + hidden_encoding_name(options_.encoding)};
     if (options_.topology != Topology::Direct) features.push_back("chain");
     if (options_.topology == Topology::Ring) features.push_back("ring");
@@ -285,6 +385,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       at = best->info().block_end;
     }
     token_hop_ms_.resize(hops_.size());
+    accounts_.resize(hops_.size());
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      const auto& features = hops_[i].connection->info().features;
+      accounts_[i].takes_receipts = std::find(features.begin(), features.end(), "receipts") != features.end();
+    }
     if (auto b = choose_max_batch(); !b) return b;
     ring_name_ = "the ring (first node " + hops_.front().connection->address().host_port() + ", last node " +
                  hops_.back().connection->address().host_port() + ")";
@@ -503,7 +608,12 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   kernels::ThreadPool& pool_;
   kj::AsyncIoContext io_;
   kj::Own<kj::TaskSet> acks_;  // ring acknowledgements in flight
+  kj::Own<kj::TaskSet> payments_;  // receipts sent and not yet acknowledged
   std::shared_ptr<TlsContext> tls_;
+  std::unique_ptr<Identity> identity_;  // signs the receipts
+  std::array<uint8_t, 16> receipt_session_{};
+  std::vector<Account> accounts_;  // one per hop
+  bool broken_ = false;            // a call failed: the route may be dead (settle_accounts)
   std::vector<kj::Own<NodeConnection>> connections_;
   std::vector<Hop> hops_;
   std::vector<proto::Session::Client> sessions_;

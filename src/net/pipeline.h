@@ -4,6 +4,9 @@
 // matrix) runs here on the last token's hidden state returned by the last node: the client keeps
 // the vocabulary-sized parts, the wire carries one hidden row per generated token.
 //
+// Credits: a remote pipeline pays each node of its route with signed work receipts
+// (RemoteOptions::receipt_every, work_receipt.h), over its own connection to that node.
+//
 // Routes (docs/protocol.md, "Routes"):
 // - Ring (the default): each call goes to the first node only, every node forwards its output to
 //   the next, and the last one delivers the final row straight to the client, through a sink the
@@ -70,9 +73,18 @@ struct RemoteOptions {
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
   std::function<void(const std::string&)> log;  // progress lines (which node serves what)
-  // The model the nodes must serve; default identify_model(model). A model loaded from a model
-  // CID's shards names its source file here (the manifest has its size and header hash).
+  // The model the nodes must serve; default identify_model(model), which hashes the whole file. A
+  // model loaded from a model CID's shards names its identity here (identify_sharded_model).
   std::optional<ModelIdentity> model_identity;
+  // Credits (docs/design.md, "Credits"): the client signs a work receipt for each node of its
+  // route that takes them (feature "receipts") every receipt_every tokens it computed there, and
+  // for the rest when the pipeline goes (waiting up to settle_timeout_ms for the acknowledgements,
+  // unless a call failed: then a failover is not held up),
+  // then logs one line per node: "credits: node ID blocks [B, E) work W acknowledged A" (W: tokens
+  // × blocks this client received from it; A: the part the node acknowledged storing). 0: no
+  // receipts.
+  uint32_t receipt_every = 256;
+  uint32_t settle_timeout_ms = 3000;
 };
 
 // Connects to the peers, checks they serve the same model as `model` (the local file gives the

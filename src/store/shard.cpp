@@ -40,31 +40,34 @@ Result<uint32_t> meta_u32(const gguf::Metadata& md, const std::string& key) {
 
 }  // namespace
 
-Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size) {
-  constexpr uint32_t kMaxChunk = proto::MAX_READ_BYTES;
-  if (chunk_size < 4096 || chunk_size > kMaxChunk)
-    return Error{ErrorCode::InvalidArgument,
-                 "chunk size " + std::to_string(chunk_size / 1024) + " KiB is outside 4 to " +
-                     std::to_string(kMaxChunk / 1024) + " KiB: a peer serves at most " +
-                     std::to_string(kMaxChunk / 1024) +
-                     " KiB in one read (maxReadBytes, proto/store.capnp), and peers of earlier versions ask for a "
-                     "chunk in one read, so they could not fetch this model; use --chunk-kib " +
-                     std::to_string(kMaxChunk / 1024) + " or less"};
-  auto opened = gguf::File::open(gguf_path);
-  if (!opened) return opened.error();
-  const gguf::File& file = *opened;
-  const gguf::Metadata& md = file.metadata();
+namespace {
 
-  Manifest manifest;
+Result<void> check_chunk_size(uint32_t chunk_size) {
+  constexpr uint32_t kMaxChunk = proto::MAX_READ_BYTES;
+  if (chunk_size >= 4096 && chunk_size <= kMaxChunk) return {};
+  return Error{ErrorCode::InvalidArgument,
+               "chunk size " + std::to_string(chunk_size / 1024) + " KiB is outside 4 to " +
+                   std::to_string(kMaxChunk / 1024) + " KiB: a peer serves at most " +
+                   std::to_string(kMaxChunk / 1024) +
+                   " KiB in one read (maxReadBytes, proto/store.capnp), and peers of earlier versions ask for a "
+                   "chunk in one read, so they could not fetch this model; use --chunk-kib " +
+                   std::to_string(kMaxChunk / 1024) + " or less"};
+}
+
+// The manifest's model description (its shards still empty) and the plan of its shards:
+// embeddings, blocks 0..n-1, head — the manifest's order.
+Result<std::vector<Plan>> plan_shards(const gguf::File& file, const std::string& what, uint32_t chunk_size,
+                                      Manifest& manifest) {
+  const gguf::Metadata& md = file.metadata();
   manifest.chunk_size = chunk_size;
   ModelInfo& info = manifest.model;
   auto arch = md.get_string("general.architecture");
-  if (!arch) return arch.error().with_context(gguf_path);
+  if (!arch) return arch.error().with_context(what);
   info.architecture = *arch;
   if (auto name = md.get_string("general.name")) info.name = *name;
   if (auto ft = md.get_uint("general.file_type")) info.file_type = std::to_string(*ft);
   auto n_layer = meta_u32(md, info.architecture + ".block_count");
-  if (!n_layer) return n_layer.error().with_context(gguf_path);
+  if (!n_layer) return n_layer.error().with_context(what);
   info.n_layer = *n_layer;
   if (auto n_embd = meta_u32(md, info.architecture + ".embedding_length")) info.n_embd = *n_embd;
   info.n_tensors = static_cast<uint32_t>(file.tensors().size());
@@ -77,7 +80,6 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     info.n_vocab = static_cast<uint32_t>(embd->shape[1]);
   info.tied_embeddings = file.find_tensor("output.weight") == nullptr;
 
-  // Plan: embeddings, blocks 0..n-1, head — the manifest's order.
   std::vector<Plan> plans(info.n_layer + 2);
   plans[0].role = ShardRole::Embeddings;
   for (uint32_t i = 0; i < info.n_layer; ++i) plans[1 + i] = {ShardRole::Block, i, {}};
@@ -86,9 +88,8 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
     const std::string& name = file.tensors()[t].name;
     int64_t blk = block_of(name);
     if (blk >= static_cast<int64_t>(info.n_layer))
-      return Error{ErrorCode::Corruption, gguf_path + ": tensor '" + name + "' belongs to block " +
-                                              std::to_string(blk) + " but the model has " +
-                                              std::to_string(info.n_layer) + " blocks"};
+      return Error{ErrorCode::Corruption, what + ": tensor '" + name + "' belongs to block " + std::to_string(blk) +
+                                              " but the model has " + std::to_string(info.n_layer) + " blocks"};
     if (blk >= 0) plans[1 + static_cast<size_t>(blk)].tensors.push_back(t);
     else if (name == "output_norm.weight" || name == "output.weight" || name.starts_with("output_norm.") || name.starts_with("output."))
       plans.back().tensors.push_back(t);
@@ -97,27 +98,55 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   }
   for (const Plan& p : plans)
     if (p.tensors.empty() && p.role == ShardRole::Block)
-      return Error{ErrorCode::Corruption, gguf_path + ": block " + std::to_string(p.block) + " has no tensors"};
+      return Error{ErrorCode::Corruption, what + ": block " + std::to_string(p.block) + " has no tensors"};
+  return plans;
+}
+
+// The shard `p` as a GGUF writer and the source of its tensor data (views into `file`).
+Result<gguf::Writer> shard_writer(const gguf::File& file, const Plan& p, const std::string& what) {
+  gguf::Writer w(file.version() >= 3 ? 3 : file.version());
+  for (const auto& e : file.metadata().entries())
+    if (p.role == ShardRole::Embeddings || !e.key.starts_with("tokenizer.")) w.metadata().set(e.key, e.value);
+  for (size_t t : p.tensors) {
+    const gguf::TensorInfo& ti = file.tensors()[t];
+    auto idx = w.add_tensor({ti.name, ti.type, ti.shape});
+    if (!idx) return idx.error().with_context(what);
+  }
+  return w;
+}
+
+gguf::TensorSource shard_source(const gguf::File& file, const Plan& p) {
+  return [&file, &p](size_t index, gguf::TensorSink& sink) -> Result<void> {
+    return sink.write(file.tensor_data(file.tensors()[p.tensors[index]]));
+  };
+}
+
+ShardEntry entry_of(const Plan& p) {
+  ShardEntry entry;
+  entry.role = p.role;
+  entry.block = p.block;
+  entry.n_tensors = static_cast<uint32_t>(p.tensors.size());
+  return entry;
+}
+
+}  // namespace
+
+Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size) {
+  if (auto r = check_chunk_size(chunk_size); !r) return r.error();
+  auto opened = gguf::File::open(gguf_path);
+  if (!opened) return opened.error();
+  const gguf::File& file = *opened;
+  Manifest manifest;
+  auto plans = plan_shards(file, gguf_path, chunk_size, manifest);
+  if (!plans) return plans.error();
 
   ShardReport report;
-  for (const Plan& p : plans) {
-    gguf::Writer w(file.version() >= 3 ? 3 : file.version());
-    for (const auto& e : md.entries())
-      if (p.role == ShardRole::Embeddings || !e.key.starts_with("tokenizer.")) w.metadata().set(e.key, e.value);
-    for (size_t t : p.tensors) {
-      const gguf::TensorInfo& ti = file.tensors()[t];
-      auto idx = w.add_tensor({ti.name, ti.type, ti.shape});
-      if (!idx) return idx.error().with_context(gguf_path);
-    }
-    auto source = [&](size_t index, gguf::TensorSink& sink) -> Result<void> {
-      return sink.write(file.tensor_data(file.tensors()[p.tensors[index]]));
-    };
-    ShardEntry entry;
-    entry.role = p.role;
-    entry.block = p.block;
-    entry.n_tensors = static_cast<uint32_t>(p.tensors.size());
+  for (const Plan& p : *plans) {
+    auto w = shard_writer(file, p, gguf_path);
+    if (!w) return w.error();
+    ShardEntry entry = entry_of(p);
     std::string tmp = store.temp_path("shard.gguf");
-    if (auto r = w.write_file(tmp, source); !r) {
+    if (auto r = w->write_file(tmp, shard_source(file, p)); !r) {
       ::unlink(tmp.c_str());
       return r.error().with_context("writing the " + entry.label() + " shard");
     }
@@ -138,6 +167,42 @@ Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, 
   report.model = *cid;
   report.manifest = std::move(manifest);
   return report;
+}
+
+Result<Manifest> compute_manifest(const gguf::File& file, const std::string& what, uint32_t chunk_size) {
+  if (auto r = check_chunk_size(chunk_size); !r) return r.error();
+  Manifest manifest;
+  auto plans = plan_shards(file, what, chunk_size, manifest);
+  if (!plans) return plans.error();
+  for (const Plan& p : *plans) {
+    auto w = shard_writer(file, p, what);
+    if (!w) return w.error();
+    ShardEntry entry = entry_of(p);
+    // The blob's hash and its chunk table, as BlobStore::import_file computes them from the file.
+    Sha256 whole, chunk;
+    uint64_t in_chunk = 0;
+    auto hash = [&](std::span<const uint8_t> data) -> Result<void> {
+      whole.update(data);
+      entry.size += data.size();
+      while (!data.empty()) {
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(data.size(), chunk_size - in_chunk));
+        chunk.update(data.first(take));
+        in_chunk += take;
+        data = data.subspan(take);
+        if (in_chunk == chunk_size) {
+          entry.chunk_hashes.push_back(chunk.finish());
+          in_chunk = 0;
+        }
+      }
+      return {};
+    };
+    if (auto r = w->write_stream(hash, shard_source(file, p)); !r)
+      return r.error().with_context("hashing the " + entry.label() + " shard");
+    if (in_chunk > 0) entry.chunk_hashes.push_back(chunk.finish());
+    entry.cid = Cid::from_digest(whole.finish());
+    manifest.shards.push_back(std::move(entry));
+  }
+  return manifest;
 }
 
 Result<Manifest> load_manifest(BlobStore& store, const Cid& model) {

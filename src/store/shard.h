@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "gguf/reader.h"
 #include "store/blob_store.h"
 #include "store/manifest.h"
 
@@ -35,6 +36,13 @@ struct ShardReport {
 // Errors: a chunk size outside 4 KiB to maxReadBytes (4 MiB, what a peer serves in one read:
 // InvalidArgument naming the limit), an unreadable GGUF file, a full store.
 Result<ShardReport> shard_model(const std::string& gguf_path, BlobStore& store, uint32_t chunk_size = kDefaultChunkSize);
+
+// The manifest shard_model would store for `file` with `chunk_size` (so its CID too), computed by
+// hashing each shard as it is produced: nothing is written. This CID is the model's identity
+// (net/node_info.h): it covers every byte of every tensor. `what` names the file in errors, which
+// are shard_model's (chunk size, a tensor table that cannot be split into blocks).
+Result<Manifest> compute_manifest(const gguf::File& file, const std::string& what,
+                                  uint32_t chunk_size = kDefaultChunkSize);
 
 // Reads the manifest `model` from the store, checking its bytes against the CID.
 Result<Manifest> load_manifest(BlobStore& store, const Cid& model);

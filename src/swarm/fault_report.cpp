@@ -15,8 +15,14 @@ std::string hex(const Bytes& bytes) {
   return hex_encode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
+store::Digest digest_of(const std::string& bytes) {
+  store::Digest d{};
+  std::copy_n(bytes.begin(), std::min(bytes.size(), d.size()), d.begin());
+  return d;
+}
+
 json attestation_json(const net::ForwardAttestation& a) {
-  return {{"model_header_sha256", hex(a.model_header_sha256)},
+  return {{"model_cid", store::Cid::from_digest(digest_of(a.model_cid_digest)).to_string()},
           {"model_file_size", a.model_file_size},
           {"block_begin", a.block_begin},
           {"block_end", a.block_end},
@@ -42,9 +48,9 @@ Result<void> fixed(const json& j, const char* key, std::array<uint8_t, N>& out) 
 
 Result<net::ForwardAttestation> attestation_from(const json& j) {
   net::ForwardAttestation a;
-  auto model = hex_decode(j.at("model_header_sha256").get<std::string>());
-  if (!model || model->size() != 32) return malformed("model_header_sha256 is not 32 hex bytes");
-  a.model_header_sha256.assign(model->begin(), model->end());
+  auto model = store::Cid::parse(j.at("model_cid").get<std::string>());
+  if (!model) return malformed("model_cid: " + model.error().message);
+  a.model_cid_digest.assign(model->digest.begin(), model->digest.end());
   a.model_file_size = j.at("model_file_size").get<uint64_t>();
   a.block_begin = j.at("block_begin").get<uint32_t>();
   a.block_end = j.at("block_end").get<uint32_t>();
@@ -59,7 +65,7 @@ Result<net::ForwardAttestation> attestation_from(const json& j) {
 }
 
 bool same_call(const net::ForwardAttestation& a, const net::ForwardAttestation& b) {
-  return a.model_header_sha256 == b.model_header_sha256 && a.model_file_size == b.model_file_size &&
+  return a.model_cid_digest == b.model_cid_digest && a.model_file_size == b.model_file_size &&
          a.block_begin == b.block_begin && a.block_end == b.block_end && a.position == b.position &&
          a.n_tokens == b.n_tokens && a.output_rows == b.output_rows && a.input_sha256 == b.input_sha256;
 }
@@ -122,11 +128,10 @@ Result<FaultReport> parse_fault_report(const std::string& text) {
 }
 
 Result<FaultVerdict> verify_fault_report(const FaultReport& report, const model::Model& model,
-                                         kernels::ThreadPool& pool) {
+                                         const net::ModelIdentity& identity, kernels::ThreadPool& pool) {
   if (report.calls.empty() || report.calls.size() > kMaxFaultCalls) return malformed("no calls, or too many");
   const auto& first = report.calls.front().accused;
-  const auto identity = net::identify_model(model);
-  if (first.model_header_sha256 != identity.header_sha256 || first.model_file_size != identity.file_size)
+  if (first.model_cid_digest != net::attestation_model_digest(identity) || first.model_file_size != identity.file_size)
     return Error{ErrorCode::InvalidArgument, "fault report: it is about another model than " + identity.to_string()};
   const uint32_t n_embd = model.config().n_embd;
   uint64_t position = 0;
@@ -135,7 +140,7 @@ Result<FaultVerdict> verify_fault_report(const FaultReport& report, const model:
     const auto& a = c.accused;
     if (auto v = net::verify_attestation(a); !v) return v.error();
     if (a.session_nonce != first.session_nonce || a.block_begin != first.block_begin ||
-        a.block_end != first.block_end || a.model_header_sha256 != first.model_header_sha256 ||
+        a.block_end != first.block_end || a.model_cid_digest != first.model_cid_digest ||
         a.model_file_size != first.model_file_size || a.public_key != first.public_key)
       return malformed("call " + std::to_string(i) + " is not of the same session as the first");
     if (a.position != position) return malformed("call " + std::to_string(i) + " is not at the next position");

@@ -52,7 +52,7 @@ struct FaultVerdict {
   std::string summary;   // one line for people
 };
 
-// Checks the report's form (every signature valid, one session nonce, consecutive positions, each
+// Checks that the report is about `identity` (the model's, net::identify_model), its form (every signature valid, one session nonce, consecutive positions, each
 // input hashing to its attestation, the witness's input equal to the last call's at the same
 // position and model/range, and its output different), then re-runs the calls on `model` (which
 // must hold the range) and compares every signed output with the computed one. Errors (the report
@@ -60,6 +60,6 @@ struct FaultVerdict {
 // inconsistent report, PermissionDenied for a bad signature; a verdict with faulty = false when
 // every call the accused signed is what the model computes.
 Result<FaultVerdict> verify_fault_report(const FaultReport& report, const model::Model& model,
-                                         kernels::ThreadPool& pool);
+                                         const net::ModelIdentity& identity, kernels::ThreadPool& pool);
 
 }  // namespace omni::swarm

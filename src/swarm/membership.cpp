@@ -47,6 +47,7 @@ Result<std::unique_ptr<DhtDirectory>> Membership::start_directory(const JoinOpti
 }
 
 Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options, const std::string& model_path,
+                                                     const net::ModelIdentity& model_identity,
                                                      const std::string& blocks, uint64_t kv_bytes, int threads,
                                                      const net::Identity& identity,
                                                      std::function<void(const std::string&)> log) {
@@ -54,7 +55,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   if (!model) return model.error().with_context("joining the swarm needs the model as a GGUF file");
   auto directory = start_directory(options);
   if (!directory) return directory.error();
-  return join(options, std::move(*directory), **model, net::identify_model(**model), blocks, kv_bytes, threads,
+  return join(options, std::move(*directory), **model, model_identity, blocks, kv_bytes, threads,
               identity, std::move(log));
 }
 
@@ -81,7 +82,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   if (!tps) return tps.error().with_context("measuring throughput");
   NodeRecord& r = m->record_;
   r.peer_id = m->identity_->peer_id();
-  r.model_id = model_key(identity_of_model.header_sha256);
+  r.model_id = model_key(identity_of_model.cid);
   r.model_name = identity_of_model.name;
   r.n_layer = cfg.n_layer;
   r.block_tps = *tps;

@@ -59,6 +59,7 @@ class Membership {
   // RecordProber). `log` gets progress lines. Errors: DHT start, model load, memory refusal,
   // directory lookup. `identity` is the node's own (its records are signed with it).
   static Result<std::unique_ptr<Membership>> join(const JoinOptions& options, const std::string& model_path,
+                                                  const net::ModelIdentity& model_identity,
                                                   const std::string& blocks, uint64_t kv_bytes, int threads,
                                                   const net::Identity& identity,
                                                   std::function<void(const std::string&)> log);

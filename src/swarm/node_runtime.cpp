@@ -14,6 +14,7 @@
 #include "net/relay_client.h"
 #include "net/tls.h"
 #include "store/blob_store.h"
+#include "store/model_cid_cache.h"
 #include "store/service.h"
 #include "store/shard.h"
 #include "store/sharded_model.h"
@@ -90,6 +91,25 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   if (!is_file && !from_store)
     return Error{ErrorCode::NotFound, "model " + o.model + " is neither a file nor a model CID"};
 
+  // A file's identity is the CID of its content (every shard hashed), kept in the data directory
+  // so that only the first start on a file pays for the hashing. Its metadata only (no weights):
+  // also its blocks.
+  std::unique_ptr<model::Model> probe;
+  if (is_file) {
+    auto probed = model::Model::load(o.model, model::LoadRange{0, 0, false, false});
+    if (!probed) return probed.error();
+    probe = std::move(*probed);
+    const auto t0 = std::chrono::steady_clock::now();
+    bool hashed = false;
+    auto cid = store::model_cid_of_file(probe->file(), data_dir, &hashed);
+    if (!cid) return cid.error();
+    rt->model_identity_ = net::describe_model(*probe, *cid);
+    if (hashed)
+      log("model " + cid->to_string() + " (" + o.model + "): content hashed in " +
+          std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).substr(0, 5) +
+          " s, cached in " + data_dir);
+  }
+
   // In a swarm, the node joins the DHT first, and picks its blocks there when none are given. From a
   // model CID it joins once its shards are in (found through the DHT's provider records).
   std::unique_ptr<DhtDirectory> directory;
@@ -100,8 +120,8 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     if (!started) return started.error();
     directory = std::move(*started);
   } else if (o.swarm.joins()) {
-    auto joined = Membership::join(o.swarm, o.model, o.blocks ? span_text(*o.blocks) : "", kv_bytes, o.node.threads,
-                                   rt->identity_, log);
+    auto joined = Membership::join(o.swarm, o.model, rt->model_identity_, o.blocks ? span_text(*o.blocks) : "",
+                                   kv_bytes, o.node.threads, rt->identity_, log);
     if (!joined) return joined.error();
     prepared->membership = std::move(*joined);
     o.blocks = Span{prepared->membership->block_begin(), prepared->membership->block_end()};
@@ -110,6 +130,10 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
                  "--blocks is required (or join a swarm with --bootstrap, which picks the blocks)"};
   }
   net::NodeOptions& node = o.node;
+  // Credits: the receipts clients pay this node with, next to its key (survives restarts).
+  auto ledger = net::CreditLedger::open(data_dir);
+  if (!ledger) return ledger.error();
+  node.ledger = std::move(*ledger);
   node.block_begin = o.blocks->begin;
   node.block_end = o.blocks->end;
   node.max_kv_bytes = kv_bytes;
@@ -189,16 +213,15 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     };
   } else {
     node.model_path = o.model;
-    // The file's metadata only (no weights): its blocks, and its identity as NodeServer computes it.
-    auto probe = model::Model::load(o.model, model::LoadRange{0, 0, false, false});
-    if (!probe) return probe.error();
-    const uint32_t n_layer = (*probe)->config().n_layer;
+    node.model_identity = rt->model_identity_;
+    const uint32_t n_layer = probe->config().n_layer;
     if (node.block_end > n_layer) return blocks_beyond(*o.blocks, n_layer, o.model);
-    rt->model_identity_ = net::identify_model(**probe);
     if (o.share) {
       auto report = store::shard_model(o.model, *prepared->blobs);
       if (!report) return report.error();
       rt->model_cid_ = report->model;
+      if (report->model != rt->model_identity_.cid)  // the file changed since it was identified
+        return Error{ErrorCode::Unavailable, "model " + o.model + " changed while the node started; start it again"};
       rt->log("sharing model " + report->model.to_string() + " (" + o.model + ")");
       if (prepared->membership)
         prepared->membership->provide(report->model.to_string(), shards_held(report->manifest, *prepared->blobs));

@@ -56,7 +56,8 @@ struct NodeRuntimeOptions {
                                       // 127.0.0.1:0 (only the relay's connections, handed over locally)
   std::string relay;              // [ID@]HOST:PORT of a relay to be reachable through
   std::string data_dir;           // the identity key's directory; default net::Identity::default_dir();
-                                  // locked while the node runs (net::IdentityLock)
+                                  // locked while the node runs (net::IdentityLock); the node's
+                                  // credit ledger lives there too (net::CreditLedger)
   std::string allow_peers;        // file of the client peer ids allowed to connect; empty: all
   uint64_t max_kv_mib = 2048;     // KV cache budget over all sessions
   uint32_t drain_timeout_s = 30;  // how long a move, or stop(), waits for open sessions to end

@@ -89,8 +89,16 @@ bool supersedes(const NodeRecord& a, const NodeRecord& b) {
   return a.seq > b.seq || (a.seq == b.seq && a.issued_ms > b.issued_ms);
 }
 
-std::string model_key(const std::string& header_sha256_raw) {
-  return hex_encode({reinterpret_cast<const uint8_t*>(header_sha256_raw.data()), header_sha256_raw.size()});
+std::string model_key(const store::Cid& model_cid) {
+  return hex_encode(model_cid.digest);
+}
+
+std::string model_cid_of_key(const std::string& key) {
+  auto bytes = hex_decode(key);
+  if (!bytes || bytes->size() != store::Digest{}.size()) return {};
+  store::Digest d;
+  std::copy(bytes->begin(), bytes->end(), d.begin());
+  return store::Cid::from_digest(d).to_string();
 }
 
 Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Identity& identity) {

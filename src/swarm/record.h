@@ -20,6 +20,7 @@
 
 #include "base/result.h"
 #include "net/identity.h"
+#include "store/cid.h"
 
 namespace omni::swarm {
 
@@ -64,9 +65,13 @@ struct NodeRecord {
   double span_tps() const { return block_end > block_begin ? block_tps / (block_end - block_begin) : 0; }
 };
 
-// The directory key of a model: hex of the sha2-256 of its GGUF header (net::identify_model), which
-// also commits to the hyper-parameters that matter, so two nodes share a key only for one model.
-std::string model_key(const std::string& header_sha256_raw);
+// The directory key of a model: hex of the digest of its manifest CID (net::identify_model), which
+// covers every byte of its weights: two nodes share a key only for the same weights, and a node
+// serving a tampered copy announces under another model's key.
+std::string model_key(const store::Cid& model_cid);
+
+// The CID text (store/cid.h) whose digest `key` (a model_key) is; empty for a malformed key.
+std::string model_cid_of_key(const std::string& key);
 
 // Serializes and signs `record` with `identity` (whose peer id must be record.peer_id).
 Result<std::vector<uint8_t>> sign_record(const NodeRecord& record, const net::Identity& identity);

@@ -178,8 +178,7 @@ class Checker {
       auto response = net::with_timeout(timer, timeout, "a check call", req.send()).wait(io_.waitScope);
       auto data = response.getOutput().getHidden().getData();
       std::vector<uint8_t> rows(data.begin(), data.end());
-      auto a = net::read_attestation(response.getOutput().getAttestation(), options_.model.header_sha256,
-                                     options_.model.file_size, hop.block_begin, hop.block_end);
+      auto a = net::read_attestation(response.getOutput().getAttestation(), options_.model, hop.block_begin, hop.block_end);
       if (!a) return a.error().with_context("node " + node.address.host_port());
       if (auto v = net::verify_attestation(*a); !v) return v.error();
       if (a->peer_id() != connection->peer_id() || a->position != position || a->input_sha256 != input_digest ||

@@ -166,15 +166,16 @@ class WatchedPipeline final : public net::Pipeline {
 class Opener {
  public:
   Opener(const model::Model& model, Directory& directory, const SwarmClientOptions& options, uint32_t n_ctx,
-         kernels::ThreadPool& pool, net::Identity identity, std::shared_ptr<Verification> verification)
+         kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local,
+         std::shared_ptr<Verification> verification)
       : model_(model),
         verification_(std::move(verification)),
         options_(options),
         n_ctx_(n_ctx),
         pool_(pool),
         identity_(std::move(identity)),
-        local_(options.model_identity ? *options.model_identity : net::identify_model(model)),
-        model_id_(model_key(local_.header_sha256)),
+        local_(std::move(local)),
+        model_id_(model_key(local_.cid)),
         n_layer_(model.config().n_layer),
         rng_(std::random_device{}()),
         quarantine_(std::make_shared<Quarantine>()),
@@ -335,6 +336,7 @@ class Opener {
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;
     remote.model_identity = local_;
+    remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
     if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.
@@ -516,8 +518,11 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
                                                            kernels::ThreadPool& pool) {
   auto identity = options.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(options.data_dir);
   if (!identity) return identity.error();
+  auto local = options.model_identity ? Result<net::ModelIdentity>(*options.model_identity)
+                                      : net::identify_model(model, options.data_dir);
+  if (!local) return local.error();
   auto verification = std::make_shared<Verification>();
-  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, *identity, verification);
+  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, *identity, *local, verification);
   FailoverOptions failover;
   failover.max_attempts = options.max_attempts;
   failover.backoff_ms = options.backoff_ms;
@@ -529,8 +534,8 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
   auto head = model::Session::create(model, model.config().n_layer, model.config().n_layer, n_ctx);
   if (!head) return head.error();
   return std::unique_ptr<net::Pipeline>(new VerifyingPipeline(
-      std::move(*pipeline), verification, model, options, std::move(*identity),
-      options.model_identity ? *options.model_identity : net::identify_model(model), std::move(*head), pool));
+      std::move(*pipeline), verification, model, options, std::move(*identity), std::move(*local), std::move(*head),
+      pool));
 }
 
 }  // namespace omni::swarm

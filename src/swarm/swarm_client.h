@@ -52,7 +52,7 @@ struct SwarmClientOptions {
   uint32_t records_refresh_ms = 3000;  // the directory is read again this often, in the background
   uint32_t probe_grace_ms = 150;   // after the answers cover the model, wait this long for more
   // The model to find in the directory and to match nodes against; default net::identify_model of
-  // the model given (see net::RemoteOptions::model_identity).
+  // the model given, its CID cached in data_dir (see net::RemoteOptions::model_identity).
   std::optional<net::ModelIdentity> model_identity;
   std::function<void(const std::string&)> log;
   // Spot checks (spot_check.h): the first verify_first calls whose route holds a node not yet

@@ -4,6 +4,7 @@ Cap'n Proto RPC messages (framing, Bootstrap, Gate.hello, calls with large capab
 legitimate `omni run --peers` timed against a bound, and the node's peak memory (VmHWM)."""
 
 import os
+import re
 import resource
 import shutil
 import socket
@@ -19,7 +20,9 @@ from process_lib import Omni, fail, ok, skip  # noqa: E402,F401
 
 MODEL_NAME = "synth-llama-q8_0.gguf"
 GATE_INTERFACE_ID = 0x828ceab8823ced2f  # proto/node.capnp, interface Gate
-PROTOCOL_VERSION = 1
+# The version `omni node` speaks, read from the schema it is built from.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto", "node.capnp")) as _schema:
+    PROTOCOL_VERSION = int(re.search(r"const protocolVersion :UInt32 = (\d+);", _schema.read()).group(1))
 
 
 def model_path(shared):

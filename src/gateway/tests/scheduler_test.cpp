@@ -1,10 +1,13 @@
 // The scheduler on the local backend with a shared test model: interleaved sessions give exactly
 // the tokens each gives alone (and those of a plain Session::forward loop, which is what `omni run`
-// does), cancelled jobs free their sessions, a full queue refuses.
+// does), long prompts go in chunks between the others' tokens within the round's token budget,
+// taking turns, cancelled jobs free their sessions, a full queue refuses.
 #include "gateway/scheduler.h"
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "gateway/local_engine_backend.h"
@@ -16,9 +19,10 @@ namespace {
 
 const std::string kModel = std::string(OMNI_SHARED_DIR) + "/models/synth-llama-q8_0.gguf";
 
-std::unique_ptr<LocalEngineBackend> load_backend() {
+std::unique_ptr<LocalEngineBackend> load_backend(size_t prefill_chunk = 512) {
   LocalBackendOptions o;
   o.model_path = kModel;
+  o.prefill_chunk = prefill_chunk;
   o.threads = 1;  // see bench/gateway_load.sh: kernels::ThreadPool race under load
   auto b = LocalEngineBackend::load(o);
   EXPECT_TRUE(b.ok()) << (b.ok() ? "" : b.error().message);
@@ -111,6 +115,101 @@ TEST(Scheduler, RoundRobinLetsAShortRequestFinishBeforeALongOne) {
   EXPECT_FALSE(long_job->finished()) << "the short request waited for the long one";
   long_job->cancel();
   wait_until_finished(*long_job, text);
+}
+
+// The local backend, recording each round's steps: (sequence, tokens) in order.
+class RecordingBackend final : public EngineBackend {
+ public:
+  explicit RecordingBackend(std::unique_ptr<LocalEngineBackend> inner) : inner_(std::move(inner)) {}
+  const ModelDescription& description() const override { return inner_->description(); }
+  const model::Tokenizer& tokenizer() const override { return inner_->tokenizer(); }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override {
+    return inner_->open_sequence(n_ctx);
+  }
+  void run_steps(std::span<EngineStep> steps) override {
+    std::vector<std::pair<const EngineSequence*, size_t>> round;
+    for (const EngineStep& s : steps) round.emplace_back(s.sequence, s.tokens.size());
+    {
+      std::lock_guard lock(mutex_);
+      rounds_.push_back(std::move(round));
+    }
+    inner_->run_steps(steps);
+  }
+  SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override { return inner_->swarm_snapshot(load); }
+  std::vector<std::vector<std::pair<const EngineSequence*, size_t>>> rounds() const {
+    std::lock_guard lock(mutex_);
+    return rounds_;
+  }
+
+ private:
+  std::unique_ptr<LocalEngineBackend> inner_;
+  mutable std::mutex mutex_;
+  std::vector<std::vector<std::pair<const EngineSequence*, size_t>>> rounds_;
+};
+
+TEST(Scheduler, LongPromptsGoInChunksBetweenTheOthersTokensAndTakeTurns) {
+  constexpr size_t kChunk = 16, kBudget = 24;
+  auto local = load_backend(kChunk);
+  ASSERT_TRUE(local);
+  const GenerationSpec decoding = spec_for(*local, "Once upon a time", 40, 0, 0);
+  ASSERT_LE(decoding.prompt.size(), kChunk);
+  std::string long_text;
+  for (int i = 0; i < 30; ++i) long_text += "the quick brown fox jumps over the lazy dog ";
+  const GenerationSpec long_a = spec_for(*local, long_text, 2, 0, 0);
+  const GenerationSpec long_b = spec_for(*local, "And " + long_text, 2, 0, 0);
+  ASSERT_GT(long_a.prompt.size(), 8 * kChunk);
+  RecordingBackend backend(std::move(local));
+  Scheduler scheduler(backend, {3, 8, kBudget});
+  auto first = std::make_shared<GenerationJob>(decoding);
+  ASSERT_TRUE(scheduler.submit(first));
+  // The long prompts arrive while the first generation decodes.
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    const JobUpdate u = first->wait(std::chrono::milliseconds(50));
+    text += u.text;
+    if (u.completion_tokens != 0) break;
+  }
+  auto a = std::make_shared<GenerationJob>(long_a), b = std::make_shared<GenerationJob>(long_b);
+  ASSERT_TRUE(scheduler.submit(a));
+  ASSERT_TRUE(scheduler.submit(b));
+  EXPECT_EQ(wait_until_finished(*first, text).finish_reason, "length");
+  EXPECT_EQ(text, reference_text(decoding)) << "a prompt that fits one chunk gives `omni run`'s tokens";
+  EXPECT_EQ(wait_until_finished(*a, text).finish_reason, "length");
+  EXPECT_EQ(wait_until_finished(*b, text).finish_reason, "length");
+
+  // Every round: at most the budget (a chunk alone may exceed it), chunks of kChunk but a prompt's
+  // last, and while the first job decodes it is in every round.
+  const auto rounds = backend.rounds();
+  const EngineSequence* decoder = rounds.front().front().first;
+  size_t rounds_with_chunks = 0, decoded_during_chunks = 0;
+  std::map<const EngineSequence*, size_t> prompt_rounds;
+  const EngineSequence* previous_chunk_owner = nullptr;
+  size_t turns = 0;
+  for (const auto& round : rounds) {
+    size_t total = 0, chunks = 0;
+    bool has_decoder = false;
+    for (const auto& [sequence, n] : round) {
+      total += n;
+      has_decoder = has_decoder || sequence == decoder;
+      if (n > 1 && sequence != decoder) {
+        ++chunks;
+        EXPECT_LE(n, kChunk);
+        if (previous_chunk_owner && sequence != previous_chunk_owner) ++turns;
+        previous_chunk_owner = sequence;
+        ++prompt_rounds[sequence];
+      }
+    }
+    EXPECT_TRUE(total <= kBudget || (chunks == 1 && total <= kChunk + round.size()));
+    if (chunks > 0) {
+      ++rounds_with_chunks;
+      if (has_decoder) ++decoded_during_chunks;
+    }
+  }
+  EXPECT_GT(rounds_with_chunks, 8u);
+  EXPECT_GT(decoded_during_chunks, 8u) << "the first job's tokens went on during the long prompts";
+  EXPECT_EQ(prompt_rounds.size(), 2u);
+  EXPECT_GT(turns, 4u) << "the two long prompts should take turns, not go one after the other";
 }
 
 TEST(Scheduler, CancelFreesTheSessionAndAFullQueueRefuses) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/fp16.h"
+#include "kernels/matmul.h"
 #include "kernels/ops.h"
 
 namespace omni::kernels {
@@ -118,7 +119,14 @@ TEST(F16Rows, RoundingMatchesScalarIncludingSpecialValues) {
   EXPECT_EQ(ref[3], 1.0f);
 }
 
-// softmax's SIMD path against its scalar reference, with masked (-inf) tails, lengths that leave a
+// Each SIMD level in turn (a level the CPU lacks gives the best it has, so that one runs twice).
+constexpr const char* kSimdLevels[] = {"avx2", "avx512", "neon", "dotprod", "i8mm"};
+struct LevelCap {
+  explicit LevelCap(const char* level) { force_simd_level(level); }
+  ~LevelCap() { force_simd_level(nullptr); }
+};
+
+// softmax's SIMD paths against their scalar reference, with masked (-inf) tails, lengths that leave a
 // libm tail, and values reaching exp's underflow range.
 TEST(Softmax, FastPathMatchesReferenceBitForBit) {
   std::mt19937 rng(11);
@@ -128,19 +136,22 @@ TEST(Softmax, FastPathMatchesReferenceBitForBit) {
     for (auto& v : x) v = dist(rng);
     for (int64_t i = std::max<int64_t>(1, n * 3 / 4); i < n; ++i) x[static_cast<size_t>(i)] = -INFINITY;
     if (n > 2) x[1] = x[0] - 120.0f;  // a subnormal exp
-    auto fast = x, ref = x;
-    softmax(fast.data(), n);
+    auto ref = x;
     softmax_reference(ref.data(), n);
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << "n " << n << " i " << i;
-      total += ref[i];
+    for (const char* level : kSimdLevels) {
+      LevelCap cap(level);
+      auto fast = x;
+      softmax(fast.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << level << " n " << n << " i " << i;
     }
+    double total = 0;
+    for (float v : ref) total += v;
     EXPECT_NEAR(total, 1.0, 1e-5);
   }
 }
 
-// silu_mul's SIMD path against its scalar reference: values across exp's range (overflow to inf
+// silu_mul's SIMD paths against their scalar reference: values across exp's range (overflow to inf
 // and underflow to subnormals included) and lengths that leave a libm tail.
 TEST(SiluMul, FastPathMatchesReferenceBitForBit) {
   std::mt19937 rng(12);
@@ -154,11 +165,16 @@ TEST(SiluMul, FastPathMatchesReferenceBitForBit) {
       gate[1] = 95.0f;    // exp(-95) is subnormal
       gate[2] = -0.0f;
     }
-    auto fast = gate, ref = gate;
-    silu_mul(fast.data(), up.data(), n);
+    auto ref = gate;
     silu_mul_reference(ref.data(), up.data(), n);
-    for (int64_t i = 0; i < n; ++i)
-      ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i])) << "n " << n << " i " << i << " x " << gate[i];
+    for (const char* level : kSimdLevels) {
+      LevelCap cap(level);
+      auto fast = gate;
+      silu_mul(fast.data(), up.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ref[i]))
+            << level << " n " << n << " i " << i << " x " << gate[i];
+    }
   }
 }
 

@@ -274,11 +274,12 @@ RefDot reference_dot(TensorType type, const uint8_t* row, int64_t cols, const In
 
 // matmul with a pool of n_threads at `level`.
 std::vector<float> run_matmul(TensorType type, const std::vector<uint8_t>& w, int64_t rows, int64_t cols,
-                              const std::vector<float>& x, int64_t n_tokens, const char* level, int n_threads = 1) {
+                              const std::vector<float>& x, int64_t n_tokens, const char* level, int n_threads = 1,
+                              int64_t n_single = 0) {
   ForcedLevel forced(level);
   ThreadPool pool(n_threads);
   std::vector<float> y(static_cast<size_t>(rows * n_tokens), std::nanf(""));
-  matmul(WeightView{type, cols, rows, w.data()}, x.data(), n_tokens, y.data(), pool);
+  matmul(WeightView{type, cols, rows, w.data()}, x.data(), n_tokens, y.data(), pool, n_single);
   return y;
 }
 
@@ -389,6 +390,34 @@ TEST_P(MatmulTypes, BatchingGivesIdenticalResults) {
       ASSERT_EQ(0, std::memcmp(single.data(), batch.data() + t * rows, rows * sizeof(float)))
           << level << " token " << t;
     }
+  }
+}
+
+// n_single: the trailing rows get a lone row's bits, the others a batch's, for every type (the float
+// types' single-row kernel differs from their batch kernel; the test would fail if n_single were
+// ignored for them).
+TEST_P(MatmulTypes, TrailingSingleRowsGetALoneRowsBits) {
+  const TensorType type = GetParam();
+  std::mt19937 rng(23 + static_cast<int>(type));
+  const int64_t cols = 512, rows = 9, n_batch = 5, n_single = 3, n_tokens = n_batch + n_single;
+  const auto w = random_weights(type, rows, cols, rng);
+  const auto x = random_activations(cols * n_tokens, rng);
+  for (const char* level : kLevels) {
+    if (!level_available(level)) continue;
+    const auto mixed = run_matmul(type, w, rows, cols, x, n_tokens, level, 2, n_single);
+    const std::vector<float> xb(x.begin(), x.begin() + n_batch * cols);
+    const auto batch = run_matmul(type, w, rows, cols, xb, n_batch, level, 2);
+    ASSERT_EQ(0, std::memcmp(batch.data(), mixed.data(), batch.size() * sizeof(float))) << level;
+    for (int64_t t = n_batch; t < n_tokens; ++t) {
+      const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+      const auto single = run_matmul(type, w, rows, cols, xt, 1, level, 2);
+      ASSERT_EQ(0, std::memcmp(single.data(), mixed.data() + t * rows, rows * sizeof(float))) << level << " row " << t;
+    }
+    // All rows single: each is a lone row's.
+    const auto all_single = run_matmul(type, w, rows, cols, x, n_tokens, level, 2, n_tokens);
+    const std::vector<float> x0(x.begin(), x.begin() + cols);
+    const auto single0 = run_matmul(type, w, rows, cols, x0, 1, level, 2);
+    ASSERT_EQ(0, std::memcmp(single0.data(), all_single.data(), rows * sizeof(float))) << level;
   }
 }
 

@@ -56,7 +56,8 @@ TEST(Node, RefusesWrongVersionAndUnknownFeature) {
   });
   // The code crosses the RPC boundary; the text comes back without the tag that carried it.
   EXPECT_EQ(err.code, ErrorCode::InvalidArgument);
-  EXPECT_EQ(err.message, "protocol version mismatch: the caller speaks version 99, this node speaks version 1");
+  EXPECT_EQ(err.message, "protocol version mismatch: the caller speaks version 99, this node speaks version " +
+                             std::to_string(proto::PROTOCOL_VERSION));
   err = c.failure_of([&] {
     auto req = gate.helloRequest();
     auto h = req.initHello();
@@ -547,7 +548,7 @@ TEST(Node, DirectRepliesAreSignedOverInputAndOutput) {
       auto response = req.send().wait(c.io.waitScope);
       auto data = response.getOutput().getHidden().getData();
       std::vector<uint8_t> rows(data.begin(), data.end());
-      auto a = read_attestation(response.getOutput().getAttestation(), model.header_sha256, model.file_size, 0, 2);
+      auto a = read_attestation(response.getOutput().getAttestation(), model, 0, 2);
       ASSERT_TRUE(a.ok()) << a.error().message;
       EXPECT_TRUE(verify_attestation(*a).ok());
       EXPECT_EQ(a->peer_id(), conn->peer_id());

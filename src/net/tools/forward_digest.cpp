@@ -70,8 +70,7 @@ int run(int argc, char** argv) {
     auto response = req.send().wait(io.waitScope);
     auto data = response.getOutput().getHidden().getData();
     const auto digest = hidden_digest(*format, std::vector<uint8_t>(data.begin(), data.end()));
-    auto a = read_attestation(response.getOutput().getAttestation(), model.header_sha256, model.file_size,
-                              range->begin, range->end);
+    auto a = read_attestation(response.getOutput().getAttestation(), model, range->begin, range->end);
     if (!a) return fail(a.error().message);
     if (auto v = verify_attestation(*a); !v) return fail(v.error().message);
     if (a->peer_id() != connection->peer_id()) return fail("the attestation is signed by " + a->peer_id());

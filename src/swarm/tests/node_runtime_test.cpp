@@ -172,14 +172,14 @@ TEST_F(NodeRuntimeTest, FileNodesAnswerInfoAndComputeAsALocalRun) {
   EXPECT_EQ(listening[0].blocks.end, 2u);
   EXPECT_NE((*a)->peer_id(), (*b)->peer_id());
 
-  const net::ModelIdentity local = net::identify_model(*model_);
+  const net::ModelIdentity local = net::identify_model(*model_).value();
   const net::NodeDescription info = info_of(**b);
   EXPECT_EQ(info.peer_id, (*b)->peer_id());
   EXPECT_EQ(info.block_begin, 2u);
   EXPECT_EQ(info.block_end, 4u);
-  EXPECT_EQ(info.model.header_sha256, local.header_sha256);
+  EXPECT_EQ(info.model.cid, local.cid);
   EXPECT_EQ(info.model.n_layer, model_->config().n_layer);
-  EXPECT_EQ((*b)->model_identity().header_sha256, local.header_sha256);
+  EXPECT_EQ((*b)->model_identity().cid, local.cid);
 
   const auto expected = run_local(*model_, pool_);
   {
@@ -203,6 +203,9 @@ TEST_F(NodeRuntimeTest, CidNodeFetchesItsShardsFromASharingRuntime) {
   ASSERT_TRUE(a.ok()) << a.error().message;
   ASSERT_TRUE((*a)->model_cid().has_value());
   EXPECT_TRUE(log_a.has("sharing model " + (*a)->model_cid()->to_string())) << log_a.all();
+  // The file's identity is the CID its shards have, hashed at start and cached in the data dir.
+  EXPECT_EQ((*a)->model_identity().cid, *(*a)->model_cid());
+  EXPECT_TRUE(log_a.has("content hashed")) << log_a.all();
 
   auto ob = options((*a)->model_cid()->to_string(), {2, 4}, tmp_.path + "/b");
   ob.store_dir = tmp_.path + "/store-b";
@@ -216,10 +219,10 @@ TEST_F(NodeRuntimeTest, CidNodeFetchesItsShardsFromASharingRuntime) {
   EXPECT_TRUE(progress_done);
   EXPECT_EQ((*b)->model_cid(), (*a)->model_cid());
   // The node from shards announces the source file's identity, so it chains with file nodes.
-  const net::ModelIdentity local = net::identify_model(*model_);
-  EXPECT_EQ((*b)->model_identity().header_sha256, local.header_sha256);
+  const net::ModelIdentity local = net::identify_model(*model_).value();
+  EXPECT_EQ((*b)->model_identity().cid, local.cid);
   EXPECT_EQ((*b)->model_identity().file_size, local.file_size);
-  EXPECT_EQ(info_of(**b).model.header_sha256, local.header_sha256);
+  EXPECT_EQ(info_of(**b).model.cid, local.cid);
 
   const auto expected = run_local(*model_, pool_);
   {
@@ -403,8 +406,13 @@ TEST_F(NodeRuntimeTest, OneNodePerDataDirectory) {
   ASSERT_TRUE(other.ok()) << other.error().message;
   EXPECT_NE((*other)->peer_id(), (*first)->peer_id());
   first->reset();
-  auto again = NodeRuntime::start(options(kModel, {2, 4}, dir));
+  Log log_again;
+  auto o_again = options(kModel, {2, 4}, dir);
+  o_again.log = log_again.sink();
+  auto again = NodeRuntime::start(o_again);
   EXPECT_TRUE(again.ok()) << again.error().message;
+  // A restart on the same file and data directory takes the model's CID from the cache.
+  EXPECT_FALSE(log_again.has("content hashed")) << log_again.all();
 }
 
 // A fake record, validly signed by its own key, for a dead address claims block 3; X serves 0:3.
@@ -430,11 +438,11 @@ TEST_F(NodeRuntimeTest, AJoiningNodeTakesTheBlockAFakeRecordClaims) {
 
   auto liar = net::Identity::generate();
   ASSERT_TRUE(liar.ok());
-  const net::ModelIdentity id = net::identify_model(*model_);
+  const net::ModelIdentity id = net::identify_model(*model_).value();
   NodeRecord fake;
   fake.peer_id = liar->peer_id();
   fake.addresses = {"127.0.0.1:1"};
-  fake.model_id = model_key(id.header_sha256);
+  fake.model_id = model_key(id.cid);
   fake.model_name = id.name;
   fake.n_layer = model_->config().n_layer;
   fake.block_begin = 3;

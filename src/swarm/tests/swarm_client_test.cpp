@@ -39,11 +39,11 @@ void put_record(MemoryDirectory& directory, const model::Model& model, const std
                 uint32_t block_begin = 0, uint32_t block_end = 0, double block_tps = 1000) {
   auto identity = net::Identity::load_or_create(data_dir);
   ASSERT_TRUE(identity.ok());
-  const auto id = net::identify_model(model);
+  const auto id = net::identify_model(model).value();
   NodeRecord r;
   r.peer_id = identity->peer_id();
   r.addresses = {address};
-  r.model_id = model_key(id.header_sha256);
+  r.model_id = model_key(id.cid);
   r.model_name = id.name;
   r.n_layer = model.config().n_layer;
   r.block_begin = block_begin;
