@@ -64,6 +64,8 @@ struct RunOptions {
   uint32_t draft_max = 8;       // --draft-max: K's upper bound
   bool draft_fixed = false;     // --draft-fixed: K = draft_max every round
   std::string lookup = "auto";  // --lookup: prompt-lookup drafts without --draft (auto: when greedy)
+  double verify_rate = 0.02;   // --verify-rate, --verify-first: swarm spot checks (swarm_client.h)
+  uint32_t verify_first = 2;
 };
 
 // Builds the prompt's tokens: raw text (BOS as the vocabulary asks, special-token texts left as
@@ -170,6 +172,9 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
     so.data_dir = data_dir_or_default(o.data_dir);
     so.call_timeout_s = whole_seconds(o.call_timeout_s);
     so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
+    so.verify_rate = o.verify_rate;
+    so.verify_first = o.verify_first;
+    so.fault_dir = so.data_dir + "/faults";
     so.log = log_line;
     so.model_identity = rm.identity;
     if (rm.directory) return swarm::make_swarm_pipeline(m, std::move(rm.directory), so, n_ctx, pool);
@@ -402,6 +407,15 @@ void register_run(CLI::App& app, int& exit_code) {
                   "turned down when its drafts are not accepted)")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off", "auto"}));
+  cmd->add_option("--verify-rate", o->verify_rate,
+                  "With --bootstrap: the fraction of calls spot-checked on other replicas (nodes caught returning "
+                  "wrong results are excluded; fault reports go to <data-dir>/faults)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
+  cmd->add_option("--verify-first", o->verify_first,
+                  "With --bootstrap: calls checked while their route holds a node not yet matched this often")
+      ->check(count_in(0, 1000))
+      ->capture_default_str();
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

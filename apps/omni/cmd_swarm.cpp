@@ -1,7 +1,10 @@
 // omni swarm status: what the swarm's directory says — nodes, the models they serve, each model's
 // block coverage and throughput — as a table, or as one JSON object with --json.
+// omni swarm verify-fault: checks a fault report (swarm/fault_report.h) against a local model file.
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -9,8 +12,10 @@
 
 #include "cli_options.h"
 #include "commands.h"
+#include "net/node_info.h"
 #include "swarm/assignment.h"
 #include "swarm/dht_directory.h"
+#include "swarm/fault_report.h"
 
 namespace omni::cli {
 namespace {
@@ -83,6 +88,30 @@ int swarm_status(const SwarmOptions& o) {
   return 0;
 }
 
+// Exit 0: the report holds (the accused signed an output the model does not compute); 1: it does
+// not, or it is malformed, forged or about another model (the reason on stderr).
+int verify_fault(const std::string& file, const std::string& model_path, int threads) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return fail("swarm verify-fault", Error{ErrorCode::NotFound, file + ": cannot open"});
+  std::string text;
+  // A report is bounded (kMaxFaultRows rows); a file far bigger is not one.
+  constexpr size_t kMaxReportBytes = 256ull << 20;
+  text.assign(std::istreambuf_iterator<char>(in), {});
+  if (text.size() > kMaxReportBytes)
+    return fail("swarm verify-fault", Error{ErrorCode::InvalidArgument, file + ": too big for a fault report"});
+  auto report = swarm::parse_fault_report(text);
+  if (!report) return fail("swarm verify-fault", report.error());
+  auto model = model::Model::load(model_path);
+  if (!model) return fail("swarm verify-fault", model.error());
+  auto identity = net::identify_model(**model);
+  if (!identity) return fail("swarm verify-fault", identity.error());
+  kernels::ThreadPool pool(threads_to_use(threads));
+  auto verdict = swarm::verify_fault_report(*report, **model, *identity, pool);
+  if (!verdict) return fail("swarm verify-fault", verdict.error());
+  std::printf("%s: %s\n", verdict->faulty ? "FAULT CONFIRMED" : "NOT CONFIRMED", verdict->summary.c_str());
+  return verdict->faulty ? 0 : 1;
+}
+
 }  // namespace
 
 void register_swarm(CLI::App& app, int& exit_code) {
@@ -100,6 +129,16 @@ void register_swarm(CLI::App& app, int& exit_code) {
     if (o->bootstrap.empty() && !o->lan) throw CLI::ValidationError("give --bootstrap HOST:PORT or --lan");
     exit_code = swarm_status(*o);
   });
+  struct VerifyOptions {
+    std::string file, model;
+    int threads = 0;
+  };
+  auto v = std::make_shared<VerifyOptions>();
+  auto* verify = cmd->add_subcommand("verify-fault", "Check a fault report by re-running its calls on a local model file");
+  verify->add_option("FILE", v->file, "The fault report (JSON)")->required();
+  verify->add_option("-m,--model", v->model, "The GGUF model file the report is about")->required();
+  verify->add_option("-t,--threads", v->threads, "Threads (0: all cores)")->check(count_in(0, 1024));
+  verify->callback([v, &exit_code] { exit_code = verify_fault(v->file, v->model, v->threads); });
 }
 
 }  // namespace omni::cli

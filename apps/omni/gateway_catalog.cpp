@@ -40,6 +40,15 @@ void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& s) {
               "before it is routed around (0: only --timeout)",
               /*zero_means_off=*/true)
       ->capture_default_str();
+  cmd->add_option("--verify-rate", s.verify_rate,
+                  "With --bootstrap or --lan: the fraction of calls spot-checked on other replicas (nodes caught "
+                  "returning wrong results are excluded; fault reports go to <data-dir>/faults)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
+  cmd->add_option("--verify-first", s.verify_first,
+                  "With --bootstrap or --lan: calls checked while their route holds a node not yet matched this often")
+      ->check(count_in(0, 1000))
+      ->capture_default_str();
   cmd->add_option("--max-models", s.max_models,
                   "Without --model on a swarm: the most models served at once (each holds its embeddings and head)")
       ->capture_default_str()
@@ -94,6 +103,9 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.client.data_dir = data_dir;
   b.client.call_timeout_s = whole_seconds(s.call_timeout_s);
   b.client.stall_ms = static_cast<uint32_t>(s.stall_timeout_s * 1000);
+  b.client.verify_rate = s.verify_rate;
+  b.client.verify_first = s.verify_first;
+  b.client.fault_dir = data_dir + "/faults";
   b.client.log = log;
   b.n_ctx = s.ctx;
   b.threads = s.threads;

@@ -31,6 +31,8 @@ struct GatewaySource {
   std::string data_dir;
   double call_timeout_s = 60;
   double stall_timeout_s = 3;
+  double verify_rate = 0.02;   // --verify-rate: swarm::SwarmClientOptions::verify_rate
+  uint32_t verify_first = 2;   // --verify-first
   size_t max_models = 4;
   // Speculative decoding on the swarm (SwarmBackendOptions).
   std::string draft;            // a GGUF with the model's vocabulary; needs --model
@@ -42,7 +44,7 @@ struct GatewaySource {
 };
 
 // --bootstrap, --lan, --peers, --hidden-format, --route, --data-dir, --timeout, --stall-timeout,
-// --max-models, --draft, --draft-max, --lookup.
+// --verify-rate, --verify-first, --max-models, --draft, --draft-max, --lookup.
 void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& source);
 
 // Loads the local model, or joins the swarm and loads what the gateway needs of its models; `log`

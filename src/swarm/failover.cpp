@@ -78,7 +78,7 @@ Result<void> FailoverPipeline::call(std::span<const int32_t> tokens, bool all_ro
   const auto started = Clock::now();
   auto send = [&]() { return all_rows ? inner_->forward_all(tokens, logits) : inner_->forward(tokens, logits); };
   // After giving up, the next call starts over with opening a pipeline.
-  auto result = inner_ ? send() : Result<void>(Error{ErrorCode::Unavailable, "no pipeline (the last failover gave up)"});
+  auto result = inner_ ? send() : Result<void>(Error{ErrorCode::Unavailable, dropped_because_});
   if (!result && !is_retryable(result.error().code)) return result;
   if (!result) {
     const auto failed_at = Clock::now();
@@ -103,10 +103,12 @@ Result<void> FailoverPipeline::call(std::span<const int32_t> tokens, bool all_ro
       log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason.message);
       if (!is_retryable(reason.code)) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         return reason.with_context("failover attempt " + std::to_string(attempt));
       }
       if (attempt >= max) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         char b[96];
         std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last", attempt,
                       seconds_since(failed_at));
@@ -127,6 +129,16 @@ Result<void> FailoverPipeline::call(std::span<const int32_t> tokens, bool all_ro
   history_.push_back({std::vector<int32_t>(tokens.begin(), tokens.end()), all_rows});
   history_tokens_ += tokens.size();
   return {};
+}
+
+Result<void> FailoverPipeline::redo_last(std::vector<float>& logits, std::string why) {
+  if (history_.empty()) return Error{ErrorCode::InvalidArgument, "no call to run again"};
+  Call last = std::move(history_.back());
+  history_.pop_back();
+  history_tokens_ -= last.tokens.size();
+  inner_.reset();
+  dropped_because_ = std::move(why);
+  return call(last.tokens, last.all_rows, logits);
 }
 
 Result<void> FailoverPipeline::open_and_replay(double& replay_s) {

@@ -68,6 +68,11 @@ class FailoverPipeline final : public net::Pipeline {
   size_t max_batch() const override;
   std::string summary() const override;
 
+  // Runs the last call again on a new route (the session replayed there without it), for when a
+  // node of the route was caught returning wrong results: `why` is the reason in the log.
+  // `logits` gets the new result. Errors: as forward(); no call made yet (InvalidArgument).
+  Result<void> redo_last(std::vector<float>& logits, std::string why);
+
   uint32_t failovers() const { return static_cast<uint32_t>(events_.size()); }
   const std::vector<FailoverEvent>& events() const { return events_; }
 
@@ -93,6 +98,7 @@ class FailoverPipeline final : public net::Pipeline {
   std::vector<Call> history_;
   uint64_t history_tokens_ = 0;
   std::vector<FailoverEvent> events_;
+  std::string dropped_because_ = "no pipeline (the last failover gave up)";
 };
 
 }  // namespace omni::swarm

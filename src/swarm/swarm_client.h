@@ -8,6 +8,9 @@
 // follows the topology the calls take, with the node-to-node round trips the records claim,
 // bounded by the client's own probes (routing.h).
 //
+// Verification: calls are spot-checked on other replicas (spot_check.h); a node caught returning
+// wrong bits is excluded and the call's result replaced by the majority's (verify_rate, above).
+//
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
 // once when they no longer give a cover), all probed at once (routing starts as soon as the nodes
 // that answered cover the model, plus a short grace), the route over those that answered, leaving
@@ -52,6 +55,14 @@ struct SwarmClientOptions {
   // the model given, its CID cached in data_dir (see net::RemoteOptions::model_identity).
   std::optional<net::ModelIdentity> model_identity;
   std::function<void(const std::string&)> log;
+  // Spot checks (spot_check.h): the first verify_first calls whose route holds a node not yet
+  // matched by a second replica that often, and then each call with probability verify_rate, are
+  // checked. A node outvoted on a check is excluded from routes for the rest of the client's life,
+  // its FaultReport written to fault_dir (when set) and the session re-routed with the honest
+  // result. verify_rate 0 and verify_first 0: no checks.
+  double verify_rate = 0.02;
+  uint32_t verify_first = 2;
+  std::string fault_dir;
 };
 
 // Looks up `model` in `directory`, then opens a failover-protected pipeline on the best chain.

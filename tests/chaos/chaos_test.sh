@@ -155,8 +155,10 @@ for c in $(seq 0 $((clients - 1))); do
     [ $((c % 4)) = 0 ] && [ -f "$shared/models/synth-llama-q4_0.gguf" ] &&
       drafting=(--draft "$shared/models/synth-llama-q4_0.gguf")
   fi
+  # Spot checks off: this test times failover under kills and freezes (swarm_liars tests the checks;
+  # with them on, checks of 400-token sessions against frozen checkers ran past the timeout here).
   "$omni" run "${ARGS[@]}" --bootstrap "$boot" --hidden-format f32 "${route[@]}" "${drafting[@]}" --data-dir "$tmp/c$c" \
-    --timeout 30 --stall-timeout "$stall_s" >"$tmp/out$c.json" 2>"$tmp/err$c.log" &
+    --timeout 30 --stall-timeout "$stall_s" --verify-rate 0 --verify-first 0 >"$tmp/out$c.json" 2>"$tmp/err$c.log" &
   client_pid[c]=$!
 done
 now_ms
