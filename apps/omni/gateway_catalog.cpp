@@ -81,6 +81,10 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.client.call_timeout_s = whole_seconds(s.call_timeout_s);
   b.client.stall_ms = static_cast<uint32_t>(s.stall_timeout_s * 1000);
   b.client.log = log;
+  if (s.contributions)
+    b.client.on_work = [ledger = s.contributions, log](const std::string& node, uint64_t work) {
+      if (auto r = ledger->add(node, work); !r && log) log("fair use: " + r.error().message);
+    };
   b.n_ctx = s.ctx;
   b.threads = s.threads;
 

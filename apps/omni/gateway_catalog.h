@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "gateway/contribution_ledger.h"
 #include "gateway/model_catalog.h"
 
 namespace omni::cli {
@@ -32,6 +33,8 @@ struct GatewaySource {
   double call_timeout_s = 60;
   double stall_timeout_s = 3;
   size_t max_models = 4;
+  // Fair use: the work each node did for this gateway's sessions is added here (swarm only).
+  std::shared_ptr<gateway::ContributionLedger> contributions;
 
   bool on_swarm() const { return !bootstrap.empty() || lan || !peers.empty(); }
 };

@@ -122,13 +122,42 @@ class RecordKeeper {
   std::thread thread_;
 };
 
-// Runs the inner pipeline's calls under a stall watch; once the watch has cut the connections,
-// every call fails with its reason.
+// Runs the inner pipeline's calls under a stall watch (when there is one); once the watch has cut
+// the connections, every call fails with its reason. When it goes, tells the reputation store how
+// its nodes did: a session served by each, unless a call failed, and their speed against `claims`;
+// and on_work what each node computed for it.
 class WatchedPipeline final : public net::Pipeline {
  public:
-  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch)
-      : inner_(std::move(inner)), watch_(std::move(watch)) {}
+  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch,
+                  std::shared_ptr<ReputationStore> reputation, std::map<std::string, double> claims,
+                  std::function<void(const std::string&, uint64_t)> on_work)
+      : reputation_(std::move(reputation)), claims_(std::move(claims)), on_work_(std::move(on_work)),
+        inner_(std::move(inner)), watch_(std::move(watch)) {}
+  ~WatchedPipeline() override {
+    const int64_t now = unix_now_s();
+    for (const auto& hop : inner_->hop_reports()) {
+      if (on_work_ && hop.work > 0) on_work_(hop.peer_id, hop.work);
+      auto claim = claims_.find(hop.peer_id);
+      if (claim != claims_.end() && hop.median_ms > 0)
+        (void)reputation_->record_speed(hop.peer_id, (hop.block_end - hop.block_begin) * 1000.0 / hop.median_ms,
+                                        claim->second, now);
+    }
+    if (calls_ > 0 && !failed_)
+      for (const auto& [peer, claim] : claims_) (void)reputation_->record(peer, PeerEvent::Served, now);
+  }
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    calls_++;
+    auto r = watched_forward(tokens, logits);
+    failed_ = failed_ || !r.ok();
+    return r;
+  }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  std::string summary() const override { return inner_->summary(); }
+  std::vector<HopReport> hop_reports() const override { return inner_->hop_reports(); }
+
+ private:
+  Result<void> watched_forward(std::span<const int32_t> tokens, std::vector<float>& logits) {
+    if (!watch_) return inner_->forward(tokens, logits);
     if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled};
     watch_->begin_call();
     auto r = inner_->forward(tokens, logits);
@@ -138,10 +167,12 @@ class WatchedPipeline final : public net::Pipeline {
         return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
     return r;
   }
-  size_t max_batch() const override { return inner_->max_batch(); }
-  std::string summary() const override { return inner_->summary(); }
 
- private:
+  std::shared_ptr<ReputationStore> reputation_;
+  std::map<std::string, double> claims_;  // the route's peers and their records' block_tps
+  std::function<void(const std::string&, uint64_t)> on_work_;
+  uint64_t calls_ = 0;
+  bool failed_ = false;
   std::unique_ptr<net::Pipeline> inner_;
   std::unique_ptr<StallWatch> watch_;  // declared last: stops before the pipeline goes
 };
@@ -150,7 +181,8 @@ class WatchedPipeline final : public net::Pipeline {
 class Opener {
  public:
   Opener(const model::Model& model, Directory& directory, const SwarmClientOptions& options, uint32_t n_ctx,
-         kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local)
+         kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local,
+         std::shared_ptr<ReputationStore> reputation)
       : model_(model),
         options_(options),
         n_ctx_(n_ctx),
@@ -161,6 +193,7 @@ class Opener {
         n_layer_(model.config().n_layer),
         rng_(std::random_device{}()),
         quarantine_(std::make_shared<Quarantine>()),
+        reputation_(std::move(reputation)),
         keeper_(directory, model_id_, n_layer_, options.records_refresh_ms) {}
 
   Result<std::unique_ptr<net::Pipeline>> open() {
@@ -203,8 +236,16 @@ class Opener {
       std::string key;  // quarantine key
     };
     std::vector<Node> nodes;
+    const int64_t now = unix_now_s();
+    std::string excluded;  // the nodes left out as faulty, for the error when no route remains
     for (const auto& r : records_) {
       if (r.addresses.empty()) continue;
+      if (auto known = reputation_->find(r.peer_id); known && known->excluded()) {
+        log("node " + r.peer_id + " is excluded (" + known->excluded_reason + "); skipped");
+        excluded += " [" + std::to_string(r.block_begin) + "," + std::to_string(r.block_end) + ")@" +
+                    (r.addresses.front()) + " (" + known->excluded_reason + ")";
+        continue;
+      }
       auto pa = net::parse_peer_address(r.peer_id + "@" + r.addresses.front());  // the first it lists
       if (!pa) continue;
       nodes.push_back({&r, *pa, pa->to_string()});
@@ -232,8 +273,10 @@ class Opener {
     for (size_t i = 0; i < probes.size(); ++i) {
       const auto& p = probes[i];
       const std::string where = nodes[i].address.host_port();
+      const std::string& peer = nodes[i].record->peer_id;
       if (!p.ok) {
         if (p.cut_short) continue;
+        (void)reputation_->record(peer, PeerEvent::Unreachable, now);
         log("node " + where + " is unreachable: " + p.error);
         quarantine_->add(nodes[i].key, options_.quarantine_s);
         continue;
@@ -243,13 +286,14 @@ class Opener {
         log("node " + where + " serves another model; skipped");
         continue;
       }
+      (void)reputation_->record(peer, PeerEvent::Answered, now);
       if (!usable(p)) {
         log("node " + where + " is full; skipped");
         continue;
       }
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
                             nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions, p.info.queued_tokens,
-                            nodes[i].record->links});
+                            nodes[i].record->links, reputation_->score(peer, now)});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);
@@ -271,12 +315,16 @@ class Opener {
         seen += " [" + std::to_string(n.record->block_begin) + "," + std::to_string(n.record->block_end) + ")@" +
                 n.address.host_port();
       return Error{route.error().code, route.error().message + " (" + std::to_string(candidates.size()) +
-                   " of the nodes answered; the directory lists" + seen + ")"};
+                   " of the nodes answered; the directory lists" + seen +
+                   (excluded.empty() ? "" : "; excluded as faulty:" + excluded) + ")"};
     }
     net::RemoteOptions remote;
     std::string chain;
+    std::map<std::string, double> claims;
     for (const auto& hop : route->hops) {
       const Candidate& c = candidates[hop.candidate];
+      for (const auto& n : nodes)
+        if (n.record->peer_id == c.peer_id) claims[c.peer_id] = n.record->block_tps;
       auto pa = net::parse_peer_address(c.peer_id + "@" + c.address);
       remote.peers.push_back(*pa);
       chain += " [" + std::to_string(hop.block_begin) + "," + std::to_string(hop.block_end) + ")@" + c.address;
@@ -291,17 +339,24 @@ class Opener {
     remote.data_dir = options_.data_dir;
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;
+    remote.receipt_every = options_.receipt_every;
     remote.model_identity = local_;
     remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
-    if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+    if (options_.stall_ms == 0) {
+      auto pipeline = net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+      if (!pipeline) return pipeline.error();
+      return std::unique_ptr<net::Pipeline>(
+          new WatchedPipeline(std::move(*pipeline), nullptr, reputation_, std::move(claims), options_.on_work));
+    }
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.
     StallOptions stall;
     stall.stall_ms = options_.stall_ms;
     auto watch = StallWatch::start(remote.peers, identity_, stall,
-                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log](
-                                       const net::PeerAddress& node, const std::string& reason) {
+                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log,
+                                    reputation = reputation_](const net::PeerAddress& node, const std::string& reason) {
                                      quarantine->add(node.to_string(), seconds);
+                                     (void)reputation->record(node.peer_id, PeerEvent::TimedOut, unix_now_s());
                                      if (sink) sink(reason);
                                    });
     if (!watch) return watch.error();
@@ -310,7 +365,8 @@ class Opener {
     (*watch)->end_call();
     if (auto stalled = (*watch)->stalled()) return Error{ErrorCode::DeadlineExceeded, "opening the chain: " + *stalled};
     if (!pipeline) return pipeline.error();
-    return std::unique_ptr<net::Pipeline>(new WatchedPipeline(std::move(*pipeline), std::move(*watch)));
+    return std::unique_ptr<net::Pipeline>(
+        new WatchedPipeline(std::move(*pipeline), std::move(*watch), reputation_, std::move(claims), options_.on_work));
   }
 
   const model::Model& model_;
@@ -323,6 +379,7 @@ class Opener {
   uint32_t n_layer_;
   std::mt19937_64 rng_;
   std::shared_ptr<Quarantine> quarantine_;
+  std::shared_ptr<ReputationStore> reputation_;
   RecordKeeper keeper_;
   bool started_ = false;
   std::vector<NodeRecord> records_;  // what this opening routes on
@@ -339,8 +396,16 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
   auto local = options.model_identity ? Result<net::ModelIdentity>(*options.model_identity)
                                       : net::identify_model(model, options.data_dir);
   if (!local) return local.error();
-  auto opener =
-      std::make_shared<Opener>(model, directory, options, n_ctx, pool, std::move(*identity), std::move(*local));
+  std::shared_ptr<ReputationStore> reputation = options.reputation;
+  if (!reputation) {
+    auto opened = ReputationStore::open(options.data_dir);
+    if (!opened) return opened.error();
+    if (!(*opened)->recovered().empty() && options.log)
+      options.log("reputation store was corrupt, started afresh: " + (*opened)->recovered());
+    reputation = std::move(*opened);
+  }
+  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, std::move(*identity),
+                                         std::move(*local), std::move(reputation));
   FailoverOptions failover;
   failover.max_attempts = options.max_attempts;
   failover.backoff_ms = options.backoff_ms;
