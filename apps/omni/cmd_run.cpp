@@ -54,6 +54,7 @@ struct RunOptions {
   std::string route = "ring";
   std::string hop_addresses;  // --hop-addresses: where the nodes reach each other, by peer id
   std::string data_dir;
+  uint32_t receipt_every = net::RemoteOptions{}.receipt_every;  // credits: tokens per receipt and node
   double call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
@@ -175,6 +176,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
     so.verify_rate = o.verify_rate;
     so.verify_first = o.verify_first;
     so.fault_dir = so.data_dir + "/faults";
+    so.receipt_every = o.receipt_every;
     so.log = log_line;
     so.model_identity = rm.identity;
     if (rm.directory) return swarm::make_swarm_pipeline(m, std::move(rm.directory), so, n_ctx, pool);
@@ -198,6 +200,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   remote.topology = *topology;
   remote.data_dir = data_dir_or_default(o.data_dir);
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
+  remote.receipt_every = o.receipt_every;
   remote.log = log_line;
   remote.model_identity = rm.identity;
   if (!remote.model_identity) {  // a file: its content's CID, hashed once per data directory
@@ -416,6 +419,11 @@ void register_run(CLI::App& app, int& exit_code) {
                   "With --bootstrap: calls checked while their route holds a node not yet matched this often")
       ->check(count_in(0, 1000))
       ->capture_default_str();
+  cmd->add_option("--receipt-every", o->receipt_every,
+                  "With --peers or --bootstrap: pay each node a signed work receipt every this many tokens it "
+                  "computed (credits; the rest when the run ends); 0: no receipts")
+      ->capture_default_str()
+      ->check(count_in(0, UINT32_MAX));
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

@@ -107,6 +107,10 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.client.verify_first = s.verify_first;
   b.client.fault_dir = data_dir + "/faults";
   b.client.log = log;
+  if (s.contributions)
+    b.client.on_work = [ledger = s.contributions, log](const std::string& node, uint64_t work) {
+      if (auto r = ledger->add(node, work); !r && log) log("fair use: " + r.error().message);
+    };
   b.n_ctx = s.ctx;
   b.threads = s.threads;
   b.lookup = s.lookup != "off";

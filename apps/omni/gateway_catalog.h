@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "gateway/contribution_ledger.h"
 #include "gateway/model_catalog.h"
 
 namespace omni::cli {
@@ -39,6 +40,8 @@ struct GatewaySource {
   uint32_t draft_max = 8;
   bool draft_fixed = false;
   std::string lookup = "auto";  // on, off, auto (greedy requests)
+  // Fair use: the work each node did for this gateway's sessions is added here (swarm only).
+  std::shared_ptr<gateway::ContributionLedger> contributions;
 
   bool on_swarm() const { return !bootstrap.empty() || lan || !peers.empty(); }
 };

@@ -96,6 +96,19 @@ bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> 
   return false;
 }
 
+std::shared_ptr<GenerationJob> Scheduler::take_next() {
+  const auto is_priority = [](const std::shared_ptr<GenerationJob>& j) { return j->spec().priority; };
+  const auto first_priority = std::find_if(queue_.begin(), queue_.end(), is_priority);
+  const auto first_free = std::find_if_not(queue_.begin(), queue_.end(), is_priority);
+  const bool free_turn = first_free != queue_.end() &&
+                         (first_priority == queue_.end() || priority_streak_ + 1 >= std::max<size_t>(1, options_.free_every));
+  const auto pick = free_turn ? first_free : first_priority;
+  priority_streak_ = (!free_turn && first_free != queue_.end()) ? priority_streak_ + 1 : 0;
+  auto job = std::move(*pick);
+  queue_.erase(pick);
+  return job;
+}
+
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Active>> active;
   std::vector<EngineStep> steps;
@@ -106,10 +119,8 @@ void Scheduler::loop() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
       if (stopping_) break;
-      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty()) {
-        admitted.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty())
+        admitted.push_back(take_next());
       queue_depth_ = queue_.size();
     }
     for (auto& job : admitted) {

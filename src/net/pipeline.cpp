@@ -302,6 +302,17 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     return out;
   }
 
+  std::vector<HopReport> hop_reports() const override {
+    std::vector<HopReport> out;
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      const bool timed = i < token_hop_ms_.size() && !token_hop_ms_[i].empty();
+      out.push_back({hops_[i].connection->peer_id(), hops_[i].block_begin, hops_[i].block_end,
+                     i < accounts_.size() ? accounts_[i].work_done : 0, timed ? median(token_hop_ms_[i]) : 0.0,
+                     timed ? token_hop_ms_[i].size() : 0});
+    }
+    return out;
+  }
+
   void taskFailed(kj::Exception&&) override {}  // acknowledgements and payments report their own errors
 
  private:

@@ -56,6 +56,20 @@ class Pipeline {
   // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
   // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").
   virtual std::string summary() const = 0;
+
+  // Per hop of a remote route, in route order (empty for a local pipeline): the work this client
+  // received from the node (what it pays it for: credits) and the compute time the node reported
+  // per generated token (its reply's figure, measured at run time). The swarm client weighs nodes by
+  // the latter against their records' claims (reputation.h); a gateway counts the former
+  // (fair_use.h).
+  struct HopReport {
+    std::string peer_id;
+    uint32_t block_begin = 0, block_end = 0;
+    uint64_t work = 0;     // tokens × blocks received from it
+    double median_ms = 0;  // median over the generated tokens; 0: none measured
+    size_t tokens = 0;     // generated tokens measured
+  };
+  virtual std::vector<HopReport> hop_reports() const { return {}; }
 };
 
 // All blocks in this process: `model` must be loaded whole and outlive the pipeline, as `pool`.

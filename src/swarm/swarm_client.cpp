@@ -58,6 +58,7 @@ class Quarantine {
 struct Verification {
   std::map<std::string, std::string> excluded;  // peer id -> why
   std::map<std::string, uint32_t> matched;      // peer id -> checks it passed
+  std::shared_ptr<ReputationStore> reputation;  // told of every check's outcome (persists exclusions)
   std::vector<CheckHop> route;
   std::vector<Replica> replicas;
 };
@@ -138,12 +139,29 @@ class RecordKeeper {
   std::thread thread_;
 };
 
-// Runs the inner pipeline's calls under a stall watch; once the watch has cut the connections,
-// every call fails with its reason.
+// Runs the inner pipeline's calls under a stall watch (when there is one); once the watch has cut
+// the connections, every call fails with its reason. When it goes, tells the reputation store how
+// its nodes did: a session served by each, unless a call failed, and their speed against `claims`;
+// and on_work what each node computed for it.
 class WatchedPipeline final : public net::Pipeline {
  public:
-  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch)
-      : inner_(std::move(inner)), watch_(std::move(watch)) {}
+  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch,
+                  std::shared_ptr<ReputationStore> reputation, std::map<std::string, double> claims,
+                  std::function<void(const std::string&, uint64_t)> on_work)
+      : reputation_(std::move(reputation)), claims_(std::move(claims)), on_work_(std::move(on_work)),
+        inner_(std::move(inner)), watch_(std::move(watch)) {}
+  ~WatchedPipeline() override {
+    const int64_t now = unix_now_s();
+    for (const auto& hop : inner_->hop_reports()) {
+      if (on_work_ && hop.work > 0) on_work_(hop.peer_id, hop.work);
+      auto claim = claims_.find(hop.peer_id);
+      if (claim != claims_.end() && hop.median_ms > 0)
+        (void)reputation_->record_speed(hop.peer_id, (hop.block_end - hop.block_begin) * 1000.0 / hop.median_ms,
+                                        claim->second, now);
+    }
+    if (calls_ > 0 && !failed_)
+      for (const auto& [peer, claim] : claims_) (void)reputation_->record(peer, PeerEvent::Served, now);
+  }
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     return watched([&] { return inner_->forward(tokens, logits); });
   }
@@ -153,10 +171,19 @@ class WatchedPipeline final : public net::Pipeline {
   Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override { return inner_->summary(); }
+  std::vector<HopReport> hop_reports() const override { return inner_->hop_reports(); }
 
  private:
   template <class Call>
   Result<void> watched(Call&& call) {
+    calls_++;
+    auto r = watched_call(std::forward<Call>(call));
+    failed_ = failed_ || !r.ok();
+    return r;
+  }
+  template <class Call>
+  Result<void> watched_call(Call&& call) {
+    if (!watch_) return call();
     if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled};
     watch_->begin_call();
     auto r = call();
@@ -167,6 +194,11 @@ class WatchedPipeline final : public net::Pipeline {
     return r;
   }
 
+  std::shared_ptr<ReputationStore> reputation_;
+  std::map<std::string, double> claims_;  // the route's peers and their records' block_tps
+  std::function<void(const std::string&, uint64_t)> on_work_;
+  uint64_t calls_ = 0;
+  bool failed_ = false;
   std::unique_ptr<net::Pipeline> inner_;
   std::unique_ptr<StallWatch> watch_;  // declared last: stops before the pipeline goes
 };
@@ -176,7 +208,7 @@ class Opener {
  public:
   Opener(const model::Model& model, Directory& directory, const SwarmClientOptions& options, uint32_t n_ctx,
          kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local,
-         std::shared_ptr<Verification> verification)
+         std::shared_ptr<Verification> verification, std::shared_ptr<ReputationStore> reputation)
       : model_(model),
         verification_(std::move(verification)),
         options_(options),
@@ -188,6 +220,7 @@ class Opener {
         n_layer_(model.config().n_layer),
         rng_(std::random_device{}()),
         quarantine_(std::make_shared<Quarantine>()),
+        reputation_(std::move(reputation)),
         keeper_(directory, model_id_, n_layer_, options.records_refresh_ms) {}
 
   Result<std::unique_ptr<net::Pipeline>> open() {
@@ -250,8 +283,16 @@ class Opener {
       std::string key;  // quarantine key
     };
     std::vector<Node> nodes;
+    const int64_t now = unix_now_s();
+    std::string excluded;  // the nodes left out as faulty, for the error when no route remains
     for (const auto& r : records_) {
       if (r.addresses.empty()) continue;
+      if (auto known = reputation_->find(r.peer_id); known && known->excluded()) {
+        log("node " + r.peer_id + " is excluded (" + known->excluded_reason + "); skipped");
+        excluded += " [" + std::to_string(r.block_begin) + "," + std::to_string(r.block_end) + ")@" +
+                    (r.addresses.front()) + " (" + known->excluded_reason + ")";
+        continue;
+      }
       auto pa = net::parse_peer_address(r.peer_id + "@" + r.addresses.front());  // the first it lists
       if (!pa) continue;
       nodes.push_back({&r, *pa, pa->to_string()});
@@ -279,8 +320,10 @@ class Opener {
     for (size_t i = 0; i < probes.size(); ++i) {
       const auto& p = probes[i];
       const std::string where = nodes[i].address.host_port();
+      const std::string& peer = nodes[i].record->peer_id;
       if (!p.ok) {
         if (p.cut_short) continue;
+        (void)reputation_->record(peer, PeerEvent::Unreachable, now);
         log("node " + where + " is unreachable: " + p.error);
         quarantine_->add(nodes[i].key, options_.quarantine_s);
         continue;
@@ -290,6 +333,7 @@ class Opener {
         log("node " + where + " serves another model; skipped");
         continue;
       }
+      (void)reputation_->record(peer, PeerEvent::Answered, now);
       if (!usable(p)) {
         log("node " + where + " is full; skipped");
         continue;
@@ -297,7 +341,7 @@ class Opener {
       if (verification_->excluded.count(nodes[i].record->peer_id)) continue;  // caught lying: never again
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
                             nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions, p.info.queued_tokens,
-                            nodes[i].record->links});
+                            nodes[i].record->links, reputation_->score(peer, now)});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);
@@ -319,13 +363,17 @@ class Opener {
         seen += " [" + std::to_string(n.record->block_begin) + "," + std::to_string(n.record->block_end) + ")@" +
                 n.address.host_port();
       return Error{route.error().code, route.error().message + " (" + std::to_string(candidates.size()) +
-                   " of the nodes answered; the directory lists" + seen + ")"};
+                   " of the nodes answered; the directory lists" + seen +
+                   (excluded.empty() ? "" : "; excluded as faulty:" + excluded) + ")"};
     }
     net::RemoteOptions remote;
     std::string chain;
     std::vector<Replica> on_route;
+    std::map<std::string, double> claims;
     for (const auto& hop : route->hops) {
       const Candidate& c = candidates[hop.candidate];
+      for (const auto& n : nodes)
+        if (n.record->peer_id == c.peer_id) claims[c.peer_id] = n.record->block_tps;
       auto pa = net::parse_peer_address(c.peer_id + "@" + c.address);
       remote.peers.push_back(*pa);
       on_route.push_back({*pa, c.block_begin, c.block_end});
@@ -344,17 +392,24 @@ class Opener {
     remote.data_dir = options_.data_dir;
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;
+    remote.receipt_every = options_.receipt_every;
     remote.model_identity = local_;
     remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
-    if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+    if (options_.stall_ms == 0) {
+      auto pipeline = net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+      if (!pipeline) return pipeline.error();
+      return std::unique_ptr<net::Pipeline>(
+          new WatchedPipeline(std::move(*pipeline), nullptr, reputation_, std::move(claims), options_.on_work));
+    }
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.
     StallOptions stall;
     stall.stall_ms = options_.stall_ms;
     auto watch = StallWatch::start(remote.peers, identity_, stall,
-                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log](
-                                       const net::PeerAddress& node, const std::string& reason) {
+                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log,
+                                    reputation = reputation_](const net::PeerAddress& node, const std::string& reason) {
                                      quarantine->add(node.to_string(), seconds);
+                                     (void)reputation->record(node.peer_id, PeerEvent::TimedOut, unix_now_s());
                                      if (sink) sink(reason);
                                    });
     if (!watch) return watch.error();
@@ -363,7 +418,8 @@ class Opener {
     (*watch)->end_call();
     if (auto stalled = (*watch)->stalled()) return Error{ErrorCode::DeadlineExceeded, "opening the chain: " + *stalled};
     if (!pipeline) return pipeline.error();
-    return std::unique_ptr<net::Pipeline>(new WatchedPipeline(std::move(*pipeline), std::move(*watch)));
+    return std::unique_ptr<net::Pipeline>(
+        new WatchedPipeline(std::move(*pipeline), std::move(*watch), reputation_, std::move(claims), options_.on_work));
   }
 
   const model::Model& model_;
@@ -377,6 +433,7 @@ class Opener {
   uint32_t n_layer_;
   std::mt19937_64 rng_;
   std::shared_ptr<Quarantine> quarantine_;
+  std::shared_ptr<ReputationStore> reputation_;
   RecordKeeper keeper_;
   bool started_ = false;
   std::vector<NodeRecord> records_;  // what this opening routes on
@@ -407,6 +464,27 @@ class VerifyingPipeline final : public net::Pipeline {
     history_.emplace_back(tokens.begin(), tokens.end());
     if (!wants_check()) return {};
     return check(logits);
+  }
+  // A verification call's rows are summed per token (model::BatchSums::kPerToken), so a check,
+  // which replays calls as plain batches, can no longer compare its bits with the route's: from
+  // then on checks compare the replicas with each other only.
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (auto r = inner_->forward_all(tokens, logits); !r) return r;
+    history_.emplace_back(tokens.begin(), tokens.end());
+    per_token_calls_ = true;
+    if (!wants_check()) return {};
+    return check(logits);
+  }
+  Result<void> rollback(uint32_t n) override {
+    if (auto r = inner_->rollback(n); !r) return r;
+    while (n > 0 && !history_.empty()) {
+      auto& last = history_.back();
+      const uint32_t drop = std::min<uint32_t>(n, static_cast<uint32_t>(last.size()));
+      last.resize(last.size() - drop);
+      n -= drop;
+      if (last.empty()) history_.pop_back();
+    }
+    return {};
   }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override {
@@ -457,14 +535,17 @@ class VerifyingPipeline final : public net::Pipeline {
       at += take;
     }
     calls.push_back(history_.back());
-    const bool own_batches = calls == history_;
+    const bool own_batches = calls == history_ && !per_token_calls_;
     auto result = checker_->check(verification_->route, replicas, calls);
     if (!result) {
       log("spot check failed: " + result.error().message);
       return {};  // the call's own result stands: a check that cannot run proves nothing
     }
     std::set<std::string> matched(result->agreed.begin(), result->agreed.end());
-    for (const auto& peer : matched) verification_->matched[peer]++;
+    for (const auto& peer : matched) {
+      verification_->matched[peer]++;
+      (void)verification_->reputation->record(peer, PeerEvent::Verified, unix_now_s());
+    }
     bool route_lied = false;
     for (const auto& report : result->faults) {
       const std::string peer = report.accused_peer();
@@ -473,6 +554,7 @@ class VerifyingPipeline final : public net::Pipeline {
                               std::to_string(a.block_end) + ") at position " + std::to_string(a.position) +
                               " (outvoted on a spot check after " + std::to_string(history_.size()) + " calls)";
       if (!verification_->excluded.emplace(peer, why).second) continue;
+      (void)verification_->reputation->record_fault(peer, why, unix_now_s());
       log("node " + peer + " excluded: " + why);
       for (const auto& hop : verification_->route) route_lied = route_lied || hop.node.address.peer_id == peer;
       if (!options_.fault_dir.empty()) write_report(report);
@@ -517,6 +599,7 @@ class VerifyingPipeline final : public net::Pipeline {
   std::mt19937_64 rng_;
   std::vector<std::vector<int32_t>> history_;
   uint64_t checks_ = 0;
+  bool per_token_calls_ = false;  // a forward_all was made (see there)
   std::unique_ptr<SpotChecker> checker_;  // made at the first check
 };
 
@@ -531,7 +614,17 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
                                       : net::identify_model(model, options.data_dir);
   if (!local) return local.error();
   auto verification = std::make_shared<Verification>();
-  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, *identity, *local, verification);
+  std::shared_ptr<ReputationStore> reputation = options.reputation;
+  if (!reputation) {
+    auto opened = ReputationStore::open(options.data_dir);
+    if (!opened) return opened.error();
+    if (!(*opened)->recovered().empty() && options.log)
+      options.log("reputation store was corrupt, started afresh: " + (*opened)->recovered());
+    reputation = std::move(*opened);
+  }
+  verification->reputation = reputation;
+  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, *identity, *local, verification,
+                                         std::move(reputation));
   FailoverOptions failover;
   failover.max_attempts = options.max_attempts;
   failover.backoff_ms = options.backoff_ms;
