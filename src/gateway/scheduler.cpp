@@ -18,6 +18,8 @@ struct Scheduler::Active {
   int generated = 0;
   std::vector<float> logits;
   bool finished = false;
+  std::optional<model::TokenConstraint> constraint;  // when the job has a grammar
+  std::vector<float> masked;                         // the constraint's scratch logits
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -58,7 +60,17 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 
 bool Scheduler::generate_token(Active& a) {
   GenerationJob& job = *a.job;
-  const model::TokenId id = a.sampler.sample(a.logits);
+  model::TokenId id;
+  if (a.constraint) {
+    auto drawn = a.constraint->sample(a.sampler, a.logits, a.masked);
+    if (!drawn) {
+      job.finish("error", Error{ErrorCode::Internal, "the output grammar admits no token here"});
+      return true;
+    }
+    id = *drawn;
+  } else {
+    id = a.sampler.sample(a.logits);
+  }
   if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
   auto finish_with_rest = [&](const char* reason) {
     std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
@@ -68,6 +80,7 @@ bool Scheduler::generate_token(Active& a) {
   };
   if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
   a.sampler.accept(id);
+  if (a.constraint) a.constraint->accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
     job.finish("error", piece.error());
@@ -89,6 +102,8 @@ bool Scheduler::generate_token(Active& a) {
     job.finish("stop");
     return true;
   }
+  // A whole value that nothing may extend: done, without running the model for an end token.
+  if (a.constraint && a.constraint->finished()) return finish_with_rest("stop");
   if (a.generated >= job.spec().max_tokens) return finish_with_rest("length");
   a.last_token = id;
   return false;
@@ -130,7 +145,8 @@ void Scheduler::loop() {
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
                                                           model::StopDetector(job->spec().stops), 0, 0, 0, {},
-                                                          false}));
+                                                          false, std::nullopt, {}}));
+      if (job->spec().grammar) active.back()->constraint.emplace(job->spec().grammar);
     }
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
