@@ -174,15 +174,17 @@ struct GatewayServer::Impl {
     std::lock_guard lock(served_mutex);
     auto& slot = served[*backend];
     if (!slot) {
-      auto prompts = PromptBuilder::create((*backend)->tokenizer(), (*backend)->description().chat_template_source,
-                                           options.chat_template);
+      const std::string& source = options.chat_template_source.empty()
+                                      ? (*backend)->description().chat_template_source
+                                      : options.chat_template_source;
+      auto prompts = PromptBuilder::create((*backend)->tokenizer(), source, options.chat_template);
       if (!prompts) {
         served.erase(*backend);
         return prompts.error().with_context("chat template");
       }
       slot = std::unique_ptr<Served>(new Served{*backend, std::move(*prompts), nullptr,
                                                 std::make_unique<OutputConstraints>((*backend)->tokenizer()),
-                                                tool_call_format((*backend)->description().chat_template_source)});
+                                                tool_call_format(source)});
       slot->scheduler = std::make_unique<Scheduler>(**backend, options.scheduler, observer);
     }
     return slot.get();
@@ -536,7 +538,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   spec.logprobs = params.logprobs;
-  for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
+  // Under a grammar the answer ends where the grammar says: the template's turn-end texts could
+  // appear inside a JSON string and must not cut it.
+  if (!spec.grammar)
+    for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
   const size_t reserved = reservation.tokens;
   auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
