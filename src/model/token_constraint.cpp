@@ -6,6 +6,14 @@
 #include <numeric>
 
 namespace omni::model {
+namespace {
+// Draws refused before the mask is computed: most states admit either almost every token (inside a
+// string, where a refused draw is a rare quote or control token and the next one passes) or few
+// (between values, where the mask is quick to compute and repeats, so it is cached).
+constexpr int kRetries = 3;
+// Learnt transitions kept per grammar (about 64 bytes each with their states).
+constexpr size_t kMaxTransitions = 1u << 20;
+}  // namespace
 
 TokenVocabulary::TokenVocabulary(const Tokenizer& tokenizer) : n_vocab_(tokenizer.n_vocab()) {
   bytes_.resize(n_vocab_);
@@ -95,13 +103,19 @@ std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::compute(cons
     for (TokenId id : v.end_tokens()) set(id);
   if (!Grammar::can_continue(state)) return mask;
 
-  // Depth-first over the trie; states[d] is the grammar state after the first d bytes.
-  std::vector<GrammarState> states(1, state);
+  // Depth-first over the trie, each frame with the grammar state after its node's bytes.
+  std::lock_guard lock(walk_mutex_);
+  if (transitions_.size() > kMaxTransitions) {
+    transitions_.clear();
+    state_ids_.clear();
+    states_.clear();
+  }
   struct Frame {
     uint32_t node;
     uint32_t next_child;
+    int32_t state;
   };
-  std::vector<Frame> path{{0, 0}};
+  std::vector<Frame> path{{0, 0, intern(state)}};
   const auto& nodes = v.nodes();
   while (!path.empty()) {
     Frame& f = path.back();
@@ -111,15 +125,29 @@ std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::compute(cons
       continue;
     }
     const uint32_t c = n.first_child + f.next_child++;
-    const size_t depth = path.size();
-    if (states.size() <= depth) states.resize(depth + 1);
-    grammar_.advance(states[depth - 1], nodes[c].byte, states[depth]);
-    if (states[depth].stacks.empty()) continue;  // the whole subtree is refused
+    const int32_t next = step(f.state, nodes[c].byte);
+    if (next < 0) continue;  // the whole subtree is refused
     const TokenVocabulary::Node& child = nodes[c];
     for (uint32_t t = 0; t < child.token_count; ++t) set(v.token_ids()[child.first_token + t]);
-    if (child.child_count) path.push_back({c, 0});
+    if (child.child_count) path.push_back({c, 0, next});
   }
   return mask;
+}
+
+int32_t ConstrainedGrammar::intern(const GrammarState& state) const {
+  auto [it, added] = state_ids_.emplace(state.key(), static_cast<int32_t>(states_.size()));
+  if (added) states_.push_back(state);
+  return it->second;
+}
+
+int32_t ConstrainedGrammar::step(int32_t state, uint8_t byte) const {
+  const uint64_t key = static_cast<uint64_t>(state) << 8 | byte;
+  if (auto it = transitions_.find(key); it != transitions_.end()) return it->second;
+  GrammarState next;
+  grammar_.advance(states_[static_cast<size_t>(state)], byte, next);
+  const int32_t id = next.stacks.empty() ? -1 : intern(next);
+  transitions_.emplace(key, id);
+  return id;
 }
 
 TokenConstraint::TokenConstraint(std::shared_ptr<const ConstrainedGrammar> grammar)
@@ -146,9 +174,14 @@ bool TokenConstraint::apply(std::span<float> logits) {
 
 std::optional<TokenId> TokenConstraint::sample(Sampler& sampler, std::span<const float> logits,
                                                std::vector<float>& scratch) {
-  const TokenId first = sampler.sample(logits);
-  if (admits(first)) return first;
+  TokenId t = sampler.sample(logits);
+  if (admits(t)) return t;
   scratch.assign(logits.begin(), logits.end());
+  for (int retry = 0; retry < kRetries && scratch.size() > static_cast<size_t>(kRetries) + 1; ++retry) {
+    scratch[static_cast<size_t>(t)] = -std::numeric_limits<float>::infinity();
+    t = sampler.sample(scratch);
+    if (admits(t)) return t;
+  }
   if (!apply(scratch)) return std::nullopt;
   return sampler.sample(scratch);
 }

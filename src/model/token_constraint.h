@@ -81,6 +81,12 @@ class ConstrainedGrammar {
 
  private:
   std::shared_ptr<const Mask> compute(const GrammarState& state) const;
+  // The walk's transitions, learnt lazily and kept (a DFA over the states met so far): the trie
+  // walk of a state that admits most tokens meets few distinct states (inside a string, the state
+  // after any plain character is the same), so most of its steps are one lookup. Guarded by
+  // walk_mutex_; dropped when over kMaxTransitions.
+  int32_t intern(const GrammarState& state) const;
+  int32_t step(int32_t state, uint8_t byte) const;
 
   const Grammar grammar_;
   const std::shared_ptr<const TokenVocabulary> vocabulary_;
@@ -93,6 +99,10 @@ class ConstrainedGrammar {
   };
   mutable std::unordered_map<std::string, Entry> cache_;
   mutable Stats stats_;
+  mutable std::mutex walk_mutex_;
+  mutable std::unordered_map<std::string, int32_t> state_ids_;
+  mutable std::vector<GrammarState> states_;
+  mutable std::unordered_map<uint64_t, int32_t> transitions_;  // (state << 8 | byte) -> state, -1 refused
 };
 
 // One generation under a grammar.
@@ -103,12 +113,14 @@ class TokenConstraint {
   // Sets the logits of the tokens not admitted now to -infinity. False when none is admitted
   // (cannot happen for a grammar finish() accepted, unless limits dropped every stack).
   bool apply(std::span<float> logits);
-  // Draws a token from `logits` under the grammar: first as if unconstrained, and only when that
-  // token is not admitted, again from the masked logits (into `scratch`). For plain softmax
-  // sampling and for greedy this is exactly a draw from the masked distribution (an admitted token
-  // t is taken with p(t) + (1 - Z) p(t) / Z = p(t) / Z, Z the admitted mass), and the mask is
-  // computed only where the model strays, which with a trained model is rare. nullopt: nothing is
-  // admitted. Does not accept() the token.
+  // Draws a token from `logits` under the grammar: first as if unconstrained; a refused token is
+  // struck out (in `scratch`) and the draw repeated a few times; only then are the masked logits
+  // drawn from. For plain softmax sampling and for greedy this is exactly a draw from the masked
+  // distribution (striking out refused tokens leaves the admitted ones' odds unchanged: an
+  // admitted t ends up drawn with probability p(t) / Z, Z the admitted mass), and the mask is
+  // computed only where the model strays, which with a trained model is rare. With top-k, top-p or
+  // min-p the filters see the struck-out logits: close to, not exactly, the masked distribution.
+  // nullopt: nothing is admitted. Does not accept() the token.
   std::optional<TokenId> sample(Sampler& sampler, std::span<const float> logits, std::vector<float>& scratch);
   // Whether `token` is admitted now (one walk over its bytes; no mask).
   bool admits(TokenId token) const;

@@ -277,6 +277,38 @@ TEST(JsonSchemaGrammar, ValidatorRejectsWrongValues) {  // the validator itself 
   EXPECT_FALSE(valid(json::parse(R"({"a":"x","b":1})"), s, s));
 }
 
+// The mask (trie walk, learnt transitions, cache) equals testing every token on its own, state
+// after state along a generated answer.
+TEST(TokenConstraint, MaskEqualsTestingEachToken) {
+  auto model = Model::load(std::string(OMNI_SHARED_DIR) + "/models/synth-qwen2-q8_0.gguf");
+  if (!model) GTEST_SKIP() << "no shared model: " << model.error().message;
+  auto tokenizer = Tokenizer::from_metadata((*model)->file().metadata());
+  ASSERT_TRUE(tokenizer);
+  auto vocabulary = std::make_shared<const TokenVocabulary>(*tokenizer);
+  auto grammar = json_schema_grammar(ojson::parse(
+      R"({"type":"object","properties":{"s":{"type":"string","maxLength":4},"n":{"type":"array","items":{"type":"number"}}},
+          "required":["s","n"]})"));
+  ASSERT_TRUE(grammar);
+  auto constrained = std::make_shared<const ConstrainedGrammar>(std::move(*grammar), vocabulary);
+  TokenConstraint constraint(constrained);
+  std::mt19937_64 rng(5);
+  std::vector<float> logits(vocabulary->size());
+  size_t admitted_total = 0;
+  for (int step = 0; step < 40 && !constraint.finished(); ++step) {
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    ASSERT_TRUE(constraint.apply(logits));
+    std::vector<TokenId> admitted;
+    for (size_t id = 0; id < logits.size(); ++id) {
+      const bool in_mask = logits[id] == 0.0f;
+      ASSERT_EQ(in_mask, constraint.admits(static_cast<TokenId>(id))) << "token " << id << " at step " << step;
+      if (in_mask) admitted.push_back(static_cast<TokenId>(id));
+    }
+    admitted_total += admitted.size();
+    ASSERT_TRUE(constraint.accept(admitted[rng() % admitted.size()]));
+  }
+  EXPECT_GT(admitted_total, 1000u);  // the states met were not all trivial
+}
+
 TEST(JsonSchemaGrammar, RandomSchemasConstrainedGenerationValidates) {
   auto model = Model::load(std::string(OMNI_SHARED_DIR) + "/models/synth-qwen2-q8_0.gguf");
   if (!model) GTEST_SKIP() << "no shared model: " << model.error().message;
