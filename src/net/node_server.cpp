@@ -30,6 +30,7 @@
 #include "net/receipt_rate.h"
 #include "net/receive_budget.h"
 #include "net/request_validation.h"
+#include "net/throttled_stream.h"
 #include "net/tls.h"
 #include "net/work_receipt.h"
 
@@ -606,7 +607,7 @@ class NodeImpl final : public proto::Node::Server {
     std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
     if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
-                                   state_->options.connect_timeout_s * kj::SECONDS)
+                                   state_->options.connect_timeout_s * kj::SECONDS, state_->options.bandwidth)
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
@@ -845,6 +846,7 @@ constexpr uint32_t kMaxRefusalsInFlight = 16;
 void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::TaskSet& tasks) {
   tune_accepted_socket(*tcp);
   SourceKeys keys = source_of(*tcp);
+  tcp = throttle(kj::mv(tcp), state->options.bandwidth, state->io->getTimer());
   const std::string& source = keys.connection;
   auto slot = state->connections->admit(source);
   auto& timer = state->io->getTimer();

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/parse.h"
 #include "model/model.h"
 #include "net/node_info.h"
 #include "net/peer_address.h"
@@ -19,6 +20,7 @@
 #include "store/shard.h"
 #include "store/sharded_model.h"
 #include "swarm/move_drain.h"
+#include "swarm/port_mapping_keeper.h"
 #include "swarm/provider_fetch.h"
 #include "swarm/provider_record.h"
 
@@ -180,6 +182,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
       const net::PeerFetchOptions fetching{.peers = o.peers,
                                            .data_dir = data_dir,
                                            .timeout_s = o.fetch_timeout_s,
+                                           .bandwidth = node.bandwidth,
                                            .log = log,
                                            .progress = o.fetch_progress};
       // --peers when given; else the nodes that announce the model's shards in the swarm.
@@ -355,6 +358,31 @@ Result<void> NodeRuntime::serve() {
   // The relay client lives across the restarts of the server below (a move of its blocks).
   auto relay_fork = relaying.fork();
 
+  // --upnp: the keeper's thread reports the router's answer through a cross-thread fulfiller; the
+  // external address is announced first (it works from anywhere), the listening one after it.
+  using Mapped = Result<std::pair<std::string, std::string>>;
+  auto mapped_paf = kj::newPromiseAndCrossThreadFulfiller<Mapped>();
+  std::string mapped_address;  // the router's "HOST:PORT", once mapped
+  std::string listening_address;
+  auto with_mapped = [&](const std::string& local) {
+    std::vector<std::string> addresses;
+    if (!mapped_address.empty()) addresses.push_back(mapped_address);
+    addresses.push_back(membership ? membership->reachable_address(local) : local);
+    return addresses;
+  };
+  auto mapped = mapped_paf.promise
+                    .then([&](Mapped result) {
+                      if (!result) {
+                        log("no port mapping on the router (serving without it): " + result.error().message);
+                        return;
+                      }
+                      mapped_address = result->first;
+                      if (options_.on_mapped) options_.on_mapped(endpoint(mapped_address), result->second);
+                      if (!relay_) announce(with_mapped(listening_address));
+                    })
+                    .eagerlyEvaluate(nullptr);
+  std::unique_ptr<PortMappingKeeper> mapping;  // before the fulfiller goes: its thread uses it
+
   // Rebalancing: a node that chose its blocks may decide to move them (Membership); the event loop
   // carries a move out once no session is open (waiting at most drain_timeout_s, then giving up
   // this time): the server stops, the new range is loaded and served on the same address, and
@@ -410,8 +438,9 @@ Result<void> NodeRuntime::serve() {
         io, listen,
         [&](const std::string& address) {
           bound_address = address;
+          listening_address = address;
           if (!relay_)
-            announce({membership ? membership->reachable_address(address) : address});
+            announce(with_mapped(address));
           else if (!relay_addresses.empty())
             announce(relay_addresses);  // after a move: the same addresses, the new blocks
           {
@@ -420,6 +449,14 @@ Result<void> NodeRuntime::serve() {
             blocks_ = Span{node.block_begin, node.block_end};
           }
           if (options_.on_listening) options_.on_listening(endpoint(address));
+          if (!bound_once && options_.upnp) {
+            const kj::CrossThreadPromiseFulfiller<Mapped>* fulfiller = mapped_paf.fulfiller.get();
+            net::PortMappingOptions po;
+            po.internal_port = parse_host_port(address)->port;
+            mapping = std::make_unique<PortMappingKeeper>(
+                po, [fulfiller](Mapped m) { fulfiller->fulfill(std::move(m)); },
+                [this](const std::string& line) { log(line); });
+          }
           if (!bound_once) {
             bound_once = true;
             bound.fulfiller->fulfill(std::string(address));

@@ -55,6 +55,10 @@ struct NodeRuntimeOptions {
   std::optional<std::string> listen;  // "HOST:PORT" (port 0: any); default 0.0.0.0:7000, with a relay
                                       // 127.0.0.1:0 (only the relay's connections, handed over locally)
   std::string relay;              // [ID@]HOST:PORT of a relay to be reachable through
+  // Ask the home router for a port mapping (UPnP-IGD, else NAT-PMP; port_mapping_keeper.h) once
+  // listening, and announce the router's external address first. Not found or refused: logged,
+  // the node serves on as without it.
+  bool upnp = false;
   std::string data_dir;           // the identity key's directory; default net::Identity::default_dir();
                                   // locked while the node runs (net::IdentityLock); the node's
                                   // credit ledger lives there too (net::CreditLedger)
@@ -72,6 +76,8 @@ struct NodeRuntimeOptions {
   std::function<void(const NodeEndpoint&)> on_listening;
   // Each (re)registration at the relay.
   std::function<void(const NodeEndpoint&)> on_relayed;
+  // With upnp, once the router has mapped the port: the external address and the method.
+  std::function<void(const NodeEndpoint&, const std::string& method)> on_mapped;
 };
 
 class NodeRuntime {
