@@ -139,6 +139,10 @@ class NodeServer {
   // Sessions open now (on the event loop thread: between serve()'s events, or from a callback of
   // its loop). A node about to change its blocks waits for this to reach 0.
   uint32_t active_sessions() const;
+  // Paused (a reason given): openSession is refused with Unavailable "node paused: <why>" and
+  // NodeInfo reports the node full (activeSessions = maxSessions), so clients and routing pass it
+  // by; open sessions go on. Unpaused (nullopt): serves as before. Event loop thread, as above.
+  void set_paused(std::optional<std::string> why);
 
   struct State;  // shared with the RPC objects; defined in node_server.cpp
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <kj/async-io.h>
 #include <optional>
 #include <vector>
@@ -383,6 +384,33 @@ Result<void> NodeRuntime::serve() {
                     .eagerlyEvaluate(nullptr);
   std::unique_ptr<PortMappingKeeper> mapping;  // before the fulfiller goes: its thread uses it
 
+  // --when-idle: a sample a second; the pause outlives a move (applied to each new server).
+  std::optional<std::string> paused;
+  std::unique_ptr<OwnerActivity> activity;
+  if (options_.when_idle)
+    activity = std::make_unique<OwnerActivity>(*options_.when_idle,
+                                               options_.cpu_source ? options_.cpu_source() : proc_cpu_source());
+  std::function<kj::Promise<void>()> watch_owner = [&]() -> kj::Promise<void> {
+    return io.provider->getTimer().afterDelay(1 * kj::SECONDS).then([&]() -> kj::Promise<void> {
+      auto step = activity->sample(std::chrono::steady_clock::now());
+      if (!step) {
+        log("--when-idle cannot read the CPU load, serving regardless: " + step.error().message);
+        return kj::NEVER_DONE;
+      }
+      if (step->changed) {
+        char why[160];
+        std::snprintf(why, sizeof why, "other processes used %.0f %% of the CPU for %u s", step->others * 100,
+                      step->busy ? options_.when_idle->busy_for_s : options_.when_idle->idle_for_s);
+        paused = step->busy ? std::optional<std::string>("the machine's user is busy (" + std::string(why) + ")")
+                            : std::nullopt;
+        prepared->server->set_paused(paused);
+        log(std::string(step->busy ? "paused: " : "resumed: ") + why);
+      }
+      return watch_owner();
+    });
+  };
+  auto owner_watch = activity ? watch_owner().eagerlyEvaluate(nullptr) : kj::Promise<void>(kj::NEVER_DONE);
+
   // Rebalancing: a node that chose its blocks may decide to move them (Membership); the event loop
   // carries a move out once no session is open (waiting at most drain_timeout_s, then giving up
   // this time): the server stops, the new range is loaded and served on the same address, and
@@ -439,6 +467,7 @@ Result<void> NodeRuntime::serve() {
         [&](const std::string& address) {
           bound_address = address;
           listening_address = address;
+          server.set_paused(paused);
           if (!relay_)
             announce(with_mapped(address));
           else if (!relay_addresses.empty())

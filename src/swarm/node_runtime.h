@@ -31,6 +31,7 @@
 #include "store/fetch.h"
 #include "swarm/assignment.h"
 #include "swarm/membership.h"
+#include "swarm/owner_activity.h"
 
 namespace omni::swarm {
 
@@ -59,6 +60,12 @@ struct NodeRuntimeOptions {
   // listening, and announce the router's external address first. Not found or refused: logged,
   // the node serves on as without it.
   bool upnp = false;
+  // Set (--when-idle): serve only while the machine's own user is not busy (owner_activity.h),
+  // sampled every second; while busy the node is paused (net::NodeServer::set_paused: no new
+  // session, reported full so routing passes it by), logging "paused: ..." and "resumed: ...".
+  std::optional<IdlePolicy> when_idle;
+  // Where --when-idle reads CPU time (tests); null: /proc.
+  std::function<std::unique_ptr<CpuSource>()> cpu_source;
   std::string data_dir;           // the identity key's directory; default net::Identity::default_dir();
                                   // locked while the node runs (net::IdentityLock); the node's
                                   // credit ledger lives there too (net::CreditLedger)
