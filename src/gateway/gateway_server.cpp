@@ -90,15 +90,7 @@ std::optional<std::string> refusal_before_body(const AccessPolicy& access, std::
       AccessRequest{method, target, header("Host"), header("Origin"), header("Authorization"),
                     header("Access-Control-Request-Method")});
   if (!decision.refusal) return std::nullopt;
-  const std::string body = decision.refusal->to_json().dump(-1, ' ', false, json::error_handler_t::replace);
-  std::string response = "HTTP/1.1 " + std::to_string(decision.refusal->status) + " " +
-                         (decision.refusal->status == 401   ? "Unauthorized"
-                          : decision.refusal->status == 403 ? "Forbidden"
-                                                            : "Refused") +
-                         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                         "\r\nConnection: close\r\n";
-  for (const auto& h : decision.headers) response += h.first + ": " + h.second + "\r\n";
-  return response + "\r\n" + body;
+  return closing_http_response(*decision.refusal, decision.headers);
 }
 
 // The methods a known path answers ("GET, HEAD"), for a 405's Allow header; empty for a path that

@@ -37,11 +37,9 @@ std::string model_name(std::string name) {
 }
 
 ApiResult<json> parse_body(std::string_view body) {
-  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
-    return bad_request("the JSON body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return bad_request("the body is not valid JSON");
-  if (!j.is_object()) return bad_request("the body must be a JSON object");
+  auto parsed = parse_json_object(body);
+  if (!parsed) return parsed.error();
+  json j = std::move(parsed.value());
   for (const char* field : kRefusedFields)
     if (auto it = j.find(field); it != j.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()) &&
                                  !(it->is_array() && it->empty()))

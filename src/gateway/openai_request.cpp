@@ -27,36 +27,6 @@ ApiError wrong_type(const std::string& field, const char* expected, const json& 
   return bad_request("'" + field + "' must be " + expected + ", not " + type_name(got), field);
 }
 
-// Parses the body into an object, or says why it cannot.
-ApiResult<json> parse_object(std::string_view body) {
-  if (body.empty()) return bad_request("the request body is empty; send a JSON object", std::nullopt, "invalid_json");
-  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
-    return bad_request("the request body nests arrays/objects deeper than " + std::to_string(kMaxJsonDepth) +
-                           " levels",
-                       std::nullopt, "invalid_json");
-  json parsed;
-  // The key last read, so that a number the parser rejects (1e400 overflows a double) is reported
-  // against the field that holds it.
-  std::string last_key;
-  const json::parser_callback_t track_keys = [&last_key](int, json::parse_event_t event, json& value) {
-    if (event == json::parse_event_t::key && value.is_string()) last_key = value.get<std::string>();
-    return true;
-  };
-  try {
-    parsed = json::parse(body, track_keys);
-  } catch (const json::parse_error& e) {
-    // nlohmann's message names the byte offset and what was expected there.
-    return bad_request(std::string("the request body is not valid JSON: ") + e.what(), std::nullopt, "invalid_json");
-  } catch (const json::out_of_range& e) {
-    // A number beyond a double's range: valid JSON, but no value the API could accept.
-    if (last_key.empty()) return bad_request(std::string("the request body holds a number out of range: ") + e.what());
-    return bad_request("'" + last_key + "' holds a number out of range: " + e.what(), last_key);
-  } catch (const json::exception& e) {
-    return bad_request(std::string("the request body could not be parsed: ") + e.what(), std::nullopt, "invalid_json");
-  }
-  if (!parsed.is_object()) return bad_request("the request body must be a JSON object, not " + type_name(parsed));
-  return parsed;
-}
 
 // Optional number field in [lo, hi]; returns an error or stores it.
 std::optional<ApiError> read_number(const json& body, const char* field, double lo, double hi, float& out) {
@@ -198,6 +168,36 @@ ApiResult<std::string> read_content(const json& message, const std::string& wher
 
 }  // namespace
 
+ApiResult<json> parse_json_object(std::string_view body) {
+  if (body.empty()) return bad_request("the request body is empty; send a JSON object", std::nullopt, "invalid_json");
+  if (json_nesting_depth(body, kMaxJsonDepth) > kMaxJsonDepth)
+    return bad_request("the request body nests arrays/objects deeper than " + std::to_string(kMaxJsonDepth) +
+                           " levels",
+                       std::nullopt, "invalid_json");
+  json parsed;
+  // The key last read, so that a number the parser rejects (1e400 overflows a double) is reported
+  // against the field that holds it.
+  std::string last_key;
+  const json::parser_callback_t track_keys = [&last_key](int, json::parse_event_t event, json& value) {
+    if (event == json::parse_event_t::key && value.is_string()) last_key = value.get<std::string>();
+    return true;
+  };
+  try {
+    parsed = json::parse(body, track_keys);
+  } catch (const json::parse_error& e) {
+    // nlohmann's message names the byte offset and what was expected there.
+    return bad_request(std::string("the request body is not valid JSON: ") + e.what(), std::nullopt, "invalid_json");
+  } catch (const json::out_of_range& e) {
+    // A number beyond a double's range: valid JSON, but no value the API could accept.
+    if (last_key.empty()) return bad_request(std::string("the request body holds a number out of range: ") + e.what());
+    return bad_request("'" + last_key + "' holds a number out of range: " + e.what(), last_key);
+  } catch (const json::exception& e) {
+    return bad_request(std::string("the request body could not be parsed: ") + e.what(), std::nullopt, "invalid_json");
+  }
+  if (!parsed.is_object()) return bad_request("the request body must be a JSON object, not " + type_name(parsed));
+  return parsed;
+}
+
 int json_nesting_depth(std::string_view text, int limit) {
   int depth = 0, deepest = 0;
   bool in_string = false, escaped = false;
@@ -221,7 +221,7 @@ int json_nesting_depth(std::string_view text, int limit) {
 }
 
 ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
-  auto object = parse_object(body);
+  auto object = parse_json_object(body);
   if (!object) return object.error();
   const json& j = *object;
   ChatRequest r;
@@ -262,7 +262,7 @@ ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
 }
 
 ApiResult<CompletionRequest> parse_completion_request(std::string_view body) {
-  auto object = parse_object(body);
+  auto object = parse_json_object(body);
   if (!object) return object.error();
   const json& j = *object;
   CompletionRequest r;

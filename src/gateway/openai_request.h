@@ -70,6 +70,11 @@ struct CompletionRequest {
   GenerationParams params;
 };
 
+// The body as a JSON object, or a 400 saying why not: empty, nested deeper than kMaxJsonDepth,
+// not JSON (with the parser's position), a number out of a double's range (naming its field), or
+// not an object. Shared by every JSON route so that all of them refuse the same way.
+ApiResult<nlohmann::json> parse_json_object(std::string_view body);
+
 ApiResult<ChatRequest> parse_chat_request(std::string_view body);
 ApiResult<CompletionRequest> parse_completion_request(std::string_view body);
 
