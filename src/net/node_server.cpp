@@ -32,6 +32,7 @@
 #include "net/receipt_rate.h"
 #include "net/receive_budget.h"
 #include "net/request_validation.h"
+#include "net/throttled_stream.h"
 #include "net/tls.h"
 #include "net/work_receipt.h"
 
@@ -62,6 +63,7 @@ struct NodeServer::State {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<kernels::ThreadPool> pool;
   NodeDescription description;  // the constant parts; current() adds the counters
+  std::optional<std::string> paused;  // set_paused: why the node takes no session now
   uint32_t active_sessions = 0;
   uint64_t kv_reserved = 0;
   ClientQuota session_quota{"sessions", "--max-sessions-per-client", 0};
@@ -92,7 +94,8 @@ struct NodeServer::State {
   }
   NodeDescription current() const {
     NodeDescription d = description;
-    d.active_sessions = active_sessions;
+    // Paused (--when-idle): full, so that clients and routing pass it by (docs/protocol.md).
+    d.active_sessions = paused ? std::max(active_sessions, options.max_sessions) : active_sessions;
     d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
     d.queued_calls = static_cast<uint32_t>(worker->outstanding());
     d.queued_tokens = worker->outstanding_cost();
@@ -617,6 +620,7 @@ class NodeImpl final : public proto::Node::Server {
                       "no output sink is attached to this node under the session's ring token (the client attaches "
                       "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
+    if (state_->paused) throw_rpc_error(ErrorCode::Unavailable, "node paused: " + *state_->paused + "; try another node");
     if (state_->active_sessions >= o.max_sessions)
       throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->active_sessions) +
                                                            " of " + std::to_string(o.max_sessions) +
@@ -652,7 +656,7 @@ class NodeImpl final : public proto::Node::Server {
     std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
     if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
-                                   state_->options.connect_timeout_s * kj::SECONDS)
+                                   state_->options.connect_timeout_s * kj::SECONDS, state_->options.bandwidth)
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
@@ -891,6 +895,7 @@ constexpr uint32_t kMaxRefusalsInFlight = 16;
 void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::TaskSet& tasks) {
   tune_accepted_socket(*tcp);
   SourceKeys keys = source_of(*tcp);
+  tcp = throttle(kj::mv(tcp), state->options.bandwidth, state->io->getTimer());
   const std::string& source = keys.connection;
   auto slot = state->connections->admit(source);
   auto& timer = state->io->getTimer();
@@ -1086,6 +1091,8 @@ NodeServer::~NodeServer() = default;
 const std::string& NodeServer::peer_id() const { return state_->description.peer_id; }
 
 uint32_t NodeServer::active_sessions() const { return state_->active_sessions; }
+
+void NodeServer::set_paused(std::optional<std::string> why) { state_->paused = std::move(why); }
 
 Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen,
                                const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {
