@@ -38,6 +38,9 @@ struct GenerationSpec {
   bool ignore_eos = false;
   std::string client;  // who asked (rate limits charge generated tokens to it)
   int logprobs = -1;   // >= 0: each generated token's log-prob and this many alternatives; -1: none
+  // Added to these tokens' logits before sampling (ids within the vocabulary); -100 bans the token
+  // outright (its logit becomes -infinity). Log-probs are reported from the unbiased logits.
+  std::vector<std::pair<model::TokenId, float>> logit_bias;
 };
 
 // What a wait() returns: the text produced since the previous wait() and, at the end, how the

@@ -1,6 +1,7 @@
 #include "gateway/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "model/sampler.h"
 
@@ -17,6 +18,7 @@ struct Scheduler::Active {
   model::TokenId last_token = 0;
   int generated = 0;
   std::vector<float> logits;
+  std::vector<float> biased;  // logits plus the job's logit_bias, when it has one
   bool finished = false;
 };
 
@@ -58,7 +60,17 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 
 bool Scheduler::generate_token(Active& a) {
   GenerationJob& job = *a.job;
-  const model::TokenId id = a.sampler.sample(a.logits);
+  std::span<const float> logits = a.logits;
+  if (!job.spec().logit_bias.empty()) {
+    a.biased.assign(a.logits.begin(), a.logits.end());
+    for (const auto& [token, bias] : job.spec().logit_bias) {
+      if (token < 0 || static_cast<size_t>(token) >= a.biased.size()) continue;  // the server checked them
+      float& logit = a.biased[static_cast<size_t>(token)];
+      logit = bias <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + bias;
+    }
+    logits = a.biased;
+  }
+  const model::TokenId id = a.sampler.sample(logits);
   if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
   auto finish_with_rest = [&](const char* reason) {
     std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
@@ -129,7 +141,7 @@ void Scheduler::loop() {
       }
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
-                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {},
+                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
                                                           false}));
     }
     // Drop the generations whose clients left: their sessions are freed here.
