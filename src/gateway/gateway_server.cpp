@@ -510,6 +510,16 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
                                            std::to_string(max_tokens) + ") exceed the context of " +
                                            std::to_string(desc.n_ctx) + " tokens",
                                        "max_tokens", "context_length_exceeded"));
+  const size_t n_vocab = model->backend->tokenizer().n_vocab();
+  size_t banned = 0;
+  for (const auto& [token, bias] : params.logit_bias) {
+    if (static_cast<size_t>(token) >= n_vocab)
+      return refuse(bad_request("'logit_bias' names token " + std::to_string(token) + "; this model's vocabulary has " +
+                                    std::to_string(n_vocab) + " tokens",
+                                "logit_bias." + std::to_string(token)));
+    if (bias <= -100.0f) ++banned;
+  }
+  if (banned > 0 && banned >= n_vocab) return refuse(bad_request("'logit_bias' bans every token", "logit_bias"));
   if (!params.seed_given) params.sampling.seed = std::random_device{}() * 0x100000001ull + std::random_device{}();
   if (auto check = model::Sampler::create(params.sampling); !check)
     return refuse(failure(check.error()));
@@ -540,6 +550,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   spec.logprobs = params.logprobs;
+  spec.logit_bias = std::move(params.logit_bias);
   // Under a grammar the answer ends where the grammar says: the template's turn-end texts could
   // appear inside a JSON string and must not cut it.
   if (!spec.grammar)

@@ -44,6 +44,9 @@ struct GenerationSpec {
   // Grammar-constrained sampling: only tokens that keep the output a prefix of the grammar's
   // sentences, and the generation ends ("stop") once it is a whole one that nothing may extend.
   std::shared_ptr<const model::ConstrainedGrammar> grammar;
+  // Added to these tokens' logits before sampling (ids within the vocabulary); -100 bans the token
+  // outright (its logit becomes -infinity). Log-probs are reported from the unbiased logits.
+  std::vector<std::pair<model::TokenId, float>> logit_bias;
 };
 
 // What a wait() returns: the text produced since the previous wait() and, at the end, how the

@@ -79,6 +79,29 @@ std::optional<ApiError> read_bool(const json& body, const char* field, bool& out
   return std::nullopt;
 }
 
+// logit_bias: {"<token id>": bias, ...}, OpenAI's shape (JSON keys are strings).
+std::optional<ApiError> read_logit_bias(const json& body, std::vector<std::pair<int32_t, float>>& out) {
+  auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return wrong_type("logit_bias", "an object mapping token ids to biases", *it);
+  if (it->size() > kMaxLogitBias)
+    return bad_request("'logit_bias' may hold at most " + std::to_string(kMaxLogitBias) + " tokens", "logit_bias");
+  for (const auto& [key, value] : it->items()) {
+    const std::string where = "logit_bias." + key;
+    int64_t id = key.empty() || key.size() > 10 ? -1 : 0;
+    for (size_t i = 0; id >= 0 && i < key.size(); ++i)
+      id = key[i] >= '0' && key[i] <= '9' ? id * 10 + (key[i] - '0') : -1;
+    if (id < 0 || id > std::numeric_limits<int32_t>::max())
+      return bad_request("'logit_bias' keys must be token ids (non-negative integers), not \"" + key + "\"", where);
+    if (!value.is_number()) return wrong_type(where, "a number", value);
+    const double bias = value.get<double>();
+    if (!std::isfinite(bias) || bias < -100.0 || bias > 100.0)
+      return bad_request("'" + where + "' must be between -100 and 100, not " + value.dump(), where);
+    out.emplace_back(static_cast<int32_t>(id), static_cast<float>(bias));
+  }
+  return std::nullopt;
+}
+
 // The fields chat and text completions share.
 ApiResult<GenerationParams> read_params(const json& body) {
   GenerationParams p;
@@ -121,6 +144,7 @@ ApiResult<GenerationParams> read_params(const json& body) {
   if (top_k) p.sampling.top_k = static_cast<int>(*top_k);
   if (auto e = read_number(body, "min_p", 0.0, 1.0, p.sampling.min_p)) return *e;
   if (auto e = read_number(body, "repeat_penalty", 1e-3, 100.0, p.sampling.repeat_penalty)) return *e;
+  if (auto e = read_logit_bias(body, p.logit_bias)) return *e;
 
   if (auto it = body.find("stop"); it != body.end() && !it->is_null()) {
     if (it->is_string()) {

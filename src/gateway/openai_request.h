@@ -47,6 +47,7 @@ constexpr int kMaxJsonDepth = 32;
 constexpr size_t kMaxStopStrings = 4;    // as OpenAI
 constexpr size_t kMaxStopLength = 256;
 constexpr size_t kMaxMessages = 4096;
+constexpr size_t kMaxLogitBias = 300;    // as OpenAI
 
 constexpr size_t kMaxTools = 128;
 
@@ -85,6 +86,9 @@ struct GenerationParams {
   // "top_logprobs" 0-20; completions: "logprobs" 0-5); -1: none.
   int logprobs = -1;
   ResponseFormat response_format;
+  // logit_bias: token id -> added to its logit before sampling (greedy too), in [-100, 100]; -100
+  // bans the token. Ids are checked against the vocabulary by the server, which knows it.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 struct ChatRequest {

@@ -1,6 +1,7 @@
 #include "gateway/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "model/sampler.h"
 
@@ -17,6 +18,7 @@ struct Scheduler::Active {
   model::TokenId last_token = 0;
   int generated = 0;
   std::vector<float> logits;
+  std::vector<float> biased;  // logits plus the job's logit_bias, when it has one
   bool finished = false;
   std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
   std::optional<model::TokenConstraint> constraint;  // when the job has a grammar
@@ -60,8 +62,19 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 }
 
 bool Scheduler::generate_token(Active& a) {
-  if (!a.constraint) return emit_token(a, a.sampler.sample(a.logits), a.logits, false);
-  auto drawn = a.constraint->sample(a.sampler, a.logits, a.masked);
+  // Sampled from the biased logits; log-probs are reported from the model's own (emit_token).
+  std::span<const float> scores = a.logits;
+  if (const auto& bias = a.job->spec().logit_bias; !bias.empty()) {
+    a.biased.assign(a.logits.begin(), a.logits.end());
+    for (const auto& [token, add] : bias) {
+      if (token < 0 || static_cast<size_t>(token) >= a.biased.size()) continue;  // the server checked them
+      float& logit = a.biased[static_cast<size_t>(token)];
+      logit = add <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + add;
+    }
+    scores = a.biased;
+  }
+  if (!a.constraint) return emit_token(a, a.sampler.sample(scores), a.logits, false);
+  auto drawn = a.constraint->sample(a.sampler, scores, a.masked);
   if (!drawn) {
     a.job->finish("error", Error{ErrorCode::Internal, "the output grammar admits no token here"});
     return true;
@@ -155,7 +168,7 @@ void Scheduler::loop() {
       }
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
-                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {},
+                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
                                                           false, {}, std::nullopt, {}}));
       if (job->spec().grammar) active.back()->constraint.emplace(job->spec().grammar);
     }
@@ -182,7 +195,8 @@ void Scheduler::loop() {
       step.sequence = a.sequence.get();
       step.logits = &a.logits;
       step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
-      if (backend_.speculates() && !a.constraint) {  // a grammar masks each token: no drafting past it
+      // A grammar or a logit_bias changes each token's draw: no drafting past them.
+      if (backend_.speculates() && !a.constraint && a.job->spec().logit_bias.empty()) {
         step.sampler = &a.sampler;
         step.budget = static_cast<uint32_t>(a.job->spec().max_tokens - a.generated);
         step.produced = &a.produced;

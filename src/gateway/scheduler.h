@@ -16,7 +16,7 @@
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
 // is the same token for token. A backend that speculates() samples its decoding steps' tokens
 // itself (several per step), as `omni run --draft` does, except for a job whose output a grammar
-// constrains (each token is drawn under its mask, one per step).
+// constrains or a logit_bias skews (each token is drawn from its own logits, one per step).
 #pragma once
 
 #include <atomic>
