@@ -118,7 +118,10 @@ int run_gateway(const GatewayCliOptions& o) {
   // Fair use: what each node did for this gateway's own sessions (gateway/fair_use.h).
   std::shared_ptr<gateway::ContributionLedger> contributions;
   if (source.on_swarm()) {
-    auto opened = gateway::ContributionLedger::open(data_dir_or_default(source.data_dir));
+    const std::string dir = data_dir_or_default(source.data_dir);
+    std::error_code made;
+    std::filesystem::create_directories(dir, made);  // a fresh --data-dir; a real failure shows in open()
+    auto opened = gateway::ContributionLedger::open(dir);
     if (!opened) return fail(opened.error());
     if (!(*opened)->recovered().empty())
       std::fprintf(stderr, "omni gateway: contribution ledger was corrupt, started afresh: %s\n",

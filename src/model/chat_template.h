@@ -1,7 +1,9 @@
-// ChatTemplate: turns a conversation into the prompt text a chat model was trained on.
+// ChatTemplate: turns a conversation into the prompt text a chat model was trained on, for model
+// files that carry no template of their own (by_name: `--chat-template NAME`). A file's own
+// template (tokenizer.chat_template) is run by the Jinja interpreter (jinja_chat_template.h,
+// chosen in prompt_template.h); this class is the built-in fallback.
 //
-// GGUF models carry their template as Jinja source (tokenizer.chat_template). This is not a Jinja
-// engine: detect() recognizes the template's family by its distinctive markers (as llama.cpp does)
+// This is not a Jinja engine: detect() recognizes the template's family by its distinctive markers (as llama.cpp does)
 // and renders it with code that produces exactly what the family's published template produces
 // under transformers' apply_chat_template (trim_blocks, lstrip_blocks), byte for byte, including
 // its errors for conversations the template rejects. The formats and their reference templates:
