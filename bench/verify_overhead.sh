@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # What spot checks cost a swarm client's generation: `omni run --bootstrap` on a loopback swarm (a
-# bootstrap DHT node, 4 honest nodes: blocks 0:2 and 2:4 twice each), generating TOKENS greedy
+# bootstrap DHT node, 4 honest nodes: the two ranges of SPLIT twice each), generating TOKENS greedy
 # tokens with checks off (--verify-rate 0 --verify-first 0: the baseline) and at the defaults
 # (--verify-rate 0.02 --verify-first 2), alternating, RUNS times each, in the same run. Prints the
-# median generation tok/s of each and their ratio (checked / baseline).
+# median generation tok/s of each, their ratio (checked / baseline), and the time the checked runs
+# waited for their checks (the client's summary line).
 #
-#   bench/verify_overhead.sh BUILD_DIR [MODEL] [RUNS] [TOKENS]
+#   bench/verify_overhead.sh BUILD_DIR [MODEL] [RUNS] [TOKENS] [SPLIT]
+#
+# SPLIT: the two block ranges, "0:2 2:4" by default (synth-llama's 4 blocks). For a model whose
+# tokens cost compute rather than round trips, e.g. TinyLlama's layers (6 of them):
+#   omni synth --shape tinyllama-1.1b --layers 6 --type q8_0 /tmp/tl6.gguf
+#   bench/verify_overhead.sh build /tmp/tl6.gguf 5 64 "0:3 3:6"
 set -euo pipefail
 build=$1
 omni=$build/apps/omni/omni
 model=${2:-/work/shared/models/synth-llama-q8_0.gguf}
 runs=${3:-5}
 tokens=${4:-128}
+read -r range_a range_b <<<"${5:-0:2 2:4}"
 tmp=$(mktemp -d)
 source "$(dirname "$0")/../tests/pipeline_lib.sh"
 trap 'cleanup_nodes; rm -rf "$tmp"' EXIT
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model: $model, blocks $range_a and $range_b, $tokens tokens, $runs runs each"
 start_bootstrap
 for i in 1 2; do
-  start_node "a$i" "$model" 0:2 --bootstrap "$BOOT_ADDR"
-  start_node "b$i" "$model" 2:4 --bootstrap "$BOOT_ADDR"
+  start_node "a$i" "$model" "$range_a" --bootstrap "$BOOT_ADDR"
+  start_node "b$i" "$model" "$range_b" --bootstrap "$BOOT_ADDR"
 done
 sleep 2
 run() {  # LABEL RATE FIRST
@@ -28,7 +36,7 @@ run() {  # LABEL RATE FIRST
     --bootstrap "$BOOT_ADDR" --data-dir "$tmp/client" --verify-rate "$2" --verify-first "$3" \
     >"$tmp/$1.out" 2>"$tmp/$1.err" || fail "$1: $(tail -3 "$tmp/$1.err")"
   sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$tmp/$1.err" >>"$tmp/$1.tps"
-  grep -o '[0-9]* spot checks' "$tmp/$1.err" >>"$tmp/$1.checks" || true
+  grep -o '[0-9]* spot checks ([0-9]* ms)' "$tmp/$1.err" | tr -d '()' | awk '{print $1, $4}' >>"$tmp/$1.checks" || true
 }
 for r in $(seq 1 "$runs"); do
   run baseline 0 0
@@ -40,9 +48,10 @@ import statistics, sys
 tmp, tokens = sys.argv[1], sys.argv[2]
 b = [float(x) for x in open(tmp + "/baseline.tps")]
 c = [float(x) for x in open(tmp + "/checked.tps")]
-checks = [l.split()[0] for l in open(tmp + "/checked.checks")]
+checks = [l.split() for l in open(tmp + "/checked.checks")]
 mb, mc = statistics.median(b), statistics.median(c)
 print("baseline (no checks): %s tok/s, median %.1f" % (" ".join("%.1f" % x for x in b), mb))
-print("checked (rate 0.02, first 2): %s tok/s, median %.1f; checks per run: %s" % (" ".join("%.1f" % x for x in c), mc, " ".join(checks)))
+print("checked (rate 0.02, first 2): %s tok/s, median %.1f" % (" ".join("%.1f" % x for x in c), mc))
+print("checks per run (waited for them, whole run): %s" % " ".join("%s (%s ms)" % (n, ms) for n, ms in checks))
 print("ratio checked/baseline: %.3f (%s tokens per run)" % (mc / mb, tokens))
 PY

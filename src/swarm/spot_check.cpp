@@ -28,6 +28,18 @@ struct SessionRun {
   std::vector<net::ForwardAttestation> attestations;
 };
 
+// A node's check session for one hop's range and its answers so far.
+struct CheckSession {
+  proto::Session::Client session = nullptr;
+  SessionRun run;
+};
+
+// One node's run of a hop within a check.
+struct NodeRun {
+  const Replica* node = nullptr;
+  Result<SessionRun> result = Error{ErrorCode::Internal, "the run did not happen"};
+};
+
 class Checker {
  public:
   Checker(const net::Identity& identity, const SpotCheckOptions& options) : options_(options) {
@@ -37,15 +49,13 @@ class Checker {
   }
 
   Result<SpotCheckResult> run(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
-                              const std::vector<std::vector<int32_t>>& calls) {
+                              const std::vector<std::vector<int32_t>>& history) {
     if (error_) return *error_;
     SpotCheckResult result;
     std::vector<HopInput> inputs;
+    for (const auto& c : plan(history, result.own_batches)) inputs.push_back({c, {}, static_cast<uint32_t>(c.size()), 0});
     uint32_t positions = 0;
-    for (const auto& c : calls) {
-      inputs.push_back({c, {}, static_cast<uint32_t>(c.size()), 0});
-      positions += static_cast<uint32_t>(c.size());
-    }
+    for (const auto& in : inputs) positions += in.rows;
     for (size_t h = 0; h < route.size(); ++h) {
       const CheckHop& hop = route[h];
       const bool last = h + 1 == route.size();
@@ -59,29 +69,38 @@ class Checker {
         if (serves(r)) others.push_back(&r);
       const std::string where = "blocks [" + std::to_string(hop.block_begin) + ", " + std::to_string(hop.block_end) + ")";
       std::string failures;  // of the runs that did not complete, for the unresolved line
-      auto first = run_session(hop.node, hop, inputs, positions);
-      // The route's node, then each replica in turn until two runs agree (or a third outvotes one).
       std::vector<std::pair<const Replica*, SessionRun>> runs;
-      if (first) runs.emplace_back(&hop.node, std::move(*first));
-      else failures += "; " + first.error().message;
       std::optional<SessionRun> agreed;
-      for (const Replica* r : others) {
-        if (agreed) break;
-        auto run = run_session(*r, hop, inputs, positions);
-        if (!run) {  // that replica is unreachable or refuses: try the next one
-          failures += "; " + run.error().message;
-          continue;
+      auto take = [&](NodeRun& run) {
+        if (!run.result) {  // that node is unreachable or refuses: the others decide
+          failures += "; " + run.result.error().message;
+          return;
         }
-        for (auto& [node, prior] : runs) {
-          const size_t at = first_difference(prior, *run);
-          if (at == kSame) {
-            agreed = *run;
-            result.agreed.push_back(node->address.peer_id);
-            result.agreed.push_back(r->address.peer_id);
-            break;
-          }
-        }
-        runs.emplace_back(r, std::move(*run));
+        if (!agreed)
+          for (auto& [node, prior] : runs)
+            if (first_difference(prior, *run.result) == kSame) {
+              agreed = *run.result;
+              result.agreed.push_back(node->address.peer_id);
+              result.agreed.push_back(run.node->address.peer_id);
+              break;
+            }
+        runs.emplace_back(run.node, std::move(*run.result));
+      };
+      // The route's node and the first replica at once; then each further replica in turn until two
+      // runs agree (or a third outvotes one).
+      {
+        NodeRun own{&hop.node}, second{others.empty() ? nullptr : others.front()};
+        auto both = kj::heapArrayBuilder<kj::Promise<void>>(second.node ? 2 : 1);
+        both.add(run_node(hop.node, hop, inputs, positions, own));
+        if (second.node) both.add(run_node(*second.node, hop, inputs, positions, second));
+        kj::joinPromises(both.finish()).wait(io_.waitScope);
+        take(own);
+        if (second.node) take(second);
+      }
+      for (size_t i = 1; i < others.size() && !agreed; ++i) {
+        NodeRun next{others[i]};
+        run_node(*others[i], hop, inputs, positions, next).wait(io_.waitScope);
+        take(next);
       }
       if (!agreed) {
         result.unresolved.push_back(where + ": " + std::to_string(runs.size()) + " runs, no two agree" + failures);
@@ -108,6 +127,17 @@ class Checker {
     return result;
   }
 
+  // Connects to `nodes` ahead of their first check (failures are left for the check to meet).
+  void connect(const std::vector<Replica>& nodes) {
+    if (error_) return;
+    auto all = kj::heapArrayBuilder<kj::Promise<void>>(nodes.size());
+    for (const auto& n : nodes)
+      all.add(connection(n).ignoreResult().catch_([this, key = n.address.to_string()](kj::Exception&&) {
+        drop_node(key);
+      }));
+    kj::joinPromises(all.finish()).wait(io_.waitScope);
+  }
+
  private:
   static constexpr size_t kSame = SIZE_MAX;
 
@@ -117,79 +147,116 @@ class Checker {
     return a.outputs.size() == b.outputs.size() ? kSame : std::min(a.outputs.size(), b.outputs.size());
   }
 
-  // The calls on a fresh direct session of `node` for the hop's blocks; every reply's attestation
-  // must verify as the node's and describe the call, or the run counts as failed.
-  Result<SessionRun> run_session(const Replica& node, const CheckHop& hop, const std::vector<HopInput>& inputs,
-                                 uint32_t positions) {
-    SessionRun out;
-    Result<void> status;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { status = run_calls(node, hop, inputs, positions, out); })) {
-      connections_.erase(node.address.to_string());  // the next check connects afresh
-      return net::to_error(*e).with_context("node " + node.address.host_port());
+  // The batches the check sends (hop 0's calls): the session's calls before the last merged into
+  // as few batches as the nodes take, then the last call as it was made. `own`: the batches are the
+  // session's own calls (so the route's result is comparable).
+  std::vector<std::vector<int32_t>> plan(const std::vector<std::vector<int32_t>>& history, bool& own) const {
+    std::vector<int32_t> flat;
+    for (size_t i = 0; i + 1 < history.size(); ++i) flat.insert(flat.end(), history[i].begin(), history[i].end());
+    std::vector<std::vector<int32_t>> calls;
+    const size_t max = std::max<size_t>(2, options_.max_batch);
+    for (size_t at = 0; at < flat.size();) {
+      size_t take = std::min(max, flat.size() - at);
+      if (flat.size() - at - take == 1) take = take > 2 ? take - 1 : take + 1;  // never leave one row
+      take = std::min(take, flat.size() - at);
+      calls.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(at), flat.begin() + static_cast<std::ptrdiff_t>(at + take));
+      at += take;
     }
-    if (!status) {
-      connections_.erase(node.address.to_string());
-      return status.error();
-    }
-    return out;
+    calls.push_back(history.back());
+    own = calls == history;
+    return calls;
   }
 
-  Result<void> run_calls(const Replica& node, const CheckHop& hop, const std::vector<HopInput>& inputs,
-                         uint32_t positions, SessionRun& out) {
+  kj::Promise<net::NodeConnection*> connection(const Replica& node) {
     const std::string key = node.address.to_string();
     auto cached = connections_.find(key);
-    if (cached == connections_.end()) {
-      auto fresh = net::NodeConnection::connect(*io_.provider, *tls_, node.address,
-                                                {std::string("hidden-") + net::hidden_encoding_name(options_.encoding)},
-                                                options_.connect_timeout_s * kj::SECONDS)
-                       .wait(io_.waitScope);
-      cached = connections_.emplace(key, kj::mv(fresh)).first;
+    if (cached != connections_.end()) return cached->second.get();
+    return net::NodeConnection::connect(*io_.provider, *tls_, node.address,
+                                        {std::string("hidden-") + net::hidden_encoding_name(options_.encoding)},
+                                        options_.connect_timeout_s * kj::SECONDS)
+        .then([this, key](kj::Own<net::NodeConnection> fresh) {
+          auto& slot = connections_[key];
+          if (!slot) slot = kj::mv(fresh);  // a connection made meanwhile by another run stays
+          return slot.get();
+        });
+  }
+
+  // Forgets a node's connection (the next check connects afresh).
+  void drop_node(const std::string& address) { connections_.erase(address); }
+
+  // Runs the hop's calls on a fresh direct session of `node`; every reply's attestation must verify
+  // as the node's and describe the call, or the run fails. Never rejects: the outcome goes to `out`.
+  kj::Promise<void> run_node(const Replica& node, const CheckHop& hop, const std::vector<HopInput>& inputs,
+                             uint32_t positions, NodeRun& out) {
+    return connection(node)
+        .then([this, &node, &hop, positions](net::NodeConnection* connection) {
+          if (!(connection->info().model == options_.model))
+            net::throw_rpc_error(ErrorCode::InvalidArgument, "node " + node.address.host_port() + " serves another model");
+          auto open = connection->node().openSessionRequest();
+          auto p = open.initParams();
+          p.setBlockBegin(hop.block_begin);
+          p.setBlockEnd(hop.block_end);
+          p.setMaxLength(positions);
+          p.setHiddenFormat(static_cast<proto::HiddenFormat>(options_.encoding));
+          return net::with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
+                                   "opening a check session", open.send());
+        })
+        .then([this, &node, &hop, &inputs, &out](capnp::Response<proto::Node::OpenSessionResults>&& opened) {
+          auto state = kj::heap<CheckSession>();
+          state->session = opened.getSession();
+          auto& s = *state;
+          return feed(node, hop, inputs, s).then([&out, state = kj::mv(state)]() mutable { out.result = state->run; });
+        })
+        .catch_([this, &node, &out](kj::Exception&& e) {
+          drop_node(node.address.to_string());
+          out.result = net::to_error(e).with_context("node " + node.address.host_port());
+        });
+  }
+
+  // Sends `session` the inputs from call `c` on, one after another (a session runs one call at a
+  // time), checking every reply's attestation. Throws on any failure.
+  kj::Promise<void> feed(const Replica& node, const CheckHop& hop, const std::vector<HopInput>& inputs,
+                         CheckSession& session, size_t c = 0, uint64_t position = 0) {
+    if (c == inputs.size()) return kj::READY_NOW;
+    auto connection = connections_.find(node.address.to_string());
+    if (connection == connections_.end())
+      net::throw_rpc_error(ErrorCode::Unavailable, "no connection to node " + node.address.host_port());
+    const std::string peer = connection->second->peer_id();
+    const HopInput& in = inputs[c];
+    auto req = session.session.forwardRequest();
+    auto input = req.initInput();
+    net::Sha256 input_digest;
+    if (!in.tokens.empty()) {
+      auto list = input.initInput().initTokens(static_cast<unsigned>(in.tokens.size()));
+      for (unsigned i = 0; i < in.tokens.size(); ++i) list.set(i, in.tokens[i]);
+      input_digest = net::tokens_digest(in.tokens);
+    } else {
+      auto hidden = input.initInput().initHidden();
+      hidden.setFormat(static_cast<proto::HiddenFormat>(options_.encoding));
+      hidden.setNTokens(in.rows);
+      hidden.setNEmbd(options_.model.n_embd);
+      hidden.setData(kj::arrayPtr(in.hidden.data(), in.hidden.size()));
+      input_digest = net::hidden_digest(options_.encoding, in.hidden);
     }
-    net::NodeConnection* connection = cached->second.get();
-    if (!(connection->info().model == options_.model))
-      return Error{ErrorCode::InvalidArgument, "node " + node.address.host_port() + " serves another model"};
-    auto open = connection->node().openSessionRequest();
-    auto p = open.initParams();
-    p.setBlockBegin(hop.block_begin);
-    p.setBlockEnd(hop.block_end);
-    p.setMaxLength(positions);
-    p.setHiddenFormat(static_cast<proto::HiddenFormat>(options_.encoding));
-    auto& timer = io_.provider->getTimer();
-    const auto timeout = options_.call_timeout_s * kj::SECONDS;
-    auto session = net::with_timeout(timer, timeout, "opening a check session", open.send()).wait(io_.waitScope).getSession();
-    uint64_t position = 0;
-    for (const auto& in : inputs) {
-      auto req = session.forwardRequest();
-      auto input = req.initInput();
-      net::Sha256 input_digest;
-      if (!in.tokens.empty()) {
-        auto list = input.initInput().initTokens(static_cast<unsigned>(in.tokens.size()));
-        for (unsigned i = 0; i < in.tokens.size(); ++i) list.set(i, in.tokens[i]);
-        input_digest = net::tokens_digest(in.tokens);
-      } else {
-        auto hidden = input.initInput().initHidden();
-        hidden.setFormat(static_cast<proto::HiddenFormat>(options_.encoding));
-        hidden.setNTokens(in.rows);
-        hidden.setNEmbd(options_.model.n_embd);
-        hidden.setData(kj::arrayPtr(in.hidden.data(), in.hidden.size()));
-        input_digest = net::hidden_digest(options_.encoding, in.hidden);
-      }
-      input.setOutputLast(in.output_last);
-      auto response = net::with_timeout(timer, timeout, "a check call", req.send()).wait(io_.waitScope);
-      auto data = response.getOutput().getHidden().getData();
-      std::vector<uint8_t> rows(data.begin(), data.end());
-      auto a = net::read_attestation(response.getOutput().getAttestation(), options_.model, hop.block_begin, hop.block_end);
-      if (!a) return a.error().with_context("node " + node.address.host_port());
-      if (auto v = net::verify_attestation(*a); !v) return v.error();
-      if (a->peer_id() != connection->peer_id() || a->position != position || a->input_sha256 != input_digest ||
-          a->output_rows != in.output_last || a->output_sha256 != net::hidden_digest(options_.encoding, rows))
-        return Error{ErrorCode::InvalidArgument,
-                     "node " + node.address.host_port() + " signed an attestation that does not describe the call"};
-      out.outputs.push_back(std::move(rows));
-      out.attestations.push_back(*a);
-      position += in.rows;
-    }
-    return {};
+    input.setOutputLast(in.output_last);
+    return net::with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS, "a check call", req.send())
+        .then([this, &node, &hop, &inputs, &session, peer, position, input_digest,
+               c](capnp::Response<proto::Session::ForwardResults>&& response) {
+          const HopInput& in = inputs[c];
+          auto data = response.getOutput().getHidden().getData();
+          std::vector<uint8_t> rows(data.begin(), data.end());
+          auto a = net::read_attestation(response.getOutput().getAttestation(), options_.model, hop.block_begin,
+                                         hop.block_end);
+          if (!a) net::throw_rpc_error(a.error().with_context("node " + node.address.host_port()));
+          if (auto v = net::verify_attestation(*a); !v) net::throw_rpc_error(v.error());
+          if (a->peer_id() != peer || a->position != position || a->input_sha256 != input_digest ||
+              a->output_rows != in.output_last || a->output_sha256 != net::hidden_digest(options_.encoding, rows))
+            net::throw_rpc_error(ErrorCode::InvalidArgument, "node " + node.address.host_port() +
+                                                                 " signed an attestation that does not describe the call");
+          session.run.outputs.push_back(std::move(rows));
+          session.run.attestations.push_back(*a);
+          return feed(node, hop, inputs, session, c + 1, position + in.rows);
+        });
   }
 
   SpotCheckOptions options_;
@@ -209,6 +276,15 @@ struct SpotChecker::Impl {
   std::function<void(Checker&)> job;  // set: the thread runs it, then clears it
   bool stopping = false;
   std::thread thread;
+
+  // Runs `j` on the checker's thread after the job before it; waits for it when `wait`.
+  void submit(std::function<void(Checker&)> j, bool wait) {
+    std::unique_lock lock(mutex);
+    wake.wait(lock, [this] { return !job; });
+    job = std::move(j);
+    wake.notify_all();
+    if (wait) wake.wait(lock, [this] { return !job; });
+  }
 };
 
 SpotChecker::SpotChecker(net::Identity identity, SpotCheckOptions options) : impl_(std::make_unique<Impl>()) {
@@ -228,22 +304,25 @@ SpotChecker::SpotChecker(net::Identity identity, SpotCheckOptions options) : imp
 
 SpotChecker::~SpotChecker() {
   {
-    std::lock_guard lock(impl_->mutex);
+    std::unique_lock lock(impl_->mutex);
+    impl_->wake.wait(lock, [this] { return !impl_->job; });  // a connect() under way ends first
     impl_->stopping = true;
   }
   impl_->wake.notify_all();
   impl_->thread.join();
 }
 
+void SpotChecker::connect(std::vector<Replica> nodes) {
+  impl_->submit([nodes = std::move(nodes)](Checker& checker) { checker.connect(nodes); }, false);
+}
+
 Result<SpotCheckResult> SpotChecker::check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
-                                           const std::vector<std::vector<int32_t>>& calls) {
-  if (route.empty() || calls.empty()) return Error{ErrorCode::InvalidArgument, "a spot check needs a route and calls"};
+                                           const std::vector<std::vector<int32_t>>& history) {
+  if (route.empty() || history.empty() || history.back().empty())
+    return Error{ErrorCode::InvalidArgument, "a spot check needs a route and calls"};
   Result<SpotCheckResult> result = Error{ErrorCode::Internal, "the check did not run"};
-  std::unique_lock lock(impl_->mutex);
   // The job runs under the mutex on the checker's thread (the caller waits for it anyway).
-  impl_->job = [&](Checker& checker) { result = checker.run(route, replicas, calls); };
-  impl_->wake.notify_all();
-  impl_->wake.wait(lock, [this] { return !impl_->job; });
+  impl_->submit([&](Checker& checker) { result = checker.run(route, replicas, history); }, true);
   return result;
 }
 

@@ -1,14 +1,15 @@
 // Spot checks (docs/design.md, "Verified computation"): a check re-runs a session's calls so far,
-// hop by hop of the route the session uses, on fresh direct sessions of the route's node for that
-// hop and of a second replica serving the same blocks, and compares their signed outputs bit for
-// bit (honest nodes return the same bits on any CPU). On a mismatch a third replica decides; the
-// outvoted node gets a FaultReport (its signed calls and the winner's signed answer), and the next
-// hop runs on the majority's output. The agreed output of the last hop's last call is what the
-// session's last call should have returned.
+// hop by hop of the route the session uses, on direct sessions of the route's node for that hop
+// and of a second replica serving the same blocks (both at once), and compares their signed
+// outputs bit for bit (honest nodes return the same bits on any CPU). On a mismatch a third replica
+// decides; the outvoted node gets a FaultReport (its signed calls and the winner's signed answer),
+// and the next hop runs on the majority's output. The agreed output of the last hop's last call is
+// what the session's last call should have returned.
 //
 // A check replays the whole session in its own batches (the KV cache of a replay in other batch
 // shapes may differ in the last bits), so it costs the session so far once on two nodes per hop:
-// cheap for the first calls of a session, as much as the session for one late in it.
+// cheap for the first calls of a session, as much as the session for one late in it. Both nodes of
+// a hop run at the same time.
 //
 // A node that fails mid-check loses its kept connection; the next check connects afresh.
 #pragma once
@@ -43,6 +44,7 @@ struct SpotCheckOptions {
   net::ModelIdentity model;
   uint32_t connect_timeout_s = 10;
   uint32_t call_timeout_s = 60;
+  uint32_t max_batch = 512;  // rows a call may carry (the route's nodes take as many)
 };
 
 struct SpotCheckResult {
@@ -51,6 +53,8 @@ struct SpotCheckResult {
   std::vector<std::string> unresolved;  // hops where no majority could be formed (why, one each)
   std::vector<uint8_t> last_row;        // the agreed output of the last call's last row (encoding); empty
                                         // when a hop stayed unresolved
+  bool own_batches = false;  // the nodes ran the session's own calls, so last_row has the bits the
+                             // route's result must have (other batch shapes may differ in the last bits)
 };
 
 // Runs checks on a thread of its own (a kj event loop per thread: the caller's pipeline holds the
@@ -62,13 +66,17 @@ class SpotChecker {
   SpotChecker(const SpotChecker&) = delete;
   SpotChecker& operator=(const SpotChecker&) = delete;
 
-  // Checks `calls` (the session's token batches, in order) along `route`, taking second and third
-  // replicas from `replicas` (nodes serving the model, other than the hop's own; ones whose range
-  // does not hold the hop's are skipped), in the order given. Errors: a route or call list that is
-  // empty; failures of single nodes are not errors (the hop is resolved with the others, or
+  // Checks the session whose calls so far are `history` (in order; the last one is the call
+  // checked) along `route`, taking second and third replicas from `replicas` (nodes serving the
+  // model, other than the hop's own; ones whose range does not hold the hop's are skipped), in the
+  // order given. Errors: a route or call list
+  // that is empty; failures of single nodes are not errors (the hop is resolved with the others, or
   // reported unresolved).
   Result<SpotCheckResult> check(const std::vector<CheckHop>& route, const std::vector<Replica>& replicas,
-                                const std::vector<std::vector<int32_t>>& calls);
+                                const std::vector<std::vector<int32_t>>& history);
+  // Starts connecting to `nodes` in the background (the first check then need not wait for the
+  // handshakes); a node that cannot be reached is met again by the check.
+  void connect(std::vector<Replica> nodes);
 
  private:
   struct Impl;

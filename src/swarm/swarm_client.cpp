@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -460,6 +461,9 @@ class VerifyingPipeline final : public net::Pipeline {
         rng_(std::random_device{}()) {}
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    // The session's first call is checked (its nodes are new to this client): the checker's
+    // handshakes with those nodes go on while the call runs.
+    if (history_.empty() && !checker_ && options_.verify_first > 0) connect_ahead();
     if (auto r = inner_->forward(tokens, logits); !r) return r;
     history_.emplace_back(tokens.begin(), tokens.end());
     if (!wants_check()) return {};
@@ -488,7 +492,9 @@ class VerifyingPipeline final : public net::Pipeline {
   }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override {
-    return inner_->summary() + ", " + std::to_string(checks_) + " spot checks, " +
+    char waited[64];
+    std::snprintf(waited, sizeof waited, " (%.0f ms)", check_ms_);
+    return inner_->summary() + ", " + std::to_string(checks_) + " spot checks" + waited + ", " +
            std::to_string(verification_->excluded.size()) + " node(s) excluded";
   }
 
@@ -504,8 +510,7 @@ class VerifyingPipeline final : public net::Pipeline {
     return options_.verify_rate > 0 && std::bernoulli_distribution(std::min(options_.verify_rate, 1.0))(rng_);
   }
 
-  Result<void> check(std::vector<float>& logits) {
-    ++checks_;
+  SpotChecker& checker() {
     if (!checker_) {
       SpotCheckOptions o;
       o.encoding = options_.encoding;
@@ -514,29 +519,43 @@ class VerifyingPipeline final : public net::Pipeline {
       // must not hold the session up for the whole call timeout).
       o.connect_timeout_s = std::min(options_.connect_timeout_s, std::max(1u, options_.probe_timeout_ms / 1000));
       o.call_timeout_s = std::min(options_.call_timeout_s, 10u);
+      o.max_batch = static_cast<uint32_t>(std::max<size_t>(2, inner_->max_batch()));
       checker_ = std::make_unique<SpotChecker>(identity_, o);
     }
+    return *checker_;
+  }
+
+  // The route's nodes and, per hop, the replica a first check would take.
+  void connect_ahead() {
+    if (verification_->route.empty()) return;
+    std::vector<Replica> nodes;
+    for (const auto& hop : verification_->route) {
+      nodes.push_back(hop.node);
+      for (const auto& r : verification_->replicas)
+        if (r.address.peer_id != hop.node.address.peer_id && r.block_begin <= hop.block_begin &&
+            hop.block_end <= r.block_end && !verification_->excluded.count(r.address.peer_id)) {
+          nodes.push_back(r);
+          break;
+        }
+    }
+    checker().connect(std::move(nodes));
+  }
+
+  Result<void> check(std::vector<float>& logits) {
+    ++checks_;
+    const auto started = std::chrono::steady_clock::now();
+    struct Timer {  // the time the generation waited for checks, for the summary
+      std::chrono::steady_clock::time_point started;
+      double& total;
+      ~Timer() {
+        total += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      }
+    } timer{started, check_ms_};
     std::vector<Replica> replicas;  // less those excluded since the route was opened
     for (const auto& r : verification_->replicas)
       if (!verification_->excluded.count(r.address.peer_id)) replicas.push_back(r);
-    // The session's earlier calls go as few batches as the nodes take (none of one row, whose bits
-    // may differ from the same row in a batch); the last call as it was made. Replicas compare
-    // alike, and only when these are the session's own batches can the result be compared with
-    // the route's (the KV cache of other batch shapes may differ in the last bits).
-    std::vector<std::vector<int32_t>> calls;
-    std::vector<int32_t> prefix;
-    for (size_t i = 0; i + 1 < history_.size(); ++i) prefix.insert(prefix.end(), history_[i].begin(), history_[i].end());
-    const size_t max = std::max<size_t>(2, inner_->max_batch());
-    for (size_t at = 0; at < prefix.size();) {
-      size_t take = std::min(max, prefix.size() - at);
-      if (prefix.size() - at - take == 1) take = take > 2 ? take - 1 : take + 1;  // never leave one row
-      take = std::min(take, prefix.size() - at);
-      calls.emplace_back(prefix.begin() + static_cast<std::ptrdiff_t>(at), prefix.begin() + static_cast<std::ptrdiff_t>(at + take));
-      at += take;
-    }
-    calls.push_back(history_.back());
-    const bool own_batches = calls == history_ && !per_token_calls_;
-    auto result = checker_->check(verification_->route, replicas, calls);
+    auto result = checker().check(verification_->route, replicas, history_);
+    const bool own_batches = result && result->own_batches && !per_token_calls_;
     if (!result) {
       log("spot check failed: " + result.error().message);
       return {};  // the call's own result stands: a check that cannot run proves nothing
@@ -599,8 +618,9 @@ class VerifyingPipeline final : public net::Pipeline {
   std::mt19937_64 rng_;
   std::vector<std::vector<int32_t>> history_;
   uint64_t checks_ = 0;
+  double check_ms_ = 0;  // waited for checks
   bool per_token_calls_ = false;  // a forward_all was made (see there)
-  std::unique_ptr<SpotChecker> checker_;  // made at the first check
+  std::unique_ptr<SpotChecker> checker_;  // made at the first check (or connect_ahead)
 };
 
 }  // namespace
