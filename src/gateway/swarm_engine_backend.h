@@ -6,7 +6,11 @@
 // directory, a fixed list of nodes instead (net::make_remote_pipeline, as `omni run --peers`: no
 // failover).
 //
-// Prompts go in batches of min(512, the pipeline's max_batch()), as `omni run` sends them.
+// A round's steps run at once, each on its sequence's thread, so that concurrent sessions' calls
+// reach the nodes together (a node merges the calls that queue while it computes into one pass),
+// and their heads, which come back at about the same time, run as one batch (a StepCombiner: the
+// output matrix is read once for all of them). Prompts go in batches of min(512, the pipeline's
+// max_batch()), as `omni run` sends them.
 // Opening a sequence (a directory read, probes, the route) runs on the scheduler's thread.
 #pragma once
 
@@ -17,6 +21,7 @@
 #include "gateway/swarm_watch.h"
 #include "kernels/thread_pool.h"
 #include "model/model.h"
+#include "model/step_combiner.h"
 #include "swarm/swarm_client.h"
 
 namespace omni::gateway {
@@ -57,7 +62,8 @@ class SwarmEngineBackend final : public EngineBackend {
         directory_(directory),
         watch_(watch),
         options_(std::move(options)),
-        pool_(threads) {}
+        pool_(threads),
+        head_combiner_(pool_) {}
 
   std::unique_ptr<model::Model> model_;
   model::Tokenizer tokenizer_;
@@ -65,6 +71,7 @@ class SwarmEngineBackend final : public EngineBackend {
   const SwarmWatch& watch_;
   SwarmBackendOptions options_;
   kernels::ThreadPool pool_;
+  model::StepCombiner head_combiner_;  // every sequence's head runs through it, on pool_
   ModelDescription description_;
 };
 

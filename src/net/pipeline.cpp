@@ -224,7 +224,14 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       return d.error().with_context("the last node's reply");
     ++calls_;
     const auto t0 = SteadyClock::now();
-    auto head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    Result<void> head;
+    if (options_.head_combiner) {
+      model::SequenceStep step{head_.get(), {}, hidden, model::Output::LastLogits, &logits, {}};
+      options_.head_combiner->run(step);
+      head = std::move(step.result);
+    } else {
+      head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    }
     if (head && tokens.size() == 1) {
       // Generation steps: what the nodes and the head cost, to compare a token's latency with.
       double sum = 0;

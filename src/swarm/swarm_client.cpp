@@ -293,6 +293,7 @@ class Opener {
     remote.call_timeout_s = options_.call_timeout_s;
     remote.model_identity = local_;
     remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
+    remote.head_combiner = options_.head_combiner;
     if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.

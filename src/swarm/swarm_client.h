@@ -52,6 +52,7 @@ struct SwarmClientOptions {
   // the model given, its CID cached in data_dir (see net::RemoteOptions::model_identity).
   std::optional<net::ModelIdentity> model_identity;
   std::function<void(const std::string&)> log;
+  model::StepCombiner* head_combiner = nullptr;  // see net::RemoteOptions::head_combiner
 };
 
 // Looks up `model` in `directory`, then opens a failover-protected pipeline on the best chain.
