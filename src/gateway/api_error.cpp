@@ -11,6 +11,39 @@ nlohmann::json ApiError::to_json() const {
   return {{"error", std::move(error)}};
 }
 
+namespace {
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+  }
+}
+
+}  // namespace
+
+std::string closing_http_response(const ApiError& error,
+                                  const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string body = error.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string response = "HTTP/1.1 " + std::to_string(error.status) + " " + reason_phrase(error.status) +
+                         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\nConnection: close\r\n";
+  if (error.retry_after_s > 0) response += "Retry-After: " + std::to_string(error.retry_after_s) + "\r\n";
+  for (const auto& [name, value] : headers) response += name + ": " + value + "\r\n";
+  return response + "\r\n" + body;
+}
+
 ApiError bad_request(std::string message, std::optional<std::string> param, std::optional<std::string> code) {
   return ApiError{400, std::move(message), "invalid_request_error", std::move(param), std::move(code), 0};
 }

@@ -4,6 +4,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +23,13 @@ struct ApiError {
 
   nlohmann::json to_json() const;
 };
+
+// `error` as a whole HTTP/1.1 response written straight to a socket, for answers given before or
+// outside the HTTP server's routing (a refused head, a framing error): status line with its reason
+// phrase, the JSON error body, Retry-After when set, `headers`, and "Connection: close", because
+// whoever sends it closes the connection afterwards.
+std::string closing_http_response(const ApiError& error,
+                                  const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 // The usual ones, so every route words them the same way.
 ApiError bad_request(std::string message, std::optional<std::string> param = std::nullopt,

@@ -23,19 +23,6 @@ constexpr auto kDrainTime = std::chrono::seconds(1);
 constexpr size_t kReadsPerWake = 4;                      // per connection, so one cannot starve the rest
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-  }
-}
-
 const char* error_code(int status) {
   switch (status) {
     case 408: return "request_timeout";
@@ -50,17 +37,10 @@ const char* error_code(int status) {
 
 // A complete response with an OpenAI error object, after which the connection is closed.
 std::string error_response(int status, const std::string& reason) {
-  const int retry_after = status == 503 ? 1 : 0;
-  const std::string body = ApiError{status, reason, status >= 500 && status != 501 && status != 505 ? "server_error"
-                                                                                                    : "invalid_request_error",
-                                    std::nullopt, std::string(error_code(status)), retry_after}
-                               .to_json()
-                               .dump();
-  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-                  "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                  "\r\nConnection: close\r\n";
-  if (retry_after > 0) r += "Retry-After: " + std::to_string(retry_after) + "\r\n";
-  return r + "\r\n" + body;
+  return closing_http_response(ApiError{status, reason,
+                                        status >= 500 && status != 501 && status != 505 ? "server_error"
+                                                                                        : "invalid_request_error",
+                                        std::nullopt, std::string(error_code(status)), status == 503 ? 1 : 0});
 }
 
 // Best effort and without blocking: error answers are small enough for an empty socket buffer.

@@ -32,6 +32,17 @@ void StepCombiner::run(SequenceStep& step) {
   changed_.notify_all();
 }
 
+void StepCombiner::exclusive(const std::function<void(kernels::ThreadPool&)>& fn) {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return !running_; });
+  running_ = true;
+  lock.unlock();
+  fn(pool_);
+  lock.lock();
+  running_ = false;
+  changed_.notify_all();  // queued steps: one of their callers runs the next batch
+}
+
 uint64_t StepCombiner::batches() const {
   std::lock_guard lock(mutex_);
   return batches_;

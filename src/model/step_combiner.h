@@ -16,6 +16,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -32,6 +33,10 @@ class StepCombiner {
 
   // Runs `step` (alone or with the steps of other threads) and returns once its result is set.
   void run(SequenceStep& step);
+
+  // Runs `fn` on the pool when no batch runs (a step the combiner cannot batch, such as a head
+  // that wants every row's logits), so that the pool is never used by two threads at once.
+  void exclusive(const std::function<void(kernels::ThreadPool&)>& fn);
 
   // Batches run and steps they held, for tests and summaries.
   uint64_t batches() const;

@@ -6,6 +6,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
+#include <openssl/rand.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "net/compute_worker.h"
 #include "net/connection_limits.h"
 #include "net/errors.h"
+#include "net/forward_attestation.h"
 #include "net/guarded_message_stream.h"
 #include "net/hidden_codec.h"
 #include "net/node_connection.h"
@@ -30,6 +32,7 @@
 #include "net/receipt_rate.h"
 #include "net/receive_budget.h"
 #include "net/request_validation.h"
+#include "net/throttled_stream.h"
 #include "net/tls.h"
 #include "net/work_receipt.h"
 
@@ -60,6 +63,7 @@ struct NodeServer::State {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<kernels::ThreadPool> pool;
   NodeDescription description;  // the constant parts; current() adds the counters
+  std::optional<std::string> paused;  // set_paused: why the node takes no session now
   uint32_t active_sessions = 0;
   uint64_t kv_reserved = 0;
   ClientQuota session_quota{"sessions", "--max-sessions-per-client", 0};
@@ -90,7 +94,8 @@ struct NodeServer::State {
   }
   NodeDescription current() const {
     NodeDescription d = description;
-    d.active_sessions = active_sessions;
+    // Paused (--when-idle): full, so that clients and routing pass it by (docs/protocol.md).
+    d.active_sessions = paused ? std::max(active_sessions, options.max_sessions) : active_sessions;
     d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
     d.queued_calls = static_cast<uint32_t>(worker->outstanding());
     d.queued_tokens = worker->outstanding_cost();
@@ -134,6 +139,9 @@ struct ForwardCall {
   uint32_t output_last;
   uint64_t call_id;
   std::vector<uint64_t> upstream_micros;
+  bool per_token_sums;
+  uint32_t n_tokens;
+  Sha256 input_sha256;  // for the reply's attestation
 };
 
 // One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
@@ -148,6 +156,7 @@ struct ForwardJob final : BatchStep {
   HiddenEncoding encoding{};
   uint32_t n_embd = 0;
   uint32_t slice = 2;
+  const std::function<void(std::vector<uint8_t>&)>* output_filter = nullptr;  // NodeOptions::output_filter
   uint32_t done = 0;  // rows computed
   uint32_t take = 0;  // rows of the slice in the pass
   SteadyClock::time_point t0;
@@ -155,7 +164,10 @@ struct ForwardJob final : BatchStep {
   ForwardJobResult result;
 
   // Rows of the next slice once `done` rows are computed: `slice`, or one more rather than leave one.
+  // A call that wants per-token sums (model::BatchSums::kPerToken: verifying drafted tokens) goes a
+  // row per pass, which gives each row the bits of a call of its own.
   uint32_t next_rows() const {
+    if (req.per_token_sums) return 1;
     const uint32_t left = req.n_tokens - done;
     uint32_t take = std::min(slice, left);
     if (left - take == 1) ++take;
@@ -216,6 +228,7 @@ struct ForwardJob final : BatchStep {
       fail(e.error().with_context("the blocks produced unusable hidden states"));
       return 0;
     }
+    if (output_filter) (*output_filter)(result.bytes);
     result.rows = keep_rows;
     result.n_past = slot->session->n_past();
     return 0;
@@ -248,6 +261,8 @@ class SessionImpl final : public proto::Session::Server {
     state_->kv_reserved += reservation_;
     state_->sessions.insert(this);
     touch();
+    if (RAND_bytes(session_nonce_.data(), static_cast<int>(session_nonce_.size())) != 1)
+      throw_rpc_error(ErrorCode::Internal, "cannot draw random bytes for the session's nonce");
   }
   ~SessionImpl() { release("closed"); }
 
@@ -300,7 +315,11 @@ class SessionImpl final : public proto::Session::Server {
     touch();  // only accepted work keeps a session alive: a refused call is no use of it
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
-    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
+    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros,
+                     request->per_token_sums,
+                     request->n_tokens,
+                     request->tokens.empty() ? hidden_digest(request->encoding, request->hidden)
+                                             : tokens_digest(request->tokens)};
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto work = std::make_shared<ForwardJob>();
@@ -310,6 +329,7 @@ class SessionImpl final : public proto::Session::Server {
     work->encoding = request_.encoding;
     work->n_embd = cfg.n_embd;
     work->slice = state_->options.compute_slice_tokens;
+    if (state_->options.output_filter) work->output_filter = &state_->options.output_filter;
     const uint64_t first = work->next_rows();
     auto job = state_->worker->run_batched<JobResult>(
         scheduling_, cost, first, work,
@@ -381,6 +401,7 @@ class SessionImpl final : public proto::Session::Server {
       input.setStartPosition(call.start_position);
       input.setOutputLast(call.output_last);
       input.setCallId(call.call_id);
+      input.setPerTokenSums(call.per_token_sums);
       set_micros(input.initUpstreamComputeMicros(static_cast<unsigned>(hops.size())), hops);
       const std::string where = next_connection_->address().host_port();
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
@@ -410,6 +431,7 @@ class SessionImpl final : public proto::Session::Server {
       out.setNPast(r.n_past);
       out.setComputeMicros(r.micros);
       set_micros(out.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+      attest(out.initAttestation(), call, r);
       return kj::READY_NOW;
     }
     // The end of a ring: the output goes straight to the client; the reply only acknowledges.
@@ -431,6 +453,34 @@ class SessionImpl final : public proto::Session::Server {
           set_micros(ack.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
         },
         [](kj::Exception&& e) { rethrow_with_context(e, "delivering the output to the client's sink"); });
+  }
+
+  // Signs this direct reply (net/forward_attestation.h): the call's input and output digests, its
+  // positions, this session's nonce and range, the model.
+  void attest(proto::ForwardAttestation::Builder out, const ForwardCall& call, const ForwardJobResult& r) const {
+    ForwardAttestation a;
+    a.model_cid_digest = attestation_model_digest(state_->description.model);
+    a.model_file_size = state_->description.model.file_size;
+    a.block_begin = request_.block_begin;
+    a.block_end = request_.block_end;
+    a.session_nonce = session_nonce_;
+    a.position = r.n_past - call.n_tokens;
+    a.n_tokens = call.n_tokens;
+    a.output_rows = r.rows;
+    a.input_sha256 = call.input_sha256;
+    a.output_sha256 = hidden_digest(request_.encoding, r.bytes);
+    if (auto s = sign_attestation(a, state_->identity); !s) throw_rpc_error(s.error());
+    auto data = [](const auto& bytes) {
+      return kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size());
+    };
+    out.setSessionNonce(data(a.session_nonce));
+    out.setPosition(a.position);
+    out.setNTokens(a.n_tokens);
+    out.setOutputRows(a.output_rows);
+    out.setInputSha256(data(a.input_sha256));
+    out.setOutputSha256(data(a.output_sha256));
+    out.setPublicKey(data(a.public_key));
+    out.setSignature(data(a.signature));
   }
 
   // Call `me` no longer holds the session (a later call may hold it already).
@@ -468,6 +518,7 @@ class SessionImpl final : public proto::Session::Server {
   uint64_t reservation_;
   ClientQuota::Lease lease_;  // the client's count of sessions, given back at release
   std::string scheduling_;    // the client's key in the compute scheduler
+  std::array<uint8_t, 16> session_nonce_{};  // names this session in its replies' attestations
   std::shared_ptr<EngineSlot> slot_;
   uint32_t n_past_ = 0;
   uint64_t calls_ = 0;      // numbers this session's calls
@@ -582,6 +633,7 @@ class NodeImpl final : public proto::Node::Server {
                       "no output sink is attached to this node under the session's ring token (the client attaches "
                       "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
+    if (state_->paused) throw_rpc_error(ErrorCode::Unavailable, "node paused: " + *state_->paused + "; try another node");
     if (state_->active_sessions >= o.max_sessions)
       throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->active_sessions) +
                                                            " of " + std::to_string(o.max_sessions) +
@@ -617,7 +669,7 @@ class NodeImpl final : public proto::Node::Server {
     std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
     if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
-                                   state_->options.connect_timeout_s * kj::SECONDS)
+                                   state_->options.connect_timeout_s * kj::SECONDS, state_->options.bandwidth)
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
@@ -856,6 +908,7 @@ constexpr uint32_t kMaxRefusalsInFlight = 16;
 void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::TaskSet& tasks) {
   tune_accepted_socket(*tcp);
   SourceKeys keys = source_of(*tcp);
+  tcp = throttle(kj::mv(tcp), state->options.bandwidth, state->io->getTimer());
   const std::string& source = keys.connection;
   auto slot = state->connections->admit(source);
   auto& timer = state->io->getTimer();
@@ -1053,6 +1106,8 @@ NodeServer::~NodeServer() = default;
 const std::string& NodeServer::peer_id() const { return state_->description.peer_id; }
 
 uint32_t NodeServer::active_sessions() const { return state_->active_sessions; }
+
+void NodeServer::set_paused(std::optional<std::string> why) { state_->paused = std::move(why); }
 
 Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen,
                                const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {

@@ -55,6 +55,7 @@
 
 #include "base/result.h"
 #include "model/model.h"
+#include "net/bandwidth.h"
 #include "net/credit_ledger.h"
 #include "net/identity.h"
 #include "net/node_info.h"
@@ -103,6 +104,8 @@ struct NodeOptions {
   // Bytes of incoming messages held at once over all connections (GuardedMessageStream).
   uint64_t max_receive_buffer_bytes = 512ull << 20;
   uint32_t call_timeout_s = 120;           // for a forward on the next hop
+  // Set: every connection of the node (accepted, and to next hops) counts against these caps.
+  std::shared_ptr<Bandwidth> bandwidth;
 
   // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).
   // It must hold the blocks [block_begin, block_end) and, when block_begin is 0, the embeddings.
@@ -115,6 +118,9 @@ struct NodeOptions {
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
   // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
   std::function<capnp::Capability::Client()> blob_service;
+  // Set: every computed output (encoded rows, as sent) passes through this, on the compute thread,
+  // before it is signed and sent. Only test doubles of lying nodes set it (tests/liar_node).
+  std::function<void(std::vector<uint8_t>& rows)> output_filter;
   // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
   // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
   // before the call is answered. A client (by peer id, and by address) may present at most
@@ -142,6 +148,10 @@ class NodeServer {
   // Sessions open now (on the event loop thread: between serve()'s events, or from a callback of
   // its loop). A node about to change its blocks waits for this to reach 0.
   uint32_t active_sessions() const;
+  // Paused (a reason given): openSession is refused with Unavailable "node paused: <why>" and
+  // NodeInfo reports the node full (activeSessions = maxSessions), so clients and routing pass it
+  // by; open sessions go on. Unpaused (nullopt): serves as before. Event loop thread, as above.
+  void set_paused(std::optional<std::string> why);
 
   struct State;  // shared with the RPC objects; defined in node_server.cpp
 

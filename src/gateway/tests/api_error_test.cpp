@@ -1,6 +1,9 @@
 // The one mapping from ErrorCode to HTTP status, and what of an error's text reaches a client.
 #include "gateway/api_error.h"
 
+#include <map>
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace omni::gateway {
@@ -42,6 +45,39 @@ TEST(ApiErrorStatus, RetryableFailuresSayWhenToRetry) {
   EXPECT_EQ(api_error(Error{ErrorCode::InvalidArgument, "bad"}).retry_after_s, 0);
   EXPECT_EQ(api_error(Error{ErrorCode::Internal, "bug"}).to_json()["error"]["type"], "server_error");
   EXPECT_EQ(api_error(Error{ErrorCode::InvalidArgument, "bad"}).to_json()["error"]["type"], "invalid_request_error");
+}
+
+// The response is parsed back here by hand: the status line, each header, and a body whose length
+// is the one Content-Length announced and whose JSON is the error's own.
+TEST(ClosingHttpResponse, IsAWholeResponseThatAnHttpParserAccepts) {
+  ApiError refusal = rate_limited("slow down", 7);
+  const std::string response = closing_http_response(refusal, {{"Vary", "Origin"}, {"X-Extra", "1"}});
+  const size_t head_end = response.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  const std::string head = response.substr(0, head_end + 2), body = response.substr(head_end + 4);
+  EXPECT_EQ(head.substr(0, head.find("\r\n")), "HTTP/1.1 429 Too Many Requests");
+  std::map<std::string, std::string> headers;
+  for (size_t at = head.find("\r\n") + 2; at < head.size();) {
+    const size_t end = head.find("\r\n", at);
+    const std::string line = head.substr(at, end - at);
+    const size_t colon = line.find(": ");
+    ASSERT_NE(colon, std::string::npos) << line;
+    headers[line.substr(0, colon)] = line.substr(colon + 2);
+    at = end + 2;
+  }
+  EXPECT_EQ(headers["Content-Length"], std::to_string(body.size()));
+  EXPECT_EQ(headers["Content-Type"], "application/json");
+  EXPECT_EQ(headers["Connection"], "close");
+  EXPECT_EQ(headers["Retry-After"], "7");
+  EXPECT_EQ(headers["Vary"], "Origin");
+  EXPECT_EQ(headers["X-Extra"], "1");
+  EXPECT_EQ(nlohmann::json::parse(body), refusal.to_json());
+
+  refusal.status = 403;
+  refusal.retry_after_s = 0;
+  const std::string forbidden = closing_http_response(refusal);
+  EXPECT_EQ(forbidden.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u);
+  EXPECT_EQ(forbidden.find("Retry-After"), std::string::npos);
 }
 
 }  // namespace
