@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Table of medians per server and level from run.sh's JSON lines, with the ratios omni / other."""
+"""Table of medians per server and level from run.sh's (or swarm.sh's) JSON lines, with the ratios
+first server / each other, and each server's throughput over its own 1-client figure.
+
+usage: summarize.py RUNS.jsonl [FIRST OTHER...]   (default: omni baseline llama)"""
 import json
 import statistics
 import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 levels = sorted({r["result"]["clients"] for r in rows})
-others = [s for s in ("baseline", "llama") if any(r["server"] == s for r in rows)]
-servers = ["omni"] + others
+names = sys.argv[2:] or ["omni", "baseline", "llama"]
+first = names[0]
+others = [s for s in names[1:] if any(r["server"] == s for r in rows)]
+servers = [first] + others
 
 
 def med(server, level, key):
@@ -19,7 +24,7 @@ head = "| clients |"
 for s in servers:
     head += f" {s} tok/s | {s} TPOT p50 / p99 ms |"
 for s in others:
-    head += f" omni / {s} tok/s | omni / {s} p99 TPOT |"
+    head += f" {first} / {s} tok/s | {first} / {s} p99 TPOT |"
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
 for level in levels:
@@ -27,9 +32,14 @@ for level in levels:
     for s in servers:
         line += f" {med(s, level, 'tok_s'):.2f} | {med(s, level, 'tpot_p50_ms'):.0f} / {med(s, level, 'tpot_p99_ms'):.0f} |"
     for s in others:
-        line += f" {med('omni', level, 'tok_s') / med(s, level, 'tok_s'):.2f} |"
-        line += f" {med('omni', level, 'tpot_p99_ms') / med(s, level, 'tpot_p99_ms'):.2f} |"
+        line += f" {med(first, level, 'tok_s') / med(s, level, 'tok_s'):.2f} |"
+        line += f" {med(first, level, 'tpot_p99_ms') / med(s, level, 'tpot_p99_ms'):.2f} |"
     print(line)
+if 1 in levels:
+    print()
+    for s in servers:
+        scale = ", ".join(f"{level}: {med(s, level, 'tok_s') / med(s, 1, 'tok_s'):.2f}x" for level in levels if level != 1)
+        print(f"{s} tok/s over its 1-client tok/s: {scale}")
 errors = sum(r["result"]["errors"] for r in rows)
 reps = len({r["rep"] for r in rows})
 print(f"\n{len(rows)} runs ({reps} per server and level, medians shown), {errors} failed requests; "

@@ -60,20 +60,29 @@ class SwarmSequence final : public EngineSequence {
 
   uint32_t n_past() const override { return n_past_; }
 
-  Result<void> forward(std::span<const model::TokenId> tokens, std::vector<float>& logits) {
-    Result<void> result;
-    run([&] {
+  // Starts the step on the sequence's thread; `step` must stay put until wait() returns, which
+  // sets its result.
+  void start_forward(EngineStep& step) {
+    start([this, &step] {
+      const auto tokens = step.tokens;
       const size_t batch = std::min(SwarmEngineBackend::kPromptBatch, pipeline_->max_batch());
+      Result<void> result;
       for (size_t i = 0; i < tokens.size() && result; i += batch) {
         const auto part = tokens.subspan(i, std::min(batch, tokens.size() - i));
-        result = pipeline_->forward(part, logits);
+        result = pipeline_->forward(part, *step.logits);
         if (result) {
           n_past_ += static_cast<uint32_t>(part.size());
           context_.insert(context_.end(), part.begin(), part.end());
         }
       }
+      step.result = std::move(result);
     });
-    return result;
+  }
+
+  // Waits for the job started last.
+  void wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return !job_; });
   }
 
   // A decoding step through a SpeculativeDecoder, made on the first one (after the prompt, whose
@@ -112,12 +121,16 @@ class SwarmSequence final : public EngineSequence {
     return {};
   }
 
-  // Runs `job` on the sequence's thread and waits for it.
-  void run(std::function<void()> job) {
-    std::unique_lock lock(mutex_);
+  void start(std::function<void()> job) {
+    std::lock_guard lock(mutex_);
     job_ = std::move(job);
     changed_.notify_all();
-    changed_.wait(lock, [&] { return !job_; });
+  }
+
+  // Runs `job` on the sequence's thread and waits for it.
+  void run(std::function<void()> job) {
+    start(std::move(job));
+    wait();
   }
 
   void loop() {
@@ -166,6 +179,7 @@ Result<std::unique_ptr<SwarmEngineBackend>> SwarmEngineBackend::create(std::uniq
     chat_template = std::string(*src->as_string());
   std::unique_ptr<SwarmEngineBackend> backend(new SwarmEngineBackend(
       std::move(client_model), std::move(*tokenizer), directory, watch, std::move(options), threads));
+  backend->options_.client.head_combiner = &backend->head_combiner_;
   ModelDescription& d = backend->description_;
   d.id = backend->options_.model_id;
   d.architecture = cfg.arch_name;
@@ -188,6 +202,7 @@ Result<std::unique_ptr<EngineSequence>> SwarmEngineBackend::open_sequence(uint32
     remote.call_timeout_s = c.call_timeout_s;
     remote.log = c.log;
     remote.model_identity = c.model_identity;
+    remote.head_combiner = c.head_combiner;
     return net::make_remote_pipeline(*model_, remote, n_ctx, pool_);
   }, n_ctx, options_.client.log);
   if (!sequence) return sequence.error();
@@ -195,13 +210,25 @@ Result<std::unique_ptr<EngineSequence>> SwarmEngineBackend::open_sequence(uint32
 }
 
 void SwarmEngineBackend::run_steps(std::span<EngineStep> steps) {
-  // One pool for the embeddings and head: the steps run one after another.
+  const bool speculating = std::any_of(steps.begin(), steps.end(), [](const EngineStep& s) { return s.sampler; });
+  if (!speculating) {
+    // All at once, each on its sequence's thread: their calls reach the nodes together and share
+    // the nodes' passes, and their heads share batches in head_combiner_.
+    for (EngineStep& step : steps) static_cast<SwarmSequence*>(step.sequence)->start_forward(step);
+    for (EngineStep& step : steps) static_cast<SwarmSequence*>(step.sequence)->wait();
+    return;
+  }
+  // A decoder's draft model runs on the one pool: these steps run one after another.
   const SpeculationSetup setup{*model_, options_.draft.get(), options_.lookup, options_.lookup_sampled,
                                options_.draft_max, options_.draft_fixed, pool_};
   for (EngineStep& step : steps) {
     auto* sequence = static_cast<SwarmSequence*>(step.sequence);
-    step.result = step.sampler ? sequence->decode(step.tokens[0], *step.sampler, step.budget, *step.produced, setup)
-                               : sequence->forward(step.tokens, *step.logits);
+    if (step.sampler) {
+      step.result = sequence->decode(step.tokens[0], *step.sampler, step.budget, *step.produced, setup);
+    } else {
+      sequence->start_forward(step);
+      sequence->wait();
+    }
   }
 }
 

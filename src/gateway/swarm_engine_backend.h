@@ -6,12 +6,17 @@
 // directory, a fixed list of nodes instead (net::make_remote_pipeline, as `omni run --peers`: no
 // failover).
 //
-// Prompts go in batches of min(512, the pipeline's max_batch()), as `omni run` sends them.
+// A round's steps run at once, each on its sequence's thread, so that concurrent sessions' calls
+// reach the nodes together (a node merges the calls that queue while it computes into one pass),
+// and their heads, which come back at about the same time, run as one batch (a StepCombiner: the
+// output matrix is read once for all of them). Prompts go in batches of min(512, the pipeline's
+// max_batch()), as `omni run` sends them.
 //
 // Speculative decoding (net/speculative_decoder.h), as `omni run --draft/--lookup`: with a draft
 // model or prompt lookup, each decoding step drafts up to draft_max tokens and verifies them in
 // one trip through the chain, so greedy output stays the same token for token and sampled output
-// keeps the model's distribution. A sequence logs its drafts' summary when it closes.
+// keeps the model's distribution. A sequence logs its drafts' summary when it closes. A round that
+// holds such a step runs its steps one after another (the decoders' draft models use the pool).
 // Opening a sequence (a directory read, probes, the route) runs on the scheduler's thread.
 #pragma once
 
@@ -22,6 +27,7 @@
 #include "gateway/swarm_watch.h"
 #include "kernels/thread_pool.h"
 #include "model/model.h"
+#include "model/step_combiner.h"
 #include "swarm/swarm_client.h"
 
 namespace omni::gateway {
@@ -70,7 +76,8 @@ class SwarmEngineBackend final : public EngineBackend {
         directory_(directory),
         watch_(watch),
         options_(std::move(options)),
-        pool_(threads) {}
+        pool_(threads),
+        head_combiner_(pool_) {}
 
   std::unique_ptr<model::Model> model_;
   model::Tokenizer tokenizer_;
@@ -78,6 +85,7 @@ class SwarmEngineBackend final : public EngineBackend {
   const SwarmWatch& watch_;
   SwarmBackendOptions options_;
   kernels::ThreadPool pool_;
+  model::StepCombiner head_combiner_;  // every sequence's head runs through it, on pool_
   ModelDescription description_;
 };
 

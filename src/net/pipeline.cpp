@@ -266,9 +266,21 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     restart_at_ = -1;
     const auto t0 = SteadyClock::now();
     head_->reset();  // the head holds no blocks, so no state: only its positions would run out
-    auto head = all_rows ? head_->forward({}, hidden, model::Output::AllLogits, logits, pool_,
-                                          model::BatchSums::kPerToken)
-                         : head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    Result<void> head;
+    if (all_rows) {
+      const auto all = [&](kernels::ThreadPool& pool) {
+        head = head_->forward({}, hidden, model::Output::AllLogits, logits, pool, model::BatchSums::kPerToken);
+      };
+      // Other pipelines' heads may be running on the combiner's pool: this one waits its turn.
+      if (options_.head_combiner) options_.head_combiner->exclusive(all);
+      else all(pool_);
+    } else if (options_.head_combiner) {
+      model::SequenceStep step{head_.get(), {}, hidden, model::Output::LastLogits, &logits, {}};
+      options_.head_combiner->run(step);
+      head = std::move(step.result);
+    } else {
+      head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    }
     if (head && tokens.size() == 1) {
       // Generation steps: what the nodes and the head cost, to compare a token's latency with.
       double sum = 0;

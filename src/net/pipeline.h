@@ -33,6 +33,7 @@
 #include "base/result.h"
 #include "kernels/thread_pool.h"
 #include "model/model.h"
+#include "model/step_combiner.h"
 #include "net/hidden_codec.h"
 #include "net/node_info.h"
 #include "net/peer_address.h"
@@ -107,6 +108,10 @@ struct RemoteOptions {
   // receipts.
   uint32_t receipt_every = 256;
   uint32_t settle_timeout_ms = 3000;
+  // Where the head runs: through this combiner, in one batch with the heads of other pipelines
+  // (other threads) that reach it at the same time (the gateway's sessions); it must outlive the
+  // pipeline and use the pool given to make_remote_pipeline. Null: alone, on that pool.
+  model::StepCombiner* head_combiner = nullptr;
 };
 
 // Connects to the peers, checks they serve the same model as `model` (the local file gives the

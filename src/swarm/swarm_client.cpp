@@ -396,6 +396,7 @@ class Opener {
     remote.receipt_every = options_.receipt_every;
     remote.model_identity = local_;
     remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
+    remote.head_combiner = options_.head_combiner;
     if (options_.stall_ms == 0) {
       auto pipeline = net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
       if (!pipeline) return pipeline.error();
@@ -584,7 +585,16 @@ class VerifyingPipeline final : public net::Pipeline {
       std::vector<float> hidden, checked;
       if (auto d = net::decode_hidden(result->last_row, 1, model_.config().n_embd, options_.encoding, hidden); !d)
         return {};
-      if (auto h = head_->forward({}, hidden, model::Output::LastLogits, checked, pool_); !h) return h.error();
+      // Through the gateway's combiner when there is one: other sessions' heads use the same pool.
+      Result<void> h;
+      if (options_.head_combiner) {
+        model::SequenceStep step{head_.get(), {}, hidden, model::Output::LastLogits, &checked, {}};
+        options_.head_combiner->run(step);
+        h = std::move(step.result);
+      } else {
+        h = head_->forward({}, hidden, model::Output::LastLogits, checked, pool_);
+      }
+      if (!h) return h.error();
       differs = checked.size() != logits.size() ||
                 std::memcmp(checked.data(), logits.data(), logits.size() * sizeof(float)) != 0;
       if (differs)

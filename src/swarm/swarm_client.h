@@ -76,6 +76,7 @@ struct SwarmClientOptions {
   // Called as each pipeline of the session goes (a failover drops one), per node of its route: the
   // work (tokens × blocks) this client received from it. A gateway's contribution ledger.
   std::function<void(const std::string& peer_id, uint64_t work)> on_work;
+  model::StepCombiner* head_combiner = nullptr;  // see net::RemoteOptions::head_combiner
 };
 
 // Looks up `model` in `directory`, then opens a failover-protected pipeline on the best chain.
