@@ -245,6 +245,12 @@ void register_node(CLI::App& app, int& exit_code) {
                   "with the same results)")
       ->check(count_in(2, 1000000))
       ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o->runtime.node.max_pass_tokens,
+                  "Tokens of one compute pass: calls of different sessions waiting for the node are merged "
+                  "into its next pass up to this many (1: no merging; each call still runs in --compute-slice "
+                  "slices)")
+      ->check(count_in(1, 1000000))
+      ->capture_default_str();
   cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")
       ->check(count_in(1))
       ->capture_default_str();

@@ -1,6 +1,7 @@
 #include "gateway/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "model/sampler.h"
 
@@ -17,7 +18,11 @@ struct Scheduler::Active {
   model::TokenId last_token = 0;
   int generated = 0;
   std::vector<float> logits;
+  std::vector<float> biased;  // logits plus the job's logit_bias, when it has one
   bool finished = false;
+  std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
+  std::optional<model::TokenConstraint> constraint;  // when the job has a grammar
+  std::vector<float> masked;                         // the constraint's scratch logits
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -57,8 +62,28 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 }
 
 bool Scheduler::generate_token(Active& a) {
+  // Sampled from the biased logits; log-probs are reported from the model's own (emit_token).
+  std::span<const float> scores = a.logits;
+  if (const auto& bias = a.job->spec().logit_bias; !bias.empty()) {
+    a.biased.assign(a.logits.begin(), a.logits.end());
+    for (const auto& [token, add] : bias) {
+      if (token < 0 || static_cast<size_t>(token) >= a.biased.size()) continue;  // the server checked them
+      float& logit = a.biased[static_cast<size_t>(token)];
+      logit = add <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + add;
+    }
+    scores = a.biased;
+  }
+  if (!a.constraint) return emit_token(a, a.sampler.sample(scores), a.logits, false);
+  auto drawn = a.constraint->sample(a.sampler, scores, a.masked);
+  if (!drawn) {
+    a.job->finish("error", Error{ErrorCode::Internal, "the output grammar admits no token here"});
+    return true;
+  }
+  return emit_token(a, *drawn, a.logits, false);
+}
+
+bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted) {
   GenerationJob& job = *a.job;
-  const model::TokenId id = a.sampler.sample(a.logits);
   if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
   auto finish_with_rest = [&](const char* reason) {
     std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
@@ -67,7 +92,8 @@ bool Scheduler::generate_token(Active& a) {
     return true;
   };
   if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
-  a.sampler.accept(id);
+  if (!accepted) a.sampler.accept(id);
+  if (a.constraint) a.constraint->accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
     job.finish("error", piece.error());
@@ -79,8 +105,8 @@ bool Scheduler::generate_token(Active& a) {
     const model::Tokenizer& tokenizer = backend_.tokenizer();
     logprob.emplace();
     logprob->token = tokenizer.token_to_piece(id);
-    logprob->logprob = model::token_logprob(a.logits, id);
-    for (const auto& [alternative, lp] : model::top_logprobs(a.logits, job.spec().logprobs))
+    logprob->logprob = model::token_logprob(logits, id);
+    for (const auto& [alternative, lp] : model::top_logprobs(logits, job.spec().logprobs))
       logprob->top.emplace_back(tokenizer.token_to_piece(alternative), lp);
   }
   job.append(a.stop.feed(*piece), 1, std::move(logprob));
@@ -89,9 +115,24 @@ bool Scheduler::generate_token(Active& a) {
     job.finish("stop");
     return true;
   }
+  // A whole value that nothing may extend: done, without running the model for an end token.
+  if (a.constraint && a.constraint->finished()) return finish_with_rest("stop");
   if (a.generated >= job.spec().max_tokens) return finish_with_rest("length");
   a.last_token = id;
   return false;
+}
+
+std::shared_ptr<GenerationJob> Scheduler::take_next() {
+  const auto is_priority = [](const std::shared_ptr<GenerationJob>& j) { return j->spec().priority; };
+  const auto first_priority = std::find_if(queue_.begin(), queue_.end(), is_priority);
+  const auto first_free = std::find_if_not(queue_.begin(), queue_.end(), is_priority);
+  const bool free_turn = first_free != queue_.end() &&
+                         (first_priority == queue_.end() || priority_streak_ + 1 >= std::max<size_t>(1, options_.free_every));
+  const auto pick = free_turn ? first_free : first_priority;
+  priority_streak_ = (!free_turn && first_free != queue_.end()) ? priority_streak_ + 1 : 0;
+  auto job = std::move(*pick);
+  queue_.erase(pick);
+  return job;
 }
 
 void Scheduler::loop() {
@@ -104,10 +145,8 @@ void Scheduler::loop() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
       if (stopping_) break;
-      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty()) {
-        admitted.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty())
+        admitted.push_back(take_next());
       queue_depth_ = queue_.size();
     }
     for (auto& job : admitted) {
@@ -129,8 +168,9 @@ void Scheduler::loop() {
       }
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
-                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {},
-                                                          false}));
+                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
+                                                          false, {}, std::nullopt, {}}));
+      if (job->spec().grammar) active.back()->constraint.emplace(job->spec().grammar);
     }
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
@@ -155,6 +195,12 @@ void Scheduler::loop() {
       step.sequence = a.sequence.get();
       step.logits = &a.logits;
       step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
+      // A grammar or a logit_bias changes each token's draw: no drafting past them.
+      if (backend_.speculates() && !a.constraint && a.job->spec().logit_bias.empty()) {
+        step.sampler = &a.sampler;
+        step.budget = static_cast<uint32_t>(a.job->spec().max_tokens - a.generated);
+        step.produced = &a.produced;
+      }
       steps.push_back(std::move(step));
       stepped.push_back(i);
       budget -= std::min<size_t>(budget, 1);
@@ -192,6 +238,10 @@ void Scheduler::loop() {
         if (a.prompt_done < prompt.size()) continue;
         // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
         for (model::TokenId t : prompt) a.sampler.accept(t);
+      } else if (steps[j].sampler) {
+        for (const ProducedToken& t : a.produced)
+          if ((a.finished = emit_token(a, t.id, t.logits, true))) break;
+        continue;
       }
       a.finished = generate_token(a);
     }

@@ -6,6 +6,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
+#include <openssl/rand.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "net/compute_worker.h"
 #include "net/connection_limits.h"
 #include "net/errors.h"
+#include "net/forward_attestation.h"
 #include "net/guarded_message_stream.h"
 #include "net/hidden_codec.h"
 #include "net/node_connection.h"
@@ -137,36 +139,46 @@ struct ForwardCall {
   uint32_t output_last;
   uint64_t call_id;
   std::vector<uint64_t> upstream_micros;
+  bool per_token_sums;
+  uint32_t n_tokens;
+  Sha256 input_sha256;  // for the reply's attestation
 };
 
 // One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
-// run_in_steps) so that other clients' calls run between the slices. Slices of two or more rows give
-// the same bits as one batch (the kernels compute each row alike); a single row may not (see
-// model::Output), so no slice of a multi-row call has one row. Touched only on the compute thread.
-struct ForwardJob {
+// run_batched) so that other clients' calls run between the slices, and each slice shares its pass
+// with other sessions' steps. Slices of two or more rows give the same bits as one batch (the
+// kernels compute each row alike); a single row may not (see model::Output), so no slice of a
+// multi-row call has one row. Touched only on the compute thread.
+struct ForwardJob final : BatchStep {
   std::shared_ptr<EngineSlot> slot;
   ForwardRequest req;
   uint32_t keep_rows = 0;
   HiddenEncoding encoding{};
-  kernels::ThreadPool* pool = nullptr;
   uint32_t n_embd = 0;
   uint32_t slice = 2;
+  const std::function<void(std::vector<uint8_t>&)>* output_filter = nullptr;  // NodeOptions::output_filter
   uint32_t done = 0;  // rows computed
-  std::vector<float> hidden_in, out;
+  uint32_t take = 0;  // rows of the slice in the pass
+  SteadyClock::time_point t0;
+  std::vector<float> hidden_in, rows, out;
   ForwardJobResult result;
 
   // Rows of the next slice once `done` rows are computed: `slice`, or one more rather than leave one.
+  // A call that wants per-token sums (model::BatchSums::kPerToken: verifying drafted tokens) goes a
+  // row per pass, which gives each row the bits of a call of its own.
   uint32_t next_rows() const {
+    if (req.per_token_sums) return 1;
     const uint32_t left = req.n_tokens - done;
     uint32_t take = std::min(slice, left);
     if (left - take == 1) ++take;
     return take;
   }
 
-  // Runs the next slice; returns the rows of the one after it, 0 when done (result set).
-  uint64_t step() {
+  const model::Session& session() const override { return *slot->session; }
+
+  bool prepare(model::SequenceStep& step) override {
     model::Session& session = *slot->session;
-    const auto t0 = SteadyClock::now();
+    t0 = SteadyClock::now();
     if (slot->released) return fail(Error{ErrorCode::Unavailable, "session closed"});
     if (done == 0) {
       if (req.start_position >= 0) {
@@ -185,37 +197,46 @@ struct ForwardJob {
         if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d)
           return fail(d.error());
       }
+      if (keep_rows != 1) out.reserve(size_t{req.n_tokens} * n_embd);
     }
-    const uint32_t take = next_rows();
-    std::span<const int32_t> tokens;
-    std::span<const float> hidden;
-    if (!req.tokens.empty()) tokens = std::span<const int32_t>(req.tokens).subspan(done, take);
-    if (!hidden_in.empty()) hidden = std::span<const float>(hidden_in).subspan(size_t{done} * n_embd, size_t{take} * n_embd);
+    take = next_rows();
+    step.session = &session;
+    if (!req.tokens.empty()) step.tokens = std::span<const int32_t>(req.tokens).subspan(done, take);
+    if (!hidden_in.empty())
+      step.hidden = std::span<const float>(hidden_in).subspan(size_t{done} * n_embd, size_t{take} * n_embd);
     // One row wanted (a client's generation step or prompt): LastHidden, so that a node holding the
     // model's last block computes it exactly as a local run does (see model::Output); the earlier
     // slices' rows are not wanted at all.
-    const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
-    std::vector<float> rows;
-    if (auto f = session.forward(tokens, hidden, output, rows, *pool); !f) return fail(f.error());
-    if (keep_rows == 1)
-      out = std::move(rows);
-    else
-      out.insert(out.end(), rows.begin(), rows.end());
+    step.output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
+    step.out = keep_rows == 1 ? &out : &rows;
+    return true;
+  }
+
+  uint64_t complete(model::SequenceStep& step, bool prepared) override {
+    if (!prepared) return 0;
+    if (!step.result) {
+      fail(step.result.error());
+      return 0;
+    }
+    if (keep_rows != 1) out.insert(out.end(), rows.begin(), rows.end());
     done += take;
     result.micros += static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
     if (done < req.n_tokens) return next_rows();
     const size_t skip = out.size() - size_t{keep_rows} * n_embd;
-    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e)
-      return fail(e.error().with_context("the blocks produced unusable hidden states"));
+    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e) {
+      fail(e.error().with_context("the blocks produced unusable hidden states"));
+      return 0;
+    }
+    if (output_filter) (*output_filter)(result.bytes);
     result.rows = keep_rows;
-    result.n_past = session.n_past();
+    result.n_past = slot->session->n_past();
     return 0;
   }
 
-  uint64_t fail(Error e) {
+  bool fail(Error e) {
     result.error = std::move(e);
-    return 0;
+    return false;
   }
 };
 
@@ -240,6 +261,8 @@ class SessionImpl final : public proto::Session::Server {
     state_->kv_reserved += reservation_;
     state_->sessions.insert(this);
     touch();
+    if (RAND_bytes(session_nonce_.data(), static_cast<int>(session_nonce_.size())) != 1)
+      throw_rpc_error(ErrorCode::Internal, "cannot draw random bytes for the session's nonce");
   }
   ~SessionImpl() { release("closed"); }
 
@@ -292,7 +315,11 @@ class SessionImpl final : public proto::Session::Server {
     touch();  // only accepted work keeps a session alive: a refused call is no use of it
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
-    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
+    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros,
+                     request->per_token_sums,
+                     request->n_tokens,
+                     request->tokens.empty() ? hidden_digest(request->encoding, request->hidden)
+                                             : tokens_digest(request->tokens)};
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto work = std::make_shared<ForwardJob>();
@@ -300,11 +327,12 @@ class SessionImpl final : public proto::Session::Server {
     work->req = kj::mv(*request);
     work->keep_rows = keep_rows;
     work->encoding = request_.encoding;
-    work->pool = state_->pool.get();
     work->n_embd = cfg.n_embd;
     work->slice = state_->options.compute_slice_tokens;
-    auto job = state_->worker->run_in_steps<JobResult>(
-        scheduling_, cost, work->next_rows(), [work]() { return work->step(); },
+    if (state_->options.output_filter) work->output_filter = &state_->options.output_filter;
+    const uint64_t first = work->next_rows();
+    auto job = state_->worker->run_batched<JobResult>(
+        scheduling_, cost, first, work,
         [work]() { return std::make_shared<ForwardJobResult>(std::move(work->result)); });
     return canceler_.wrap(job.then([this, context, call = kj::mv(call), me](JobResult result) mutable {
                                 return after_compute(context, call, kj::mv(result), me);
@@ -373,6 +401,7 @@ class SessionImpl final : public proto::Session::Server {
       input.setStartPosition(call.start_position);
       input.setOutputLast(call.output_last);
       input.setCallId(call.call_id);
+      input.setPerTokenSums(call.per_token_sums);
       set_micros(input.initUpstreamComputeMicros(static_cast<unsigned>(hops.size())), hops);
       const std::string where = next_connection_->address().host_port();
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
@@ -402,6 +431,7 @@ class SessionImpl final : public proto::Session::Server {
       out.setNPast(r.n_past);
       out.setComputeMicros(r.micros);
       set_micros(out.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+      attest(out.initAttestation(), call, r);
       return kj::READY_NOW;
     }
     // The end of a ring: the output goes straight to the client; the reply only acknowledges.
@@ -423,6 +453,34 @@ class SessionImpl final : public proto::Session::Server {
           set_micros(ack.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
         },
         [](kj::Exception&& e) { rethrow_with_context(e, "delivering the output to the client's sink"); });
+  }
+
+  // Signs this direct reply (net/forward_attestation.h): the call's input and output digests, its
+  // positions, this session's nonce and range, the model.
+  void attest(proto::ForwardAttestation::Builder out, const ForwardCall& call, const ForwardJobResult& r) const {
+    ForwardAttestation a;
+    a.model_cid_digest = attestation_model_digest(state_->description.model);
+    a.model_file_size = state_->description.model.file_size;
+    a.block_begin = request_.block_begin;
+    a.block_end = request_.block_end;
+    a.session_nonce = session_nonce_;
+    a.position = r.n_past - call.n_tokens;
+    a.n_tokens = call.n_tokens;
+    a.output_rows = r.rows;
+    a.input_sha256 = call.input_sha256;
+    a.output_sha256 = hidden_digest(request_.encoding, r.bytes);
+    if (auto s = sign_attestation(a, state_->identity); !s) throw_rpc_error(s.error());
+    auto data = [](const auto& bytes) {
+      return kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size());
+    };
+    out.setSessionNonce(data(a.session_nonce));
+    out.setPosition(a.position);
+    out.setNTokens(a.n_tokens);
+    out.setOutputRows(a.output_rows);
+    out.setInputSha256(data(a.input_sha256));
+    out.setOutputSha256(data(a.output_sha256));
+    out.setPublicKey(data(a.public_key));
+    out.setSignature(data(a.signature));
   }
 
   // Call `me` no longer holds the session (a later call may hold it already).
@@ -460,6 +518,7 @@ class SessionImpl final : public proto::Session::Server {
   uint64_t reservation_;
   ClientQuota::Lease lease_;  // the client's count of sessions, given back at release
   std::string scheduling_;    // the client's key in the compute scheduler
+  std::array<uint8_t, 16> session_nonce_{};  // names this session in its replies' attestations
   std::shared_ptr<EngineSlot> slot_;
   uint32_t n_past_ = 0;
   uint64_t calls_ = 0;      // numbers this session's calls
@@ -958,6 +1017,8 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   if (options.max_batch_tokens == 0) return Error{ErrorCode::InvalidArgument, "max batch tokens must be at least 1"};
   if (options.compute_slice_tokens < 2)
     return Error{ErrorCode::InvalidArgument, "--compute-slice must be at least 2 tokens"};
+  if (options.max_pass_tokens == 0)
+    return Error{ErrorCode::InvalidArgument, "--max-batch-tokens must be at least 1"};
   auto& o = state->options;
   if (o.max_sessions_per_client == 0) o.max_sessions_per_client = (o.max_sessions + 1) / 2;
   if (o.max_sinks_per_client == 0) o.max_sinks_per_client = o.max_sessions_per_client;
@@ -1033,7 +1094,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
                                                  mib(2 * options.max_message_bytes) + ")"};
   state->receive_budget = std::make_shared<ReceiveBudget>(options.max_receive_buffer_bytes);
   state->connections = std::make_unique<ConnectionLimits>(options.max_connections, options.max_connections_per_source);
-  state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens);
+  state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens, options.max_pass_tokens, *state->pool);
   if (options.max_receipts_per_minute == 0)
     return Error{ErrorCode::InvalidArgument, "--max-receipts-per-minute must be at least 1"};
   state->receipt_rate = std::make_unique<ReceiptRate>(options.max_receipts_per_minute);

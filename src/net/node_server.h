@@ -26,7 +26,9 @@
 // Fairness: compute is shared between clients (by source address, or peer id without one) by
 // deficit round robin with cost = tokens (compute_worker.h), each call computed a slice of
 // compute_slice_tokens rows at a time, so one client's flood delays another's call by about one
-// slice. NodeInfo reports the load: queued calls and tokens,
+// slice. Slices of different sessions' calls that queue while a pass runs are merged into the
+// next pass, up to max_pass_tokens (one weight read for all; outputs bit for bit as alone); a call
+// that finds the node idle runs at once. NodeInfo reports the load: queued calls and tokens,
 // active sessions, and the per-client session limit.
 //
 // Chains and rings: a session opened with downstream hops connects to the next node itself (TLS
@@ -82,6 +84,10 @@ struct NodeOptions {
   // A forward call is computed this many rows at a time, and other clients' calls run between the
   // slices (bit-identical to one batch); >= 2. Also each client's turn in the compute scheduler.
   uint32_t compute_slice_tokens = 16;
+  // Tokens of one compute pass over the slices of different sessions' calls merged into it
+  // (ComputeWorker: steps that queued while a pass ran share the next); 1: each slice alone.
+  // Not a limit on calls (max_batch_tokens is): the first slice of a pass always runs.
+  uint32_t max_pass_tokens = 512;
   // False: clients are counted by peer id only (a node reached only through its relay sees every
   // relayed client come from the relay's hand-over on loopback).
   bool limit_by_address = true;
@@ -112,6 +118,9 @@ struct NodeOptions {
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
   // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
   std::function<capnp::Capability::Client()> blob_service;
+  // Set: every computed output (encoded rows, as sent) passes through this, on the compute thread,
+  // before it is signed and sent. Only test doubles of lying nodes set it (tests/liar_node).
+  std::function<void(std::vector<uint8_t>& rows)> output_filter;
   // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
   // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
   // before the call is answered. A client (by peer id, and by address) may present at most

@@ -2,6 +2,7 @@
 // rollback restores the state, batches agree with one-token steps, bad input is an error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -74,6 +75,52 @@ TEST_P(Engine, RollbackRestoresState) {
   EXPECT_FALSE(s->rollback(1000));
 }
 
+// A forked session continues exactly as a fresh prefill of the same prompt would: the same logits
+// bit for bit on every later step, into a context of another size too, and the original goes on
+// unaffected. A block range's fork (hidden states in) is the same.
+TEST_P(Engine, CopiedSessionContinuesBitIdenticallyToAFreshPrefill) {
+  const uint32_t n = model->config().n_layer;
+  auto fresh = session(0, n), original = session(0, n);
+  auto forked = Session::create(*model, 0, n, 32);
+  ASSERT_TRUE(forked) << forked.error().message;
+  std::vector<float> expected, got, original_out;
+  ASSERT_TRUE(fresh->forward(prompt, {}, Output::LastLogits, expected, pool));
+  ASSERT_TRUE(original->forward(prompt, {}, Output::LastLogits, original_out, pool));
+  ASSERT_TRUE((*forked)->forward({{9, 9, 9}}, {}, Output::LastLogits, got, pool));  // stale state to overwrite
+  ASSERT_TRUE((*forked)->copy_from(*original));
+  EXPECT_EQ((*forked)->n_past(), prompt.size());
+  for (int32_t token : {42, 7, 300, 1}) {
+    ASSERT_TRUE(fresh->forward({{token}}, {}, Output::LastLogits, expected, pool));
+    ASSERT_TRUE((*forked)->forward({{token}}, {}, Output::LastLogits, got, pool));
+    EXPECT_EQ(got, expected) << "token " << token;
+  }
+  // The original diverges on its own tokens without disturbing the fork, and the other way round.
+  ASSERT_TRUE(original->forward({{42}}, {}, Output::LastLogits, original_out, pool));
+  auto check = session(0, n);
+  std::vector<float> check_out;
+  ASSERT_TRUE(check->forward(prompt, {}, Output::LastLogits, check_out, pool));
+  ASSERT_TRUE(check->forward({{42}}, {}, Output::LastLogits, check_out, pool));
+  EXPECT_EQ(original_out, check_out);
+
+  // Block ranges: a fork of a session on blocks [1, n) takes hidden states as the original would.
+  if (n >= 2) {
+    std::vector<float> hidden, a, b;
+    auto head = session(0, 1), tail = session(1, n), tail_fork = session(1, n);
+    ASSERT_TRUE(head->forward(prompt, {}, Output::Hidden, hidden, pool));
+    ASSERT_TRUE(tail->forward({}, hidden, Output::LastLogits, a, pool));
+    ASSERT_TRUE(tail_fork->copy_from(*tail));
+    ASSERT_TRUE(head->forward({{5}}, {}, Output::Hidden, hidden, pool));
+    ASSERT_TRUE(tail->forward({}, hidden, Output::LastLogits, a, pool));
+    ASSERT_TRUE(tail_fork->forward({}, hidden, Output::LastLogits, b, pool));
+    EXPECT_EQ(a, b);
+    EXPECT_FALSE(tail_fork->copy_from(*fresh)) << "another block range";
+  }
+  // Too small a context for the original's positions.
+  auto tiny = Session::create(*model, 0, n, 2);
+  ASSERT_TRUE(tiny);
+  EXPECT_FALSE((*tiny)->copy_from(*original));
+}
+
 TEST_P(Engine, BatchMatchesTokenByToken) {
   const uint32_t n = model->config().n_layer;
   auto batch = session(0, n), steps = session(0, n);
@@ -86,6 +133,40 @@ TEST_P(Engine, BatchMatchesTokenByToken) {
     for (uint32_t v = 0; v < vocab; ++v) worst = std::max(worst, std::abs(double(one[v]) - all[t * vocab + v]));
     EXPECT_LE(worst, 1e-3) << "token " << t;
   }
+}
+
+// The batch-invariance rule: K drafted tokens verified in one call (every row's logits, or hidden
+// states passed between block ranges) get exactly the bits of K one-token steps. F16 is the type
+// whose batched sums differ from single rows (ggml's GEMM); Q4_0 has its own repacked kernel.
+class PerTokenSums : public Engine {};
+
+TEST_P(PerTokenSums, DraftBatchGivesTheBitsOfSingleSteps) {
+  const uint32_t n = model->config().n_layer;
+  const uint32_t vocab = model->config().n_vocab;
+  std::vector<int32_t> long_prompt;
+  for (int i = 0; i < 21; ++i) long_prompt.push_back(prompt[i % prompt.size()] + i);  // a batched prefill
+  const std::vector<int32_t> draft{29892, 306, 1024, 77, 5000, 12};
+  auto steps = session(0, n), batch = session(0, n);
+  auto a = session(0, 2), b = session(2, n);
+  std::vector<float> out, all, hidden, split;
+  ASSERT_TRUE(steps->forward(long_prompt, {}, Output::LastLogits, out, pool));
+  ASSERT_TRUE(batch->forward(long_prompt, {}, Output::LastLogits, out, pool));
+  ASSERT_TRUE(a->forward(long_prompt, {}, Output::Hidden, hidden, pool));
+  ASSERT_TRUE(b->forward({}, hidden, Output::LastLogits, out, pool));
+  constexpr auto kPerToken = BatchSums::kPerToken;
+  ASSERT_TRUE(batch->forward(draft, {}, Output::AllLogits, all, pool, kPerToken));
+  ASSERT_TRUE(a->forward(draft, {}, Output::Hidden, hidden, pool, kPerToken));
+  ASSERT_TRUE(b->forward({}, hidden, Output::AllLogits, split, pool, kPerToken));
+  ASSERT_EQ(all.size(), draft.size() * vocab);
+  EXPECT_EQ(split, all);
+  for (size_t t = 0; t < draft.size(); ++t) {
+    ASSERT_TRUE(steps->forward({{draft[t]}}, {}, Output::LastLogits, out, pool));
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + t * vocab)) << "row " << t;
+  }
+  // Rolling the rejected rows back and going on gives the steps' bits too.
+  ASSERT_TRUE(batch->rollback(3));
+  ASSERT_TRUE(batch->forward({{draft[3]}}, {}, Output::LastLogits, out, pool));
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + 3 * vocab));
 }
 
 TEST_P(Engine, BadInputIsAnError) {
@@ -111,6 +192,16 @@ TEST_P(Engine, BadInputIsAnError) {
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, Engine,
                          ::testing::Values("synth-llama-q8_0.gguf", "synth-qwen2-q4_k_m.gguf", "synth-phi3-q8_0.gguf"),
+                         [](const auto& info) {
+                           std::string s = info.param.substr(0, info.param.size() - 5);
+                           for (char& c : s)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return s;
+                         });
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, PerTokenSums,
+                         ::testing::Values("synth-llama-f16.gguf", "synth-llama-q8_0.gguf", "synth-llama-q4_0.gguf",
+                                           "synth-qwen2-q4_k_m.gguf", "synth-phi3-q8_0.gguf"),
                          [](const auto& info) {
                            std::string s = info.param.substr(0, info.param.size() - 5);
                            for (char& c : s)

@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/model.h"
 #include "net/errors.h"
+#include "net/forward_attestation.h"
 #include "net/node_connection.h"
 #include "net/node_server.h"
 #include "net/tests/test_node.h"
@@ -478,6 +480,69 @@ TEST(Node, SlicedComputeGivesTheSameBitsAsOneBatch) {
   EXPECT_EQ(through(*crb), want);
 }
 
+// Many sessions' calls in flight at once on a node that merges them into shared passes give the
+// bits each gets alone on a node that runs one call at a time (--max-batch-tokens 1): prompts of
+// different lengths (all rows wanted, or the last), then decoding steps, every session's call of a
+// round sent before any reply is awaited, so that they queue behind each other and share passes.
+TEST(Node, ConcurrentSessionsGiveTheBitsOfOneAtATime) {
+  auto batched = options(0, 0);
+  batched.model_path = std::string(OMNI_SHARED_DIR) + "/models/synth-llama-f16.gguf";
+  batched.max_sessions = 16;
+  batched.max_pass_tokens = 512;
+  batched.compute_slice_tokens = 4;
+  auto alone = batched;
+  alone.max_pass_tokens = 1;
+  {
+    // The whole model: the node holding the last block prunes to the last row, batched or not.
+    auto probe = model::Model::load(batched.model_path);
+    ASSERT_TRUE(probe.ok());
+    batched.block_end = alone.block_end = (*probe)->config().n_layer;
+  }
+  const uint32_t n_layer = batched.block_end;
+  TestNode a(batched), b(alone);
+  Client c;
+  auto ca = c.connect(a.address());
+  auto cb = c.connect(b.address());
+  constexpr int kSessions = 8;
+  auto request = [](proto::Session::Client& s, const std::vector<int32_t>& ids, uint32_t last) {
+    auto req = s.forwardRequest();
+    auto in = req.initInput();
+    auto l = in.initInput().initTokens(static_cast<unsigned>(ids.size()));
+    for (unsigned i = 0; i < ids.size(); ++i) l.set(i, ids[i]);
+    in.setOutputLast(last);
+    return req;
+  };
+  auto bytes = [](capnp::Response<proto::Session::ForwardResults>& r) {
+    auto data = r.getOutput().getHidden().getData();
+    return std::vector<uint8_t>(data.begin(), data.end());
+  };
+  std::vector<proto::Session::Client> on_a, on_b;
+  for (int i = 0; i < kSessions; ++i) {
+    on_a.push_back(open(c, *ca, 0, n_layer, 64));
+    on_b.push_back(open(c, *cb, 0, n_layer, 64));
+  }
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<int32_t>> ids(kSessions);
+    std::vector<uint32_t> last(kSessions);
+    for (int i = 0; i < kSessions; ++i) {
+      // Round 0: prompts of 3 to 10 tokens; then one token per round.
+      const int n = round == 0 ? 3 + i : 1;
+      for (int t = 0; t < n; ++t) ids[i].push_back((round * 37 + i * 11 + t * 5 + 3) % 200);
+      last[i] = round == 0 && i % 2 == 0 ? 0 : 1;
+    }
+    std::vector<kj::Promise<capnp::Response<proto::Session::ForwardResults>>> sent;
+    for (int i = 0; i < kSessions; ++i) sent.push_back(request(on_a[i], ids[i], last[i]).send());
+    for (int i = 0; i < kSessions; ++i) {
+      auto got_response = sent[i].wait(c.io.waitScope);
+      auto want_response = request(on_b[i], ids[i], last[i]).send().wait(c.io.waitScope);
+      const auto want = bytes(want_response);
+      EXPECT_EQ(want.size(), size_t{last[i] ? 1 : ids[i].size()} * ca->info().model.n_embd * 4);
+      EXPECT_EQ(bytes(got_response), want) << "session " << i << ", round " << round;
+      EXPECT_EQ(got_response.getOutput().getNPast(), want_response.getOutput().getNPast());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace omni::net
 
@@ -520,6 +585,59 @@ TEST(Node, F16OutputPastItsRangeIsRefusedNotSentAsInfinity) {
   EXPECT_EQ(err.code, ErrorCode::InvalidArgument) << err.message;
   EXPECT_NE(err.message.find("beyond f16's range; use the f32 hidden-state format"), std::string::npos)
       << err.message;
+}
+
+// Direct replies carry the node's signature over the call (net/forward_attestation.h): it verifies
+// under the node's own key, names the session's positions, and its digests are those of the input
+// sent and the rows received (computed here); a changed output no longer verifies. A node whose
+// output_filter changes its rows (a liar) signs the changed rows, so its lie is attributable.
+TEST(Node, DirectRepliesAreSignedOverInputAndOutput) {
+  auto liar_options = options(0, 2);
+  liar_options.output_filter = [](std::vector<uint8_t>& rows) { rows[0] ^= 1; };
+  TestNode honest(options(0, 2)), liar(liar_options);
+  Client c;
+  std::vector<std::vector<uint8_t>> outputs;
+  for (TestNode* node : {&honest, &liar}) {
+    auto conn = c.connect(node->address());
+    const auto& model = conn->info().model;
+    auto s = open(c, *conn, 0, 2);
+    std::array<uint8_t, 16> nonce{};
+    uint64_t position = 0;
+    for (std::vector<int32_t> ids : {std::vector<int32_t>{5, 9, 13}, std::vector<int32_t>{21}}) {
+      auto req = s.forwardRequest();
+      auto in = req.initInput();
+      auto l = in.initInput().initTokens(static_cast<unsigned>(ids.size()));
+      for (unsigned i = 0; i < ids.size(); ++i) l.set(i, ids[i]);
+      in.setOutputLast(1);
+      auto response = req.send().wait(c.io.waitScope);
+      auto data = response.getOutput().getHidden().getData();
+      std::vector<uint8_t> rows(data.begin(), data.end());
+      auto a = read_attestation(response.getOutput().getAttestation(), model, 0, 2);
+      ASSERT_TRUE(a.ok()) << a.error().message;
+      EXPECT_TRUE(verify_attestation(*a).ok());
+      EXPECT_EQ(a->peer_id(), conn->peer_id());
+      EXPECT_EQ(a->position, position);
+      EXPECT_EQ(a->n_tokens, ids.size());
+      EXPECT_EQ(a->output_rows, 1u);
+      EXPECT_EQ(a->input_sha256, tokens_digest(ids));
+      EXPECT_EQ(a->output_sha256, hidden_digest(HiddenEncoding::F32, rows));
+      if (position == 0) nonce = a->session_nonce;
+      EXPECT_EQ(a->session_nonce, nonce);  // one session, one nonce
+      auto forged = *a;
+      forged.output_sha256[0] ^= 1;
+      EXPECT_EQ(verify_attestation(forged).error().code, ErrorCode::PermissionDenied);
+      forged = *a;
+      forged.position += 1;
+      EXPECT_FALSE(verify_attestation(forged).ok());
+      position += ids.size();
+      outputs.push_back(rows);
+    }
+  }
+  ASSERT_EQ(outputs.size(), 4u);
+  EXPECT_NE(outputs[0], outputs[2]);  // the liar's first row differs from the honest one ...
+  auto fixed = outputs[2];
+  fixed[0] ^= 1;
+  EXPECT_EQ(outputs[0], fixed);  // ... by exactly the filter's change
 }
 
 }  // namespace
