@@ -27,5 +27,6 @@ void register_update(CLI::App& app, int& exit_code);  // omni update: signed rel
 // omni config check: `fresh_app` builds a new omni app with every command, for the check to fill.
 void register_config(CLI::App& app, int& exit_code, std::function<std::unique_ptr<CLI::App>()> fresh_app);
 void register_credits(CLI::App& app, int& exit_code);  // omni credits: a node's ledger
+void register_doctor(CLI::App& app, int& exit_code);   // omni doctor: what this machine can give
 
 }  // namespace omni::cli

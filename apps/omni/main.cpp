@@ -78,6 +78,7 @@ void add_commands(CLI::App& app, int& exit_code) {
   omni::cli::register_up(app, exit_code);
   omni::cli::register_update(app, exit_code);
   omni::cli::register_credits(app, exit_code);
+  omni::cli::register_doctor(app, exit_code);
   omni::cli::register_config(app, exit_code, fresh_app);
 }
 

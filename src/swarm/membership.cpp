@@ -8,6 +8,7 @@
 
 #include "base/parse.h"
 #include "net/node_info.h"
+#include "net/reachability.h"
 #include "proto/node.capnp.h"
 #include "swarm/assignment.h"
 #include "swarm/link_meter.h"
@@ -366,10 +367,17 @@ int run_bootstrap_node(const std::string& listen, const JoinOptions& options) {
     std::fprintf(stderr, "omni node: %s\n", directory.error().message.c_str());
     return 1;
   }
-  std::printf("omni node: bootstrap DHT node listening on udp %s\n",
-              HostPort{hp->host, (*directory)->bound_port()}.to_string().c_str());
+  const HostPort bound{hp->host, (*directory)->bound_port()};
+  std::printf("omni node: bootstrap DHT node listening on udp %s\n", bound.to_string().c_str());
+  // The reachability check (net/reachability.h) on the same number over TCP. Without it the DHT
+  // still works; omni doctor then reports that this bootstrap cannot check.
+  auto checks = net::ReachabilityServer::start(bound);
+  if (checks)
+    std::printf("omni node: reachability checks on tcp %s\n", bound.to_string().c_str());
+  else
+    std::fprintf(stderr, "omni node: no reachability checks: %s\n", checks.error().message.c_str());
   std::fflush(stdout);
-  for (;;) pause();  // the DHT runs on its own threads until the process is killed
+  for (;;) pause();  // the DHT and the checks run on their own threads until the process is killed
 }
 
 }  // namespace omni::swarm

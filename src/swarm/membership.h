@@ -152,8 +152,10 @@ class Membership {
   std::thread link_meter_;
 };
 
-// Runs a bootstrap-only DHT node on `listen` ("HOST:PORT", UDP) until the process is killed. Prints
-// "omni node: bootstrap DHT node listening on udp HOST:PORT". Returns an exit code.
+// Runs a bootstrap-only DHT node on `listen` ("HOST:PORT", UDP) until the process is killed, and
+// answers reachability checks (net/reachability.h) on the same address over TCP. Prints
+// "omni node: bootstrap DHT node listening on udp HOST:PORT" and "omni node: reachability checks on
+// tcp HOST:PORT" (or, on stderr, why there are none). Returns an exit code.
 int run_bootstrap_node(const std::string& listen, const JoinOptions& options);
 
 }  // namespace omni::swarm
