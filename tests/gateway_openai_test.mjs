@@ -127,6 +127,24 @@ await check("stop strings end the answer before them", async () => {
   assert.equal(r.choices[0].text, full.slice(0, full.indexOf(stop)));
 });
 
+await check("logit_bias: the greedy tokens banned never appear; an id past the vocabulary is a 400", async () => {
+  const ban = Object.fromEntries(greedyIds.map((id) => [String(id), -100]));
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0, logit_bias: ban,
+    logprobs: true,
+  });
+  const banned = new Set(greedyTokens.map((t) => t.text));
+  const chosen = r.choices[0].logprobs.content.map((t) => t.token);
+  assert.equal(chosen.length, r.usage.completion_tokens);
+  for (const token of chosen) assert.ok(!banned.has(token), `banned token ${JSON.stringify(token)} was chosen`);
+  await assert.rejects(
+    client.chat.completions.create({
+      model, messages: [{ role: "user", content: "x" }], logit_bias: { "32000": 5 },
+    }),
+    (e) => e.status === 400 && e.param === "logit_bias.32000" && /vocabulary/.test(e.message),
+  );
+});
+
 await check("errors: unknown model 404, bad fields 400, in OpenAI's error format", async () => {
   await assert.rejects(
     client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),

@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
 #include <string>
 
 namespace omni::model {
@@ -23,6 +24,22 @@ Result<void> KvCache::rollback(uint32_t n) {
     return Error{ErrorCode::InvalidArgument,
                  "cannot roll back " + std::to_string(n) + " positions: only " + std::to_string(size_) + " are filled"};
   size_ -= n;
+  return {};
+}
+
+Result<void> KvCache::copy_from(const KvCache& other) {
+  if (other.kv_dim_ != kv_dim_ || other.keys_.size() / other.n_ctx_ != keys_.size() / n_ctx_)
+    return Error{ErrorCode::InvalidArgument, "cannot copy a KV cache of another shape"};
+  if (other.size_ > n_ctx_)
+    return Error{ErrorCode::ResourceExhausted, "cannot copy " + std::to_string(other.size_) +
+                                                   " positions into a context of " + std::to_string(n_ctx_)};
+  const uint32_t blocks = static_cast<uint32_t>(keys_.size() / (size_t{n_ctx_} * kv_dim_));
+  const size_t n = other.size_;
+  for (uint32_t b = 0; b < blocks; ++b) {
+    std::copy_n(other.key(b, 0), n * kv_dim_, key(b, 0));
+    for (uint32_t d = 0; d < kv_dim_; ++d) std::copy_n(other.values(b, d), n, values(b, d));
+  }
+  size_ = other.size_;
   return {};
 }
 

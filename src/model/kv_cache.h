@@ -4,7 +4,8 @@
 // bytes() = 2 * blocks * n_ctx * kv_dim * 2. Keys are stored a row per position; values transposed,
 // a row of n_ctx positions per value dimension, so attention's weighted sum is a contiguous dot.
 // Positions are appended in order; rollback drops the last n (speculative decoding and failover
-// replay need it). Entries past size() hold zeros or stale finite values; readers weight them 0.
+// replay need it); copy_from forks a sequence (several completions of one prompt share its
+// prefill). Entries past size() hold zeros or stale finite values; readers weight them 0.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,10 @@ class KvCache {
   // Forgets the last n positions; an Error if fewer are filled.
   Result<void> rollback(uint32_t n);
   void clear() { size_ = 0; }
+  // Replaces this cache's contents with `other`'s filled positions (the same blocks and kv_dim; its
+  // n_ctx may differ). Error: other holds more positions than this cache has room for, or a
+  // different shape.
+  Result<void> copy_from(const KvCache& other);
 
  private:
   size_t offset(uint32_t b, uint32_t pos) const { return (size_t{b} * n_ctx_ + pos) * kv_dim_; }

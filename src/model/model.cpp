@@ -94,6 +94,13 @@ Session::Session(const Model& model, uint32_t block_begin, uint32_t block_end, u
       cache_(block_end - block_begin, n_ctx, model.config().kv_dim()) {}
 
 
+Result<void> Session::copy_from(const Session& other) {
+  if (&other.model_ != &model_ || other.block_begin_ != block_begin_ || other.block_end_ != block_end_)
+    return Error{ErrorCode::InvalidArgument, "cannot copy a session of another model or block range"};
+  if (&other == this) return {};
+  return cache_.copy_from(other.cache_);
+}
+
 size_t StepScratch::bytes() const {
   size_t n = 0;
   for (const std::vector<float>* v : {&x_, &xn_, &q_, &k_, &v_, &qkv_, &attn_, &gate_, &up_, &rope_cos_, &rope_sin_,

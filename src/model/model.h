@@ -144,6 +144,10 @@ class Session {
   uint32_t n_ctx() const { return cache_.n_ctx(); }
   Result<void> rollback(uint32_t n) { return cache_.rollback(n); }
   void reset() { cache_.clear(); }
+  // Makes this session continue `other`'s sequence: its KV cache becomes a copy of other's, so the
+  // next forward() gives bit for bit what other's would (a prompt prefilled once, then forked for
+  // several completions). Error: another model or block range, or too small a context.
+  Result<void> copy_from(const Session& other);
   size_t kv_bytes() const { return cache_.bytes(); }
   uint32_t block_begin() const { return block_begin_; }
   uint32_t block_end() const { return block_end_; }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace omni::gateway {
 namespace {
 
@@ -90,7 +92,7 @@ TEST(ChatRequest, WrongTypesNameTheField) {
   expect_error(parse_chat_request(R"({"model": "m", "messages": []})"), "messages", "at least one");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [3]})"), "messages[0]", "an object");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"content": "x"}]})"), "messages[0].role");
-  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})"),
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "function", "content": "x"}]})"),
                "messages[0].role", "not supported");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user"}]})"), "messages[0].content");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": 5}]})"),
@@ -145,6 +147,31 @@ TEST(ChatRequest, WholeFloatsAreIntegersAndNullsAreAbsent) {
   EXPECT_EQ(r->params.sampling.temperature, 1.0f);
   EXPECT_EQ(r->messages[0].role, "system");
   EXPECT_EQ(r->params.sampling.seed, ~uint64_t{0});
+}
+
+TEST(ChatRequest, LogitBiasMapsTokenIdsToBiasesWithinBounds) {
+  const std::string head = R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], "logit_bias": )";
+  auto r = parse_chat_request(head + R"({"15": -100, "7": 2.5, "0": 100}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto bias = r->params.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  const std::vector<std::pair<int32_t, float>> expected = {{0, 100.0f}, {7, 2.5f}, {15, -100.0f}};
+  EXPECT_EQ(bias, expected);
+  auto text = parse_completion_request(R"({"model": "m", "prompt": "x", "logit_bias": {"3": 1}})");
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  EXPECT_EQ(text->params.logit_bias.size(), 1u);
+
+  expect_error(parse_chat_request(head + R"([1, 2]})"), "logit_bias", "an object");
+  expect_error(parse_chat_request(head + R"({"x": 1}})"), "logit_bias.x", "token ids");
+  expect_error(parse_chat_request(head + R"({"-1": 1}})"), "logit_bias.-1", "token ids");
+  expect_error(parse_chat_request(head + R"({" 1": 1}})"), "logit_bias. 1", "token ids");
+  expect_error(parse_chat_request(head + R"({"": 1}})"), "logit_bias.", "token ids");
+  expect_error(parse_chat_request(head + R"({"99999999999": 1}})"), "logit_bias.99999999999", "token ids");
+  expect_error(parse_chat_request(head + R"({"1": 100.5}})"), "logit_bias.1", "between");
+  expect_error(parse_chat_request(head + R"({"1": "5"}})"), "logit_bias.1", "a number");
+  std::string many = "{";
+  for (size_t i = 0; i <= kMaxLogitBias; ++i) many += (i ? ",\"" : "\"") + std::to_string(i) + "\": 1";
+  expect_error(parse_chat_request(head + many + "}}"), "logit_bias", "at most");
 }
 
 TEST(CompletionRequest, ParsesPromptForms) {

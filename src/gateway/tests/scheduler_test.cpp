@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -100,6 +101,64 @@ TEST(Scheduler, InterleavedSessionsMatchRunningAlone) {
   }
   for (int i = 0; i < 100 && scheduler.active_sessions() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(scheduler.active_sessions(), 0u);
+}
+
+// Greedy ids straight from a Session loop, with `bias` applied by hand (-100: never chosen).
+std::vector<int32_t> reference_greedy_ids(const GenerationSpec& spec,
+                                          const std::vector<std::pair<model::TokenId, float>>& bias) {
+  auto model = model::Model::load(kModel);
+  EXPECT_TRUE(model.ok());
+  auto session = model::Session::create(**model, 0, (*model)->config().n_layer,
+                                        static_cast<uint32_t>(spec.prompt.size() + spec.max_tokens));
+  kernels::ThreadPool pool(1);
+  std::vector<float> logits;
+  EXPECT_TRUE((*session)->forward(spec.prompt, {}, model::Output::LastLogits, logits, pool).ok());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < spec.max_tokens; ++i) {
+    for (const auto& [token, b] : bias) logits[token] = b <= -100.0f ? -1e30f : logits[token] + b;
+    ids.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+    if (i + 1 == spec.max_tokens) break;
+    const int32_t next[1] = {ids.back()};
+    EXPECT_TRUE((*session)->forward(next, {}, model::Output::LastLogits, logits, pool).ok());
+  }
+  return ids;
+}
+
+std::string detokenize(const model::Tokenizer& tokenizer, const std::vector<int32_t>& ids) {
+  model::Detokenizer detok(tokenizer);
+  std::string text;
+  for (int32_t id : ids) text += *detok.feed(id);
+  return text + detok.flush();
+}
+
+TEST(Scheduler, LogitBiasBansAndForcesTokens) {
+  auto backend = load_backend();
+  ASSERT_TRUE(backend);
+  Scheduler scheduler(*backend, {2, 8});
+  // Ban every token the unbiased greedy run chooses: none of them may appear.
+  GenerationSpec banned = spec_for(*backend, "Once upon a time", 20, 0, 0);
+  const std::vector<int32_t> plain = reference_greedy_ids(banned, {});
+  for (int32_t id : plain) banned.logit_bias.emplace_back(id, -100.0f);
+  std::sort(banned.logit_bias.begin(), banned.logit_bias.end());
+  banned.logit_bias.erase(std::unique(banned.logit_bias.begin(), banned.logit_bias.end()), banned.logit_bias.end());
+  const std::vector<int32_t> expected = reference_greedy_ids(banned, banned.logit_bias);
+  for (int32_t id : expected) EXPECT_EQ(std::count(plain.begin(), plain.end(), id), 0) << "token " << id;
+  auto job = std::make_shared<GenerationJob>(banned);
+  ASSERT_TRUE(scheduler.submit(job));
+  std::string text;
+  EXPECT_EQ(wait_until_finished(*job, text).finish_reason, "length");
+  EXPECT_EQ(text, detokenize(backend->tokenizer(), expected));
+  EXPECT_NE(text, detokenize(backend->tokenizer(), plain));
+
+  // +100 on one token at temperature 1: it is drawn every time.
+  const int32_t forced = plain.back() + 1;
+  GenerationSpec force = spec_for(*backend, "Once upon a time", 12, 1.0f, 99);
+  force.logit_bias = {{forced, 100.0f}};
+  auto forced_job = std::make_shared<GenerationJob>(force);
+  ASSERT_TRUE(scheduler.submit(forced_job));
+  text.clear();
+  EXPECT_EQ(wait_until_finished(*forced_job, text).finish_reason, "length");
+  EXPECT_EQ(text, detokenize(backend->tokenizer(), std::vector<int32_t>(12, forced)));
 }
 
 TEST(Scheduler, RoundRobinLetsAShortRequestFinishBeforeALongOne) {

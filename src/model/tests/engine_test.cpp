@@ -75,6 +75,52 @@ TEST_P(Engine, RollbackRestoresState) {
   EXPECT_FALSE(s->rollback(1000));
 }
 
+// A forked session continues exactly as a fresh prefill of the same prompt would: the same logits
+// bit for bit on every later step, into a context of another size too, and the original goes on
+// unaffected. A block range's fork (hidden states in) is the same.
+TEST_P(Engine, CopiedSessionContinuesBitIdenticallyToAFreshPrefill) {
+  const uint32_t n = model->config().n_layer;
+  auto fresh = session(0, n), original = session(0, n);
+  auto forked = Session::create(*model, 0, n, 32);
+  ASSERT_TRUE(forked) << forked.error().message;
+  std::vector<float> expected, got, original_out;
+  ASSERT_TRUE(fresh->forward(prompt, {}, Output::LastLogits, expected, pool));
+  ASSERT_TRUE(original->forward(prompt, {}, Output::LastLogits, original_out, pool));
+  ASSERT_TRUE((*forked)->forward({{9, 9, 9}}, {}, Output::LastLogits, got, pool));  // stale state to overwrite
+  ASSERT_TRUE((*forked)->copy_from(*original));
+  EXPECT_EQ((*forked)->n_past(), prompt.size());
+  for (int32_t token : {42, 7, 300, 1}) {
+    ASSERT_TRUE(fresh->forward({{token}}, {}, Output::LastLogits, expected, pool));
+    ASSERT_TRUE((*forked)->forward({{token}}, {}, Output::LastLogits, got, pool));
+    EXPECT_EQ(got, expected) << "token " << token;
+  }
+  // The original diverges on its own tokens without disturbing the fork, and the other way round.
+  ASSERT_TRUE(original->forward({{42}}, {}, Output::LastLogits, original_out, pool));
+  auto check = session(0, n);
+  std::vector<float> check_out;
+  ASSERT_TRUE(check->forward(prompt, {}, Output::LastLogits, check_out, pool));
+  ASSERT_TRUE(check->forward({{42}}, {}, Output::LastLogits, check_out, pool));
+  EXPECT_EQ(original_out, check_out);
+
+  // Block ranges: a fork of a session on blocks [1, n) takes hidden states as the original would.
+  if (n >= 2) {
+    std::vector<float> hidden, a, b;
+    auto head = session(0, 1), tail = session(1, n), tail_fork = session(1, n);
+    ASSERT_TRUE(head->forward(prompt, {}, Output::Hidden, hidden, pool));
+    ASSERT_TRUE(tail->forward({}, hidden, Output::LastLogits, a, pool));
+    ASSERT_TRUE(tail_fork->copy_from(*tail));
+    ASSERT_TRUE(head->forward({{5}}, {}, Output::Hidden, hidden, pool));
+    ASSERT_TRUE(tail->forward({}, hidden, Output::LastLogits, a, pool));
+    ASSERT_TRUE(tail_fork->forward({}, hidden, Output::LastLogits, b, pool));
+    EXPECT_EQ(a, b);
+    EXPECT_FALSE(tail_fork->copy_from(*fresh)) << "another block range";
+  }
+  // Too small a context for the original's positions.
+  auto tiny = Session::create(*model, 0, n, 2);
+  ASSERT_TRUE(tiny);
+  EXPECT_FALSE((*tiny)->copy_from(*original));
+}
+
 TEST_P(Engine, BatchMatchesTokenByToken) {
   const uint32_t n = model->config().n_layer;
   auto batch = session(0, n), steps = session(0, n);
