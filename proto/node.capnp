@@ -92,6 +92,9 @@ struct NodeInfo {
   # sessions one client may hold at once, counted by its peer id and, separately, by its source
   # address (`overloaded` past it). queuedCalls, queuedTokens and maxSessionsPerClient were added
   # in protocol 1 (additive): 0 from older nodes.
+  maxQueuedTokensPerClient @16 :UInt64;
+  # tokens of one client's calls accepted and not yet computed (`overloaded` past it): how far a
+  # client pipelining a prompt (feature "pipelined") may run ahead. Additive: 0 from older nodes.
 }
 
 enum HiddenFormat {

@@ -55,6 +55,7 @@ struct RunOptions {
   std::string hop_addresses;  // --hop-addresses: where the nodes reach each other, by peer id
   std::string data_dir;
   uint32_t receipt_every = net::RemoteOptions{}.receipt_every;  // credits: tokens per receipt and node
+  uint32_t micro_batch = net::RemoteOptions{}.micro_batch;      // pipelined prefill (0: off)
   double call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
@@ -201,6 +202,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   remote.data_dir = data_dir_or_default(o.data_dir);
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
   remote.receipt_every = o.receipt_every;
+  remote.micro_batch = o.micro_batch;
   remote.log = log_line;
   remote.model_identity = rm.identity;
   if (!remote.model_identity) {  // a file: its content's CID, hashed once per data directory
@@ -387,6 +389,11 @@ void register_run(CLI::App& app, int& exit_code) {
                "a model URL's file)");
   add_timeout(cmd, "--timeout", o->call_timeout_s, "With --peers: seconds a node may take per call (whole seconds, rounded up)")
       ->capture_default_str();
+  cmd->add_option("--micro-batch", o->micro_batch,
+                  "With --peers (ring or chain route): pipelined prefill, the prompt sent in micro-batches of this many "
+                  "tokens without waiting, so that the nodes work at once (0: one batch at a time)")
+      ->capture_default_str()
+      ->check(count_in(0, 65536));
   auto* lan = cmd->add_flag("--lan", o->lan, "Run the blocks on the swarm found on the LAN by multicast (OpenDHT peer discovery)");
   auto* bootstrap = add_host_port_list(cmd, "--bootstrap", o->bootstrap,
                                        "Run the blocks on the swarm found through these DHT nodes, HOST:PORT");

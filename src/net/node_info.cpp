@@ -57,6 +57,7 @@ NodeDescription read_node_info(proto::NodeInfo::Reader info) {
   d.queued_calls = info.getQueuedCalls();
   d.queued_tokens = info.getQueuedTokens();
   d.max_sessions_per_client = info.getMaxSessionsPerClient();
+  d.max_queued_tokens_per_client = info.getMaxQueuedTokensPerClient();
   return d;
 }
 
@@ -86,6 +87,7 @@ void write_node_info(const NodeDescription& d, proto::NodeInfo::Builder info) {
   info.setQueuedCalls(d.queued_calls);
   info.setQueuedTokens(d.queued_tokens);
   info.setMaxSessionsPerClient(d.max_sessions_per_client);
+  info.setMaxQueuedTokensPerClient(d.max_queued_tokens_per_client);
 }
 
 }  // namespace omni::net

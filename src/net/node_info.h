@@ -56,6 +56,7 @@ struct NodeDescription {
   uint32_t queued_calls = 0;
   uint64_t queued_tokens = 0;
   uint32_t max_sessions_per_client = 0;
+  uint64_t max_queued_tokens_per_client = 0;  // what a pipelining client may have queued there
 };
 
 NodeDescription read_node_info(proto::NodeInfo::Reader info);

@@ -282,6 +282,8 @@ class SessionImpl final : public proto::Session::Server {
     canceler_.cancel(rpc_exception(Error{ErrorCode::Unavailable, "session " + why}));
     slot_->released = true;
     slot_.reset();
+    waiting_.clear();  // their promises were cancelled above
+    waiting_tokens_ = 0;
     released_because_ = why;
     state_->active_sessions--;
     state_->kv_reserved -= reservation_;
@@ -296,8 +298,12 @@ class SessionImpl final : public proto::Session::Server {
     return busy_call_ == 0 && slot_ && SteadyClock::now() - last_used_ > limit;
   }
 
+  // A call that arrives while an earlier one holds the session (computing, or sending its output on)
+  // waits for it, in arrival order (feature "pipelined": a client cuts a long prompt into
+  // micro-batches and sends them without waiting, so that every node of the chain works at once).
+  // Waiting calls count against the client's queued tokens like computing ones.
   kj::Promise<void> forward(ForwardContext context) override {
-    check_usable();
+    if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
     // The transport reads messages up to twice the limit (see Connection), so that one a little too
     // big gets this answer instead of a closed connection.
     const uint64_t bytes = context.getParams().totalSize().wordCount * sizeof(capnp::word);
@@ -311,20 +317,43 @@ class SessionImpl final : public proto::Session::Server {
     auto request = validate_forward(context.getParams().getInput(), limits);
     if (!request) throw_rpc_error(request.error());
     const uint64_t cost = request->n_tokens;
-    check_queue_quota(cost);
+    check_queue_quota(cost + waiting_tokens_);
     touch();  // only accepted work keeps a session alive: a refused call is no use of it
-    const bool chained = next_connection_.get() != nullptr;
-    const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
     ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros,
                      request->per_token_sums,
                      request->n_tokens,
                      request->tokens.empty() ? hidden_digest(request->encoding, request->hidden)
                                              : tokens_digest(request->tokens)};
-    const uint64_t me = ++calls_;
+    if (busy_call_ == 0) return start_forward(context, kj::mv(*request), kj::mv(call), ++calls_);
+    auto turn = kj::newPromiseAndFulfiller<uint64_t>();
+    // The id done() handed this call, until start_forward() holds it (whose own end gives it back);
+    // a caller that cancels in between gives it back here.
+    auto handed = std::make_shared<uint64_t>(0);
+    waiting_.push_back({cost, kj::mv(turn.fulfiller), handed});
+    waiting_tokens_ += cost;
+    return canceler_.wrap(
+        turn.promise
+            .then([this, context, request = kj::mv(*request), call = kj::mv(call), handed](uint64_t me) mutable {
+              *handed = 0;
+              return start_forward(context, kj::mv(request), kj::mv(call), me);
+            })
+            .attach(kj::defer([this, handed] {
+              if (*handed) done(*handed);
+            })));
+  }
+
+ private:
+  // Runs a forward call that holds the session as call `me`.
+  kj::Promise<void> start_forward(ForwardContext context, ForwardRequest request, ForwardCall call, uint64_t me) {
+    if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
+    const auto& cfg = state_->model->config();
+    const uint64_t cost = request.n_tokens;
+    const bool chained = next_connection_.get() != nullptr;
+    const uint32_t keep_rows = chained ? request.n_tokens : request.output_last;
     busy_call_ = me;
     auto work = std::make_shared<ForwardJob>();
     work->slot = slot_;
-    work->req = kj::mv(*request);
+    work->req = kj::mv(request);
     work->keep_rows = keep_rows;
     work->encoding = request_.encoding;
     work->n_embd = cfg.n_embd;
@@ -343,6 +372,7 @@ class SessionImpl final : public proto::Session::Server {
                               })));
   }
 
+ public:
   kj::Promise<void> rollback(RollbackContext context) override {
     check_usable();
     const uint32_t n = context.getParams().getN();
@@ -413,8 +443,9 @@ class SessionImpl final : public proto::Session::Server {
                                                         " it reads per message; send fewer rows per call");
       auto sent = with_timeout(state_->io->getTimer(), state_->options.call_timeout_s * kj::SECONDS,
                                "forward on the next hop " + where, next.send());
-      // In a ring nothing waits for this reply but errors: the next call may start now.
-      if (ring) done(me);
+      // Nothing here waits for this reply but to pass it back (chain) or its errors (ring): the next
+      // call may start now, and the next hop gets the calls in the order they were sent.
+      done(me);
       return sent.then(
           [context, result, ring](capnp::Response<proto::Session::ForwardResults> response) mutable {
             auto out = context.getResults().initOutput();
@@ -483,9 +514,21 @@ class SessionImpl final : public proto::Session::Server {
     out.setSignature(data(a.signature));
   }
 
-  // Call `me` no longer holds the session (a later call may hold it already).
+  // Call `me` no longer holds the session (a later call may hold it already): the oldest waiting call
+  // that its caller still waits for takes it, before anything else can.
   void done(uint64_t me) {
-    if (busy_call_ == me) busy_call_ = 0;
+    if (busy_call_ != me) return;
+    busy_call_ = 0;
+    while (!waiting_.empty()) {
+      Waiter w = kj::mv(waiting_.front());
+      waiting_.pop_front();
+      waiting_tokens_ -= w.tokens;
+      if (!w.turn->isWaiting()) continue;  // cancelled by its caller
+      busy_call_ = ++calls_;
+      *w.handed = busy_call_;
+      w.turn->fulfill(kj::cp(busy_call_));
+      return;
+    }
   }
 
   void fill_hidden(proto::HiddenStates::Builder hidden, const std::vector<uint8_t>& bytes, uint32_t rows) const {
@@ -495,6 +538,7 @@ class SessionImpl final : public proto::Session::Server {
     hidden.setData(kj::arrayPtr(bytes.data(), bytes.size()));
   }
 
+  // For a rollback, which runs alone.
   void check_usable() const {
     if (!slot_) throw_rpc_error(ErrorCode::Unavailable, "session " + released_because_);
     if (busy_call_ != 0)
@@ -523,6 +567,13 @@ class SessionImpl final : public proto::Session::Server {
   uint32_t n_past_ = 0;
   uint64_t calls_ = 0;      // numbers this session's calls
   uint64_t busy_call_ = 0;  // the call that holds the session (computing, or sending on); 0: none
+  struct Waiter {
+    uint64_t tokens;
+    kj::Own<kj::PromiseFulfiller<uint64_t>> turn;  // given the call's id when it holds the session
+    std::shared_ptr<uint64_t> handed;
+  };
+  std::deque<Waiter> waiting_;  // forward calls waiting for the session, in arrival order
+  uint64_t waiting_tokens_ = 0;
   SteadyClock::time_point last_used_;
   std::string released_because_;
   // Connection before session: the session capability must go first.
@@ -1067,6 +1118,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.protocol_version = proto::PROTOCOL_VERSION;
   d.features = supported_features();
   d.features.push_back("ring");  // Node.attachSink and ring sessions: implemented in this file
+  d.features.push_back("pipelined");  // SessionImpl queues a session's calls in order (see there)
   if (options.blob_service) d.features.push_back("blobs");
   if (options.ledger) d.features.push_back("receipts");
   if (options.model_identity) {
@@ -1085,6 +1137,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   d.kv_bytes_per_position = state->kv_bytes(options.block_begin, options.block_end, 1);
   d.max_message_bytes = options.max_message_bytes;
   d.max_sessions_per_client = state->options.max_sessions_per_client;
+  d.max_queued_tokens_per_client = state->options.max_queued_tokens_per_client;
   if (options.hello_timeout_s == 0 || options.connection_idle_timeout_s == 0)
     return Error{ErrorCode::InvalidArgument, "--hello-timeout and --connection-idle-timeout must be at least 1 second"};
   if (options.max_connections == 0 || options.max_connections_per_source == 0)

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <deque>
+#include <map>
 #include <optional>
 
 #include "net/errors.h"
@@ -93,39 +95,37 @@ struct Delivery {
   std::vector<uint64_t> hop_micros;
 };
 
-// Where the ring's sink and the waiting forward() meet. One call awaits its output at a time;
-// acknowledgements of earlier calls may still be on their way back.
+// Where the ring's sink and the calls awaiting their outputs meet: one call, or the micro-batches
+// of a pipelined prefill. Acknowledgements of earlier calls may still be on their way back.
 struct RingInbox {
-  uint64_t awaited = 0;  // the call id whose output is awaited; 0: none
-  uint32_t rows = 1;     // the rows that call asked for (outputLast)
-  kj::Own<kj::PromiseFulfiller<Delivery>> fulfiller;
-  kj::Maybe<kj::Exception> broken;  // an acknowledgement failed while no call awaited output
+  struct Awaited {
+    uint32_t rows;  // the rows the call asked for (outputLast)
+    kj::Own<kj::PromiseFulfiller<Delivery>> fulfiller;
+  };
+  std::map<uint64_t, Awaited> awaited;  // by call id
+  kj::Maybe<kj::Exception> broken;      // an acknowledgement failed while no call awaited output
 
+  bool awaits(uint64_t call) const { return awaited.count(call) != 0; }
   void expect(uint64_t call, uint32_t n_rows, kj::Own<kj::PromiseFulfiller<Delivery>> f) {
-    awaited = call;
-    rows = n_rows;
-    fulfiller = kj::mv(f);
+    awaited.emplace(call, Awaited{n_rows, kj::mv(f)});
   }
-  void deliver(Delivery d) {
-    auto f = kj::mv(fulfiller);
-    awaited = 0;
+  void deliver(uint64_t call, Delivery d) {
+    auto it = awaited.find(call);
+    auto f = kj::mv(it->second.fulfiller);
+    awaited.erase(it);
     f->fulfill(kj::mv(d));
   }
-  // The ring is broken: the awaiting call fails with `e`, or else the next one does.
+  // The ring is broken: the awaiting calls fail with `e`, or else the next one does.
   void fail(kj::Exception e) {
-    if (awaited) {
-      auto f = kj::mv(fulfiller);
-      awaited = 0;
-      f->reject(kj::mv(e));
-    } else if (broken == nullptr) {
-      broken = kj::mv(e);
+    if (awaited.empty()) {
+      if (broken == nullptr) broken = kj::mv(e);
+      return;
     }
+    auto failed = std::move(awaited);
+    awaited.clear();
+    for (auto& [call, a] : failed) a.fulfiller->reject(kj::cp(e));
   }
-  void forget(uint64_t call) {
-    if (awaited != call) return;
-    awaited = 0;
-    fulfiller = nullptr;
-  }
+  void forget(uint64_t call) { awaited.erase(call); }
 };
 
 // The client's end of a ring, attached on the last node (Node.attachSink).
@@ -137,18 +137,22 @@ class SinkImpl final : public proto::OutputSink::Server {
   kj::Promise<void> deliver(DeliverContext context) override {
     auto params = context.getParams();
     const uint64_t call = params.getCallId();
-    if (inbox_->awaited == 0 || call != inbox_->awaited)
-      throw_rpc_error(ErrorCode::InvalidArgument, "this client awaits no output for call " + std::to_string(call) +
-                      (inbox_->awaited ? " (it awaits call " + std::to_string(inbox_->awaited) + ")" : ""));
+    if (!inbox_->awaits(call))
+      throw_rpc_error(ErrorCode::InvalidArgument,
+                      "this client awaits no output for call " + std::to_string(call) +
+                          (inbox_->awaited.empty()
+                               ? ""
+                               : " (it awaits call " + std::to_string(inbox_->awaited.begin()->first) + ")"));
+    const uint32_t rows = inbox_->awaited.at(call).rows;
     auto output = params.getOutput();
     auto hidden = output.getHidden();
     std::optional<Error> problem;
-    auto encoding = validate_hidden(hidden, n_embd_, inbox_->rows);
+    auto encoding = validate_hidden(hidden, n_embd_, rows);
     if (!encoding)
       problem = encoding.error();
-    else if (hidden.getNTokens() != inbox_->rows)
+    else if (hidden.getNTokens() != rows)
       problem = Error{ErrorCode::InvalidArgument, std::to_string(hidden.getNTokens()) + " rows, the call asked for " +
-                                                      std::to_string(inbox_->rows)};
+                                                      std::to_string(rows)};
     else if (*encoding != encoding_)
       problem = Error{ErrorCode::InvalidArgument, std::string("hidden states in ") + hidden_encoding_name(*encoding) +
                                                       ", the session uses " + hidden_encoding_name(encoding_)};
@@ -165,7 +169,7 @@ class SinkImpl final : public proto::OutputSink::Server {
     auto data = hidden.getData();
     d.bytes.assign(data.begin(), data.end());
     for (uint64_t us : output.getHopComputeMicros()) d.hop_micros.push_back(us);
-    inbox_->deliver(kj::mv(d));
+    inbox_->deliver(call, kj::mv(d));
     return kj::READY_NOW;
   }
 
@@ -238,15 +242,46 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) +
                                                    " tokens; this pipeline takes 1.." + std::to_string(max_batch_) +
                                                    " per call (" + batch_limit_ + ")"};
+    const uint32_t rows = all_rows ? static_cast<uint32_t>(tokens.size()) : 1;
+    const Shape shape{rows, all_rows, restart_at_};
+    return complete(tokens.size(), 1, shape, logits, [&](std::vector<uint8_t>& last_hidden,
+                                                          std::vector<uint64_t>& hop_micros) {
+      return options_.topology == Topology::Ring ? run_ring(tokens, shape, last_hidden, hop_micros)
+                                                 : run_hops(tokens, shape, last_hidden, hop_micros);
+    });
+  }
+
+  Result<void> prefill(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (!pipelined_ || tokens.empty()) return Pipeline::prefill(tokens, logits);
+    // Each max_batch() piece (what Pipeline::prefill sends) cut into micro-batches, none of one
+    // token unless its piece is one token: the bits of the unpipelined prefill.
+    std::vector<std::span<const int32_t>> parts;
+    for (size_t i = 0; i < tokens.size(); i += max_batch_) {
+      const auto piece = tokens.subspan(i, std::min(max_batch_, tokens.size() - i));
+      for (size_t j = 0; j < piece.size();) {
+        size_t take = std::min<size_t>(std::max<uint32_t>(options_.micro_batch, 2), piece.size() - j);
+        if (piece.size() - j - take == 1) ++take;
+        parts.push_back(piece.subspan(j, take));
+        j += take;
+      }
+    }
+    if (parts.size() == 1) return forward(tokens, logits);
+    return complete(tokens.size(), parts.size(), Shape{1, false, restart_at_}, logits,
+                    [&](std::vector<uint8_t>& last_hidden, std::vector<uint64_t>& hop_micros) {
+                      return run_pipelined(parts, last_hidden, hop_micros);
+                    });
+  }
+
+  // Runs `send`, which sends `n_tokens` in `n_calls` calls shaped as `shape` (the last one's) and
+  // writes the last node's encoded rows, then the head on them.
+  Result<void> complete(size_t n_tokens, size_t n_calls, const Shape& shape, std::vector<float>& logits,
+                        const std::function<Result<void>(std::vector<uint8_t>&, std::vector<uint64_t>&)>& send) {
     std::vector<uint8_t> last_hidden;
     std::vector<uint64_t> hop_micros;
     Result<void> result;
-    const uint32_t rows = all_rows ? static_cast<uint32_t>(tokens.size()) : 1;
-    const Shape shape{rows, all_rows, restart_at_};
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
-      result = options_.topology == Topology::Ring ? run_ring(tokens, shape, last_hidden, hop_micros)
-                                             : run_hops(tokens, shape, last_hidden, hop_micros);
-    })) {
+    const uint32_t rows = shape.rows;
+    const bool all_rows = shape.per_token;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { result = send(last_hidden, hop_micros); })) {
       Error error = to_error(*e);
       if (options_.topology != Topology::Direct && error.is(ErrorCode::DeadlineExceeded))
         error.message += unresponsive_nodes();
@@ -257,12 +292,12 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       broken_ = true;
       return result;
     }
-    account(tokens.size());
+    account(n_tokens);
     std::vector<float> hidden;
     if (auto d = decode_hidden(last_hidden, rows, model_.config().n_embd, options_.encoding, hidden); !d)
       return d.error().with_context("the last node's reply");
-    ++calls_;
-    n_past_ += static_cast<uint32_t>(tokens.size());
+    calls_ += n_calls;
+    n_past_ += static_cast<uint32_t>(n_tokens);
     restart_at_ = -1;
     const auto t0 = SteadyClock::now();
     head_->reset();  // the head holds no blocks, so no state: only its positions would run out
@@ -281,7 +316,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     } else {
       head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
     }
-    if (head && tokens.size() == 1) {
+    if (head && n_tokens == 1) {
       // Generation steps: what the nodes and the head cost, to compare a token's latency with.
       double sum = 0;
       for (uint64_t us : hop_micros) sum += us / 1000.0;
@@ -458,6 +493,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       accounts_[i].takes_receipts = std::find(features.begin(), features.end(), "receipts") != features.end();
     }
     if (auto b = choose_max_batch(); !b) return b;
+    choose_pipelining();
     ring_name_ = "the ring (first node " + hops_.front().connection->address().host_port() + ", last node " +
                  hops_.back().connection->address().host_port() + ")";
     if (options_.topology == Topology::Ring) {
@@ -520,6 +556,22 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     return {};
   }
 
+  // Pipelined prefill: on a ring or chain whose every node queues a session's calls ("pipelined"),
+  // with at most the smallest per-client queue of the route in flight.
+  void choose_pipelining() {
+    pipelined_ = options_.micro_batch > 0 && options_.topology != Topology::Direct;
+    window_ = max_batch_;
+    uint64_t window = UINT64_MAX;
+    for (const Hop& hop : hops_) {
+      const NodeDescription& info = hop.connection->info();
+      if (std::find(info.features.begin(), info.features.end(), "pipelined") == info.features.end())
+        pipelined_ = false;
+      window = std::min(window, info.max_queued_tokens_per_client ? info.max_queued_tokens_per_client
+                                                                  : uint64_t{info.max_batch_tokens});
+    }
+    if (window != UINT64_MAX) window_ = static_cast<size_t>(std::max<uint64_t>(window, 1));
+  }
+
   // The address the previous node of a chain dials to reach `c`.
   std::string hop_address(const NodeConnection& c) const {
     for (const auto& a : options_.hop_addresses)
@@ -563,11 +615,23 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   // when it is an error, which then fails this call or the next.
   Result<void> run_ring(std::span<const int32_t> tokens, const Shape& shape, std::vector<uint8_t>& last_hidden,
                         std::vector<uint64_t>& hop_micros) {
+    auto delivery = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
+                                 "forward on " + ring_name_, start_ring(tokens, shape))
+                        .wait(io_.waitScope);
+    // Send deliver()'s return now: the last node acknowledges only after it, and this loop does not
+    // run again until the next call, which may be minutes away (past the nodes' call timeouts).
+    io_.waitScope.poll();
+    last_hidden = std::move(delivery.bytes);
+    hop_micros = std::move(delivery.hop_micros);
+    return {};
+  }
+
+  // Sends one ring call; the promise is its output, as the sink receives it.
+  kj::Promise<Delivery> start_ring(std::span<const int32_t> tokens, const Shape& shape) {
     KJ_IF_MAYBE(e, inbox_->broken) { kj::throwFatalException(kj::cp(*e)); }
     const uint64_t call = ++ring_calls_;
     auto paf = kj::newPromiseAndFulfiller<Delivery>();
     inbox_->expect(call, shape.rows, kj::mv(paf.fulfiller));
-    KJ_DEFER(inbox_->forget(call));
     auto request = sessions_[0].forwardRequest();
     auto input = request.initInput();
     auto list = input.initInput().initTokens(static_cast<unsigned>(tokens.size()));
@@ -577,23 +641,92 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     bytes_sent_ += tokens.size() * 4;
     acks_->add(request.send().then(
         [inbox = inbox_, call, where = ring_name_](capnp::Response<proto::Session::ForwardResults>) {
-          if (inbox->awaited == call)
+          if (inbox->awaits(call))
             inbox->fail(rpc_exception(Error{ErrorCode::Internal, where + " acknowledged call " + std::to_string(call) +
                                                                      " but its last node delivered no output"}));
         },
         [inbox = inbox_, where = ring_name_](kj::Exception&& e) {
           inbox->fail(rpc_exception(to_error(e).with_context(where)));
         }));
-    auto delivery = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
-                                 "forward on " + ring_name_, kj::mv(paf.promise))
-                        .wait(io_.waitScope);
-    // Send deliver()'s return now: the last node acknowledges only after it, and this loop does not
-    // run again until the next call, which may be minutes away (past the nodes' call timeouts).
-    io_.waitScope.poll();
-    bytes_received_ += delivery.bytes.size();
-    last_hidden = std::move(delivery.bytes);
-    hop_micros = std::move(delivery.hop_micros);
+    return paf.promise
+        .then([this](Delivery d) {
+          bytes_received_ += d.bytes.size();
+          return d;
+        })
+        .attach(kj::defer([inbox = inbox_, call] { inbox->forget(call); }));
+  }
+
+  // Sends one chain call (the reply brings the rows back); the promise is its checked output.
+  kj::Promise<Delivery> start_chain(std::span<const int32_t> tokens, const Shape& shape) {
+    auto request = sessions_[0].forwardRequest();
+    auto input = request.initInput();
+    auto list = input.initInput().initTokens(static_cast<unsigned>(tokens.size()));
+    for (unsigned t = 0; t < tokens.size(); ++t) list.set(t, tokens[t]);
+    shape.apply(input);
+    bytes_sent_ += tokens.size() * 4;
+    const std::string where = "the chain (first node " + hops_[0].connection->address().host_port() + ")";
+    return request.send().then(
+        [this, rows = shape.rows, where](capnp::Response<proto::Session::ForwardResults> response) {
+          auto hidden = response.getOutput().getHidden();
+          if (auto bad = check_rows(hidden, rows, where)) kj::throwFatalException(rpc_exception(*bad));
+          Delivery d;
+          auto data = hidden.getData();
+          d.bytes.assign(data.begin(), data.end());
+          bytes_received_ += data.size();
+          for (uint64_t us : response.getOutput().getHopComputeMicros())
+            if (d.hop_micros.size() < kMaxHops) d.hop_micros.push_back(us);
+          return d;
+        },
+        [where](kj::Exception&& e) -> Delivery { rethrow_with_context(e, where); });
+  }
+
+  // A pipelined prefill on a ring or chain: the calls go out while at most window_ tokens are in
+  // flight (the nodes queue them in order, feature "pipelined"); their outputs are awaited in order.
+  Result<void> run_pipelined(const std::vector<std::span<const int32_t>>& parts, std::vector<uint8_t>& last_hidden,
+                             std::vector<uint64_t>& hop_micros) {
+    struct InFlight {
+      size_t tokens;
+      kj::Promise<Delivery> output;
+    };
+    std::deque<InFlight> in_flight;
+    size_t next = 0, tokens_in_flight = 0;
+    const std::string where =
+        options_.topology == Topology::Ring
+            ? ring_name_
+            : "the chain (first node " + hops_[0].connection->address().host_port() + ")";
+    while (next < parts.size() || !in_flight.empty()) {
+      if (next < parts.size() && (in_flight.empty() || tokens_in_flight + parts[next].size() <= window_)) {
+        // Positions continue from the first call's (after a rollback, its startPosition).
+        const Shape shape{1, false, next == 0 ? restart_at_ : -1};
+        in_flight.push_back({parts[next].size(), options_.topology == Topology::Ring
+                                                     ? start_ring(parts[next], shape)
+                                                     : start_chain(parts[next], shape)});
+        tokens_in_flight += parts[next].size();
+        ++next;
+        continue;
+      }
+      auto delivery = with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS,
+                                   "forward on " + where, kj::mv(in_flight.front().output))
+                          .wait(io_.waitScope);
+      tokens_in_flight -= in_flight.front().tokens;
+      in_flight.pop_front();
+      last_hidden = std::move(delivery.bytes);
+      hop_micros = std::move(delivery.hop_micros);
+    }
+    io_.waitScope.poll();  // as run_ring: the last delivery's return leaves now
     return {};
+  }
+
+  // Why a reply's hidden states are not the `rows` rows in this session's encoding; nullopt: they are.
+  std::optional<Error> check_rows(proto::HiddenStates::Reader hidden, uint32_t rows, const std::string& where) const {
+    auto encoding = validate_hidden(hidden, model_.config().n_embd, rows);
+    if (!encoding)
+      return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
+    if (*encoding != options_.encoding || hidden.getNTokens() != rows)
+      return Error{ErrorCode::Corruption, where + " replied with " + std::to_string(hidden.getNTokens()) +
+                                              " rows in " + hidden_encoding_name(*encoding) + ", expected " +
+                                              std::to_string(rows) + " in " + hidden_encoding_name(options_.encoding)};
+    return std::nullopt;
   }
 
   // Chain and direct: sends the tokens through the hops; `last_hidden` gets the final node's
@@ -632,14 +765,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
                           .wait(io_.waitScope);
       auto hidden = response.getOutput().getHidden();
       const uint32_t rows = last ? shape.rows : static_cast<uint32_t>(tokens.size());
-      auto encoding = validate_hidden(hidden, model_.config().n_embd, rows);
-      if (!encoding)
-        return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
-      if (*encoding != options_.encoding || hidden.getNTokens() != rows)
-        return Error{ErrorCode::Corruption, where + " replied with " + std::to_string(hidden.getNTokens()) +
-                                                " rows in " + hidden_encoding_name(*encoding) + ", expected " +
-                                                std::to_string(rows) + " in " +
-                                                hidden_encoding_name(options_.encoding)};
+      if (auto bad = check_rows(hidden, rows, where)) return *bad;
       auto data = hidden.getData();
       bytes_received_ += data.size();
       carried.assign(data.begin(), data.end());
@@ -693,6 +819,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   std::unique_ptr<model::Session> head_;
   size_t max_batch_ = kPromptBatch;
   std::string batch_limit_;  // why max_batch_ is what it is
+  bool pipelined_ = false;   // prefill() pipelines (choose_pipelining)
+  size_t window_ = 1;        // tokens a pipelined prefill keeps in flight
   uint64_t calls_ = 0, bytes_sent_ = 0, bytes_received_ = 0;
   // Generation steps (one token per call): compute on the nodes (sum and per hop) and of the head.
   std::vector<double> token_nodes_ms_, token_head_ms_;
@@ -700,6 +828,14 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
 };
 
 }  // namespace
+
+Result<void> Pipeline::prefill(std::span<const int32_t> tokens, std::vector<float>& logits) {
+  if (tokens.empty()) return Error{ErrorCode::InvalidArgument, "the prompt is empty"};
+  const size_t batch = max_batch();
+  for (size_t i = 0; i < tokens.size(); i += batch)
+    if (auto r = forward(tokens.subspan(i, std::min(batch, tokens.size() - i)), logits); !r) return r;
+  return {};
+}
 
 Result<Topology> parse_topology(std::string_view name) {
   if (name == "ring") return Topology::Ring;

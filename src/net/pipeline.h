@@ -53,6 +53,14 @@ class Pipeline {
   // with the next call (ForwardInput.startPosition) instead of spending a round trip on it. An
   // Error if fewer positions are held.
   virtual Result<void> rollback(uint32_t n) = 0;
+  // Runs a prompt of any length (within the sessions' positions) at the next positions; writes its
+  // last token's logits. This one calls forward() on max_batch() pieces in turn. A remote pipeline
+  // on a ring or chain of nodes that announce "pipelined" pipelines it instead (time to first
+  // token): each piece is cut into micro-batches (RemoteOptions::micro_batch) sent without waiting
+  // for the earlier ones, so node 2 works on one while node 1 works on the next. The logits are
+  // the same bits: a row is computed in a batch of two or more rows (node slices are alike, see
+  // docs/protocol.md, "Limits") exactly when its piece has two or more.
+  virtual Result<void> prefill(std::span<const int32_t> tokens, std::vector<float>& logits);
   virtual size_t max_batch() const = 0;
   // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
   // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").
@@ -112,6 +120,10 @@ struct RemoteOptions {
   // (other threads) that reach it at the same time (the gateway's sessions); it must outlive the
   // pipeline and use the pool given to make_remote_pipeline. Null: alone, on that pool.
   model::StepCombiner* head_combiner = nullptr;
+  // Pipelined prefill (Pipeline::prefill): tokens per micro-batch (at least 2 are sent; a piece
+  // never leaves one token alone). 0: one max_batch() piece at a time. The client keeps at most the
+  // smallest maxQueuedTokensPerClient of its nodes in flight (max_batch() for nodes that announce none).
+  uint32_t micro_batch = 128;
 };
 
 // Connects to the peers, checks they serve the same model as `model` (the local file gives the

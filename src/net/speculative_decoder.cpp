@@ -54,11 +54,7 @@ SpeculativeDecoder::SpeculativeDecoder(Pipeline& target, model::Sampler& sampler
 
 Result<void> SpeculativeDecoder::prefill(std::span<const int32_t> prompt) {
   if (prompt.empty()) return Error{ErrorCode::InvalidArgument, "the prompt is empty"};
-  const size_t batch = target_.max_batch();
-  for (size_t i = 0; i < prompt.size(); i += batch) {
-    std::span<const int32_t> piece = prompt.subspan(i, std::min(batch, prompt.size() - i));
-    if (auto r = target_.forward(piece, logits_); !r) return r;
-  }
+  if (auto r = target_.prefill(prompt, logits_); !r) return r;
   seq_.assign(prompt.begin(), prompt.end());
   sent_ = static_cast<uint32_t>(seq_.size());
   for (int32_t t : prompt) sampler_.accept(t);

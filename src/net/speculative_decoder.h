@@ -59,7 +59,7 @@ class SpeculativeDecoder {
                                                             model::Sampler& sampler, const DraftOptions& options,
                                                             uint32_t n_ctx, kernels::ThreadPool& pool);
 
-  // Runs the prompt through the target (in max_batch() pieces) and the draft; the first next()
+  // Runs the prompt through the target (Pipeline::prefill) and the draft; the first next()
   // samples from its logits.
   Result<void> prefill(std::span<const int32_t> prompt);
   // Instead of prefill(), for a caller that ran the prompt itself (the gateway's scheduler, in its
