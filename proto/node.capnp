@@ -206,6 +206,10 @@ struct ForwardInput {
   upstreamComputeMicros @5 :List(UInt64);
   # computeMicros of each earlier hop of the chain for this call, in chain order: set by the nodes
   # when forwarding (each appends its own), empty from a client. At most 64 entries.
+  perTokenSums @6 :Bool;
+  # Compute every row with the bits it gets in a call of its own (a client verifying drafted
+  # tokens: docs/design.md, "Speculative decoding"), instead of a prompt batch's faster sums.
+  # Passed down the chain unchanged. Added in protocol 1 (additive; older nodes ignore it).
 }
 
 struct ForwardOutput {
@@ -217,6 +221,26 @@ struct ForwardOutput {
   # computeMicros of every hop whose work this output includes, in chain order (the input's
   # upstreamComputeMicros, then the last hop's own): one entry in direct mode, one per node of
   # the chain otherwise. Lets a client split a token's latency into compute and network.
+  attestation @4 :ForwardAttestation;
+  # Direct mode (a session without downstream hops and without a ring): the node's signature over
+  # this call's input and output, so that a wrong result is attributable (docs/protocol.md,
+  # "Signed replies"). Unset in chain and ring replies, and from nodes older than it (additive).
+}
+
+struct ForwardAttestation {
+  # Signed with the node's Ed25519 identity key over the bytes net::ForwardAttestation::signed_bytes
+  # builds: the domain "omninode/forward-attestation/1", the model (the digest of ModelIdentity.manifestCid,
+  # 32 bytes, and fileSize), the session's blockBegin and blockEnd, sessionNonce, position, nTokens, outputRows,
+  # inputSha256, outputSha256, publicKey (integers little-endian, fixed width).
+  sessionNonce @0 :Data;  # 16 random bytes the node drew when the session opened
+  position @1 :UInt64;    # the position of the call's first input row
+  nTokens @2 :UInt32;     # input rows
+  outputRows @3 :UInt32;  # rows returned
+  inputSha256 @4 :Data;   # sha2-256 of a kind byte (0 token ids, 1 + HiddenFormat) then the input
+                          # (token ids as little-endian int32, or HiddenStates.data)
+  outputSha256 @5 :Data;  # the same over the returned HiddenStates (1 + format, then data)
+  publicKey @6 :Data;     # the node's raw Ed25519 key (32 bytes): its peer id is derived from it
+  signature @7 :Data;     # 64 bytes
 }
 
 interface Session {

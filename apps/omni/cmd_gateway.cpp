@@ -42,6 +42,9 @@ struct GatewayCliOptions {
   std::string api_key_file;
   std::vector<std::string> allowed_hosts;
   std::vector<std::string> allowed_origins;
+  uint64_t fair_use_unit = gateway::FairUseOptions{}.work_unit;
+  double fair_use_max_scale = gateway::FairUseOptions{}.max_scale;
+  size_t free_every = gateway::SchedulerOptions{}.free_every;
 };
 
 int fail(const Error& e) { return cli::fail("gateway", e); }
@@ -109,6 +112,17 @@ int run_gateway(const GatewayCliOptions& o) {
   // a fixed threshold stops glibc from raising it after each free and keeping them in its heaps.
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
 
+  // Fair use: what each node did for this gateway's own sessions (gateway/fair_use.h).
+  std::shared_ptr<gateway::ContributionLedger> contributions;
+  if (source.on_swarm()) {
+    auto opened = gateway::ContributionLedger::open(data_dir_or_default(source.data_dir));
+    if (!opened) return fail(opened.error());
+    if (!(*opened)->recovered().empty())
+      std::fprintf(stderr, "omni gateway: contribution ledger was corrupt, started afresh: %s\n",
+                   (*opened)->recovered().c_str());
+    contributions = *opened;
+    source.contributions = contributions;
+  }
   auto catalog = make_gateway_catalog(source, [](const std::string& line) {
     std::fprintf(stderr, "omni gateway: %s\n", line.c_str());
   });
@@ -128,8 +142,10 @@ int run_gateway(const GatewayCliOptions& o) {
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
   options.rate_limits = {o.rate_requests, o.rate_tokens};
-  options.scheduler = {o.max_sessions, o.max_queue, o.max_batch_tokens};
+  options.scheduler = {o.max_sessions, o.max_queue, o.max_batch_tokens, o.free_every};
   options.access = std::move(access);
+  options.contributions = contributions;
+  options.fair_use = {o.fair_use_unit, o.fair_use_max_scale};
   auto server = gateway::GatewayServer::create(std::move(*catalog), options);
   if (!server) return fail(server.error());
   auto port = (*server)->bind();
@@ -217,8 +233,22 @@ void register_gateway(CLI::App& app, int& exit_code) {
                   "Chat template by name (default: the model's own, else chatml)");
   cmd->add_option("--api-key", o->api_keys,
                   "Require 'Authorization: Bearer KEY' on /v1 and /metrics (repeatable; also --api-key-file and "
-                  "the OMNI_API_KEY environment variable, which other users cannot see in ps)")
+                  "the OMNI_API_KEY environment variable, which other users cannot see in ps). KEY=NODEID binds the "
+                  "key to a node's peer id instead (fair use: priority and limits by the node's contribution; "
+                  "anonymous requests stay allowed, in the free tier)")
       ->check(access_entry(&gateway::AccessOptions::api_keys));
+  cmd->add_option("--fair-use-unit", o->fair_use_unit,
+                  "Fair use: work (tokens x blocks a node computed for this gateway) that earns one more time the "
+                  "rate limits")
+      ->capture_default_str()
+      ->check(count_in(1, INT64_MAX));
+  cmd->add_option("--fair-use-max-scale", o->fair_use_max_scale, "Fair use: the most a contribution multiplies the rate limits by")
+      ->capture_default_str()
+      ->check(number_in(1, 1e6));
+  cmd->add_option("--free-every", o->free_every,
+                  "Fair use: under load, at least one admission in this many goes to the free tier")
+      ->capture_default_str()
+      ->check(count_in(1, 1000));
   cmd->add_option("--api-key-file", o->api_key_file, "A file of API keys, one a line ('#' comments)");
   cmd->add_option("--allowed-host", o->allowed_hosts,
                   "Host header names served, NAME or NAME:PORT, '*' any (repeatable; default on a loopback "
@@ -232,6 +262,10 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->callback([o, &exit_code] {
     if (o->source.model.empty() && o->source.bootstrap.empty() && !o->source.lan)
       throw CLI::ValidationError("--model is required without --bootstrap or --lan");
+    // A local model verifying drafts competes with the draft for the same cores, and its
+    // batched rounds already fill them: drafting is for the swarm's round trips.
+    if (!o->source.draft.empty() && (!o->source.on_swarm() || o->source.model.empty()))
+      throw CLI::ValidationError("--draft works on a swarm (--bootstrap, --lan or --peers) with --model");
     exit_code = run_gateway(*o);
   });
 }

@@ -21,6 +21,7 @@
 #include "model/tokenizer.h"
 #include "net/peer_fetch.h"
 #include "net/pipeline.h"
+#include "net/speculative_decoder.h"
 #include "store/blob_store.h"
 #include "store/sharded_model.h"
 #include "swarm/client_shards.h"
@@ -53,11 +54,19 @@ struct RunOptions {
   std::string route = "ring";
   std::string hop_addresses;  // --hop-addresses: where the nodes reach each other, by peer id
   std::string data_dir;
+  uint32_t receipt_every = net::RemoteOptions{}.receipt_every;  // credits: tokens per receipt and node
   double call_timeout_s = 60;
   // --bootstrap: the nodes come from the swarm's directory (src/swarm), with failover.
   std::vector<std::string> bootstrap;
   bool lan = false;  // find the swarm's DHT nodes on the LAN by multicast (with or without --bootstrap)
   double stall_timeout_s = 3;  // --stall-timeout: a silent node of the chain is dropped after this
+  // Speculative decoding (net/speculative_decoder.h).
+  std::string draft;            // --draft: a small GGUF with the same vocabulary
+  uint32_t draft_max = 8;       // --draft-max: K's upper bound
+  bool draft_fixed = false;     // --draft-fixed: K = draft_max every round
+  std::string lookup = "auto";  // --lookup: prompt-lookup drafts without --draft (auto: when greedy)
+  double verify_rate = 0.02;   // --verify-rate, --verify-first: swarm spot checks (swarm_client.h)
+  uint32_t verify_first = 2;
 };
 
 // Builds the prompt's tokens: raw text (BOS as the vocabulary asks, special-token texts left as
@@ -164,6 +173,10 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
     so.data_dir = data_dir_or_default(o.data_dir);
     so.call_timeout_s = whole_seconds(o.call_timeout_s);
     so.stall_ms = static_cast<uint32_t>(o.stall_timeout_s * 1000);
+    so.verify_rate = o.verify_rate;
+    so.verify_first = o.verify_first;
+    so.fault_dir = so.data_dir + "/faults";
+    so.receipt_every = o.receipt_every;
     so.log = log_line;
     so.model_identity = rm.identity;
     if (rm.directory) return swarm::make_swarm_pipeline(m, std::move(rm.directory), so, n_ctx, pool);
@@ -187,6 +200,7 @@ Result<std::unique_ptr<net::Pipeline>> make_pipeline(const RunOptions& o, RunMod
   remote.topology = *topology;
   remote.data_dir = data_dir_or_default(o.data_dir);
   remote.call_timeout_s = whole_seconds(o.call_timeout_s);
+  remote.receipt_every = o.receipt_every;
   remote.log = log_line;
   remote.model_identity = rm.identity;
   if (!remote.model_identity) {  // a file: its content's CID, hashed once per data directory
@@ -237,58 +251,69 @@ int run(RunOptions o) {
   auto session = make_pipeline(o, *loaded, n_ctx, pool);
   if (!session) return fail(session.error());
 
-  std::vector<float> logits;
-  const auto t0 = Clock::now();
-  constexpr size_t kBatch = 512;
-  const size_t batch_size = std::min(kBatch, (*session)->max_batch());
-  for (size_t i = 0; i < tokens->size(); i += batch_size) {
-    std::span<const int32_t> batch(tokens->data() + i, std::min(batch_size, tokens->size() - i));
-    if (auto r = (*session)->forward(batch, logits); !r) return fail(r.error());
+  std::unique_ptr<model::Model> draft_model;
+  if (!o.draft.empty()) {
+    auto d = model::Model::load(o.draft);
+    if (!d) return fail(d.error().with_context("--draft"));
+    draft_model = std::move(*d);
   }
-  for (int32_t t : *tokens) sampler->accept(t);
+  net::DraftOptions drafting;
+  drafting.draft = draft_model.get();
+  drafting.max_draft = o.draft_max;
+  drafting.adapt = !o.draft_fixed;
+  // Seeded sampling stays reproducible only without drafts chosen by timing: lookup is on by
+  // default for greedy runs (whose output drafts never change).
+  drafting.lookup = o.lookup == "on" || (o.lookup == "auto" && o.sampling.temperature <= 0.0f);
+  auto decoder = net::SpeculativeDecoder::create(**session, model, *sampler, drafting, n_ctx, pool);
+  if (!decoder) return fail(decoder.error());
+
+  const auto t0 = Clock::now();
+  if (auto r = (*decoder)->prefill(*tokens); !r) return fail(r.error());
   const auto t1 = Clock::now();
 
   model::Detokenizer detok(*tokenizer);
   model::StopDetector stop(stops);
   int generated = 0;
   std::string finish = until_full ? "context" : "length";
-  for (; generated < limit; ++generated) {
-    const int32_t id = sampler->sample(logits);
-    if (o.json) {
-      nlohmann::json line;
-      line["id"] = id;
-      auto top = model::top_logprobs(logits, std::max(o.top_logprobs, 1));
-      line["logprob"] = model::token_logprob(logits, id);
-      nlohmann::json top_json = nlohmann::json::array();
-      for (int k = 0; k < o.top_logprobs && k < static_cast<int>(top.size()); ++k)
-        top_json.push_back({top[k].first, top[k].second});
-      line["top"] = std::move(top_json);
-      line["text"] = tokenizer->token_to_piece(id);
-      std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-    }
-    if (!o.ignore_eos && tokenizer->is_end_of_generation(id)) {
-      finish = "stop";
-      break;
-    }
-    sampler->accept(id);
-    if (!o.json) {
-      auto piece = detok.feed(id);
-      if (!piece) return fail(piece.error());
-      std::string shown = stop.feed(*piece);
-      std::fwrite(shown.data(), 1, shown.size(), stdout);
-      std::fflush(stdout);
-      if (stop.stopped()) {
+  bool done = false;
+  while (!done && generated < limit) {
+    auto produced = (*decoder)->next(static_cast<uint32_t>(limit - generated));
+    if (!produced) return fail(produced.error());
+    for (const auto& token : *produced) {
+      const int32_t id = token.id;
+      const std::span<const float> logits = token.logits;
+      if (o.json) {
+        nlohmann::json line;
+        line["id"] = id;
+        auto top = model::top_logprobs(logits, std::max(o.top_logprobs, 1));
+        line["logprob"] = model::token_logprob(logits, id);
+        nlohmann::json top_json = nlohmann::json::array();
+        for (int k = 0; k < o.top_logprobs && k < static_cast<int>(top.size()); ++k)
+          top_json.push_back({top[k].first, top[k].second});
+        line["top"] = std::move(top_json);
+        line["text"] = tokenizer->token_to_piece(id);
+        std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      }
+      if (!o.ignore_eos && tokenizer->is_end_of_generation(id)) {
         finish = "stop";
-        ++generated;
+        done = true;
         break;
       }
-    }
-    if (generated + 1 == limit) {
+      if (!o.json) {
+        auto piece = detok.feed(id);
+        if (!piece) return fail(piece.error());
+        std::string shown = stop.feed(*piece);
+        std::fwrite(shown.data(), 1, shown.size(), stdout);
+        std::fflush(stdout);
+        if (stop.stopped()) {
+          finish = "stop";
+          ++generated;
+          done = true;
+          break;
+        }
+      }
       ++generated;
-      break;
     }
-    const int32_t next[1] = {id};
-    if (auto r = (*session)->forward(next, logits); !r) return fail(r.error());
   }
   if (!o.json) {
     std::string rest = stop.stopped() ? "" : stop.feed(detok.flush()) + stop.flush();
@@ -302,7 +327,7 @@ int run(RunOptions o) {
                "finish: %s, threads %d, context %u, %s\n",
                tokens->size(), prompt_s, tokens->size() / std::max(prompt_s, 1e-9), generated, gen_s,
                generated / std::max(gen_s, 1e-9), finish.c_str(), threads, n_ctx,
-               (*session)->summary().c_str());
+               ((*session)->summary() + ((*decoder)->stats().rounds ? ", " + (*decoder)->summary() : "")).c_str());
   return 0;
 }
 
@@ -371,6 +396,34 @@ void register_run(CLI::App& app, int& exit_code) {
               "before it is routed around (0: only --timeout)",
               /*zero_means_off=*/true)
       ->capture_default_str();
+  cmd->add_option("--draft", o->draft,
+                  "Speculative decoding: a small GGUF with the model's vocabulary (e.g. a Q8_0 copy of an F16 model) "
+                  "drafts tokens that the model verifies several per call")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--draft-fixed", o->draft_fixed,
+                "Draft --draft-max tokens every call instead of adapting K (to measure one K)");
+  cmd->add_option("--draft-max", o->draft_max, "Most tokens drafted per call (adapted below it; 0: no drafting)")
+      ->capture_default_str()
+      ->check(count_in(0, 15));
+  cmd->add_option("--lookup", o->lookup,
+                  "Without --draft, draft from the context (prompt lookup): on, off, or auto (on when greedy; "
+                  "turned down when its drafts are not accepted)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off", "auto"}));
+  cmd->add_option("--verify-rate", o->verify_rate,
+                  "With --bootstrap: the fraction of calls spot-checked on other replicas (nodes caught returning "
+                  "wrong results are excluded; fault reports go to <data-dir>/faults)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
+  cmd->add_option("--verify-first", o->verify_first,
+                  "With --bootstrap: calls checked while their route holds a node not yet matched this often")
+      ->check(count_in(0, 1000))
+      ->capture_default_str();
+  cmd->add_option("--receipt-every", o->receipt_every,
+                  "With --peers or --bootstrap: pay each node a signed work receipt every this many tokens it "
+                  "computed (credits; the rest when the run ends); 0: no receipts")
+      ->capture_default_str()
+      ->check(count_in(0, UINT32_MAX));
   cmd->callback([o, &exit_code] { exit_code = run(*o); });
 }
 

@@ -40,10 +40,33 @@ void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& s) {
               "before it is routed around (0: only --timeout)",
               /*zero_means_off=*/true)
       ->capture_default_str();
+  cmd->add_option("--verify-rate", s.verify_rate,
+                  "With --bootstrap or --lan: the fraction of calls spot-checked on other replicas (nodes caught "
+                  "returning wrong results are excluded; fault reports go to <data-dir>/faults)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
+  cmd->add_option("--verify-first", s.verify_first,
+                  "With --bootstrap or --lan: calls checked while their route holds a node not yet matched this often")
+      ->check(count_in(0, 1000))
+      ->capture_default_str();
   cmd->add_option("--max-models", s.max_models,
                   "Without --model on a swarm: the most models served at once (each holds its embeddings and head)")
       ->capture_default_str()
       ->check(count_in(1, 64));
+  cmd->add_option("--draft", s.draft,
+                  "On a swarm, with --model: speculative decoding, a small GGUF with the model's vocabulary (e.g. a "
+                  "Q8_0 copy of an F16 model) drafts tokens that the nodes verify several per trip")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--draft-fixed", s.draft_fixed,
+                "On a swarm: draft --draft-max tokens every trip instead of adapting K (to measure one K)");
+  cmd->add_option("--draft-max", s.draft_max, "On a swarm: most tokens drafted per trip (adapted below it; 0: none)")
+      ->capture_default_str()
+      ->check(count_in(0, 15));
+  cmd->add_option("--lookup", s.lookup,
+                  "On a swarm, without --draft: draft from the context (prompt lookup): on, off, or auto (greedy "
+                  "requests; turned down when its drafts are not accepted)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off", "auto"}));
 }
 
 namespace {
@@ -80,9 +103,25 @@ Result<std::unique_ptr<gateway::ModelCatalog>> swarm_catalog(const GatewaySource
   b.client.data_dir = data_dir;
   b.client.call_timeout_s = whole_seconds(s.call_timeout_s);
   b.client.stall_ms = static_cast<uint32_t>(s.stall_timeout_s * 1000);
+  b.client.verify_rate = s.verify_rate;
+  b.client.verify_first = s.verify_first;
+  b.client.fault_dir = data_dir + "/faults";
   b.client.log = log;
+  if (s.contributions)
+    b.client.on_work = [ledger = s.contributions, log](const std::string& node, uint64_t work) {
+      if (auto r = ledger->add(node, work); !r && log) log("fair use: " + r.error().message);
+    };
   b.n_ctx = s.ctx;
   b.threads = s.threads;
+  b.lookup = s.lookup != "off";
+  b.lookup_sampled = s.lookup == "on";
+  b.draft_max = s.draft_max;
+  b.draft_fixed = s.draft_fixed;
+  if (!s.draft.empty()) {
+    auto draft = model::Model::load(s.draft);
+    if (!draft) return draft.error().with_context("--draft");
+    b.draft = std::move(*draft);
+  }
 
   std::unique_ptr<swarm::Directory> directory;
   if (s.peers.empty()) {

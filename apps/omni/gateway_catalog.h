@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "gateway/contribution_ledger.h"
 #include "gateway/model_catalog.h"
 
 namespace omni::cli {
@@ -31,13 +32,22 @@ struct GatewaySource {
   std::string data_dir;
   double call_timeout_s = 60;
   double stall_timeout_s = 3;
+  double verify_rate = 0.02;   // --verify-rate: swarm::SwarmClientOptions::verify_rate
+  uint32_t verify_first = 2;   // --verify-first
   size_t max_models = 4;
+  // Speculative decoding on the swarm (SwarmBackendOptions).
+  std::string draft;            // a GGUF with the model's vocabulary; needs --model
+  uint32_t draft_max = 8;
+  bool draft_fixed = false;
+  std::string lookup = "auto";  // on, off, auto (greedy requests)
+  // Fair use: the work each node did for this gateway's sessions is added here (swarm only).
+  std::shared_ptr<gateway::ContributionLedger> contributions;
 
   bool on_swarm() const { return !bootstrap.empty() || lan || !peers.empty(); }
 };
 
 // --bootstrap, --lan, --peers, --hidden-format, --route, --data-dir, --timeout, --stall-timeout,
-// --max-models.
+// --verify-rate, --verify-first, --max-models, --draft, --draft-max, --lookup.
 void add_gateway_swarm_flags(CLI::App* cmd, GatewaySource& source);
 
 // Loads the local model, or joins the swarm and loads what the gateway needs of its models; `log`

@@ -149,7 +149,7 @@ fi
 #     the end when stdout is a pipe), and end with omni run's summary line on stderr (the nodes'
 #     and the head's compute per token).
 OMNI_NODE_CMD=${OMNI_NODE_CMD:-"$omni node --model {MODEL} --blocks {BEGIN}:{END} --listen 127.0.0.1:{PORT} -t {THREADS} --data-dir {DATA_DIR}"}
-OMNI_CLIENT_CMD=${OMNI_CLIENT_CMD:-"stdbuf -oL $omni run --model {MODEL} --peers {PEERS} --hop-addresses {HOPS} --route {ROUTE} --hidden-format f16 -p '{PROMPT}' -n {TOKENS} --temp 0 --ignore-eos --json -t {THREADS} --data-dir {DATA_DIR}"}
+OMNI_CLIENT_CMD=${OMNI_CLIENT_CMD:-"stdbuf -oL $omni run --model {MODEL} --peers {PEERS} --hop-addresses {HOPS} --route {ROUTE} --hidden-format f16 --lookup off -p '{PROMPT}' -n {TOKENS} --temp 0 --ignore-eos --json -t {THREADS} --data-dir {DATA_DIR}"}
 NODE_ID_REGEX=${NODE_ID_REGEX:-'peer ([A-Za-z0-9]+) listening'}
 
 fill() {  # fill TEMPLATE KEY=VALUE...: substitutes {KEY}
@@ -162,7 +162,7 @@ if [[ $run_omni == 1 ]]; then
   # For reference: every block on one machine with the same threads.
   echo "== omni on one machine (compute per token)" >&2
   $measure stamp --times "$workdir/omni-local.times" -- stdbuf -oL "$omni" run -m "$model" -p "$prompt" \
-    -n "$tokens" --temp 0 --ignore-eos --json -t "$threads" > "$workdir/omni-local.out" 2> "$workdir/omni-local.err"
+    -n "$tokens" --temp 0 --ignore-eos --json --lookup off -t "$threads" > "$workdir/omni-local.out" 2> "$workdir/omni-local.err"
   read -r med mean count rest < <($measure gaps "$workdir/omni-local.times" 1)
   record omni_local "$med"
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <fstream>
 
+#include "net/peer_id.h"
+
 namespace omni::gateway {
 namespace {
 
@@ -96,7 +98,14 @@ ApiError unauthorized(std::string message) {
 
 Result<AccessPolicy> AccessPolicy::create(const AccessOptions& options, std::string_view listen_host) {
   AccessPolicy p;
-  for (const std::string& key : options.api_keys) {
+  for (const std::string& entry : options.api_keys) {
+    std::string key = entry, node;
+    // KEY=NODEID binds the key to a node; a key that merely contains '=' (base64 padding) does not
+    // end in a peer id.
+    if (const size_t eq = entry.rfind('='); eq != std::string::npos && eq > 0 && net::is_peer_id(entry.substr(eq + 1))) {
+      key = entry.substr(0, eq);
+      node = entry.substr(eq + 1);
+    }
     if (!valid_key(key))
       return Error{ErrorCode::InvalidArgument,
                    "an API key must be printable ASCII without spaces (a header carries it), and not empty"};
@@ -104,7 +113,10 @@ Result<AccessPolicy> AccessPolicy::create(const AccessOptions& options, std::str
     unsigned int len = 0;
     if (EVP_Digest(key.data(), key.size(), d.data(), &len, EVP_sha256(), nullptr) != 1 || len != d.size())
       return Error{ErrorCode::Internal, "cannot hash the API keys (SHA-256 unavailable)"};
-    p.key_digests_.push_back(d);
+    if (node.empty())
+      p.key_digests_.push_back(d);
+    else
+      p.node_keys_.emplace_back(d, node);
   }
   bool any_host = false;
   for (const std::string& host : options.allowed_hosts) {
@@ -151,6 +163,23 @@ bool AccessPolicy::origin_allowed(std::string_view origin) const {
   return std::find(origins_.begin(), origins_.end(), *o) != origins_.end();
 }
 
+std::string AccessPolicy::node_of(std::optional<std::string_view> authorization) const {
+  if (!authorization || node_keys_.empty()) return {};
+  const std::string_view value = trim(*authorization);
+  if (value.size() <= 7 || !iequals(value.substr(0, 7), "bearer ")) return {};
+  return node_of_key(trim(value.substr(7)));
+}
+
+std::string AccessPolicy::node_of_key(std::string_view presented) const {
+  Digest d{};
+  unsigned int len = 0;
+  if (EVP_Digest(presented.data(), presented.size(), d.data(), &len, EVP_sha256(), nullptr) != 1) return {};
+  const std::string* node = nullptr;
+  for (const auto& [k, id] : node_keys_)
+    if (CRYPTO_memcmp(k.data(), d.data(), d.size()) == 0) node = &id;
+  return node ? *node : std::string();
+}
+
 bool AccessPolicy::key_matches(std::string_view presented) const {
   Digest d{};
   unsigned int len = 0;
@@ -192,7 +221,7 @@ AccessDecision AccessPolicy::decide(const AccessRequest& r) const {
       out.headers.emplace_back("Access-Control-Expose-Headers", "Retry-After");
     }
   }
-  if (requires_key() && needs_key(r.path)) {
+  if ((requires_key() || !node_keys_.empty()) && needs_key(r.path)) {
     std::string_view presented;
     bool bearer = false;
     if (r.authorization) {
@@ -202,7 +231,9 @@ AccessDecision AccessPolicy::decide(const AccessRequest& r) const {
         bearer = true;
       }
     }
-    if (!bearer || !key_matches(presented)) {
+    if (bearer) out.node_id = node_of_key(presented);
+    const bool anonymous_allowed = !requires_key() && !bearer;
+    if (!anonymous_allowed && out.node_id.empty() && !(bearer && key_matches(presented))) {
       out.refusal = unauthorized(bearer ? "the API key is not valid"
                                         : "an API key is required: send the header 'Authorization: Bearer KEY'");
       out.headers.emplace_back("WWW-Authenticate", "Bearer");

@@ -18,6 +18,12 @@
 //      WWW-Authenticate: Bearer). /health and the web UI's static files stay open: they reveal
 //      nothing a key protects, and the UI must load to ask for the key. Keys are compared in
 //      constant time (their SHA-256 digests, with CRYPTO_memcmp, against every key).
+//   5. Node keys (fair use, fair_use.h): a key written KEY=NODEID, NODEID a peer id (what follows
+//      the last '='), is bound to that node: a request presenting KEY is the node's (the decision
+//      names it) and is served by its contribution. Node keys alone do not make keys required:
+//      anonymous requests get the free tier. But a request that presents a Bearer key matching no
+//      key is refused 401 whenever any key is configured (a wrong or forged key is never silently
+//      served as anonymous).
 //
 // Immutable once created; decide() may be called from many threads.
 #pragma once
@@ -35,7 +41,7 @@
 namespace omni::gateway {
 
 struct AccessOptions {
-  std::vector<std::string> api_keys;         // empty: no key needed
+  std::vector<std::string> api_keys;         // empty: no key needed; KEY=NODEID: a node key (5.)
   // Host names ("example.com", "10.0.0.5", "[::1]"), optionally with ":PORT" to allow that port
   // only; "*" allows any. Empty: the default above.
   std::vector<std::string> allowed_hosts;
@@ -57,6 +63,7 @@ struct AccessRequest {
 struct AccessDecision {
   std::optional<ApiError> refusal;  // 401 or 403: answer this and nothing else
   bool preflight = false;           // an allowed CORS preflight: answer 204 with `headers`
+  std::string node_id;              // the request presented a node key: that node's peer id
   std::vector<std::pair<std::string, std::string>> headers;  // to add to the answer, whatever it is
 };
 
@@ -70,6 +77,9 @@ class AccessPolicy {
   AccessDecision decide(const AccessRequest& request) const;
 
   bool requires_key() const { return !key_digests_.empty(); }
+  size_t node_keys() const { return node_keys_.size(); }
+  // The node bound to the Bearer key in `authorization`, or empty (for a request decide() let in).
+  std::string node_of(std::optional<std::string_view> authorization) const;
   // The Host allow-list in force, for the startup line; empty: any host.
   const std::vector<std::string>& allowed_hosts() const { return hosts_; }
 
@@ -79,8 +89,11 @@ class AccessPolicy {
   bool host_allowed(std::string_view host_header) const;
   bool origin_allowed(std::string_view origin) const;  // a foreign origin, on the list
   bool key_matches(std::string_view presented) const;
+  // The node bound to the key presented, or empty; every node key is compared (constant time).
+  std::string node_of_key(std::string_view presented) const;
 
   std::vector<Digest> key_digests_;
+  std::vector<std::pair<Digest, std::string>> node_keys_;  // digest of KEY, node id
   std::vector<std::string> hosts_;    // lowercase "name" or "name:port"; empty: any
   std::vector<std::string> origins_;  // lowercase "scheme://name[:port]", default ports removed
   bool any_origin_ = false;

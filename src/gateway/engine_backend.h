@@ -18,6 +18,7 @@
 
 #include "base/result.h"
 #include "gateway/swarm_view.h"
+#include "model/sampler.h"
 #include "model/tokenizer.h"
 
 namespace omni::gateway {
@@ -37,12 +38,26 @@ class EngineSequence {
   virtual uint32_t n_past() const = 0;
 };
 
+// A token a speculating backend produced, with the logits it was sampled from.
+struct ProducedToken {
+  model::TokenId id = 0;
+  std::vector<float> logits;
+};
+
 // One forward step of one sequence: run `tokens` at its next positions, put the last token's
 // logits into `logits`; `result` says whether it worked.
+//
+// A decoding step (one token, the last one sampled) of a backend that speculates() comes with
+// `sampler` instead: the backend drafts, verifies and samples itself, putting 1..budget tokens
+// into `produced`, each already accepted into the sampler (the same sampler on every step of a
+// sequence); `logits` is then left alone.
 struct EngineStep {
   EngineSequence* sequence = nullptr;
   std::span<const model::TokenId> tokens;
   std::vector<float>* logits = nullptr;
+  model::Sampler* sampler = nullptr;
+  uint32_t budget = 0;
+  std::vector<ProducedToken>* produced = nullptr;
   Result<void> result;
 };
 
@@ -61,6 +76,8 @@ class EngineBackend {
   virtual size_t max_batch() const = 0;
   // A sequence of up to n_ctx positions. Error: not enough memory, or the backend cannot serve.
   virtual Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) = 0;
+  // Whether decoding steps take a sampler (speculative decoding: several tokens per step).
+  virtual bool speculates() const { return false; }
   // Runs every step (in any order, or together) and sets each one's result.
   virtual void run_steps(std::span<EngineStep> steps) = 0;
   virtual SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const = 0;

@@ -382,9 +382,18 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
     send_json(res, e.status, ollama_error(e));
   };
-  // The client's rate limits come before any work is spent on its body.
-  const std::string client = req.remote_addr;
-  if (auto d = limiter.admit(client, Clock::now()); !d.allowed) return refuse(rate_limited(d.reason, d.retry_after_s));
+  // The client's class (fair use: a contributing node's key) and rate limits come before any work
+  // is spent on its body.
+  const std::string node_id =
+      access.node_of(req.has_header("Authorization") ? std::optional<std::string>(req.get_header_value("Authorization"))
+                                                      : std::nullopt);
+  const ClientClass klass = classify(req.remote_addr, node_id,
+                                     node_id.empty() || !options.contributions ? 0 : options.contributions->work_of(node_id),
+                                     options.fair_use);
+  const std::string client = klass.rate_key;
+  const double scale = klass.limit_scale;
+  if (auto d = limiter.admit(client, Clock::now(), scale); !d.allowed)
+    return refuse(rate_limited(d.reason, d.retry_after_s));
 
   GenerationParams params;
   std::string model_name;
@@ -482,7 +491,8 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
 
   // The tokens it may generate are taken from the client's allowance now and what is left unused
   // is given back when the job finishes; then a place in the queue.
-  const auto reservation = limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now());
+  const auto reservation =
+      limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now(), scale);
   if (!reservation.allowed) {
     ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
     e.param = "max_tokens";
@@ -498,9 +508,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   spec.logit_bias = std::move(params.logit_bias);
   for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
+  spec.priority = klass.priority;
   const size_t reserved = reservation.tokens;
-  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved](size_t used) {
-    limiter.settle(client, reserved, used, Clock::now());
+  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved, scale](size_t used) {
+    limiter.settle(client, reserved, used, Clock::now(), scale);
   });
   if (!model->scheduler->submit(job)) {
     job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back

@@ -27,6 +27,8 @@
 
 #include "base/result.h"
 #include "gateway/access_policy.h"
+#include "gateway/contribution_ledger.h"
+#include "gateway/fair_use.h"
 #include "gateway/connection_limits.h"
 #include "gateway/engine_backend.h"
 #include "gateway/head_limits.h"
@@ -48,6 +50,10 @@ struct GatewayOptions {
   HeadLimits head_limits;                // a request head over these is refused with 431
   ConnectionLimits connection_limits;    // connection caps (503) and request deadlines (408)
   AccessOptions access;                  // API keys, Host and Origin allow-lists (default for `host`)
+  // Fair use (fair_use.h): requests presenting a node key are classed by the node's contribution
+  // in `contributions` (null: every node key is the free tier).
+  FairUseOptions fair_use;
+  std::shared_ptr<ContributionLedger> contributions;
   // Where the detail of failures that clients only see as a generic message goes (internal errors,
   // unreachable nodes); unset: standard error.
   std::function<void(const std::string&)> log;

@@ -37,6 +37,7 @@ struct GenerationSpec {
   std::vector<std::string> stops;
   bool ignore_eos = false;
   std::string client;  // who asked (rate limits charge generated tokens to it)
+  bool priority = false;  // a contributing node's request (fair_use.h): admitted before the free tier
   int logprobs = -1;   // >= 0: each generated token's log-prob and this many alternatives; -1: none
   // Added to these tokens' logits before sampling (ids within the vocabulary); -100 bans the token
   // outright (its logit becomes -infinity). Log-probs are reported from the unbiased logits.

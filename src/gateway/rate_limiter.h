@@ -12,6 +12,10 @@
 // refused; one that leaves it open is capped at what the bucket holds. A refusal says how long to
 // wait (Retry-After), or that the request can never fit (more than a minute's allowance).
 //
+// Fair use (fair_use.h): a client's limits may be scaled (a contributing node's requests get
+// `scale` times the configured limits, scale >= 1); the scale is the caller's to pass on every call,
+// and a bucket holds and refills by the scale of its latest call.
+//
 // Memory is bounded: a bucket that has refilled completely is the same as no bucket and is dropped
 // by a periodic sweep. Thread-safe. Time is passed in, so tests need no sleeping.
 #pragma once
@@ -41,7 +45,7 @@ class RateLimiter {
   };
 
   // Takes one request token from `client`'s bucket if the request may go ahead.
-  Decision admit(const std::string& client, Clock::time_point now);
+  Decision admit(const std::string& client, Clock::time_point now, double scale = 1);
 
   struct Reservation {
     bool allowed = true;
@@ -53,9 +57,9 @@ class RateLimiter {
   // Takes up to `wanted` generated tokens (>= 1) from `client`'s bucket. exact: all of `wanted`
   // or nothing (the client asked for that many); otherwise as many as the bucket holds, at least
   // one. Without a tokens limit every reservation is granted in full and nothing is tracked.
-  Reservation reserve(const std::string& client, size_t wanted, bool exact, Clock::time_point now);
+  Reservation reserve(const std::string& client, size_t wanted, bool exact, Clock::time_point now, double scale = 1);
   // Gives back what a reservation of `reserved` tokens did not use (`used` of them).
-  void settle(const std::string& client, size_t reserved, size_t used, Clock::time_point now);
+  void settle(const std::string& client, size_t reserved, size_t used, Clock::time_point now, double scale = 1);
 
   size_t tracked_clients() const;
   const RateLimits& limits() const { return limits_; }
@@ -64,10 +68,11 @@ class RateLimiter {
   struct Buckets {
     double requests = 0;
     double tokens = 0;
+    double scale = 1;
     Clock::time_point updated;
   };
 
-  Buckets& buckets_of(const std::string& client, Clock::time_point now);  // refilled to `now`
+  Buckets& buckets_of(const std::string& client, Clock::time_point now, double scale);  // refilled to `now`
   void sweep(Clock::time_point now);
 
   RateLimits limits_;

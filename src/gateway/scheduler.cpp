@@ -20,6 +20,7 @@ struct Scheduler::Active {
   std::vector<float> logits;
   std::vector<float> biased;  // logits plus the job's logit_bias, when it has one
   bool finished = false;
+  std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -59,18 +60,22 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 }
 
 bool Scheduler::generate_token(Active& a) {
-  GenerationJob& job = *a.job;
   std::span<const float> logits = a.logits;
-  if (!job.spec().logit_bias.empty()) {
+  if (!a.job->spec().logit_bias.empty()) {
     a.biased.assign(a.logits.begin(), a.logits.end());
-    for (const auto& [token, bias] : job.spec().logit_bias) {
+    for (const auto& [token, bias] : a.job->spec().logit_bias) {
       if (token < 0 || static_cast<size_t>(token) >= a.biased.size()) continue;  // the server checked them
       float& logit = a.biased[static_cast<size_t>(token)];
       logit = bias <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + bias;
     }
     logits = a.biased;
   }
-  const model::TokenId id = a.sampler.sample(logits);
+  // Log-probs are the model's own (a.logits), as OpenAI reports them, not the biased ones.
+  return emit_token(a, a.sampler.sample(logits), a.logits, false);
+}
+
+bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted) {
+  GenerationJob& job = *a.job;
   if (a.generated == 0 && observer_.on_first_token) observer_.on_first_token(job);
   auto finish_with_rest = [&](const char* reason) {
     std::string rest = a.stop.stopped() ? "" : a.stop.feed(a.detokenizer.flush()) + a.stop.flush();
@@ -79,7 +84,7 @@ bool Scheduler::generate_token(Active& a) {
     return true;
   };
   if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
-  a.sampler.accept(id);
+  if (!accepted) a.sampler.accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
     job.finish("error", piece.error());
@@ -91,8 +96,8 @@ bool Scheduler::generate_token(Active& a) {
     const model::Tokenizer& tokenizer = backend_.tokenizer();
     logprob.emplace();
     logprob->token = tokenizer.token_to_piece(id);
-    logprob->logprob = model::token_logprob(a.logits, id);
-    for (const auto& [alternative, lp] : model::top_logprobs(a.logits, job.spec().logprobs))
+    logprob->logprob = model::token_logprob(logits, id);
+    for (const auto& [alternative, lp] : model::top_logprobs(logits, job.spec().logprobs))
       logprob->top.emplace_back(tokenizer.token_to_piece(alternative), lp);
   }
   job.append(a.stop.feed(*piece), 1, std::move(logprob));
@@ -106,6 +111,19 @@ bool Scheduler::generate_token(Active& a) {
   return false;
 }
 
+std::shared_ptr<GenerationJob> Scheduler::take_next() {
+  const auto is_priority = [](const std::shared_ptr<GenerationJob>& j) { return j->spec().priority; };
+  const auto first_priority = std::find_if(queue_.begin(), queue_.end(), is_priority);
+  const auto first_free = std::find_if_not(queue_.begin(), queue_.end(), is_priority);
+  const bool free_turn = first_free != queue_.end() &&
+                         (first_priority == queue_.end() || priority_streak_ + 1 >= std::max<size_t>(1, options_.free_every));
+  const auto pick = free_turn ? first_free : first_priority;
+  priority_streak_ = (!free_turn && first_free != queue_.end()) ? priority_streak_ + 1 : 0;
+  auto job = std::move(*pick);
+  queue_.erase(pick);
+  return job;
+}
+
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Active>> active;
   std::vector<EngineStep> steps;
@@ -116,10 +134,8 @@ void Scheduler::loop() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
       if (stopping_) break;
-      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty()) {
-        admitted.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty())
+        admitted.push_back(take_next());
       queue_depth_ = queue_.size();
     }
     for (auto& job : admitted) {
@@ -142,7 +158,7 @@ void Scheduler::loop() {
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
                                                           model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
-                                                          false}));
+                                                          false, {}}));
     }
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
@@ -167,6 +183,12 @@ void Scheduler::loop() {
       step.sequence = a.sequence.get();
       step.logits = &a.logits;
       step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
+      // A speculating backend samples without the job's logit_bias: such jobs decode a token a step.
+      if (backend_.speculates() && a.job->spec().logit_bias.empty()) {
+        step.sampler = &a.sampler;
+        step.budget = static_cast<uint32_t>(a.job->spec().max_tokens - a.generated);
+        step.produced = &a.produced;
+      }
       steps.push_back(std::move(step));
       stepped.push_back(i);
       budget -= std::min<size_t>(budget, 1);
@@ -204,6 +226,10 @@ void Scheduler::loop() {
         if (a.prompt_done < prompt.size()) continue;
         // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
         for (model::TokenId t : prompt) a.sampler.accept(t);
+      } else if (steps[j].sampler) {
+        for (const ProducedToken& t : a.produced)
+          if ((a.finished = emit_token(a, t.id, t.logits, true))) break;
+        continue;
       }
       a.finished = generate_token(a);
     }

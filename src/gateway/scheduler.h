@@ -7,9 +7,15 @@
 // a long prompt delays the others' next token by one chunk at most, and a batching backend gets a
 // round's steps at once.
 //
+// Fair use (fair_use.h): a job marked priority is admitted before the free tier's jobs that wait
+// with it, in arrival order within each class; but while both wait, at least one admission in
+// every free_every goes to the free tier, so contributors' traffic cannot starve it. Once admitted,
+// every session is served alike (a token per round).
+//
 // Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
-// is the same token for token.
+// is the same token for token. A backend that speculates() samples its decoding steps' tokens
+// itself (several per step), as `omni run --draft` does.
 #pragma once
 
 #include <atomic>
@@ -29,6 +35,7 @@ struct SchedulerOptions {
   size_t max_sessions = 4;  // generating at once
   size_t max_queue = 64;    // waiting for a session; more are refused (503)
   size_t max_batch_tokens = 512;  // tokens per round, decoding tokens and prompt chunks together
+  size_t free_every = 4;  // under load, at least one admission in this many goes to the free tier (>= 1)
 };
 
 // Callbacks from the scheduler's thread (keep them short).
@@ -62,6 +69,11 @@ class Scheduler {
   void loop();
   // Samples one token for `a` from its logits; true when its generation is over.
   bool generate_token(Active& a);
+  // Hands token `id` (sampled from `logits`; already accepted into the sampler when `accepted`) to
+  // `a`'s job; true when its generation is over.
+  bool emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted);
+  // Under the lock: the queued job to admit next (queue_ is not empty), taken out of the queue.
+  std::shared_ptr<GenerationJob> take_next();
 
   EngineBackend& backend_;
   const SchedulerOptions options_;
@@ -73,6 +85,7 @@ class Scheduler {
   bool stopping_ = false;
   std::atomic<size_t> queue_depth_{0};
   std::atomic<size_t> active_count_{0};
+  size_t priority_streak_ = 0;  // priority admissions in a row while the free tier waited
   size_t prompt_turn_ = 0;  // which prompting session's chunk goes first next round
   std::thread thread_;
 };

@@ -28,6 +28,13 @@ Result<std::unique_ptr<SwarmCatalog>> SwarmCatalog::create(std::unique_ptr<swarm
   if (!directory) options.watch.peers = options.backend.peers;
   auto identity = options.data_dir.empty() ? net::Identity::generate() : net::Identity::load_or_create(options.data_dir);
   if (!identity) return identity.error();
+  // One reputation store for every session and the watch: what the gateway saw of each node.
+  auto reputation = swarm::ReputationStore::open(options.data_dir);
+  if (!reputation) return reputation.error();
+  if (!(*reputation)->recovered().empty() && options.watch.log)
+    options.watch.log("reputation store was corrupt, started afresh: " + (*reputation)->recovered());
+  options.backend.client.reputation = *reputation;
+  options.watch.reputation = *reputation;
   std::unique_ptr<SwarmCatalog> catalog(new SwarmCatalog(std::move(options)));
   catalog->directory_ = std::move(directory);
   catalog->watch_ = std::make_unique<SwarmWatch>(catalog->directory_.get(), std::move(*identity), catalog->options_.watch);
@@ -141,6 +148,7 @@ Result<void> SwarmCatalog::load(const WatchedModel& m) {
   SwarmBackendOptions b = options_.backend;
   b.model_id = m.name;
   b.client.model_identity = shards->identity;
+  b.draft = nullptr;  // a draft model drafts for the given model (--model) only
   auto backend = SwarmEngineBackend::create(std::move(shards->model), directory_.get(), *watch_, b);
   if (!backend) return backend.error();
   log("serving the model " + m.name + " (" + m.cid + ")");

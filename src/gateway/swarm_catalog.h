@@ -30,7 +30,8 @@
 namespace omni::gateway {
 
 struct SwarmCatalogOptions {
-  SwarmBackendOptions backend;  // for every model; model_id and client.model_identity are set per model
+  SwarmBackendOptions backend;  // for every model; model_id and client.model_identity are set per model, and
+                                // draft is the given model's only
   SwarmWatchOptions watch;
   std::string data_dir;         // the gateway's identity (probes, sessions, fetches)
   std::string store_dir;        // where discovered models' client shards go

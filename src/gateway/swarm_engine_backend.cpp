@@ -6,17 +6,31 @@
 #include <mutex>
 #include <thread>
 
+#include "net/speculative_decoder.h"
+
 namespace omni::gateway {
 namespace {
 
 // A sequence's pipeline lives on a thread of its own: a remote pipeline (and the probes of its
 // opening) run a kj event loop on the thread that uses them, and a thread holds one event loop at a
 // time, so two sequences cannot share the scheduler's thread.
+// What a sequence's decoder is made of (the backend's).
+struct SpeculationSetup {
+  const model::Model& target;
+  const model::Model* draft;
+  bool lookup;
+  bool lookup_sampled;
+  uint32_t draft_max;
+  bool draft_fixed;
+  kernels::ThreadPool& pool;
+};
+
 class SwarmSequence final : public EngineSequence {
  public:
   using Opener = std::function<Result<std::unique_ptr<net::Pipeline>>()>;
 
-  static Result<std::unique_ptr<SwarmSequence>> open(const Opener& opener) {
+  static Result<std::unique_ptr<SwarmSequence>> open(const Opener& opener, uint32_t n_ctx,
+                                                     std::function<void(const std::string&)> log) {
     std::unique_ptr<SwarmSequence> s(new SwarmSequence());
     Result<void> opened;
     s->run([&] {
@@ -25,11 +39,17 @@ class SwarmSequence final : public EngineSequence {
       else opened = p.error();
     });
     if (!opened) return opened.error();
+    s->n_ctx_ = n_ctx;
+    s->log_ = std::move(log);
     return s;
   }
 
   ~SwarmSequence() override {
-    run([this] { pipeline_.reset(); });
+    run([this] {
+      if (decoder_ && decoder_->stats().rounds && log_) log_("sequence closed: " + decoder_->summary());
+      decoder_.reset();
+      pipeline_.reset();
+    });
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -47,14 +67,50 @@ class SwarmSequence final : public EngineSequence {
       for (size_t i = 0; i < tokens.size() && result; i += batch) {
         const auto part = tokens.subspan(i, std::min(batch, tokens.size() - i));
         result = pipeline_->forward(part, logits);
-        if (result) n_past_ += static_cast<uint32_t>(part.size());
+        if (result) {
+          n_past_ += static_cast<uint32_t>(part.size());
+          context_.insert(context_.end(), part.begin(), part.end());
+        }
       }
     });
     return result;
   }
 
+  // A decoding step through a SpeculativeDecoder, made on the first one (after the prompt, whose
+  // last row the scheduler sampled `last` from).
+  Result<void> decode(model::TokenId last, model::Sampler& sampler, uint32_t budget,
+                      std::vector<ProducedToken>& produced, const SpeculationSetup& setup) {
+    Result<void> result;
+    run([&] { result = decode_here(last, sampler, budget, produced, setup); });
+    return result;
+  }
+
  private:
   SwarmSequence() : thread_([this] { loop(); }) {}
+
+  Result<void> decode_here(model::TokenId last, model::Sampler& sampler, uint32_t budget,
+                           std::vector<ProducedToken>& produced, const SpeculationSetup& setup) {
+    produced.clear();
+    if (!decoder_) {
+      net::DraftOptions options;
+      options.draft = setup.draft;
+      options.max_draft = setup.draft_max;
+      options.adapt = !setup.draft_fixed;
+      // Lookup drafts depend on timing (K adapts), which a seeded request must not.
+      options.lookup = setup.lookup && (setup.lookup_sampled || sampler.params().temperature <= 0.0f);
+      auto decoder = net::SpeculativeDecoder::create(*pipeline_, setup.target, sampler, options, n_ctx_, setup.pool);
+      if (!decoder) return decoder.error();
+      context_.push_back(last);
+      if (auto r = (*decoder)->resume(context_); !r) return r;
+      decoder_ = std::move(*decoder);
+      context_ = {};
+    }
+    auto tokens = decoder_->next(budget);
+    if (!tokens) return tokens.error();
+    for (const auto& t : *tokens) produced.push_back({t.id, std::vector<float>(t.logits.begin(), t.logits.end())});
+    n_past_ += static_cast<uint32_t>(tokens->size());
+    return {};
+  }
 
   // Runs `job` on the sequence's thread and waits for it.
   void run(std::function<void()> job) {
@@ -82,6 +138,10 @@ class SwarmSequence final : public EngineSequence {
   std::function<void()> job_;
   bool stopping_ = false;
   std::unique_ptr<net::Pipeline> pipeline_;  // made, used and destroyed on thread_
+  std::unique_ptr<net::SpeculativeDecoder> decoder_;  // on thread_, over pipeline_
+  std::vector<model::TokenId> context_;  // what pipeline_ holds until decoder_ takes over
+  std::function<void(const std::string&)> log_;
+  uint32_t n_ctx_ = 0;
   uint32_t n_past_ = 0;
   std::thread thread_;  // last: starts once the members above exist
 };
@@ -97,6 +157,10 @@ Result<std::unique_ptr<SwarmEngineBackend>> SwarmEngineBackend::create(std::uniq
   const int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const model::ModelConfig cfg = client_model->config();
+  if (options.draft && options.draft->config().n_vocab != cfg.n_vocab)
+    return Error{ErrorCode::InvalidArgument, "the draft model has " + std::to_string(options.draft->config().n_vocab) +
+                                                 " tokens, the model " + std::to_string(cfg.n_vocab) +
+                                                 ": a draft must share the model's vocabulary"};
   std::string chat_template;
   if (const auto* src = client_model->file().metadata().find("tokenizer.chat_template"); src && src->as_string())
     chat_template = std::string(*src->as_string());
@@ -125,14 +189,20 @@ Result<std::unique_ptr<EngineSequence>> SwarmEngineBackend::open_sequence(uint32
     remote.log = c.log;
     remote.model_identity = c.model_identity;
     return net::make_remote_pipeline(*model_, remote, n_ctx, pool_);
-  });
+  }, n_ctx, options_.client.log);
   if (!sequence) return sequence.error();
   return std::unique_ptr<EngineSequence>(std::move(*sequence));
 }
 
 void SwarmEngineBackend::run_steps(std::span<EngineStep> steps) {
   // One pool for the embeddings and head: the steps run one after another.
-  for (EngineStep& step : steps) step.result = static_cast<SwarmSequence*>(step.sequence)->forward(step.tokens, *step.logits);
+  const SpeculationSetup setup{*model_, options_.draft.get(), options_.lookup, options_.lookup_sampled,
+                               options_.draft_max, options_.draft_fixed, pool_};
+  for (EngineStep& step : steps) {
+    auto* sequence = static_cast<SwarmSequence*>(step.sequence);
+    step.result = step.sampler ? sequence->decode(step.tokens[0], *step.sampler, step.budget, *step.produced, setup)
+                               : sequence->forward(step.tokens, *step.logits);
+  }
 }
 
 SwarmSnapshot SwarmEngineBackend::swarm_snapshot(const GatewayLoad&) const { return watch_.snapshot(); }

@@ -7,6 +7,11 @@
 // failover).
 //
 // Prompts go in batches of min(512, the pipeline's max_batch()), as `omni run` sends them.
+//
+// Speculative decoding (net/speculative_decoder.h), as `omni run --draft/--lookup`: with a draft
+// model or prompt lookup, each decoding step drafts up to draft_max tokens and verifies them in
+// one trip through the chain, so greedy output stays the same token for token and sampled output
+// keeps the model's distribution. A sequence logs its drafts' summary when it closes.
 // Opening a sequence (a directory read, probes, the route) runs on the scheduler's thread.
 #pragma once
 
@@ -27,12 +32,19 @@ struct SwarmBackendOptions {
   std::string model_id;              // the name clients use
   uint32_t n_ctx = 0;                // 0: min(training context, 4096)
   int threads = 0;                   // for the embeddings and head; 0: every core
+  // Drafting: a model with this one's vocabulary (null: none), prompt lookup without one (greedy
+  // requests only unless lookup_sampled: a seeded request's output then depends on timing).
+  std::shared_ptr<const model::Model> draft;
+  bool lookup = false;
+  bool lookup_sampled = false;
+  uint32_t draft_max = 8;
+  bool draft_fixed = false;  // K = draft_max every step (DraftOptions::adapt false)
 };
 
 class SwarmEngineBackend final : public EngineBackend {
  public:
   // `directory` (null: options.peers) and `watch` must outlive the backend. Errors: the model has
-  // no tokenizer.
+  // no tokenizer, a draft model whose vocabulary differs.
   static Result<std::unique_ptr<SwarmEngineBackend>> create(std::unique_ptr<model::Model> client_model,
                                                             swarm::Directory* directory, const SwarmWatch& watch,
                                                             SwarmBackendOptions options);
@@ -40,8 +52,9 @@ class SwarmEngineBackend final : public EngineBackend {
   const ModelDescription& description() const override { return description_; }
   const model::Tokenizer& tokenizer() const override { return tokenizer_; }
   size_t max_batch() const override { return kPromptBatch; }
+  bool speculates() const override { return options_.draft || options_.lookup; }
   // Errors: make_swarm_pipeline's (no node serves a block, every route failed), or
-  // make_remote_pipeline's.
+  // make_remote_pipeline's, or the draft model's (a session of n_ctx does not fit).
   Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override;
   void run_steps(std::span<EngineStep> steps) override;
   // The swarm as the watch saw it last.

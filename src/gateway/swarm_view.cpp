@@ -110,7 +110,11 @@ nlohmann::json to_json(const SwarmSnapshot& snapshot, const std::vector<Throughp
                      {"max_sessions", n.max_sessions},
                      {"route", n.route},
                      {"alive", n.alive},
-                     {"rtt_ms", n.rtt_ms}});
+                     {"rtt_ms", n.rtt_ms},
+                     {"reputation", n.reputation},
+                     {"excluded", n.excluded_reason.empty()
+                                      ? nlohmann::json(nullptr)
+                                      : nlohmann::json{{"reason", n.excluded_reason}, {"since", n.excluded_since}}}});
   }
   nlohmann::json models = nlohmann::json::array();
   for (const SwarmModel& m : snapshot.models)

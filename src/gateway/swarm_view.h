@@ -5,7 +5,9 @@
 // every block; a swarm backend reports the directory's nodes as its probes found them:
 // swarm_watch.h); the gateway adds the throughput it measured. JSON shape:
 //   {"nodes": [{"peer_id", "address", "model", "blocks": [a, b], "throughput_tps", "sessions",
-//               "max_sessions", "route": "direct"|"relay"|"local", "alive", "rtt_ms"}],
+//               "max_sessions", "route": "direct"|"relay"|"local", "alive", "rtt_ms",
+//               "reputation": score in [0, 1] (this gateway's, swarm/reputation.h),
+//               "excluded": null | {"reason", "since": unix seconds}}],
 //    "models": [{"name", "cid", "n_layer", "coverage": [replicas of block 0, 1, ...],
 //                "missing": [blocks nobody alive serves]}],
 //    "throughput_history": [{"t": unix seconds, "tps": tokens/s}], "updated_at": unix seconds}
@@ -33,6 +35,9 @@ struct SwarmNode {
   std::string route = "local";  // "direct", "relay" (reached through a relay) or "local" (this process)
   bool alive = true;         // answered the last probe; only live nodes count for coverage
   double rtt_ms = 0;         // of that probe
+  double reputation = 1;     // the gateway's score of the node (swarm/reputation.h)
+  std::string excluded_reason = {};  // empty: not excluded
+  int64_t excluded_since = 0;   // unix seconds
 };
 
 struct SwarmModel {

@@ -141,6 +141,12 @@ void SwarmWatch::refresh(std::map<std::string, swarm::NodeRecord>& seen) {
     n.address = r.addresses.front();
     n.alive = r.n_layer > 0 && p.ok && swarm::model_key(p.info.model.cid) == r.model_id;
     n.route = peers[i].relayed ? "relay" : "direct";
+    if (options_.reputation)
+      if (auto known = options_.reputation->find(r.peer_id)) {
+        n.reputation = known->score(swarm::unix_now_s(), options_.reputation->half_life_s());
+        n.excluded_reason = known->excluded_reason;
+        n.excluded_since = known->excluded_since_s;
+      }
     if (r.n_layer == 0) {
       snapshot.nodes.push_back(std::move(n));
       continue;

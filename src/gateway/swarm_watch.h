@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,6 +28,7 @@
 #include "net/identity.h"
 #include "net/peer_address.h"
 #include "swarm/directory.h"
+#include "swarm/reputation.h"
 
 namespace omni::gateway {
 
@@ -36,6 +38,8 @@ struct SwarmWatchOptions {
   size_t max_nodes = 256;
   std::vector<net::PeerAddress> peers;  // with no directory: the nodes to watch
   std::function<void(const std::string&)> log;  // directory read failures
+  // The gateway's reputation of the nodes (what its sessions saw), shown per node; null: none.
+  std::shared_ptr<swarm::ReputationStore> reputation;
 };
 
 // One model as the swarm serves it. Its name is the one clients use: the source file's name without

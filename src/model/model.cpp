@@ -132,10 +132,28 @@ void StepScratch::ensure(const ModelConfig& c, uint32_t n, uint32_t max_ctx, int
 }
 
 Result<void> Session::forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
-                              std::vector<float>& out, kernels::ThreadPool& pool) {
+                              std::vector<float>& out, kernels::ThreadPool& pool, BatchSums sums) {
   SequenceStep step{this, tokens, hidden, output, &out, {}};
-  forward_batch({&step, 1}, scratch_, pool);
-  return std::move(step.result);
+  const uint32_t n_embd = model_.config().n_embd;
+  const size_t rows = block_begin_ == 0 ? tokens.size() : hidden.size() / n_embd;
+  if (sums == BatchSums::kAsGgml || rows <= 1) {
+    forward_batch({&step, 1}, scratch_, pool);
+    return std::move(step.result);
+  }
+  // Every row as a call of its own (ggml sums one row differently from a batch for F16/F32/BF16
+  // weights and in attention). The whole input is checked first, so a refused call changes nothing.
+  if (auto r = check(step); !r) return r;
+  const bool every_row = output == Output::AllLogits || output == Output::Hidden;
+  std::vector<float> row;
+  out.clear();
+  for (size_t t = 0; t < rows; ++t) {
+    SequenceStep one{this, tokens.empty() ? tokens : tokens.subspan(t, 1),
+                     hidden.empty() ? hidden : hidden.subspan(t * n_embd, n_embd), output, &row, {}};
+    forward_batch({&one, 1}, scratch_, pool);
+    if (!one.result) return std::move(one.result);
+    if (every_row || t + 1 == rows) out.insert(out.end(), row.begin(), row.end());
+  }
+  return {};
 }
 
 Result<void> Session::check(const SequenceStep& step) const {

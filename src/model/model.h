@@ -63,6 +63,9 @@ enum class Output {
 
 class Session;
 
+// How Session::forward sums a batch's rows (see there).
+enum class BatchSums { kAsGgml, kPerToken };
+
 // One sequence's part of a step run by Session::forward_batch: what Session::forward takes, and
 // where its result goes.
 struct SequenceStep {
@@ -123,8 +126,11 @@ class Session {
   // at positions [n_past(), n_past() + n_tokens), appending them to the cache, and writes `output`
   // to `out` (resized). Errors: input of the wrong kind or size, a full context, an output the
   // range cannot give, token ids outside the vocabulary.
+  // `sums`: kAsGgml sums a batch as llama.cpp does (prompts: faster); kPerToken gives every row
+  // exactly the bits it gets in a call of its own (the batch-invariance rule: drafted tokens verified
+  // in one call must give what one call per token gives), by running the rows one at a time.
   Result<void> forward(std::span<const int32_t> tokens, std::span<const float> hidden, Output output,
-                       std::vector<float>& out, kernels::ThreadPool& pool);
+                       std::vector<float>& out, kernels::ThreadPool& pool, BatchSums sums = BatchSums::kAsGgml);
 
   // One step for several sessions at once (some in their prompt, some decoding): every matrix
   // multiply takes all their rows together, so the weights are read once per step; attention is

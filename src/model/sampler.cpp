@@ -83,6 +83,21 @@ TokenId Sampler::sample(std::span<const float> logits) {
   return draw();
 }
 
+std::vector<TokenProb> Sampler::distribution(std::span<const float> logits) {
+  assert(!logits.empty());
+  if (penalties_active()) logits = penalized(logits);
+  if (params_.temperature <= 0.0f) return {{argmax(logits), 1.0}};
+  select_candidates(logits);
+  keep_top_p();
+  keep_min_p();
+  const double total = softmax_weights();
+  std::vector<TokenProb> out(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); ++i) out[i] = {candidates_[i].id, weights_[i] / total};
+  return out;
+}
+
+double Sampler::uniform() { return uniform01(rng_); }
+
 std::span<const float> Sampler::penalized(std::span<const float> logits) {
   penalized_.assign(logits.begin(), logits.end());
   for (const auto& [id, count] : counts_) {
@@ -163,8 +178,8 @@ void Sampler::keep_min_p() {
   std::erase_if(candidates_, [&](const Candidate& c) { return c.logit < threshold; });
 }
 
-// Softmax of logit / temperature over the survivors, then one draw.
-TokenId Sampler::draw() {
+// exp((logit - max) / temperature) of each survivor into weights_; returns their sum.
+double Sampler::softmax_weights() {
   float max_logit = candidates_.front().logit;
   for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
   const float inv_t = 1.0f / params_.temperature;
@@ -174,6 +189,12 @@ TokenId Sampler::draw() {
     weights_[i] = std::exp((candidates_[i].logit - max_logit) * inv_t);
     total += weights_[i];
   }
+  return total;
+}
+
+// Softmax of logit / temperature over the survivors, then one draw.
+TokenId Sampler::draw() {
+  const double total = softmax_weights();
   const double u = uniform01(rng_) * total;
   double cumulative = 0.0;
   for (size_t i = 0; i < candidates_.size(); ++i) {

@@ -25,6 +25,11 @@ namespace omni::model {
 
 using TokenId = int32_t;  // same alias as model/tokenizer.h
 
+struct TokenProb {
+  TokenId id;
+  double p;
+};
+
 struct SamplingParams {
   // <= 0 means greedy: the argmax of the (penalized) logits, ties to the lowest id, and the
   // filters below are skipped.
@@ -55,6 +60,14 @@ class Sampler {
   // its nucleus holds. Allocates only while its buffers grow to the vocabulary's size.
   TokenId sample(std::span<const float> logits);
 
+  // The distribution sample() draws from, over the tokens it would keep (penalties, top-k, top-p,
+  // min-p and temperature applied; greedy: the argmax with probability 1), probabilities summing
+  // to 1. Draws nothing. Speculative sampling needs it for the target and the draft.
+  std::vector<TokenProb> distribution(std::span<const float> logits);
+
+  // The next uniform number in [0, 1) of this sampler's random stream.
+  double uniform();
+
   // Records a token of the sequence (prompt tokens too, if they should be penalized).
   void accept(TokenId token);
 
@@ -76,6 +89,7 @@ class Sampler {
   void select_candidates(std::span<const float> logits);
   void keep_top_p();
   void keep_min_p();
+  double softmax_weights();
   TokenId draw();
 
   SamplingParams params_;

@@ -6,6 +6,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
+#include <openssl/rand.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "net/compute_worker.h"
 #include "net/connection_limits.h"
 #include "net/errors.h"
+#include "net/forward_attestation.h"
 #include "net/guarded_message_stream.h"
 #include "net/hidden_codec.h"
 #include "net/node_connection.h"
@@ -134,6 +136,9 @@ struct ForwardCall {
   uint32_t output_last;
   uint64_t call_id;
   std::vector<uint64_t> upstream_micros;
+  bool per_token_sums;
+  uint32_t n_tokens;
+  Sha256 input_sha256;  // for the reply's attestation
 };
 
 // One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
@@ -148,6 +153,7 @@ struct ForwardJob {
   kernels::ThreadPool* pool = nullptr;
   uint32_t n_embd = 0;
   uint32_t slice = 2;
+  const std::function<void(std::vector<uint8_t>&)>* output_filter = nullptr;  // NodeOptions::output_filter
   uint32_t done = 0;  // rows computed
   std::vector<float> hidden_in, out;
   ForwardJobResult result;
@@ -193,7 +199,8 @@ struct ForwardJob {
     // slices' rows are not wanted at all.
     const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
     std::vector<float> rows;
-    if (auto f = session.forward(tokens, hidden, output, rows, *pool); !f) return fail(f.error());
+    const auto sums = req.per_token_sums ? model::BatchSums::kPerToken : model::BatchSums::kAsGgml;
+    if (auto f = session.forward(tokens, hidden, output, rows, *pool, sums); !f) return fail(f.error());
     if (keep_rows == 1)
       out = std::move(rows);
     else
@@ -205,6 +212,7 @@ struct ForwardJob {
     const size_t skip = out.size() - size_t{keep_rows} * n_embd;
     if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e)
       return fail(e.error().with_context("the blocks produced unusable hidden states"));
+    if (output_filter) (*output_filter)(result.bytes);
     result.rows = keep_rows;
     result.n_past = session.n_past();
     return 0;
@@ -237,6 +245,8 @@ class SessionImpl final : public proto::Session::Server {
     state_->kv_reserved += reservation_;
     state_->sessions.insert(this);
     touch();
+    if (RAND_bytes(session_nonce_.data(), static_cast<int>(session_nonce_.size())) != 1)
+      throw_rpc_error(ErrorCode::Internal, "cannot draw random bytes for the session's nonce");
   }
   ~SessionImpl() { release("closed"); }
 
@@ -289,7 +299,11 @@ class SessionImpl final : public proto::Session::Server {
     touch();  // only accepted work keeps a session alive: a refused call is no use of it
     const bool chained = next_connection_.get() != nullptr;
     const uint32_t keep_rows = chained ? request->n_tokens : request->output_last;
-    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros};
+    ForwardCall call{request->start_position, request->output_last, request->call_id, request->upstream_micros,
+                     request->per_token_sums,
+                     request->n_tokens,
+                     request->tokens.empty() ? hidden_digest(request->encoding, request->hidden)
+                                             : tokens_digest(request->tokens)};
     const uint64_t me = ++calls_;
     busy_call_ = me;
     auto work = std::make_shared<ForwardJob>();
@@ -300,6 +314,7 @@ class SessionImpl final : public proto::Session::Server {
     work->pool = state_->pool.get();
     work->n_embd = cfg.n_embd;
     work->slice = state_->options.compute_slice_tokens;
+    if (state_->options.output_filter) work->output_filter = &state_->options.output_filter;
     auto job = state_->worker->run_in_steps<JobResult>(
         scheduling_, cost, work->next_rows(), [work]() { return work->step(); },
         [work]() { return std::make_shared<ForwardJobResult>(std::move(work->result)); });
@@ -370,6 +385,7 @@ class SessionImpl final : public proto::Session::Server {
       input.setStartPosition(call.start_position);
       input.setOutputLast(call.output_last);
       input.setCallId(call.call_id);
+      input.setPerTokenSums(call.per_token_sums);
       set_micros(input.initUpstreamComputeMicros(static_cast<unsigned>(hops.size())), hops);
       const std::string where = next_connection_->address().host_port();
       const uint64_t bytes = next.asReader().totalSize().wordCount * sizeof(capnp::word);
@@ -399,6 +415,7 @@ class SessionImpl final : public proto::Session::Server {
       out.setNPast(r.n_past);
       out.setComputeMicros(r.micros);
       set_micros(out.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
+      attest(out.initAttestation(), call, r);
       return kj::READY_NOW;
     }
     // The end of a ring: the output goes straight to the client; the reply only acknowledges.
@@ -420,6 +437,34 @@ class SessionImpl final : public proto::Session::Server {
           set_micros(ack.initHopComputeMicros(static_cast<unsigned>(hops.size())), hops);
         },
         [](kj::Exception&& e) { rethrow_with_context(e, "delivering the output to the client's sink"); });
+  }
+
+  // Signs this direct reply (net/forward_attestation.h): the call's input and output digests, its
+  // positions, this session's nonce and range, the model.
+  void attest(proto::ForwardAttestation::Builder out, const ForwardCall& call, const ForwardJobResult& r) const {
+    ForwardAttestation a;
+    a.model_cid_digest = attestation_model_digest(state_->description.model);
+    a.model_file_size = state_->description.model.file_size;
+    a.block_begin = request_.block_begin;
+    a.block_end = request_.block_end;
+    a.session_nonce = session_nonce_;
+    a.position = r.n_past - call.n_tokens;
+    a.n_tokens = call.n_tokens;
+    a.output_rows = r.rows;
+    a.input_sha256 = call.input_sha256;
+    a.output_sha256 = hidden_digest(request_.encoding, r.bytes);
+    if (auto s = sign_attestation(a, state_->identity); !s) throw_rpc_error(s.error());
+    auto data = [](const auto& bytes) {
+      return kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size());
+    };
+    out.setSessionNonce(data(a.session_nonce));
+    out.setPosition(a.position);
+    out.setNTokens(a.n_tokens);
+    out.setOutputRows(a.output_rows);
+    out.setInputSha256(data(a.input_sha256));
+    out.setOutputSha256(data(a.output_sha256));
+    out.setPublicKey(data(a.public_key));
+    out.setSignature(data(a.signature));
   }
 
   // Call `me` no longer holds the session (a later call may hold it already).
@@ -457,6 +502,7 @@ class SessionImpl final : public proto::Session::Server {
   uint64_t reservation_;
   ClientQuota::Lease lease_;  // the client's count of sessions, given back at release
   std::string scheduling_;    // the client's key in the compute scheduler
+  std::array<uint8_t, 16> session_nonce_{};  // names this session in its replies' attestations
   std::shared_ptr<EngineSlot> slot_;
   uint32_t n_past_ = 0;
   uint64_t calls_ = 0;      // numbers this session's calls

@@ -109,6 +109,9 @@ struct NodeOptions {
   // connection that asks, on the event loop thread, for a proto::BlobStore capability
   // (store::BlobService::client). Kept generic so that src/net does not depend on src/store.
   std::function<capnp::Capability::Client()> blob_service;
+  // Set: every computed output (encoded rows, as sent) passes through this, on the compute thread,
+  // before it is signed and sent. Only test doubles of lying nodes set it (tests/liar_node).
+  std::function<void(std::vector<uint8_t>& rows)> output_filter;
   // Set: the node takes work receipts (feature "receipts", Node.payReceipts): each is checked
   // (check_receipt: signed, for this node, its model and blocks, within a day) and stored here
   // before the call is answered. A client (by peer id, and by address) may present at most

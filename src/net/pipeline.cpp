@@ -30,6 +30,10 @@ class LocalPipeline final : public Pipeline {
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     return session_->forward(tokens, {}, model::Output::LastLogits, logits, pool_);
   }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return session_->forward(tokens, {}, model::Output::AllLogits, logits, pool_, model::BatchSums::kPerToken);
+  }
+  Result<void> rollback(uint32_t n) override { return session_->rollback(n); }
   size_t max_batch() const override { return kPromptBatch; }
   std::string summary() const override {
     char b[64];
@@ -40,6 +44,19 @@ class LocalPipeline final : public Pipeline {
  private:
   std::unique_ptr<model::Session> session_;
   kernels::ThreadPool& pool_;
+};
+
+// What a call asks of the chain besides its input: the trailing rows it wants back, how rows are
+// summed, and where the input starts when drafted positions were rolled back (-1: continue).
+struct Shape {
+  uint32_t rows = 1;
+  bool per_token = false;
+  int64_t start = -1;
+  void apply(proto::ForwardInput::Builder input) const {
+    input.setOutputLast(rows);
+    input.setPerTokenSums(per_token);
+    input.setStartPosition(start);
+  }
 };
 
 struct Hop {
@@ -80,11 +97,13 @@ struct Delivery {
 // acknowledgements of earlier calls may still be on their way back.
 struct RingInbox {
   uint64_t awaited = 0;  // the call id whose output is awaited; 0: none
+  uint32_t rows = 1;     // the rows that call asked for (outputLast)
   kj::Own<kj::PromiseFulfiller<Delivery>> fulfiller;
   kj::Maybe<kj::Exception> broken;  // an acknowledgement failed while no call awaited output
 
-  void expect(uint64_t call, kj::Own<kj::PromiseFulfiller<Delivery>> f) {
+  void expect(uint64_t call, uint32_t n_rows, kj::Own<kj::PromiseFulfiller<Delivery>> f) {
     awaited = call;
+    rows = n_rows;
     fulfiller = kj::mv(f);
   }
   void deliver(Delivery d) {
@@ -124,9 +143,12 @@ class SinkImpl final : public proto::OutputSink::Server {
     auto output = params.getOutput();
     auto hidden = output.getHidden();
     std::optional<Error> problem;
-    auto encoding = validate_hidden(hidden, n_embd_, 1);
+    auto encoding = validate_hidden(hidden, n_embd_, inbox_->rows);
     if (!encoding)
       problem = encoding.error();
+    else if (hidden.getNTokens() != inbox_->rows)
+      problem = Error{ErrorCode::InvalidArgument, std::to_string(hidden.getNTokens()) + " rows, the call asked for " +
+                                                      std::to_string(inbox_->rows)};
     else if (*encoding != encoding_)
       problem = Error{ErrorCode::InvalidArgument, std::string("hidden states in ") + hidden_encoding_name(*encoding) +
                                                       ", the session uses " + hidden_encoding_name(encoding_)};
@@ -197,6 +219,21 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   }
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return call(tokens, /*all_rows=*/false, logits);
+  }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return call(tokens, /*all_rows=*/true, logits);
+  }
+  Result<void> rollback(uint32_t n) override {
+    if (n > n_past_)
+      return Error{ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) + " positions: the sessions hold " +
+                                                   std::to_string(n_past_)};
+    n_past_ -= n;
+    restart_at_ = n_past_;
+    return {};
+  }
+
+  Result<void> call(std::span<const int32_t> tokens, bool all_rows, std::vector<float>& logits) {
     if (tokens.empty() || tokens.size() > max_batch_)
       return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) +
                                                    " tokens; this pipeline takes 1.." + std::to_string(max_batch_) +
@@ -204,9 +241,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     std::vector<uint8_t> last_hidden;
     std::vector<uint64_t> hop_micros;
     Result<void> result;
+    const uint32_t rows = all_rows ? static_cast<uint32_t>(tokens.size()) : 1;
+    const Shape shape{rows, all_rows, restart_at_};
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
-      result = options_.topology == Topology::Ring ? run_ring(tokens, last_hidden, hop_micros)
-                                             : run_hops(tokens, last_hidden, hop_micros);
+      result = options_.topology == Topology::Ring ? run_ring(tokens, shape, last_hidden, hop_micros)
+                                             : run_hops(tokens, shape, last_hidden, hop_micros);
     })) {
       Error error = to_error(*e);
       if (options_.topology != Topology::Direct && error.is(ErrorCode::DeadlineExceeded))
@@ -220,11 +259,16 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     }
     account(tokens.size());
     std::vector<float> hidden;
-    if (auto d = decode_hidden(last_hidden, 1, model_.config().n_embd, options_.encoding, hidden); !d)
+    if (auto d = decode_hidden(last_hidden, rows, model_.config().n_embd, options_.encoding, hidden); !d)
       return d.error().with_context("the last node's reply");
     ++calls_;
+    n_past_ += static_cast<uint32_t>(tokens.size());
+    restart_at_ = -1;
     const auto t0 = SteadyClock::now();
-    auto head = head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
+    head_->reset();  // the head holds no blocks, so no state: only its positions would run out
+    auto head = all_rows ? head_->forward({}, hidden, model::Output::AllLogits, logits, pool_,
+                                          model::BatchSums::kPerToken)
+                         : head_->forward({}, hidden, model::Output::LastLogits, logits, pool_);
     if (head && tokens.size() == 1) {
       // Generation steps: what the nodes and the head cost, to compare a token's latency with.
       double sum = 0;
@@ -254,6 +298,17 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       std::snprintf(b, sizeof b, ", per token: nodes %.2f ms (%s), head %.2f ms (medians of %zu tokens)",
                     median(token_nodes_ms_), hops.c_str(), median(token_head_ms_), token_nodes_ms_.size());
       out += b;
+    }
+    return out;
+  }
+
+  std::vector<HopReport> hop_reports() const override {
+    std::vector<HopReport> out;
+    for (size_t i = 0; i < hops_.size(); ++i) {
+      const bool timed = i < token_hop_ms_.size() && !token_hop_ms_[i].empty();
+      out.push_back({hops_[i].connection->peer_id(), hops_[i].block_begin, hops_[i].block_end,
+                     i < accounts_.size() ? accounts_[i].work_done : 0, timed ? median(token_hop_ms_[i]) : 0.0,
+                     timed ? token_hop_ms_[i].size() : 0});
     }
     return out;
   }
@@ -494,18 +549,18 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   // Ring: the tokens go to the first node; the output arrives at the sink. The first node's reply
   // (an acknowledgement, once the rest of the ring is done) is not waited for: it only matters
   // when it is an error, which then fails this call or the next.
-  Result<void> run_ring(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden,
+  Result<void> run_ring(std::span<const int32_t> tokens, const Shape& shape, std::vector<uint8_t>& last_hidden,
                         std::vector<uint64_t>& hop_micros) {
     KJ_IF_MAYBE(e, inbox_->broken) { kj::throwFatalException(kj::cp(*e)); }
     const uint64_t call = ++ring_calls_;
     auto paf = kj::newPromiseAndFulfiller<Delivery>();
-    inbox_->expect(call, kj::mv(paf.fulfiller));
+    inbox_->expect(call, shape.rows, kj::mv(paf.fulfiller));
     KJ_DEFER(inbox_->forget(call));
     auto request = sessions_[0].forwardRequest();
     auto input = request.initInput();
     auto list = input.initInput().initTokens(static_cast<unsigned>(tokens.size()));
     for (unsigned t = 0; t < tokens.size(); ++t) list.set(t, tokens[t]);
-    input.setOutputLast(1);
+    shape.apply(input);
     input.setCallId(call);
     bytes_sent_ += tokens.size() * 4;
     acks_->add(request.send().then(
@@ -531,7 +586,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
 
   // Chain and direct: sends the tokens through the hops; `last_hidden` gets the final node's
   // encoded last row.
-  Result<void> run_hops(std::span<const int32_t> tokens, std::vector<uint8_t>& last_hidden,
+  Result<void> run_hops(std::span<const int32_t> tokens, const Shape& shape, std::vector<uint8_t>& last_hidden,
                         std::vector<uint64_t>& hop_micros) {
     const size_t rounds = options_.topology == Topology::Chain ? 1 : hops_.size();
     std::vector<uint8_t> carried;
@@ -552,7 +607,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
         h.setData(kj::arrayPtr(carried.data(), carried.size()));
         bytes_sent_ += carried.size();
       }
-      input.setOutputLast(last ? 1 : 0);
+      shape.apply(input);
+      if (!last) input.setOutputLast(0);
       const std::string where = options_.topology == Topology::Chain
                                     ? "the chain (first node " + hops_[0].connection->address().host_port() + ")"
                                     : "node " + hops_[i].connection->address().host_port();
@@ -563,7 +619,7 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
                           })
                           .wait(io_.waitScope);
       auto hidden = response.getOutput().getHidden();
-      const uint32_t rows = last ? 1 : static_cast<uint32_t>(tokens.size());
+      const uint32_t rows = last ? shape.rows : static_cast<uint32_t>(tokens.size());
       auto encoding = validate_hidden(hidden, model_.config().n_embd, rows);
       if (!encoding)
         return Error{ErrorCode::Corruption, where + " replied with bad hidden states: " + encoding.error().message};
@@ -620,6 +676,8 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   std::shared_ptr<RingInbox> inbox_;
   std::string ring_name_;
   uint64_t ring_calls_ = 0;
+  uint32_t n_past_ = 0;      // positions the sessions hold
+  int64_t restart_at_ = -1;  // after a rollback: the next call's startPosition
   std::unique_ptr<model::Session> head_;
   size_t max_batch_ = kPromptBatch;
   std::string batch_limit_;  // why max_batch_ is what it is

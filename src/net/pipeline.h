@@ -44,10 +44,32 @@ class Pipeline {
   virtual ~Pipeline() = default;
   // Runs `tokens` (1..max_batch()) at the next positions; writes the last token's logits (n_vocab).
   virtual Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
+  // The same, writing the logits of every token (tokens.size() x n_vocab), each with the bits a
+  // one-token forward() gives it (model::BatchSums::kPerToken on every node): what verifying
+  // drafted tokens takes (speculative_decoder.h).
+  virtual Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) = 0;
+  // Forgets the last n positions (drafted tokens the target rejected). Remote pipelines send it
+  // with the next call (ForwardInput.startPosition) instead of spending a round trip on it. An
+  // Error if fewer positions are held.
+  virtual Result<void> rollback(uint32_t n) = 0;
   virtual size_t max_batch() const = 0;
   // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
   // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").
   virtual std::string summary() const = 0;
+
+  // Per hop of a remote route, in route order (empty for a local pipeline): the work this client
+  // received from the node (what it pays it for: credits) and the compute time the node reported
+  // per generated token (its reply's figure, measured at run time). The swarm client weighs nodes by
+  // the latter against their records' claims (reputation.h); a gateway counts the former
+  // (fair_use.h).
+  struct HopReport {
+    std::string peer_id;
+    uint32_t block_begin = 0, block_end = 0;
+    uint64_t work = 0;     // tokens × blocks received from it
+    double median_ms = 0;  // median over the generated tokens; 0: none measured
+    size_t tokens = 0;     // generated tokens measured
+  };
+  virtual std::vector<HopReport> hop_reports() const { return {}; }
 };
 
 // All blocks in this process: `model` must be loaded whole and outlive the pipeline, as `pool`.

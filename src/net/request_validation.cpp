@@ -140,6 +140,7 @@ Result<ForwardRequest> validate_forward(proto::ForwardInput::Reader input, const
     return Error{ErrorCode::InvalidArgument, "upstreamComputeMicros lists " + std::to_string(upstream.size()) +
                                                  " hops, more than " + std::to_string(kMaxHops)};
   for (uint64_t us : upstream) r.upstream_micros.push_back(us);
+  r.per_token_sums = input.getPerTokenSums();
   return r;
 }
 

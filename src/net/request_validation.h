@@ -58,6 +58,7 @@ struct ForwardRequest {
   uint32_t output_last = 0;        // 1..n_tokens (0 in the message means n_tokens)
   uint64_t call_id = 0;            // ring mode: the client's number for the call
   std::vector<uint64_t> upstream_micros;  // earlier hops' compute, at most kMaxHops entries
+  bool per_token_sums = false;     // every row with the bits of a one-row call
 };
 
 Result<ForwardRequest> validate_forward(proto::ForwardInput::Reader input, const SessionLimits& limits);

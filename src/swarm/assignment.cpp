@@ -18,6 +18,18 @@ Coverage coverage_of(const std::vector<NodeRecord>& records, uint32_t n_layer) {
   return c;
 }
 
+std::vector<NodeRecord> weigh_by_reputation(std::vector<NodeRecord> records,
+                                            const std::function<double(const std::string&)>& score) {
+  std::vector<NodeRecord> out;
+  for (auto& r : records) {
+    const double s = score(r.peer_id);
+    if (!(s > 0)) continue;
+    r.block_tps *= std::min(s, 1.0);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 Span choose_span(const Coverage& coverage, uint32_t length, double span_tps) {
   const auto n = static_cast<uint32_t>(coverage.throughput.size());
   if (n == 0) return {};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,15 @@ struct Coverage {
 
 // The coverage `records` give a model of n_layer blocks (records outside it are ignored).
 Coverage coverage_of(const std::vector<NodeRecord>& records, uint32_t n_layer);
+
+// Reputation in block assignment (reputation.h): each record's throughput scaled by the score this
+// node gives its peer, records scoring 0 (excluded peers) dropped. A joining or rebalancing node
+// weighs the others' records by it, so blocks served only by peers that fail, stall or run slower
+// than they claim look under-served and draw new replicas; an excluded peer's blocks count as
+// unserved. Settling (settle_span) does not use it: nodes must reach the same answer there, and
+// each keeps its own reputation.
+std::vector<NodeRecord> weigh_by_reputation(std::vector<NodeRecord> records,
+                                            const std::function<double(const std::string&)>& score);
 
 struct Span {
   uint32_t begin = 0, end = 0;

@@ -49,10 +49,36 @@ void FailoverPipeline::backoff(uint32_t failures) const {
 }
 
 Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vector<float>& logits) {
+  return call(tokens, /*all_rows=*/false, logits);
+}
+
+Result<void> FailoverPipeline::forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) {
+  return call(tokens, /*all_rows=*/true, logits);
+}
+
+Result<void> FailoverPipeline::rollback(uint32_t n) {
+  if (n > history_tokens_)
+    return Error{ErrorCode::InvalidArgument, "cannot roll back " + std::to_string(n) + " positions: the session holds " +
+                                                 std::to_string(history_tokens_)};
+  // A pipeline that is gone gets the shorter history replayed on the next call.
+  if (inner_)
+    if (auto r = inner_->rollback(n); !r) return r;
+  history_tokens_ -= n;
+  while (n > 0) {
+    Call& last = history_.back();
+    const uint32_t cut = std::min<uint32_t>(n, static_cast<uint32_t>(last.tokens.size()));
+    last.tokens.resize(last.tokens.size() - cut);
+    if (last.tokens.empty()) history_.pop_back();
+    n -= cut;
+  }
+  return {};
+}
+
+Result<void> FailoverPipeline::call(std::span<const int32_t> tokens, bool all_rows, std::vector<float>& logits) {
   const auto started = Clock::now();
+  auto send = [&]() { return all_rows ? inner_->forward_all(tokens, logits) : inner_->forward(tokens, logits); };
   // After giving up, the next call starts over with opening a pipeline.
-  auto result = inner_ ? inner_->forward(tokens, logits)
-                       : Result<void>(Error{ErrorCode::Unavailable, "no pipeline (the last failover gave up)"});
+  auto result = inner_ ? send() : Result<void>(Error{ErrorCode::Unavailable, dropped_because_});
   if (!result && !is_retryable(result.error().code)) return result;
   if (!result) {
     const auto failed_at = Clock::now();
@@ -69,7 +95,7 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
       if (attempt > 1) backoff(attempt - 1);
       if (auto r = open_and_replay(event.replay_s); !r) {
         reason = r.error();
-      } else if (result = inner_->forward(tokens, logits); !result) {
+      } else if (result = send(); !result) {
         reason = result.error().with_context("the retried call");
       } else {
         break;
@@ -77,10 +103,12 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
       log("failover attempt " + std::to_string(attempt) + " of " + std::to_string(max) + " failed: " + reason.message);
       if (!is_retryable(reason.code)) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         return reason.with_context("failover attempt " + std::to_string(attempt));
       }
       if (attempt >= max) {
         inner_.reset();
+        dropped_because_ = "no pipeline (the last failover gave up)";
         char b[96];
         std::snprintf(b, sizeof b, "giving up after %u failover attempts in %.1f s; last", attempt,
                       seconds_since(failed_at));
@@ -98,8 +126,19 @@ Result<void> FailoverPipeline::forward(std::span<const int32_t> tokens, std::vec
                   events_.size(), event.recovery_s, attempt, event.replayed, event.replay_s, event.detect_s);
     log(b);
   }
-  history_.emplace_back(tokens.begin(), tokens.end());
+  history_.push_back({std::vector<int32_t>(tokens.begin(), tokens.end()), all_rows});
+  history_tokens_ += tokens.size();
   return {};
+}
+
+Result<void> FailoverPipeline::redo_last(std::vector<float>& logits, std::string why) {
+  if (history_.empty()) return Error{ErrorCode::InvalidArgument, "no call to run again"};
+  Call last = std::move(history_.back());
+  history_.pop_back();
+  history_tokens_ -= last.tokens.size();
+  inner_.reset();
+  dropped_because_ = std::move(why);
+  return call(last.tokens, last.all_rows, logits);
 }
 
 Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
@@ -108,13 +147,14 @@ Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
   if (!inner) return inner.error();
   const auto started = Clock::now();
   std::vector<float> scratch;
-  for (const auto& call : history_) {
+  for (const Call& kept : history_) {
     // A new chain with a smaller batch limit gets the call in pieces (then bit-equality is not
-    // guaranteed, but the session survives).
+    // guaranteed, but the session survives; per-token rows keep it).
     const size_t limit = std::max<size_t>((*inner)->max_batch(), 1);
-    for (size_t i = 0; i < call.size(); i += limit) {
-      std::span<const int32_t> piece(call.data() + i, std::min(limit, call.size() - i));
-      if (auto r = (*inner)->forward(piece, scratch); !r) return r.error().with_context("replay");
+    for (size_t i = 0; i < kept.tokens.size(); i += limit) {
+      std::span<const int32_t> piece(kept.tokens.data() + i, std::min(limit, kept.tokens.size() - i));
+      auto r = kept.all_rows ? (*inner)->forward_all(piece, scratch) : (*inner)->forward(piece, scratch);
+      if (!r) return r.error().with_context("replay");
     }
   }
   replay_s = seconds_since(started);

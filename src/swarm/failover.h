@@ -4,7 +4,9 @@
 // in the same batches to rebuild the KV caches on the new chain, and retries the failed call.
 //
 // Replaying the same batches makes the new caches bit-identical to the lost ones (batch shape
-// changes rounding), so greedy output after a failover equals the output without one.
+// changes rounding), so greedy output after a failover equals the output without one. Rolled-back
+// positions (rejected drafts) are cut from the kept calls; a verification call (forward_all) is
+// replayed as one, its rows summed per token like the original's.
 //
 // What is retried: only failures that another chain, or the same one a moment later, may not have
 // (is_retryable(): Unavailable, DeadlineExceeded, a node's ResourceExhausted). Any other code (an
@@ -60,14 +62,29 @@ class FailoverPipeline final : public net::Pipeline {
   static Result<std::unique_ptr<FailoverPipeline>> create(Opener open, FailoverOptions options);
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override;
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override;
+  // Drops the positions from the kept calls too, so a replay rebuilds what the sessions hold.
+  Result<void> rollback(uint32_t n) override;
   size_t max_batch() const override;
   std::string summary() const override;
+
+  // Runs the last call again on a new route (the session replayed there without it), for when a
+  // node of the route was caught returning wrong results: `why` is the reason in the log.
+  // `logits` gets the new result. Errors: as forward(); no call made yet (InvalidArgument).
+  Result<void> redo_last(std::vector<float>& logits, std::string why);
 
   uint32_t failovers() const { return static_cast<uint32_t>(events_.size()); }
   const std::vector<FailoverEvent>& events() const { return events_; }
 
  private:
   FailoverPipeline(Opener open, FailoverOptions options) : open_(std::move(open)), options_(std::move(options)) {}
+  // A kept call: its tokens and whether it was a forward_all (whose rows are summed per token, so
+  // the replay must be one too for the caches to get the same bits).
+  struct Call {
+    std::vector<int32_t> tokens;
+    bool all_rows = false;
+  };
+  Result<void> call(std::span<const int32_t> tokens, bool all_rows, std::vector<float>& logits);
   Result<void> open_and_replay(double& replay_s);
   void backoff(uint32_t attempt) const;
   void log(const std::string& line) const {
@@ -78,8 +95,10 @@ class FailoverPipeline final : public net::Pipeline {
   FailoverOptions options_;
   std::unique_ptr<net::Pipeline> inner_;
   size_t max_batch_ = 0;  // of the first pipeline: what the caller sized its batches by
-  std::vector<std::vector<int32_t>> history_;
+  std::vector<Call> history_;
+  uint64_t history_tokens_ = 0;
   std::vector<FailoverEvent> events_;
+  std::string dropped_because_ = "no pipeline (the last failover gave up)";
 };
 
 }  // namespace omni::swarm

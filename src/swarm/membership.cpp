@@ -89,6 +89,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   r.protocol_version = proto::PROTOCOL_VERSION;
   RecordProber::Options vetting;
   vetting.timeout_ms = options.probe_timeout_ms;
+  vetting.reputation = options.reputation;
   m->prober_ = std::make_unique<RecordProber>(*m->identity_, identity_of_model, vetting);
 
   if (!blocks.empty()) {
@@ -130,7 +131,7 @@ Result<std::unique_ptr<Membership>> Membership::join(const JoinOptions& options,
   const std::vector<NodeRecord> others = m->prober_->answering(listed, &left_out);
   if (m->log_)
     for (const auto& why : left_out) m->log_("joining: " + why);
-  const Span span = choose_span(coverage_of(others, cfg.n_layer), length, *tps / length);
+  const Span span = choose_span(coverage_of(m->weighed(others), cfg.n_layer), length, *tps / length);
   r.block_begin = span.begin;
   r.block_end = span.end;
   char line[200];
@@ -233,6 +234,12 @@ void Membership::cancel_move(const std::string& why) {
   if (log_) log_("not moving: " + why);
 }
 
+std::vector<NodeRecord> Membership::weighed(const std::vector<NodeRecord>& records) const {
+  if (!options_.reputation) return records;
+  const int64_t now = unix_now_s();
+  return weigh_by_reputation(records, [&](const std::string& peer) { return options_.reputation->score(peer, now); });
+}
+
 bool Membership::sleep_ms(uint32_t ms) {
   std::unique_lock lock(mutex_);
   return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
@@ -255,7 +262,7 @@ std::vector<NodeRecord> Membership::answering_others(std::map<std::string, NodeR
 Move Membership::check_move(std::map<std::string, NodeRecord>& seen) {
   NodeRecord self;
   const std::vector<NodeRecord> others = answering_others(seen, self);
-  return consider_move(others, self, options_.rebalance_factor);
+  return consider_move(weighed(others), self, options_.rebalance_factor);
 }
 
 void Membership::settle(std::map<std::string, NodeRecord>& seen) {

@@ -25,6 +25,7 @@
 #include "swarm/dht_directory.h"
 #include "swarm/node_profile.h"
 #include "swarm/probe.h"
+#include "swarm/reputation.h"
 #include "swarm/provider_record.h"
 
 namespace omni::swarm {
@@ -48,6 +49,9 @@ struct JoinOptions {
   uint32_t settle_interval_ms = 700;
   uint32_t settle_rounds = 12;
   uint32_t probe_timeout_ms = 2000;    // for the probes that vet other nodes' records
+  // This node's view of its peers (reputation.h): fed by those probes, weighs the others' records
+  // when choosing or rebalancing blocks (weigh_by_reputation). Null: every peer counts fully.
+  std::shared_ptr<ReputationStore> reputation;
 
   bool joins() const { return !bootstrap.empty() || lan; }
 };
@@ -121,6 +125,8 @@ class Membership {
   void settle(std::map<std::string, NodeRecord>& seen);
   // This node's record, and the other nodes' newest records that answer a probe (read anew).
   std::vector<NodeRecord> answering_others(std::map<std::string, NodeRecord>& seen, NodeRecord& self);
+  // The records weighed by this node's reputation of their peers (options_.reputation).
+  std::vector<NodeRecord> weighed(const std::vector<NodeRecord>& records) const;
   Move check_move(std::map<std::string, NodeRecord>& seen);
   void link_loop();
   // Sleeps up to `ms` unless the membership ends; false when it ends.

@@ -112,6 +112,14 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
 
   // In a swarm, the node joins the DHT first, and picks its blocks there when none are given. From a
   // model CID it joins once its shards are in (found through the DHT's provider records).
+  // What this node has seen of its peers (reputation.h), next to its key: weighs block choice.
+  if (o.swarm.joins()) {
+    auto reputation = ReputationStore::open(data_dir);
+    if (!reputation) return reputation.error();
+    if (!(*reputation)->recovered().empty())
+      log("reputation store was corrupt, started afresh: " + (*reputation)->recovered());
+    o.swarm.reputation = std::move(*reputation);
+  }
   std::unique_ptr<DhtDirectory> directory;
   if (o.swarm.joins() && from_store) {
     if (!o.blocks)

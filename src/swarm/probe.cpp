@@ -112,6 +112,9 @@ std::vector<NodeRecord> RecordProber::answering(const std::vector<NodeRecord>& r
       v.block_end = p.info.block_end;
     }
     v.until = probed_at + (v.ok ? options_.ok_ttl : options_.failed_ttl);
+    if (options_.reputation)
+      (void)options_.reputation->record(records[unknown[k]].peer_id,
+                                        v.ok ? PeerEvent::Answered : PeerEvent::Unreachable, unix_now_s());
     verdicts_[keys[unknown[k]]] = std::move(v);
   }
   std::vector<NodeRecord> out;

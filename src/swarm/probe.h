@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "net/node_info.h"
 #include "net/peer_address.h"
 #include "swarm/record.h"
+#include "swarm/reputation.h"
 
 namespace omni::swarm {
 
@@ -47,6 +49,8 @@ std::vector<ProbeResult> probe_nodes(const std::vector<net::PeerAddress>& peers,
 // that record: a newer record of the node is probed afresh) so it is not probed again on every read. A node that answered is probed again at the next read (ok_ttl
 // 0): the blocks it serves change when it moves, before its new record shows.
 // A node whose --allow-peers list refuses this prober's peer id does not answer, so it is not counted.
+// Each probe made is an uptime event for the peer in `reputation` (when given): answered with the
+// model, or not.
 // One thread at a time (it probes on the calling thread: see probe_nodes()).
 class RecordProber {
  public:
@@ -54,6 +58,7 @@ class RecordProber {
     uint32_t timeout_ms = 2000;
     std::chrono::milliseconds ok_ttl{0};
     std::chrono::milliseconds failed_ttl{30000};
+    std::shared_ptr<ReputationStore> reputation;  // null: none kept
   };
   RecordProber(net::Identity identity, net::ModelIdentity model, Options options);
   // The records of `records` whose nodes answered (probing those not known yet, all at once), in

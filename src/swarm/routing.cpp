@@ -70,8 +70,11 @@ Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t 
     std::uniform_real_distribution<double> u(1.0, 1.0 + jitter);
     for (auto& s : scale) s = u(*rng);
   }
+  for (size_t j = 0; j < n; ++j) scale[j] /= std::max(candidates[j].reputation, kMinReputation);
   const PathShape shape{topology};
-  auto usable = [&](const Candidate& c) { return c.block_begin < c.block_end && c.block_end <= n_layer; };
+  auto usable = [&](const Candidate& c) {
+    return !c.excluded && c.block_begin < c.block_end && c.block_end <= n_layer;
+  };
   // A hop of candidate j always ends at j's block_end, and each node serves one range, so a route
   // prefix is named by its last candidate: dist[j] is the cheapest prefix whose last hop is j's.
   // Hops only go forward: visiting candidates by block_end settles every predecessor first.
@@ -108,11 +111,16 @@ Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t 
   if (last == kStart) {
     // No route means some block has no candidate at all: name the first.
     for (uint32_t b = 0; b < n_layer; ++b) {
-      bool served = false;
-      for (const auto& c : candidates) served = served || (c.block_begin <= b && b < c.block_end);
+      bool served = false, served_by_excluded = false;
+      for (const auto& c : candidates) {
+        const bool here = c.block_begin <= b && b < c.block_end;
+        served = served || (here && !c.excluded);
+        served_by_excluded = served_by_excluded || (here && c.excluded);
+      }
       if (!served)
-        return Error{ErrorCode::Unavailable,
-                     "no node in the swarm serves block " + std::to_string(b) + " of " + std::to_string(n_layer)};
+        return Error{ErrorCode::Unavailable, "no node in the swarm serves block " + std::to_string(b) + " of " +
+                                                 std::to_string(n_layer) +
+                                                 (served_by_excluded ? " but nodes excluded as faulty" : "")};
     }
     return Error{ErrorCode::Unavailable, "no route covers the model's blocks"};
   }

@@ -39,6 +39,13 @@
 // so clients that probe at the same moment (and see the same loads) do not all pick the same
 // near-equal replica. A replica more than 1 + jitter cheaper still wins every time. A session keeps
 // its chain while it works (the failover pipeline re-routes only when a node fails).
+//
+// Reputation (reputation.h): a candidate's hop cost (latency and compute, as the jitter) is divided
+// by its score, floored at kMinReputation, so a replica scoring 0.5 must be twice as cheap as a
+// replica scoring 1 to be chosen: a peer that failed or stalled lately, or ran slower than it
+// claims, draws fewer routes in proportion, and wins them back by serving. An excluded candidate is
+// never part of a route, even when no other node serves its blocks (the route fails instead). The
+// route's cost_s is what it is expected to take: without the reputation factor or the jitter.
 // Pure functions: no I/O.
 #pragma once
 
@@ -62,6 +69,8 @@ struct Candidate {
   uint32_t active_sessions = 0;  // sessions open on the node now (its probe answer)
   uint64_t queued_tokens = 0;    // tokens waiting for compute on the node now (its probe answer)
   std::vector<LinkRtt> links = {};  // round trips the node claims to other nodes (its record)
+  double reputation = 1;  // this client's score of the node (reputation.h), in [0, 1]
+  bool excluded = false;  // found faulty: never routed through
 };
 
 struct RouteHop {
@@ -92,8 +101,10 @@ double link_rtt(const Candidate& a, const Candidate& b);
 // factor <= 0: no cap.
 void cap_claimed_throughput(std::vector<Candidate>& candidates, double factor);
 
+inline constexpr double kMinReputation = 0.05;
+
 // The cheapest route over [0, n_layer) for calls travelling as `topology`. Error: some block has
-// no candidate (names the first).
+// no candidate that is not excluded (names the first, and says when only excluded ones serve it).
 Result<Route> shortest_route(const std::vector<Candidate>& candidates, uint32_t n_layer, double jitter = 0,
                              std::mt19937_64* rng = nullptr, net::Topology topology = net::Topology::Direct);
 

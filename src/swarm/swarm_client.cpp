@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -10,6 +14,8 @@
 
 #include "net/node_info.h"
 #include "swarm/failover.h"
+#include "swarm/fault_report.h"
+#include "swarm/spot_check.h"
 #include "swarm/stall_watch.h"
 #include "swarm/probe.h"
 #include "swarm/routing.h"
@@ -44,6 +50,17 @@ class Quarantine {
  private:
   mutable std::mutex mutex_;
   std::map<std::string, Clock::time_point> until_;
+};
+
+// What spot checks share with the openings: the nodes excluded for wrong results (never routed
+// through again), how often each node was matched by a second replica, and the route the session
+// runs on now with the nodes that could check it. Used on the client's thread only.
+struct Verification {
+  std::map<std::string, std::string> excluded;  // peer id -> why
+  std::map<std::string, uint32_t> matched;      // peer id -> checks it passed
+  std::shared_ptr<ReputationStore> reputation;  // told of every check's outcome (persists exclusions)
+  std::vector<CheckHop> route;
+  std::vector<Replica> replicas;
 };
 
 // The records of the model, read once (waiting for a cover) and then again every refresh_ms on a
@@ -122,26 +139,66 @@ class RecordKeeper {
   std::thread thread_;
 };
 
-// Runs the inner pipeline's calls under a stall watch; once the watch has cut the connections,
-// every call fails with its reason.
+// Runs the inner pipeline's calls under a stall watch (when there is one); once the watch has cut
+// the connections, every call fails with its reason. When it goes, tells the reputation store how
+// its nodes did: a session served by each, unless a call failed, and their speed against `claims`;
+// and on_work what each node computed for it.
 class WatchedPipeline final : public net::Pipeline {
  public:
-  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch)
-      : inner_(std::move(inner)), watch_(std::move(watch)) {}
+  WatchedPipeline(std::unique_ptr<net::Pipeline> inner, std::unique_ptr<StallWatch> watch,
+                  std::shared_ptr<ReputationStore> reputation, std::map<std::string, double> claims,
+                  std::function<void(const std::string&, uint64_t)> on_work)
+      : reputation_(std::move(reputation)), claims_(std::move(claims)), on_work_(std::move(on_work)),
+        inner_(std::move(inner)), watch_(std::move(watch)) {}
+  ~WatchedPipeline() override {
+    const int64_t now = unix_now_s();
+    for (const auto& hop : inner_->hop_reports()) {
+      if (on_work_ && hop.work > 0) on_work_(hop.peer_id, hop.work);
+      auto claim = claims_.find(hop.peer_id);
+      if (claim != claims_.end() && hop.median_ms > 0)
+        (void)reputation_->record_speed(hop.peer_id, (hop.block_end - hop.block_begin) * 1000.0 / hop.median_ms,
+                                        claim->second, now);
+    }
+    if (calls_ > 0 && !failed_)
+      for (const auto& [peer, claim] : claims_) (void)reputation_->record(peer, PeerEvent::Served, now);
+  }
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return watched([&] { return inner_->forward(tokens, logits); });
+  }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return watched([&] { return inner_->forward_all(tokens, logits); });
+  }
+  Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  std::string summary() const override { return inner_->summary(); }
+  std::vector<HopReport> hop_reports() const override { return inner_->hop_reports(); }
+
+ private:
+  template <class Call>
+  Result<void> watched(Call&& call) {
+    calls_++;
+    auto r = watched_call(std::forward<Call>(call));
+    failed_ = failed_ || !r.ok();
+    return r;
+  }
+  template <class Call>
+  Result<void> watched_call(Call&& call) {
+    if (!watch_) return call();
     if (auto stalled = watch_->stalled()) return Error{ErrorCode::DeadlineExceeded, *stalled};
     watch_->begin_call();
-    auto r = inner_->forward(tokens, logits);
+    auto r = call();
     watch_->end_call();
     if (!r)
       if (auto stalled = watch_->stalled())
         return Error{ErrorCode::DeadlineExceeded, *stalled + " (" + r.error().message + ")"};
     return r;
   }
-  size_t max_batch() const override { return inner_->max_batch(); }
-  std::string summary() const override { return inner_->summary(); }
 
- private:
+  std::shared_ptr<ReputationStore> reputation_;
+  std::map<std::string, double> claims_;  // the route's peers and their records' block_tps
+  std::function<void(const std::string&, uint64_t)> on_work_;
+  uint64_t calls_ = 0;
+  bool failed_ = false;
   std::unique_ptr<net::Pipeline> inner_;
   std::unique_ptr<StallWatch> watch_;  // declared last: stops before the pipeline goes
 };
@@ -150,8 +207,10 @@ class WatchedPipeline final : public net::Pipeline {
 class Opener {
  public:
   Opener(const model::Model& model, Directory& directory, const SwarmClientOptions& options, uint32_t n_ctx,
-         kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local)
+         kernels::ThreadPool& pool, net::Identity identity, net::ModelIdentity local,
+         std::shared_ptr<Verification> verification, std::shared_ptr<ReputationStore> reputation)
       : model_(model),
+        verification_(std::move(verification)),
         options_(options),
         n_ctx_(n_ctx),
         pool_(pool),
@@ -161,6 +220,7 @@ class Opener {
         n_layer_(model.config().n_layer),
         rng_(std::random_device{}()),
         quarantine_(std::make_shared<Quarantine>()),
+        reputation_(std::move(reputation)),
         keeper_(directory, model_id_, n_layer_, options.records_refresh_ms) {}
 
   Result<std::unique_ptr<net::Pipeline>> open() {
@@ -188,6 +248,26 @@ class Opener {
     if (options_.log) options_.log(line);
   }
 
+  // The hops as the remote pipeline splits them (net/pipeline.cpp: at each block, the node of the
+  // route serving it that reaches furthest), so that a check's hidden states cross the same
+  // boundaries (F16 and Q8 round there); and every node the directory lists as a checker (a check
+  // verifies the model and the blocks a node serves itself).
+  void publish_route(const std::vector<Replica>& on_route, const std::vector<Replica>& listed) {
+    verification_->route.clear();
+    for (uint32_t at = 0; at < n_layer_;) {
+      const Replica* best = nullptr;
+      for (const auto& r : on_route)
+        if (r.block_begin <= at && at < r.block_end && (!best || r.block_end > best->block_end)) best = &r;
+      if (!best) break;
+      verification_->route.push_back({*best, at, best->block_end});
+      at = best->block_end;
+    }
+    verification_->replicas.clear();
+    for (const auto& r : listed)
+      if (!verification_->excluded.count(r.address.peer_id)) verification_->replicas.push_back(r);
+    std::shuffle(verification_->replicas.begin(), verification_->replicas.end(), rng_);
+  }
+
   bool usable(const ProbeResult& p) const {
     const bool full = p.info.max_sessions > 0 && p.info.active_sessions >= p.info.max_sessions;
     return p.ok && p.info.model == local_ && !full;
@@ -203,8 +283,16 @@ class Opener {
       std::string key;  // quarantine key
     };
     std::vector<Node> nodes;
+    const int64_t now = unix_now_s();
+    std::string excluded;  // the nodes left out as faulty, for the error when no route remains
     for (const auto& r : records_) {
       if (r.addresses.empty()) continue;
+      if (auto known = reputation_->find(r.peer_id); known && known->excluded()) {
+        log("node " + r.peer_id + " is excluded (" + known->excluded_reason + "); skipped");
+        excluded += " [" + std::to_string(r.block_begin) + "," + std::to_string(r.block_end) + ")@" +
+                    (r.addresses.front()) + " (" + known->excluded_reason + ")";
+        continue;
+      }
       auto pa = net::parse_peer_address(r.peer_id + "@" + r.addresses.front());  // the first it lists
       if (!pa) continue;
       nodes.push_back({&r, *pa, pa->to_string()});
@@ -232,8 +320,10 @@ class Opener {
     for (size_t i = 0; i < probes.size(); ++i) {
       const auto& p = probes[i];
       const std::string where = nodes[i].address.host_port();
+      const std::string& peer = nodes[i].record->peer_id;
       if (!p.ok) {
         if (p.cut_short) continue;
+        (void)reputation_->record(peer, PeerEvent::Unreachable, now);
         log("node " + where + " is unreachable: " + p.error);
         quarantine_->add(nodes[i].key, options_.quarantine_s);
         continue;
@@ -243,13 +333,15 @@ class Opener {
         log("node " + where + " serves another model; skipped");
         continue;
       }
+      (void)reputation_->record(peer, PeerEvent::Answered, now);
       if (!usable(p)) {
         log("node " + where + " is full; skipped");
         continue;
       }
+      if (verification_->excluded.count(nodes[i].record->peer_id)) continue;  // caught lying: never again
       candidates.push_back({nodes[i].record->peer_id, where, p.info.block_begin, p.info.block_end,
                             nodes[i].record->block_tps, p.rtt_s, p.info.active_sessions, p.info.queued_tokens,
-                            nodes[i].record->links});
+                            nodes[i].record->links, reputation_->score(peer, now)});
       if (!suspect[i]) {
         trusted.push_back(candidates.back());
         trusted_ranges.emplace_back(p.info.block_begin, p.info.block_end);
@@ -271,16 +363,25 @@ class Opener {
         seen += " [" + std::to_string(n.record->block_begin) + "," + std::to_string(n.record->block_end) + ")@" +
                 n.address.host_port();
       return Error{route.error().code, route.error().message + " (" + std::to_string(candidates.size()) +
-                   " of the nodes answered; the directory lists" + seen + ")"};
+                   " of the nodes answered; the directory lists" + seen +
+                   (excluded.empty() ? "" : "; excluded as faulty:" + excluded) + ")"};
     }
     net::RemoteOptions remote;
     std::string chain;
+    std::vector<Replica> on_route;
+    std::map<std::string, double> claims;
     for (const auto& hop : route->hops) {
       const Candidate& c = candidates[hop.candidate];
+      for (const auto& n : nodes)
+        if (n.record->peer_id == c.peer_id) claims[c.peer_id] = n.record->block_tps;
       auto pa = net::parse_peer_address(c.peer_id + "@" + c.address);
       remote.peers.push_back(*pa);
+      on_route.push_back({*pa, c.block_begin, c.block_end});
       chain += " [" + std::to_string(hop.block_begin) + "," + std::to_string(hop.block_end) + ")@" + c.address;
     }
+    std::vector<Replica> listed;  // every node the directory lists (the probes stop at a cover)
+    for (const auto& n : nodes) listed.push_back({n.address, n.record->block_begin, n.record->block_end});
+    publish_route(on_route, listed);
     char cost[128];
     std::snprintf(cost, sizeof cost, " (est. %.1f ms/token, %zu candidates; lookup %.2f s, probes %.2f s)",
                   route->cost_s * 1e3, candidates.size(), lookup_s_, probe_s);
@@ -291,17 +392,24 @@ class Opener {
     remote.data_dir = options_.data_dir;
     remote.connect_timeout_s = options_.connect_timeout_s;
     remote.call_timeout_s = options_.call_timeout_s;
+    remote.receipt_every = options_.receipt_every;
     remote.model_identity = local_;
     remote.log = options_.log;  // the chain's own lines and what it paid each node (credits)
-    if (options_.stall_ms == 0) return net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+    if (options_.stall_ms == 0) {
+      auto pipeline = net::make_remote_pipeline(model_, remote, n_ctx_, pool_);
+      if (!pipeline) return pipeline.error();
+      return std::unique_ptr<net::Pipeline>(
+          new WatchedPipeline(std::move(*pipeline), nullptr, reputation_, std::move(claims), options_.on_work));
+    }
 
     // The watch starts first: it cuts only the sockets opened after it, and watches the opening too.
     StallOptions stall;
     stall.stall_ms = options_.stall_ms;
     auto watch = StallWatch::start(remote.peers, identity_, stall,
-                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log](
-                                       const net::PeerAddress& node, const std::string& reason) {
+                                   [quarantine = quarantine_, seconds = options_.quarantine_s, sink = options_.log,
+                                    reputation = reputation_](const net::PeerAddress& node, const std::string& reason) {
                                      quarantine->add(node.to_string(), seconds);
+                                     (void)reputation->record(node.peer_id, PeerEvent::TimedOut, unix_now_s());
                                      if (sink) sink(reason);
                                    });
     if (!watch) return watch.error();
@@ -310,10 +418,12 @@ class Opener {
     (*watch)->end_call();
     if (auto stalled = (*watch)->stalled()) return Error{ErrorCode::DeadlineExceeded, "opening the chain: " + *stalled};
     if (!pipeline) return pipeline.error();
-    return std::unique_ptr<net::Pipeline>(new WatchedPipeline(std::move(*pipeline), std::move(*watch)));
+    return std::unique_ptr<net::Pipeline>(
+        new WatchedPipeline(std::move(*pipeline), std::move(*watch), reputation_, std::move(claims), options_.on_work));
   }
 
   const model::Model& model_;
+  std::shared_ptr<Verification> verification_;
   SwarmClientOptions options_;
   uint32_t n_ctx_;
   kernels::ThreadPool& pool_;
@@ -323,10 +433,174 @@ class Opener {
   uint32_t n_layer_;
   std::mt19937_64 rng_;
   std::shared_ptr<Quarantine> quarantine_;
+  std::shared_ptr<ReputationStore> reputation_;
   RecordKeeper keeper_;
   bool started_ = false;
   std::vector<NodeRecord> records_;  // what this opening routes on
   double lookup_s_ = 0;  // of the directory read since the last route (for the route's log line)
+};
+
+// The failover pipeline with spot checks (SwarmClientOptions::verify_rate): after a call, maybe
+// checks the session so far along its route; a node outvoted there is excluded and reported, and
+// when the route's result differs from the checked one, the call returns the checked result and
+// the session moves to a new route (replayed).
+class VerifyingPipeline final : public net::Pipeline {
+ public:
+  VerifyingPipeline(std::unique_ptr<FailoverPipeline> inner, std::shared_ptr<Verification> verification,
+                    const model::Model& model, const SwarmClientOptions& options, net::Identity identity,
+                    net::ModelIdentity model_identity, std::unique_ptr<model::Session> head, kernels::ThreadPool& pool)
+      : inner_(std::move(inner)),
+        verification_(std::move(verification)),
+        model_(model),
+        options_(options),
+        identity_(std::move(identity)),
+        model_identity_(std::move(model_identity)),
+        head_(std::move(head)),
+        pool_(pool),
+        rng_(std::random_device{}()) {}
+
+  Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (auto r = inner_->forward(tokens, logits); !r) return r;
+    history_.emplace_back(tokens.begin(), tokens.end());
+    if (!wants_check()) return {};
+    return check(logits);
+  }
+  // A verification call's rows are summed per token (model::BatchSums::kPerToken), so a check,
+  // which replays calls as plain batches, can no longer compare its bits with the route's: from
+  // then on checks compare the replicas with each other only.
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    if (auto r = inner_->forward_all(tokens, logits); !r) return r;
+    history_.emplace_back(tokens.begin(), tokens.end());
+    per_token_calls_ = true;
+    if (!wants_check()) return {};
+    return check(logits);
+  }
+  Result<void> rollback(uint32_t n) override {
+    if (auto r = inner_->rollback(n); !r) return r;
+    while (n > 0 && !history_.empty()) {
+      auto& last = history_.back();
+      const uint32_t drop = std::min<uint32_t>(n, static_cast<uint32_t>(last.size()));
+      last.resize(last.size() - drop);
+      n -= drop;
+      if (last.empty()) history_.pop_back();
+    }
+    return {};
+  }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  std::string summary() const override {
+    return inner_->summary() + ", " + std::to_string(checks_) + " spot checks, " +
+           std::to_string(verification_->excluded.size()) + " node(s) excluded";
+  }
+
+ private:
+  void log(const std::string& line) const {
+    if (options_.log) options_.log(line);
+  }
+
+  bool wants_check() {
+    if (verification_->route.empty()) return false;
+    for (const auto& hop : verification_->route)
+      if (verification_->matched[hop.node.address.peer_id] < options_.verify_first) return true;
+    return options_.verify_rate > 0 && std::bernoulli_distribution(std::min(options_.verify_rate, 1.0))(rng_);
+  }
+
+  Result<void> check(std::vector<float>& logits) {
+    ++checks_;
+    if (!checker_) {
+      SpotCheckOptions o;
+      o.encoding = options_.encoding;
+      o.model = model_identity_;
+      // A checker that does not answer promptly is passed over for the next one (a frozen node
+      // must not hold the session up for the whole call timeout).
+      o.connect_timeout_s = std::min(options_.connect_timeout_s, std::max(1u, options_.probe_timeout_ms / 1000));
+      o.call_timeout_s = std::min(options_.call_timeout_s, 10u);
+      checker_ = std::make_unique<SpotChecker>(identity_, o);
+    }
+    std::vector<Replica> replicas;  // less those excluded since the route was opened
+    for (const auto& r : verification_->replicas)
+      if (!verification_->excluded.count(r.address.peer_id)) replicas.push_back(r);
+    // The session's earlier calls go as few batches as the nodes take (none of one row, whose bits
+    // may differ from the same row in a batch); the last call as it was made. Replicas compare
+    // alike, and only when these are the session's own batches can the result be compared with
+    // the route's (the KV cache of other batch shapes may differ in the last bits).
+    std::vector<std::vector<int32_t>> calls;
+    std::vector<int32_t> prefix;
+    for (size_t i = 0; i + 1 < history_.size(); ++i) prefix.insert(prefix.end(), history_[i].begin(), history_[i].end());
+    const size_t max = std::max<size_t>(2, inner_->max_batch());
+    for (size_t at = 0; at < prefix.size();) {
+      size_t take = std::min(max, prefix.size() - at);
+      if (prefix.size() - at - take == 1) take = take > 2 ? take - 1 : take + 1;  // never leave one row
+      take = std::min(take, prefix.size() - at);
+      calls.emplace_back(prefix.begin() + static_cast<std::ptrdiff_t>(at), prefix.begin() + static_cast<std::ptrdiff_t>(at + take));
+      at += take;
+    }
+    calls.push_back(history_.back());
+    const bool own_batches = calls == history_ && !per_token_calls_;
+    auto result = checker_->check(verification_->route, replicas, calls);
+    if (!result) {
+      log("spot check failed: " + result.error().message);
+      return {};  // the call's own result stands: a check that cannot run proves nothing
+    }
+    std::set<std::string> matched(result->agreed.begin(), result->agreed.end());
+    for (const auto& peer : matched) {
+      verification_->matched[peer]++;
+      (void)verification_->reputation->record(peer, PeerEvent::Verified, unix_now_s());
+    }
+    bool route_lied = false;
+    for (const auto& report : result->faults) {
+      const std::string peer = report.accused_peer();
+      const auto& a = report.calls.back().accused;
+      const std::string why = "returned wrong hidden states for blocks [" + std::to_string(a.block_begin) + ", " +
+                              std::to_string(a.block_end) + ") at position " + std::to_string(a.position) +
+                              " (outvoted on a spot check after " + std::to_string(history_.size()) + " calls)";
+      if (!verification_->excluded.emplace(peer, why).second) continue;
+      (void)verification_->reputation->record_fault(peer, why, unix_now_s());
+      log("node " + peer + " excluded: " + why);
+      for (const auto& hop : verification_->route) route_lied = route_lied || hop.node.address.peer_id == peer;
+      if (!options_.fault_dir.empty()) write_report(report);
+    }
+    for (const auto& u : result->unresolved) log("spot check unresolved: " + u);
+    bool differs = false;
+    if (own_batches && !result->last_row.empty()) {
+      std::vector<float> hidden, checked;
+      if (auto d = net::decode_hidden(result->last_row, 1, model_.config().n_embd, options_.encoding, hidden); !d)
+        return {};
+      if (auto h = head_->forward({}, hidden, model::Output::LastLogits, checked, pool_); !h) return h.error();
+      differs = checked.size() != logits.size() ||
+                std::memcmp(checked.data(), logits.data(), logits.size() * sizeof(float)) != 0;
+      if (differs)
+        log("spot check: the route's result for call " + std::to_string(history_.size()) +
+            " is not the one its replicas compute");
+    }
+    if (!differs && !route_lied) return {};
+    // The liar's sessions go with the route; the session is replayed on a new one, without it.
+    return inner_->redo_last(logits, "a node of the route returned a result its replicas outvoted");
+  }
+
+  void write_report(const FaultReport& report) {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.fault_dir, ec);
+    const std::string path = options_.fault_dir + "/fault-" + report.accused_peer() + "-" +
+                             std::to_string(unix_now_ms()) + ".json";
+    std::ofstream out(path);
+    out << to_json(report) << "\n";
+    if (out) log("fault report written to " + path);
+    else log("cannot write the fault report " + path);
+  }
+
+  std::unique_ptr<FailoverPipeline> inner_;
+  std::shared_ptr<Verification> verification_;
+  const model::Model& model_;
+  SwarmClientOptions options_;
+  net::Identity identity_;
+  net::ModelIdentity model_identity_;
+  std::unique_ptr<model::Session> head_;
+  kernels::ThreadPool& pool_;
+  std::mt19937_64 rng_;
+  std::vector<std::vector<int32_t>> history_;
+  uint64_t checks_ = 0;
+  bool per_token_calls_ = false;  // a forward_all was made (see there)
+  std::unique_ptr<SpotChecker> checker_;  // made at the first check
 };
 
 }  // namespace
@@ -339,8 +613,18 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
   auto local = options.model_identity ? Result<net::ModelIdentity>(*options.model_identity)
                                       : net::identify_model(model, options.data_dir);
   if (!local) return local.error();
-  auto opener =
-      std::make_shared<Opener>(model, directory, options, n_ctx, pool, std::move(*identity), std::move(*local));
+  auto verification = std::make_shared<Verification>();
+  std::shared_ptr<ReputationStore> reputation = options.reputation;
+  if (!reputation) {
+    auto opened = ReputationStore::open(options.data_dir);
+    if (!opened) return opened.error();
+    if (!(*opened)->recovered().empty() && options.log)
+      options.log("reputation store was corrupt, started afresh: " + (*opened)->recovered());
+    reputation = std::move(*opened);
+  }
+  verification->reputation = reputation;
+  auto opener = std::make_shared<Opener>(model, directory, options, n_ctx, pool, *identity, *local, verification,
+                                         std::move(reputation));
   FailoverOptions failover;
   failover.max_attempts = options.max_attempts;
   failover.backoff_ms = options.backoff_ms;
@@ -348,7 +632,12 @@ Result<std::unique_ptr<net::Pipeline>> make_swarm_pipeline(const model::Model& m
   failover.log = options.log;
   auto pipeline = FailoverPipeline::create([opener] { return opener->open(); }, std::move(failover));
   if (!pipeline) return pipeline.error();
-  return std::unique_ptr<net::Pipeline>(std::move(*pipeline));
+  if (options.verify_rate <= 0 && options.verify_first == 0) return std::unique_ptr<net::Pipeline>(std::move(*pipeline));
+  auto head = model::Session::create(model, model.config().n_layer, model.config().n_layer, n_ctx);
+  if (!head) return head.error();
+  return std::unique_ptr<net::Pipeline>(new VerifyingPipeline(
+      std::move(*pipeline), verification, model, options, std::move(*identity), std::move(*local), std::move(*head),
+      pool));
 }
 
 }  // namespace omni::swarm
@@ -364,6 +653,10 @@ class DirectoryOwningPipeline final : public net::Pipeline {
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     return inner_->forward(tokens, logits);
   }
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    return inner_->forward_all(tokens, logits);
+  }
+  Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override { return inner_->summary(); }
 

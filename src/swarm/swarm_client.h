@@ -8,11 +8,19 @@
 // follows the topology the calls take, with the node-to-node round trips the records claim,
 // bounded by the client's own probes (routing.h).
 //
+// Verification: calls are spot-checked on other replicas (spot_check.h); a node caught returning
+// wrong bits is excluded and the call's result replaced by the majority's (verify_rate, above).
+//
 // Each (re-)opening: the records (read again every records_refresh_ms in the background, and at
 // once when they no longer give a cover), all probed at once (routing starts as soon as the nodes
 // that answered cover the model, plus a short grace), the route over those that answered, leaving
 // out the ones that failed lately (a failed probe or a stall keeps a node's address out for
 // quarantine_s) unless the model cannot be covered without them; then the watch and the pipeline.
+//
+// Reputation (reputation.h): each probe is an uptime event for its peer, a stall a timeout, a
+// pipeline that ends without failing a session served by each of its nodes, and the compute times
+// they reported a speed measurement against their records' claims. Routes weigh candidates by
+// their scores (routing.h); excluded peers are neither probed nor routed through.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +36,7 @@
 #include "net/pipeline.h"
 #include "swarm/directory.h"
 #include "swarm/dht_directory.h"
+#include "swarm/reputation.h"
 
 namespace omni::swarm {
 
@@ -48,10 +57,25 @@ struct SwarmClientOptions {
   uint32_t quarantine_s = 10;      // how long a node that failed stays out of routes
   uint32_t records_refresh_ms = 3000;  // the directory is read again this often, in the background
   uint32_t probe_grace_ms = 150;   // after the answers cover the model, wait this long for more
+  uint32_t receipt_every = net::RemoteOptions{}.receipt_every;  // credits (net::RemoteOptions)
   // The model to find in the directory and to match nodes against; default net::identify_model of
   // the model given, its CID cached in data_dir (see net::RemoteOptions::model_identity).
   std::optional<net::ModelIdentity> model_identity;
   std::function<void(const std::string&)> log;
+  // Spot checks (spot_check.h): the first verify_first calls whose route holds a node not yet
+  // matched by a second replica that often, and then each call with probability verify_rate, are
+  // checked. A node outvoted on a check is excluded from routes for the rest of the client's life,
+  // its FaultReport written to fault_dir (when set) and the session re-routed with the honest
+  // result. verify_rate 0 and verify_first 0: no checks.
+  double verify_rate = 0.02;
+  uint32_t verify_first = 2;
+  std::string fault_dir;
+  // Shared by every session of a process (a gateway's); null: opened from data_dir (memory only
+  // without one) for this pipeline.
+  std::shared_ptr<ReputationStore> reputation;
+  // Called as each pipeline of the session goes (a failover drops one), per node of its route: the
+  // work (tokens × blocks) this client received from it. A gateway's contribution ledger.
+  std::function<void(const std::string& peer_id, uint64_t work)> on_work;
 };
 
 // Looks up `model` in `directory`, then opens a failover-protected pipeline on the best chain.

@@ -4,14 +4,19 @@
 # prompts and lengths, F32 hidden states, half of them on the direct route); meanwhile a chaos loop
 # kills nodes (SIGKILL, restarted after a while with the same identity, on the same port or a new
 # one) and freezes them (SIGSTOP, SIGCONT after 1-5 s), never taking down every replica of a block.
-# Every generation must complete with exactly the output of a local `omni run` computed first (a
-# failed generation keeps the logs in the printed directory).
+# Every generation must complete with exactly the output of a local `omni run` computed first, one
+# token per call (a failed generation keeps the logs in the printed directory). With
+# CHAOS_DRAFTING=on (ctest chaos_speculative) the generations decode speculatively, so failovers
+# land in draft verifications and rollbacks: every fourth with a draft model (synth-llama-q4_0,
+# which often disagrees: many rollbacks), the others with prompt lookup; most must have verified
+# drafts. CHAOS_DRAFTING=off (the default, ctest chaos): one token per call.
 # Prints the kills, freezes, failovers (from the clients' logs) and the median and worst recovery.
 #
 # The schedule (prompts, lengths, victims, signals, delays) comes from a seed printed at the start;
 # CHAOS_SEED=N replays it (the timing of the processes still varies, and so do the victims aimed at
 # nodes in use, which depend on the routes the clients took). Other knobs:
 # CHAOS_CLIENTS (20), CHAOS_SECONDS (chaos stops after this, 40), CHAOS_STALL_TIMEOUT (2 s),
+# CHAOS_DRAFTING (off),
 # CHAOS_KEEP=1 keeps the logs.
 set -euo pipefail
 omni=$1 shared=$2
@@ -24,6 +29,8 @@ seed=${CHAOS_SEED:-$(( ${EPOCHREALTIME/./} % 1000000 ))}
 clients=${CHAOS_CLIENTS:-20}
 chaos_s=${CHAOS_SECONDS:-40}
 stall_s=${CHAOS_STALL_TIMEOUT:-2}
+drafting_mode=${CHAOS_DRAFTING:-off}
+case $drafting_mode in on | off) ;; *) echo "FAIL: CHAOS_DRAFTING is on or off, not $drafting_mode"; exit 1 ;; esac
 RANDOM=$seed
 echo "chaos seed $seed (replay the schedule with CHAOS_SEED=$seed)"
 
@@ -125,7 +132,7 @@ run_args() {  # run_args C: the generation's arguments, the same for the local a
 }
 for c in $(seq 0 $((clients - 1))); do
   run_args "$c"
-  "$omni" run "${ARGS[@]}" >"$tmp/ref$c.json" 2>"$tmp/ref$c.err" &
+  "$omni" run "${ARGS[@]}" --lookup off >"$tmp/ref$c.json" 2>"$tmp/ref$c.err" &
   ref_pid[c % 2]=$!
   if [ $((c % 2)) = 1 ]; then wait "${ref_pid[0]}" "${ref_pid[1]}" || true; fi
 done
@@ -140,8 +147,18 @@ for c in $(seq 0 $((clients - 1))); do
   run_args "$c"
   route=()
   [ $((c % 2)) = 1 ] && route=(--route direct)
-  "$omni" run "${ARGS[@]}" --bootstrap "$boot" --hidden-format f32 "${route[@]}" --data-dir "$tmp/c$c" \
-    --timeout 30 --stall-timeout "$stall_s" >"$tmp/out$c.json" 2>"$tmp/err$c.log" &
+  drafting=(--lookup off)
+  if [ "$drafting_mode" = on ]; then
+    # Lookup with K fixed: it drafts whenever the context repeats a token, whatever the timing. The
+    # draft model's K adapts (fixed at 8, its rejected rows would multiply the nodes' work).
+    drafting=(--lookup on --draft-fixed)
+    [ $((c % 4)) = 0 ] && [ -f "$shared/models/synth-llama-q4_0.gguf" ] &&
+      drafting=(--draft "$shared/models/synth-llama-q4_0.gguf")
+  fi
+  # Spot checks off: this test times failover under kills and freezes (swarm_liars tests the checks;
+  # with them on, checks of 400-token sessions against frozen checkers ran past the timeout here).
+  "$omni" run "${ARGS[@]}" --bootstrap "$boot" --hidden-format f32 "${route[@]}" "${drafting[@]}" --data-dir "$tmp/c$c" \
+    --timeout 30 --stall-timeout "$stall_s" --verify-rate 0 --verify-first 0 >"$tmp/out$c.json" 2>"$tmp/err$c.log" &
   client_pid[c]=$!
 done
 now_ms
@@ -244,6 +261,12 @@ for c in $(seq 0 $((clients - 1))); do
   fi
 done
 [ "$failed" = 0 ] || fail "some generations did not complete with their no-fault output"
+if [ "$drafting_mode" = on ]; then
+  # The comparison above is between speculative and one-token runs only if drafts were verified.
+  drafted=$(grep -l "acceptance .* over [1-9][0-9]* rounds" "$tmp"/err*.log | wc -l)
+  echo "speculative: $drafted of $clients generations verified drafts"
+  [ "$drafted" -ge $((clients / 2)) ] || fail "only $drafted of $clients generations verified drafts"
+fi
 
 python3 - "$tmp" "$clients" "$kills" "$freezes" "$restarts_same" "$restarts_new" <<'PY' || fail "no failover happened"
 import re, statistics, sys

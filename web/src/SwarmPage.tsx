@@ -83,6 +83,7 @@ export function SwarmPage() {
                 <th>Route</th>
                 <th className="num">Throughput</th>
                 <th className="num">Sessions</th>
+                <th className="num">Reputation</th>
               </tr>
             </thead>
             <tbody>
@@ -107,6 +108,20 @@ export function SwarmPage() {
                   <td className="num" data-label="Sessions">
                     {n.sessions}
                     {n.max_sessions ? ` / ${n.max_sessions}` : ""}
+                  </td>
+                  <td className="num" data-label="Reputation" data-testid="reputation">
+                    {n.excluded ? (
+                      <span
+                        className="badge excluded"
+                        title={`since ${new Date(n.excluded.since * 1000).toLocaleString()}`}
+                      >
+                        excluded: {n.excluded.reason}
+                      </span>
+                    ) : n.reputation !== undefined ? (
+                      n.reputation.toFixed(2)
+                    ) : (
+                      "—"
+                    )}
                   </td>
                 </tr>
               ))}

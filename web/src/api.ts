@@ -25,6 +25,8 @@ export interface SwarmNode {
   route: "direct" | "relay" | "local";
   alive: boolean; // answered the gateway's last probe; only live nodes count for coverage
   rtt_ms: number;
+  reputation?: number; // the gateway's score of the node, 0..1 (absent from older gateways)
+  excluded?: { reason: string; since: number } | null; // found faulty: never routed to
 }
 
 export interface SwarmModel {

@@ -324,3 +324,60 @@ TEST(Scheduler, ShutdownFinishesEveryJob) {
 
 }  // namespace
 }  // namespace omni::gateway
+
+namespace omni::gateway {
+namespace {
+
+TEST(Scheduler, PriorityJobsGoFirstWithoutStarvingTheFreeTier) {
+  auto backend = load_backend();
+  ASSERT_TRUE(backend);
+  std::mutex mutex;
+  std::vector<std::string> order;  // clients, in the order their first token came (one session)
+  SchedulerObserver observer;
+  observer.on_first_token = [&](const GenerationJob& job) {
+    std::lock_guard lock(mutex);
+    order.push_back(job.spec().client);
+  };
+  SchedulerOptions options{1, 64};
+  options.free_every = 4;
+  Scheduler scheduler(*backend, options, observer);
+  auto running = std::make_shared<GenerationJob>(spec_for(*backend, "a", 1000, 0, 0));
+  ASSERT_TRUE(scheduler.submit(running));
+  for (int i = 0; i < 100 && running->wait(std::chrono::milliseconds(50)).completion_tokens == 0; ++i) {
+  }
+  // Under load (the one session busy): 5 free-tier jobs arrive first, then 6 priority ones.
+  std::vector<std::shared_ptr<GenerationJob>> jobs;
+  for (int i = 0; i < 11; ++i) {
+    GenerationSpec s = spec_for(*backend, "b", 2, 0, 0);
+    s.priority = i >= 5;
+    s.client = (s.priority ? "p" : "f") + std::to_string(i);
+    jobs.push_back(std::make_shared<GenerationJob>(s));
+    ASSERT_TRUE(scheduler.submit(jobs.back()));
+  }
+  running->cancel();
+  std::string text;
+  for (auto& j : jobs) EXPECT_EQ(wait_until_finished(*j, text).finish_reason, "length");
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(order.size(), 12u);  // the running job's first token, then the 11
+  const std::vector<std::string> admitted(order.begin() + 1, order.end());
+  // The rule, replayed here: while both classes wait, free_every - 1 priority jobs then a free one;
+  // each class in arrival order.
+  std::vector<std::string> expected;
+  std::vector<std::string> free{"f0", "f1", "f2", "f3", "f4"}, prio{"p5", "p6", "p7", "p8", "p9", "p10"};
+  size_t streak = 0;
+  while (!free.empty() || !prio.empty()) {
+    const bool free_turn = !free.empty() && (prio.empty() || streak + 1 >= options.free_every);
+    auto& from = free_turn ? free : prio;
+    streak = (!free_turn && !free.empty()) ? streak + 1 : 0;
+    expected.push_back(from.front());
+    from.erase(from.begin());
+  }
+  EXPECT_EQ(admitted, expected);
+  // What that means: the first contributor is served before any of the earlier anonymous jobs, and
+  // the first anonymous job still gets in before the last contributor.
+  EXPECT_EQ(admitted.front(), "p5");
+  EXPECT_LT(std::find(admitted.begin(), admitted.end(), "f0"), std::find(admitted.begin(), admitted.end(), "p10"));
+}
+
+}  // namespace
+}  // namespace omni::gateway

@@ -2,6 +2,7 @@
 // rollback restores the state, batches agree with one-token steps, bad input is an error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -134,6 +135,40 @@ TEST_P(Engine, BatchMatchesTokenByToken) {
   }
 }
 
+// The batch-invariance rule: K drafted tokens verified in one call (every row's logits, or hidden
+// states passed between block ranges) get exactly the bits of K one-token steps. F16 is the type
+// whose batched sums differ from single rows (ggml's GEMM); Q4_0 has its own repacked kernel.
+class PerTokenSums : public Engine {};
+
+TEST_P(PerTokenSums, DraftBatchGivesTheBitsOfSingleSteps) {
+  const uint32_t n = model->config().n_layer;
+  const uint32_t vocab = model->config().n_vocab;
+  std::vector<int32_t> long_prompt;
+  for (int i = 0; i < 21; ++i) long_prompt.push_back(prompt[i % prompt.size()] + i);  // a batched prefill
+  const std::vector<int32_t> draft{29892, 306, 1024, 77, 5000, 12};
+  auto steps = session(0, n), batch = session(0, n);
+  auto a = session(0, 2), b = session(2, n);
+  std::vector<float> out, all, hidden, split;
+  ASSERT_TRUE(steps->forward(long_prompt, {}, Output::LastLogits, out, pool));
+  ASSERT_TRUE(batch->forward(long_prompt, {}, Output::LastLogits, out, pool));
+  ASSERT_TRUE(a->forward(long_prompt, {}, Output::Hidden, hidden, pool));
+  ASSERT_TRUE(b->forward({}, hidden, Output::LastLogits, out, pool));
+  constexpr auto kPerToken = BatchSums::kPerToken;
+  ASSERT_TRUE(batch->forward(draft, {}, Output::AllLogits, all, pool, kPerToken));
+  ASSERT_TRUE(a->forward(draft, {}, Output::Hidden, hidden, pool, kPerToken));
+  ASSERT_TRUE(b->forward({}, hidden, Output::AllLogits, split, pool, kPerToken));
+  ASSERT_EQ(all.size(), draft.size() * vocab);
+  EXPECT_EQ(split, all);
+  for (size_t t = 0; t < draft.size(); ++t) {
+    ASSERT_TRUE(steps->forward({{draft[t]}}, {}, Output::LastLogits, out, pool));
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + t * vocab)) << "row " << t;
+  }
+  // Rolling the rejected rows back and going on gives the steps' bits too.
+  ASSERT_TRUE(batch->rollback(3));
+  ASSERT_TRUE(batch->forward({{draft[3]}}, {}, Output::LastLogits, out, pool));
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + 3 * vocab));
+}
+
 TEST_P(Engine, BadInputIsAnError) {
   const uint32_t n = model->config().n_layer;
   std::vector<float> out;
@@ -157,6 +192,16 @@ TEST_P(Engine, BadInputIsAnError) {
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, Engine,
                          ::testing::Values("synth-llama-q8_0.gguf", "synth-qwen2-q4_k_m.gguf", "synth-phi3-q8_0.gguf"),
+                         [](const auto& info) {
+                           std::string s = info.param.substr(0, info.param.size() - 5);
+                           for (char& c : s)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return s;
+                         });
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, PerTokenSums,
+                         ::testing::Values("synth-llama-f16.gguf", "synth-llama-q8_0.gguf", "synth-llama-q4_0.gguf",
+                                           "synth-qwen2-q4_k_m.gguf", "synth-phi3-q8_0.gguf"),
                          [](const auto& info) {
                            std::string s = info.param.substr(0, info.param.size() - 5);
                            for (char& c : s)

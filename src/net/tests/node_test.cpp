@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "net/errors.h"
+#include "net/forward_attestation.h"
 #include "net/node_connection.h"
 #include "net/node_server.h"
 #include "net/tests/test_node.h"
@@ -520,6 +521,59 @@ TEST(Node, F16OutputPastItsRangeIsRefusedNotSentAsInfinity) {
   EXPECT_EQ(err.code, ErrorCode::InvalidArgument) << err.message;
   EXPECT_NE(err.message.find("beyond f16's range; use the f32 hidden-state format"), std::string::npos)
       << err.message;
+}
+
+// Direct replies carry the node's signature over the call (net/forward_attestation.h): it verifies
+// under the node's own key, names the session's positions, and its digests are those of the input
+// sent and the rows received (computed here); a changed output no longer verifies. A node whose
+// output_filter changes its rows (a liar) signs the changed rows, so its lie is attributable.
+TEST(Node, DirectRepliesAreSignedOverInputAndOutput) {
+  auto liar_options = options(0, 2);
+  liar_options.output_filter = [](std::vector<uint8_t>& rows) { rows[0] ^= 1; };
+  TestNode honest(options(0, 2)), liar(liar_options);
+  Client c;
+  std::vector<std::vector<uint8_t>> outputs;
+  for (TestNode* node : {&honest, &liar}) {
+    auto conn = c.connect(node->address());
+    const auto& model = conn->info().model;
+    auto s = open(c, *conn, 0, 2);
+    std::array<uint8_t, 16> nonce{};
+    uint64_t position = 0;
+    for (std::vector<int32_t> ids : {std::vector<int32_t>{5, 9, 13}, std::vector<int32_t>{21}}) {
+      auto req = s.forwardRequest();
+      auto in = req.initInput();
+      auto l = in.initInput().initTokens(static_cast<unsigned>(ids.size()));
+      for (unsigned i = 0; i < ids.size(); ++i) l.set(i, ids[i]);
+      in.setOutputLast(1);
+      auto response = req.send().wait(c.io.waitScope);
+      auto data = response.getOutput().getHidden().getData();
+      std::vector<uint8_t> rows(data.begin(), data.end());
+      auto a = read_attestation(response.getOutput().getAttestation(), model, 0, 2);
+      ASSERT_TRUE(a.ok()) << a.error().message;
+      EXPECT_TRUE(verify_attestation(*a).ok());
+      EXPECT_EQ(a->peer_id(), conn->peer_id());
+      EXPECT_EQ(a->position, position);
+      EXPECT_EQ(a->n_tokens, ids.size());
+      EXPECT_EQ(a->output_rows, 1u);
+      EXPECT_EQ(a->input_sha256, tokens_digest(ids));
+      EXPECT_EQ(a->output_sha256, hidden_digest(HiddenEncoding::F32, rows));
+      if (position == 0) nonce = a->session_nonce;
+      EXPECT_EQ(a->session_nonce, nonce);  // one session, one nonce
+      auto forged = *a;
+      forged.output_sha256[0] ^= 1;
+      EXPECT_EQ(verify_attestation(forged).error().code, ErrorCode::PermissionDenied);
+      forged = *a;
+      forged.position += 1;
+      EXPECT_FALSE(verify_attestation(forged).ok());
+      position += ids.size();
+      outputs.push_back(rows);
+    }
+  }
+  ASSERT_EQ(outputs.size(), 4u);
+  EXPECT_NE(outputs[0], outputs[2]);  // the liar's first row differs from the honest one ...
+  auto fixed = outputs[2];
+  fixed[0] ^= 1;
+  EXPECT_EQ(outputs[0], fixed);  // ... by exactly the filter's change
 }
 
 }  // namespace

@@ -147,3 +147,33 @@ TEST(Assignment, RebalanceNeverLeavesABlockItAloneServes) {
 
 }  // namespace
 }  // namespace omni::swarm
+
+namespace omni::swarm {
+namespace {
+
+TEST(Assignment, ReputationSteersAJoiningNodeToBlocksOfDoubtfulPeers) {
+  // a serves 0:2, b serves 2:4, equally fast. Unweighted, a 2-block joiner takes the lower start
+  // (a tie). When b scores 0.25, blocks 2:4 look four times weaker and the joiner takes them.
+  const std::vector<NodeRecord> records{node("a", 4, 0, 2, 10), node("b", 4, 2, 4, 10)};
+  auto all_one = [](const std::string&) { return 1.0; };
+  EXPECT_EQ(choose_span(coverage_of(weigh_by_reputation(records, all_one), 4), 2, 5).begin, 0u);
+  auto b_doubtful = [](const std::string& id) { return id == "b" ? 0.25 : 1.0; };
+  const auto weighed = weigh_by_reputation(records, b_doubtful);
+  ASSERT_EQ(weighed.size(), 2u);
+  EXPECT_DOUBLE_EQ(weighed[1].block_tps, 2.5);
+  EXPECT_EQ(choose_span(coverage_of(weighed, 4), 2, 5).begin, 2u);
+  // An excluded peer (score 0) counts as no replica at all: its blocks are unserved.
+  auto b_excluded = [](const std::string& id) { return id == "b" ? 0.0 : 1.0; };
+  const Coverage c = coverage_of(weigh_by_reputation(records, b_excluded), 4);
+  EXPECT_EQ(c.replicas[2], 0u);
+  EXPECT_EQ(c.replicas[3], 0u);
+  EXPECT_EQ(choose_span(c, 2, 5).begin, 2u);
+  // A rebalancing node moves off a range it shares with a good peer to fill the excluded one's.
+  auto m = consider_move(weigh_by_reputation({node("a", 4, 0, 2, 10), node("b", 4, 2, 4, 10)}, b_excluded),
+                         node("c", 4, 0, 2, 10), 1.25);
+  EXPECT_TRUE(m.move) << m.reason;
+  EXPECT_EQ(m.to.begin, 2u);
+}
+
+}  // namespace
+}  // namespace omni::swarm

@@ -25,6 +25,8 @@ struct Shared {
   ErrorCode failure = ErrorCode::Unavailable;  // what those failures are
   ErrorCode refusal = ErrorCode::Unavailable;  // what refused opens are
   std::vector<std::vector<std::vector<int32_t>>> calls;  // per pipeline
+  std::vector<uint32_t> rollbacks;  // every pipeline's, in order
+  std::vector<std::vector<int>> verifications;  // per pipeline: the indexes of its forward_all calls
 };
 
 class FakePipeline final : public net::Pipeline {
@@ -41,6 +43,17 @@ class FakePipeline final : public net::Pipeline {
     state_ = state_ * 31u + static_cast<uint32_t>(tokens.size());  // batch shape matters
     logits.assign(8, 0.f);
     for (int i = 0; i < 8; ++i) logits[i] = static_cast<float>((state_ >> (i * 4)) & 15);
+    return {};
+  }
+  // A verification call: the same state change, marked so that a replay can be told from a forward.
+  Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
+    state_ = state_ * 7u + 1;
+    s_.verifications.resize(static_cast<size_t>(index_));
+    s_.verifications[index_ - 1].push_back(calls_);
+    return forward(tokens, logits);
+  }
+  Result<void> rollback(uint32_t n) override {
+    s_.rollbacks.push_back(n);
     return {};
   }
   size_t max_batch() const override { return 4; }
@@ -118,6 +131,30 @@ TEST(Failover, OutputEqualsTheNoFaultOutput) {
     EXPECT_EQ(e.attempts, 1u);
     EXPECT_NE(e.reason.find("lost"), std::string::npos);
   }
+}
+
+// Speculative decoding: rejected drafts are rolled back; a replay sends what the sessions held
+// (the verification call without its rolled-back tail), and verification calls as verifications.
+TEST(Failover, TheReplayLeavesOutRolledBackPositions) {
+  Shared s;
+  s.fail_after[1] = 3;
+  auto p = FailoverPipeline::create(opener(s), quick(3));
+  ASSERT_TRUE(p.ok());
+  std::vector<float> logits;
+  ASSERT_TRUE((*p)->forward(std::vector<int32_t>{1, 2, 3}, logits));
+  ASSERT_TRUE((*p)->forward_all(std::vector<int32_t>{4, 5, 6, 7}, logits));
+  ASSERT_TRUE((*p)->rollback(3));  // 5, 6, 7 rejected
+  ASSERT_TRUE((*p)->forward_all(std::vector<int32_t>{8, 9}, logits));
+  ASSERT_TRUE((*p)->rollback(1));
+  ASSERT_TRUE((*p)->forward(std::vector<int32_t>{10}, logits));  // the 4th call: fails, replayed
+  EXPECT_EQ((*p)->failovers(), 1u);
+  EXPECT_EQ(s.rollbacks, (std::vector<uint32_t>{3, 1}));
+  ASSERT_EQ(s.calls.size(), 2u);
+  const std::vector<std::vector<int32_t>> replayed{{1, 2, 3}, {4}, {8}, {10}};
+  EXPECT_EQ(s.calls[1], replayed);
+  ASSERT_EQ(s.verifications.size(), 2u);
+  EXPECT_EQ(s.verifications[1], (std::vector<int>{1, 2}));
+  EXPECT_FALSE((*p)->rollback(100));
 }
 
 TEST(Failover, SeveralFailuresInOneGeneration) {

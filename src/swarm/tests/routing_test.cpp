@@ -388,3 +388,53 @@ TEST(Routing, NodeClaimingZeroEverywhereDoesNotDrawEveryRoute) {
 
 }  // namespace
 }  // namespace omni::swarm
+
+namespace omni::swarm {
+namespace {
+
+TEST(Routing, ALowReputationReplicaIsChosenLess) {
+  // Two equal replicas of the whole model, b scoring 0.5: b's hop cost counts double, so with the
+  // load term b takes a session when (1 + k_b) / 0.5 <= (1 + k_a): about a third of 60.
+  std::vector<Candidate> cs{{"a", "h:1", 0, 4, 50, 0.001, 0}, {"b", "h:2", 0, 4, 50, 0.001, 0}};
+  cs[1].reputation = 0.5;
+  for (double jitter : {0.0, 0.25}) {
+    auto used = route_sessions(cs, 60, jitter, 9);
+    std::printf("jitter %.2f: sessions score 1: %d, score 0.5: %d\n", jitter, used[0], used[1]);
+    EXPECT_NEAR(used[1], 20, 3) << "jitter " << jitter;
+    EXPECT_NEAR(used[0], 40, 3) << "jitter " << jitter;
+  }
+  // Without the load term, the better-scored of two equal replicas wins every time.
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(shortest_route(cs, 4, 0.25, &rng)->hops[0].candidate, 0u);
+  // The expected cost does not include the penalty: it is the same whichever replica is taken.
+  cs[0].reputation = 0.5;
+  cs[1].reputation = 1;
+  auto r = shortest_route(cs, 4);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->hops[0].candidate, 1u);
+  EXPECT_DOUBLE_EQ(r->cost_s, hop_cost(cs[1], 4));
+}
+
+TEST(Routing, AnExcludedReplicaIsNeverRouted) {
+  // c serves the whole model far faster than a + b, and is excluded.
+  std::vector<Candidate> cs{{"a", "h:1", 0, 2, 50, 0.002, 0}, {"b", "h:2", 2, 4, 50, 0.002, 0},
+                            {"c", "h:3", 0, 4, 1e6, 0.0001, 0}};
+  cs[2].excluded = true;
+  std::mt19937_64 rng(4);
+  for (int i = 0; i < 200; ++i) {
+    auto r = shortest_route(cs, 4, 0.25, &rng);
+    ASSERT_TRUE(r.ok());
+    for (const auto& h : r->hops) ASSERT_NE(h.candidate, 2u);
+    cs[0].active_sessions++;  // even as the others fill up
+    cs[1].active_sessions++;
+  }
+  // When only an excluded node serves a block, there is no route, and the error says why.
+  cs[1].excluded = true;
+  auto r = shortest_route(cs, 4);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::Unavailable);
+  EXPECT_NE(r.error().message.find("excluded"), std::string::npos) << r.error().message;
+}
+
+}  // namespace
+}  // namespace omni::swarm
