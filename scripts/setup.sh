@@ -16,6 +16,8 @@ packages=(
   capnproto libcapnp-dev libssl-dev   # wire protocol (Cap'n Proto RPC over kj-tls / OpenSSL)
   libopendht-dev                      # swarm directory (OpenDHT DHT)
   libsqlite3-dev
+  libminiupnpc-dev libnatpmp-dev      # a node's port mapping on home routers (UPnP-IGD, NAT-PMP)
+  miniupnpd-nftables nftables         # the UPnP test's router in a network namespace
   libcpp-httplib-dev                  # gateway HTTP server (src/gateway)
   libcurl4-openssl-dev                # model downloads from http(s) URLs and hf: names (src/store)
   chromium                            # gateway browser test (playwright-core)

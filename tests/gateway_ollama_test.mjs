@@ -84,11 +84,11 @@ await check("generate: a user turn through the template, and raw text completion
   assert.equal(text, expected("text"));
 });
 
-await check("errors: unknown model 404, unsupported format 400, with Ollama's error text", async () => {
+await check("errors: unknown model 404, a format that is neither \"json\" nor a schema 400, with Ollama's error text", async () => {
   await assert.rejects(ollama.chat({ model: "nope", messages: [{ role: "user", content: "hi" }], stream: false }),
                        (e) => e.status_code === 404 && /nope/.test(e.error));
   await assert.rejects(
-    ollama.chat({ model, messages: [{ role: "user", content: "hi" }], stream: false, format: "json" }),
+    ollama.chat({ model, messages: [{ role: "user", content: "hi" }], stream: false, format: "yaml" }),
     (e) => e.status_code === 400 && /format/.test(e.error));
   await assert.rejects(
     ollama.generate({ model, prompt: "hi", stream: false, options: { num_predict: 0 } }),

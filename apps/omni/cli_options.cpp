@@ -184,6 +184,17 @@ CLI::Validator count_in(long long min, long long max) {
       "");
 }
 
+CLI::Validator byte_amount() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto n = parse_byte_amount(text);
+        if (!n) return n.error().message;
+        text = std::to_string(*n);
+        return "";
+      },
+      "BYTES");
+}
+
 CLI::Validator number_in(double min, double max) {
   return CLI::Validator(
       [min, max](std::string& text) -> std::string {

@@ -86,6 +86,9 @@ Result<void> resolve_model(std::string& model, const std::string& sha256, const 
 // A whole number in [min, max]; with max = kNoMax, anything up to UINT64_MAX (for 64-bit options).
 inline constexpr long long kNoMax = INT64_MAX;
 CLI::Validator count_in(long long min, long long max = kNoMax);
+// base::parse_byte_amount ("200k", "4Mi"), rewritten to the whole number for the option to store;
+// use with Option::transform.
+CLI::Validator byte_amount();
 CLI::Validator number_in(double min, double max = HUGE_VAL);    // a finite number in [min, max]
 CLI::Validator number_above(double min);                        // a finite number > min
 CLI::Validator block_range(bool allow_empty = false);            // base::parse_block_range: A:B

@@ -52,6 +52,7 @@ int run_fetch(const FetchCliOptions& o) {
        .data_dir = o.data_dir,
        .window = o.window,
        .timeout_s = o.timeout_s,
+       .bandwidth = nullptr,
        .log = [](const std::string& line) { std::fprintf(stderr, "omni fetch: %s\n", line.c_str()); },
        .progress = [&bar](const store::FetchProgress& p, bool done) { bar.update(p, done); }});
   if (!m) return fail("fetch", m.error());

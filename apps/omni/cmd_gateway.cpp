@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "base/fd_limit.h"
@@ -37,6 +39,7 @@ struct GatewayCliOptions {
   double body_timeout_s = gateway::ConnectionLimits{}.body_timeout.count() / 1000.0;
   std::string web_dir;
   std::string chat_template;
+  std::string chat_template_file;
   // Access (gateway/access_policy.h): keys from --api-key, --api-key-file and OMNI_API_KEY together.
   std::vector<std::string> api_keys;
   std::string api_key_file;
@@ -141,6 +144,14 @@ int run_gateway(const GatewayCliOptions& o) {
   options.connection_limits.body_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.body_timeout_s * 1000));
   options.web_dir = find_web_dir(o.web_dir);
   options.chat_template = o.chat_template;
+  if (!o.chat_template_file.empty()) {
+    std::ifstream in(o.chat_template_file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().empty())
+      return fail(Error{ErrorCode::InvalidArgument, "cannot read the chat template file " + o.chat_template_file});
+    options.chat_template_source = text.str();
+  }
   options.rate_limits = {o.rate_requests, o.rate_tokens};
   options.scheduler = {o.max_sessions, o.max_queue, o.max_batch_tokens, o.free_every};
   options.access = std::move(access);
@@ -231,6 +242,10 @@ void register_gateway(CLI::App& app, int& exit_code) {
   cmd->add_option("--web-dir", o->web_dir, "The web UI's files (default: web/dist if built, else the installed /usr/share/omni/web)");
   cmd->add_option("--chat-template", o->chat_template,
                   "Chat template by name (default: the model's own, else chatml)");
+  cmd->add_option("--chat-template-file", o->chat_template_file,
+                  "A Jinja chat template to use instead of the model's own (e.g. one that knows tools)")
+      ->check(CLI::ExistingFile)
+      ->excludes("--chat-template");
   cmd->add_option("--api-key", o->api_keys,
                   "Require 'Authorization: Bearer KEY' on /v1 and /metrics (repeatable; also --api-key-file and "
                   "the OMNI_API_KEY environment variable, which other users cannot see in ps). KEY=NODEID binds the "

@@ -12,6 +12,14 @@
 // holds (provider records); a node started from a file has a store only with --share, which shards
 // the file into it first (a hash pass and a copy of the file on disk, so it is not the default).
 //
+// With --when-idle the node pauses while the machine's own user is busy (CPU time of other
+// processes, /proc/stat; swarm/owner_activity.h) and logs "paused: ..." and "resumed: ...".
+//
+// With --upnp a node behind a home router asks it to forward its port (UPnP-IGD or NAT-PMP) and
+// prints "omni node: peer <id> reachable as <id>@<host:port> (port mapped by <method>)". Off by
+// default: a node on a public address or a LAN gains nothing from it, and asking costs up to 4 s
+// at start; the package's omni.toml turns it on for volunteers.
+//
 // With --relay HOST:PORT a node behind NAT is served through a relay (`omni relay`): it keeps a
 // control connection to it, prints "omni node: peer <id> reachable as <id>@relay:HOST:PORT" at
 // each (re)registration, and announces that address to the swarm. Without --listen it then listens
@@ -52,6 +60,11 @@ struct NodeCommandOptions {
   double idle_timeout_s = 300;
   std::string model_sha256;
   uint64_t max_receive_buffer_mib = 512;
+  bool when_idle = false;
+  swarm::IdlePolicy idle;
+  double busy_load_percent = 50;
+  uint64_t max_upload = 0;    // bytes/s; 0: no cap
+  uint64_t max_download = 0;
 };
 
 // SIGINT and SIGTERM stop a serving node cleanly (NodeRuntime::stop); before it serves, or at a
@@ -109,12 +122,23 @@ int run_node(NodeCommandOptions o, bool listen_given) {
   r.drain_timeout_s = whole_seconds(o.drain_timeout_s);
   r.node.idle_timeout_s = whole_seconds(o.idle_timeout_s);
   r.node.max_receive_buffer_bytes = o.max_receive_buffer_mib << 20;
+  if (o.when_idle) {
+    o.idle.busy_fraction = o.busy_load_percent / 100;
+    r.when_idle = o.idle;
+  }
+  if (o.max_upload > 0 || o.max_download > 0)
+    r.node.bandwidth = std::make_shared<net::Bandwidth>(o.max_upload, o.max_download);
   r.log = [](const std::string& line) { std::fprintf(stderr, "omni node: %s\n", line.c_str()); };
   auto bar = std::make_shared<ProgressBar>();
   r.fetch_progress = [bar](const store::FetchProgress& p, bool done) { bar->update(p, done); };
   r.on_listening = [](const swarm::NodeEndpoint& e) {
     std::printf("omni node: peer %s listening on %s, blocks %u:%u\n", e.peer_id.c_str(), e.address.c_str(),
                 e.blocks.begin, e.blocks.end);
+    std::fflush(stdout);
+  };
+  r.on_mapped = [](const swarm::NodeEndpoint& e, const std::string& method) {
+    std::printf("omni node: peer %s reachable as %s@%s (port mapped by %s), blocks %u:%u\n", e.peer_id.c_str(),
+                e.peer_id.c_str(), e.address.c_str(), method.c_str(), e.blocks.begin, e.blocks.end);
     std::fflush(stdout);
   };
   r.on_relayed = [](const swarm::NodeEndpoint& e) {
@@ -186,6 +210,21 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_option("--relay", o->runtime.relay,
                   "[ID@]HOST:PORT of an `omni relay` to be reachable through (behind NAT); without --listen, "
                   "listen only on loopback for it");
+  cmd->add_flag("--when-idle", o->when_idle,
+                "Serve only while the machine's user is not busy: pause (no new session, reported full) while "
+                "other processes use more than --busy-load of the CPU for --busy-seconds");
+  cmd->add_option("--busy-load", o->busy_load_percent, "With --when-idle: percent of all CPU time others may use")
+      ->check(number_in(1, 100))
+      ->capture_default_str();
+  cmd->add_option("--busy-seconds", o->idle.busy_for_s, "With --when-idle: seconds above --busy-load before pausing")
+      ->check(count_in(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--idle-seconds", o->idle.idle_for_s, "With --when-idle: seconds at or below it before resuming")
+      ->check(count_in(1, 86400))
+      ->capture_default_str();
+  cmd->add_flag("--upnp", o->runtime.upnp,
+                "Ask the home router to forward the listening port (UPnP-IGD, else NAT-PMP), renew it while "
+                "serving, remove it on exit, and announce the router's address first");
   add_data_dir(cmd, o->runtime.data_dir, "Directory of the node's identity key and credit ledger (default ~/.omni)");
   cmd->add_option("--max-sessions", o->runtime.node.max_sessions, "Sessions open at once")
       ->check(count_in(1, 1000000))
@@ -205,6 +244,12 @@ void register_node(CLI::App& app, int& exit_code) {
                   "Tokens of a call computed before other clients' calls may run (bigger calls are split, "
                   "with the same results)")
       ->check(count_in(2, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o->runtime.node.max_pass_tokens,
+                  "Tokens of one compute pass: calls of different sessions waiting for the node are merged "
+                  "into its next pass up to this many (1: no merging; each call still runs in --compute-slice "
+                  "slices)")
+      ->check(count_in(1, 1000000))
       ->capture_default_str();
   cmd->add_option("--max-kv-mib", o->runtime.max_kv_mib, "KV cache budget over all sessions, MiB")
       ->check(count_in(1))
@@ -243,6 +288,14 @@ void register_node(CLI::App& app, int& exit_code) {
       ->check(count_in(1, 1000000))
       ->capture_default_str();
   add_threads(cmd, o->runtime.node.threads);
+  cmd->add_option("--max-upload", o->max_upload,
+                  "Bytes/s this node sends over all its connections (k, M, G, Ki, Mi, Gi suffixes; 0: no cap)")
+      ->transform(byte_amount())
+      ->capture_default_str();
+  cmd->add_option("--max-download", o->max_download,
+                  "Bytes/s this node receives over all its connections, shard fetches included (0: no cap)")
+      ->transform(byte_amount())
+      ->capture_default_str();
   cmd->add_option("--allow-peers", o->runtime.allow_peers, "File of client peer ids (one a line) allowed to connect");
   cmd->callback([o, cmd, &exit_code] { exit_code = run_node(*o, cmd->count("--listen") > 0); });
 }

@@ -106,6 +106,28 @@ Result<BlockRange> parse_block_range(std::string_view text, bool allow_empty) {
   return BlockRange{static_cast<uint32_t>(begin), static_cast<uint32_t>(end)};
 }
 
+Result<uint64_t> parse_byte_amount(std::string_view text) {
+  struct Suffix {
+    std::string_view text;
+    uint64_t factor;
+  };
+  static constexpr Suffix kSuffixes[] = {{"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30},
+                                         {"k", 1000},        {"M", 1000000},    {"G", 1000000000}};
+  uint64_t factor = 1;
+  std::string_view digits = text;
+  for (const Suffix& s : kSuffixes)
+    if (text.size() > s.text.size() && text.ends_with(s.text)) {
+      factor = s.factor;
+      digits = text.substr(0, text.size() - s.text.size());
+      break;
+    }
+  uint64_t n = 0;
+  if (!parse_decimal(digits, UINT64_MAX, n))
+    return invalid(text, "is not an amount of bytes (a whole number, optionally with k, M, G, Ki, Mi or Gi)");
+  if (n > UINT64_MAX / factor) return invalid(text, "is too large an amount of bytes");
+  return n * factor;
+}
+
 std::string hex_encode(std::span<const uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

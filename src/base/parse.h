@@ -42,6 +42,11 @@ struct BlockRange {
 };
 Result<BlockRange> parse_block_range(std::string_view text, bool allow_empty = false);
 
+// An amount of bytes (a size, or a rate in bytes/s): a whole number, optionally followed by a
+// suffix: k, M, G (10^3, 10^6, 10^9) or Ki, Mi, Gi (2^10, 2^20, 2^30). "200k" is 200000, "1Mi"
+// 1048576. At most UINT64_MAX.
+Result<uint64_t> parse_byte_amount(std::string_view text);
+
 // Hex, lower case, two digits per byte. The reader accepts only that form, so every byte string
 // has exactly one spelling (ids and tokens are compared as text).
 std::string hex_encode(std::span<const uint8_t> bytes);

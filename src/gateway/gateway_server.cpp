@@ -20,6 +20,8 @@
 #include "gateway/ollama_api.h"
 #include "gateway/openai_request.h"
 #include "gateway/openai_response.h"
+#include "gateway/output_constraints.h"
+#include "gateway/tool_calls.h"
 #include "gateway/prompt_builder.h"
 #include "gateway/sse.h"
 #include "gateway/static_site.h"
@@ -118,7 +120,11 @@ struct GatewayServer::Impl {
     EngineBackend* backend;
     PromptBuilder prompts;
     std::unique_ptr<Scheduler> scheduler;
+    std::unique_ptr<OutputConstraints> constraints;  // the grammars its requests ask for
+    ToolCallFormat tool_format = ToolCallFormat::Generic;  // how its template writes tool calls
   };
+  // The tools a generation's answer may call (null: its text is all content).
+  using Tools = std::shared_ptr<const std::vector<ToolDefinition>>;
 
   std::unique_ptr<ModelCatalog> catalog;
   GatewayOptions options;
@@ -160,13 +166,17 @@ struct GatewayServer::Impl {
     std::lock_guard lock(served_mutex);
     auto& slot = served[*backend];
     if (!slot) {
-      auto prompts = PromptBuilder::create((*backend)->tokenizer(), (*backend)->description().chat_template_source,
-                                           options.chat_template);
+      const std::string& source = options.chat_template_source.empty()
+                                      ? (*backend)->description().chat_template_source
+                                      : options.chat_template_source;
+      auto prompts = PromptBuilder::create((*backend)->tokenizer(), source, options.chat_template);
       if (!prompts) {
         served.erase(*backend);
         return prompts.error().with_context("chat template");
       }
-      slot = std::unique_ptr<Served>(new Served{*backend, std::move(*prompts), nullptr});
+      slot = std::unique_ptr<Served>(new Served{*backend, std::move(*prompts), nullptr,
+                                                std::make_unique<OutputConstraints>((*backend)->tokenizer()),
+                                                tool_call_format(source)});
       slot->scheduler = std::make_unique<Scheduler>(**backend, options.scheduler, observer);
     }
     return slot.get();
@@ -191,10 +201,10 @@ struct GatewayServer::Impl {
   enum class Route { OpenAIChat, OpenAICompletion, OllamaChat, OllamaGenerate };
   void handle_generation(const httplib::Request& req, httplib::Response& res, Route route);
   void respond_ollama(httplib::Response& res, std::shared_ptr<GenerationJob> job, OllamaEndpoint endpoint,
-                      std::string model, bool stream);
+                      std::string model, bool stream, Tools tools);
   void respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who,
-                         bool include_usage);
-  void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who);
+                         bool include_usage, Tools tools);
+  void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who, Tools tools);
 
   void log(const std::string& line) const {
     if (options.log) options.log(line);
@@ -400,6 +410,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   // A chat (messages through the model's template) or a text completion (the prompt as it is).
   std::optional<std::vector<model::ChatMessage>> messages;
   std::string text_prompt;
+  // Tool calling (chat routes only).
+  std::vector<ToolDefinition> tools;
+  ToolChoice tool_choice;
+  nlohmann::ordered_json conversation, tools_json;
   switch (route) {
     case Route::OpenAIChat:
     case Route::OllamaChat: {
@@ -408,6 +422,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
       model_name = std::move(parsed->model);
       params = std::move(parsed->params);
       messages = std::move(parsed->messages);
+      tools = std::move(parsed->tools);
+      tool_choice = parsed->tool_choice;
+      conversation = std::move(parsed->conversation);
+      tools_json = std::move(parsed->tools_json);
       break;
     }
     case Route::OpenAICompletion: {
@@ -447,7 +465,24 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   // The prompt must leave room for one generated token; one past that is not tokenized further.
   const size_t budget = std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1;
   Prompt prompt;
-  if (messages) {
+  const bool tools_offered = !tools.empty() && tool_choice.kind != ToolChoice::Kind::None;
+  if (messages && (tools_offered || !conversation.is_null())) {
+    // Tools, tool calls or tool results: the template gets them as transformers passes them.
+    model::ChatInput input;
+    if (!conversation.is_null()) {
+      input.messages = std::move(conversation);
+    } else {
+      for (const model::ChatMessage& m : *messages) input.messages.push_back({{"role", m.role}, {"content", m.content}});
+    }
+    if (tools_offered) input.tools = tools_json;
+    auto built = model->prompts.chat(input, budget);
+    if (!built) {
+      ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
+      e.param = "messages";
+      return refuse(e);
+    }
+    prompt = std::move(*built);
+  } else if (messages) {
     auto built = model->prompts.chat(*messages, budget);
     if (!built) {
       ApiError e = failure(built.error().with_context("the conversation does not fit the model's chat template"));
@@ -499,14 +534,27 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
     return refuse(e);
   }
 
+  // The output's grammar: a forced tool call, or the response format.
+  const bool forced_call = tools_offered && (tool_choice.kind == ToolChoice::Kind::Required ||
+                                             tool_choice.kind == ToolChoice::Kind::Function);
+  auto grammar = forced_call ? model->constraints->for_tool_choice(tools, tool_choice, model->tool_format)
+                             : model->constraints->for_format(params.response_format,
+                                                              ollama ? "format" : "response_format.json_schema.schema");
+  if (!grammar) return refuse(grammar.error());
+  const Tools answer_tools = tools_offered ? std::make_shared<const std::vector<ToolDefinition>>(std::move(tools)) : nullptr;
+
   GenerationSpec spec;
+  spec.grammar = std::move(*grammar);
   spec.prompt = std::move(prompt.tokens);
   spec.max_tokens = static_cast<int>(reservation.tokens);
   spec.sampling = params.sampling;
   spec.stops = std::move(params.stop);
   spec.logprobs = params.logprobs;
   spec.logit_bias = std::move(params.logit_bias);
-  for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
+  // Under a grammar the answer ends where the grammar says: the template's turn-end texts could
+  // appear inside a JSON string and must not cut it.
+  if (!spec.grammar)
+    for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
   spec.client = client;
   spec.priority = klass.priority;
   const size_t reserved = reservation.tokens;
@@ -522,22 +570,24 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   }
   if (ollama) {
     const OllamaEndpoint which = route == Route::OllamaChat ? OllamaEndpoint::Chat : OllamaEndpoint::Generate;
-    return respond_ollama(res, std::move(job), which, model_name, params.stream);
+    return respond_ollama(res, std::move(job), which, model_name, params.stream, answer_tools);
   }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
-  if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage);
-  else respond_whole(res, std::move(job), std::move(who));
+  if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage, answer_tools);
+  else respond_whole(res, std::move(job), std::move(who), answer_tools);
 }
 
 void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job,
-                                            ResponseIdentity who, bool include_usage) {
+                                            ResponseIdentity who, bool include_usage, Tools tools) {
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");  // tell reverse proxies not to buffer the stream
   auto first = std::make_shared<bool>(true);
   auto text_offset = std::make_shared<size_t>(0);  // the log-probs' text_offset so far
+  // With tools, text that may be a call is held until the end, then sent as calls or as content.
+  auto calls = tools ? std::make_shared<ToolCallStream>() : nullptr;
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, job, who, include_usage, first, text_offset](size_t, httplib::DataSink& sink) {
+      [this, job, who, include_usage, first, text_offset, tools, calls](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = true;
         if (*first && who.endpoint == Endpoint::Chat) {
@@ -546,6 +596,21 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
           *first = false;
         }
         JobUpdate u = job->wait(kStreamPoll);
+        std::string finish_reason = u.finish_reason;
+        if (calls) {
+          u.text = calls->feed(u.text);
+          if (u.finished && u.finish_reason != "error" && u.finish_reason != "cancelled") {
+            ParsedAnswer answer = calls->finish(*tools);
+            u.text += answer.content;
+            if (!answer.calls.empty()) {
+              if (ok && !u.text.empty()) ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt))));
+              u.text.clear();
+              for (const json& chunk : tool_call_chunks(who, answer.calls))
+                if (ok) ok = write(sse_event(dump(chunk)));
+              finish_reason = "tool_calls";
+            }
+          }
+        }
         if (ok && (!u.text.empty() || !u.logprobs.empty())) {
           json logprobs = logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? &u.logprobs : nullptr, *text_offset);
           ok = write(sse_event(dump(stream_chunk(who, u.text, *first, std::nullopt, std::move(logprobs)))));
@@ -558,7 +623,7 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
           if (u.finish_reason == "error" || u.finish_reason == "cancelled") {
             ok = write(sse_event(dump(generation_failure(u).to_json())));
           } else {
-            ok = write(sse_event(dump(stream_chunk(who, "", *first, u.finish_reason))));
+            ok = write(sse_event(dump(stream_chunk(who, "", *first, finish_reason))));
             if (ok && include_usage) ok = write(sse_event(dump(usage_chunk(who, {u.prompt_tokens, u.completion_tokens}))));
           }
           if (ok) ok = write(sse_done());
@@ -571,18 +636,20 @@ void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_
 }
 
 void GatewayServer::Impl::respond_ollama(httplib::Response& res, std::shared_ptr<GenerationJob> job,
-                                         OllamaEndpoint endpoint, std::string model, bool stream) {
+                                         OllamaEndpoint endpoint, std::string model, bool stream, Tools tools) {
   // Ollama streams NDJSON; a whole answer is the last object with all of the text. Either way the
   // status is committed with the first byte, so a failure after it is an {"error"} object.
   struct State {
     std::string text;  // a whole answer's text so far
     std::optional<std::chrono::nanoseconds> first_text;
+    std::optional<ToolCallStream> calls;  // with tools: text that may be a call is held
   };
   auto state = std::make_shared<State>();
+  if (tools) state->calls.emplace();
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       stream ? "application/x-ndjson" : "application/json",
-      [this, job, endpoint, model, stream, state](size_t, httplib::DataSink& sink) {
+      [this, job, endpoint, model, stream, state, tools](size_t, httplib::DataSink& sink) {
         auto write = [&](const json& object) {
           const std::string line = dump(object) + "\n";
           return sink.write(line.data(), line.size());
@@ -590,6 +657,17 @@ void GatewayServer::Impl::respond_ollama(httplib::Response& res, std::shared_ptr
         JobUpdate u = job->wait(kStreamPoll);
         const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - job->arrived());
         bool ok = true;
+        json tool_calls;  // Ollama's message.tool_calls, arguments as objects
+        if (state->calls) {
+          if (!u.text.empty() && !state->first_text) state->first_text = elapsed;
+          u.text = state->calls->feed(u.text);
+          if (u.finished && u.finish_reason != "error" && u.finish_reason != "cancelled") {
+            ParsedAnswer answer = state->calls->finish(*tools);
+            u.text += answer.content;
+            for (const ToolCall& c : answer.calls)
+              tool_calls.push_back({{"function", {{"name", c.name}, {"arguments", json::parse(c.arguments)}}}});
+          }
+        }
         if (!u.text.empty()) {
           if (!state->first_text) state->first_text = elapsed;
           if (stream) ok = write(ollama_chunk(endpoint, model, u.text));
@@ -604,7 +682,14 @@ void GatewayServer::Impl::respond_ollama(httplib::Response& res, std::shared_ptr
           } else {
             const OllamaTimings timings{elapsed, state->first_text.value_or(elapsed), u.prompt_tokens,
                                         u.completion_tokens};
-            ok = write(ollama_done(endpoint, model, stream ? "" : state->text, u.finish_reason, timings));
+            if (stream && !tool_calls.is_null()) {  // Ollama streams the calls in a message of their own
+              json chunk = ollama_chunk(endpoint, model, "");
+              chunk["message"]["tool_calls"] = tool_calls;
+              ok = write(chunk);
+            }
+            json done = ollama_done(endpoint, model, stream ? "" : state->text, u.finish_reason, timings);
+            if (!stream && !tool_calls.is_null() && done.contains("message")) done["message"]["tool_calls"] = tool_calls;
+            if (ok) ok = write(done);
           }
           if (ok) sink.done();
         }
@@ -615,7 +700,7 @@ void GatewayServer::Impl::respond_ollama(httplib::Response& res, std::shared_ptr
 }
 
 void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job,
-                                        ResponseIdentity who) {
+                                        ResponseIdentity who, Tools tools) {
   // Most answers finish quickly: wait here, so the status code can still say how it went.
   std::string text;
   auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
@@ -626,12 +711,16 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
     text += u.text;
     for (auto& t : u.logprobs) logprobs->push_back(std::move(t));
   }
-  auto body_of = [this, job, who, logprobs](const std::string& all, const JobUpdate& last) {
+  auto body_of = [this, job, who, logprobs, tools](const std::string& all, const JobUpdate& last) {
     metrics.observe_request_duration(seconds_since(job->arrived()));
     size_t text_offset = 0;
-    return dump(completion_response(who, all, last.finish_reason, {last.prompt_tokens, last.completion_tokens},
-                                    logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? logprobs.get() : nullptr,
-                                                  text_offset)));
+    json lp = logprobs_json(who.endpoint, job->spec().logprobs >= 0 ? logprobs.get() : nullptr, text_offset);
+    const Usage usage{last.prompt_tokens, last.completion_tokens};
+    if (tools) {
+      ParsedAnswer answer = parse_tool_calls(all, *tools);
+      if (!answer.calls.empty()) return dump(tool_calls_response(who, answer, usage, std::move(lp)));
+    }
+    return dump(completion_response(who, all, last.finish_reason, usage, std::move(lp)));
   };
   if (u.finished) {
     if (u.finish_reason == "error" || u.finish_reason == "cancelled")

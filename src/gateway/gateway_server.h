@@ -44,6 +44,7 @@ struct GatewayOptions {
   size_t max_body_bytes = 4 << 20;
   std::string web_dir;                   // static files served at /; empty: none
   std::string chat_template;             // a template by name instead of the model's
+  std::string chat_template_source;      // Jinja source to use instead of every model's own (when set)
   RateLimits rate_limits;
   SchedulerOptions scheduler;
   int write_timeout_s = 30;

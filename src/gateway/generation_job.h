@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include "base/result.h"
 #include "model/sampler.h"
+#include "model/token_constraint.h"
 #include "model/tokenizer.h"
 
 namespace omni::gateway {
@@ -39,6 +41,9 @@ struct GenerationSpec {
   std::string client;  // who asked (rate limits charge generated tokens to it)
   bool priority = false;  // a contributing node's request (fair_use.h): admitted before the free tier
   int logprobs = -1;   // >= 0: each generated token's log-prob and this many alternatives; -1: none
+  // Grammar-constrained sampling: only tokens that keep the output a prefix of the grammar's
+  // sentences, and the generation ends ("stop") once it is a whole one that nothing may extend.
+  std::shared_ptr<const model::ConstrainedGrammar> grammar;
   // Added to these tokens' logits before sampling (ids within the vocabulary); -100 bans the token
   // outright (its logit becomes -infinity). Log-probs are reported from the unbiased logits.
   std::vector<std::pair<model::TokenId, float>> logit_bias;

@@ -23,7 +23,7 @@ constexpr OptionName kSameOptions[] = {
 };
 
 // Fields of Ollama's requests this gateway cannot honour: refused, not ignored.
-constexpr const char* kRefusedFields[] = {"format", "tools", "images", "template", "suffix", "context"};
+constexpr const char* kRefusedFields[] = {"images", "template", "suffix", "context"};
 
 ApiError wrong_type(const std::string& field, const char* expected) {
   return bad_request("'" + field + "' must be " + expected, field);
@@ -96,6 +96,24 @@ ApiError in_ollama_terms(ApiError e) {
   return e;
 }
 
+// "format": "json" (any JSON object) or a JSON Schema, read in the body's own key order (a schema's
+// properties are generated in it).
+ApiResult<ResponseFormat> read_format(std::string_view body) {
+  const auto j = nlohmann::ordered_json::parse(body, nullptr, false);
+  ResponseFormat f;
+  auto it = j.find("format");
+  if (it == j.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) return f;
+  if (it->is_string() && it->get<std::string>() == "json") {
+    f.kind = ResponseFormat::Kind::JsonObject;
+  } else if (it->is_object()) {
+    f.kind = ResponseFormat::Kind::JsonSchema;
+    f.schema = *it;
+  } else {
+    return bad_request("'format' must be \"json\" or a JSON Schema object", "format");
+  }
+  return f;
+}
+
 json timing_fields(const OllamaTimings& t) {
   const int64_t total = t.total.count(), prompt = t.prompt_eval.count();
   return {{"total_duration", total},
@@ -122,15 +140,22 @@ ApiResult<ChatRequest> parse_ollama_chat(std::string_view body) {
   if (auto it = j->find("messages"); it != j->end()) {
     if (it->is_array())
       for (size_t i = 0; i < it->size(); ++i)
-        for (const char* field : {"images", "tool_calls"})
+        for (const char* field : {"images"})
           if (const json& m = (*it)[i]; m.is_object() && m.contains(field) && !m[field].is_null() && !m[field].empty())
             return bad_request("messages[" + std::to_string(i) + "]." + field + " is not supported by this gateway",
                                "messages[" + std::to_string(i) + "]." + field);
     (*shaped)["messages"] = *it;
   }
+  // Ollama has no tool_choice; this gateway takes OpenAI's as an extension (a model must be told to
+  // call when it would not choose to).
+  for (const char* field : {"tools", "tool_choice"})
+    if (auto it = j->find(field); it != j->end() && !it->is_null()) (*shaped)[field] = *it;
+  auto format = read_format(body);
+  if (!format) return format.error();
   auto parsed = parse_chat_request(shaped->dump());
   if (!parsed) return in_ollama_terms(parsed.error());
   parsed->params.sampling.repeat_last_n = repeat_last_n;
+  parsed->params.response_format = std::move(*format);
   return parsed;
 }
 
@@ -160,6 +185,9 @@ ApiResult<OllamaGenerateRequest> parse_ollama_generate(std::string_view body) {
   r.model = std::move(parsed->model);
   r.params = std::move(parsed->params);
   r.params.sampling.repeat_last_n = repeat_last_n;
+  auto format = read_format(body);
+  if (!format) return format.error();
+  r.params.response_format = std::move(*format);
   return r;
 }
 

@@ -4,8 +4,11 @@
 // Requests are read into the OpenAI parser's structures (openai_request.h), with Ollama's names
 // ("options.num_predict", "options.stop", ...) and Ollama's sampling defaults (temperature 0.8,
 // top_k 40, top_p 0.9, repeat_penalty 1.1 over the last 64 tokens, a fresh seed), and "stream"
-// on unless it is false. What this gateway cannot do is refused with a 400 naming the field, never
-// ignored: "format" (structured output), "tools", "images", "template", "suffix", "context".
+// on unless it is false. "format" ("json" or a JSON Schema) is enforced by grammar-constrained
+// sampling; "tools" and messages with tool_calls (arguments as objects) or the tool role work as
+// on the OpenAI route, with OpenAI's "tool_choice" accepted as an extension (Ollama has none);
+// an answer's calls come back as message.tool_calls. What this gateway cannot do is refused with
+// a 400 naming the field, never ignored: "images", "template", "suffix", "context".
 // A model name with Ollama's default tag (":latest") names the model without it.
 //
 // Answers are Ollama's: a stream is NDJSON (one object a line: the new text, then a last object

@@ -1,5 +1,7 @@
 #include "gateway/openai_request.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -190,6 +192,160 @@ ApiResult<std::string> read_content(const json& message, const std::string& wher
   return text;
 }
 
+using ojson = nlohmann::ordered_json;
+
+// A tool or function name as OpenAI allows it: 1-64 of [A-Za-z0-9_-].
+bool valid_tool_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  return true;
+}
+
+ApiResult<ResponseFormat> read_response_format(const ojson& j) {
+  ResponseFormat f;
+  auto it = j.find("response_format");
+  if (it == j.end() || it->is_null()) return f;
+  if (!it->is_object() || !it->contains("type") || !(*it)["type"].is_string())
+    return bad_request("'response_format' must be an object with a string 'type'", "response_format");
+  const std::string type = (*it)["type"].get<std::string>();
+  if (type == "text") return f;
+  if (type == "json_object") {
+    f.kind = ResponseFormat::Kind::JsonObject;
+    return f;
+  }
+  if (type != "json_schema")
+    return bad_request("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\", not \"" + type +
+                           "\"",
+                       "response_format.type");
+  auto js = it->find("json_schema");
+  if (js == it->end() || !js->is_object())
+    return bad_request("'response_format.json_schema' must be an object", "response_format.json_schema");
+  auto schema = js->find("schema");
+  if (schema == js->end() || !(schema->is_object() || schema->is_boolean()))
+    return bad_request("'response_format.json_schema.schema' must be a JSON Schema object",
+                       "response_format.json_schema.schema");
+  if (auto name = js->find("name"); name != js->end() && !name->is_null()) {
+    if (!name->is_string()) return bad_request("'response_format.json_schema.name' must be a string", "response_format.json_schema.name");
+    f.name = name->get<std::string>();
+  }
+  if (auto strict = js->find("strict"); strict != js->end() && !strict->is_null()) {
+    if (!strict->is_boolean())
+      return bad_request("'response_format.json_schema.strict' must be a boolean", "response_format.json_schema.strict");
+    f.strict = strict->get<bool>();
+  }
+  f.kind = ResponseFormat::Kind::JsonSchema;
+  f.schema = *schema;
+  return f;
+}
+
+// tools, tool_choice, parallel_tool_calls into `r`.
+std::optional<ApiError> read_tools(const ojson& j, ChatRequest& r) {
+  if (auto it = j.find("tools"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return bad_request("'tools' must be an array", "tools");
+    if (it->size() > kMaxTools)
+      return bad_request("'tools' may hold at most " + std::to_string(kMaxTools) + " tools", "tools");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const ojson& t = (*it)[i];
+      const std::string where = "tools[" + std::to_string(i) + "]";
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object())
+        return bad_request(where + " must be {\"type\": \"function\", \"function\": {...}}", where);
+      const ojson& f = t["function"];
+      if (!f.contains("name") || !f["name"].is_string() || !valid_tool_name(f["name"].get<std::string>()))
+        return bad_request(where + ".function.name must be 1-64 letters, digits, '_' or '-'", where + ".function.name");
+      ToolDefinition d;
+      d.name = f["name"].get<std::string>();
+      for (const ToolDefinition& other : r.tools)
+        if (other.name == d.name) return bad_request(where + ": two tools are named '" + d.name + "'", where + ".function.name");
+      if (auto p = f.find("parameters"); p != f.end() && !p->is_null()) {
+        if (!p->is_object()) return bad_request(where + ".function.parameters must be a JSON Schema object", where + ".function.parameters");
+        d.parameters = *p;
+      }
+      r.tools.push_back(std::move(d));
+    }
+    if (!r.tools.empty()) r.tools_json = *it;
+  }
+  if (auto it = j.find("tool_choice"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      const std::string c = it->get<std::string>();
+      if (c == "auto") r.tool_choice.kind = ToolChoice::Kind::Auto;
+      else if (c == "none") r.tool_choice.kind = ToolChoice::Kind::None;
+      else if (c == "required") r.tool_choice.kind = ToolChoice::Kind::Required;
+      else return bad_request("'tool_choice' must be \"auto\", \"none\", \"required\" or a function", "tool_choice");
+    } else if (it->is_object() && it->value("type", "") == "function" && it->contains("function") &&
+               (*it)["function"].is_object() && (*it)["function"].contains("name") &&
+               (*it)["function"]["name"].is_string()) {
+      r.tool_choice.kind = ToolChoice::Kind::Function;
+      r.tool_choice.name = (*it)["function"]["name"].get<std::string>();
+      const bool known = std::any_of(r.tools.begin(), r.tools.end(),
+                                     [&](const ToolDefinition& d) { return d.name == r.tool_choice.name; });
+      if (!known) return bad_request("'tool_choice' names '" + r.tool_choice.name + "', which is not in 'tools'", "tool_choice");
+    } else {
+      return bad_request("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                         "tool_choice");
+    }
+    if (r.tool_choice.kind == ToolChoice::Kind::Required && r.tools.empty())
+      return bad_request("'tool_choice' \"required\" needs 'tools'", "tool_choice");
+  }
+  if (auto it = j.find("parallel_tool_calls"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return bad_request("'parallel_tool_calls' must be a boolean", "parallel_tool_calls");
+    r.parallel_tool_calls = it->get<bool>();
+  }
+  return std::nullopt;
+}
+
+// The conversation as a template receives it, for conversations with tool calls or results.
+std::optional<ApiError> read_conversation(const ojson& messages, ChatRequest& r) {
+  ojson out = ojson::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ojson& m = messages[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    ojson msg = {{"role", r.messages[i].role}, {"content", r.messages[i].content}};
+    if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+      if (r.messages[i].role != "assistant" || !calls->is_array())
+        return bad_request(where + ".tool_calls must be an array on an assistant message", where + ".tool_calls");
+      ojson list = ojson::array();
+      for (size_t k = 0; k < calls->size(); ++k) {
+        const ojson& c = (*calls)[k];
+        const std::string cw = where + ".tool_calls[" + std::to_string(k) + "]";
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object() || !c["function"].contains("name") ||
+            !c["function"]["name"].is_string())
+          return bad_request(cw + " must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}", cw);
+        ojson arguments = ojson::object();
+        if (auto a = c["function"].find("arguments"); a != c["function"].end() && !a->is_null()) {
+          if (a->is_string()) {
+            // Templates expect the arguments as a mapping (they iterate or tojson them).
+            ojson parsed = ojson::parse(a->get<std::string>(), nullptr, false);
+            if (parsed.is_discarded() || json_nesting_depth(a->get<std::string>(), kMaxJsonDepth) > kMaxJsonDepth)
+              return bad_request(cw + ".function.arguments must be a JSON text", cw + ".function.arguments");
+            arguments = std::move(parsed);
+          } else if (a->is_object()) {
+            arguments = *a;  // as Ollama sends them
+          } else {
+            return bad_request(cw + ".function.arguments must be a string or an object", cw + ".function.arguments");
+          }
+        }
+        ojson call = {{"type", "function"},
+                      {"function", {{"name", c["function"]["name"]}, {"arguments", std::move(arguments)}}}};
+        if (auto id = c.find("id"); id != c.end() && id->is_string()) call["id"] = *id;
+        list.push_back(std::move(call));
+      }
+      msg["tool_calls"] = std::move(list);
+      if (r.messages[i].content.empty() && (!m.contains("content") || m["content"].is_null())) msg["content"] = nullptr;
+    }
+    if (r.messages[i].role == "tool") {
+      if (auto id = m.find("tool_call_id"); id != m.end() && !id->is_null()) {
+        if (!id->is_string()) return bad_request(where + ".tool_call_id must be a string", where + ".tool_call_id");
+        msg["tool_call_id"] = *id;
+      }
+    }
+    if (auto name = m.find("name"); name != m.end() && name->is_string()) msg["name"] = *name;
+    out.push_back(std::move(msg));
+  }
+  r.conversation = std::move(out);
+  return std::nullopt;
+}
+
 }  // namespace
 
 ApiResult<json> parse_json_object(std::string_view body) {
@@ -266,9 +422,15 @@ ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
     if (role == m.end() || !role->is_string()) return bad_request(where + ".role must be a string", where + ".role");
     std::string role_name = role->get<std::string>();
     if (role_name == "developer") role_name = "system";  // OpenAI's newer name for the system role
-    if (role_name != "system" && role_name != "user" && role_name != "assistant")
-      return bad_request(where + ".role '" + role_name + "' is not supported (system, user, assistant)",
+    if (role_name != "system" && role_name != "user" && role_name != "assistant" && role_name != "tool")
+      return bad_request(where + ".role '" + role_name + "' is not supported (system, user, assistant, tool)",
                          where + ".role");
+    // An assistant turn that only calls tools may have no content.
+    const bool calls = role_name == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null();
+    if (calls && (!m.contains("content") || m["content"].is_null())) {
+      r.messages.push_back({std::move(role_name), ""});
+      continue;
+    }
     auto content = read_content(m, where);
     if (!content) return content.error();
     r.messages.push_back({std::move(role_name), std::move(*content)});
@@ -282,6 +444,22 @@ ApiResult<ChatRequest> parse_chat_request(std::string_view body) {
   if (auto e = read_int(j, "top_logprobs", 0, 20, top)) return *e;
   if (top && !logprobs) return bad_request("'top_logprobs' needs \"logprobs\": true", "top_logprobs");
   if (logprobs) r.params.logprobs = static_cast<int>(top.value_or(0));
+
+  // Tools and output formats keep the client's key order (a schema's properties are generated in
+  // it), so they are read from an order-preserving parse; the body parsed once already.
+  const bool has_tool_messages = std::any_of(messages->begin(), messages->end(), [](const json& m) {
+    return (m.contains("tool_calls") && !m["tool_calls"].is_null()) || m.value("role", "") == "tool";
+  });
+  if (j.contains("tools") || j.contains("tool_choice") || j.contains("response_format") || has_tool_messages ||
+      j.contains("parallel_tool_calls")) {
+    const ojson ordered = ojson::parse(body, nullptr, false);
+    auto format = read_response_format(ordered);
+    if (!format) return format.error();
+    r.params.response_format = std::move(*format);
+    if (auto e = read_tools(ordered, r)) return *e;
+    if (has_tool_messages)
+      if (auto e = read_conversation(ordered["messages"], r)) return *e;
+  }
   return r;
 }
 

@@ -17,6 +17,8 @@
 #include <variant>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "gateway/api_error.h"
 #include "model/chat_template.h"
 #include "model/sampler.h"
@@ -47,6 +49,32 @@ constexpr size_t kMaxStopLength = 256;
 constexpr size_t kMaxMessages = 4096;
 constexpr size_t kMaxLogitBias = 300;    // as OpenAI
 
+constexpr size_t kMaxTools = 128;
+
+// The shape the output must have (chat's response_format, Ollama's "format"), enforced by
+// grammar-constrained sampling (model/json_schema_grammar.h).
+struct ResponseFormat {
+  enum class Kind { Text, JsonObject, JsonSchema };
+  Kind kind = Kind::Text;
+  nlohmann::ordered_json schema;  // JsonSchema: the schema, its keys in the client's order
+  std::string name;               // json_schema.name
+  bool strict = false;            // json_schema.strict (every schema is enforced: it changes nothing)
+};
+
+// A function the model may call ("tools": [{"type": "function", "function": {...}}]).
+struct ToolDefinition {
+  std::string name;
+  nlohmann::ordered_json parameters;  // a JSON Schema; null when the tool gave none (any object)
+};
+
+// tool_choice: "auto" (the model decides), "none", "required" (some call), or a named function.
+// Required and named calls are enforced by the grammar; auto ones are found in the output.
+struct ToolChoice {
+  enum class Kind { Auto, None, Required, Function };
+  Kind kind = Kind::Auto;
+  std::string name;  // Function
+};
+
 struct GenerationParams {
   std::optional<int> max_tokens;  // absent: the server picks (what the context has room for)
   model::SamplingParams sampling;
@@ -57,6 +85,7 @@ struct GenerationParams {
   // Each generated token's log-prob and this many alternatives (chat: "logprobs": true with
   // "top_logprobs" 0-20; completions: "logprobs" 0-5); -1: none.
   int logprobs = -1;
+  ResponseFormat response_format;
   // logit_bias: token id -> added to its logit before sampling (greedy too), in [-100, 100]; -100
   // bans the token. Ids are checked against the vocabulary by the server, which knows it.
   std::vector<std::pair<int32_t, float>> logit_bias;
@@ -66,6 +95,16 @@ struct ChatRequest {
   std::string model;
   std::vector<model::ChatMessage> messages;
   GenerationParams params;
+  // The conversation as a chat template receives it (transformers' conventions): messages with
+  // role, content (null for an assistant turn that only calls tools), tool_calls (each
+  // {id, type, function: {name, arguments}}, arguments parsed into an object where they are JSON),
+  // tool_call_id and name; set when some message carries a tool call or result, else null (the
+  // role/content `messages` say it all).
+  nlohmann::ordered_json conversation;
+  std::vector<ToolDefinition> tools;
+  nlohmann::ordered_json tools_json;  // "tools" as sent (the template's `tools`), null when none
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
 };
 
 struct CompletionRequest {

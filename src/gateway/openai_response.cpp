@@ -95,6 +95,32 @@ json completion_response(const ResponseIdentity& who, const std::string& text, c
           {"usage", usage_json(usage)}};
 }
 
+json tool_calls_response(const ResponseIdentity& who, const ParsedAnswer& answer, const Usage& usage, json logprobs) {
+  json body = completion_response(who, answer.content, "tool_calls", usage, std::move(logprobs));
+  json calls = json::array();
+  for (const ToolCall& c : answer.calls)
+    calls.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  json& message = body["choices"][0]["message"];
+  if (answer.content.empty()) message["content"] = nullptr;
+  message["tool_calls"] = std::move(calls);
+  return body;
+}
+
+std::vector<json> tool_call_chunks(const ResponseIdentity& who, const std::vector<ToolCall>& calls) {
+  std::vector<json> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const json head = {{"index", i}, {"id", calls[i].id}, {"type", "function"},
+                       {"function", {{"name", calls[i].name}, {"arguments", ""}}}};
+    const json args = {{"index", i}, {"function", {{"arguments", calls[i].arguments}}}};
+    for (const json& delta : {head, args}) {
+      json chunk = stream_chunk(who, "", false, std::nullopt);
+      chunk["choices"][0]["delta"] = {{"tool_calls", json::array({delta})}};
+      out.push_back(std::move(chunk));
+    }
+  }
+  return out;
+}
+
 json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
                   const std::optional<std::string>& finish_reason, json logprobs) {
   json choice = {{"index", 0}, {"logprobs", std::move(logprobs)}};

@@ -9,6 +9,7 @@
 
 #include "gateway/generation_job.h"
 #include "gateway/model_catalog.h"
+#include "gateway/tool_calls.h"
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,14 @@ nlohmann::json logprobs_json(Endpoint endpoint, const std::vector<TokenLogprob>*
 nlohmann::json completion_response(const ResponseIdentity& who, const std::string& text,
                                    const std::string& finish_reason, const Usage& usage,
                                    nlohmann::json logprobs = nullptr);
+
+// A chat answer that calls tools: message.tool_calls (each {id, type: "function", function: {name,
+// arguments}}), message.content the text beside the calls or null, finish_reason "tool_calls".
+nlohmann::json tool_calls_response(const ResponseIdentity& who, const ParsedAnswer& answer, const Usage& usage,
+                                   nlohmann::json logprobs = nullptr);
+// The chunks that stream `calls` as OpenAI does: per call, one delta with its index, id, type and
+// name (arguments ""), then one with its arguments.
+std::vector<nlohmann::json> tool_call_chunks(const ResponseIdentity& who, const std::vector<ToolCall>& calls);
 
 // One chunk of a stream. Chat: the first chunk carries the role; `text` may be empty; a
 // finish_reason marks the last content chunk.

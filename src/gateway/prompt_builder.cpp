@@ -1,5 +1,7 @@
 #include "gateway/prompt_builder.h"
 
+#include <ctime>
+
 namespace omni::gateway {
 
 Result<PromptBuilder> PromptBuilder::create(const model::Tokenizer& tokenizer, const std::string& model_template_source,
@@ -28,12 +30,22 @@ bool PromptBuilder::too_long(size_t bytes, size_t budget) const {
 Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages, size_t budget) const {
   auto rendered = template_.render(messages, /*add_generation_prompt=*/true);
   if (!rendered) return rendered.error();
+  return tokenize(*rendered, budget);
+}
+
+Result<Prompt> PromptBuilder::chat(const model::ChatInput& input, size_t budget) const {
+  auto rendered = template_.render(input, std::time(nullptr));
+  if (!rendered) return rendered.error();
+  return tokenize(*rendered, budget);
+}
+
+Result<Prompt> PromptBuilder::tokenize(const model::ChatPrompt& rendered, size_t budget) const {
   Prompt p;
   p.stops = template_.stop_strings();
   size_t bytes = 0;
   std::vector<model::TextSpan> spans;
-  spans.reserve(rendered->segments.size());
-  for (const model::ChatSegment& s : rendered->segments) {
+  spans.reserve(rendered.segments.size());
+  for (const model::ChatSegment& s : rendered.segments) {
     spans.push_back({s.text, /*special=*/!s.from_message});
     bytes += s.text.size();
   }
@@ -42,7 +54,7 @@ Result<Prompt> PromptBuilder::chat(std::span<const model::ChatMessage> messages,
     return p;
   }
   // A template that writes BOS itself must not get a second one from the tokenizer.
-  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.writes_bos(*rendered), budget);
+  p.tokens = tokenizer_.encode(spans, /*add_special=*/!template_.writes_bos(rendered), budget);
   p.over_budget = p.tokens.size() > budget;
   return p;
 }

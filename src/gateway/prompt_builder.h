@@ -46,6 +46,9 @@ class PromptBuilder {
   // long for the context costs neither the time nor the memory of its whole tokenization.
   // Error: the template's own complaint (e.g. a system message where it has none).
   Result<Prompt> chat(std::span<const model::ChatMessage> messages, size_t budget = SIZE_MAX) const;
+  // A conversation with tools, tool calls or tool results, as the template receives them
+  // (model::ChatInput); a built-in format refuses what it cannot render.
+  Result<Prompt> chat(const model::ChatInput& input, size_t budget = SIZE_MAX) const;
   Prompt completion(const std::string& text, size_t budget = SIZE_MAX) const;
 
   std::string template_name() const { return template_.name(); }
@@ -53,6 +56,7 @@ class PromptBuilder {
  private:
   PromptBuilder(model::Tokenizer tokenizer, model::PromptTemplate tmpl)
       : tokenizer_(std::move(tokenizer)), template_(std::move(tmpl)) {}
+  Result<Prompt> tokenize(const model::ChatPrompt& rendered, size_t budget) const;
   // Whether `bytes` of text hold more than `budget` tokens whatever they say.
   bool too_long(size_t bytes, size_t budget) const;
   model::Tokenizer tokenizer_;

@@ -21,6 +21,8 @@ struct Scheduler::Active {
   std::vector<float> biased;  // logits plus the job's logit_bias, when it has one
   bool finished = false;
   std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
+  std::optional<model::TokenConstraint> constraint;  // when the job has a grammar
+  std::vector<float> masked;                         // the constraint's scratch logits
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -60,18 +62,24 @@ bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
 }
 
 bool Scheduler::generate_token(Active& a) {
-  std::span<const float> logits = a.logits;
-  if (!a.job->spec().logit_bias.empty()) {
+  // Sampled from the biased logits; log-probs are reported from the model's own (emit_token).
+  std::span<const float> scores = a.logits;
+  if (const auto& bias = a.job->spec().logit_bias; !bias.empty()) {
     a.biased.assign(a.logits.begin(), a.logits.end());
-    for (const auto& [token, bias] : a.job->spec().logit_bias) {
+    for (const auto& [token, add] : bias) {
       if (token < 0 || static_cast<size_t>(token) >= a.biased.size()) continue;  // the server checked them
       float& logit = a.biased[static_cast<size_t>(token)];
-      logit = bias <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + bias;
+      logit = add <= -100.0f ? -std::numeric_limits<float>::infinity() : logit + add;
     }
-    logits = a.biased;
+    scores = a.biased;
   }
-  // Log-probs are the model's own (a.logits), as OpenAI reports them, not the biased ones.
-  return emit_token(a, a.sampler.sample(logits), a.logits, false);
+  if (!a.constraint) return emit_token(a, a.sampler.sample(scores), a.logits, false);
+  auto drawn = a.constraint->sample(a.sampler, scores, a.masked);
+  if (!drawn) {
+    a.job->finish("error", Error{ErrorCode::Internal, "the output grammar admits no token here"});
+    return true;
+  }
+  return emit_token(a, *drawn, a.logits, false);
 }
 
 bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted) {
@@ -85,6 +93,7 @@ bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> 
   };
   if (!job.spec().ignore_eos && backend_.tokenizer().is_end_of_generation(id)) return finish_with_rest("stop");
   if (!accepted) a.sampler.accept(id);
+  if (a.constraint) a.constraint->accept(id);
   auto piece = a.detokenizer.feed(id);
   if (!piece) {
     job.finish("error", piece.error());
@@ -106,6 +115,8 @@ bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> 
     job.finish("stop");
     return true;
   }
+  // A whole value that nothing may extend: done, without running the model for an end token.
+  if (a.constraint && a.constraint->finished()) return finish_with_rest("stop");
   if (a.generated >= job.spec().max_tokens) return finish_with_rest("length");
   a.last_token = id;
   return false;
@@ -158,7 +169,8 @@ void Scheduler::loop() {
       active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
                                                           model::Detokenizer(backend_.tokenizer()),
                                                           model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
-                                                          false, {}}));
+                                                          false, {}, std::nullopt, {}}));
+      if (job->spec().grammar) active.back()->constraint.emplace(job->spec().grammar);
     }
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
@@ -183,8 +195,8 @@ void Scheduler::loop() {
       step.sequence = a.sequence.get();
       step.logits = &a.logits;
       step.tokens = std::span<const model::TokenId>(&a.last_token, 1);
-      // A speculating backend samples without the job's logit_bias: such jobs decode a token a step.
-      if (backend_.speculates() && a.job->spec().logit_bias.empty()) {
+      // A grammar or a logit_bias changes each token's draw: no drafting past them.
+      if (backend_.speculates() && !a.constraint && a.job->spec().logit_bias.empty()) {
         step.sampler = &a.sampler;
         step.budget = static_cast<uint32_t>(a.job->spec().max_tokens - a.generated);
         step.produced = &a.produced;

@@ -15,7 +15,8 @@
 // Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
 // is the same token for token. A backend that speculates() samples its decoding steps' tokens
-// itself (several per step), as `omni run --draft` does.
+// itself (several per step), as `omni run --draft` does, except for a job whose output a grammar
+// constrains or a logit_bias skews (each token is drawn from its own logits, one per step).
 #pragma once
 
 #include <atomic>

@@ -43,14 +43,15 @@ class BlobLink final : public store::PeerLink {
 
 Result<std::shared_ptr<store::ChunkSource>> connect_blob_peer(const PeerAddress& address,
                                                               std::shared_ptr<TlsContext> tls, uint32_t timeout_s,
-                                                              std::string* seen_peer_id) {
+                                                              std::string* seen_peer_id,
+                                                              std::shared_ptr<Bandwidth> bandwidth) {
   auto seen = std::make_shared<std::string>();
-  auto connector = [address, tls, timeout_s, seen](kj::AsyncIoContext& io) -> kj::Promise<kj::Own<store::PeerLink>> {
+  auto connector = [address, tls, timeout_s, seen, bandwidth](kj::AsyncIoContext& io) -> kj::Promise<kj::Own<store::PeerLink>> {
     const std::string where = address.host_port();
     // The node's own address, or its relay (CONNECT preamble) for "ID@relay:HOST:PORT": TLS runs
     // end to end either way, so the peer id is checked against the node itself.
     auto connecting =
-        open_node_stream(*io.provider, address)
+        open_node_stream(*io.provider, address, bandwidth)
             .then([tls, address](kj::Own<kj::AsyncIoStream> stream) {
               return tls->connect(kj::mv(stream), address.peer_id);
             })

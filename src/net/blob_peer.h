@@ -12,6 +12,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "net/bandwidth.h"
 #include "net/peer_address.h"
 #include "net/tls.h"
 #include "store/fetch.h"
@@ -21,9 +22,11 @@ namespace omni::net {
 // Connects to `address` (TCP, TLS with its peer id checked when given, Gate.openBlobs with the
 // "blobs" feature) within `timeout_s`, on a thread of its own. Errors are sentences: unreachable,
 // "peer id mismatch: expected X but the peer presented Y", a node without blobs, a refused hello.
-// `seen_peer_id`, if not null, receives the id the peer proved (for trust on first use).
+// `seen_peer_id`, if not null, receives the id the peer proved (for trust on first use). With
+// `bandwidth` (a node fetching its shards), the transfer counts against the node's caps.
 Result<std::shared_ptr<store::ChunkSource>> connect_blob_peer(const PeerAddress& address,
                                                               std::shared_ptr<TlsContext> tls, uint32_t timeout_s,
-                                                              std::string* seen_peer_id = nullptr);
+                                                              std::string* seen_peer_id = nullptr,
+                                                              std::shared_ptr<Bandwidth> bandwidth = nullptr);
 
 }  // namespace omni::net

@@ -8,6 +8,13 @@
 // time), each step queued again behind the other clients' turns, so one client's big calls delay
 // another's call by at most one step. Destroying the worker finishes the running step, drops
 // queued jobs (their promises break) and joins the thread.
+//
+// Batching: a forward step (run_batched) shares its pass with the steps queued behind it. The
+// worker takes the next step in the round, then, in the round's order, the following batched
+// steps of the same block range while the pass's tokens stay within `max_pass_tokens`, and runs
+// them as one Session::forward_batch (each step's output bit for bit its output alone). It never
+// waits for companions: a step that finds the worker idle runs at once, alone. Fairness is the
+// round's: a pass holds what the round would have run next anyway, one step per job.
 #pragma once
 
 #include <kj/async.h>
@@ -21,15 +28,35 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "kernels/thread_pool.h"
+#include "model/model.h"
 #include "net/fair_queue.h"
 
 namespace omni::net {
 
+// One job's steps that can share a pass (ComputeWorker::run_batched). Called on the worker thread
+// only, never at once; must not throw.
+class BatchStep {
+ public:
+  virtual ~BatchStep() = default;
+  // The session the steps run on: a pass holds steps of one block range.
+  virtual const model::Session& session() const = 0;
+  // Fills `step` (its session, input and output) for the next step; false when there is nothing
+  // to run (the job failed before computing; complete() still follows).
+  virtual bool prepare(model::SequenceStep& step) = 0;
+  // After the pass: `step.result` holds the step's outcome when prepare() returned true. Returns
+  // the next step's cost, 0 when the job is done.
+  virtual uint64_t complete(model::SequenceStep& step, bool prepared) = 0;
+};
+
 class ComputeWorker {
  public:
   // quantum: the tokens a client may run per turn of the round (the node: its compute slice).
-  explicit ComputeWorker(uint64_t quantum);
+  // max_pass_tokens: the tokens of one batched pass (the first step always runs, whatever its cost;
+  // 1: no step has company). pool: what batched passes compute on; it must outlive the worker.
+  ComputeWorker(uint64_t quantum, uint64_t max_pass_tokens, kernels::ThreadPool& pool);
   ~ComputeWorker();
   ComputeWorker(const ComputeWorker&) = delete;
   ComputeWorker& operator=(const ComputeWorker&) = delete;
@@ -55,7 +82,18 @@ class ComputeWorker {
   kj::Promise<T> run_in_steps(const std::string& client, uint64_t total, uint64_t first, kj::Function<uint64_t()> step,
                               kj::Function<T()> finish) {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
-    push(client, total, first, kj::mv(step),
+    push(client, total, first, kj::mv(step), nullptr,
+         [finish = kj::mv(finish), fulfiller = kj::mv(paf.fulfiller)]() mutable { fulfiller->fulfill(finish()); });
+    return kj::mv(paf.promise);
+  }
+
+  // A job of `total` cost whose steps (the first costs `first`) may share passes with other jobs'
+  // steps; finish() gives the value once step->complete() returned 0.
+  template <class T>
+  kj::Promise<T> run_batched(const std::string& client, uint64_t total, uint64_t first, std::shared_ptr<BatchStep> step,
+                             kj::Function<T()> finish) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+    push(client, total, first, kj::Function<uint64_t()>(), kj::mv(step),
          [finish = kj::mv(finish), fulfiller = kj::mv(paf.fulfiller)]() mutable { fulfiller->fulfill(finish()); });
     return kj::mv(paf.promise);
   }
@@ -71,12 +109,26 @@ class ComputeWorker {
     std::string client;
     uint64_t cost;                    // of this step
     uint64_t remaining;               // of this step and the ones after it
-    kj::Function<uint64_t()> step;    // returns the next step's cost, 0 when done
+    kj::Function<uint64_t()> step;    // returns the next step's cost, 0 when done (unless batched)
+    std::shared_ptr<BatchStep> batch;  // set: the steps are this, and may share a pass
     kj::Function<void()> finish;      // hands the value over, once the job is no longer counted
   };
   void push(const std::string& client, uint64_t total, uint64_t first, kj::Function<uint64_t()> step,
-            kj::Function<void()> finish);
+            std::shared_ptr<BatchStep> batch, kj::Function<void()> finish);
   void loop();
+  // Takes the jobs of the next pass into pass_ (lock held).
+  void take_pass();
+  // Runs pass_ (lock not held); next_[i]: the cost of job i's next step, 0 when done.
+  void run_pass();
+
+  const uint64_t max_pass_tokens_;
+  kernels::ThreadPool& pool_;
+  // The worker thread's pass, reused so that a steady-state pass does not allocate.
+  std::vector<Job> pass_;
+  std::vector<model::SequenceStep> steps_;
+  std::vector<uint64_t> next_;
+  std::vector<uint8_t> prepared_;
+  model::StepScratch scratch_;
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

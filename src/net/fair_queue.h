@@ -28,7 +28,7 @@ class FairQueue {
  public:
   explicit FairQueue(uint64_t quantum) : quantum_(quantum > 0 ? quantum : 1) {}
 
-  void push(const std::string& client, uint64_t cost, Job job) {
+  void push(const std::string& client, uint64_t cost, Job&& job) {
     Client& c = clients_.try_emplace(client).first->second;
     if (c.jobs.empty()) active_.push_back(client);
     c.jobs.push_back({cost, std::move(job)});
@@ -39,6 +39,13 @@ class FairQueue {
 
   // The next job by DRR; nullopt when nothing is queued.
   std::optional<Job> pop() {
+    return pop_if([](const Job&, uint64_t) { return true; });
+  }
+
+  // The next job by DRR if fits(job, cost) says it may go now; otherwise nullopt, and that job
+  // stays next (the compute worker fills a pass with the jobs that come next in the round).
+  template <class Fits>
+  std::optional<Job> pop_if(Fits&& fits) {
     while (!active_.empty()) {
       auto it = clients_.find(active_.front());
       Client& c = it->second;
@@ -53,6 +60,7 @@ class FairQueue {
         active_.splice(active_.end(), active_, active_.begin());
         continue;
       }
+      if (!fits(static_cast<const Job&>(head.job), head.cost)) return std::nullopt;
       c.deficit -= head.cost;
       Job job = std::move(head.job);
       c.queued_cost -= head.cost;

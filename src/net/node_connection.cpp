@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "net/relay_preamble.h"
+#include "net/throttled_stream.h"
 
 namespace omni::net {
 
@@ -29,8 +30,13 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connect_tcp(kj::AsyncIoProvider& io, con
       });
 }
 
-kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address) {
+kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address,
+                                                        std::shared_ptr<Bandwidth> bandwidth) {
   auto tcp = connect_tcp(io, address.dial_host_port());
+  if (bandwidth)
+    tcp = tcp.then([&timer = io.getTimer(), bandwidth](kj::Own<kj::AsyncIoStream> stream) {
+      return throttle(kj::mv(stream), bandwidth, timer);
+    });
   if (!address.relayed) return tcp;
   const std::string line = format_relay_request({RelayRequest::Kind::Connect, address.peer_id, {}});
   return tcp.then([line](kj::Own<kj::AsyncIoStream> stream) {
@@ -56,11 +62,12 @@ NodeConnection::NodeConnection(kj::Own<kj::AsyncIoStream> stream, std::string pe
 kj::Promise<kj::Own<NodeConnection>> NodeConnection::connect(kj::AsyncIoProvider& io, TlsContext& tls,
                                                              const PeerAddress& address,
                                                              std::vector<std::string> required_features,
-                                                             kj::Duration timeout) {
+                                                             kj::Duration timeout,
+                                                             std::shared_ptr<Bandwidth> bandwidth) {
   const std::string where = address.host_port();
   auto& timer = io.getTimer();
   auto connecting =
-      open_node_stream(io, address)
+      open_node_stream(io, address, std::move(bandwidth))
           .then([&tls, address](kj::Own<kj::AsyncIoStream> stream) { return tls.connect(kj::mv(stream), address.peer_id); })
           .then([address, required_features = kj::mv(required_features)](TlsPeer peer) mutable {
             auto connection = kj::heap<NodeConnection>(kj::mv(peer.stream), kj::mv(peer.peer_id), address);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "net/bandwidth.h"
 #include "net/errors.h"
 #include "net/node_info.h"
 #include "net/peer_address.h"
@@ -36,16 +37,19 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connect_tcp(kj::AsyncIoProvider& io, con
 
 // The byte stream to `address`'s node, ready for TLS: TCP to the node, or for a relayed address
 // TCP to the relay, the CONNECT line and the relay's OK (relay_preamble.h). A relay's refusal is an
-// Unavailable error "the relay says: ...".
-kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address);
+// Unavailable error "the relay says: ...". With `bandwidth`, the stream counts against those caps.
+kj::Promise<kj::Own<kj::AsyncIoStream>> open_node_stream(kj::AsyncIoProvider& io, const PeerAddress& address,
+                                                        std::shared_ptr<Bandwidth> bandwidth = nullptr);
 
 class NodeConnection {
  public:
   // Connects to `address` (its peer id checked when given) and says hello with `required_features`.
+  // With `bandwidth` (a node's next hop), the connection counts against the node's caps.
   static kj::Promise<kj::Own<NodeConnection>> connect(kj::AsyncIoProvider& io, TlsContext& tls,
                                                       const PeerAddress& address,
                                                       std::vector<std::string> required_features,
-                                                      kj::Duration timeout);
+                                                      kj::Duration timeout,
+                                                      std::shared_ptr<Bandwidth> bandwidth = nullptr);
 
   proto::Node::Client& node() { return node_; }
   const NodeDescription& info() const { return info_; }

@@ -32,6 +32,7 @@
 #include "net/receipt_rate.h"
 #include "net/receive_budget.h"
 #include "net/request_validation.h"
+#include "net/throttled_stream.h"
 #include "net/tls.h"
 #include "net/work_receipt.h"
 
@@ -62,6 +63,7 @@ struct NodeServer::State {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<kernels::ThreadPool> pool;
   NodeDescription description;  // the constant parts; current() adds the counters
+  std::optional<std::string> paused;  // set_paused: why the node takes no session now
   uint32_t active_sessions = 0;
   uint64_t kv_reserved = 0;
   ClientQuota session_quota{"sessions", "--max-sessions-per-client", 0};
@@ -92,7 +94,8 @@ struct NodeServer::State {
   }
   NodeDescription current() const {
     NodeDescription d = description;
-    d.active_sessions = active_sessions;
+    // Paused (--when-idle): full, so that clients and routing pass it by (docs/protocol.md).
+    d.active_sessions = paused ? std::max(active_sessions, options.max_sessions) : active_sessions;
     d.kv_bytes_free = options.max_kv_bytes > kv_reserved ? options.max_kv_bytes - kv_reserved : 0;
     d.queued_calls = static_cast<uint32_t>(worker->outstanding());
     d.queued_tokens = worker->outstanding_cost();
@@ -142,34 +145,40 @@ struct ForwardCall {
 };
 
 // One forward call's compute, run a slice of at most `slice` rows at a time (ComputeWorker
-// run_in_steps) so that other clients' calls run between the slices. Slices of two or more rows give
-// the same bits as one batch (the kernels compute each row alike); a single row may not (see
-// model::Output), so no slice of a multi-row call has one row. Touched only on the compute thread.
-struct ForwardJob {
+// run_batched) so that other clients' calls run between the slices, and each slice shares its pass
+// with other sessions' steps. Slices of two or more rows give the same bits as one batch (the
+// kernels compute each row alike); a single row may not (see model::Output), so no slice of a
+// multi-row call has one row. Touched only on the compute thread.
+struct ForwardJob final : BatchStep {
   std::shared_ptr<EngineSlot> slot;
   ForwardRequest req;
   uint32_t keep_rows = 0;
   HiddenEncoding encoding{};
-  kernels::ThreadPool* pool = nullptr;
   uint32_t n_embd = 0;
   uint32_t slice = 2;
   const std::function<void(std::vector<uint8_t>&)>* output_filter = nullptr;  // NodeOptions::output_filter
   uint32_t done = 0;  // rows computed
-  std::vector<float> hidden_in, out;
+  uint32_t take = 0;  // rows of the slice in the pass
+  SteadyClock::time_point t0;
+  std::vector<float> hidden_in, rows, out;
   ForwardJobResult result;
 
   // Rows of the next slice once `done` rows are computed: `slice`, or one more rather than leave one.
+  // A call that wants per-token sums (model::BatchSums::kPerToken: verifying drafted tokens) goes a
+  // row per pass, which gives each row the bits of a call of its own.
   uint32_t next_rows() const {
+    if (req.per_token_sums) return 1;
     const uint32_t left = req.n_tokens - done;
     uint32_t take = std::min(slice, left);
     if (left - take == 1) ++take;
     return take;
   }
 
-  // Runs the next slice; returns the rows of the one after it, 0 when done (result set).
-  uint64_t step() {
+  const model::Session& session() const override { return *slot->session; }
+
+  bool prepare(model::SequenceStep& step) override {
     model::Session& session = *slot->session;
-    const auto t0 = SteadyClock::now();
+    t0 = SteadyClock::now();
     if (slot->released) return fail(Error{ErrorCode::Unavailable, "session closed"});
     if (done == 0) {
       if (req.start_position >= 0) {
@@ -188,39 +197,46 @@ struct ForwardJob {
         if (auto d = decode_hidden(req.hidden, req.n_tokens, n_embd, req.encoding, hidden_in); !d)
           return fail(d.error());
       }
+      if (keep_rows != 1) out.reserve(size_t{req.n_tokens} * n_embd);
     }
-    const uint32_t take = next_rows();
-    std::span<const int32_t> tokens;
-    std::span<const float> hidden;
-    if (!req.tokens.empty()) tokens = std::span<const int32_t>(req.tokens).subspan(done, take);
-    if (!hidden_in.empty()) hidden = std::span<const float>(hidden_in).subspan(size_t{done} * n_embd, size_t{take} * n_embd);
+    take = next_rows();
+    step.session = &session;
+    if (!req.tokens.empty()) step.tokens = std::span<const int32_t>(req.tokens).subspan(done, take);
+    if (!hidden_in.empty())
+      step.hidden = std::span<const float>(hidden_in).subspan(size_t{done} * n_embd, size_t{take} * n_embd);
     // One row wanted (a client's generation step or prompt): LastHidden, so that a node holding the
     // model's last block computes it exactly as a local run does (see model::Output); the earlier
     // slices' rows are not wanted at all.
-    const auto output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
-    std::vector<float> rows;
-    const auto sums = req.per_token_sums ? model::BatchSums::kPerToken : model::BatchSums::kAsGgml;
-    if (auto f = session.forward(tokens, hidden, output, rows, *pool, sums); !f) return fail(f.error());
-    if (keep_rows == 1)
-      out = std::move(rows);
-    else
-      out.insert(out.end(), rows.begin(), rows.end());
+    step.output = keep_rows == 1 ? model::Output::LastHidden : model::Output::Hidden;
+    step.out = keep_rows == 1 ? &out : &rows;
+    return true;
+  }
+
+  uint64_t complete(model::SequenceStep& step, bool prepared) override {
+    if (!prepared) return 0;
+    if (!step.result) {
+      fail(step.result.error());
+      return 0;
+    }
+    if (keep_rows != 1) out.insert(out.end(), rows.begin(), rows.end());
     done += take;
     result.micros += static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count());
     if (done < req.n_tokens) return next_rows();
     const size_t skip = out.size() - size_t{keep_rows} * n_embd;
-    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e)
-      return fail(e.error().with_context("the blocks produced unusable hidden states"));
+    if (auto e = encode_hidden(std::span<const float>(out).subspan(skip), n_embd, encoding, result.bytes); !e) {
+      fail(e.error().with_context("the blocks produced unusable hidden states"));
+      return 0;
+    }
     if (output_filter) (*output_filter)(result.bytes);
     result.rows = keep_rows;
-    result.n_past = session.n_past();
+    result.n_past = slot->session->n_past();
     return 0;
   }
 
-  uint64_t fail(Error e) {
+  bool fail(Error e) {
     result.error = std::move(e);
-    return 0;
+    return false;
   }
 };
 
@@ -311,12 +327,12 @@ class SessionImpl final : public proto::Session::Server {
     work->req = kj::mv(*request);
     work->keep_rows = keep_rows;
     work->encoding = request_.encoding;
-    work->pool = state_->pool.get();
     work->n_embd = cfg.n_embd;
     work->slice = state_->options.compute_slice_tokens;
     if (state_->options.output_filter) work->output_filter = &state_->options.output_filter;
-    auto job = state_->worker->run_in_steps<JobResult>(
-        scheduling_, cost, work->next_rows(), [work]() { return work->step(); },
+    const uint64_t first = work->next_rows();
+    auto job = state_->worker->run_batched<JobResult>(
+        scheduling_, cost, first, work,
         [work]() { return std::make_shared<ForwardJobResult>(std::move(work->result)); });
     return canceler_.wrap(job.then([this, context, call = kj::mv(call), me](JobResult result) mutable {
                                 return after_compute(context, call, kj::mv(result), me);
@@ -617,6 +633,7 @@ class NodeImpl final : public proto::Node::Server {
                       "no output sink is attached to this node under the session's ring token (the client attaches "
                       "it with Node.attachSink on its own connection to the last node before opening the session)");
     const auto& o = state_->options;
+    if (state_->paused) throw_rpc_error(ErrorCode::Unavailable, "node paused: " + *state_->paused + "; try another node");
     if (state_->active_sessions >= o.max_sessions)
       throw_rpc_error(ErrorCode::ResourceExhausted, "node is full: " + std::to_string(state_->active_sessions) +
                                                            " of " + std::to_string(o.max_sessions) +
@@ -652,7 +669,7 @@ class NodeImpl final : public proto::Node::Server {
     std::vector<std::string> features{"chain", std::string("hidden-") + hidden_encoding_name(encoding)};
     if (!request->ring_token.empty()) features.push_back("ring");
     return NodeConnection::connect(*state_->io, *state_->tls, hop.address, features,
-                                   state_->options.connect_timeout_s * kj::SECONDS)
+                                   state_->options.connect_timeout_s * kj::SECONDS, state_->options.bandwidth)
         .catch_([state = state_, hop, started = state_->io->getTimer().now()](
                     kj::Exception&& e) -> kj::Promise<kj::Own<NodeConnection>> {
           // Not (yet) a node proven to hold the hop's id: whatever went wrong (refused, timed out,
@@ -891,6 +908,7 @@ constexpr uint32_t kMaxRefusalsInFlight = 16;
 void admit(std::shared_ptr<State> state, kj::Own<kj::AsyncIoStream> tcp, kj::TaskSet& tasks) {
   tune_accepted_socket(*tcp);
   SourceKeys keys = source_of(*tcp);
+  tcp = throttle(kj::mv(tcp), state->options.bandwidth, state->io->getTimer());
   const std::string& source = keys.connection;
   auto slot = state->connections->admit(source);
   auto& timer = state->io->getTimer();
@@ -999,6 +1017,8 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
   if (options.max_batch_tokens == 0) return Error{ErrorCode::InvalidArgument, "max batch tokens must be at least 1"};
   if (options.compute_slice_tokens < 2)
     return Error{ErrorCode::InvalidArgument, "--compute-slice must be at least 2 tokens"};
+  if (options.max_pass_tokens == 0)
+    return Error{ErrorCode::InvalidArgument, "--max-batch-tokens must be at least 1"};
   auto& o = state->options;
   if (o.max_sessions_per_client == 0) o.max_sessions_per_client = (o.max_sessions + 1) / 2;
   if (o.max_sinks_per_client == 0) o.max_sinks_per_client = o.max_sessions_per_client;
@@ -1074,7 +1094,7 @@ Result<std::unique_ptr<NodeServer>> NodeServer::create(const NodeOptions& option
                                                  mib(2 * options.max_message_bytes) + ")"};
   state->receive_budget = std::make_shared<ReceiveBudget>(options.max_receive_buffer_bytes);
   state->connections = std::make_unique<ConnectionLimits>(options.max_connections, options.max_connections_per_source);
-  state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens);
+  state->worker = std::make_unique<ComputeWorker>(options.compute_slice_tokens, options.max_pass_tokens, *state->pool);
   if (options.max_receipts_per_minute == 0)
     return Error{ErrorCode::InvalidArgument, "--max-receipts-per-minute must be at least 1"};
   state->receipt_rate = std::make_unique<ReceiptRate>(options.max_receipts_per_minute);
@@ -1086,6 +1106,8 @@ NodeServer::~NodeServer() = default;
 const std::string& NodeServer::peer_id() const { return state_->description.peer_id; }
 
 uint32_t NodeServer::active_sessions() const { return state_->active_sessions; }
+
+void NodeServer::set_paused(std::optional<std::string> why) { state_->paused = std::move(why); }
 
 Result<void> NodeServer::serve(kj::AsyncIoContext& io, const std::string& listen,
                                const std::function<void(const std::string&)>& on_listening, kj::Promise<void> stop) {

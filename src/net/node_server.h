@@ -26,7 +26,9 @@
 // Fairness: compute is shared between clients (by source address, or peer id without one) by
 // deficit round robin with cost = tokens (compute_worker.h), each call computed a slice of
 // compute_slice_tokens rows at a time, so one client's flood delays another's call by about one
-// slice. NodeInfo reports the load: queued calls and tokens,
+// slice. Slices of different sessions' calls that queue while a pass runs are merged into the
+// next pass, up to max_pass_tokens (one weight read for all; outputs bit for bit as alone); a call
+// that finds the node idle runs at once. NodeInfo reports the load: queued calls and tokens,
 // active sessions, and the per-client session limit.
 //
 // Chains and rings: a session opened with downstream hops connects to the next node itself (TLS
@@ -53,6 +55,7 @@
 
 #include "base/result.h"
 #include "model/model.h"
+#include "net/bandwidth.h"
 #include "net/credit_ledger.h"
 #include "net/identity.h"
 #include "net/node_info.h"
@@ -81,6 +84,10 @@ struct NodeOptions {
   // A forward call is computed this many rows at a time, and other clients' calls run between the
   // slices (bit-identical to one batch); >= 2. Also each client's turn in the compute scheduler.
   uint32_t compute_slice_tokens = 16;
+  // Tokens of one compute pass over the slices of different sessions' calls merged into it
+  // (ComputeWorker: steps that queued while a pass ran share the next); 1: each slice alone.
+  // Not a limit on calls (max_batch_tokens is): the first slice of a pass always runs.
+  uint32_t max_pass_tokens = 512;
   // False: clients are counted by peer id only (a node reached only through its relay sees every
   // relayed client come from the relay's hand-over on loopback).
   bool limit_by_address = true;
@@ -97,6 +104,8 @@ struct NodeOptions {
   // Bytes of incoming messages held at once over all connections (GuardedMessageStream).
   uint64_t max_receive_buffer_bytes = 512ull << 20;
   uint32_t call_timeout_s = 120;           // for a forward on the next hop
+  // Set: every connection of the node (accepted, and to next hops) counts against these caps.
+  std::shared_ptr<Bandwidth> bandwidth;
 
   // Set: the model comes from here instead of model_path (e.g. src/store's load_model from shards).
   // It must hold the blocks [block_begin, block_end) and, when block_begin is 0, the embeddings.
@@ -139,6 +148,10 @@ class NodeServer {
   // Sessions open now (on the event loop thread: between serve()'s events, or from a callback of
   // its loop). A node about to change its blocks waits for this to reach 0.
   uint32_t active_sessions() const;
+  // Paused (a reason given): openSession is refused with Unavailable "node paused: <why>" and
+  // NodeInfo reports the node full (activeSessions = maxSessions), so clients and routing pass it
+  // by; open sessions go on. Unpaused (nullopt): serves as before. Event loop thread, as above.
+  void set_paused(std::optional<std::string> why);
 
   struct State;  // shared with the RPC objects; defined in node_server.cpp
 

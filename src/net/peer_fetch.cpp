@@ -27,7 +27,7 @@ Result<store::Manifest> fetch_from_peers(store::BlobStore& store, const store::C
   std::vector<std::shared_ptr<store::ChunkSource>> peers;
   for (const auto& address : *addresses) {
     std::string seen;
-    auto p = connect_blob_peer(address, *tls, o.timeout_s, &seen);
+    auto p = connect_blob_peer(address, *tls, o.timeout_s, &seen, o.bandwidth);
     if (!p) {
       log("skipping peer " + p.error().message);
       continue;

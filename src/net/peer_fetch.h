@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "base/result.h"
 #include "model/model.h"
+#include "net/bandwidth.h"
 #include "net/node_info.h"
 #include "store/blob_store.h"
 #include "store/fetch.h"
@@ -22,6 +24,7 @@ struct PeerFetchOptions {
   std::string data_dir;  // this side's identity key; empty: a throwaway key
   uint32_t window = 16;  // reads in flight per peer
   uint32_t timeout_s = 60;
+  std::shared_ptr<Bandwidth> bandwidth;  // set: the transfers count against these caps (a node's)
   // Lines for the user: each peer skipped (and why), a peer's id learnt on first use, each peer
   // dropped during the fetch, and at the end the summary
   //   fetched N chunks (X MiB) in S s, R MiB/s; M chunks resumed, Q requests, B bad chunks

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <kj/async-io.h>
 #include <optional>
 #include <vector>
 
+#include "base/parse.h"
 #include "model/model.h"
 #include "net/node_info.h"
 #include "net/peer_address.h"
@@ -19,6 +21,7 @@
 #include "store/shard.h"
 #include "store/sharded_model.h"
 #include "swarm/move_drain.h"
+#include "swarm/port_mapping_keeper.h"
 #include "swarm/provider_fetch.h"
 #include "swarm/provider_record.h"
 
@@ -188,6 +191,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
       const net::PeerFetchOptions fetching{.peers = o.peers,
                                            .data_dir = data_dir,
                                            .timeout_s = o.fetch_timeout_s,
+                                           .bandwidth = node.bandwidth,
                                            .log = log,
                                            .progress = o.fetch_progress};
       // --peers when given; else the nodes that announce the model's shards in the swarm.
@@ -363,6 +367,58 @@ Result<void> NodeRuntime::serve() {
   // The relay client lives across the restarts of the server below (a move of its blocks).
   auto relay_fork = relaying.fork();
 
+  // --upnp: the keeper's thread reports the router's answer through a cross-thread fulfiller; the
+  // external address is announced first (it works from anywhere), the listening one after it.
+  using Mapped = Result<std::pair<std::string, std::string>>;
+  auto mapped_paf = kj::newPromiseAndCrossThreadFulfiller<Mapped>();
+  std::string mapped_address;  // the router's "HOST:PORT", once mapped
+  std::string listening_address;
+  auto with_mapped = [&](const std::string& local) {
+    std::vector<std::string> addresses;
+    if (!mapped_address.empty()) addresses.push_back(mapped_address);
+    addresses.push_back(membership ? membership->reachable_address(local) : local);
+    return addresses;
+  };
+  auto mapped = mapped_paf.promise
+                    .then([&](Mapped result) {
+                      if (!result) {
+                        log("no port mapping on the router (serving without it): " + result.error().message);
+                        return;
+                      }
+                      mapped_address = result->first;
+                      if (options_.on_mapped) options_.on_mapped(endpoint(mapped_address), result->second);
+                      if (!relay_) announce(with_mapped(listening_address));
+                    })
+                    .eagerlyEvaluate(nullptr);
+  std::unique_ptr<PortMappingKeeper> mapping;  // before the fulfiller goes: its thread uses it
+
+  // --when-idle: a sample a second; the pause outlives a move (applied to each new server).
+  std::optional<std::string> paused;
+  std::unique_ptr<OwnerActivity> activity;
+  if (options_.when_idle)
+    activity = std::make_unique<OwnerActivity>(*options_.when_idle,
+                                               options_.cpu_source ? options_.cpu_source() : proc_cpu_source());
+  std::function<kj::Promise<void>()> watch_owner = [&]() -> kj::Promise<void> {
+    return io.provider->getTimer().afterDelay(1 * kj::SECONDS).then([&]() -> kj::Promise<void> {
+      auto step = activity->sample(std::chrono::steady_clock::now());
+      if (!step) {
+        log("--when-idle cannot read the CPU load, serving regardless: " + step.error().message);
+        return kj::NEVER_DONE;
+      }
+      if (step->changed) {
+        char why[160];
+        std::snprintf(why, sizeof why, "other processes used %.0f %% of the CPU for %u s", step->others * 100,
+                      step->busy ? options_.when_idle->busy_for_s : options_.when_idle->idle_for_s);
+        paused = step->busy ? std::optional<std::string>("the machine's user is busy (" + std::string(why) + ")")
+                            : std::nullopt;
+        prepared->server->set_paused(paused);
+        log(std::string(step->busy ? "paused: " : "resumed: ") + why);
+      }
+      return watch_owner();
+    });
+  };
+  auto owner_watch = activity ? watch_owner().eagerlyEvaluate(nullptr) : kj::Promise<void>(kj::NEVER_DONE);
+
   // Rebalancing: a node that chose its blocks may decide to move them (Membership); the event loop
   // carries a move out once no session is open (waiting at most drain_timeout_s, then giving up
   // this time): the server stops, the new range is loaded and served on the same address, and
@@ -418,8 +474,10 @@ Result<void> NodeRuntime::serve() {
         io, listen,
         [&](const std::string& address) {
           bound_address = address;
+          listening_address = address;
+          server.set_paused(paused);
           if (!relay_)
-            announce({membership ? membership->reachable_address(address) : address});
+            announce(with_mapped(address));
           else if (!relay_addresses.empty())
             announce(relay_addresses);  // after a move: the same addresses, the new blocks
           {
@@ -428,6 +486,14 @@ Result<void> NodeRuntime::serve() {
             blocks_ = Span{node.block_begin, node.block_end};
           }
           if (options_.on_listening) options_.on_listening(endpoint(address));
+          if (!bound_once && options_.upnp) {
+            const kj::CrossThreadPromiseFulfiller<Mapped>* fulfiller = mapped_paf.fulfiller.get();
+            net::PortMappingOptions po;
+            po.internal_port = parse_host_port(address)->port;
+            mapping = std::make_unique<PortMappingKeeper>(
+                po, [fulfiller](Mapped m) { fulfiller->fulfill(std::move(m)); },
+                [this](const std::string& line) { log(line); });
+          }
           if (!bound_once) {
             bound_once = true;
             bound.fulfiller->fulfill(std::string(address));

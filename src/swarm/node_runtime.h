@@ -31,6 +31,7 @@
 #include "store/fetch.h"
 #include "swarm/assignment.h"
 #include "swarm/membership.h"
+#include "swarm/owner_activity.h"
 
 namespace omni::swarm {
 
@@ -55,6 +56,16 @@ struct NodeRuntimeOptions {
   std::optional<std::string> listen;  // "HOST:PORT" (port 0: any); default 0.0.0.0:7000, with a relay
                                       // 127.0.0.1:0 (only the relay's connections, handed over locally)
   std::string relay;              // [ID@]HOST:PORT of a relay to be reachable through
+  // Ask the home router for a port mapping (UPnP-IGD, else NAT-PMP; port_mapping_keeper.h) once
+  // listening, and announce the router's external address first. Not found or refused: logged,
+  // the node serves on as without it.
+  bool upnp = false;
+  // Set (--when-idle): serve only while the machine's own user is not busy (owner_activity.h),
+  // sampled every second; while busy the node is paused (net::NodeServer::set_paused: no new
+  // session, reported full so routing passes it by), logging "paused: ..." and "resumed: ...".
+  std::optional<IdlePolicy> when_idle;
+  // Where --when-idle reads CPU time (tests); null: /proc.
+  std::function<std::unique_ptr<CpuSource>()> cpu_source;
   std::string data_dir;           // the identity key's directory; default net::Identity::default_dir();
                                   // locked while the node runs (net::IdentityLock); the node's
                                   // credit ledger lives there too (net::CreditLedger)
@@ -72,6 +83,8 @@ struct NodeRuntimeOptions {
   std::function<void(const NodeEndpoint&)> on_listening;
   // Each (re)registration at the relay.
   std::function<void(const NodeEndpoint&)> on_relayed;
+  // With upnp, once the router has mapped the port: the external address and the method.
+  std::function<void(const NodeEndpoint&, const std::string& method)> on_mapped;
 };
 
 class NodeRuntime {

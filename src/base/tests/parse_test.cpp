@@ -175,5 +175,25 @@ TEST(BlockRange, AnEmptyRangeWhereTheCallerAllowsIt) {
   }
 }
 
+TEST(ByteAmount, SuffixesMultiply) {
+  EXPECT_EQ(*parse_byte_amount("0"), 0u);
+  EXPECT_EQ(*parse_byte_amount("1234"), 1234u);
+  EXPECT_EQ(*parse_byte_amount("200k"), 200u * 1000);
+  EXPECT_EQ(*parse_byte_amount("3M"), 3u * 1000 * 1000);
+  EXPECT_EQ(*parse_byte_amount("2G"), 2ull * 1000 * 1000 * 1000);
+  EXPECT_EQ(*parse_byte_amount("5Ki"), 5u * 1024);
+  EXPECT_EQ(*parse_byte_amount("1Mi"), 1024u * 1024);
+  EXPECT_EQ(*parse_byte_amount("1Gi"), 1024ull * 1024 * 1024);
+}
+
+TEST(ByteAmount, RefusesMalformedAndOverflowingAmounts) {
+  for (const char* bad : {"", "k", "1.5M", "-1", " 1", "1 k", "1K", "1m", "1Ti", "18446744073709551616", "20000000000G",
+                          "1kk"}) {
+    auto r = parse_byte_amount(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_TRUE(r.error().is(ErrorCode::InvalidArgument));
+  }
+}
+
 }  // namespace
 }  // namespace omni

@@ -61,8 +61,8 @@ TEST(OllamaApi, WhatCannotBeHonouredIsRefusedByName) {
     const char* param;
   };
   const Case cases[] = {
-      {R"({"model":"m","messages":[{"role":"user","content":"u"}],"format":"json"})", "format"},
-      {R"({"model":"m","messages":[{"role":"user","content":"u"}],"tools":[{"type":"function"}]})", "tools"},
+      {R"({"model":"m","messages":[{"role":"user","content":"u"}],"format":"yaml"})", "format"},
+      {R"({"model":"m","messages":[{"role":"user","content":"u"}],"tools":[{"type":"function"}]})", "tools[0]"},
       {R"({"model":"m","messages":[{"role":"user","content":"u","images":["aGk="]}]})", "messages[0].images"},
       {R"({"model":"m","messages":[{"role":"user","content":"u"}],"options":{"num_predict":0}})", "options.num_predict"},
       {R"({"model":"m","messages":[{"role":"user","content":"u"}],"options":{"num_predict":"7"}})", "options.num_predict"},
@@ -72,7 +72,7 @@ TEST(OllamaApi, WhatCannotBeHonouredIsRefusedByName) {
       {R"({"model":"m","messages":[{"role":"user","content":"u"}],"options":[]})", "options"},
       {R"({"model":"m","messages":[{"role":"user","content":"u"}],"stream":"yes"})", "stream"},
       {R"({"model":7,"messages":[{"role":"user","content":"u"}]})", "model"},
-      {R"({"model":"m","messages":[{"role":"tool","content":"u"}]})", "messages[0].role"},
+      {R"({"model":"m","messages":[{"role":"function","content":"u"}]})", "messages[0].role"},
       {R"({"model":"m"})", "messages"},
   };
   for (const Case& c : cases) {

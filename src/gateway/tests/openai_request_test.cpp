@@ -92,7 +92,7 @@ TEST(ChatRequest, WrongTypesNameTheField) {
   expect_error(parse_chat_request(R"({"model": "m", "messages": []})"), "messages", "at least one");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [3]})"), "messages[0]", "an object");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"content": "x"}]})"), "messages[0].role");
-  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})"),
+  expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "function", "content": "x"}]})"),
                "messages[0].role", "not supported");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user"}]})"), "messages[0].content");
   expect_error(parse_chat_request(R"({"model": "m", "messages": [{"role": "user", "content": 5}]})"),

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/model.h"
 #include "net/errors.h"
 #include "net/forward_attestation.h"
 #include "net/node_connection.h"
@@ -477,6 +478,69 @@ TEST(Node, SlicedComputeGivesTheSameBitsAsOneBatch) {
   const auto want = through(*cra);
   EXPECT_EQ(want.size(), rows.size());
   EXPECT_EQ(through(*crb), want);
+}
+
+// Many sessions' calls in flight at once on a node that merges them into shared passes give the
+// bits each gets alone on a node that runs one call at a time (--max-batch-tokens 1): prompts of
+// different lengths (all rows wanted, or the last), then decoding steps, every session's call of a
+// round sent before any reply is awaited, so that they queue behind each other and share passes.
+TEST(Node, ConcurrentSessionsGiveTheBitsOfOneAtATime) {
+  auto batched = options(0, 0);
+  batched.model_path = std::string(OMNI_SHARED_DIR) + "/models/synth-llama-f16.gguf";
+  batched.max_sessions = 16;
+  batched.max_pass_tokens = 512;
+  batched.compute_slice_tokens = 4;
+  auto alone = batched;
+  alone.max_pass_tokens = 1;
+  {
+    // The whole model: the node holding the last block prunes to the last row, batched or not.
+    auto probe = model::Model::load(batched.model_path);
+    ASSERT_TRUE(probe.ok());
+    batched.block_end = alone.block_end = (*probe)->config().n_layer;
+  }
+  const uint32_t n_layer = batched.block_end;
+  TestNode a(batched), b(alone);
+  Client c;
+  auto ca = c.connect(a.address());
+  auto cb = c.connect(b.address());
+  constexpr int kSessions = 8;
+  auto request = [](proto::Session::Client& s, const std::vector<int32_t>& ids, uint32_t last) {
+    auto req = s.forwardRequest();
+    auto in = req.initInput();
+    auto l = in.initInput().initTokens(static_cast<unsigned>(ids.size()));
+    for (unsigned i = 0; i < ids.size(); ++i) l.set(i, ids[i]);
+    in.setOutputLast(last);
+    return req;
+  };
+  auto bytes = [](capnp::Response<proto::Session::ForwardResults>& r) {
+    auto data = r.getOutput().getHidden().getData();
+    return std::vector<uint8_t>(data.begin(), data.end());
+  };
+  std::vector<proto::Session::Client> on_a, on_b;
+  for (int i = 0; i < kSessions; ++i) {
+    on_a.push_back(open(c, *ca, 0, n_layer, 64));
+    on_b.push_back(open(c, *cb, 0, n_layer, 64));
+  }
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<int32_t>> ids(kSessions);
+    std::vector<uint32_t> last(kSessions);
+    for (int i = 0; i < kSessions; ++i) {
+      // Round 0: prompts of 3 to 10 tokens; then one token per round.
+      const int n = round == 0 ? 3 + i : 1;
+      for (int t = 0; t < n; ++t) ids[i].push_back((round * 37 + i * 11 + t * 5 + 3) % 200);
+      last[i] = round == 0 && i % 2 == 0 ? 0 : 1;
+    }
+    std::vector<kj::Promise<capnp::Response<proto::Session::ForwardResults>>> sent;
+    for (int i = 0; i < kSessions; ++i) sent.push_back(request(on_a[i], ids[i], last[i]).send());
+    for (int i = 0; i < kSessions; ++i) {
+      auto got_response = sent[i].wait(c.io.waitScope);
+      auto want_response = request(on_b[i], ids[i], last[i]).send().wait(c.io.waitScope);
+      const auto want = bytes(want_response);
+      EXPECT_EQ(want.size(), size_t{last[i] ? 1 : ids[i].size()} * ca->info().model.n_embd * 4);
+      EXPECT_EQ(bytes(got_response), want) << "session " << i << ", round " << round;
+      EXPECT_EQ(got_response.getOutput().getNPast(), want_response.getOutput().getNPast());
+    }
+  }
 }
 
 }  // namespace
