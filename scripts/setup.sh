@@ -25,6 +25,7 @@ packages=(
   g++-aarch64-linux-gnu qemu-user     # AArch64 cross build of the engine, tested under emulation
   libc6-dev-arm64-cross               #   (scripts/ci_aarch64.sh)
   libpcre2-dev:arm64                  #   the tokenizers' regex library for the target (multiarch)
+  golang-go                           # docs/api.md's Go examples, run by the api_docs test
 )
 # libpcre2-dev:arm64 needs arm64 as a foreign architecture of dpkg.
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

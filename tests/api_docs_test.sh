@@ -2,7 +2,10 @@
 # The examples of docs/api.md, run as they are written: every fenced block whose first line is the
 # comment "tested: NAME" is extracted, run against a gateway on a shared model (OMNI_URL,
 # OMNI_MODEL), and its output checked: greedy answers against `omni run`'s text for the same
-# prompt, the error example's status and param, logit_bias's banned token. Usage: OMNI SHARED_DIR
+# prompt, the error example's status and param, logit_bias's banned token, the choices' seeds, the
+# embeddings of a text and of its token ids (as llama.cpp tokenized it: shared/reference). The Go
+# examples run with `go run` where Go is installed, and are reported as skipped where it is not.
+# Usage: OMNI SHARED_DIR
 set -euo pipefail
 OMNI="$1"; SHARED="$2"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +21,7 @@ WORK="$(mktemp -d)"; trap 'stop_gateway; rm -rf "$WORK"' EXIT
 python3 - "$DOC" "$WORK" <<'PY'
 import re, sys
 doc, work = open(sys.argv[1]).read(), sys.argv[2]
-ext = {"sh": "sh", "python": "py", "js": "mjs"}
+ext = {"sh": "sh", "python": "py", "js": "mjs", "go": "go"}
 names = []
 for lang, body in re.findall(r"^```(\w+)\n(.*?)^```", doc, re.S | re.M):
     m = re.match(r"(?:#|//) tested: ([\w-]+)\n", body)
@@ -28,7 +31,7 @@ for lang, body in re.findall(r"^```(\w+)\n(.*?)^```", doc, re.S | re.M):
     open(f"{work}/{m.group(1)}.{ext[lang]}", "w").write(body)
 open(f"{work}/names", "w").write("\n".join(names) + "\n")
 PY
-EXPECTED="curl-models curl-chat curl-stream curl-logit-bias curl-error curl-ollama python-chat python-stream js-chat js-stream"
+EXPECTED="curl-models curl-chat curl-stream curl-choices curl-embeddings curl-logit-bias curl-error curl-ollama python-chat python-stream js-chat js-stream go-chat go-stream"
 [ "$(tr '\n' ' ' <"$WORK/names")" = "$EXPECTED " ] || {
   echo "FAIL: docs/api.md's tested blocks are [$(tr '\n' ' ' <"$WORK/names")], expected [$EXPECTED]"; exit 1; }
 
@@ -38,6 +41,15 @@ EXPECTED="curl-models curl-chat curl-stream curl-logit-bias curl-error curl-olla
   >"$WORK/chat.txt" 2>/dev/null
 "$OMNI" run -m "$MODEL" -p "Once upon a time" -n 16 --temp 0 -t 1 >"$WORK/text.txt" 2>/dev/null
 "$OMNI" run -m "$MODEL" -p "Once upon a time" -n 8 --temp 0 -t 1 --json >"$WORK/text.jsonl" 2>/dev/null
+cp "$SHARED/reference/synth-llama-q8_0.json" "$WORK/reference.json"
+# curl-choices: choice j of a prompt is what seed 7 + j gives alone (`omni run` has the gateway's
+# sampling chain; OpenAI's defaults are top_p 1 and no top-k or min-p).
+for prompt in "Once upon a time" "Tell me about the ocean."; do
+  for seed in 7 8; do
+    "$OMNI" run -m "$MODEL" -p "$prompt" -n 16 --temp 0.8 --top-k 0 --top-p 1 --min-p 0 --seed $seed -t 1 \
+      >>"$WORK/choices.txt" 2>/dev/null
+  done
+done
 
 start_gateway "$OMNI" "$MODEL" --threads 1
 export OMNI_URL="$GATEWAY_URL" OMNI_MODEL="synth-llama-q8_0"
@@ -48,8 +60,11 @@ for name in $EXPECTED; do
     curl-*) runner=(bash "$WORK/$name.sh") ;;
     python-*) runner=(python3 "$WORK/$name.py") ;;
     js-*) runner=(node "$WORK/$name.mjs") ;;
+    go-*)
+      if ! command -v go >/dev/null; then echo "skip $name: no Go toolchain (apt install golang-go)"; continue; fi
+      runner=(go run "$WORK/$name.go") ;;
   esac
-  if ! timeout 60 "${runner[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
+  if ! timeout 180 "${runner[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err"; then
     echo "FAIL $name: exited with an error"; cat "$WORK/$name.err"; failures=$((failures + 1)); continue
   fi
   if python3 - "$name" "$WORK" <<'PY'
@@ -76,6 +91,21 @@ elif name == "curl-stream":
     chunks = [json.loads(e) for e in events[:-1]]
     equal("".join(c["choices"][0]["text"] for c in chunks if c["choices"]), text, "streamed text")
     assert chunks[-1]["usage"]["completion_tokens"] > 0, "no usage chunk"
+elif name == "curl-choices":
+    r = json.loads(out)
+    equal([c["index"] for c in r["choices"]], [0, 1, 2, 3], "indexes")
+    got = "".join(c["text"] + "\n" for c in r["choices"])  # omni run ends each text with a newline
+    equal(got, open(f"{work}/choices.txt").read(), "choices")
+    assert r["choices"][0]["text"] != r["choices"][1]["text"], "seeds 7 and 8 gave the same text"
+elif name == "curl-embeddings":
+    r = json.loads(out)
+    reference = json.load(open(f"{work}/reference.json"))["prompts"][0]
+    equal(reference["prompt_tokens"], [1, 9038, 2501, 263, 931], "the example's token ids (llama.cpp's)")
+    a, b = (d["embedding"] for d in r["data"])
+    equal(len(a), 256, "dimensions (the model's n_embd)")
+    equal(a, b, "the text's vector and its token ids' vector")
+    assert abs(sum(x * x for x in a) - 1) < 1e-5, "not unit length"
+    equal(r["usage"]["prompt_tokens"], 10, "prompt_tokens")
 elif name == "curl-logit-bias":
     tokens = json.loads(out)["choices"][0]["logprobs"]["tokens"]
     banned = greedy[0]["text"]  # the example bans the greedy first token
@@ -89,7 +119,7 @@ elif name == "curl-ollama":
     r = json.loads(out)
     equal(r["done"], True, "done")
     equal(r["message"]["content"], chat, "content")
-else:  # python-*, js-*: the chat answer's text
+else:  # python-*, js-*, go-*: the chat answer's text
     equal(out, chat, "printed text")
 PY
   then echo "ok   $name"; else echo "FAIL $name"; failures=$((failures + 1)); fi

@@ -145,6 +145,108 @@ await check("logit_bias: the greedy tokens banned never appear; an id past the v
   );
 });
 
+await check("n = 3: each greedy choice == omni run, prompt counted once, tokens of all choices", async () => {
+  const one = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0,
+  });
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0, n: 3,
+  });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  for (const c of r.choices) assert.equal(c.message.content, expected("chat"));
+  assert.equal(r.usage.prompt_tokens, one.usage.prompt_tokens);
+  assert.equal(r.usage.completion_tokens, 3 * one.usage.completion_tokens);
+});
+
+await check("n = 2 streamed and seeded: choice i uses seed + i, choice 0 == omni run --seed, == not streamed", async () => {
+  const params = {
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: N, temperature: 0.9, top_p: 0.9, seed: 1234,
+    n: 2,
+  };
+  const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  const texts = ["", ""], finishes = [null, null];
+  let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      texts[c.index] += c.delta?.content ?? "";
+      if (c.finish_reason) finishes[c.index] = c.finish_reason;
+    }
+  }
+  assert.equal(texts[0], expected("seeded"));
+  assert.notEqual(texts[1], texts[0]);
+  assert.ok(finishes.every((f) => f === "length" || f === "stop"), `finish reasons ${finishes}`);
+  const whole = await client.chat.completions.create(params);
+  assert.deepEqual(whole.choices.map((c) => c.message.content), texts);
+  assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
+  const second = await client.chat.completions.create({ ...params, n: 1, seed: 1235 });
+  assert.equal(second.choices[0].message.content, texts[1]);
+});
+
+await check("completions: a batch of a string and its token ids (shared/reference), n = 2 each", async () => {
+  const reference = JSON.parse(readFileSync(path.join(work, "reference.json"), "utf8")).prompts[0];
+  const want = readFileSync(path.join(work, "reference.txt"), "utf8").replace(/\n$/, "");
+  const r = await client.completions.create({
+    model, prompt: [reference.prompt, reference.prompt_tokens], n: 2, max_tokens: 8, temperature: 0,
+  });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2, 3]);
+  for (const c of r.choices) assert.equal(c.text, want);
+  assert.equal(r.usage.prompt_tokens, 2 * reference.prompt_tokens.length);
+  const tokens = await client.completions.create({ model, prompt: reference.prompt_tokens, max_tokens: 8, temperature: 0 });
+  assert.equal(tokens.choices[0].text, want);
+  await assert.rejects(
+    client.completions.create({ model, prompt: ["x", [1, 32000]], max_tokens: 2 }),
+    (e) => e.status === 400 && e.param === "prompt[1]" && /vocabulary/.test(e.message),
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], n: 5 }),
+    (e) => e.status === 400 && e.param === "n" && /at most 4/.test(e.message),
+  );
+});
+
+await check("embeddings: text == its token ids (shared/reference), base64 == floats, unit length, batch order", async () => {
+  const reference = JSON.parse(readFileSync(path.join(work, "reference.json"), "utf8")).prompts;
+  const post = async (body) => {
+    const r = await fetch(`${url}/v1/embeddings`, { method: "POST", body: JSON.stringify(body) });
+    return { status: r.status, body: await r.json() };
+  };
+  // The openai client asks for base64 and decodes it; a plain request gets floats.
+  const viaClient = await client.embeddings.create({ model, input: reference[0].prompt });
+  const floats = await post({ model, input: reference[0].prompt, encoding_format: "float" });
+  assert.equal(floats.status, 200);
+  const v = floats.body.data[0].embedding;
+  assert.equal(viaClient.data[0].embedding.length, v.length);
+  viaClient.data[0].embedding.forEach((x, i) => assert.equal(Math.fround(x), Math.fround(v[i]), `element ${i}`));
+  assert.equal(floats.body.object, "list");
+  assert.equal(floats.body.usage.prompt_tokens, reference[0].prompt_tokens.length);
+  assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-5, "normalized");
+  // The same vector from llama.cpp's tokenization of the text, given as token ids.
+  const ids = await post({ model, input: reference[0].prompt_tokens });
+  assert.deepEqual(ids.body.data[0].embedding, v);
+  // A batch of three (text, ids, text): each as it is alone, in order.
+  const batch = await post({ model, input: [reference[1].prompt, reference[0].prompt_tokens, reference[2].prompt] });
+  assert.deepEqual(batch.body.data.map((d) => d.index), [0, 1, 2]);
+  assert.deepEqual(batch.body.data[1].embedding, v);
+  const alone = await post({ model, input: reference[1].prompt });
+  assert.deepEqual(batch.body.data[0].embedding, alone.body.data[0].embedding);
+  const dot = v.reduce((s, x, i) => s + x * alone.body.data[0].embedding[i], 0);
+  assert.ok(dot < 0.9999, `two texts gave the same vector (cosine ${dot})`);
+  const refused = [
+    [{ model, input: [1, 32000] }, "input"],
+    [{ model, input: ["a", [5, -1]] }, "input[1]"],
+    [{ model, input: "" }, "input"],
+    [{ model, input: "x", encoding_format: "int8" }, "encoding_format"],
+    [{ model, input: "x", dimensions: 8 }, "dimensions"],
+    [{ model, input: Array(65).fill("x") }, "input"],
+    [{ model, input: Array(5000).fill(500) }, "input"],
+  ];
+  for (const [body, param] of refused) {
+    const r = await post(body);
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.param, param, JSON.stringify(r.body));
+  }
+});
+
 await check("errors: unknown model 404, bad fields 400, in OpenAI's error format", async () => {
   await assert.rejects(
     client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),

@@ -22,6 +22,11 @@ N=24
 # Greedy ids with their log-probs and 3 alternatives, one JSON line per token.
 "$OMNI" run -m "$MODEL" -p "$CHAT_PROMPT" --chat --chat-template chatml -n $N --temp 0 -t 2 --json --top-logprobs 3 \
   >"$WORK/chat.jsonl" 2>/dev/null
+# A prompt with its token ids as an independent implementation tokenized it (shared/reference), for
+# token-array prompts, and `omni run`'s greedy text for it.
+cp "$SHARED/reference/synth-llama-q8_0.json" "$WORK/reference.json"
+REF_PROMPT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prompts"][0]["prompt"], end="")' "$WORK/reference.json")"
+"$OMNI" run -m "$MODEL" -p "$REF_PROMPT" -n 8 --temp 0 -t 2 >"$WORK/reference.txt" 2>/dev/null
 
 start_gateway "$OMNI" "$MODEL" --threads 1 --max-sessions 4
 echo "gateway at $GATEWAY_URL"

@@ -47,6 +47,23 @@ await check("3 chats at once, each greedy == omni run (a swarm pipeline per sess
   for (const r of answers) assert.equal(r.choices[0].message.content, expected("chat"));
 });
 
+await check("n > 1 and embeddings are 400s on the swarm, saying why; logit_bias works", async () => {
+  await assert.rejects(
+    client.embeddings.create({ model, input: "hello" }),
+    (e) => e.status === 400 && e.param === "model" && e.code === "embeddings_unavailable" && /swarm/.test(e.message),
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: "user", content: chatPrompt }], max_tokens: 2, n: 2 }),
+    (e) => e.status === 400 && e.param === "n" && /swarm/.test(e.message),
+  );
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: chatPrompt }], max_tokens: 4, temperature: 1, seed: 3,
+    logit_bias: { "500": 100 }, logprobs: true,
+  });
+  const chosen = r.choices[0].logprobs.content.map((t) => t.token);
+  assert.equal(new Set(chosen).size, 1, `+100 on one token: ${JSON.stringify(chosen)}`);
+});
+
 await check("completion by CID, not streamed, greedy == omni run", async () => {
   const r = await client.completions.create({ model: cid, prompt: textPrompt, max_tokens: N, temperature: 0 });
   assert.equal(r.choices[0].text, expected("text"));

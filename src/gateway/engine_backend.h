@@ -29,6 +29,12 @@ struct ModelDescription {
   uint32_t n_layer = 0;
   uint32_t n_ctx = 0;        // the longest sequence (prompt + completion) a session may hold
   std::string chat_template_source;  // tokenizer.chat_template, empty when the model has none
+  // Empty when copy_sequence() works (n choices of a prompt share its prefill); otherwise why not,
+  // for the client.
+  std::string no_sequence_copies = "this backend cannot copy a sequence";
+  // Empty when embed() works; otherwise why not, for the client.
+  std::string no_embeddings = "this backend cannot compute embeddings";
+  uint32_t n_embd = 0;  // an embedding's length
 };
 
 // One sequence's state in the backend (its KV cache, or its remote sessions).
@@ -80,6 +86,21 @@ class EngineBackend {
   virtual bool speculates() const { return false; }
   // Runs every step (in any order, or together) and sets each one's result.
   virtual void run_steps(std::span<EngineStep> steps) = 0;
+  // Makes `to` (opened by this backend, large enough) continue `from`'s sequence: its next step
+  // gives what `from`'s would. How n choices of one prompt share its prefill. Scheduler's thread.
+  // Error: the backend cannot (description().no_sequence_copies says why), or `to` is too small.
+  virtual Result<void> copy_sequence(const EngineSequence& from, EngineSequence& to) {
+    (void)from;
+    (void)to;
+    return Error{ErrorCode::InvalidArgument, description().no_sequence_copies};
+  }
+  // The embedding of `tokens` (model/embedding.h: the final hidden states pooled as the model
+  // declares, normalized). Any thread, beside the scheduler's steps. Errors: the backend cannot
+  // (description().no_embeddings says why), token ids outside the vocabulary, more than n_ctx.
+  virtual Result<std::vector<float>> embed(std::span<const model::TokenId> tokens) {
+    (void)tokens;
+    return Error{ErrorCode::InvalidArgument, description().no_embeddings};
+  }
   virtual SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const = 0;
 };
 

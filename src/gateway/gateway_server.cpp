@@ -43,7 +43,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // Metric label for a path: the routes by name, everything else in two buckets, so a scan of
 // random paths cannot grow the label set.
 std::string route_label(const httplib::Request& req) {
-  static const char* kRoutes[] = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/swarm", "/health",
+  static const char* kRoutes[] = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/swarm", "/health",
                                   "/metrics", "/api/chat", "/api/generate", "/api/tags", "/api/show", "/api/version"};
   for (const char* r : kRoutes)
     if (req.path == r) return r;
@@ -98,8 +98,8 @@ std::optional<std::string> refusal_before_body(const AccessPolicy& access, std::
 // The methods a known path answers ("GET, HEAD"), for a 405's Allow header; empty for a path that
 // is no route, which stays a 404.
 std::string allowed_methods(const std::string& path) {
-  static const char* kPostRoutes[] = {"/v1/chat/completions", "/v1/completions", "/api/chat", "/api/generate",
-                                      "/api/show"};
+  static const char* kPostRoutes[] = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat",
+                                      "/api/generate", "/api/show"};
   static const char* kGetRoutes[] = {"/v1/models", "/v1/swarm", "/health", "/metrics", "/", "/api/tags",
                                      "/api/version"};
   for (const char* r : kPostRoutes)
@@ -200,11 +200,18 @@ struct GatewayServer::Impl {
   // Which API a generation request came in through, which decides how it is read and answered.
   enum class Route { OpenAIChat, OpenAICompletion, OllamaChat, OllamaGenerate };
   void handle_generation(const httplib::Request& req, httplib::Response& res, Route route);
+  void handle_embeddings(const httplib::Request& req, httplib::Response& res);
   void respond_ollama(httplib::Response& res, std::shared_ptr<GenerationJob> job, OllamaEndpoint endpoint,
                       std::string model, bool stream, Tools tools);
   void respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who,
                          bool include_usage, Tools tools);
   void respond_whole(httplib::Response& res, std::shared_ptr<GenerationJob> job, ResponseIdentity who, Tools tools);
+  // The answers of the OpenAI routes with several choices (n > 1, a batch of prompts; no tools):
+  // choice i is jobs[i]; prompt_tokens counts each prompt once.
+  void respond_streaming_choices(httplib::Response& res, std::vector<std::shared_ptr<GenerationJob>> jobs,
+                                 ResponseIdentity who, size_t prompt_tokens, bool include_usage);
+  void respond_whole_choices(httplib::Response& res, std::vector<std::shared_ptr<GenerationJob>> jobs,
+                             ResponseIdentity who, size_t prompt_tokens);
 
   void log(const std::string& line) const {
     if (options.log) options.log(line);
@@ -325,6 +332,9 @@ void GatewayServer::Impl::setup_routes() {
     handle_generation(req, res, Route::OpenAICompletion);
   });
   // Ollama's API (ollama_api.h), for front ends and libraries written for Ollama.
+  http.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_embeddings(req, res);
+  });
   http.Post("/api/chat", [this](const httplib::Request& req, httplib::Response& res) {
     handle_generation(req, res, Route::OllamaChat);
   });
@@ -385,6 +395,83 @@ void GatewayServer::Impl::setup_routes() {
   }
 }
 
+void GatewayServer::Impl::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  // The same gates as a generation: the client's class and rate limits before any work.
+  const std::string node_id =
+      access.node_of(req.has_header("Authorization") ? std::optional<std::string>(req.get_header_value("Authorization"))
+                                                      : std::nullopt);
+  const ClientClass klass = classify(req.remote_addr, node_id,
+                                     node_id.empty() || !options.contributions ? 0 : options.contributions->work_of(node_id),
+                                     options.fair_use);
+  const std::string client = klass.rate_key;
+  const double scale = klass.limit_scale;
+  if (auto d = limiter.admit(client, Clock::now(), scale); !d.allowed)
+    return send_error(res, rate_limited(d.reason, d.retry_after_s));
+  auto parsed = parse_embedding_request(req.body);
+  if (!parsed) return send_error(res, parsed.error());
+  auto found = serve_model(parsed->model);
+  if (!found) {
+    const Error& e = found.error();
+    if (e.code == ErrorCode::NotFound) return send_error(res, not_found(e.message, "model_not_found"));
+    if (e.code != ErrorCode::Unavailable) return send_error(res, failure(e));
+    return send_error(res, ApiError{503, e.message, "server_error", std::nullopt, std::string("model_unavailable"), 5});
+  }
+  EngineBackend& backend = *(*found)->backend;
+  const ModelDescription& desc = backend.description();
+  if (!desc.no_embeddings.empty())
+    return send_error(res, bad_request(desc.no_embeddings, "model", std::string("embeddings_unavailable")));
+  if (parsed->dimensions && static_cast<uint64_t>(*parsed->dimensions) != desc.n_embd)
+    return send_error(res, bad_request("this model's embeddings have " + std::to_string(desc.n_embd) +
+                                           " dimensions; they cannot be shortened",
+                                       "dimensions"));
+  const size_t n_vocab = backend.tokenizer().n_vocab();
+  std::vector<std::vector<model::TokenId>> inputs;
+  size_t tokens = 0;
+  for (size_t i = 0; i < parsed->inputs.size(); ++i) {
+    const std::string where = parsed->inputs.size() == 1 ? "input" : "input[" + std::to_string(i) + "]";
+    std::vector<model::TokenId> ids;
+    bool over = false;
+    if (const auto* text = std::get_if<std::string>(&parsed->inputs[i])) {
+      Prompt p = (*found)->prompts.completion(*text, desc.n_ctx);
+      ids = std::move(p.tokens);
+      over = p.over_budget;
+    } else {
+      ids = std::move(std::get<std::vector<int32_t>>(parsed->inputs[i]));
+      for (model::TokenId id : ids)
+        if (static_cast<size_t>(id) >= n_vocab)
+          return send_error(res, bad_request("'" + where + "' holds token " + std::to_string(id) +
+                                                 "; this model's vocabulary has " + std::to_string(n_vocab) +
+                                                 " tokens",
+                                             where));
+      over = ids.size() > desc.n_ctx;
+    }
+    if (over)
+      return send_error(res, bad_request("'" + where + "' is longer than this model's context of " +
+                                             std::to_string(desc.n_ctx) + " tokens",
+                                         where, std::string("context_length_exceeded")));
+    if (ids.empty()) return send_error(res, bad_request("'" + where + "' has no tokens", where));
+    tokens += ids.size();
+    inputs.push_back(std::move(ids));
+  }
+  // Embedded tokens are taken from the client's token allowance, as generated ones are.
+  const auto reservation = limiter.reserve(client, tokens, true, Clock::now(), scale);
+  if (!reservation.allowed) {
+    ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
+    e.param = "input";
+    return send_error(res, e);
+  }
+  limiter.settle(client, reservation.tokens, reservation.tokens, Clock::now(), scale);
+  const auto started = Clock::now();
+  std::vector<std::vector<float>> vectors;
+  for (const auto& ids : inputs) {
+    auto vector = backend.embed(ids);
+    if (!vector) return send_error(res, failure(vector.error().with_context("embedding failed")));
+    vectors.push_back(std::move(*vector));
+  }
+  metrics.observe_request_duration(seconds_since(started));
+  send_json(res, 200, embeddings_response(desc.id, vectors, parsed->base64, tokens));
+}
+
 void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib::Response& res, Route route) {
   const bool ollama = route == Route::OllamaChat || route == Route::OllamaGenerate;
   auto refuse = [&res, ollama](const ApiError& e) {
@@ -407,9 +494,9 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
 
   GenerationParams params;
   std::string model_name;
-  // A chat (messages through the model's template) or a text completion (the prompt as it is).
+  // A chat (messages through the model's template) or text completions (each prompt as it is).
   std::optional<std::vector<model::ChatMessage>> messages;
-  std::string text_prompt;
+  std::vector<CompletionPrompt> text_prompts;
   // Tool calling (chat routes only).
   std::vector<ToolDefinition> tools;
   ToolChoice tool_choice;
@@ -433,7 +520,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
       if (!parsed) return refuse(parsed.error());
       model_name = std::move(parsed->model);
       params = std::move(parsed->params);
-      text_prompt = std::move(parsed->prompt);
+      text_prompts = std::move(parsed->prompts);
       break;
     }
     case Route::OllamaGenerate: {
@@ -442,7 +529,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
       model_name = std::move(parsed->model);
       params = std::move(parsed->params);
       if (parsed->raw) {
-        text_prompt = std::move(parsed->prompt);
+        text_prompts.emplace_back(std::move(parsed->prompt));
       } else {  // Ollama renders a generate request's prompt as one user turn of the chat template
         messages.emplace();
         if (parsed->system) messages->push_back({"system", std::move(*parsed->system)});
@@ -463,8 +550,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (!found) return unserved(found.error());
   Served* model = *found;
   // The prompt must leave room for one generated token; one past that is not tokenized further.
-  const size_t budget = std::max<uint32_t>(model->backend->description().n_ctx, 1) - 1;
-  Prompt prompt;
+  const ModelDescription& desc = model->backend->description();
+  const size_t n_vocab = model->backend->tokenizer().n_vocab();
+  const size_t budget = std::max<uint32_t>(desc.n_ctx, 1) - 1;
+  std::vector<Prompt> prompts;  // a chat's one, or a completion's batch
   const bool tools_offered = !tools.empty() && tool_choice.kind != ToolChoice::Kind::None;
   if (messages && (tools_offered || !conversation.is_null())) {
     // Tools, tool calls or tool results: the template gets them as transformers passes them.
@@ -481,7 +570,7 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
       e.param = "messages";
       return refuse(e);
     }
-    prompt = std::move(*built);
+    prompts.push_back(std::move(*built));
   } else if (messages) {
     auto built = model->prompts.chat(*messages, budget);
     if (!built) {
@@ -489,28 +578,57 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
       e.param = "messages";
       return refuse(e);
     }
-    prompt = std::move(*built);
+    prompts.push_back(std::move(*built));
   } else {
-    prompt = model->prompts.completion(text_prompt, budget);
+    for (size_t i = 0; i < text_prompts.size(); ++i) {
+      const std::string where = text_prompts.size() == 1 ? "prompt" : "prompt[" + std::to_string(i) + "]";
+      if (const auto* text = std::get_if<std::string>(&text_prompts[i])) {
+        prompts.push_back(model->prompts.completion(*text, budget));
+        continue;
+      }
+      Prompt p;
+      p.tokens = std::move(std::get<std::vector<int32_t>>(text_prompts[i]));
+      for (model::TokenId id : p.tokens)
+        if (static_cast<size_t>(id) >= n_vocab)
+          return refuse(bad_request("'" + where + "' holds token " + std::to_string(id) +
+                                        "; this model's vocabulary has " + std::to_string(n_vocab) + " tokens",
+                                    where));
+      p.over_budget = p.tokens.size() > budget;
+      prompts.push_back(std::move(p));
+    }
   }
-  const ModelDescription& desc = model->backend->description();
-  if (prompt.over_budget)
-    return refuse(bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
-                                           " tokens",
-                                       endpoint == Endpoint::Chat ? "messages" : "prompt", "context_length_exceeded"));
-  if (prompt.tokens.empty()) return refuse(bad_request("the prompt is empty", "prompt"));
-  if (prompt.tokens.size() >= desc.n_ctx)
-    return refuse(bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
-                                           " tokens; this model's context holds " + std::to_string(desc.n_ctx),
-                                       "messages", "context_length_exceeded"));
-  const size_t room = desc.n_ctx - prompt.tokens.size();
+  size_t room = desc.n_ctx;  // the fewest free positions any prompt leaves
+  size_t prompt_tokens = 0;  // usage: each prompt once, however many choices share it
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const Prompt& prompt = prompts[i];
+    const std::string where =
+        endpoint == Endpoint::Chat ? "messages" : prompts.size() == 1 ? "prompt" : "prompt[" + std::to_string(i) + "]";
+    if (prompt.over_budget)
+      return refuse(bad_request("the prompt is longer than this model's context of " + std::to_string(desc.n_ctx) +
+                                    " tokens",
+                                where, "context_length_exceeded"));
+    if (prompt.tokens.empty()) return refuse(bad_request("the prompt is empty", where));
+    if (prompt.tokens.size() >= desc.n_ctx)
+      return refuse(bad_request("the prompt has " + std::to_string(prompt.tokens.size()) +
+                                    " tokens; this model's context holds " + std::to_string(desc.n_ctx),
+                                where, "context_length_exceeded"));
+    room = std::min(room, desc.n_ctx - prompt.tokens.size());
+    prompt_tokens += prompt.tokens.size();
+  }
   const int max_tokens = params.max_tokens ? *params.max_tokens : static_cast<int>(room);
   if (static_cast<size_t>(max_tokens) > room)
-    return refuse(bad_request("the prompt (" + std::to_string(prompt.tokens.size()) + " tokens) plus max_tokens (" +
-                                           std::to_string(max_tokens) + ") exceed the context of " +
-                                           std::to_string(desc.n_ctx) + " tokens",
-                                       "max_tokens", "context_length_exceeded"));
-  const size_t n_vocab = model->backend->tokenizer().n_vocab();
+    return refuse(bad_request("the prompt (" + std::to_string(desc.n_ctx - room) + " tokens) plus max_tokens (" +
+                                  std::to_string(max_tokens) + ") exceed the context of " +
+                                  std::to_string(desc.n_ctx) + " tokens",
+                              "max_tokens", "context_length_exceeded"));
+  const size_t choices = prompts.size() * static_cast<size_t>(params.n);
+  if (params.n > 1 && !desc.no_sequence_copies.empty()) return refuse(bad_request(desc.no_sequence_copies, "n"));
+  if (choices > 1 && tools_offered)
+    return refuse(bad_request("tools are answered one choice at a time: n must be 1 with tools", "n"));
+  if (choices > options.scheduler.max_sessions)
+    return refuse(bad_request(std::to_string(choices) + " choices asked for; this gateway runs at most " +
+                                  std::to_string(options.scheduler.max_sessions) + " generations at once",
+                              params.n > 1 ? "n" : "prompt"));
   size_t banned = 0;
   for (const auto& [token, bias] : params.logit_bias) {
     if (static_cast<size_t>(token) >= n_vocab)
@@ -524,10 +642,10 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   if (auto check = model::Sampler::create(params.sampling); !check)
     return refuse(failure(check.error()));
 
-  // The tokens it may generate are taken from the client's allowance now and what is left unused
-  // is given back when the job finishes; then a place in the queue.
-  const auto reservation =
-      limiter.reserve(client, static_cast<size_t>(max_tokens), params.max_tokens.has_value(), Clock::now(), scale);
+  // The tokens it may generate (every choice's) are taken from the client's allowance now and what
+  // is left unused is given back when the last choice finishes; then places in the queue.
+  const auto reservation = limiter.reserve(client, static_cast<size_t>(max_tokens) * choices,
+                                           params.max_tokens.has_value(), Clock::now(), scale);
   if (!reservation.allowed) {
     ApiError e = rate_limited(reservation.reason, reservation.retry_after_s);
     e.param = "max_tokens";
@@ -540,41 +658,175 @@ void GatewayServer::Impl::handle_generation(const httplib::Request& req, httplib
   auto grammar = forced_call ? model->constraints->for_tool_choice(tools, tool_choice, model->tool_format)
                              : model->constraints->for_format(params.response_format,
                                                               ollama ? "format" : "response_format.json_schema.schema");
-  if (!grammar) return refuse(grammar.error());
+  if (!grammar) {
+    limiter.settle(client, reservation.tokens, 0, Clock::now(), scale);
+    return refuse(grammar.error());
+  }
   const Tools answer_tools = tools_offered ? std::make_shared<const std::vector<ToolDefinition>>(std::move(tools)) : nullptr;
-
-  GenerationSpec spec;
-  spec.grammar = std::move(*grammar);
-  spec.prompt = std::move(prompt.tokens);
-  spec.max_tokens = static_cast<int>(reservation.tokens);
-  spec.sampling = params.sampling;
-  spec.stops = std::move(params.stop);
-  spec.logprobs = params.logprobs;
-  spec.logit_bias = std::move(params.logit_bias);
-  // Under a grammar the answer ends where the grammar says: the template's turn-end texts could
-  // appear inside a JSON string and must not cut it.
-  if (!spec.grammar)
-    for (auto& s : prompt.stops) spec.stops.push_back(std::move(s));
-  spec.client = client;
-  spec.priority = klass.priority;
   const size_t reserved = reservation.tokens;
-  auto job = std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved, scale](size_t used) {
-    limiter.settle(client, reserved, used, Clock::now(), scale);
-  });
-  if (!model->scheduler->submit(job)) {
-    job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
+  const size_t per_choice = reserved / choices;
+  if (per_choice == 0) {
+    limiter.settle(client, reserved, 0, Clock::now(), scale);
+    return refuse(rate_limited("the client's token allowance holds fewer tokens than the " +
+                                   std::to_string(choices) + " choices asked for",
+                               1));
+  }
+  // Settles the reservation once, when the last of the request's jobs finishes.
+  struct Settlement {
+    std::atomic<size_t> left, used{0};
+  };
+  auto settlement = std::make_shared<Settlement>();
+  settlement->left = choices;
+  std::vector<std::shared_ptr<GenerationJob>> jobs;
+  for (Prompt& prompt : prompts) {
+    for (int i = 0; i < params.n; ++i) {
+      GenerationSpec spec;
+      spec.prompt = prompt.tokens;
+      spec.max_tokens = static_cast<int>(per_choice);
+      spec.sampling = params.sampling;
+      spec.sampling.seed += static_cast<uint64_t>(i);
+      spec.stops = params.stop;
+      spec.grammar = *grammar;
+      // Under a grammar the answer ends where the grammar says: the template's turn-end texts could
+      // appear inside a JSON string and must not cut it.
+      if (!spec.grammar)
+        for (const auto& stop : prompt.stops) spec.stops.push_back(stop);
+      spec.logprobs = params.logprobs;
+      spec.logit_bias = params.logit_bias;
+      spec.client = client;
+      spec.priority = klass.priority;
+      jobs.push_back(std::make_shared<GenerationJob>(std::move(spec), [this, client, reserved, scale,
+                                                                       settlement](size_t used) {
+        const size_t total = settlement->used += used;
+        if (--settlement->left == 0) limiter.settle(client, reserved, total, Clock::now(), scale);
+      }));
+    }
+  }
+  for (size_t g = 0; g < prompts.size(); ++g) {
+    std::vector<std::shared_ptr<GenerationJob>> group(jobs.begin() + static_cast<std::ptrdiff_t>(g * params.n),
+                                                      jobs.begin() + static_cast<std::ptrdiff_t>((g + 1) * params.n));
+    if (model->scheduler->submit_group(std::move(group))) continue;
+    for (auto& job : jobs) {
+      job->cancel();  // those already queued give their places up
+      job->finish("error", Error{ErrorCode::Unavailable, "not queued"});  // gives the reservation back
+    }
     return refuse(overloaded("the gateway is at capacity (" + std::to_string(options.scheduler.max_sessions) +
-                                          " sessions busy, " + std::to_string(options.scheduler.max_queue) +
-                                          " requests waiting); retry shortly",
-                                      1));
+                                 " sessions busy, " + std::to_string(options.scheduler.max_queue) +
+                                 " requests waiting); retry shortly",
+                             1));
   }
   if (ollama) {
     const OllamaEndpoint which = route == Route::OllamaChat ? OllamaEndpoint::Chat : OllamaEndpoint::Generate;
-    return respond_ollama(res, std::move(job), which, model_name, params.stream, answer_tools);
+    return respond_ollama(res, std::move(jobs.front()), which, model_name, params.stream, answer_tools);
   }
   ResponseIdentity who = new_response_identity(endpoint, desc.id);
-  if (params.stream) respond_streaming(res, std::move(job), std::move(who), params.include_usage, answer_tools);
-  else respond_whole(res, std::move(job), std::move(who), answer_tools);
+  if (jobs.size() > 1) {
+    if (params.stream) respond_streaming_choices(res, std::move(jobs), std::move(who), prompt_tokens, params.include_usage);
+    else respond_whole_choices(res, std::move(jobs), std::move(who), prompt_tokens);
+    return;
+  }
+  if (params.stream) respond_streaming(res, std::move(jobs.front()), std::move(who), params.include_usage, answer_tools);
+  else respond_whole(res, std::move(jobs.front()), std::move(who), answer_tools);
+}
+
+namespace {
+
+// What a request's choices produced so far, filled from their jobs' updates.
+struct ChoiceState {
+  std::string text;                      // a whole answer's text so far
+  std::vector<TokenLogprob> logprobs;    // a whole answer's log-probs so far
+  std::optional<JobUpdate> last;         // the update that finished it
+  bool role_sent = false;                // a chat stream's first chunk went out
+  size_t text_offset = 0;                // the log-probs' text_offset so far (streams)
+};
+
+// Waits up to `timeout` for news from the first unfinished job and then takes what the others
+// have (a round gives every choice its token together, so one wait serves them all); `take`
+// receives each update. True when every job has finished.
+template <class Take>
+bool poll_jobs(const std::vector<std::shared_ptr<GenerationJob>>& jobs, std::vector<ChoiceState>& states,
+               std::chrono::milliseconds timeout, Take take) {
+  bool waited = false, all_finished = true;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (states[i].last) continue;
+    JobUpdate u = jobs[i]->wait(waited ? std::chrono::milliseconds(0) : timeout);
+    waited = true;
+    const bool finished = u.finished;
+    take(i, u);
+    if (finished) states[i].last = std::move(u);
+    else all_finished = false;
+  }
+  return all_finished;
+}
+
+// The first failed choice's update, if any failed.
+const JobUpdate* failed_choice(const std::vector<ChoiceState>& states) {
+  for (const ChoiceState& c : states)
+    if (c.last && (c.last->finish_reason == "error" || c.last->finish_reason == "cancelled")) return &*c.last;
+  return nullptr;
+}
+
+void cancel_all(const std::vector<std::shared_ptr<GenerationJob>>& jobs) {
+  for (const auto& job : jobs) job->cancel();
+}
+
+}  // namespace
+
+void GatewayServer::Impl::respond_streaming_choices(httplib::Response& res,
+                                                    std::vector<std::shared_ptr<GenerationJob>> jobs,
+                                                    ResponseIdentity who, size_t prompt_tokens, bool include_usage) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");  // tell reverse proxies not to buffer the stream
+  auto states = std::make_shared<std::vector<ChoiceState>>(jobs.size());
+  auto arrived = jobs.front()->arrived();
+  const bool logprobs = jobs.front()->spec().logprobs >= 0;
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, jobs, who, include_usage, states, arrived, prompt_tokens, logprobs](size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+        bool ok = true;
+        if (who.endpoint == Endpoint::Chat) {
+          // The role chunks go out at once: the client sees the answer begin before the prompt is through.
+          for (size_t i = 0; ok && i < states->size(); ++i) {
+            if ((*states)[i].role_sent) continue;
+            ok = write(sse_event(dump(stream_chunk(who, "", true, std::nullopt, nullptr, i))));
+            (*states)[i].role_sent = true;
+          }
+        }
+        bool wrote = false;
+        const bool all_finished = poll_jobs(jobs, *states, kStreamPoll, [&](size_t i, const JobUpdate& u) {
+          ChoiceState& c = (*states)[i];
+          if (ok && (!u.text.empty() || !u.logprobs.empty())) {
+            json lp = logprobs_json(who.endpoint, logprobs ? &u.logprobs : nullptr, c.text_offset);
+            ok = write(sse_event(dump(stream_chunk(who, u.text, !c.role_sent, std::nullopt, std::move(lp), i))));
+            c.role_sent = true;
+            wrote = true;
+          }
+          if (ok && u.finished && u.finish_reason != "error" && u.finish_reason != "cancelled") {
+            ok = write(sse_event(dump(stream_chunk(who, "", !c.role_sent, u.finish_reason, nullptr, i))));
+            c.role_sent = true;
+            wrote = true;
+          }
+        });
+        const JobUpdate* failed = failed_choice(*states);
+        if (ok && !wrote && !all_finished && !failed) ok = write(sse_comment("waiting"));  // also how a vanished client is noticed
+        if (ok && (all_finished || failed)) {
+          metrics.observe_request_duration(seconds_since(arrived));
+          if (failed) {
+            cancel_all(jobs);
+            ok = write(sse_event(dump(generation_failure(*failed).to_json())));
+          } else if (include_usage) {
+            size_t completion = 0;
+            for (const ChoiceState& c : *states) completion += c.last->completion_tokens;
+            ok = write(sse_event(dump(usage_chunk(who, {prompt_tokens, completion}))));
+          }
+          if (ok) ok = write(sse_done());
+          if (ok) sink.done();
+        }
+        if (!ok) cancel_all(jobs);  // the client went away: free its sessions
+        return ok;
+      },
+      [jobs](bool) { cancel_all(jobs); });  // no effect on finished jobs; frees abandoned ones
 }
 
 void GatewayServer::Impl::respond_streaming(httplib::Response& res, std::shared_ptr<GenerationJob> job,
@@ -751,6 +1003,64 @@ void GatewayServer::Impl::respond_whole(httplib::Response& res, std::shared_ptr<
         return ok;
       },
       [job](bool) { job->cancel(); });
+}
+
+void GatewayServer::Impl::respond_whole_choices(httplib::Response& res, std::vector<std::shared_ptr<GenerationJob>> jobs,
+                                                ResponseIdentity who, size_t prompt_tokens) {
+  auto states = std::make_shared<std::vector<ChoiceState>>(jobs.size());
+  auto collect = [states](size_t i, JobUpdate& u) {
+    ChoiceState& c = (*states)[i];
+    c.text += u.text;
+    for (auto& t : u.logprobs) c.logprobs.push_back(std::move(t));
+  };
+  auto body_of = [this, jobs, who, states, prompt_tokens]() {
+    metrics.observe_request_duration(seconds_since(jobs.front()->arrived()));
+    if (const JobUpdate* failed = failed_choice(*states)) return dump(generation_failure(*failed).to_json());
+    std::vector<CompletionChoice> choices;
+    size_t completion = 0;
+    for (ChoiceState& c : *states) {
+      size_t text_offset = 0;
+      const bool logprobs = jobs.front()->spec().logprobs >= 0;
+      choices.push_back({std::move(c.text), c.last->finish_reason,
+                         logprobs_json(who.endpoint, logprobs ? &c.logprobs : nullptr, text_offset)});
+      completion += c.last->completion_tokens;
+    }
+    return dump(completion_response(who, choices, {prompt_tokens, completion}));
+  };
+  // Most answers finish quickly: wait here, so the status code can still say how it went.
+  bool finished = false;
+  const auto deadline = Clock::now() + kPlainWaitBeforeKeepAlive;
+  while (!finished && !failed_choice(*states) && Clock::now() < deadline)
+    finished = poll_jobs(jobs, *states,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), collect);
+  if (const JobUpdate* failed = failed_choice(*states)) {
+    cancel_all(jobs);
+    return send_error(res, generation_failure(*failed));
+  }
+  if (finished) {
+    res.set_content(body_of(), "application/json");
+    return;
+  }
+  // A long one: the status is committed now, and whitespace (legal before a JSON value) goes out
+  // each second until the answer is ready; a failed write means the client left.
+  res.set_chunked_content_provider(
+      "application/json",
+      [jobs, states, collect, body_of](size_t, httplib::DataSink& sink) {
+        const bool all_finished = poll_jobs(jobs, *states, kStreamPoll, collect);
+        const bool failed = failed_choice(*states) != nullptr;
+        bool ok = true;
+        if (all_finished || failed) {
+          if (failed) cancel_all(jobs);
+          const std::string body = body_of();
+          ok = sink.write(body.data(), body.size());
+          if (ok) sink.done();
+        } else {
+          ok = sink.write(" ", 1);
+        }
+        if (!ok) cancel_all(jobs);
+        return ok;
+      },
+      [jobs](bool) { cancel_all(jobs); });
 }
 
 GatewayServer::GatewayServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

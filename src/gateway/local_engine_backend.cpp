@@ -12,6 +12,7 @@ class LocalSequence final : public EngineSequence {
   explicit LocalSequence(std::unique_ptr<model::Session> session) : session_(std::move(session)) {}
   uint32_t n_past() const override { return session_->n_past(); }
   model::Session& session() { return *session_; }
+  const model::Session& session() const { return *session_; }
 
  private:
   std::unique_ptr<model::Session> session_;
@@ -39,6 +40,14 @@ Result<std::unique_ptr<LocalEngineBackend>> LocalEngineBackend::load(const Local
   d.n_ctx = options.n_ctx ? options.n_ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);
   if (const auto* src = backend->model_->file().metadata().find("tokenizer.chat_template"); src && src->as_string())
     d.chat_template_source = std::string(*src->as_string());
+  d.no_sequence_copies.clear();
+  d.n_embd = cfg.n_embd;
+  if (auto pooling = model::pooling_of(*backend->model_)) {
+    backend->pooling_ = *pooling;
+    d.no_embeddings.clear();
+  } else {
+    d.no_embeddings = "this model gives no embeddings: " + pooling.error().message;
+  }
   backend->address_ = options.address;
   backend->prefill_chunk_ = options.prefill_chunk;
   return backend;
@@ -57,6 +66,18 @@ void LocalEngineBackend::run_steps(std::span<EngineStep> steps) {
                       model::Output::LastLogits, step.logits, {}});
   model::Session::forward_batch(batch_, scratch_, pool_);
   for (size_t i = 0; i < steps.size(); ++i) steps[i].result = std::move(batch_[i].result);
+}
+
+Result<void> LocalEngineBackend::copy_sequence(const EngineSequence& from, EngineSequence& to) {
+  return static_cast<LocalSequence&>(to).session().copy_from(static_cast<const LocalSequence&>(from).session());
+}
+
+Result<std::vector<float>> LocalEngineBackend::embed(std::span<const model::TokenId> tokens) {
+  if (!description_.no_embeddings.empty()) return Error{ErrorCode::InvalidArgument, description_.no_embeddings};
+  std::lock_guard lock(embed_mutex_);
+  if (!embed_pool_) embed_pool_ = std::make_unique<kernels::ThreadPool>(threads_);
+  return model::embed(*model_, tokens, pooling_, true, description_.n_ctx, *embed_pool_,
+                      static_cast<uint32_t>(prefill_chunk_));
 }
 
 SwarmSnapshot LocalEngineBackend::swarm_snapshot(const GatewayLoad& load) const {

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "gateway/engine_backend.h"
 #include "kernels/thread_pool.h"
+#include "model/embedding.h"
 #include "model/model.h"
 
 namespace omni::gateway {
@@ -36,6 +38,9 @@ class LocalEngineBackend final : public EngineBackend {
   size_t max_batch() const override { return prefill_chunk_; }
   Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override;
   void run_steps(std::span<EngineStep> steps) override;
+  Result<void> copy_sequence(const EngineSequence& from, EngineSequence& to) override;
+  // One embedding at a time, on a thread pool of its own (the scheduler's is not shared).
+  Result<std::vector<float>> embed(std::span<const model::TokenId> tokens) override;
   SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override;
 
   // The most prompt tokens per step (larger chunks cost memory and stall the others' decoding).
@@ -43,7 +48,7 @@ class LocalEngineBackend final : public EngineBackend {
 
  private:
   LocalEngineBackend(std::unique_ptr<model::Model> model, model::Tokenizer tokenizer, int threads)
-      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), pool_(threads) {}
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), pool_(threads), threads_(threads) {}
 
   std::unique_ptr<model::Model> model_;
   model::Tokenizer tokenizer_;
@@ -51,6 +56,10 @@ class LocalEngineBackend final : public EngineBackend {
   model::StepScratch scratch_;
   std::vector<model::SequenceStep> batch_;  // reused: no allocation per round
   size_t prefill_chunk_ = 512;
+  int threads_;
+  model::Pooling pooling_ = model::Pooling::Mean;
+  std::mutex embed_mutex_;
+  std::unique_ptr<kernels::ThreadPool> embed_pool_;  // made by the first embed()
   ModelDescription description_;
   std::string address_;
 };

@@ -128,8 +128,8 @@ ApiResult<GenerationParams> read_params(const json& body) {
   if (auto e = read_int(body, "max_completion_tokens", 1, 1 << 24, max_completion_tokens)) return *e;
   if (max_completion_tokens) max_tokens = max_completion_tokens;  // the newer name wins
   if (max_tokens) p.max_tokens = static_cast<int>(*max_tokens);
-  if (auto e = read_int(body, "n", 1, 128, n)) return *e;
-  if (n && *n != 1) return bad_request("only n = 1 is supported", "n");
+  if (auto e = read_int(body, "n", 1, kMaxChoices, n)) return *e;
+  if (n) p.n = static_cast<int>(*n);
   if (auto e = read_int(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), seed))
     return *e;
   if (seed) {
@@ -346,6 +346,55 @@ std::optional<ApiError> read_conversation(const ojson& messages, ChatRequest& r)
   return std::nullopt;
 }
 
+// A token array's ids: non-negative integers (the server checks them against the vocabulary).
+ApiResult<std::vector<int32_t>> read_token_ids(const json& array, const std::string& where) {
+  if (array.empty()) return bad_request("'" + where + "' is an empty token array", where);
+  std::vector<int32_t> ids;
+  ids.reserve(array.size());
+  for (const json& t : array) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
+      return bad_request("'" + where + "' must hold token ids (non-negative integers), not " + t.dump(), where);
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return ids;
+}
+
+// "prompt" (or embeddings' "input") in each of OpenAI's four shapes, at most `max` of them.
+ApiResult<std::vector<CompletionPrompt>> read_prompts(const json& prompt, const std::string& field, size_t max) {
+  const char* expected = "a string, an array of strings, an array of token ids or an array of token arrays";
+  std::vector<CompletionPrompt> out;
+  if (prompt.is_string()) {
+    out.emplace_back(prompt.get<std::string>());
+    return out;
+  }
+  if (!prompt.is_array()) return wrong_type(field, expected, prompt);
+  if (prompt.empty()) return bad_request("'" + field + "' is an empty array", field);
+  if (prompt[0].is_number()) {  // one prompt of token ids
+    auto ids = read_token_ids(prompt, field);
+    if (!ids) return ids.error();
+    out.emplace_back(std::move(*ids));
+    return out;
+  }
+  if (prompt.size() > max)
+    return bad_request("'" + field + "' holds " + std::to_string(prompt.size()) + " inputs; at most " +
+                           std::to_string(max) + " are allowed",
+                       field);
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const json& p = prompt[i];
+    const std::string where = field + "[" + std::to_string(i) + "]";
+    if (p.is_string()) {
+      out.emplace_back(p.get<std::string>());
+    } else if (p.is_array()) {
+      auto ids = read_token_ids(p, where);
+      if (!ids) return ids.error();
+      out.emplace_back(std::move(*ids));
+    } else {
+      return wrong_type(where, "a string or an array of token ids", p);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 ApiResult<json> parse_json_object(std::string_view body) {
@@ -473,16 +522,9 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body) {
   r.model = std::move(*model);
   auto prompt = j.find("prompt");
   if (prompt == j.end() || prompt->is_null()) return bad_request("'prompt' is required", "prompt");
-  if (prompt->is_string()) {
-    r.prompt = prompt->get<std::string>();
-  } else if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) {
-    r.prompt = (*prompt)[0].get<std::string>();
-  } else if (prompt->is_array()) {
-    return bad_request("'prompt' must be a string or an array of exactly one string (batches are not supported)",
-                       "prompt");
-  } else {
-    return wrong_type("prompt", "a string", *prompt);
-  }
+  auto prompts = read_prompts(*prompt, "prompt", kMaxPrompts);
+  if (!prompts) return prompts.error();
+  r.prompts = std::move(*prompts);
   if (auto it = j.find("echo"); it != j.end() && it->is_boolean() && it->get<bool>())
     return bad_request("'echo' is not supported", "echo");
   if (auto it = j.find("suffix"); it != j.end() && !it->is_null())
@@ -493,9 +535,43 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body) {
   auto params = read_params(j);
   if (!params) return params.error();
   r.params = std::move(*params);
+  if (r.prompts.size() * static_cast<size_t>(r.params.n) > kMaxChoicesPerRequest)
+    return bad_request(std::to_string(r.prompts.size()) + " prompts with n = " + std::to_string(r.params.n) +
+                           " make more than " + std::to_string(kMaxChoicesPerRequest) + " choices",
+                       "n");
   std::optional<int64_t> logprobs;  // the legacy API: how many alternatives, 0 for the token's own only
   if (auto e = read_int(j, "logprobs", 0, 5, logprobs)) return *e;
   if (logprobs) r.params.logprobs = static_cast<int>(*logprobs);
+  return r;
+}
+
+ApiResult<EmbeddingRequest> parse_embedding_request(std::string_view body) {
+  auto object = parse_json_object(body);
+  if (!object) return object.error();
+  const json& j = *object;
+  EmbeddingRequest r;
+  auto model = read_model(j);
+  if (!model) return model.error();
+  r.model = std::move(*model);
+  auto input = j.find("input");
+  if (input == j.end() || input->is_null()) return bad_request("'input' is required", "input");
+  auto inputs = read_prompts(*input, "input", kMaxEmbeddingInputs);
+  if (!inputs) return inputs.error();
+  r.inputs = std::move(*inputs);
+  for (size_t i = 0; i < r.inputs.size(); ++i)
+    if (const auto* text = std::get_if<std::string>(&r.inputs[i]); text && text->empty())
+      return bad_request("an input is an empty string", r.inputs.size() == 1 ? "input" : "input[" + std::to_string(i) + "]");
+  if (auto it = j.find("encoding_format"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return wrong_type("encoding_format", "\"float\" or \"base64\"", *it);
+    const auto format = it->get<std::string>();
+    if (format != "float" && format != "base64")
+      return bad_request("'encoding_format' must be \"float\" or \"base64\", not \"" + format + "\"",
+                         "encoding_format");
+    r.base64 = format == "base64";
+  }
+  std::optional<int64_t> dimensions;
+  if (auto e = read_int(j, "dimensions", 1, 1 << 20, dimensions)) return *e;
+  r.dimensions = dimensions;
   return r;
 }
 

@@ -48,6 +48,10 @@ constexpr size_t kMaxStopStrings = 4;    // as OpenAI
 constexpr size_t kMaxStopLength = 256;
 constexpr size_t kMaxMessages = 4096;
 constexpr size_t kMaxLogitBias = 300;    // as OpenAI
+constexpr int kMaxChoices = 8;           // n: choices per prompt
+constexpr size_t kMaxPrompts = 16;       // a completion's batch of prompts
+constexpr size_t kMaxChoicesPerRequest = 16;  // prompts x n
+constexpr size_t kMaxEmbeddingInputs = 64;    // inputs of one /v1/embeddings request
 
 constexpr size_t kMaxTools = 128;
 
@@ -89,6 +93,9 @@ struct GenerationParams {
   // logit_bias: token id -> added to its logit before sampling (greedy too), in [-100, 100]; -100
   // bans the token. Ids are checked against the vocabulary by the server, which knows it.
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // n: choices per prompt (1..kMaxChoices), sampled independently from one prefill; with a seed,
+  // choice i uses seed + i.
+  int n = 1;
 };
 
 struct ChatRequest {
@@ -107,9 +114,16 @@ struct ChatRequest {
   bool parallel_tool_calls = true;
 };
 
+// One prompt of /v1/completions: text (completed as it is) or token ids (ids are checked against
+// the vocabulary by the server).
+using CompletionPrompt = std::variant<std::string, std::vector<int32_t>>;
+
 struct CompletionRequest {
   std::string model;
-  std::string prompt;
+  // "prompt": a string, an array of strings, an array of token ids or an array of such arrays
+  // (1..kMaxPrompts prompts; with n, at most kMaxChoicesPerRequest choices in all). Choice
+  // prompt_index * n + i is prompt prompt_index's i-th.
+  std::vector<CompletionPrompt> prompts;
   GenerationParams params;
 };
 
@@ -120,6 +134,17 @@ ApiResult<nlohmann::json> parse_json_object(std::string_view body);
 
 ApiResult<ChatRequest> parse_chat_request(std::string_view body);
 ApiResult<CompletionRequest> parse_completion_request(std::string_view body);
+
+// POST /v1/embeddings.
+struct EmbeddingRequest {
+  std::string model;
+  // "input": a string, an array of strings, an array of token ids or an array of token arrays
+  // (1..kMaxEmbeddingInputs inputs, none an empty string); data[i] of the answer is input i's.
+  std::vector<CompletionPrompt> inputs;
+  bool base64 = false;  // encoding_format "base64" (else "float")
+  std::optional<int64_t> dimensions;  // the server checks it against the model's width
+};
+ApiResult<EmbeddingRequest> parse_embedding_request(std::string_view body);
 
 // The deepest nesting of arrays and objects in `text`, scanning no further than limit + 1 levels
 // (strings are skipped, escapes honoured). Not a validator: the parser does that afterwards.

@@ -1,6 +1,9 @@
 #include "gateway/openai_response.h"
 
+#include <algorithm>
+#include <bit>
 #include <chrono>
+#include <cstdint>
 #include <random>
 
 namespace omni::gateway {
@@ -84,14 +87,24 @@ json logprobs_json(Endpoint endpoint, const std::vector<TokenLogprob>* tokens, s
 
 json completion_response(const ResponseIdentity& who, const std::string& text, const std::string& finish_reason,
                          const Usage& usage, json logprobs) {
-  json choice = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", std::move(logprobs)}};
-  if (who.endpoint == Endpoint::Chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
-  else choice["text"] = text;
+  return completion_response(who, {CompletionChoice{text, finish_reason, std::move(logprobs)}}, usage);
+}
+
+json completion_response(const ResponseIdentity& who, const std::vector<CompletionChoice>& choices,
+                         const Usage& usage) {
+  json list = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const CompletionChoice& c = choices[i];
+    json choice = {{"index", i}, {"finish_reason", c.finish_reason}, {"logprobs", c.logprobs}};
+    if (who.endpoint == Endpoint::Chat) choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+    else choice["text"] = c.text;
+    list.push_back(std::move(choice));
+  }
   return {{"id", who.id},
           {"object", object_name(who.endpoint, false)},
           {"created", who.created},
           {"model", who.model},
-          {"choices", json::array({std::move(choice)})},
+          {"choices", std::move(list)},
           {"usage", usage_json(usage)}};
 }
 
@@ -122,8 +135,8 @@ std::vector<json> tool_call_chunks(const ResponseIdentity& who, const std::vecto
 }
 
 json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
-                  const std::optional<std::string>& finish_reason, json logprobs) {
-  json choice = {{"index", 0}, {"logprobs", std::move(logprobs)}};
+                  const std::optional<std::string>& finish_reason, json logprobs, size_t index) {
+  json choice = {{"index", index}, {"logprobs", std::move(logprobs)}};
   choice["finish_reason"] = finish_reason ? json(*finish_reason) : json(nullptr);
   if (who.endpoint == Endpoint::Chat) {
     json delta = json::object();
@@ -138,6 +151,39 @@ json stream_chunk(const ResponseIdentity& who, const std::string& text, bool fir
           {"created", who.created},
           {"model", who.model},
           {"choices", json::array({std::move(choice)})}};
+}
+
+std::string base64_of_floats(const std::vector<float>& values) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::vector<uint8_t> bytes;
+  bytes.reserve(values.size() * 4);
+  for (float v : values) {
+    const uint32_t bits = std::bit_cast<uint32_t>(v);
+    for (int k = 0; k < 4; ++k) bytes.push_back(static_cast<uint8_t>(bits >> (8 * k)));  // little-endian
+  }
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t group = uint32_t{bytes[i]} << 16;
+    if (n > 1) group |= uint32_t{bytes[i + 1]} << 8;
+    if (n > 2) group |= bytes[i + 2];
+    for (size_t k = 0; k < 4; ++k) out.push_back(k <= n ? kDigits[(group >> (18 - 6 * k)) & 63] : '=');
+  }
+  return out;
+}
+
+json embeddings_response(const std::string& model, const std::vector<std::vector<float>>& vectors, bool base64,
+                         size_t prompt_tokens) {
+  json data = json::array();
+  for (size_t i = 0; i < vectors.size(); ++i)
+    data.push_back({{"object", "embedding"},
+                    {"index", i},
+                    {"embedding", base64 ? json(base64_of_floats(vectors[i])) : json(vectors[i])}});
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"model", model},
+          {"usage", {{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}}}};
 }
 
 json usage_chunk(const ResponseIdentity& who, const Usage& usage) {

@@ -58,10 +58,27 @@ nlohmann::json tool_calls_response(const ResponseIdentity& who, const ParsedAnsw
 // name (arguments ""), then one with its arguments.
 std::vector<nlohmann::json> tool_call_chunks(const ResponseIdentity& who, const std::vector<ToolCall>& calls);
 
-// One chunk of a stream. Chat: the first chunk carries the role; `text` may be empty; a
-// finish_reason marks the last content chunk.
+// One choice of a whole answer with several (n > 1, or a batch of prompts): its index is its
+// position in the list.
+struct CompletionChoice {
+  std::string text;
+  std::string finish_reason;
+  nlohmann::json logprobs;  // null, or logprobs_json()'s
+};
+nlohmann::json completion_response(const ResponseIdentity& who, const std::vector<CompletionChoice>& choices,
+                                   const Usage& usage);
+
+// One chunk of a stream, for choice `index`. Chat: the first chunk carries the role; `text` may
+// be empty; a finish_reason marks the choice's last content chunk.
 nlohmann::json stream_chunk(const ResponseIdentity& who, const std::string& text, bool first,
-                            const std::optional<std::string>& finish_reason, nlohmann::json logprobs = nullptr);
+                            const std::optional<std::string>& finish_reason, nlohmann::json logprobs = nullptr,
+                            size_t index = 0);
+// POST /v1/embeddings' answer: data[i] is vectors[i], as an array of numbers or, with `base64`,
+// as OpenAI encodes it: the base64 of its float32 values' little-endian bytes.
+nlohmann::json embeddings_response(const std::string& model, const std::vector<std::vector<float>>& vectors,
+                                   bool base64, size_t prompt_tokens);
+std::string base64_of_floats(const std::vector<float>& values);
+
 // The extra last chunk of stream_options.include_usage: no choices, the usage.
 nlohmann::json usage_chunk(const ResponseIdentity& who, const Usage& usage);
 

@@ -23,6 +23,7 @@ struct Scheduler::Active {
   std::vector<ProducedToken> produced;  // a speculating backend's tokens of the last round
   std::optional<model::TokenConstraint> constraint;  // when the job has a grammar
   std::vector<float> masked;                         // the constraint's scratch logits
+  Active* leader = nullptr;   // while set: waits for the leader's prompt, then copies its sequence
 };
 
 Scheduler::Scheduler(EngineBackend& backend, SchedulerOptions options, SchedulerObserver observer)
@@ -40,25 +41,83 @@ void Scheduler::shutdown() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   std::lock_guard lock(mutex_);
-  for (auto& job : queue_) job->finish("error", Error{ErrorCode::Unavailable, "the gateway is shutting down"});
+  for (auto& group : queue_)
+    for (auto& job : group) job->finish("error", Error{ErrorCode::Unavailable, "the gateway is shutting down"});
   queue_.clear();
+  queued_jobs_ = 0;
   queue_depth_ = 0;
 }
 
 bool Scheduler::submit(std::shared_ptr<GenerationJob> job) {
+  std::vector<std::shared_ptr<GenerationJob>> group;
+  group.push_back(std::move(job));
+  return submit_group(std::move(group));
+}
+
+bool Scheduler::submit_group(std::vector<std::shared_ptr<GenerationJob>> jobs) {
+  if (jobs.empty()) return true;
   {
     std::lock_guard lock(mutex_);
-    // Requests whose clients already left do not hold queue places.
-    std::erase_if(queue_, [](const auto& j) { return j->cancelled(); });
-    if (stopping_ || queue_.size() >= options_.max_queue) {
-      queue_depth_ = queue_.size();
+    // Requests whose clients already left do not hold queue places (a group goes when all its
+    // jobs are cancelled: its client cancels them together).
+    std::erase_if(queue_, [this](const auto& group) {
+      const bool gone = std::all_of(group.begin(), group.end(), [](const auto& j) { return j->cancelled(); });
+      if (gone) queued_jobs_ -= group.size();
+      return gone;
+    });
+    if (stopping_ || queued_jobs_ + jobs.size() > options_.max_queue) {
+      queue_depth_ = queued_jobs_;
       return false;
     }
-    queue_.push_back(std::move(job));
-    queue_depth_ = queue_.size();
+    queued_jobs_ += jobs.size();
+    queue_.push_back(std::move(jobs));
+    queue_depth_ = queued_jobs_;
   }
   wake_.notify_one();
   return true;
+}
+
+Scheduler::Active* Scheduler::admit(std::shared_ptr<GenerationJob> job, Active* leader,
+                                     std::vector<std::unique_ptr<Active>>& active) {
+  if (job->cancelled()) {
+    job->finish("cancelled");
+    if (observer_.on_cancelled) observer_.on_cancelled(*job);
+    return nullptr;
+  }
+  auto sampler = model::Sampler::create(job->spec().sampling);
+  if (!sampler) {
+    job->finish("error", sampler.error());
+    return nullptr;
+  }
+  const uint32_t n_ctx = static_cast<uint32_t>(job->spec().prompt.size() + job->spec().max_tokens);
+  auto sequence = backend_.open_sequence(n_ctx);
+  if (!sequence) {
+    job->finish("error", sequence.error().with_context("could not open a session"));
+    return nullptr;
+  }
+  model::StopDetector stop(job->spec().stops);
+  active.push_back(std::unique_ptr<Active>(new Active{std::move(job), std::move(*sequence), std::move(*sampler),
+                                                      model::Detokenizer(backend_.tokenizer()), std::move(stop), 0, 0,
+                                                      0, {}, {}, false, {}, std::nullopt, {}, leader}));
+  if (active.back()->job->spec().grammar) active.back()->constraint.emplace(active.back()->job->spec().grammar);
+  return active.back().get();
+}
+
+void Scheduler::fork_followers(Active& leader, std::vector<std::unique_ptr<Active>>& active) {
+  for (auto& f : active) {
+    if (f->leader != &leader) continue;
+    Active& b = *f;
+    b.leader = nullptr;
+    if (auto copied = backend_.copy_sequence(*leader.sequence, *b.sequence); !copied) {
+      b.job->finish("error", copied.error().with_context("could not share the prompt"));
+      b.finished = true;
+      continue;
+    }
+    b.logits = leader.logits;
+    b.prompt_done = b.job->spec().prompt.size();
+    for (model::TokenId t : b.job->spec().prompt) b.sampler.accept(t);
+    b.finished = generate_token(b);
+  }
 }
 
 bool Scheduler::generate_token(Active& a) {
@@ -122,17 +181,21 @@ bool Scheduler::emit_token(Active& a, model::TokenId id, std::span<const float> 
   return false;
 }
 
-std::shared_ptr<GenerationJob> Scheduler::take_next() {
-  const auto is_priority = [](const std::shared_ptr<GenerationJob>& j) { return j->spec().priority; };
+std::vector<std::shared_ptr<GenerationJob>> Scheduler::take_next(size_t sessions) {
+  // A group's jobs are one request's: the first one's class is the group's.
+  const auto is_priority = [](const std::vector<std::shared_ptr<GenerationJob>>& g) { return g.front()->spec().priority; };
   const auto first_priority = std::find_if(queue_.begin(), queue_.end(), is_priority);
   const auto first_free = std::find_if_not(queue_.begin(), queue_.end(), is_priority);
   const bool free_turn = first_free != queue_.end() &&
                          (first_priority == queue_.end() || priority_streak_ + 1 >= std::max<size_t>(1, options_.free_every));
   const auto pick = free_turn ? first_free : first_priority;
+  // A group larger than max_sessions runs alone, when nothing else does.
+  if (sessions != 0 && sessions + pick->size() > options_.max_sessions) return {};
   priority_streak_ = (!free_turn && first_free != queue_.end()) ? priority_streak_ + 1 : 0;
-  auto job = std::move(*pick);
+  auto group = std::move(*pick);
   queue_.erase(pick);
-  return job;
+  queued_jobs_ -= group.size();
+  return group;
 }
 
 void Scheduler::loop() {
@@ -140,38 +203,28 @@ void Scheduler::loop() {
   std::vector<EngineStep> steps;
   std::vector<size_t> stepped;  // steps[j] is active[stepped[j]]'s
   for (;;) {
-    std::vector<std::shared_ptr<GenerationJob>> admitted;
+    std::vector<std::vector<std::shared_ptr<GenerationJob>>> admitted;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
       if (stopping_) break;
-      while (active.size() + admitted.size() < options_.max_sessions && !queue_.empty())
-        admitted.push_back(take_next());
-      queue_depth_ = queue_.size();
+      size_t sessions = active.size();
+      while (!queue_.empty()) {
+        auto group = take_next(sessions);
+        if (group.empty()) break;
+        sessions += group.size();
+        admitted.push_back(std::move(group));
+      }
+      queue_depth_ = queued_jobs_;
     }
-    for (auto& job : admitted) {
-      if (job->cancelled()) {
-        job->finish("cancelled");
-        if (observer_.on_cancelled) observer_.on_cancelled(*job);
-        continue;
-      }
-      auto sampler = model::Sampler::create(job->spec().sampling);
-      if (!sampler) {
-        job->finish("error", sampler.error());
-        continue;
-      }
-      const uint32_t n_ctx = static_cast<uint32_t>(job->spec().prompt.size() + job->spec().max_tokens);
-      auto sequence = backend_.open_sequence(n_ctx);
-      if (!sequence) {
-        job->finish("error", sequence.error().with_context("could not open a session"));
-        continue;
-      }
-      active.push_back(std::unique_ptr<Active>(new Active{job, std::move(*sequence), std::move(*sampler),
-                                                          model::Detokenizer(backend_.tokenizer()),
-                                                          model::StopDetector(job->spec().stops), 0, 0, 0, {}, {},
-                                                          false, {}, std::nullopt, {}}));
-      if (job->spec().grammar) active.back()->constraint.emplace(job->spec().grammar);
+    for (auto& group : admitted) {
+      Active* leader = nullptr;  // the group's first job that got a session prefills for the others
+      for (auto& job : group)
+        if (Active* a = admit(std::move(job), leader, active); a && !leader) leader = a;
     }
+    // A job whose leader is leaving before its prompt is in prefills for itself.
+    for (auto& a : active)
+      if (a->leader && (a->leader->finished || a->leader->job->cancelled())) a->leader = nullptr;
     // Drop the generations whose clients left: their sessions are freed here.
     std::erase_if(active, [&](const std::unique_ptr<Active>& a) {
       if (!a->job->cancelled()) return false;
@@ -210,7 +263,7 @@ void Scheduler::loop() {
       const size_t i = (prompt_turn_ + k) % active.size();
       Active& a = *active[i];
       const auto& prompt = a.job->spec().prompt;
-      if (a.prompt_done >= prompt.size()) continue;
+      if (a.prompt_done >= prompt.size() || a.leader) continue;
       const size_t n = std::min(backend_.max_batch(), prompt.size() - a.prompt_done);
       if (n > budget && steps.size() > decoding) continue;
       EngineStep step;
@@ -238,6 +291,7 @@ void Scheduler::loop() {
         if (a.prompt_done < prompt.size()) continue;
         // The whole prompt is in: the sampler sees it as `omni run`'s does (for penalties).
         for (model::TokenId t : prompt) a.sampler.accept(t);
+        fork_followers(a, active);
       } else if (steps[j].sampler) {
         for (const ProducedToken& t : a.produced)
           if ((a.finished = emit_token(a, t.id, t.logits, true))) break;
@@ -245,6 +299,8 @@ void Scheduler::loop() {
       }
       a.finished = generate_token(a);
     }
+    for (auto& a : active)
+      if (a->leader && a->leader->finished) a->leader = nullptr;
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->finished; });
     active_count_ = active.size();
   }

@@ -12,6 +12,11 @@
 // every free_every goes to the free tier, so contributors' traffic cannot starve it. Once admitted,
 // every session is served alike (a token per round).
 //
+// Several choices of one prompt (n > 1) are submitted together as a group and admitted together:
+// the first prefills the prompt, the others then copy its sequence (EngineBackend::copy_sequence)
+// and go on from its logits, each with its own sampler; if the first fails before its prompt is
+// in, the others prefill for themselves.
+//
 // Per token it does exactly what `omni run` does: sample, stop at an end-of-generation token,
 // accept, detokenize, hold back possible stop-string starts; so greedy output (and seeded output)
 // is the same token for token. A backend that speculates() samples its decoding steps' tokens
@@ -26,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "gateway/engine_backend.h"
 #include "gateway/generation_job.h"
@@ -60,6 +66,10 @@ class Scheduler {
 
   // Queues `job`; false when the queue is full or the scheduler shut down (the job is untouched).
   bool submit(std::shared_ptr<GenerationJob> job);
+  // Queues jobs with the same prompt as one group (see above): all of them or none (false, as
+  // submit()). A group counts its jobs against max_queue and max_sessions; one larger than
+  // max_sessions runs when nothing else does.
+  bool submit_group(std::vector<std::shared_ptr<GenerationJob>> jobs);
 
   size_t queue_depth() const { return queue_depth_.load(); }
   size_t active_sessions() const { return active_count_.load(); }
@@ -73,8 +83,14 @@ class Scheduler {
   // Hands token `id` (sampled from `logits`; already accepted into the sampler when `accepted`) to
   // `a`'s job; true when its generation is over.
   bool emit_token(Active& a, model::TokenId id, std::span<const float> logits, bool accepted);
-  // Under the lock: the queued job to admit next (queue_ is not empty), taken out of the queue.
-  std::shared_ptr<GenerationJob> take_next();
+  // Under the lock: the queued group to admit next (queue_ is not empty), taken out of the queue;
+  // empty when it does not fit beside `sessions` running ones.
+  std::vector<std::shared_ptr<GenerationJob>> take_next(size_t sessions);
+  // Opens `job`'s sequence and adds it to `active` (following `leader`'s prompt when not null);
+  // null when the job was finished instead (cancelled, or no session).
+  Active* admit(std::shared_ptr<GenerationJob> job, Active* leader, std::vector<std::unique_ptr<Active>>& active);
+  // `leader`'s prompt is in: each job waiting for it copies its sequence and samples its first token.
+  void fork_followers(Active& leader, std::vector<std::unique_ptr<Active>>& active);
 
   EngineBackend& backend_;
   const SchedulerOptions options_;
@@ -82,7 +98,8 @@ class Scheduler {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::shared_ptr<GenerationJob>> queue_;
+  std::deque<std::vector<std::shared_ptr<GenerationJob>>> queue_;  // groups (most of one job)
+  size_t queued_jobs_ = 0;
   bool stopping_ = false;
   std::atomic<size_t> queue_depth_{0};
   std::atomic<size_t> active_count_{0};

@@ -182,6 +182,13 @@ Result<std::unique_ptr<SwarmEngineBackend>> SwarmEngineBackend::create(std::uniq
   backend->options_.client.head_combiner = &backend->head_combiner_;
   ModelDescription& d = backend->description_;
   d.id = backend->options_.model_id;
+  d.no_sequence_copies =
+      "n > 1 is not available on the swarm: a generation's KV cache lives on the nodes of its chain, and the "
+      "node protocol cannot fork it (each choice would cost the nodes a prefill of its own)";
+  d.no_embeddings =
+      "embeddings are not available on the swarm: a remote pipeline brings back the last position's state "
+      "only (for the next token), and pooling needs every position's";
+  d.n_embd = cfg.n_embd;
   d.architecture = cfg.arch_name;
   d.n_layer = cfg.n_layer;
   d.n_ctx = backend->options_.n_ctx ? backend->options_.n_ctx : std::min<uint32_t>(cfg.n_ctx_train, 4096);

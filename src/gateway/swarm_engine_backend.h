@@ -63,6 +63,9 @@ class SwarmEngineBackend final : public EngineBackend {
   // make_remote_pipeline's, or the draft model's (a session of n_ctx does not fit).
   Result<std::unique_ptr<EngineSequence>> open_sequence(uint32_t n_ctx) override;
   void run_steps(std::span<EngineStep> steps) override;
+  // copy_sequence() is not possible: a sequence's KV cache lives on the nodes of its chain, and the
+  // node protocol has no operation that forks a session's cache (n choices would cost n prefills
+  // on every node), so n > 1 is refused here (description().no_sequence_copies).
   // The swarm as the watch saw it last.
   SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override;
 

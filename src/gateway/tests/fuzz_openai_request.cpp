@@ -1,5 +1,5 @@
-// libFuzzer target: any bytes as the JSON body of /v1/chat/completions and /v1/completions must be
-// parsed or refused, never crash, hang or throw, and:
+// libFuzzer target: any bytes as the JSON body of /v1/chat/completions, /v1/completions and
+// /v1/embeddings must be parsed or refused, never crash, hang or throw, and:
 //   - a refusal is a 4xx with a message, as the API documents;
 //   - an accepted request respects the limits the parser promises (stop strings, messages, finite
 //     sampling values in range, max_tokens >= 1), whatever the nesting or the numbers sent;
@@ -56,8 +56,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (completion) {
     check(depth <= kMaxJsonDepth);
     check_params(completion->params);
+    check(!completion->prompts.empty() && completion->prompts.size() <= kMaxPrompts);
+    check(completion->prompts.size() * static_cast<size_t>(completion->params.n) <= kMaxChoicesPerRequest);
   } else {
     check_refusal(completion);
+  }
+  auto embedding = parse_embedding_request(body);
+  if (embedding) {
+    check(depth <= kMaxJsonDepth);
+    check(!embedding->inputs.empty() && embedding->inputs.size() <= kMaxEmbeddingInputs);
+  } else {
+    check_refusal(embedding);
   }
   return 0;
 }

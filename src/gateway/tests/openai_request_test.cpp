@@ -1,4 +1,5 @@
 #include "gateway/openai_request.h"
+#include "gateway/openai_response.h"
 
 #include <gtest/gtest.h>
 
@@ -113,7 +114,8 @@ TEST(ChatRequest, WrongTypesNameTheField) {
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": 5})"), "stop");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a", 1]})"), "stop");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "stop": ["a","b","c","d","e"]})"), "stop", "at most");
-  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "n": 2})"), "n", "n = 1");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "n": 9})"), "n", "between 1 and 8");
+  expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "n": 0})"), "n", "between 1 and 8");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": 1})"), "logprobs");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "top_logprobs": 2})"), "top_logprobs");
   expect_error(parse_chat_request(R"({"model": "m", )" + msgs + R"(, "logprobs": true, "top_logprobs": 21})"),
@@ -177,18 +179,84 @@ TEST(ChatRequest, LogitBiasMapsTokenIdsToBiasesWithinBounds) {
 TEST(CompletionRequest, ParsesPromptForms) {
   auto r = parse_completion_request(R"({"model": "m", "prompt": "Once upon", "max_tokens": 3, "stop": "\n"})");
   ASSERT_TRUE(r.ok()) << r.error().message;
-  EXPECT_EQ(r->prompt, "Once upon");
+  const std::vector<CompletionPrompt> once = {std::string("Once upon")};
+  EXPECT_EQ(r->prompts, once);
+  EXPECT_EQ(r->params.n, 1);
   EXPECT_EQ(r->params.stop, std::vector<std::string>{"\n"});
   auto one = parse_completion_request(R"({"model": "m", "prompt": ["only"]})");
   ASSERT_TRUE(one.ok());
-  EXPECT_EQ(one->prompt, "only");
+  const std::vector<CompletionPrompt> only = {std::string("only")};
+  EXPECT_EQ(one->prompts, only);
+  auto batch = parse_completion_request(R"({"model": "m", "prompt": ["a", [1, 2], "c"], "n": 2})");
+  ASSERT_TRUE(batch.ok()) << batch.error().message;
+  const std::vector<CompletionPrompt> three = {std::string("a"), std::vector<int32_t>{1, 2}, std::string("c")};
+  EXPECT_EQ(batch->prompts, three);
+  EXPECT_EQ(batch->params.n, 2);
+  auto tokens = parse_completion_request(R"({"model": "m", "prompt": [1, 2, 3]})");
+  ASSERT_TRUE(tokens.ok()) << tokens.error().message;
+  const std::vector<CompletionPrompt> ids = {std::vector<int32_t>{1, 2, 3}};
+  EXPECT_EQ(tokens->prompts, ids);
   expect_error(parse_completion_request(R"({"model": "m"})"), "prompt", "required");
-  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", "b"]})"), "prompt", "batches");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": 7})"), "prompt");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": []})"), "prompt", "empty");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": [1, "a"]})"), "prompt", "token ids");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": [1, -2]})"), "prompt", "token ids");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": [1.5]})"), "prompt", "token ids");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": [4294967296]})"), "prompt", "token ids");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", []]})"), "prompt[1]", "empty");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", [1, {}]]})"), "prompt[1]", "token ids");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", 3]})"), "prompt[1]");
+  std::string seventeen = R"({"model": "m", "prompt": [)";
+  for (int i = 0; i < 17; ++i) seventeen += (i ? ",\"x\"" : "\"x\"");
+  expect_error(parse_completion_request(seventeen + "]}"), "prompt", "at most 16");
+  expect_error(parse_completion_request(R"({"model": "m", "prompt": ["a", "b", "c"], "n": 6})"), "n", "choices");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "echo": true})"), "echo");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "best_of": 3})"), "best_of");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": 6})"), "logprobs");
   expect_error(parse_completion_request(R"({"model": "m", "prompt": "x", "logprobs": true})"), "logprobs");
+}
+
+TEST(EmbeddingRequest, ParsesInputFormsAndRefusesBadOnes) {
+  auto one = parse_embedding_request(R"({"model": "m", "input": "hello"})");
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(one->model, "m");
+  const std::vector<CompletionPrompt> hello = {std::string("hello")};
+  EXPECT_EQ(one->inputs, hello);
+  EXPECT_FALSE(one->base64);
+  auto mixed = parse_embedding_request(R"({"model": "m", "input": ["a", [1, 2]], "encoding_format": "base64"})");
+  ASSERT_TRUE(mixed.ok()) << mixed.error().message;
+  const std::vector<CompletionPrompt> two = {std::string("a"), std::vector<int32_t>{1, 2}};
+  EXPECT_EQ(mixed->inputs, two);
+  EXPECT_TRUE(mixed->base64);
+  auto ids = parse_embedding_request(R"({"model": "m", "input": [7, 8], "dimensions": 256})");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->dimensions, 256);
+  expect_error(parse_embedding_request(R"({"model": "m"})"), "input", "required");
+  expect_error(parse_embedding_request(R"({"input": "x"})"), "model");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": ""})"), "input", "empty");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": ["a", ""]})"), "input[1]", "empty");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": []})"), "input", "empty");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": {"a": 1}})"), "input");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": [1, -1]})"), "input", "token ids");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": "x", "encoding_format": "int8"})"),
+               "encoding_format");
+  expect_error(parse_embedding_request(R"({"model": "m", "input": "x", "dimensions": 0})"), "dimensions");
+  std::string many = R"({"model": "m", "input": [)";
+  for (size_t i = 0; i <= kMaxEmbeddingInputs; ++i) many += (i ? ",\"x\"" : "\"x\"");
+  expect_error(parse_embedding_request(many + "]}"), "input", "at most 64");
+}
+
+// Expected strings: Python's base64.b64encode(struct.pack("<3f", 1.0, -2.5, 0.1)) and the like.
+TEST(EmbeddingResponse, Base64IsLittleEndianFloat32AsOpenAIEncodesIt) {
+  EXPECT_EQ(base64_of_floats({1.0f, -2.5f, 0.1f}), "AACAPwAAIMDNzMw9");
+  EXPECT_EQ(base64_of_floats({1.0f}), "AACAPw==");
+  EXPECT_EQ(base64_of_floats({1.0f, 3.0f}), "AACAPwAAQEA=");
+  EXPECT_EQ(base64_of_floats({}), "");
+  const auto r = embeddings_response("m", {{1.0f}, {1.0f, 3.0f}}, true, 7);
+  EXPECT_EQ(r["data"][1]["embedding"], "AACAPwAAQEA=");
+  EXPECT_EQ(r["data"][1]["index"], 1);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 7);
+  EXPECT_EQ(embeddings_response("m", {{1.0f, 3.0f}}, false, 2)["data"][0]["embedding"], nlohmann::json({1.0, 3.0}));
 }
 
 TEST(CompletionRequest, HugeBodiesParseOrFailCleanly) {
@@ -196,7 +264,8 @@ TEST(CompletionRequest, HugeBodiesParseOrFailCleanly) {
   std::string big = R"({"model": "m", "prompt": ")" + std::string(8 << 20, 'a') + R"("})";
   auto r = parse_completion_request(big);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->prompt.size(), size_t{8} << 20);
+  ASSERT_EQ(r->prompts.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(r->prompts[0]).size(), size_t{8} << 20);
   // Truncated in the middle of the string.
   expect_error(parse_completion_request(std::string_view(big).substr(0, big.size() / 2)), "", "not valid JSON");
 }

@@ -195,6 +195,9 @@ class RecordingBackend final : public EngineBackend {
     }
     inner_->run_steps(steps);
   }
+  Result<void> copy_sequence(const EngineSequence& from, EngineSequence& to) override {
+    return inner_->copy_sequence(from, to);
+  }
   SwarmSnapshot swarm_snapshot(const GatewayLoad& load) const override { return inner_->swarm_snapshot(load); }
   std::vector<std::vector<std::pair<const EngineSequence*, size_t>>> rounds() const {
     std::lock_guard lock(mutex_);
@@ -269,6 +272,64 @@ TEST(Scheduler, LongPromptsGoInChunksBetweenTheOthersTokensAndTakeTurns) {
   EXPECT_GT(decoded_during_chunks, 8u) << "the first job's tokens went on during the long prompts";
   EXPECT_EQ(prompt_rounds.size(), 2u);
   EXPECT_GT(turns, 4u) << "the two long prompts should take turns, not go one after the other";
+}
+
+// n choices of one prompt: the prompt runs once, and each choice's text is what its own sampler
+// gives after a fresh prefill (a plain Session loop): seeded choices differ from each other, greedy
+// ones agree.
+TEST(Scheduler, ChoicesOfOnePromptSharePrefillAndEachMatchesRunningAlone) {
+  auto backend = load_backend();
+  ASSERT_TRUE(backend);
+  size_t prompt_tokens = 0;
+  SchedulerObserver observer;
+  observer.on_prompt = [&](const GenerationJob&, size_t n) { prompt_tokens += n; };
+  Scheduler scheduler(*backend, {4, 8}, observer);
+  for (float temperature : {0.9f, 0.0f}) {
+    SCOPED_TRACE(temperature);
+    std::vector<GenerationSpec> specs;
+    std::vector<std::shared_ptr<GenerationJob>> jobs;
+    for (uint64_t i = 0; i < 3; ++i) {
+      specs.push_back(spec_for(*backend, "The quick brown fox jumps over", 12, temperature, 40 + i));
+      jobs.push_back(std::make_shared<GenerationJob>(specs.back()));
+    }
+    prompt_tokens = 0;
+    ASSERT_TRUE(scheduler.submit_group(jobs));
+    std::vector<std::string> texts(3);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      JobUpdate u = wait_until_finished(*jobs[i], texts[i]);
+      EXPECT_EQ(u.finish_reason, "length");
+      EXPECT_EQ(texts[i], reference_text(specs[i])) << "choice " << i;
+    }
+    EXPECT_EQ(prompt_tokens, specs[0].prompt.size()) << "the prompt was prefilled once";
+    if (temperature > 0) {
+      EXPECT_NE(texts[0], texts[1]);
+      EXPECT_NE(texts[1], texts[2]);
+    } else {
+      EXPECT_EQ(texts[0], texts[1]);
+      EXPECT_EQ(texts[1], texts[2]);
+    }
+  }
+}
+
+// A group waits until its sessions are free together, and counts its jobs in the queue.
+TEST(Scheduler, AGroupCountsEveryJobAgainstTheQueue) {
+  auto backend = load_backend();
+  ASSERT_TRUE(backend);
+  Scheduler scheduler(*backend, {2, 3});
+  auto running = std::make_shared<GenerationJob>(spec_for(*backend, "a", 1000, 0, 0));
+  ASSERT_TRUE(scheduler.submit(running));
+  for (int i = 0; i < 100 && running->wait(std::chrono::milliseconds(50)).completion_tokens == 0; ++i) {
+  }
+  std::vector<std::shared_ptr<GenerationJob>> group;
+  for (int i = 0; i < 2; ++i) group.push_back(std::make_shared<GenerationJob>(spec_for(*backend, "b", 3, 0, 0)));
+  ASSERT_TRUE(scheduler.submit_group(group));
+  EXPECT_EQ(scheduler.queue_depth(), 2u) << "one session is free, but the group needs two";
+  std::vector<std::shared_ptr<GenerationJob>> too_many;
+  for (int i = 0; i < 2; ++i) too_many.push_back(std::make_shared<GenerationJob>(spec_for(*backend, "c", 3, 0, 0)));
+  EXPECT_FALSE(scheduler.submit_group(too_many)) << "2 + 2 jobs over a queue of 3";
+  running->cancel();
+  std::string text;
+  for (auto& job : group) EXPECT_EQ(wait_until_finished(*job, text).finish_reason, "length");
 }
 
 TEST(Scheduler, CancelFreesTheSessionAndAFullQueueRefuses) {
