@@ -5,7 +5,10 @@
 namespace omni::net {
 
 ComputeWorker::ComputeWorker(uint64_t quantum, uint64_t max_pass_tokens, kernels::ThreadPool& pool)
-    : max_pass_tokens_(std::max<uint64_t>(max_pass_tokens, 1)), pool_(pool), jobs_(quantum) {
+    : max_pass_tokens_(std::max<uint64_t>(max_pass_tokens, 1)),
+      quantum_(std::max<uint64_t>(quantum, 1)),
+      pool_(pool),
+      jobs_(quantum) {
   // Each step costs at least a token, so a pass holds at most max_pass_tokens jobs (and one more
   // than fits, the first, when it alone costs more).
   const size_t most = static_cast<size_t>(std::min<uint64_t>(max_pass_tokens_, 4096)) + 1;
@@ -61,6 +64,12 @@ void ComputeWorker::take_pass() {
   while (pass_.size() < pass_.capacity()) {
     auto more = jobs_.pop_if([&](const Job& job, uint64_t cost) {
       if (!job.batch || tokens + cost > max_pass_tokens_) return false;
+      // A client's steps in one pass stay within its turn's quantum: its many sessions must not make
+      // the pass, and so another client's next token, as long as all of theirs together.
+      uint64_t own = 0;
+      for (const Job& in : pass_)
+        if (in.client == job.client) own += in.cost;
+      if (own > 0 && own + cost > quantum_) return false;
       const model::Session& s = job.batch->session();
       return s.block_begin() == first.block_begin() && s.block_end() == first.block_end();
     });

@@ -14,7 +14,8 @@
 // steps of the same block range while the pass's tokens stay within `max_pass_tokens`, and runs
 // them as one Session::forward_batch (each step's output bit for bit its output alone). It never
 // waits for companions: a step that finds the worker idle runs at once, alone. Fairness is the
-// round's: a pass holds what the round would have run next anyway, one step per job.
+// round's: a pass holds what the round would have run next anyway, one step per job, and no more
+// of one client's steps than its quantum (a client's many sessions cannot make the pass long).
 #pragma once
 
 #include <kj/async.h>
@@ -122,6 +123,7 @@ class ComputeWorker {
   void run_pass();
 
   const uint64_t max_pass_tokens_;
+  const uint64_t quantum_;  // the most tokens of one client in a pass (beyond its first step)
   kernels::ThreadPool& pool_;
   // The worker thread's pass, reused so that a steady-state pass does not allocate.
   std::vector<Job> pass_;
