@@ -1,9 +1,9 @@
 #include "gateway/contribution_ledger.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cstdio>
+
+#include "base/sqlite_util.h"
 
 namespace omni::gateway {
 namespace {
@@ -11,12 +11,7 @@ namespace {
 sqlite3* db_of(void* p) { return static_cast<sqlite3*>(p); }
 
 Error sqlite_error(sqlite3* db, const std::string& what, const std::string& path) {
-  const int code = db ? sqlite3_errcode(db) : SQLITE_CANTOPEN;
-  const std::string text = db ? sqlite3_errmsg(db) : "out of memory";
-  ErrorCode ec = ErrorCode::Unavailable;
-  if (code == SQLITE_FULL) ec = ErrorCode::ResourceExhausted;
-  if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) ec = ErrorCode::Corruption;
-  return Error{ec, "contribution ledger " + path + ": " + what + ": " + text};
+  return omni::sqlite_error(db, "contribution ledger", what, path);
 }
 
 // Opens the file, sets it up and reads it; any failure but opening is the file's fault (Corruption).

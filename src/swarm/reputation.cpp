@@ -1,11 +1,11 @@
 #include "swarm/reputation.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+
+#include "base/sqlite_util.h"
 
 namespace omni::swarm {
 namespace {
@@ -13,26 +13,10 @@ namespace {
 sqlite3* db_of(void* p) { return static_cast<sqlite3*>(p); }
 
 Error sqlite_error(sqlite3* db, const std::string& what, const std::string& path) {
-  const int code = db ? sqlite3_errcode(db) : SQLITE_CANTOPEN;
-  const std::string text = db ? sqlite3_errmsg(db) : "out of memory";
-  ErrorCode ec = ErrorCode::Unavailable;
-  if (code == SQLITE_FULL) ec = ErrorCode::ResourceExhausted;
-  if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) ec = ErrorCode::Corruption;
-  return Error{ec, "reputation store " + path + ": " + what + ": " + text};
+  return omni::sqlite_error(db, "reputation store", what, path);
 }
 
-class Statement {
- public:
-  Statement(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  sqlite3_stmt* get() const { return stmt_; }
-  explicit operator bool() const { return stmt_ != nullptr; }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using Statement = SqliteStatement;
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS peers ("
