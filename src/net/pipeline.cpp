@@ -61,6 +61,9 @@ struct Shape {
   }
 };
 
+// Which logits a call's head computes: none (a replay), the last row's, or every row's.
+enum class Head { kNone, kLastRow, kAllRows };
+
 struct Hop {
   NodeConnection* connection;
   uint32_t block_begin, block_end;
@@ -223,10 +226,10 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
   }
 
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    return call(tokens, /*all_rows=*/false, logits);
+    return call(tokens, Head::kLastRow, logits);
   }
   Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    return call(tokens, /*all_rows=*/true, logits);
+    return call(tokens, Head::kAllRows, logits);
   }
   Result<void> rollback(uint32_t n) override {
     if (n > n_past_)
@@ -237,15 +240,21 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     return {};
   }
 
-  Result<void> call(std::span<const int32_t> tokens, bool all_rows, std::vector<float>& logits) {
+  Result<void> replay_steps(std::span<const int32_t> tokens) override {
+    std::vector<float> unused;
+    return call(tokens, Head::kNone, unused);
+  }
+
+  // kAllRows and kNone (a replay) sum rows per token; only kAllRows returns every row.
+  Result<void> call(std::span<const int32_t> tokens, Head head, std::vector<float>& logits) {
     if (tokens.empty() || tokens.size() > max_batch_)
       return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) +
                                                    " tokens; this pipeline takes 1.." + std::to_string(max_batch_) +
                                                    " per call (" + batch_limit_ + ")"};
-    const uint32_t rows = all_rows ? static_cast<uint32_t>(tokens.size()) : 1;
-    const Shape shape{rows, all_rows, restart_at_};
-    return complete(tokens.size(), 1, shape, logits, [&](std::vector<uint8_t>& last_hidden,
-                                                          std::vector<uint64_t>& hop_micros) {
+    const uint32_t rows = head == Head::kAllRows ? static_cast<uint32_t>(tokens.size()) : 1;
+    const Shape shape{rows, head != Head::kLastRow, restart_at_};
+    return complete(tokens.size(), 1, shape, head, logits, [&](std::vector<uint8_t>& last_hidden,
+                                                                std::vector<uint64_t>& hop_micros) {
       return options_.topology == Topology::Ring ? run_ring(tokens, shape, last_hidden, hop_micros)
                                                  : run_hops(tokens, shape, last_hidden, hop_micros);
     });
@@ -266,21 +275,20 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
       }
     }
     if (parts.size() == 1) return forward(tokens, logits);
-    return complete(tokens.size(), parts.size(), Shape{1, false, restart_at_}, logits,
+    return complete(tokens.size(), parts.size(), Shape{1, false, restart_at_}, Head::kLastRow, logits,
                     [&](std::vector<uint8_t>& last_hidden, std::vector<uint64_t>& hop_micros) {
                       return run_pipelined(parts, last_hidden, hop_micros);
                     });
   }
 
   // Runs `send`, which sends `n_tokens` in `n_calls` calls shaped as `shape` (the last one's) and
-  // writes the last node's encoded rows, then the head on them.
-  Result<void> complete(size_t n_tokens, size_t n_calls, const Shape& shape, std::vector<float>& logits,
+  // writes the last node's encoded rows, then `head_rows` of the head on them.
+  Result<void> complete(size_t n_tokens, size_t n_calls, const Shape& shape, Head head_rows, std::vector<float>& logits,
                         const std::function<Result<void>(std::vector<uint8_t>&, std::vector<uint64_t>&)>& send) {
     std::vector<uint8_t> last_hidden;
     std::vector<uint64_t> hop_micros;
     Result<void> result;
     const uint32_t rows = shape.rows;
-    const bool all_rows = shape.per_token;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { result = send(last_hidden, hop_micros); })) {
       Error error = to_error(*e);
       if (options_.topology != Topology::Direct && error.is(ErrorCode::DeadlineExceeded))
@@ -299,10 +307,11 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
     calls_ += n_calls;
     n_past_ += static_cast<uint32_t>(n_tokens);
     restart_at_ = -1;
+    if (head_rows == Head::kNone) return {};
     const auto t0 = SteadyClock::now();
     head_->reset();  // the head holds no blocks, so no state: only its positions would run out
     Result<void> head;
-    if (all_rows) {
+    if (head_rows == Head::kAllRows) {
       const auto all = [&](kernels::ThreadPool& pool) {
         head = head_->forward({}, hidden, model::Output::AllLogits, logits, pool, model::BatchSums::kPerToken);
       };
@@ -828,6 +837,16 @@ class RemotePipeline final : public Pipeline, public kj::TaskSet::ErrorHandler {
 };
 
 }  // namespace
+
+Result<void> Pipeline::replay_steps(std::span<const int32_t> tokens) {
+  if (tokens.empty() || tokens.size() > max_batch())
+    return Error{ErrorCode::InvalidArgument, "a replay of " + std::to_string(tokens.size()) +
+                                                 " tokens; this pipeline takes 1.." + std::to_string(max_batch())};
+  std::vector<float> unused;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (auto r = forward(tokens.subspan(i, 1), unused); !r) return r;
+  return {};
+}
 
 Result<void> Pipeline::prefill(std::span<const int32_t> tokens, std::vector<float>& logits) {
   if (tokens.empty()) return Error{ErrorCode::InvalidArgument, "the prompt is empty"};

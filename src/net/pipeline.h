@@ -61,6 +61,12 @@ class Pipeline {
   // the same bits: a row is computed in a batch of two or more rows (node slices are alike, see
   // docs/protocol.md, "Limits") exactly when its piece has two or more.
   virtual Result<void> prefill(std::span<const int32_t> tokens, std::vector<float>& logits);
+  // Runs `tokens` (1..max_batch()) at the next positions, each leaving in the caches the bits a
+  // one-token forward() of its own leaves, and computes no logits: what rebuilding a session's
+  // generation steps on a new route takes (swarm/failover.h). A remote pipeline sends them as one
+  // call whose rows every node sums per token (model::BatchSums::kPerToken), one trip instead of
+  // one per token; this one makes one forward() per token.
+  virtual Result<void> replay_steps(std::span<const int32_t> tokens);
   virtual size_t max_batch() const = 0;
   // One line for the end-of-run summary (KV cache, nodes, bytes moved; remote pipelines add the
   // median compute per generated token: "per token: nodes X ms (a + b + c), head Y ms").

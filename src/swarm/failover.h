@@ -4,9 +4,12 @@
 // in the same batches to rebuild the KV caches on the new chain, and retries the failed call.
 //
 // Replaying the same batches makes the new caches bit-identical to the lost ones (batch shape
-// changes rounding), so greedy output after a failover equals the output without one. Rolled-back
-// positions (rejected drafts) are cut from the kept calls; a verification call (forward_all) is
-// replayed as one, its rows summed per token like the original's.
+// changes rounding), so greedy output after a failover equals the output without one. Calls whose
+// rows each have a one-token call's bits (generation steps; verification calls, forward_all, whose
+// rows are summed per token) are replayed together, as few Pipeline::replay_steps() calls as the
+// new chain's batch limit allows: a trip per max_batch() steps instead of one per token. Prompt
+// batches are replayed as they were sent. Rolled-back positions (rejected drafts) are cut from the
+// kept calls.
 //
 // What is retried: only failures that another chain, or the same one a moment later, may not have
 // (is_retryable(): Unavailable, DeadlineExceeded, a node's ResourceExhausted). Any other code (an

@@ -169,6 +169,9 @@ class WatchedPipeline final : public net::Pipeline {
   Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     return watched([&] { return inner_->forward_all(tokens, logits); });
   }
+  Result<void> replay_steps(std::span<const int32_t> tokens) override {
+    return watched([&] { return inner_->replay_steps(tokens); });
+  }
   Result<void> rollback(uint32_t n) override { return inner_->rollback(n); }
   size_t max_batch() const override { return inner_->max_batch(); }
   std::string summary() const override { return inner_->summary(); }

@@ -1,6 +1,7 @@
 // FailoverPipeline with fake pipelines: failures anywhere (mid-generation, in the prompt, during a
 // replay, several in one session, when opening) must give exactly the logits of a session without
-// one, the replay must repeat the original calls batch by batch, and a hopeless swarm must end in
+// one, the replay must repeat the prompt's batches as they were and send the one-token steps
+// together (replay_steps), and a hopeless swarm must end in
 // a clear error after the bounded attempts, with backoff between them. Only retryable codes are
 // retried: an invalid call (a batch over max_batch()) or corrupt data fails at once.
 #include <gtest/gtest.h>
@@ -15,8 +16,9 @@
 namespace omni::swarm {
 namespace {
 
-// A deterministic "model": logits depend on every token seen so far and on how they were batched
-// (as real rounding does), so a replay in other batches would show.
+// A deterministic "model": logits depend on every token seen so far and on how prompt batches were
+// cut (as real rounding does), so a replay in other batches would show; a one-token call, each row
+// of a forward_all and each token of replay_steps change the state alike (BatchSums::kPerToken).
 struct Shared {
   int open_attempts = 0;
   std::set<int> refused_opens;   // open attempts (1-based) that fail, as a route to a dead node does
@@ -25,45 +27,70 @@ struct Shared {
   ErrorCode failure = ErrorCode::Unavailable;  // what those failures are
   ErrorCode refusal = ErrorCode::Unavailable;  // what refused opens are
   std::vector<std::vector<std::vector<int32_t>>> calls;  // per pipeline
+  std::vector<std::string> kinds;  // per pipeline, a letter per call: f forward, a forward_all, r replay_steps
   std::vector<uint32_t> rollbacks;  // every pipeline's, in order
-  std::vector<std::vector<int>> verifications;  // per pipeline: the indexes of its forward_all calls
 };
 
 class FakePipeline final : public net::Pipeline {
  public:
   FakePipeline(Shared& s, int index) : s_(s), index_(index) {}
   Result<void> forward(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    if (tokens.empty() || tokens.size() > max_batch())
-      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) + " tokens"};
-    if (auto it = s_.fail_after.find(index_); it != s_.fail_after.end() && calls_ >= it->second)
-      return Error{s_.failure, "node 127.0.0.1:" + std::to_string(index_) + " lost"};
-    ++calls_;
-    s_.calls[index_ - 1].emplace_back(tokens.begin(), tokens.end());
-    for (int32_t t : tokens) state_ = state_ * 1000003u + static_cast<uint32_t>(t) + 1;
-    state_ = state_ * 31u + static_cast<uint32_t>(tokens.size());  // batch shape matters
-    logits.assign(8, 0.f);
-    for (int i = 0; i < 8; ++i) logits[i] = static_cast<float>((state_ >> (i * 4)) & 15);
+    if (auto r = take_call(tokens, 'f'); !r) return r;
+    if (tokens.size() == 1) {
+      step(tokens[0]);
+    } else {
+      for (int32_t t : tokens) positions_.push_back(state() * 1000003u + static_cast<uint32_t>(t) + 1);
+      positions_.back() = positions_.back() * 31u + static_cast<uint32_t>(tokens.size());  // batch shape matters
+    }
+    logits.clear();
+    append_logits(logits);
     return {};
   }
-  // A verification call: the same state change, marked so that a replay can be told from a forward.
   Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
-    state_ = state_ * 7u + 1;
-    s_.verifications.resize(static_cast<size_t>(index_));
-    s_.verifications[index_ - 1].push_back(calls_);
-    return forward(tokens, logits);
+    if (auto r = take_call(tokens, 'a'); !r) return r;
+    logits.clear();
+    for (int32_t t : tokens) {
+      step(t);
+      append_logits(logits);
+    }
+    return {};
+  }
+  Result<void> replay_steps(std::span<const int32_t> tokens) override {
+    if (auto r = take_call(tokens, 'r'); !r) return r;
+    for (int32_t t : tokens) step(t);
+    return {};
   }
   Result<void> rollback(uint32_t n) override {
+    if (n > positions_.size()) return Error{ErrorCode::InvalidArgument, "rolling back more than the session holds"};
     s_.rollbacks.push_back(n);
+    positions_.resize(positions_.size() - n);
     return {};
   }
   size_t max_batch() const override { return 4; }
   std::string summary() const override { return "fake"; }
 
  private:
+  Result<void> take_call(std::span<const int32_t> tokens, char kind) {
+    if (tokens.empty() || tokens.size() > max_batch())
+      return Error{ErrorCode::InvalidArgument, "a call of " + std::to_string(tokens.size()) + " tokens"};
+    if (auto it = s_.fail_after.find(index_); it != s_.fail_after.end() && calls_ >= it->second)
+      return Error{s_.failure, "node 127.0.0.1:" + std::to_string(index_) + " lost"};
+    ++calls_;
+    s_.calls[index_ - 1].emplace_back(tokens.begin(), tokens.end());
+    s_.kinds[index_ - 1] += kind;
+    return {};
+  }
+  uint32_t state() const { return positions_.empty() ? 17u : positions_.back(); }
+  // What a one-token call does to the state.
+  void step(int32_t t) { positions_.push_back((state() * 1000003u + static_cast<uint32_t>(t) + 1) * 31u + 1); }
+  void append_logits(std::vector<float>& logits) const {
+    for (int i = 0; i < 8; ++i) logits.push_back(static_cast<float>((state() >> (i * 4)) & 15));
+  }
+
   Shared& s_;
   int index_;
   int calls_ = 0;
-  uint32_t state_ = 17;
+  std::vector<uint32_t> positions_;  // the state after each position the session holds
 };
 
 FailoverPipeline::Opener opener(Shared& s) {
@@ -72,6 +99,7 @@ FailoverPipeline::Opener opener(Shared& s) {
     if (s.refused_opens.count(attempt) || (s.refuse_from > 0 && attempt >= s.refuse_from))
       return Error{s.refusal, "no node in the swarm serves block 2 of 4"};
     s.calls.emplace_back();
+    s.kinds.emplace_back();
     return std::unique_ptr<net::Pipeline>(new FakePipeline(s, static_cast<int>(s.calls.size())));
   };
 }
@@ -123,9 +151,22 @@ TEST(Failover, OutputEqualsTheNoFaultOutput) {
     EXPECT_EQ(generate(**p, kPrompt, 20), expected) << "failure after " << fail_at << " calls";
     EXPECT_EQ((*p)->failovers(), 1u);
     ASSERT_EQ(s.calls.size(), 2u);
-    // The new pipeline saw the same calls as the old one, then continued.
-    ASSERT_GE(s.calls[1].size(), s.calls[0].size());
-    for (size_t i = 0; i < s.calls[0].size(); ++i) EXPECT_EQ(s.calls[1][i], s.calls[0][i]);
+    // The new pipeline saw the old one's prompt batches as they were, then its one-token steps
+    // in calls of up to max_batch() (4), then continued.
+    const size_t prompt_calls = std::min<size_t>(s.calls[0].size(), 3);
+    const size_t steps = s.calls[0].size() - prompt_calls;
+    const size_t replays = (steps + 3) / 4;
+    ASSERT_GE(s.calls[1].size(), prompt_calls + replays);
+    std::vector<int32_t> stepped, replayed;
+    for (size_t i = 0; i < s.calls[0].size(); ++i) {
+      if (i < prompt_calls) EXPECT_EQ(s.calls[1][i], s.calls[0][i]);
+      else stepped.push_back(s.calls[0][i].at(0));
+    }
+    for (size_t i = prompt_calls; i < prompt_calls + replays; ++i) {
+      EXPECT_EQ(s.kinds[1][i], 'r');
+      replayed.insert(replayed.end(), s.calls[1][i].begin(), s.calls[1][i].end());
+    }
+    EXPECT_EQ(replayed, stepped);
     const auto& e = (*p)->events().front();
     EXPECT_EQ(e.replayed, s.calls[0].size());
     EXPECT_EQ(e.attempts, 1u);
@@ -134,7 +175,7 @@ TEST(Failover, OutputEqualsTheNoFaultOutput) {
 }
 
 // Speculative decoding: rejected drafts are rolled back; a replay sends what the sessions held
-// (the verification call without its rolled-back tail), and verification calls as verifications.
+// (the verification calls without their rolled-back tails), their rows as one-token steps.
 TEST(Failover, TheReplayLeavesOutRolledBackPositions) {
   Shared s;
   s.fail_after[1] = 3;
@@ -150,17 +191,31 @@ TEST(Failover, TheReplayLeavesOutRolledBackPositions) {
   EXPECT_EQ((*p)->failovers(), 1u);
   EXPECT_EQ(s.rollbacks, (std::vector<uint32_t>{3, 1}));
   ASSERT_EQ(s.calls.size(), 2u);
-  const std::vector<std::vector<int32_t>> replayed{{1, 2, 3}, {4}, {8}, {10}};
+  const std::vector<std::vector<int32_t>> replayed{{1, 2, 3}, {4, 8}, {10}};
   EXPECT_EQ(s.calls[1], replayed);
-  ASSERT_EQ(s.verifications.size(), 2u);
-  EXPECT_EQ(s.verifications[1], (std::vector<int>{1, 2}));
+  EXPECT_EQ(s.kinds[1], "frf");
   EXPECT_FALSE((*p)->rollback(100));
+
+  // The state after the failover is the one a session without it reaches.
+  Shared clean;
+  auto q = FailoverPipeline::create(opener(clean), quick(3));
+  ASSERT_TRUE(q.ok());
+  std::vector<float> expected;
+  ASSERT_TRUE((*q)->forward(std::vector<int32_t>{1, 2, 3}, expected));
+  ASSERT_TRUE((*q)->forward_all(std::vector<int32_t>{4, 5, 6, 7}, expected));
+  ASSERT_TRUE((*q)->rollback(3));
+  ASSERT_TRUE((*q)->forward_all(std::vector<int32_t>{8, 9}, expected));
+  ASSERT_TRUE((*q)->rollback(1));
+  ASSERT_TRUE((*q)->forward(std::vector<int32_t>{10}, expected));
+  EXPECT_EQ(logits, expected);
 }
 
 TEST(Failover, SeveralFailuresInOneGeneration) {
   const auto expected = no_fault_output(30);
   Shared s;
-  s.fail_after = {{1, 5}, {2, 9}, {3, 20}, {4, 21}};  // 4 is lost right after its replay and retried call
+  // 1: the prompt's 3 batches and 2 steps; 2: their replay (4 calls) and 5 steps; 3: the replay (5
+  // calls) and 15 steps; 4 is lost right after its replay (9 calls) and retried call.
+  s.fail_after = {{1, 5}, {2, 9}, {3, 20}, {4, 10}};
   auto p = FailoverPipeline::create(opener(s), quick(3));
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(generate(**p, kPrompt, 30), expected);
@@ -171,14 +226,17 @@ TEST(Failover, SeveralFailuresInOneGeneration) {
 TEST(Failover, AFailureDuringTheReplayStartsAnotherAttempt) {
   const auto expected = no_fault_output(20);
   Shared s;
-  s.fail_after = {{1, 12}, {2, 4}, {3, 0}};  // 2 dies in the middle of its replay, 3 before its first call
+  // 1 serves the prompt's 3 batches and 9 steps; 2 dies in the middle of its replay (3 batches, then
+  // the steps in 3 calls), 3 before its first call.
+  s.fail_after = {{1, 12}, {2, 4}, {3, 0}};
   auto p = FailoverPipeline::create(opener(s), quick(4));
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(generate(**p, kPrompt, 20), expected);
   ASSERT_EQ((*p)->failovers(), 1u);
   EXPECT_EQ((*p)->events().front().attempts, 3u);
   EXPECT_EQ(s.calls.size(), 4u);
-  EXPECT_EQ(s.calls[3].size(), 3u + 20u);  // every call of the session: the replay, then the rest
+  // The replay (3 batches, 9 steps in 3 calls), then the failed call and the 10 after it.
+  EXPECT_EQ(s.kinds[3], "fffrrr" + std::string(11, 'f'));
 }
 
 TEST(Failover, RetriesUnreachableRoutesThenGivesUp) {
