@@ -180,7 +180,7 @@ void register_node(CLI::App& app, int& exit_code) {
   cmd->add_flag("--lan", o->runtime.swarm.lan, "Find swarm peers on the LAN by multicast (OpenDHT peer discovery)");
   cmd->add_option("--max-blocks", o->runtime.swarm.max_blocks, "In a swarm without --blocks: take at most this many blocks")
       ->check(count_in(0, UINT32_MAX));
-  cmd->add_option("--max-memory-mib", o->runtime.swarm.max_memory_mib, "In a swarm without --blocks: memory for weights + KV (default: MemAvailable)")
+  cmd->add_option("--max-memory-mib", o->runtime.swarm.max_memory_mib, "Memory for weights + KV: given --blocks must fit in it (else the node refuses to start); in a swarm without --blocks, the blocks picked fit in it (default: MemAvailable)")
       ->check(count_in(0));
   cmd->add_option("--announce-host", o->runtime.swarm.announce_host, "Host clients reach this node at (default: the --listen host)");
   cmd->add_option("--announce-interval", o->runtime.swarm.announce_interval_s, "Seconds between record refreshes")

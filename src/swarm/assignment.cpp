@@ -81,6 +81,22 @@ Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_by
   return fit;
 }
 
+uint64_t range_bytes(const ModelFootprint& footprint, Span range, uint64_t kv_bytes) {
+  uint64_t bytes = kv_bytes + (range.begin == 0 ? footprint.embedding_bytes : 0);
+  for (uint32_t b = range.begin; b < range.end && b < footprint.block_bytes.size(); ++b) bytes += footprint.block_bytes[b];
+  return bytes;
+}
+
+Result<void> check_range_fits(const ModelFootprint& footprint, Span range, uint64_t kv_bytes, uint64_t memory_bytes) {
+  const uint64_t need = range_bytes(footprint, range, kv_bytes);
+  if (need <= memory_bytes) return {};
+  const auto mib = [](uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20); };
+  return Error{ErrorCode::ResourceExhausted,
+               "blocks " + std::to_string(range.begin) + ":" + std::to_string(range.end) + " need " +
+                   mib(need - kv_bytes) + " MiB of weights + " + mib(kv_bytes) + " MiB of KV budget, over the " +
+                   mib(memory_bytes) + " MiB of --max-memory-mib (serve fewer blocks, or lower --max-kv-mib)"};
+}
+
 Move consider_move(const std::vector<NodeRecord>& others, const NodeRecord& self, double factor) {
   Move m;
   const uint32_t n = self.n_layer;

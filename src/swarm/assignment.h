@@ -55,6 +55,14 @@ struct ModelFootprint {
 // Error (the reason a node refuses to join): not even one block fits.
 Result<uint32_t> blocks_that_fit(const ModelFootprint& footprint, uint64_t kv_bytes, uint64_t memory_bytes);
 
+// What serving blocks [range.begin, range.end) takes: their tensors, the embeddings when the range
+// starts at block 0, and the KV budget `kv_bytes`.
+uint64_t range_bytes(const ModelFootprint& footprint, Span range, uint64_t kv_bytes);
+
+// Whether `range` fits in `memory_bytes` (a node given its blocks, under --max-memory-mib).
+// Error ResourceExhausted naming what the range needs and the cap.
+Result<void> check_range_fits(const ModelFootprint& footprint, Span range, uint64_t kv_bytes, uint64_t memory_bytes);
+
 // Rebalancing (a node that chose its own range re-checks the swarm now and then; rebalance.h):
 // whether `self` (its current record: range, block_tps, n_layer) should move its range, of the same
 // length, given the other nodes' records (any record of self's peer id among them is ignored).

@@ -27,6 +27,16 @@ ModelFootprint footprint_of(const model::Model& model) {
   return f;
 }
 
+ModelFootprint footprint_of(const store::Manifest& manifest) {
+  ModelFootprint f;
+  f.block_bytes.assign(manifest.model.n_layer, 0);
+  for (const auto& s : manifest.shards) {
+    if (s.role == store::ShardRole::Block && s.block < f.block_bytes.size()) f.block_bytes[s.block] += s.size;
+    else if (s.role == store::ShardRole::Embeddings) f.embedding_bytes += s.size;
+  }
+  return f;
+}
+
 Result<double> measure_block_tps(const model::Model& model, int threads, uint32_t budget_ms) {
   const model::ModelConfig& cfg = model.config();
   if (cfg.n_layer == 0) return Error{ErrorCode::InvalidArgument, "the model has no blocks"};

@@ -12,6 +12,7 @@
 
 #include "base/result.h"
 #include "model/model.h"
+#include "store/manifest.h"
 #include "net/identity.h"
 #include "swarm/assignment.h"
 #include "swarm/directory.h"
@@ -21,6 +22,8 @@ namespace omni::swarm {
 
 // Bytes of each block's tensors ("blk.N.*") and of the token embeddings, from the GGUF index.
 ModelFootprint footprint_of(const model::Model& model);
+// The same from a model's manifest (its shards' sizes), before any shard is fetched.
+ModelFootprint footprint_of(const store::Manifest& manifest);
 
 // Tokens/s through one block: single-token forwards through block 0 on `threads` threads (what
 // decoding does), timed for about `budget_ms`. Errors: the session cannot be made.

@@ -77,6 +77,19 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   const std::string data_dir = o.data_dir.empty() ? net::Identity::default_dir() : o.data_dir;
   const auto log = [self = rt.get()](const std::string& line) { self->log(line); };
   const uint64_t kv_bytes = o.max_kv_mib << 20;
+  // Given blocks must fit the memory cap (blocks the node picks are chosen to fit it); without a
+  // cap, a range over the memory available is served (the weights are mapped) with a warning.
+  const bool given_blocks = o.blocks.has_value();
+  const auto check_memory = [&](const ModelFootprint& footprint) -> Result<void> {
+    if (!given_blocks) return {};
+    if (o.swarm.max_memory_mib > 0) return check_range_fits(footprint, *o.blocks, kv_bytes, o.swarm.max_memory_mib << 20);
+    const uint64_t available = available_memory_bytes();
+    if (available > 0 && !check_range_fits(footprint, *o.blocks, kv_bytes, available))
+      log("warning: blocks " + span_text(*o.blocks) + " need " +
+          std::to_string(range_bytes(footprint, *o.blocks, kv_bytes) >> 20) + " MiB with the KV budget, over the " +
+          std::to_string(available >> 20) + " MiB of memory available: expect paging");
+    return {};
+  };
   // The key first (a bad one is reported as such), then one node per identity: a second node on
   // this data directory stops here (AlreadyExists).
   auto identity = net::Identity::load_or_create(data_dir);
@@ -107,6 +120,9 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
     auto cid = store::model_cid_of_file(probe->file(), data_dir, &hashed);
     if (!cid) return cid.error();
     rt->model_identity_ = net::describe_model(*probe, *cid);
+    if (o.blocks && o.blocks->end > probe->config().n_layer)
+      return blocks_beyond(*o.blocks, probe->config().n_layer, o.model);
+    if (auto fits = check_memory(footprint_of(*probe)); !fits) return fits.error();
     if (hashed)
       log("model " + cid->to_string() + " (" + o.model + "): content hashed in " +
           std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).substr(0, 5) +
@@ -180,6 +196,8 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
           }
         }
     if (have && have->model.n_layer < node.block_end) return blocks_beyond(*o.blocks, have->model.n_layer, o.model);
+    if (have)  // before fetching shards this node could not hold
+      if (auto fits = check_memory(footprint_of(*have)); !fits) return fits.error();
     if (complete) {
       manifest = std::move(*have);
     } else {
@@ -204,6 +222,7 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
       if (!fetched) return fetched.error();
       manifest = std::move(*fetched);
       if (manifest.model.n_layer < node.block_end) return blocks_beyond(*o.blocks, manifest.model.n_layer, o.model);
+      if (auto fits = check_memory(footprint_of(manifest)); !fits) return fits.error();
     }
     auto loaded = store::load_model(blobs, *cid, range);
     if (!loaded) return loaded.error();

@@ -94,6 +94,17 @@ TEST(Assignment, MemoryPlanner) {
   EXPECT_EQ(refused.error().code, ErrorCode::ResourceExhausted) << refused.error().message;
 }
 
+TEST(Assignment, GivenRangeAgainstTheMemoryCap) {
+  ModelFootprint f{{100, 100, 300, 100}, 50};
+  EXPECT_EQ(range_bytes(f, Span{0, 2}, 10), 260u);  // 100 + 100 + embeddings 50 + KV 10
+  EXPECT_EQ(range_bytes(f, Span{1, 3}, 10), 410u);  // no embeddings past block 0
+  EXPECT_EQ(range_bytes(f, Span{3, 4}, 0), 100u);
+  EXPECT_TRUE(check_range_fits(f, Span{1, 3}, 10, 410).ok());
+  auto refused = check_range_fits(f, Span{1, 3}, 10, 409);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::ResourceExhausted);
+}
+
 TEST(Assignment, RebalanceMovesToRaiseTheWeakestBlock) {
   // Two fast nodes on [0,2), one slow on [2,4): b moving to [2,4) lifts the minimum from 0.5 to 5.
   const NodeRecord b = node("b", 4, 0, 2, 10);

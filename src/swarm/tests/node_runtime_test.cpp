@@ -23,6 +23,7 @@
 #include "store/blob_store.h"
 #include "store/shard.h"
 #include "swarm/dht_directory.h"
+#include "swarm/node_profile.h"
 #include "swarm/node_runtime.h"
 #include "swarm/probe.h"
 #include "swarm/provider_fetch.h"
@@ -390,6 +391,54 @@ TEST_F(NodeRuntimeTest, BadOptionsAreErrorsWithTheirCode) {
   auto malformed = no_peers;
   malformed.peers = "no port";
   EXPECT_EQ(code_of(malformed), ErrorCode::InvalidArgument);
+}
+
+// --max-memory-mib caps what given blocks may take (their tensors, the embeddings with block 0, the
+// KV budget): a cap a MiB short of that refuses to start, with the reason; a cap that holds it starts.
+TEST_F(NodeRuntimeTest, GivenBlocksMustFitTheMemoryCap) {
+  uint64_t weights = 0;  // blocks 0 and 1 and the token embeddings, from the GGUF index
+  for (const auto& t : model_->file().tensors())
+    if (t.name.rfind("blk.0.", 0) == 0 || t.name.rfind("blk.1.", 0) == 0 || t.name == "token_embd.weight")
+      weights += t.n_bytes;
+  const uint64_t need_mib = (weights + (1u << 20) - 1) / (1u << 20) + 1;  // + 1 MiB of KV
+  ASSERT_EQ(range_bytes(footprint_of(*model_), Span{0, 2}, 1u << 20), weights + (1u << 20));
+
+  auto o = options(kModel, {0, 2}, tmp_.path + "/a");
+  o.max_kv_mib = 1;
+  o.swarm.max_memory_mib = need_mib - 1;
+  auto refused = NodeRuntime::start(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::ResourceExhausted) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("blocks 0:2 need"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--max-memory-mib"), std::string::npos) << refused.error().message;
+
+  o.swarm.max_memory_mib = need_mib;
+  auto started = NodeRuntime::start(o);
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  EXPECT_EQ((*started)->blocks().end, 2u);
+  started->reset();
+
+  // The same for a node started from the model's CID: its manifest's shard sizes count.
+  auto sharing = options(kModel, {2, 4}, tmp_.path + "/s");
+  sharing.share = true;
+  sharing.store_dir = tmp_.path + "/store-s";
+  auto s = NodeRuntime::start(sharing);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto from_cid = options((*s)->model_cid()->to_string(), {0, 2}, tmp_.path + "/c");
+  from_cid.store_dir = tmp_.path + "/store-c";
+  from_cid.peers = (*s)->peer_id() + "@" + (*s)->address();
+  from_cid.max_kv_mib = 1;
+  from_cid.swarm.max_memory_mib = 1;
+  auto cid_refused = NodeRuntime::start(from_cid);
+  ASSERT_FALSE(cid_refused.ok());
+  EXPECT_EQ(cid_refused.error().code, ErrorCode::ResourceExhausted) << cid_refused.error().message;
+  // Now the manifest is in its store: a second start refuses before fetching anything.
+  Log log_again;
+  from_cid.log = log_again.sink();
+  auto again = NodeRuntime::start(from_cid);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::ResourceExhausted) << again.error().message;
+  EXPECT_FALSE(log_again.has("fetched ")) << log_again.all();
 }
 
 // Two nodes on one data directory would share a peer id: the second is refused, naming --data-dir;
