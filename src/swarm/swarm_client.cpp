@@ -507,8 +507,17 @@ class VerifyingPipeline final : public net::Pipeline {
     if (options_.log) options_.log(line);
   }
 
+  // Whether to check the last call: never when some hop has no other replica (no two runs could
+  // agree: the check would cost the session's replay and prove nothing).
   bool wants_check() {
     if (verification_->route.empty()) return false;
+    for (const auto& hop : verification_->route) {
+      bool other = false;
+      for (const auto& r : verification_->replicas)
+        other = other || (r.address.peer_id != hop.node.address.peer_id && r.block_begin <= hop.block_begin &&
+                          hop.block_end <= r.block_end && !verification_->excluded.count(r.address.peer_id));
+      if (!other) return false;
+    }
     for (const auto& hop : verification_->route)
       if (verification_->matched[hop.node.address.peer_id] < options_.verify_first) return true;
     return options_.verify_rate > 0 && std::bernoulli_distribution(std::min(options_.verify_rate, 1.0))(rng_);
