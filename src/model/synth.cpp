@@ -347,7 +347,18 @@ Result<uint32_t> grow_vocab(gguf::Metadata& md, uint32_t n_vocab, uint64_t seed)
   const size_t needed = n_vocab - n0;
   // A small vocabulary may have fewer new pairs than asked for: give up with an error rather than
   // draw forever.
-  const uint64_t max_draws = 32 * static_cast<uint64_t>(needed) + 1'000'000;
+  const uint64_t max_draws = 4 * static_cast<uint64_t>(needed) + 100'000;
+  // Two random pieces joined are longer than what a real vocabulary adds as it grows (deepseek-llm:
+  // 10.8 bytes on average against 7.5 for its own last 10,000 pieces), and code that walks the
+  // vocabulary's texts scales with their length. So each added token first draws a length from
+  // the source's latest tenth of ordinary pieces (its latest merges) and then looks for an unseen
+  // pair of that length.
+  std::vector<size_t> late_lengths;
+  for (size_t k = ordinary.size() - std::max<size_t>(1, ordinary.size() / 10); k < ordinary.size(); ++k)
+    late_lengths.push_back(texts[ordinary[k]].size());
+  size_t shortest_left = SIZE_MAX, shortest_right = SIZE_MAX;
+  for (uint32_t i : ordinary) shortest_left = std::min(shortest_left, texts[i].size());
+  for (uint32_t i : continuations) shortest_right = std::min(shortest_right, texts[i].size());
   // Scores continue below the ordinary pieces' lowest (control and byte tokens may sit far lower
   // but never compete in merges).
   float score = 0.0f;
@@ -363,11 +374,18 @@ Result<uint32_t> grow_vocab(gguf::Metadata& md, uint32_t n_vocab, uint64_t seed)
       return Error{ErrorCode::InvalidArgument,
                    "found only " + std::to_string(texts.size() - n0) + " new pairs of the vocabulary's " +
                        std::to_string(ordinary.size()) + " ordinary tokens, not " + std::to_string(needed)};
-    const std::string& left = texts[ordinary[rng.biased_below(ordinary.size())]];
-    const std::string& right = texts[continuations[rng.biased_below(continuations.size())]];
-    std::string piece = left + right;
+    const size_t length = std::max(late_lengths[rng.below(late_lengths.size())], shortest_left + shortest_right);
+    const std::string* left = nullptr;
+    const std::string* right = nullptr;
+    for (int tries = 0; tries < 64 && !left; ++tries) {
+      const std::string& l = texts[ordinary[rng.biased_below(ordinary.size())]];
+      const std::string& r = texts[continuations[rng.biased_below(continuations.size())]];
+      if (l.size() + r.size() == length) left = &l, right = &r;
+    }
+    if (!left) continue;
+    std::string piece = *left + *right;
     if (!seen.insert(piece).second) continue;
-    if (!spm) merges.push_back(left + " " + right);
+    if (!spm) merges.push_back(*left + " " + *right);
     texts.push_back(std::move(piece));
     if (!types.empty()) types.push_back(1);
     if (!scores.empty()) scores.push_back(next_score());  // below every ordinary piece: merged last

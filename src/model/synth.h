@@ -74,7 +74,9 @@ float synth_value(uint64_t seed, const Shape& shape, const TensorLayout& t, uint
 // sizes no vocabulary at hand has. Existing tokens keep their ids; each added token is the text
 // of two ordinary (type normal) tokens of the original vocabulary joined, as a BPE merge forms a
 // longer token: pairs drawn from (seed), favouring low ids, the right one never starting a word
-// (no leading U+2581 / U+0120), any text already present skipped. Added tokens are type normal;
+// (no leading U+2581 / U+0120), any text already present skipped. Each added token's length in
+// bytes is drawn from those of the source's last tenth of ordinary tokens (its latest merges), so
+// the added texts are as long as a real vocabulary's additions, not as two random pieces. Added tokens are type normal;
 // with "gpt2" the merge rule "left right" is appended to tokenizer.ggml.merges (so the tokenizer
 // can form it, last of all); where scores exist, each added one is lower than every ordinary
 // token's score and the previously added one's (SentencePiece merges it last).

@@ -819,6 +819,16 @@ TEST(SynthVocab, DeepseekGrownTo151936IsAConsistentBpeVocabulary) {
     ASSERT_EQ(src_set.count(texts[i]), 0u) << "already present: " << texts[i];
   }
   expect_round_trips(md, 151936);
+  // The added texts are as long on average as the source's latest tenth of ordinary pieces.
+  std::vector<size_t> late;
+  for (size_t i = 0; i < n0; ++i)
+    if (types[i] == 1) late.push_back(src_texts[i].size());
+  late.erase(late.begin(), late.end() - static_cast<std::ptrdiff_t>(late.size() / 10));
+  double late_mean = 0, added_mean = 0;
+  for (size_t l : late) late_mean += static_cast<double>(l) / static_cast<double>(late.size());
+  for (size_t i = n0; i < texts.size(); ++i) added_mean += static_cast<double>(texts[i].size()) / static_cast<double>(texts.size() - n0);
+  std::printf("mean text bytes: source's last tenth %.2f, added %.2f\n", late_mean, added_mean);
+  EXPECT_NEAR(added_mean, late_mean, 0.1 * late_mean);
   const auto [formed, tried] = formed_alone(md, n0);
   std::printf("deepseek grown: %zu of %zu added tokens tried form from their own text\n", formed, tried);
   EXPECT_GT(formed, tried / 10);
