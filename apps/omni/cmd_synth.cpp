@@ -88,8 +88,8 @@ void register_synth(CLI::App& app, int& exit_code) {
   cmd->add_option("--vocab", args->vocab, "GGUF whose tokenizer.* keys to copy (sets the vocabulary size)");
   cmd->add_option("--vocab-size", args->vocab_size,
                   "Grow the --vocab vocabulary to N tokens (at most 1048576): each added token joins two of its "
-                  "ordinary tokens, seeded by --seed, with the BPE merge rule or a lowest score; the embedding "
-                  "and output matrices get N rows")
+                  "ordinary tokens, as long as one of its latest ones, seeded by --seed, with the BPE merge rule "
+                  "or a lowest score; the embedding and output matrices get N rows")
       ->check(count_in(1, UINT32_MAX))
       ->needs("--vocab");
   cmd->add_option("--layers", args->layers, "Override the number of blocks (0: the shape's)")
