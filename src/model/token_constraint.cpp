@@ -10,9 +10,12 @@ namespace {
 // Draws refused before the mask is computed: most states admit either almost every token (inside a
 // string, where a refused draw is a rare quote or control token and the next one passes) or few
 // (between values, where the mask is quick to compute and repeats, so it is cached).
-constexpr int kRetries = 3;
+constexpr int kRetries = 1;
 // Learnt transitions kept per grammar (about 64 bytes each with their states).
-constexpr size_t kMaxTransitions = 1u << 20;
+// The walk's transition table holds a row of 256 entries (1 KiB) per grammar state met: at most
+// this many rows (16 MiB) before it starts afresh.
+constexpr size_t kMaxWalkStates = 1u << 14;
+constexpr int32_t kUnknown = -2;  // a transition not learnt yet (-1: the byte is refused)
 }  // namespace
 
 TokenVocabulary::TokenVocabulary(const Tokenizer& tokenizer) : n_vocab_(tokenizer.n_vocab()) {
@@ -72,15 +75,21 @@ ConstrainedGrammar::Stats ConstrainedGrammar::stats() const {
   return stats_;
 }
 
+std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::cached(const GrammarState& state) const {
+  const std::string key = state.key();
+  std::lock_guard lock(mutex_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.position);
+  ++stats_.hits;
+  return it->second.mask;
+}
+
 std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::mask(const GrammarState& state) const {
+  if (auto hit = cached(state)) return hit;
   std::string key = state.key();
   {
     std::lock_guard lock(mutex_);
-    if (auto it = cache_.find(key); it != cache_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.position);
-      ++stats_.hits;
-      return it->second.mask;
-    }
     ++stats_.misses;
   }
   auto computed = compute(state);
@@ -105,8 +114,8 @@ std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::compute(cons
 
   // Depth-first over the trie, each frame with the grammar state after its node's bytes.
   std::lock_guard lock(walk_mutex_);
-  if (transitions_.size() > kMaxTransitions) {
-    transitions_.clear();
+  if (states_.size() > kMaxWalkStates) {
+    next_.clear();
     state_ids_.clear();
     states_.clear();
   }
@@ -136,29 +145,33 @@ std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::compute(cons
 
 int32_t ConstrainedGrammar::intern(const GrammarState& state) const {
   auto [it, added] = state_ids_.emplace(state.key(), static_cast<int32_t>(states_.size()));
-  if (added) states_.push_back(state);
+  if (added) {
+    states_.push_back(state);
+    next_.emplace_back();
+    next_.back().fill(kUnknown);
+  }
   return it->second;
 }
 
 int32_t ConstrainedGrammar::step(int32_t state, uint8_t byte) const {
-  const uint64_t key = static_cast<uint64_t>(state) << 8 | byte;
-  if (auto it = transitions_.find(key); it != transitions_.end()) return it->second;
+  if (const int32_t known = next_[static_cast<size_t>(state)][byte]; known != kUnknown) return known;
   GrammarState next;
   grammar_.advance(states_[static_cast<size_t>(state)], byte, next);
-  const int32_t id = next.stacks.empty() ? -1 : intern(next);
-  transitions_.emplace(key, id);
+  const int32_t id = next.stacks.empty() ? -1 : intern(next);  // may grow next_: index again below
+  next_[static_cast<size_t>(state)][byte] = id;
   return id;
 }
 
 TokenConstraint::TokenConstraint(std::shared_ptr<const ConstrainedGrammar> grammar)
     : grammar_(std::move(grammar)), state_(grammar_->grammar().initial()) {}
 
-bool TokenConstraint::apply(std::span<float> logits) {
-  const auto mask = grammar_->mask(state_);
+bool TokenConstraint::apply(std::span<float> logits) { return apply_mask(*grammar_->mask(state_), logits); }
+
+bool TokenConstraint::apply_mask(const ConstrainedGrammar::Mask& mask, std::span<float> logits) const {
   bool any = false;
   const size_t n = std::min(logits.size(), grammar_->vocabulary().size());
   for (size_t w = 0; w * 64 < n; ++w) {
-    const uint64_t bits = (*mask)[w];
+    const uint64_t bits = mask[w];
     if (bits == ~uint64_t{0}) {
       any = true;
       continue;
@@ -174,6 +187,12 @@ bool TokenConstraint::apply(std::span<float> logits) {
 
 std::optional<TokenId> TokenConstraint::sample(Sampler& sampler, std::span<const float> logits,
                                                std::vector<float>& scratch) {
+  auto masked = [&](const ConstrainedGrammar::Mask& mask) -> std::optional<TokenId> {
+    scratch.assign(logits.begin(), logits.end());
+    if (!apply_mask(mask, scratch)) return std::nullopt;
+    return sampler.sample(scratch);
+  };
+  if (auto mask = grammar_->cached(state_)) return masked(*mask);
   TokenId t = sampler.sample(logits);
   if (admits(t)) return t;
   scratch.assign(logits.begin(), logits.end());

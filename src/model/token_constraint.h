@@ -17,6 +17,7 @@
 // a TokenConstraint is one generation's state and is not thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -73,6 +74,8 @@ class ConstrainedGrammar {
   const TokenVocabulary& vocabulary() const { return *vocabulary_; }
   // The tokens admitted in `state` (end tokens included when it is complete).
   std::shared_ptr<const Mask> mask(const GrammarState& state) const;
+  // The same when it is cached already (a hit), else null: nothing is computed (nor counted).
+  std::shared_ptr<const Mask> cached(const GrammarState& state) const;
 
   struct Stats {
     size_t hits = 0, misses = 0;
@@ -83,8 +86,9 @@ class ConstrainedGrammar {
   std::shared_ptr<const Mask> compute(const GrammarState& state) const;
   // The walk's transitions, learnt lazily and kept (a DFA over the states met so far): the trie
   // walk of a state that admits most tokens meets few distinct states (inside a string, the state
-  // after any plain character is the same), so most of its steps are one lookup. Guarded by
-  // walk_mutex_; dropped when over kMaxTransitions.
+  // after any plain character is the same), so most of its steps are one lookup in a dense table
+  // (a row of 256 per state: a hash lookup per trie node made a 150k-token mask cost ~8 ms).
+  // Guarded by walk_mutex_; dropped when over kMaxWalkStates rows.
   int32_t intern(const GrammarState& state) const;
   int32_t step(int32_t state, uint8_t byte) const;
 
@@ -102,7 +106,7 @@ class ConstrainedGrammar {
   mutable std::mutex walk_mutex_;
   mutable std::unordered_map<std::string, int32_t> state_ids_;
   mutable std::vector<GrammarState> states_;
-  mutable std::unordered_map<uint64_t, int32_t> transitions_;  // (state << 8 | byte) -> state, -1 refused
+  mutable std::vector<std::array<int32_t, 256>> next_;  // [state][byte] -> state, -1 refused, -2 unknown
 };
 
 // One generation under a grammar.
@@ -113,9 +117,10 @@ class TokenConstraint {
   // Sets the logits of the tokens not admitted now to -infinity. False when none is admitted
   // (cannot happen for a grammar finish() accepted, unless limits dropped every stack).
   bool apply(std::span<float> logits);
-  // Draws a token from `logits` under the grammar: first as if unconstrained; a refused token is
-  // struck out (in `scratch`) and the draw repeated a few times; only then are the masked logits
-  // drawn from. For plain softmax sampling and for greedy this is exactly a draw from the masked
+  // Draws a token from `logits` under the grammar. When the state's mask is cached, from the masked
+  // logits (in `scratch`: a pass over them and one draw). Otherwise first as if unconstrained; a
+  // refused token is struck out (in `scratch`) and the draw repeated a few times; only then is the
+  // mask computed and the masked logits drawn from. For plain softmax sampling and for greedy this is exactly a draw from the masked
   // distribution (striking out refused tokens leaves the admitted ones' odds unchanged: an
   // admitted t ends up drawn with probability p(t) / Z, Z the admitted mass), and the mask is
   // computed only where the model strays, which with a trained model is rare. With top-k, top-p or
@@ -132,6 +137,8 @@ class TokenConstraint {
   bool finished() const { return complete() && !Grammar::can_continue(state_); }
 
  private:
+  bool apply_mask(const ConstrainedGrammar::Mask& mask, std::span<float> logits) const;
+
   std::shared_ptr<const ConstrainedGrammar> grammar_;
   GrammarState state_;
 };
