@@ -38,39 +38,9 @@ D_C1=${D_C1:-10}; D_12=${D_12:-25}; D_23=${D_23:-50}; D_C2=${D_C2:-30}; D_C3=${D
 [[ -n $workdir ]] || workdir=$(mktemp -d /tmp/omni-prefill.XXXXXX)
 mkdir -p "$workdir"
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_link() {
-  local name=$1 port=$2 delay=$3
-  "$linkemu" --listen 127.0.0.1:0 --target "127.0.0.1:$port" --delay-ms "$delay" --rate-mbit 20 \
-    > "$workdir/link-$name.out" 2> "$workdir/link-$name.err" &
-  pids+=($!)
-  link_port=$($measure wait-line "$workdir/link-$name.out" 'listening 127\.0\.0\.1:([0-9]+)' 10)
-}
-
-read -r n_layer n_embd < <($measure model-shape "$model" "$omni")
-IFS=, read -r b1 b2 b3 <<< "$split"
-(( b1 + b2 + b3 == n_layer )) || { echo "prefill.sh: --split $split does not add up to $n_layer blocks" >&2; exit 2; }
-begin=(0 $b1 $(( b1 + b2 ))); end=($b1 $(( b1 + b2 )) $n_layer)
+source "$here/wan_nodes.sh"
 ctx=$(( prompt_tokens + 64 ))
-ports=(); ids=()
-for i in 0 1 2; do
-  port=$(free_port)
-  "$omni" node --model "$model" --blocks "${begin[$i]}:${end[$i]}" --listen "127.0.0.1:$port" -t "$threads" \
-    --max-length "$ctx" --data-dir "$workdir/node$i" > "$workdir/node$i.log" 2>&1 &
-  pids+=($!)
-  ports+=("$port")
-  ids+=("$($measure wait-line "$workdir/node$i.log" 'peer ([A-Za-z0-9]+) listening' 120)")
-done
-start_link c1 "${ports[0]}" "$D_C1"; p_c1=$link_port
-start_link c2 "${ports[1]}" "$D_C2"; p_c2=$link_port
-start_link c3 "${ports[2]}" "$D_C3"; p_c3=$link_port
-start_link 12 "${ports[1]}" "$D_12"; p_12=$link_port
-start_link 23 "${ports[2]}" "$D_23"; p_23=$link_port
-peers="${ids[0]}@127.0.0.1:$p_c1,${ids[1]}@127.0.0.1:$p_c2,${ids[2]}@127.0.0.1:$p_c3"
-hops="${ids[1]}@127.0.0.1:$p_12,${ids[2]}@127.0.0.1:$p_23"
+start_wan_nodes "$model" "$split" "$threads" --max-length "$ctx"
 
 # A prompt of exactly --prompt-tokens tokens: BOS and words that are one token each in a Llama
 # vocabulary (checked with a local run, which prints the count).

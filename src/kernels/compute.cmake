@@ -29,7 +29,7 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
 endif()
 
 if(OMNI_BUILD_TESTS)
-  omni_add_test(matmul_test SOURCES tests/matmul_test.cpp LIBS omni_kernels)
+  omni_add_test(matmul_test SOURCES tests/matmul_test.cpp ${OMNI_ALLOCATION_COUNTER} LIBS omni_kernels)
   omni_add_test(f16_rows_test SOURCES tests/f16_rows_test.cpp LIBS omni_kernels)
   omni_add_test(thread_pool_test SOURCES tests/thread_pool_test.cpp LIBS omni_kernels)
 endif()

@@ -18,51 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "base/testing/allocation_counter.h"
 #include "gguf/reader.h"
 #include "kernels/activation_quant.h"
 #include "kernels/dot_kernels.h"
 #include "kernels/fp16.h"
 #include "kernels/quantize.h"
 
-// Every allocation of the test program is counted, to check that matmul makes none once warm. Not
-// under sanitizers: their runtimes own operator new and delete.
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)  // GCC
-#define OMNI_SANITIZED
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)  // Clang
-#define OMNI_SANITIZED
-#endif
-#endif
-#ifndef OMNI_SANITIZED
-#define OMNI_COUNT_ALLOCATIONS
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n != 0 ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const size_t a = static_cast<size_t>(align);
-  if (void* p = std::aligned_alloc(a, (n + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-// GCC sees free() on memory from (the replaced) operator new once inlined, and warns in error.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif  // OMNI_COUNT_ALLOCATIONS
+using omni::test_support::g_allocations;
+using omni::test_support::g_counting;
 
 namespace omni::gguf {
 // Test parameters print as their names.
@@ -547,9 +511,7 @@ TEST(MatmulActivations, RecordsFollowGgmlFormulas) {
 // After a first call of the same shape, matmul allocates nothing (activation buffer, work split and
 // parallel regions included).
 TEST(MatmulAllocations, NoneOnceWarm) {
-#ifndef OMNI_COUNT_ALLOCATIONS
-  GTEST_SKIP() << "under a sanitizer, whose runtime owns operator new, allocations are not counted";
-#endif
+  if (!omni::test_support::kCountsAllocations) GTEST_SKIP() << "under a sanitizer, whose runtime owns operator new, allocations are not counted";
   std::mt19937 rng(8);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::F16}) {
     const int64_t cols = 512, rows = 33;
@@ -565,9 +527,11 @@ TEST(MatmulAllocations, NoneOnceWarm) {
         // Kernels keep per-thread scratch that grows on first use, and the pool lets either thread
         // run any tile: warm up until both threads have run every kind of tile.
         for (int warm = 0; warm < 32; ++warm) matmul(view, x.data(), n_tokens, y.data(), pool);
-        const long before = g_allocations.load();
+        g_allocations = 0;
+        g_counting = true;
         matmul(view, x.data(), n_tokens, y.data(), pool);
-        EXPECT_EQ(before, g_allocations.load()) << level << " " << gguf::tensor_type_name(type) << " " << n_tokens;
+        g_counting = false;
+        EXPECT_EQ(g_allocations.load(), 0u) << level << " " << gguf::tensor_type_name(type) << " " << n_tokens;
       }
     }
   }

@@ -11,51 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "base/testing/allocation_counter.h"
 #include "model/model.h"
 #include "net/compute_worker.h"
 
-// Counts the allocations made (by any thread) while g_counting is set. Not under sanitizers: their
-// runtimes own operator new and delete.
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<size_t> g_allocations{0};
-}  // namespace
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)  // GCC
-#define OMNI_SANITIZED
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)  // Clang
-#define OMNI_SANITIZED
-#endif
-#endif
-#ifndef OMNI_SANITIZED
-#define OMNI_COUNT_ALLOCATIONS
-#if defined(__GNUC__) && !defined(__clang__)
-// These replacements pair malloc with free themselves; GCC sees the inlined free of a new'd pointer.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
-void* operator new(size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t size) { return operator new(size); }
-void* operator new(size_t size, std::align_val_t align) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const size_t a = static_cast<size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t size, std::align_val_t align) { return operator new(size, align); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p); }
-#endif  // OMNI_COUNT_ALLOCATIONS
+using omni::test_support::g_allocations;
+using omni::test_support::g_counting;
 
 namespace omni::net {
 namespace {
@@ -196,9 +157,7 @@ TEST(ComputeWorker, AHugeCallDoesNotKeepOthersOutOfThePass) {
 }
 
 TEST(ComputeWorker, SteadyStatePassesDoNotAllocate) {
-#ifndef OMNI_COUNT_ALLOCATIONS
-  GTEST_SKIP() << "allocations are not counted under a sanitizer";
-#endif
+  if (!omni::test_support::kCountsAllocations) GTEST_SKIP() << "allocations are not counted under a sanitizer";
   kj::EventLoop loop;
   kj::WaitScope wait(loop);
   constexpr int kSteps = 4;
