@@ -2,8 +2,12 @@
 // same generation without one, on one model, in one run, and their ratio.
 //
 // Usage: grammar_mask_bench MODEL.gguf [TOKENS_PER_RUN=64] [RUNS=6] [THREADS=2]
-// Make a model with a large real vocabulary with, e.g.:
+// Make a model with a large real vocabulary (deepseek-llm's 102,400 tokens) with, e.g.:
 //   omni synth --shape qwen2.5-0.5b --layers 4 --vocab shared/vocab/ggml-vocab-deepseek-llm.gguf m.gguf
+// and one with that vocabulary grown to Qwen2's 151,936 tokens (no such file is at hand; see
+// model/synth.h grow_vocab for what the added tokens are) with (one command):
+//   omni synth --shape qwen2.5-0.5b --layers 4 --vocab-size 151936
+//       --vocab shared/vocab/ggml-vocab-deepseek-llm.gguf m151k.gguf
 // Each run is a fresh session: the prompt, then TOKENS_PER_RUN sampled tokens (temperature 1, a
 // run's own seed). Constrained runs generate under the schema until the value is complete or the
 // budget ends, and start again; only generated tokens count. The first constrained run finds the

@@ -244,6 +244,10 @@ struct ForwardAttestation {
   outputSha256 @5 :Data;  # the same over the returned HiddenStates (1 + format, then data)
   publicKey @6 :Data;     # the node's raw Ed25519 key (32 bytes): its peer id is derived from it
   signature @7 :Data;     # 64 bytes
+  perTokenSums @8 :Bool;
+  # The call asked for per-token sums (ForwardInput.perTokenSums), so a re-run must sum its rows so
+  # too. Signed through the domain: "omninode/forward-attestation/per-token/1" instead of the
+  # above (additive; an older node never sets it).
 }
 
 interface Session {

@@ -1,6 +1,6 @@
 // omni synth: writes a synthetic GGUF model of a real model's shape (see model/synth.h).
 //
-//   omni synth --shape tinyllama-1.1b|custom:arch=...,layers=... --type q8_0|q4_k_m|... --seed 1 [--vocab FILE] [--layers N] [--sparse] OUT.gguf
+//   omni synth --shape tinyllama-1.1b|custom:arch=...,layers=... --type q8_0|q4_k_m|... --seed 1 [--vocab FILE [--vocab-size N]] [--layers N] [--sparse] OUT.gguf
 //   omni synth --list-shapes
 #include <cinttypes>
 #include <cstdio>
@@ -20,6 +20,7 @@ struct SynthArgs {
   std::string type = "q8_0";
   uint64_t seed = 1;
   std::string vocab;
+  uint32_t vocab_size = 0;
   uint32_t layers = 0;
   bool sparse = false;
   int threads = 0;
@@ -55,17 +56,20 @@ int run(const SynthArgs& a) {
   o.mix = *model::mix_from_name(a.type);  // checked while parsing
   o.seed = a.seed;
   o.vocab_path = a.vocab;
+  o.vocab_size = a.vocab_size;
   o.n_layers = a.layers;
   o.sparse = a.sparse;
   o.threads = static_cast<unsigned>(a.threads);
   o.out_path = a.out;
   auto r = model::synthesize(o);
   if (!r) return fail("synth", r.error());
+  std::string vocab_source = r->vocab_from_file ? a.vocab : "generated SPM";
+  if (r->vocab_grown_from) vocab_source += ", grown from " + std::to_string(r->vocab_grown_from);
   std::printf("%s: %s, %s, %u layer%s, %" PRIu64 " params, %" PRIu64 " tensors, vocab %u (%s), %" PRIu64
               " bytes%s, %.2f s on %u thread%s\n",
               r->path.c_str(), r->shape.c_str(), model::mix_name(r->mix).c_str(), r->n_layer,
               r->n_layer == 1 ? "" : "s", r->n_params,
-              r->n_tensors, r->n_vocab, r->vocab_from_file ? a.vocab.c_str() : "generated SPM", r->file_bytes,
+              r->n_tensors, r->n_vocab, vocab_source.c_str(), r->file_bytes,
               a.sparse ? " (sparse)" : "", r->seconds, r->threads, r->threads == 1 ? "" : "s");
   return 0;
 }
@@ -82,6 +86,12 @@ void register_synth(CLI::App& app, int& exit_code) {
       ->check(mix_name("synthesize"));
   cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str()->check(count_in(0));
   cmd->add_option("--vocab", args->vocab, "GGUF whose tokenizer.* keys to copy (sets the vocabulary size)");
+  cmd->add_option("--vocab-size", args->vocab_size,
+                  "Grow the --vocab vocabulary to N tokens (at most 1048576): each added token joins two of its "
+                  "ordinary tokens, as long as one of its latest ones, seeded by --seed, with the BPE merge rule "
+                  "or a lowest score; the embedding and output matrices get N rows")
+      ->check(count_in(1, UINT32_MAX))
+      ->needs("--vocab");
   cmd->add_option("--layers", args->layers, "Override the number of blocks (0: the shape's)")
       ->check(count_in(0, UINT32_MAX));
   add_threads(cmd, args->threads);

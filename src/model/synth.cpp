@@ -273,7 +273,134 @@ class SplitMix {
   uint64_t state_;
 };
 
+// Whether `text` begins with the vocabulary's word-start mark (SentencePiece's U+2581, byte-level
+// BPE's U+0120 for a space): real merges join a word's start only to the word's continuation.
+bool starts_word(const std::string& text, bool spm) {
+  return text.rfind(spm ? "\xE2\x96\x81" : "\xC4\xA0", 0) == 0;
+}
+
 }  // namespace
+
+Result<uint32_t> grow_vocab(gguf::Metadata& md, uint32_t n_vocab, uint64_t seed) {
+  const Value* tokens_value = md.find("tokenizer.ggml.tokens");
+  const gguf::Array* tokens_array = tokens_value ? tokens_value->as_array() : nullptr;
+  if (!tokens_array || tokens_array->elem_type != gguf::ValueType::STRING || tokens_array->size() == 0)
+    return Error{ErrorCode::InvalidArgument, "the vocabulary has no tokenizer.ggml.tokens string array"};
+  const size_t n0 = tokens_array->size();
+  if (n_vocab < n0)
+    return Error{ErrorCode::InvalidArgument, "vocabulary size " + std::to_string(n_vocab) +
+                                                 " is below the vocabulary file's " + std::to_string(n0) + " tokens"};
+  if (n_vocab > kMaxGrownVocab)
+    return Error{ErrorCode::InvalidArgument, "vocabulary size " + std::to_string(n_vocab) + " is over " +
+                                                 std::to_string(kMaxGrownVocab)};
+  if (n_vocab == n0) return static_cast<uint32_t>(n0);
+
+  const Value* model_value = md.find("tokenizer.ggml.model");
+  const std::string* model = model_value ? model_value->as_string() : nullptr;
+  if (!model || (*model != "llama" && *model != "gpt2"))
+    return Error{ErrorCode::InvalidArgument,
+                 "cannot grow a vocabulary whose tokenizer.ggml.model is not llama or gpt2"};
+  const bool spm = *model == "llama";
+
+  std::vector<std::string> texts = tokens_array->strings;
+  std::vector<int64_t> types;
+  if (const Value* v = md.find("tokenizer.ggml.token_type")) {
+    const gguf::Array* a = v->as_array();
+    auto ints = a ? a->to_ints() : std::nullopt;
+    if (!ints || ints->size() != n0)
+      return Error{ErrorCode::InvalidArgument,
+                   "tokenizer.ggml.token_type must hold " + std::to_string(n0) + " integers, one per token"};
+    types = std::move(*ints);
+  }
+  std::vector<float> scores;
+  if (const Value* v = md.find("tokenizer.ggml.scores")) {
+    const gguf::Array* a = v->as_array();
+    auto floats = a ? a->to_floats() : std::nullopt;
+    if (!floats || floats->size() != n0)
+      return Error{ErrorCode::InvalidArgument,
+                   "tokenizer.ggml.scores must hold " + std::to_string(n0) + " numbers, one per token"};
+    scores = std::move(*floats);
+  }
+  std::vector<std::string> merges;
+  if (!spm) {
+    const Value* v = md.find("tokenizer.ggml.merges");
+    const gguf::Array* a = v ? v->as_array() : nullptr;
+    if (!a || a->elem_type != gguf::ValueType::STRING)
+      return Error{ErrorCode::InvalidArgument, "a gpt2 vocabulary needs a tokenizer.ggml.merges string array"};
+    merges = a->strings;
+  }
+
+  // Ordinary tokens (type normal; no space, which would break a merge rule "left right"), in id
+  // order: BPE and SPM files number frequent pieces first.
+  std::vector<uint32_t> ordinary;
+  for (size_t i = 0; i < n0; ++i)
+    if ((types.empty() || types[i] == 1) && !texts[i].empty() && texts[i].find(' ') == std::string::npos)
+      ordinary.push_back(static_cast<uint32_t>(i));
+  std::vector<uint32_t> continuations;  // those that may stand on the right of a merge
+  for (uint32_t i : ordinary)
+    if (!starts_word(texts[i], spm)) continuations.push_back(i);
+  if (ordinary.empty() || continuations.empty())
+    return Error{ErrorCode::InvalidArgument, "the vocabulary has no ordinary tokens to grow from"};
+
+  std::unordered_set<std::string> seen(texts.begin(), texts.end());
+  SplitMix rng(mix64(seed ^ 0x564F'4341'4247'524Full));
+  const size_t needed = n_vocab - n0;
+  // A small vocabulary may have fewer new pairs than asked for: give up with an error rather than
+  // draw forever.
+  const uint64_t max_draws = 4 * static_cast<uint64_t>(needed) + 100'000;
+  // Two random pieces joined are longer than what a real vocabulary adds as it grows (deepseek-llm:
+  // 10.8 bytes on average against 7.5 for its own last 10,000 pieces), and code that walks the
+  // vocabulary's texts scales with their length. So each added token first draws a length from
+  // the source's latest tenth of ordinary pieces (its latest merges) and then looks for an unseen
+  // pair of that length.
+  std::vector<size_t> late_lengths;
+  for (size_t k = ordinary.size() - std::max<size_t>(1, ordinary.size() / 10); k < ordinary.size(); ++k)
+    late_lengths.push_back(texts[ordinary[k]].size());
+  size_t shortest_left = SIZE_MAX, shortest_right = SIZE_MAX;
+  for (uint32_t i : ordinary) shortest_left = std::min(shortest_left, texts[i].size());
+  for (uint32_t i : continuations) shortest_right = std::min(shortest_right, texts[i].size());
+  // Scores continue below the ordinary pieces' lowest (control and byte tokens may sit far lower
+  // but never compete in merges).
+  float score = 0.0f;
+  for (uint32_t i : ordinary)
+    if (!scores.empty()) score = std::min(score, scores[i]);
+  auto next_score = [&score] {
+    const float lower = score - 1.0f;
+    return score = lower < score ? lower : std::nextafter(score, -HUGE_VALF);
+  };
+  texts.reserve(n_vocab);
+  for (uint64_t draws = 0; texts.size() < n_vocab; ++draws) {
+    if (draws == max_draws)
+      return Error{ErrorCode::InvalidArgument,
+                   "found only " + std::to_string(texts.size() - n0) + " new pairs of the vocabulary's " +
+                       std::to_string(ordinary.size()) + " ordinary tokens, not " + std::to_string(needed)};
+    const size_t length = std::max(late_lengths[rng.below(late_lengths.size())], shortest_left + shortest_right);
+    const std::string* left = nullptr;
+    const std::string* right = nullptr;
+    for (int tries = 0; tries < 64 && !left; ++tries) {
+      const std::string& l = texts[ordinary[rng.biased_below(ordinary.size())]];
+      const std::string& r = texts[continuations[rng.biased_below(continuations.size())]];
+      if (l.size() + r.size() == length) left = &l, right = &r;
+    }
+    if (!left) continue;
+    std::string piece = *left + *right;
+    if (!seen.insert(piece).second) continue;
+    if (!spm) merges.push_back(*left + " " + *right);
+    texts.push_back(std::move(piece));
+    if (!types.empty()) types.push_back(1);
+    if (!scores.empty()) scores.push_back(next_score());  // below every ordinary piece: merged last
+  }
+
+  md.set("tokenizer.ggml.tokens", Value::array(gguf::Array::of_strings(std::move(texts))));
+  if (!types.empty()) {
+    std::vector<int32_t> narrow(types.begin(), types.end());
+    md.set("tokenizer.ggml.token_type", Value::array(gguf::Array::of(gguf::ValueType::INT32, narrow)));
+  }
+  if (!scores.empty())
+    md.set("tokenizer.ggml.scores", Value::array(gguf::Array::of(gguf::ValueType::FLOAT32, scores)));
+  if (!spm) md.set("tokenizer.ggml.merges", Value::array(gguf::Array::of_strings(std::move(merges))));
+  return n_vocab;
+}
 
 float synth_value(uint64_t seed, const Shape& shape, const TensorLayout& t, uint64_t index) {
   if (t.role == TensorRole::RopeFreqs) {
@@ -388,6 +515,7 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
     std::string how = "omni synth --shape " + shape->name + " --type " + mix_name(o.mix) +
                       " --seed " + std::to_string(o.seed);
     if (o.n_layers) how += " --layers " + std::to_string(n_layer);
+    if (o.vocab_size) how += " --vocab-size " + std::to_string(o.vocab_size);
     md.set("general.description", Value::string("Synthetic random weights, not a trained model (" + how + ")"));
     md.set("general.size_label", Value::string(shape->size_label));
 
@@ -397,7 +525,15 @@ Result<SynthReport> synthesize(const SynthOptions& o) {
       if (!n) return n.error();
       report.n_vocab = *n;
       report.vocab_from_file = true;
+      if (o.vocab_size) {
+        auto grown = grow_vocab(vocab, o.vocab_size, o.seed);
+        if (!grown) return grown.error().with_context("vocabulary '" + o.vocab_path + "'");
+        report.vocab_grown_from = report.n_vocab;
+        report.n_vocab = *grown;
+      }
     } else {
+      if (o.vocab_size)
+        return Error{ErrorCode::InvalidArgument, "a vocabulary size needs a vocabulary file to grow"};
       report.n_vocab = shape->n_vocab;
       if (auto r = add_spm_vocab(vocab, report.n_vocab); !r) return r.error();
     }

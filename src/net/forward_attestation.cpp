@@ -10,6 +10,9 @@ namespace omni::net {
 namespace {
 
 constexpr char kDomain[] = "omninode/forward-attestation/1";
+// A per-token call signs under its own domain: the flag cannot be flipped without the signature
+// breaking, and calls without it keep the bytes they always had.
+constexpr char kPerTokenDomain[] = "omninode/forward-attestation/per-token/1";
 
 template <class T>
 void put_le(std::vector<uint8_t>& out, T v) {
@@ -37,7 +40,9 @@ using PkeyCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
 }  // namespace
 
 std::vector<uint8_t> ForwardAttestation::signed_bytes() const {
-  std::vector<uint8_t> out(kDomain, kDomain + sizeof kDomain);  // with its NUL: a fixed separator
+  std::vector<uint8_t> out = per_token_sums  // with its NUL: a fixed separator
+                                 ? std::vector<uint8_t>(kPerTokenDomain, kPerTokenDomain + sizeof kPerTokenDomain)
+                                 : std::vector<uint8_t>(kDomain, kDomain + sizeof kDomain);
   put_le<uint32_t>(out, static_cast<uint32_t>(model_cid_digest.size()));
   out.insert(out.end(), model_cid_digest.begin(), model_cid_digest.end());
   put_le(out, model_file_size);
@@ -106,6 +111,7 @@ Result<ForwardAttestation> read_attestation(proto::ForwardAttestation::Reader re
   a.position = reader.getPosition();
   a.n_tokens = reader.getNTokens();
   a.output_rows = reader.getOutputRows();
+  a.per_token_sums = reader.getPerTokenSums();
   auto take = [](capnp::Data::Reader from, auto& to, const char* field) -> Result<void> {
     if (from.size() != to.size())
       return Error{ErrorCode::InvalidArgument, std::string("the reply's attestation has a ") + field + " of " +

@@ -35,10 +35,12 @@ struct ForwardAttestation {
   uint32_t output_rows = 0;         // rows returned (the last ones)
   Sha256 input_sha256{};            // input_digest() of the call's input
   Sha256 output_sha256{};           // hidden_digest() of the returned rows
+  bool per_token_sums = false;      // rows summed per token (ForwardInput.perTokenSums): a re-run must too
   std::array<uint8_t, 32> public_key{};  // the signer's key: its peer id is peer_id_from_public_key
   std::array<uint8_t, 64> signature{};
 
-  // The exact bytes signed (a domain string, then every field above but the signature, fixed width).
+  // The exact bytes signed (a domain string, which per_token_sums selects, then every other field
+  // above but the signature, fixed width).
   std::vector<uint8_t> signed_bytes() const;
   std::string peer_id() const;
 };

@@ -500,6 +500,7 @@ class SessionImpl final : public proto::Session::Server {
     a.output_rows = r.rows;
     a.input_sha256 = call.input_sha256;
     a.output_sha256 = hidden_digest(request_.encoding, r.bytes);
+    a.per_token_sums = call.per_token_sums;
     if (auto s = sign_attestation(a, state_->identity); !s) throw_rpc_error(s.error());
     auto data = [](const auto& bytes) {
       return kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size());
@@ -512,6 +513,7 @@ class SessionImpl final : public proto::Session::Server {
     out.setOutputSha256(data(a.output_sha256));
     out.setPublicKey(data(a.public_key));
     out.setSignature(data(a.signature));
+    out.setPerTokenSums(a.per_token_sums);
   }
 
   // Call `me` no longer holds the session (a later call may hold it already): the oldest waiting call

@@ -32,6 +32,7 @@ json attestation_json(const net::ForwardAttestation& a) {
           {"output_rows", a.output_rows},
           {"input_sha256", hex(a.input_sha256)},
           {"output_sha256", hex(a.output_sha256)},
+          {"per_token_sums", a.per_token_sums},
           {"public_key", hex(a.public_key)},
           {"signature", hex(a.signature)}};
 }
@@ -57,6 +58,7 @@ Result<net::ForwardAttestation> attestation_from(const json& j) {
   a.position = j.at("position").get<uint64_t>();
   a.n_tokens = j.at("n_tokens").get<uint32_t>();
   a.output_rows = j.at("output_rows").get<uint32_t>();
+  a.per_token_sums = j.value("per_token_sums", false);  // absent in reports older than the flag
   for (auto r : {fixed(j, "session_nonce", a.session_nonce), fixed(j, "input_sha256", a.input_sha256),
                  fixed(j, "output_sha256", a.output_sha256), fixed(j, "public_key", a.public_key),
                  fixed(j, "signature", a.signature)})
@@ -67,7 +69,8 @@ Result<net::ForwardAttestation> attestation_from(const json& j) {
 bool same_call(const net::ForwardAttestation& a, const net::ForwardAttestation& b) {
   return a.model_cid_digest == b.model_cid_digest && a.model_file_size == b.model_file_size &&
          a.block_begin == b.block_begin && a.block_end == b.block_end && a.position == b.position &&
-         a.n_tokens == b.n_tokens && a.output_rows == b.output_rows && a.input_sha256 == b.input_sha256;
+         a.n_tokens == b.n_tokens && a.output_rows == b.output_rows && a.input_sha256 == b.input_sha256 &&
+         a.per_token_sums == b.per_token_sums;
 }
 
 }  // namespace
@@ -172,10 +175,12 @@ Result<FaultVerdict> verify_fault_report(const FaultReport& report, const model:
       if (auto d = net::decode_hidden(c.hidden, c.accused.n_tokens, n_embd, report.encoding, hidden); !d)
         return malformed("call " + std::to_string(i) + ": " + d.error().message);
     }
-    // As the node computes it (net/node_server.cpp): one row asked back is the last row alone.
+    // As the node computes it (net/node_server.cpp): one row asked back is the last row alone, and
+    // the rows are summed as the call asked (the flag is signed).
     const auto output = c.output_last == 1 ? model::Output::LastHidden : model::Output::Hidden;
+    const auto sums = c.accused.per_token_sums ? model::BatchSums::kPerToken : model::BatchSums::kAsGgml;
     std::vector<float> out;
-    if (auto f = (*session)->forward(c.tokens, hidden, output, out, pool); !f) return f.error();
+    if (auto f = (*session)->forward(c.tokens, hidden, output, out, pool, sums); !f) return f.error();
     std::vector<uint8_t> bytes;
     const size_t skip = out.size() - size_t{c.output_last} * n_embd;
     if (auto e = net::encode_hidden(std::span<const float>(out).subspan(skip), n_embd, report.encoding, bytes); !e)

@@ -21,6 +21,13 @@ struct HopInput {
   std::vector<uint8_t> hidden;  // later hops, in the session's encoding
   uint32_t rows = 0;
   uint32_t output_last = 0;
+  bool per_token = false;  // ForwardInput.perTokenSums: each row with a one-token call's bits
+};
+
+// A call of a check's plan (hop 0's input).
+struct PlannedCall {
+  std::vector<int32_t> tokens;
+  bool per_token = false;
 };
 
 struct SessionRun {
@@ -53,7 +60,10 @@ class Checker {
     if (error_) return *error_;
     SpotCheckResult result;
     std::vector<HopInput> inputs;
-    for (const auto& c : plan(history, result.own_batches)) inputs.push_back({c, {}, static_cast<uint32_t>(c.size()), 0});
+    for (auto& c : plan(history, result.own_batches)) {
+      const auto rows = static_cast<uint32_t>(c.tokens.size());
+      inputs.push_back({std::move(c.tokens), {}, rows, 0, c.per_token});
+    }
     uint32_t positions = 0;
     for (const auto& in : inputs) positions += in.rows;
     for (size_t h = 0; h < route.size(); ++h) {
@@ -147,23 +157,38 @@ class Checker {
     return a.outputs.size() == b.outputs.size() ? kSame : std::min(a.outputs.size(), b.outputs.size());
   }
 
-  // The batches the check sends (hop 0's calls): the session's calls before the last merged into
-  // as few batches as the nodes take, then the last call as it was made. `own`: the batches are the
-  // session's own calls (so the route's result is comparable).
-  std::vector<std::vector<int32_t>> plan(const std::vector<std::vector<int32_t>>& history, bool& own) const {
-    std::vector<int32_t> flat;
-    for (size_t i = 0; i + 1 < history.size(); ++i) flat.insert(flat.end(), history[i].begin(), history[i].end());
-    std::vector<std::vector<int32_t>> calls;
+  // The calls the check sends (hop 0's): the session's calls before the last, its prompt batches
+  // as they were made and its runs of one-token calls as per-token calls of up to max_batch rows
+  // (each row with the bits of a one-token call, a trip per run instead of per token), then the
+  // last call as it was made. The nodes' caches then hold the bits the route's do, so the route's
+  // result is comparable: `own`, false only when a batch over max_batch had to be cut.
+  std::vector<PlannedCall> plan(const std::vector<std::vector<int32_t>>& history, bool& own) const {
+    own = true;
     const size_t max = std::max<size_t>(2, options_.max_batch);
-    for (size_t at = 0; at < flat.size();) {
-      size_t take = std::min(max, flat.size() - at);
-      if (flat.size() - at - take == 1) take = take > 2 ? take - 1 : take + 1;  // never leave one row
-      take = std::min(take, flat.size() - at);
-      calls.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(at), flat.begin() + static_cast<std::ptrdiff_t>(at + take));
-      at += take;
+    std::vector<PlannedCall> calls;
+    PlannedCall steps{{}, true};
+    const auto flush = [&] {
+      if (!steps.tokens.empty()) calls.push_back(std::move(steps));
+      steps = PlannedCall{{}, true};
+    };
+    for (size_t i = 0; i + 1 < history.size(); ++i) {
+      const auto& call = history[i];
+      if (call.size() == 1) {
+        steps.tokens.push_back(call[0]);
+        if (steps.tokens.size() == max) flush();
+        continue;
+      }
+      flush();
+      for (size_t at = 0; at < call.size(); at += max) {
+        own = own && call.size() <= max;
+        const size_t take = std::min(max, call.size() - at);
+        calls.push_back({std::vector<int32_t>(call.begin() + static_cast<std::ptrdiff_t>(at),
+                                              call.begin() + static_cast<std::ptrdiff_t>(at + take)),
+                         false});
+      }
     }
-    calls.push_back(history.back());
-    own = calls == history;
+    flush();
+    calls.push_back({history.back(), false});
     return calls;
   }
 
@@ -239,6 +264,7 @@ class Checker {
       input_digest = net::hidden_digest(options_.encoding, in.hidden);
     }
     input.setOutputLast(in.output_last);
+    input.setPerTokenSums(in.per_token);
     return net::with_timeout(io_.provider->getTimer(), options_.call_timeout_s * kj::SECONDS, "a check call", req.send())
         .then([this, &node, &hop, &inputs, &session, peer, position, input_digest,
                c](capnp::Response<proto::Session::ForwardResults>&& response) {
@@ -250,7 +276,8 @@ class Checker {
           if (!a) net::throw_rpc_error(a.error().with_context("node " + node.address.host_port()));
           if (auto v = net::verify_attestation(*a); !v) net::throw_rpc_error(v.error());
           if (a->peer_id() != peer || a->position != position || a->input_sha256 != input_digest ||
-              a->output_rows != in.output_last || a->output_sha256 != net::hidden_digest(options_.encoding, rows))
+              a->output_rows != in.output_last || a->per_token_sums != in.per_token ||
+              a->output_sha256 != net::hidden_digest(options_.encoding, rows))
             net::throw_rpc_error(ErrorCode::InvalidArgument, "node " + node.address.host_port() +
                                                                  " signed an attestation that does not describe the call");
           session.run.outputs.push_back(std::move(rows));

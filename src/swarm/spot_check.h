@@ -6,10 +6,12 @@
 // and the next hop runs on the majority's output. The agreed output of the last hop's last call is
 // what the session's last call should have returned.
 //
-// A check replays the whole session in its own batches (the KV cache of a replay in other batch
-// shapes may differ in the last bits), so it costs the session so far once on two nodes per hop:
-// cheap for the first calls of a session, as much as the session for one late in it. Both nodes of
-// a hop run at the same time.
+// A check replays the whole session with the bits the route computed: its prompt batches as they
+// were made and its one-token calls as per-token calls (ForwardInput.perTokenSums: each row the bits
+// of a one-token call, a trip per up to max_batch rows), so the agreed output of the last call is
+// what the route's must be at any point of the session. It costs the session so far once on two
+// nodes per hop: cheap for the first calls of a session, as much as the session for one late in
+// it. Both nodes of a hop run at the same time.
 //
 // A node that fails mid-check loses its kept connection; the next check connects afresh.
 #pragma once
@@ -53,8 +55,8 @@ struct SpotCheckResult {
   std::vector<std::string> unresolved;  // hops where no majority could be formed (why, one each)
   std::vector<uint8_t> last_row;        // the agreed output of the last call's last row (encoding); empty
                                         // when a hop stayed unresolved
-  bool own_batches = false;  // the nodes ran the session's own calls, so last_row has the bits the
-                             // route's result must have (other batch shapes may differ in the last bits)
+  bool own_batches = false;  // the nodes' caches hold the route's bits, so last_row has the bits the
+                             // route's result must have (false when a call over max_batch was cut)
 };
 
 // Runs checks on a thread of its own (a kj event loop per thread: the caller's pipeline holds the

@@ -474,8 +474,8 @@ class VerifyingPipeline final : public net::Pipeline {
     return check(logits);
   }
   // A verification call's rows are summed per token (model::BatchSums::kPerToken), so a check,
-  // which replays calls as plain batches, can no longer compare its bits with the route's: from
-  // then on checks compare the replicas with each other only.
+  // which replays a call of several tokens as a prompt batch, can no longer compare its bits with
+  // the route's: from then on checks compare the replicas with each other only.
   Result<void> forward_all(std::span<const int32_t> tokens, std::vector<float>& logits) override {
     if (auto r = inner_->forward_all(tokens, logits); !r) return r;
     history_.emplace_back(tokens.begin(), tokens.end());
@@ -507,8 +507,17 @@ class VerifyingPipeline final : public net::Pipeline {
     if (options_.log) options_.log(line);
   }
 
+  // Whether to check the last call: never when some hop has no other replica (no two runs could
+  // agree: the check would cost the session's replay and prove nothing).
   bool wants_check() {
     if (verification_->route.empty()) return false;
+    for (const auto& hop : verification_->route) {
+      bool other = false;
+      for (const auto& r : verification_->replicas)
+        other = other || (r.address.peer_id != hop.node.address.peer_id && r.block_begin <= hop.block_begin &&
+                          hop.block_end <= r.block_end && !verification_->excluded.count(r.address.peer_id));
+      if (!other) return false;
+    }
     for (const auto& hop : verification_->route)
       if (verification_->matched[hop.node.address.peer_id] < options_.verify_first) return true;
     return options_.verify_rate > 0 && std::bernoulli_distribution(std::min(options_.verify_rate, 1.0))(rng_);
@@ -545,7 +554,24 @@ class VerifyingPipeline final : public net::Pipeline {
     checker().connect(std::move(nodes));
   }
 
+  // Checks the last call; when its result is rejected, runs it again on a new route and checks
+  // that result too (a new route may hold another liar), up to kMaxRedos times.
   Result<void> check(std::vector<float>& logits) {
+    for (uint32_t redo = 0;; ++redo) {
+      auto rejected = check_once(logits);
+      if (!rejected) return rejected.error();
+      if (!*rejected) return {};
+      if (redo == kMaxRedos)
+        return Error{ErrorCode::Unavailable, "the result of call " + std::to_string(history_.size()) + " was rejected by spot checks on " +
+                                                 std::to_string(kMaxRedos + 1) + " routes"};
+      if (auto r = inner_->redo_last(logits, "a node of the route returned a result its replicas outvoted"); !r)
+        return r;
+    }
+  }
+
+  // One check of the last call: true when the route's result must not stand (a node of the route
+  // was outvoted, or the result is not the one the replicas agree on).
+  Result<bool> check_once(const std::vector<float>& logits) {
     ++checks_;
     const auto started = std::chrono::steady_clock::now();
     struct Timer {  // the time the generation waited for checks, for the summary
@@ -562,7 +588,7 @@ class VerifyingPipeline final : public net::Pipeline {
     const bool own_batches = result && result->own_batches && !per_token_calls_;
     if (!result) {
       log("spot check failed: " + result.error().message);
-      return {};  // the call's own result stands: a check that cannot run proves nothing
+      return false;  // the call's own result stands: a check that cannot run proves nothing
     }
     std::set<std::string> matched(result->agreed.begin(), result->agreed.end());
     for (const auto& peer : matched) {
@@ -587,7 +613,7 @@ class VerifyingPipeline final : public net::Pipeline {
     if (own_batches && !result->last_row.empty()) {
       std::vector<float> hidden, checked;
       if (auto d = net::decode_hidden(result->last_row, 1, model_.config().n_embd, options_.encoding, hidden); !d)
-        return {};
+        return false;
       // Through the gateway's combiner when there is one: other sessions' heads use the same pool.
       Result<void> h;
       if (options_.head_combiner) {
@@ -604,9 +630,8 @@ class VerifyingPipeline final : public net::Pipeline {
         log("spot check: the route's result for call " + std::to_string(history_.size()) +
             " is not the one its replicas compute");
     }
-    if (!differs && !route_lied) return {};
     // The liar's sessions go with the route; the session is replayed on a new one, without it.
-    return inner_->redo_last(logits, "a node of the route returned a result its replicas outvoted");
+    return differs || route_lied;
   }
 
   void write_report(const FaultReport& report) {
@@ -633,6 +658,7 @@ class VerifyingPipeline final : public net::Pipeline {
   uint64_t checks_ = 0;
   double check_ms_ = 0;  // waited for checks
   bool per_token_calls_ = false;  // a forward_all was made (see there)
+  static constexpr uint32_t kMaxRedos = 3;
   std::unique_ptr<SpotChecker> checker_;  // made at the first check (or connect_ahead)
 };
 

@@ -26,6 +26,7 @@
 #include "kernels/quantize.h"
 #include "model/shapes.h"
 #include "model/synth.h"
+#include "model/tokenizer.h"
 
 namespace omni::model {
 namespace {
@@ -708,6 +709,246 @@ TEST(SynthSparse, Llama3_70BHeaderForPlanning) {
   EXPECT_EQ(data, (70553706496ull - norms - output) / 32 * 18 + output / 256 * 210 + norms * 4);
   EXPECT_EQ(get_u(f, "llama.block_count"), 80u);
   EXPECT_EQ(get_u(f, "llama.vocab_size"), 128256u);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Grown vocabularies
+
+std::string shared_vocab(const std::string& name) { return std::string(OMNI_SHARED_DIR) + "/vocab/ggml-vocab-" + name + ".gguf"; }
+
+gguf::Metadata tokenizer_keys(const std::string& path) {
+  const gguf::File f = open_or_die(path);
+  gguf::Metadata md;
+  for (const auto& e : f.metadata().entries())
+    if (e.key.rfind("tokenizer.", 0) == 0) md.set(e.key, e.value);
+  return md;
+}
+
+const std::vector<std::string>& strings_of(const gguf::Metadata& md, const std::string& key) {
+  static const std::vector<std::string> none;
+  const gguf::Value* v = md.find(key);
+  const gguf::Array* a = v ? v->as_array() : nullptr;
+  EXPECT_TRUE(a != nullptr) << key;
+  return a ? a->strings : none;
+}
+std::vector<int64_t> ints_of(const gguf::Metadata& md, const std::string& key) {
+  const gguf::Value* v = md.find(key);
+  auto ints = v && v->as_array() ? v->as_array()->to_ints() : std::nullopt;
+  EXPECT_TRUE(ints.has_value()) << key;
+  return ints.value_or(std::vector<int64_t>{});
+}
+std::vector<float> floats_of(const gguf::Metadata& md, const std::string& key) {
+  const gguf::Value* v = md.find(key);
+  auto floats = v && v->as_array() ? v->as_array()->to_floats() : std::nullopt;
+  EXPECT_TRUE(floats.has_value()) << key;
+  return floats.value_or(std::vector<float>{});
+}
+
+// The source's ordinary tokens (type normal), the pool every added token is made from.
+std::set<std::string> ordinary_texts(const gguf::Metadata& md) {
+  const auto& texts = strings_of(md, "tokenizer.ggml.tokens");
+  const auto types = ints_of(md, "tokenizer.ggml.token_type");
+  std::set<std::string> out;
+  for (size_t i = 0; i < texts.size() && i < types.size(); ++i)
+    if (types[i] == 1) out.insert(texts[i]);
+  return out;
+}
+
+// Tokens encode and decode back to the text, and the vocabulary has n tokens for the tokenizer.
+void expect_round_trips(const gguf::Metadata& md, size_t n) {
+  auto tok = Tokenizer::from_metadata(md);
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  EXPECT_EQ(tok->n_vocab(), n);
+  for (const std::string text : {"Hello world! The quick brown fox jumps over the lazy dog.",
+                                 "{\"name\": \"Ada Lovelace\", \"age\": 36, \"tags\": [\"math\", \"poetry\"]}",
+                                 "  indented\n\tcode(x) = x * 2;  // comment 12345 \xC3\xA9t\xC3\xA9"}) {
+    const auto ids = tok->encode(text, false, false);
+    auto back = tok->decode(ids);
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(*back, text);
+  }
+}
+
+// How many of the added tokens [n0, n) encoding their own text gives back alone (every 16th tried).
+// Without their merge rule (BPE) or score (SPM) the tokenizer could never form one.
+std::pair<size_t, size_t> formed_alone(const gguf::Metadata& md, size_t n0) {
+  auto tok = Tokenizer::from_metadata(md);
+  EXPECT_TRUE(tok.ok());
+  if (!tok.ok()) return {0, 0};
+  size_t formed = 0, tried = 0;
+  for (size_t id = n0; id < tok->n_vocab(); id += 16, ++tried) {
+    std::string text = tok->token_to_piece(static_cast<TokenId>(id));
+    if (tok->kind() == Tokenizer::Kind::kSentencePiece && text.rfind(' ', 0) == 0) text.erase(0, 1);
+    const auto ids = tok->encode(text, false, false);
+    formed += ids.size() == 1 && ids[0] == static_cast<TokenId>(id);
+  }
+  return {formed, tried};
+}
+
+TEST(SynthVocab, DeepseekGrownTo151936IsAConsistentBpeVocabulary) {
+  const gguf::Metadata source = tokenizer_keys(shared_vocab("deepseek-llm"));
+  const auto& src_texts = strings_of(source, "tokenizer.ggml.tokens");
+  const auto& src_merges = strings_of(source, "tokenizer.ggml.merges");
+  const size_t n0 = src_texts.size();
+  ASSERT_LT(n0, 151936u);
+  const std::set<std::string> pool = ordinary_texts(source);
+  ASSERT_GT(pool.size(), 1000u);
+
+  gguf::Metadata md = source;
+  auto n = grow_vocab(md, 151936, 1);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_EQ(*n, 151936u);
+  const auto& texts = strings_of(md, "tokenizer.ggml.tokens");
+  const auto& merges = strings_of(md, "tokenizer.ggml.merges");
+  const auto types = ints_of(md, "tokenizer.ggml.token_type");
+  ASSERT_EQ(texts.size(), 151936u);
+  ASSERT_EQ(types.size(), 151936u);
+  ASSERT_EQ(merges.size(), src_merges.size() + (151936u - n0));
+  EXPECT_TRUE(std::equal(src_texts.begin(), src_texts.end(), texts.begin()));
+  EXPECT_TRUE(std::equal(src_merges.begin(), src_merges.end(), merges.begin()));
+  const std::set<std::string> src_set(src_texts.begin(), src_texts.end());
+  for (size_t i = n0; i < texts.size(); ++i) {
+    const std::string& rule = merges[src_merges.size() + (i - n0)];
+    const size_t space = rule.find(' ');
+    ASSERT_NE(space, std::string::npos) << rule;
+    const std::string left = rule.substr(0, space), right = rule.substr(space + 1);
+    ASSERT_TRUE(pool.count(left) && pool.count(right)) << i << ": " << rule;
+    ASSERT_EQ(texts[i], left + right) << i;
+    ASSERT_NE(right.rfind("\xC4\xA0", 0), 0u) << "a word start on the right: " << rule;
+    ASSERT_EQ(types[i], 1) << i;
+    ASSERT_EQ(src_set.count(texts[i]), 0u) << "already present: " << texts[i];
+  }
+  expect_round_trips(md, 151936);
+  // The added texts are as long on average as the source's latest tenth of ordinary pieces.
+  std::vector<size_t> late;
+  for (size_t i = 0; i < n0; ++i)
+    if (types[i] == 1) late.push_back(src_texts[i].size());
+  late.erase(late.begin(), late.end() - static_cast<std::ptrdiff_t>(late.size() / 10));
+  double late_mean = 0, added_mean = 0;
+  for (size_t l : late) late_mean += static_cast<double>(l) / static_cast<double>(late.size());
+  for (size_t i = n0; i < texts.size(); ++i) added_mean += static_cast<double>(texts[i].size()) / static_cast<double>(texts.size() - n0);
+  std::printf("mean text bytes: source's last tenth %.2f, added %.2f\n", late_mean, added_mean);
+  EXPECT_NEAR(added_mean, late_mean, 0.1 * late_mean);
+  const auto [formed, tried] = formed_alone(md, n0);
+  std::printf("deepseek grown: %zu of %zu added tokens tried form from their own text\n", formed, tried);
+  EXPECT_GT(formed, tried / 10);
+
+  gguf::Metadata again = source, other = source;
+  ASSERT_TRUE(grow_vocab(again, 151936, 1).ok());
+  ASSERT_TRUE(grow_vocab(other, 151936, 2).ok());
+  EXPECT_TRUE(*again.find("tokenizer.ggml.tokens") == *md.find("tokenizer.ggml.tokens"));
+  EXPECT_TRUE(*again.find("tokenizer.ggml.merges") == *md.find("tokenizer.ggml.merges"));
+  EXPECT_FALSE(*other.find("tokenizer.ggml.tokens") == *md.find("tokenizer.ggml.tokens"));
+}
+
+TEST(SynthVocab, SpmGrowsWithLowerScoresAndJoinedPieces) {
+  const gguf::Metadata source = tokenizer_keys(shared_vocab("llama-spm"));
+  const auto& src_texts = strings_of(source, "tokenizer.ggml.tokens");
+  const auto src_scores = floats_of(source, "tokenizer.ggml.scores");
+  const size_t n0 = src_texts.size();
+  const std::set<std::string> pool = ordinary_texts(source);
+  gguf::Metadata md = source;
+  auto n = grow_vocab(md, 40000, 7);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  const auto& texts = strings_of(md, "tokenizer.ggml.tokens");
+  const auto scores = floats_of(md, "tokenizer.ggml.scores");
+  const auto types = ints_of(md, "tokenizer.ggml.token_type");
+  ASSERT_EQ(texts.size(), 40000u);
+  ASSERT_EQ(scores.size(), 40000u);
+  ASSERT_EQ(types.size(), 40000u);
+  EXPECT_TRUE(std::equal(src_texts.begin(), src_texts.end(), texts.begin()));
+  EXPECT_TRUE(std::equal(src_scores.begin(), src_scores.end(), scores.begin()));
+  const auto src_types = ints_of(source, "tokenizer.ggml.token_type");
+  float lowest = 0;  // of the ordinary pieces: the others (control, byte) never merge
+  for (size_t i = 0; i < n0; ++i)
+    if (src_types[i] == 1) lowest = std::min(lowest, src_scores[i]);
+  const std::string word_start = "\xE2\x96\x81";
+  for (size_t i = n0; i < texts.size(); ++i) {
+    EXPECT_LT(scores[i], i == n0 ? lowest : scores[i - 1]) << i;
+    EXPECT_EQ(types[i], 1) << i;
+    // Some split of the text is two ordinary source tokens, the right one not starting a word.
+    bool joined = false;
+    for (size_t cut = 1; cut < texts[i].size() && !joined; ++cut) {
+      const std::string right = texts[i].substr(cut);
+      joined = pool.count(texts[i].substr(0, cut)) && pool.count(right) && right.rfind(word_start, 0) != 0;
+    }
+    ASSERT_TRUE(joined) << i << ": " << texts[i];
+  }
+  expect_round_trips(md, 40000);
+  const auto [formed, tried] = formed_alone(md, n0);
+  std::printf("llama-spm grown: %zu of %zu added tokens tried form from their own text\n", formed, tried);
+  EXPECT_GT(formed, tried / 10);
+}
+
+TEST(SynthVocab, RefusesSizesBelowTheFileOrAbsurdAndTooFewPairs) {
+  const gguf::Metadata source = tokenizer_keys(shared_vocab("gpt-2"));
+  const size_t n0 = strings_of(source, "tokenizer.ggml.tokens").size();
+  gguf::Metadata md = source;
+  auto r = grow_vocab(md, static_cast<uint32_t>(n0 - 1), 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().message.find(std::to_string(n0)), std::string::npos) << r.error().message;
+  r = grow_vocab(md, kMaxGrownVocab + 1, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().message.find("1048576"), std::string::npos) << r.error().message;
+  r = grow_vocab(md, static_cast<uint32_t>(n0), 1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*md.find("tokenizer.ggml.tokens") == *source.find("tokenizer.ggml.tokens"));
+
+  // Two ordinary pieces make at most four new ones.
+  gguf::Metadata tiny;
+  tiny.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  tiny.set("tokenizer.ggml.tokens", gguf::Value::array(gguf::Array::of_strings({"<unk>", "a", "b"})));
+  tiny.set("tokenizer.ggml.token_type",
+           gguf::Value::array(gguf::Array::of(gguf::ValueType::INT32, std::vector<int32_t>{2, 1, 1})));
+  gguf::Metadata four = tiny;
+  ASSERT_TRUE(grow_vocab(four, 7, 1).ok());
+  EXPECT_EQ((std::set<std::string>(strings_of(four, "tokenizer.ggml.tokens").begin() + 3,
+                                   strings_of(four, "tokenizer.ggml.tokens").end())),
+            (std::set<std::string>{"aa", "ab", "ba", "bb"}));
+  r = grow_vocab(tiny, 8, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+
+  SynthOptions o = small_qwen(1, temp().file("never-grown.gguf"));
+  o.vocab_path.clear();
+  o.vocab_size = 50000;
+  auto without_file = synthesize(o);
+  ASSERT_FALSE(without_file.ok());
+  EXPECT_EQ(without_file.error().code, ErrorCode::InvalidArgument);
+  o.vocab_path = shared_vocab("gpt-2");
+  o.vocab_size = 100;
+  auto s = synthesize(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::InvalidArgument);
+  EXPECT_FALSE(fs::exists(o.out_path));
+}
+
+TEST(SynthVocab, GrownModelHasMatchingMatricesAndSameBytesTwice) {
+  SynthOptions o;
+  o.shape = "custom:arch=qwen2,layers=1,embd=64,heads=2,kv_heads=1,ff=128,vocab=4096";
+  o.mix = Mix::Q8_0;
+  o.seed = 3;
+  o.vocab_path = shared_vocab("deepseek-llm");
+  o.vocab_size = 110000;
+  o.out_path = temp().file("grown-a.gguf");
+  auto a = synthesize(o);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->n_vocab, 110000u);
+  EXPECT_EQ(a->vocab_grown_from, 102400u);
+  o.out_path = temp().file("grown-b.gguf");
+  o.threads = 1;
+  ASSERT_TRUE(synthesize(o).ok());
+  EXPECT_TRUE(read_all(temp().file("grown-a.gguf")) == read_all(temp().file("grown-b.gguf")));
+
+  const gguf::File f = open_or_die(temp().file("grown-a.gguf"));
+  EXPECT_EQ(f.find_tensor("token_embd.weight")->shape[1], 110000u);
+  EXPECT_EQ(f.find_tensor("output.weight")->shape[1], 110000u);
+  gguf::Metadata md;
+  for (const auto& e : f.metadata().entries())
+    if (e.key.rfind("tokenizer.", 0) == 0) md.set(e.key, e.value);
+  expect_round_trips(md, 110000);
 }
 
 // ------------------------------------------------------------------------------------------------
