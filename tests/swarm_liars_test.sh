@@ -25,7 +25,7 @@ for i in 1 2 3; do
   start_node "a$i" "$model" 0:2 "${swarm[@]}" "${limits[@]}"
   start_node "b$i" "$model" 2:4 "${swarm[@]}" "${limits[@]}"
 done
-start_liar() {  # NAME MODE BLOCKS
+start_liar() {  # NAME MODE BLOCKS: sets LIAR_ID
   : >"$tmp/$1.log"
   "$liar_node" --lie "$2" -m "$model" --blocks "$3" --listen 127.0.0.1:0 --data-dir "$tmp/$1" --bootstrap "$boot" \
     >"$tmp/$1.log" 2>&1 &
@@ -37,10 +37,13 @@ start_liar() {  # NAME MODE BLOCKS
     sleep 0.05
   done
   [ -n "$addr" ] || fail "liar $1 did not start: $(cat "$tmp/$1.log")"
-  echo "$addr"
+  LIAR_ID=$addr
 }
-always=$(start_liar always always 0:2)
-one_in_20=$(start_liar every20 every:20 2:4)
+# Not in $(...): the liar's pid must reach node_pids in this shell, for cleanup_nodes to kill it.
+start_liar always always 0:2
+always=$LIAR_ID
+start_liar every20 every:20 2:4
+one_in_20=$LIAR_ID
 echo "liars: always $always (blocks 0:2), 1 in 20 $one_in_20 (blocks 2:4)"
 
 prompt="Once upon a time, in a small village"
