@@ -21,6 +21,7 @@
 #include <kj/async.h>
 #include <kj/function.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -82,10 +83,9 @@ class ComputeWorker {
   template <class T>
   kj::Promise<T> run_in_steps(const std::string& client, uint64_t total, uint64_t first, kj::Function<uint64_t()> step,
                               kj::Function<T()> finish) {
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
-    push(client, total, first, kj::mv(step), nullptr,
-         [finish = kj::mv(finish), fulfiller = kj::mv(paf.fulfiller)]() mutable { fulfiller->fulfill(finish()); });
-    return kj::mv(paf.promise);
+    return hand_over<T>(kj::mv(finish), [&](kj::Function<void()> done) {
+      push(client, total, first, kj::mv(step), nullptr, kj::mv(done));
+    });
   }
 
   // A job of `total` cost whose steps (the first costs `first`) may share passes with other jobs'
@@ -93,10 +93,9 @@ class ComputeWorker {
   template <class T>
   kj::Promise<T> run_batched(const std::string& client, uint64_t total, uint64_t first, std::shared_ptr<BatchStep> step,
                              kj::Function<T()> finish) {
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
-    push(client, total, first, kj::Function<uint64_t()>(), kj::mv(step),
-         [finish = kj::mv(finish), fulfiller = kj::mv(paf.fulfiller)]() mutable { fulfiller->fulfill(finish()); });
-    return kj::mv(paf.promise);
+    return hand_over<T>(kj::mv(finish), [&](kj::Function<void()> done) {
+      push(client, total, first, kj::Function<uint64_t()>(), kj::mv(step), kj::mv(done));
+    });
   }
 
   // Work accepted and not yet done (the running job included): jobs, and their cost not yet run,
@@ -106,6 +105,25 @@ class ComputeWorker {
   uint64_t outstanding_cost(const std::string& client) const;
 
  private:
+  // The promise of finish()'s value, fulfilled on the worker thread by the function `queue` is given.
+  // kj's cross-thread fulfiller orders the worker's writes before the caller's reads with a futex
+  // ThreadSanitizer cannot see; the release/acquire pair on `handed` states that order in a form
+  // it can (the job's state, written on the worker thread, is read on the caller's after this).
+  template <class T, class Queue>
+  kj::Promise<T> hand_over(kj::Function<T()> finish, Queue&& queue) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+    auto handed = std::make_shared<std::atomic<bool>>(false);
+    queue([finish = kj::mv(finish), fulfiller = kj::mv(paf.fulfiller), handed]() mutable {
+      T value = finish();
+      handed->store(true, std::memory_order_release);
+      fulfiller->fulfill(kj::mv(value));
+    });
+    return paf.promise.then([handed](T value) {
+      (void)handed->load(std::memory_order_acquire);
+      return value;
+    });
+  }
+
   struct Job {
     std::string client;
     uint64_t cost;                    // of this step
