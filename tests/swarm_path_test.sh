@@ -41,6 +41,9 @@ trap cleanup EXIT
 for ns in $all; do ip netns add "$tag$ns" || { echo "SKIP: cannot create network namespaces here"; exit 77; }; done
 for ns in $all; do ip -n "$tag$ns" link set lo up; done
 nsx() { local ns=$1; shift; ip netns exec "$tag$ns" "$@"; }
+# In the background: the process itself (ip execs it), so that $! is its pid and cleanup kills it
+# (a function run with & is a subshell whose death left the node running).
+nsx_bg() { local ns=$1; shift; exec ip netns exec "$tag$ns" "$@"; }
 
 # link NS1 ADDR1 NS2 ADDR2: a veth pair between two namespaces (ADDR with its prefix, or "-").
 n=0
@@ -78,16 +81,16 @@ ip -n "${tag}r2" addr add 10.216.0.4/32 dev lo
 ip -n "${tag}c" route add 10.216.0.4/32 via 10.216.3.2 table 100
 ip -n "${tag}c" rule add to 10.216.0.4 ipproto tcp dport $port table 100
 
-nsx r "$linkemu" --listen 10.216.0.3:$port --target 10.216.2.3:$port --delay-ms "$delay" >"$tmp/r.log" 2>&1 &
+nsx_bg r "$linkemu" --listen 10.216.0.3:$port --target 10.216.2.3:$port --delay-ms "$delay" >"$tmp/r.log" 2>&1 &
 node_pids+=($!)
-nsx r2 "$linkemu" --listen 10.216.0.4:$port --target 10.216.4.4:$port --delay-ms 10 >"$tmp/r2.log" 2>&1 &
+nsx_bg r2 "$linkemu" --listen 10.216.0.4:$port --target 10.216.4.4:$port --delay-ms 10 >"$tmp/r2.log" 2>&1 &
 node_pids+=($!)
-nsx c "$omni" node --bootstrap-only --listen 10.216.0.1:4222 >"$tmp/boot.log" 2>&1 &
+nsx_bg c "$omni" node --bootstrap-only --listen 10.216.0.1:4222 >"$tmp/boot.log" 2>&1 &
 node_pids+=($!)
 
 declare -A peer
 start() {  # start NAME HOST BLOCKS
-  nsx "$1" "$omni" node -m "$model" --blocks "$3" --listen 0.0.0.0:$port --announce-host "$2" \
+  nsx_bg "$1" "$omni" node -m "$model" --blocks "$3" --listen 0.0.0.0:$port --announce-host "$2" \
     --bootstrap 10.216.0.1:4222 --announce-interval 2 --record-ttl 10 --data-dir "$tmp/$1" -t 1 >"$tmp/$1.log" 2>&1 &
   node_pids+=($!)
   local pid=$!
