@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "swarm/replay_plan.h"
+
 namespace omni::swarm {
 namespace {
 
@@ -147,34 +149,16 @@ Result<void> FailoverPipeline::open_and_replay(double& replay_s) {
   if (!inner) return inner.error();
   const auto started = Clock::now();
   std::vector<float> scratch;
-  const size_t limit = std::max<size_t>((*inner)->max_batch(), 1);
-  // Generation steps (one-token calls) and verification calls (rows summed per token) leave the
-  // bits of one-token calls: consecutive ones go as one replay_steps() call of up to `limit`.
-  std::vector<int32_t> steps;
-  const auto flush = [&]() -> Result<void> {
-    if (steps.empty()) return {};
-    auto r = (*inner)->replay_steps(steps);
-    steps.clear();
-    return r;
-  };
-  for (const Call& kept : history_) {
-    if (kept.all_rows || kept.tokens.size() == 1) {
-      for (int32_t t : kept.tokens) {
-        steps.push_back(t);
-        if (steps.size() == limit)
-          if (auto r = flush(); !r) return r.error().with_context("replay");
-      }
-      continue;
-    }
-    if (auto r = flush(); !r) return r.error().with_context("replay");
-    // A new chain with a smaller batch limit gets the call in pieces (then bit-equality is not
-    // guaranteed, but the session survives).
-    for (size_t i = 0; i < kept.tokens.size(); i += limit) {
-      std::span<const int32_t> piece(kept.tokens.data() + i, std::min(limit, kept.tokens.size() - i));
-      if (auto r = (*inner)->forward(piece, scratch); !r) return r.error().with_context("replay");
-    }
+  // Verification calls (forward_all) have rows summed per token. A new chain with a smaller batch
+  // limit gets a prompt batch in pieces (then bit-equality is not guaranteed, but the session
+  // survives).
+  std::vector<KeptCall> kept;
+  kept.reserve(history_.size());
+  for (const Call& c : history_) kept.push_back({c.tokens, c.all_rows});
+  for (const ReplayCall& c : plan_replay(kept, (*inner)->max_batch())) {
+    auto r = c.per_token ? (*inner)->replay_steps(c.tokens) : (*inner)->forward(c.tokens, scratch);
+    if (!r) return r.error().with_context("replay");
   }
-  if (auto r = flush(); !r) return r.error().with_context("replay");
   replay_s = seconds_since(started);
   inner_ = std::move(*inner);
   return {};

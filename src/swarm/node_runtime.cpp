@@ -245,8 +245,6 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::start(NodeRuntimeOptions optio
   } else {
     node.model_path = o.model;
     node.model_identity = rt->model_identity_;
-    const uint32_t n_layer = probe->config().n_layer;
-    if (node.block_end > n_layer) return blocks_beyond(*o.blocks, n_layer, o.model);
     if (o.share) {
       auto report = store::shard_model(o.model, *prepared->blobs);
       if (!report) return report.error();

@@ -12,6 +12,7 @@
 #include "net/forward_attestation.h"
 #include "net/node_connection.h"
 #include "net/tls.h"
+#include "swarm/replay_plan.h"
 
 namespace omni::swarm {
 namespace {
@@ -24,11 +25,6 @@ struct HopInput {
   bool per_token = false;  // ForwardInput.perTokenSums: each row with a one-token call's bits
 };
 
-// A call of a check's plan (hop 0's input).
-struct PlannedCall {
-  std::vector<int32_t> tokens;
-  bool per_token = false;
-};
 
 struct SessionRun {
   std::vector<std::vector<uint8_t>> outputs;
@@ -157,37 +153,17 @@ class Checker {
     return a.outputs.size() == b.outputs.size() ? kSame : std::min(a.outputs.size(), b.outputs.size());
   }
 
-  // The calls the check sends (hop 0's): the session's calls before the last, its prompt batches
-  // as they were made and its runs of one-token calls as per-token calls of up to max_batch rows
-  // (each row with the bits of a one-token call, a trip per run instead of per token), then the
-  // last call as it was made. The nodes' caches then hold the bits the route's do, so the route's
-  // result is comparable: `own`, false only when a batch over max_batch had to be cut.
-  std::vector<PlannedCall> plan(const std::vector<std::vector<int32_t>>& history, bool& own) const {
-    own = true;
-    const size_t max = std::max<size_t>(2, options_.max_batch);
-    std::vector<PlannedCall> calls;
-    PlannedCall steps{{}, true};
-    const auto flush = [&] {
-      if (!steps.tokens.empty()) calls.push_back(std::move(steps));
-      steps = PlannedCall{{}, true};
-    };
-    for (size_t i = 0; i + 1 < history.size(); ++i) {
-      const auto& call = history[i];
-      if (call.size() == 1) {
-        steps.tokens.push_back(call[0]);
-        if (steps.tokens.size() == max) flush();
-        continue;
-      }
-      flush();
-      for (size_t at = 0; at < call.size(); at += max) {
-        own = own && call.size() <= max;
-        const size_t take = std::min(max, call.size() - at);
-        calls.push_back({std::vector<int32_t>(call.begin() + static_cast<std::ptrdiff_t>(at),
-                                              call.begin() + static_cast<std::ptrdiff_t>(at + take)),
-                         false});
-      }
-    }
-    flush();
+  // The calls the check sends (hop 0's): the session's calls before the last as plan_replay sends
+  // them (replay_plan.h: its one-token calls as per-token calls, a trip per max_batch rows), then
+  // the last call as it was made. The nodes' caches then hold the bits the route's do, so the
+  // route's result is comparable: `own`, false only when a batch over max_batch had to be cut.
+  std::vector<ReplayCall> plan(const std::vector<std::vector<int32_t>>& history, bool& own) const {
+    std::vector<KeptCall> kept;
+    kept.reserve(history.size());
+    for (size_t i = 0; i + 1 < history.size(); ++i) kept.push_back({history[i], false});
+    bool cut = false;
+    auto calls = plan_replay(kept, std::max<size_t>(2, options_.max_batch), &cut);
+    own = !cut;
     calls.push_back({history.back(), false});
     return calls;
   }
