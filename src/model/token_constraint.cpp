@@ -76,7 +76,10 @@ ConstrainedGrammar::Stats ConstrainedGrammar::stats() const {
 }
 
 std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::cached(const GrammarState& state) const {
-  const std::string key = state.key();
+  return cached_at(state.key());
+}
+
+std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::cached_at(const std::string& key) const {
   std::lock_guard lock(mutex_);
   auto it = cache_.find(key);
   if (it == cache_.end()) return nullptr;
@@ -86,8 +89,8 @@ std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::cached(const
 }
 
 std::shared_ptr<const ConstrainedGrammar::Mask> ConstrainedGrammar::mask(const GrammarState& state) const {
-  if (auto hit = cached(state)) return hit;
   std::string key = state.key();
+  if (auto hit = cached_at(key)) return hit;
   {
     std::lock_guard lock(mutex_);
     ++stats_.misses;

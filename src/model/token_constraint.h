@@ -83,6 +83,7 @@ class ConstrainedGrammar {
   Stats stats() const;
 
  private:
+  std::shared_ptr<const Mask> cached_at(const std::string& key) const;  // cached() by the state's key
   std::shared_ptr<const Mask> compute(const GrammarState& state) const;
   // The walk's transitions, learnt lazily and kept (a DFA over the states met so far): the trie
   // walk of a state that admits most tokens meets few distinct states (inside a string, the state
